@@ -1,0 +1,58 @@
+"""The ``seriesclassifier`` command line: a thin face on the engine.
+
+Each sub-command lives in ``commands/<name>.py`` with ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; they are imported only
+when used, so ``seriesclassifier --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> one-line help; the module is commands/<name>.py
+COMMANDS = {
+    "synth": "generate simulated brain MRI studies as DICOM",
+    "classify": "classify every series under a folder or Slicer DICOM database",
+    "evaluate": "score predictions or models against reference labels",
+    "demo": "generate a small study and classify it",
+    "label": "record a correction for one series",
+    "review": "review predictions in the terminal and correct them",
+    "export": "export labels (CSV, JSON, BIDS mapping, dcm2bids/heudiconv config)",
+    "report": "write a self-contained HTML contact sheet",
+    "train": "train or fine-tune models on labelled series",
+}
+
+
+def _load(name: str):
+    return importlib.import_module(f"{__package__}.commands.{name}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seriesclassifier", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == only:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(only=command)
+    args = parser.parse_args(argv)
+    if command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_load(command).run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

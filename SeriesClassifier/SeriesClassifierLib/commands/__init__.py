@@ -1,0 +1,1 @@
+"""One module per ``seriesclassifier`` sub-command (see ``cli.py``)."""

@@ -1,0 +1,78 @@
+"""What the models say about one series, and what the store and exports read.
+
+Plain dataclasses with a JSON round trip, so the Slicer worker can stream them
+one line per series and the label store can keep them as they were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TaskPrediction:
+    """One task's answer: the label, its probability, the full distribution."""
+
+    label: str
+    probability: float
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+
+    @classmethod
+    def from_probabilities(cls, probabilities: dict[str, float]) -> TaskPrediction:
+        label, p = max(probabilities.items(), key=lambda kv: kv[1])
+        return cls(label=label, probability=float(p), probabilities={k: float(v) for k, v in probabilities.items()})
+
+
+@dataclass
+class ModelOutput:
+    """What one model (forest, cnn) said, before the ensemble."""
+
+    model: str
+    sequence: TaskPrediction | None = None
+    orientation: TaskPrediction | None = None
+    attributes: dict[str, TaskPrediction] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass
+class SeriesPrediction:
+    series_uid: str
+    study_uid: str = ""
+    patient_id: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    n_images: int = 0
+    sequence: TaskPrediction | None = None
+    orientation: TaskPrediction | None = None
+    attributes: dict[str, TaskPrediction] = field(default_factory=dict)
+    needs_review: bool = False
+    reasons: list[str] = field(default_factory=list)
+    models: dict[str, ModelOutput] = field(default_factory=dict)
+    slice_profile: list[dict[str, float]] | None = None  # per sampled slice: label → probability
+    model_version: str = ""
+    error: str | None = None  # set when the series could not be classified; the rest still ran
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SeriesPrediction:
+        d = dict(d)
+        for key in ("sequence", "orientation"):
+            if d.get(key) is not None:
+                d[key] = TaskPrediction(**d[key])
+        d["attributes"] = {k: TaskPrediction(**v) for k, v in (d.get("attributes") or {}).items()}
+        models = {}
+        for name, m in (d.get("models") or {}).items():
+            m = dict(m)
+            for key in ("sequence", "orientation"):
+                if m.get(key) is not None:
+                    m[key] = TaskPrediction(**m[key])
+            m["attributes"] = {k: TaskPrediction(**v) for k, v in (m.get("attributes") or {}).items()}
+            models[name] = ModelOutput(**m)
+        d["models"] = models
+        return cls(**d)

@@ -1,0 +1,60 @@
+"""What passes from a source to the models: one series, its files and headers.
+
+A source yields ``SeriesRef`` (grouping only, nothing read but what grouping
+needs); header reading turns each into a ``Series``. Models read ``Series``;
+they never go back to the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class SeriesRef:
+    """The files of one series as a source lists them."""
+
+    series_uid: str
+    files: list[Path]
+    study_uid: str = ""
+    patient_id: str = ""
+    source: str = ""  # the folder or database this came from, for messages
+
+
+@dataclass
+class Geometry:
+    """Image plane geometry of a series, in DICOM patient coordinates (LPS, mm)."""
+
+    rows: int
+    columns: int
+    pixel_spacing: tuple[float, float]  # (row spacing, column spacing)
+    orientations: list[tuple[float, ...]]  # distinct ImageOrientationPatient (6 values each)
+    positions: list[tuple[float, float, float]]  # ImagePositionPatient per slice, sorted along the normal
+    slice_thickness: float | None = None
+    spacing_between_slices: float | None = None
+
+
+@dataclass
+class Series:
+    """One series after header reading: what the models and the exports need."""
+
+    series_uid: str
+    study_uid: str
+    files: list[Path]
+    patient_id: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    modality: str = ""
+    n_images: int = 0  # files
+    n_frames: int = 0  # image frames over all files (multi-frame, mosaic tiles counted once per file)
+    header: dict[str, Any] = field(default_factory=dict)  # normalised header values by keyword
+    geometry: Geometry | None = None
+    orientation: str | None = None  # from geometry, a vocabulary code
+    skip_reason: str | None = None  # set when this is not something we classify (SR, PR, …)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> bool:
+        return self.skip_reason is not None

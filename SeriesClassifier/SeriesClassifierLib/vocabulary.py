@@ -1,0 +1,134 @@
+"""The class vocabulary: the one contract shared by models, UI and exports.
+
+Read from ``Resources/vocabulary.json``; no code repeats the class list. A site
+may extend the vocabulary with its own file (same format).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from .resources import resource_path
+
+
+@dataclass(frozen=True)
+class BidsMapping:
+    datatype: str
+    suffix: str
+    entities: dict[str, str] = field(default_factory=dict)
+    derived: bool = False
+
+
+@dataclass(frozen=True)
+class SequenceClass:
+    code: str
+    name: str
+    description: str
+    acquisition: str | None  # typical acquisition, "2D"/"3D", None when either
+    contrast: str | None  # "PRE"/"POST" when the class implies it
+    bids: BidsMapping | None
+
+
+@dataclass(frozen=True)
+class OrientationClass:
+    code: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Attribute:
+    code: str
+    name: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    version: str
+    sequences: tuple[SequenceClass, ...]
+    orientations: tuple[OrientationClass, ...]
+    attributes: tuple[Attribute, ...]
+    oblique_threshold_degrees: float
+
+    @property
+    def sequence_codes(self) -> list[str]:
+        return [s.code for s in self.sequences]
+
+    @property
+    def orientation_codes(self) -> list[str]:
+        return [o.code for o in self.orientations]
+
+    @property
+    def attribute_codes(self) -> list[str]:
+        return [a.code for a in self.attributes]
+
+    def sequence(self, code: str) -> SequenceClass:
+        for s in self.sequences:
+            if s.code == code:
+                return s
+        raise KeyError(f"unknown sequence code {code!r}; valid codes: {', '.join(self.sequence_codes)}")
+
+    def attribute(self, code: str) -> Attribute:
+        for a in self.attributes:
+            if a.code == code:
+                return a
+        raise KeyError(f"unknown attribute {code!r}; valid: {', '.join(self.attribute_codes)}")
+
+    def check_sequence(self, code: str) -> str:
+        """Return the code if valid; raise ValueError listing the valid codes otherwise."""
+        if code not in self.sequence_codes:
+            raise ValueError(f"unknown sequence code {code!r}; valid codes: {', '.join(self.sequence_codes)}")
+        return code
+
+    def check_orientation(self, code: str) -> str:
+        if code not in self.orientation_codes:
+            raise ValueError(
+                f"unknown orientation code {code!r}; valid codes: {', '.join(self.orientation_codes)}"
+            )
+        return code
+
+
+def _parse(data: dict) -> Vocabulary:
+    sequences = []
+    for s in data["sequence"]:
+        bids = s.get("bids")
+        mapping = (
+            BidsMapping(bids["datatype"], bids["suffix"], dict(bids.get("entities", {})), bool(bids.get("derived")))
+            if bids
+            else None
+        )
+        sequences.append(
+            SequenceClass(
+                s["code"], s["name"], s.get("description", ""), s.get("acquisition"), s.get("contrast"), mapping
+            )
+        )
+    orientations = [OrientationClass(o["code"], o["name"], o.get("description", "")) for o in data["orientation"]]
+    attributes = [Attribute(a["code"], a["name"], tuple(a["values"])) for a in data["attributes"]]
+    codes = [s.code for s in sequences]
+    if len(set(codes)) != len(codes):
+        raise ValueError("vocabulary has duplicate sequence codes")
+    return Vocabulary(
+        version=str(data.get("version", "0")),
+        sequences=tuple(sequences),
+        orientations=tuple(orientations),
+        attributes=tuple(attributes),
+        oblique_threshold_degrees=float(data.get("oblique_threshold_degrees", 20.0)),
+    )
+
+
+def load_vocabulary(path: str | Path | None = None) -> Vocabulary:
+    """Load a vocabulary file; the bundled one when ``path`` is None."""
+    if path is None:
+        return _bundled()
+    with open(path, encoding="utf-8") as f:
+        return _parse(json.load(f))
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> Vocabulary:
+    with open(resource_path("vocabulary.json"), encoding="utf-8") as f:
+        return _parse(json.load(f))
