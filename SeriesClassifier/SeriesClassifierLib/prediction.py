@@ -36,6 +36,7 @@ class ModelOutput:
     orientation: TaskPrediction | None = None
     attributes: dict[str, TaskPrediction] = field(default_factory=dict)
     reason: str = ""
+    slice_profile: list[dict[str, float]] | None = None  # per sampled slice: sequence label -> probability
 
 
 @dataclass
