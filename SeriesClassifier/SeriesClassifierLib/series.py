@@ -13,6 +13,22 @@ from typing import Any
 
 
 @dataclass
+class InstanceInfo:
+    """What a source learnt about one file while grouping (cheap tags only).
+
+    A folder source has to open every file to find its series anyway, so it keeps
+    the few geometry tags it read on the way; header reading then needs no second
+    pass over the files. A database source leaves these empty.
+    """
+
+    path: Path
+    sop_instance_uid: str = ""
+    instance_number: int | None = None
+    position: tuple[float, float, float] | None = None  # ImagePositionPatient
+    orientation: tuple[float, ...] | None = None  # ImageOrientationPatient (6)
+
+
+@dataclass
 class SeriesRef:
     """The files of one series as a source lists them."""
 
@@ -21,6 +37,9 @@ class SeriesRef:
     study_uid: str = ""
     patient_id: str = ""
     source: str = ""  # the folder or database this came from, for messages
+    series_description: str = ""  # when the source knows it without reading files
+    instances: list[InstanceInfo] = field(default_factory=list)  # per file, when the source read them
+    missing: list[Path] = field(default_factory=list)  # files the source lists but that are gone
 
 
 @dataclass

@@ -1,0 +1,362 @@
+"""Where series come from: a folder tree of DICOM files, or a Slicer DICOM database.
+
+Both give ``SeriesRef`` (the files of one SeriesInstanceUID). The unit is the DICOM
+series as the scanner wrote it: a series is never split by b-value, echo, time point
+or plane. A 3-plane localizer stays one series (its orientation is MIXED), a DWI
+series with b0 and b1000 stays one DWI series. That is what a user sees in a PACS or
+in Slicer's DICOM browser and what a correction refers to.
+
+Slicer databases are read through anything that behaves like ``slicer.dicomDatabase``
+(see ``DicomDatabaseLike``); outside Slicer, ``SqliteDicomDatabase`` reads the same
+``ctkDICOM.sql`` file directly (read-only; CTK schema 0.7 and 0.8).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+from pydicom.filereader import read_partial
+from pydicom.tag import Tag
+
+from .series import InstanceInfo, SeriesRef
+
+log = logging.getLogger(__name__)
+
+DATABASE_FILENAME = "ctkDICOM.sql"
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+# Everything grouping needs sits before (0020,0052): reading stops there, which skips the
+# large private blocks (Siemens CSA, GE, Philips) and per-frame functional groups.
+_GROUPING_LAST_TAG = Tag(0x0020, 0x0037)
+_GROUPING_TAGS = [
+    Tag(0x0008, 0x0016),  # SOPClassUID
+    Tag(0x0008, 0x0018),  # SOPInstanceUID
+    Tag(0x0008, 0x0060),  # Modality
+    Tag(0x0008, 0x103E),  # SeriesDescription
+    Tag(0x0010, 0x0020),  # PatientID
+    Tag(0x0020, 0x000D),  # StudyInstanceUID
+    Tag(0x0020, 0x000E),  # SeriesInstanceUID
+    Tag(0x0020, 0x0013),  # InstanceNumber
+    Tag(0x0020, 0x0032),  # ImagePositionPatient
+    Tag(0x0020, 0x0037),  # ImageOrientationPatient
+]
+
+
+class NotDicomError(ValueError):
+    """The file is not a DICOM file (or nothing usable could be read from it)."""
+
+
+def _stop_after_grouping(tag, vr, length) -> bool:
+    return tag > _GROUPING_LAST_TAG
+
+
+def _floats(value, n: int) -> tuple[float, ...] | None:
+    try:
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return values if len(values) == n else None
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """True when the file has the DICOM preamble ('DICM' at byte 128)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def read_grouping_tags(path: Path) -> tuple[dict, InstanceInfo]:
+    """Read the few tags that group a file into its series, stopping early.
+
+    Returns (values by keyword, InstanceInfo). Raises NotDicomError for files that are
+    not DICOM, OSError/other exceptions for unreadable or corrupt DICOM.
+    """
+    has_preamble = looks_like_dicom(path)
+    with open(path, "rb") as fp:
+        # Files without the preamble are only accepted when they parse to something with UIDs.
+        ds = read_partial(fp, stop_when=_stop_after_grouping, force=not has_preamble, specific_tags=_GROUPING_TAGS)
+    meta_class = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "") or "")
+    values = {
+        "SOPClassUID": str(ds.get("SOPClassUID", "") or meta_class),
+        "SOPInstanceUID": str(ds.get("SOPInstanceUID", "") or ""),
+        "Modality": str(ds.get("Modality", "") or ""),
+        "SeriesDescription": str(ds.get("SeriesDescription", "") or ""),
+        "PatientID": str(ds.get("PatientID", "") or ""),
+        "StudyInstanceUID": str(ds.get("StudyInstanceUID", "") or ""),
+        "SeriesInstanceUID": str(ds.get("SeriesInstanceUID", "") or ""),
+    }
+    if not has_preamble and not (values["SeriesInstanceUID"] or values["SOPClassUID"]):
+        raise NotDicomError(f"{path}: not a DICOM file")
+    info = InstanceInfo(
+        path=Path(path),
+        sop_instance_uid=values["SOPInstanceUID"],
+        instance_number=_int_or_none(ds.get("InstanceNumber")),
+        position=_floats(ds.get("ImagePositionPatient"), 3),
+        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+    )
+    return values, info
+
+
+class FolderSource:
+    """Every DICOM series under a folder (any layout, mixed studies, non-DICOM files beside them).
+
+    Zero-byte files, non-DICOM files and DICOMDIR files are passed over silently (counted in
+    ``ignored``); DICOM files that cannot be read are listed in ``problems`` with the reason.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.problems: list[str] = []
+        self.ignored: int = 0
+
+    def _files(self) -> Iterator[Path]:
+        if self.root.is_file():
+            yield self.root
+            return
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                yield Path(dirpath) / name
+
+    def __iter__(self) -> Iterator[SeriesRef]:
+        if not self.root.exists():
+            raise FileNotFoundError(f"{self.root}: no such file or folder")
+        refs: dict[str, SeriesRef] = {}
+        seen_sops: set[str] = set()
+        for path in self._files():
+            try:
+                if path.stat().st_size == 0 or path.name.upper() == "DICOMDIR":
+                    self.ignored += 1
+                    continue
+                values, info = read_grouping_tags(path)
+            except NotDicomError:
+                self.ignored += 1
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
+                if looks_like_dicom(path):
+                    self.problems.append(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})")
+                    log.warning(self.problems[-1])
+                else:
+                    self.ignored += 1
+                continue
+            if values["SOPClassUID"] == DICOMDIR_SOP_CLASS:
+                self.ignored += 1
+                continue
+            uid = values["SeriesInstanceUID"]
+            if not uid:
+                self.problems.append(f"{path}: DICOM file without SeriesInstanceUID, not grouped")
+                log.warning(self.problems[-1])
+                continue
+            sop = values["SOPInstanceUID"]
+            if sop and sop in seen_sops:
+                continue  # the same instance copied twice would count double
+            if sop:
+                seen_sops.add(sop)
+            ref = refs.get(uid)
+            if ref is None:
+                ref = refs[uid] = SeriesRef(
+                    series_uid=uid,
+                    files=[],
+                    study_uid=values["StudyInstanceUID"],
+                    patient_id=values["PatientID"],
+                    source=str(self.root),
+                    series_description=values["SeriesDescription"],
+                )
+            ref.files.append(path)
+            ref.instances.append(info)
+        yield from refs.values()
+
+
+class DicomDatabaseLike(Protocol):
+    """The part of ``ctkDICOMDatabase`` (``slicer.dicomDatabase``) this engine uses.
+
+    Inside Slicer, pass ``slicer.dicomDatabase`` itself to ``DicomDatabaseSource``.
+    Patients, studies and series are given as strings (patient UID, StudyInstanceUID,
+    SeriesInstanceUID); ``filesForSeries`` returns file paths (absolute in Slicer).
+    """
+
+    def patients(self) -> list[str]: ...
+
+    def studiesForPatient(self, patient: str) -> list[str]: ...  # noqa: N802 - CTK's name
+
+    def seriesForStudy(self, study: str) -> list[str]: ...  # noqa: N802
+
+    def filesForSeries(self, series: str) -> list[str]: ...  # noqa: N802
+
+
+class SqliteDicomDatabase:
+    """A Slicer/CTK DICOM database read straight from its ``ctkDICOM.sql`` (read-only).
+
+    Implements ``DicomDatabaseLike``. Relative ``Filename``s are relative to the database
+    folder; schema 0.8 may leave ``Filename`` empty and give a ``file://`` URL instead.
+    Anything else that is not a local file is reported by ``unreachable``.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        directory = Path(directory)
+        if directory.name == DATABASE_FILENAME:
+            directory = directory.parent
+        self.directory = directory
+        self.path = directory / DATABASE_FILENAME
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{directory}: no {DATABASE_FILENAME} here, not a Slicer DICOM database")
+        # mode=ro: never change (or lock for writing) a user's database, even while Slicer has it open.
+        self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        columns = {row[1] for row in self._con.execute("PRAGMA table_info(Images)")}
+        if not {"Filename", "SeriesInstanceUID"} <= columns:
+            raise ValueError(f"{self.path}: table Images lacks Filename/SeriesInstanceUID, not a CTK DICOM database")
+        self.has_url = "URL" in columns
+        self.schema_version = self._schema_version()
+        self.unreachable: dict[str, list[str]] = {}  # series uid -> entries that name no local file
+
+    def _schema_version(self) -> str:
+        try:
+            row = self._con.execute("SELECT Version FROM SchemaInfo").fetchone()
+        except sqlite3.DatabaseError:
+            return ""
+        return str(row[0]) if row else ""
+
+    def close(self) -> None:
+        self._con.close()
+
+    def patients(self) -> list[str]:
+        return [str(r[0]) for r in self._con.execute("SELECT UID FROM Patients ORDER BY UID")]
+
+    def studiesForPatient(self, patient: str) -> list[str]:  # noqa: N802
+        rows = self._con.execute(
+            "SELECT StudyInstanceUID FROM Studies WHERE PatientsUID = ? ORDER BY StudyDate, StudyTime", (patient,)
+        )
+        return [r[0] for r in rows]
+
+    def seriesForStudy(self, study: str) -> list[str]:  # noqa: N802
+        rows = self._con.execute(
+            "SELECT SeriesInstanceUID FROM Series WHERE StudyInstanceUID = ? ORDER BY SeriesNumber", (study,)
+        )
+        return [r[0] for r in rows]
+
+    def orphan_series(self) -> list[str]:
+        """Series that have images but no Series/Study row (half-indexed databases)."""
+        rows = self._con.execute(
+            "SELECT DISTINCT i.SeriesInstanceUID FROM Images i LEFT JOIN Series s "
+            "ON i.SeriesInstanceUID = s.SeriesInstanceUID LEFT JOIN Studies st "
+            "ON s.StudyInstanceUID = st.StudyInstanceUID WHERE s.SeriesInstanceUID IS NULL "
+            "OR st.StudyInstanceUID IS NULL"
+        )
+        return [r[0] for r in rows]
+
+    def filesForSeries(self, series: str) -> list[str]:  # noqa: N802
+        url = ", URL" if self.has_url else ", ''"
+        rows = self._con.execute(
+            f"SELECT Filename{url} FROM Images WHERE SeriesInstanceUID = ? ORDER BY Filename", (series,)
+        )
+        files = []
+        for filename, address in rows:
+            path = self._resolve(filename or "", address or "")
+            if path is None:
+                self.unreachable.setdefault(series, []).append(filename or address or "(no Filename, no URL)")
+            else:
+                files.append(str(path))
+        return files
+
+    def series_info(self, series: str) -> dict[str, str]:
+        row = self._con.execute(
+            "SELECT s.StudyInstanceUID, s.SeriesDescription, p.PatientID FROM Series s "
+            "LEFT JOIN Studies st ON s.StudyInstanceUID = st.StudyInstanceUID "
+            "LEFT JOIN Patients p ON st.PatientsUID = p.UID WHERE s.SeriesInstanceUID = ?",
+            (series,),
+        ).fetchone()
+        if not row:
+            return {}
+        return {"study_uid": row[0] or "", "series_description": row[1] or "", "patient_id": row[2] or ""}
+
+    def _resolve(self, filename: str, address: str) -> Path | None:
+        if filename:
+            path = Path(filename)
+            return path if path.is_absolute() else self.directory / path
+        if address:
+            parsed = urlparse(address)
+            if parsed.scheme == "file":
+                return Path(unquote(parsed.path))
+        return None
+
+
+class DicomDatabaseSource:
+    """Series of a ``DicomDatabaseLike`` database (``slicer.dicomDatabase`` or ``SqliteDicomDatabase``).
+
+    Files listed in the database but gone from disk are kept in ``SeriesRef.missing``;
+    header reading reports them and carries on with the rest.
+    """
+
+    def __init__(self, database: DicomDatabaseLike, series_uids: Iterable[str] | None = None, source: str = ""):
+        self.database = database
+        self.series_uids = list(series_uids) if series_uids is not None else None
+        self.source = source or str(getattr(database, "directory", "") or "DICOM database")
+
+    def _all_series(self) -> Iterator[tuple[str, str, str]]:
+        """(patient, study, series) over the whole database, each series once."""
+        seen: set[str] = set()
+        for patient in self.database.patients():
+            for study in self.database.studiesForPatient(patient):
+                for series in self.database.seriesForStudy(study):
+                    if series not in seen:
+                        seen.add(series)
+                        yield patient, study, series
+        for series in getattr(self.database, "orphan_series", list)():
+            if series not in seen:
+                seen.add(series)
+                yield "", "", series
+
+    def __iter__(self) -> Iterator[SeriesRef]:
+        if self.series_uids is not None:
+            triples: Iterable[tuple[str, str, str]] = (("", "", uid) for uid in self.series_uids)
+        else:
+            triples = self._all_series()
+        for _patient, study, series in triples:
+            info = getattr(self.database, "series_info", lambda s: {})(series)
+            present, missing = [], []
+            for name in self.database.filesForSeries(series):
+                (present if os.path.isfile(name) else missing).append(Path(name))
+            missing += [Path(x) for x in getattr(self.database, "unreachable", {}).get(series, [])]
+            yield SeriesRef(
+                series_uid=series,
+                files=present,
+                study_uid=info.get("study_uid", study),
+                patient_id=info.get("patient_id", ""),
+                source=self.source,
+                series_description=info.get("series_description", ""),
+                missing=missing,
+            )
+
+
+def SlicerDatabaseSource(directory: str | os.PathLike) -> DicomDatabaseSource:  # noqa: N802 - reads as a class
+    """A Slicer DICOM database folder (the one holding ``ctkDICOM.sql``), read without Slicer."""
+    db = SqliteDicomDatabase(directory)
+    return DicomDatabaseSource(db, source=str(db.directory))
+
+
+def is_slicer_database(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return (path.is_file() and path.name == DATABASE_FILENAME) or (path / DATABASE_FILENAME).is_file()
+
+
+def iter_series_refs(path: str | os.PathLike) -> Iterator[SeriesRef]:
+    """Series under ``path``: a Slicer database folder (has ctkDICOM.sql), a folder tree, or one file."""
+    if is_slicer_database(path):
+        return iter(SlicerDatabaseSource(path))
+    return iter(FolderSource(path))
