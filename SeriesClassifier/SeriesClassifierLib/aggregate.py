@@ -1,0 +1,157 @@
+"""Slice → series: turn the per-slice answers of the CNN into one answer per series.
+
+Two interchangeable aggregators with the same contract,
+``aggregate(slice_probs, embeddings) -> {head: series probabilities}``:
+
+- ``MeanLogProb`` (baseline): the normalised geometric mean of the slice
+  probabilities, i.e. the mean of the log-probabilities. One confident but
+  wrong slice cannot outvote the others the way a max would, and unlike a vote
+  it keeps a full distribution.
+- ``LearnedAggregator``: a small bidirectional GRU over the slice embeddings
+  (ordered along the normal), mean-pooled, with its own sequence head. It can
+  learn that a series is e.g. a TOF when bright vessels appear on some slices
+  only. Fitted on frozen CNN embeddings; kept only when it beats the baseline on
+  the validation profile (see cnn_train.py, which records the comparison).
+
+Orientation is special: a series whose slices disagree about the plane is MIXED
+(``orientation_from_slices``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+MIXED = "MIXED"  # the orientation code for series whose images lie in several planes (vocabulary contract)
+
+
+def mean_log_prob(probs: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """(n_slices, C) → (C,): softmax of the mean log-probability."""
+    logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), eps, 1.0)).mean(axis=0)
+    logp -= logp.max()
+    p = np.exp(logp)
+    return (p / p.sum()).astype(np.float32)
+
+
+def orientation_from_slices(
+    probs: np.ndarray, classes: list[str], all_codes: list[str], min_share: float = 0.25, max_top: float = 0.75
+) -> dict[str, float]:
+    """Per-slice plane probabilities (n, len(classes)) → a distribution over every orientation code.
+
+    MIXED when at least two of the planes are each the argmax of a real share of
+    the slices (>= ``min_share`` and >= 2 slices) and the commonest plane has at
+    most ``max_top`` of them. Its probability is 0.5 + half the disagreement, so
+    MIXED then wins; otherwise MIXED gets only the disagreement mass and the planes
+    share the rest in proportion to their mean-log-prob.
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    n = len(probs)
+    top = np.bincount(probs.argmax(axis=1), minlength=len(classes)) / max(n, 1)
+    counts = top * n
+    strong = [(share >= min_share and count >= 2) for share, count in zip(top, counts)]
+    disagreement = float(1.0 - top.max())
+    mixed = sum(strong) >= 2 and top.max() <= max_top
+    p_mixed = 0.5 + 0.5 * disagreement if mixed else min(disagreement, 0.49) * 0.5
+    planes = mean_log_prob(probs) * (1.0 - p_mixed)
+    out = {code: 0.0 for code in all_codes}
+    for code, p in zip(classes, planes):
+        out[code] = float(p)
+    if MIXED in out:
+        out[MIXED] = float(p_mixed)
+    else:  # a vocabulary without MIXED: renormalise over the planes
+        total = sum(out.values()) or 1.0
+        out = {k: v / total for k, v in out.items()}
+    return out
+
+
+class MeanLogProb:
+    name = "mean"
+
+    def aggregate(self, slice_probs: dict[str, np.ndarray], embeddings: np.ndarray | None = None) -> dict:
+        return {head: mean_log_prob(p) for head, p in slice_probs.items()}
+
+
+class SliceGRU(nn.Module):
+    """Bidirectional GRU over slice embeddings → sequence logits."""
+
+    def __init__(self, embed_dim: int, n_classes: int, hidden: int = 64):
+        super().__init__()
+        self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(2 * hidden, n_classes))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h, _ = self.gru(x)
+        if mask is None:
+            pooled = h.mean(dim=1)
+        else:
+            m = mask.unsqueeze(-1).float()
+            pooled = (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+        return self.head(pooled)
+
+
+@dataclass
+class LearnedAggregator:
+    """The GRU replaces the sequence aggregation; the other heads keep the mean log-prob."""
+
+    module: SliceGRU
+    name: str = "gru"
+
+    def aggregate(self, slice_probs: dict[str, np.ndarray], embeddings: np.ndarray | None = None) -> dict:
+        out = MeanLogProb().aggregate(slice_probs)
+        if embeddings is not None and len(embeddings):
+            self.module.eval()
+            with torch.no_grad():
+                logits = self.module(torch.as_tensor(embeddings, dtype=torch.float32)[None])
+            out["sequence"] = torch.softmax(logits[0], dim=0).numpy().astype(np.float32)
+        return out
+
+
+def _pad(batch: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(b) for b in batch)
+    x = torch.zeros(len(batch), n, batch[0].shape[1])
+    mask = torch.zeros(len(batch), n, dtype=torch.bool)
+    for i, b in enumerate(batch):
+        x[i, : len(b)] = torch.as_tensor(b)
+        mask[i, : len(b)] = True
+    return x, mask
+
+
+def fit_gru(
+    embeddings: list[np.ndarray],
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    epochs: int = 30,
+    seed: int = 0,
+    hidden: int = 64,
+    class_weights: np.ndarray | None = None,
+) -> LearnedAggregator:
+    """Fit the GRU on per-series embedding sequences (each (n_slices, D)) and their sequence labels."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    module = SliceGRU(embeddings[0].shape[1], n_classes, hidden)
+    opt = torch.optim.AdamW(module.parameters(), lr=2e-3, weight_decay=1e-3)
+    weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    y_all = torch.as_tensor(labels, dtype=torch.long)
+    for _ in range(epochs):
+        module.train()
+        order = rng.permutation(len(embeddings))
+        for start in range(0, len(order), 64):
+            idx = order[start : start + 64]
+            # random slice dropout so the GRU does not rely on exactly K slices
+            batch = []
+            for i in idx:
+                e = embeddings[i]
+                keep = rng.random(len(e)) > 0.2
+                batch.append(e[keep] if keep.any() else e)
+            x, mask = _pad(batch)
+            loss = loss_fn(module(x, mask), y_all[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    module.eval()
+    return LearnedAggregator(module)

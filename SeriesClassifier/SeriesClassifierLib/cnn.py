@@ -1,0 +1,260 @@
+"""The multi-task slice CNN and ``CnnModel``, the object the pipeline calls.
+
+``SeriesNet``: a compact ResNet for 1×128×128 slices (about 0.5 M parameters,
+~50 M multiply-adds per slice) with one shared backbone and heads for the
+per-slice plane, the auxiliary attributes (contrast, 2D/3D, fat suppression,
+derived) and the sequence. The auxiliary heads' softmax outputs are
+concatenated with the embedding as the sequence head's input, so the main task
+can lean on them. Class lists come from the vocabulary (saved in cnn.json, so
+a trained model keeps the classes it was trained with).
+
+The plane head is trained per slice on the planes only (AXIAL, SAGITTAL,
+CORONAL, OBLIQUE): a single image cannot be MIXED. MIXED is decided at series
+level from disagreeing slices (aggregate.orientation_from_slices). When the
+headers have geometry, the ensemble should prefer the geometry rule for
+orientation; the CNN's orientation is for header-less series and as a check.
+
+``CnnModel.predict(series)`` samples K slices (slices.py), runs the network in
+one batch, aggregates (aggregate.py) and returns a ``ModelOutput`` with the
+per-slice sequence profile. Weights are safetensors, the rest is JSON; nothing
+is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .aggregate import MIXED, LearnedAggregator, MeanLogProb, SliceGRU, orientation_from_slices
+from .prediction import ModelOutput, TaskPrediction
+from .slices import SampledSlices, SliceOptions, SliceReadError, sample_series
+from .vocabulary import Vocabulary, load_vocabulary
+
+WEIGHTS_NAME = "cnn.safetensors"
+CONFIG_NAME = "cnn.json"
+
+
+@dataclass
+class CnnConfig:
+    sequence_classes: list[str]
+    orientation_classes: list[str]  # per-slice planes (no MIXED)
+    orientation_codes: list[str]  # every series-level orientation code (with MIXED)
+    attributes: dict[str, list[str]]
+    slice_options: dict = field(default_factory=lambda: SliceOptions().to_dict())
+    widths: list[int] = field(default_factory=lambda: [16, 32, 48, 96, 128])
+    seq_hidden: int = 128
+    dropout: float = 0.2
+    aggregator: str = "mean"  # "mean" or "gru"
+    gru_hidden: int = 64
+    version: str = "untrained"
+    vocabulary_version: str = ""
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_vocabulary(cls, vocabulary: Vocabulary | None = None, **kwargs) -> CnnConfig:
+        v = vocabulary or load_vocabulary()
+        return cls(
+            sequence_classes=v.sequence_codes,
+            orientation_classes=[c for c in v.orientation_codes if c != MIXED],
+            orientation_codes=v.orientation_codes,
+            attributes={a.code: list(a.values) for a in v.attributes},
+            vocabulary_version=v.version,
+            **kwargs,
+        )
+
+    @property
+    def options(self) -> SliceOptions:
+        return SliceOptions.from_dict(self.slice_options)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> CnnConfig:
+        d = json.loads(text)
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = _conv_bn(cin, cout, stride)
+        self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.short = (
+            nn.Identity()
+            if cin == cout and stride == 1
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv2(self.conv1(x)) + self.short(x))
+
+
+class SeriesNet(nn.Module):
+    """Shared backbone → plane/attribute heads → sequence head fed with their softmax."""
+
+    def __init__(self, config: CnnConfig):
+        super().__init__()
+        w = config.widths
+        self.stem = _conv_bn(1, w[0], 2)  # 64²
+        self.layer1 = _Block(w[0], w[1], 2)  # 32²
+        self.layer2 = _Block(w[1], w[2], 2)  # 16²
+        self.layer3 = _Block(w[2], w[3], 2)  # 8²
+        self.layer4 = _Block(w[3], w[4], 1)  # 8²: the Grad-CAM layer (8×8 keeps maps usable)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(config.dropout)
+        self.aux_names = ["orientation", *config.attributes]
+        sizes = [len(config.orientation_classes), *(len(v) for v in config.attributes.values())]
+        self.aux_heads = nn.ModuleDict({n: nn.Linear(w[4], s) for n, s in zip(self.aux_names, sizes)})
+        self.sequence_head = nn.Sequential(
+            nn.Linear(w[4] + sum(sizes), config.seq_hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.seq_hidden, len(config.sequence_classes)),
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+    def heads(self, fmap: torch.Tensor) -> dict[str, torch.Tensor]:
+        emb = self.pool(fmap).flatten(1)
+        h = self.drop(emb)
+        out = {n: head(h) for n, head in self.aux_heads.items()}
+        aux = torch.cat([torch.softmax(out[n], dim=1) for n in self.aux_names], dim=1)
+        out["sequence"] = self.sequence_head(torch.cat([h, aux], dim=1))
+        out["embedding"] = emb
+        return out
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.heads(self.features(x))
+
+
+def head_classes(config: CnnConfig) -> dict[str, list[str]]:
+    return {"sequence": config.sequence_classes, "orientation": config.orientation_classes, **config.attributes}
+
+
+class CnnModel:
+    """Load/save, per-slice inference and series prediction."""
+
+    name = "cnn"
+
+    def __init__(self, net: SeriesNet, config: CnnConfig, aggregator: LearnedAggregator | None = None):
+        self.net = net.eval()
+        self.config = config
+        self.aggregator = aggregator if config.aggregator == "gru" and aggregator is not None else MeanLogProb()
+        self._gru = aggregator
+
+    @classmethod
+    def new(cls, vocabulary: Vocabulary | None = None, **config_kwargs) -> CnnModel:
+        config = CnnConfig.from_vocabulary(vocabulary, **config_kwargs)
+        return cls(SeriesNet(config), config)
+
+    # ------------------------------------------------------------------ storage
+
+    @classmethod
+    def load(cls, path: str | Path) -> CnnModel:
+        """From a folder holding cnn.safetensors + cnn.json, or the .safetensors path (JSON beside it)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        weights = path / WEIGHTS_NAME if path.is_dir() else path
+        config_path = weights.with_suffix(".json")
+        if not weights.is_file() or not config_path.is_file():
+            raise FileNotFoundError(f"CNN model needs {weights} and {config_path}")
+        config = CnnConfig.from_json(config_path.read_text(encoding="utf-8"))
+        tensors = load_file(str(weights))
+        net = SeriesNet(config)
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        gru = None
+        gru_state = {k[4:]: v for k, v in tensors.items() if k.startswith("agg.")}
+        if gru_state:
+            module = SliceGRU(config.widths[-1], len(config.sequence_classes), config.gru_hidden)
+            module.load_state_dict(gru_state)
+            gru = LearnedAggregator(module.eval())
+        return cls(net, config, gru)
+
+    def save(self, folder: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        if self._gru is not None:
+            tensors.update({f"agg.{k}": v.detach().contiguous() for k, v in self._gru.module.state_dict().items()})
+        save_file(tensors, str(folder / WEIGHTS_NAME))
+        (folder / CONFIG_NAME).write_text(self.config.to_json(), encoding="utf-8")
+        return folder / WEIGHTS_NAME
+
+    def set_aggregator(self, aggregator: LearnedAggregator | None) -> None:
+        self._gru = aggregator
+        self.config.aggregator = "gru" if aggregator is not None else "mean"
+        self.aggregator = aggregator if aggregator is not None else MeanLogProb()
+
+    # ------------------------------------------------------------------ inference
+
+    def infer(self, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """(n, S, S) float 0..1 → {head: (n, C) probabilities, "embedding": (n, D)}."""
+        outs: dict[str, list[np.ndarray]] = {}
+        self.net.eval()
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                x = torch.as_tensor(np.asarray(images[start : start + batch_size], dtype=np.float32))[:, None]
+                res = self.net(x)
+                for k, v in res.items():
+                    v = v if k == "embedding" else torch.softmax(v, dim=1)
+                    outs.setdefault(k, []).append(v.numpy())
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def output_from_slices(self, slice_out: dict[str, np.ndarray], reason: str = "") -> ModelOutput:
+        """Aggregate per-slice outputs into a ModelOutput (what the ensemble reads)."""
+        classes = head_classes(self.config)
+        probs = {k: v for k, v in slice_out.items() if k != "embedding"}
+        series = self.aggregator.aggregate(probs, slice_out.get("embedding"))
+        seq = TaskPrediction.from_probabilities(dict(zip(classes["sequence"], series["sequence"].tolist())))
+        ori = TaskPrediction.from_probabilities(
+            orientation_from_slices(probs["orientation"], classes["orientation"], self.config.orientation_codes)
+        )
+        attrs = {
+            name: TaskPrediction.from_probabilities(dict(zip(values, series[name].tolist())))
+            for name, values in self.config.attributes.items()
+        }
+        profile = [dict(zip(classes["sequence"], (float(p) for p in row))) for row in probs["sequence"]]
+        return ModelOutput(model=self.name, sequence=seq, orientation=ori, attributes=attrs, reason=reason,
+                           slice_profile=profile)
+
+    def predict_sampled(self, sampled: SampledSlices) -> ModelOutput:
+        reason = f"{len(sampled.slice_indices)} slice(s) of {len(sampled.stack)}"
+        if sampled.warnings:
+            reason += "; " + "; ".join(sampled.warnings[:3])
+        return self.output_from_slices(self.infer(sampled.images), reason)
+
+    def sample(self, series) -> SampledSlices:
+        return sample_series(series.files, self.config.options)
+
+    def predict(self, series) -> ModelOutput:
+        """One series → ModelOutput; a series without usable pixels gets no predictions and a reason."""
+        label = getattr(series, "series_uid", "") or "series"
+        if getattr(series, "skipped", False):
+            return ModelOutput(model=self.name, reason=f"{label}: skipped ({series.skip_reason})")
+        try:
+            sampled = self.sample(series)
+        except SliceReadError as exc:
+            return ModelOutput(model=self.name, reason=f"{label}: no CNN output: {exc}")
+        except Exception as exc:  # odd pixel data must never stop the run
+            return ModelOutput(model=self.name, reason=f"{label}: no CNN output: {exc.__class__.__name__}: {exc}")
+        return self.predict_sampled(sampled)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
