@@ -1,0 +1,305 @@
+"""The metadata forest: sequence and auxiliary attributes from DICOM headers.
+
+One tree ensemble per task (sequence, contrast, acquisition, fat_suppressed, derived),
+each calibrated by temperature scaling on its out-of-bag votes. Orientation is not
+learnt: where geometry exists the plane is computed exactly (``orientation.py``) and
+reported with probability 1; without geometry the forest says nothing about it and
+the CNN (or a reviewer) decides.
+
+Storage: the estimators with skops (loaded with an explicit list of trusted types,
+never ``trusted=True``), everything else (feature vocabulary, classes, temperatures,
+explanation tables, training summary) in a JSON file beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+from .calibration import TemperatureScaler
+from .features import FeatureExtractor, header_tokens, numeric_features
+from .prediction import ModelOutput, TaskPrediction
+from .series import Series
+from .vocabulary import load_vocabulary
+
+FOREST_FILE = "forest.skops"
+CONFIG_FILE = "forest.json"
+
+# Types a forest file may contain besides the ones skops trusts by default. Anything else
+# in a file makes loading fail: a models folder can come from anyone.
+TRUSTED_TYPES = frozenset(
+    {
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._classes.ExtraTreeClassifier",
+        "sklearn.tree._tree.Tree",
+        "builtins.dict",
+        "builtins.list",
+        "builtins.tuple",
+        "builtins.str",
+        "builtins.int",
+        "builtins.float",
+        "builtins.bool",
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy.int64",
+        "numpy.float64",
+    }
+)
+
+_TRUTHY = {"1", "true", "yes", "y", "post", "3d"}
+
+
+def attribute_tasks() -> list[str]:
+    return load_vocabulary().attribute_codes
+
+
+def normalise_label(task: str, value: Any) -> str | None:
+    """A label from a labels file as a vocabulary value ('True' → 'YES', '1' → 'POST'); None when empty."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text or text.lower() in {"nan", "none", "null"}:
+        return None
+    vocab = load_vocabulary()
+    if task == "sequence":
+        return vocab.check_sequence(text.upper())
+    if task == "orientation":
+        return vocab.check_orientation(text.upper())
+    allowed = vocab.attribute(task).values
+    if text.upper() in allowed:
+        return text.upper()
+    # Boolean spellings: the first value of a two-valued attribute is "no"/"pre", the second "yes"/"post".
+    if len(allowed) == 2:
+        return allowed[1] if text.lower() in _TRUTHY else allowed[0]
+    raise ValueError(f"{task}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _estimator(kind: str, n_estimators: int, random_state: int, class_weight: str | None):
+    cls = {"random_forest": RandomForestClassifier, "extra_trees": ExtraTreesClassifier}[kind]
+    return cls(
+        n_estimators=n_estimators,
+        min_samples_leaf=1,
+        max_features="sqrt",
+        class_weight=class_weight,
+        oob_score=True,
+        bootstrap=True,
+        n_jobs=1,
+        random_state=random_state,
+    )
+
+
+def _fmt(value: float, unit: str = "") -> str:
+    text = f"{value:.0f}" if abs(value) >= 10 else f"{value:.3g}"
+    return f"{text}{unit}"
+
+
+# (feature, label, unit): physics values a reader recognises, in the order they are worth naming.
+_PHYSICS = (
+    ("ti", "TI", " ms"),
+    ("tr", "TR", " ms"),
+    ("te", "TE", " ms"),
+    ("flip", "flip", "°"),
+    ("b_max", "b", ""),
+    ("etl", "ETL", ""),
+    ("temporal_positions", "time points", ""),
+)
+
+
+class ForestModel:
+    """Header forest. ``fit(series, targets)`` with targets {task: labels}; ``predict(series) -> ModelOutput``."""
+
+    name = "forest"
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor | None = None,
+        kind: str = "random_forest",
+        n_estimators: int = 200,
+        class_weight: str | None = "balanced_subsample",
+        random_state: int = 0,
+    ):
+        self.extractor = extractor or FeatureExtractor()
+        self.kind = kind
+        self.n_estimators = n_estimators
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.estimators: dict[str, Any] = {}
+        self.scalers: dict[str, TemperatureScaler] = {}
+        self.class_tokens: dict[str, dict[str, float]] = {}  # class -> token -> P(class | token)
+        self.physics_order: list[str] = [name for name, _, _ in _PHYSICS]
+        self.oob: dict[str, dict[str, Any]] = {}  # task -> {"probabilities", "y", "classes"} from fitting
+        self.info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, series: Sequence[Series], targets: dict[str, Sequence[Any]]) -> ForestModel:
+        """Fit one calibrated ensemble per task; labels may be None where unknown (row left out for that task)."""
+        if not series:
+            raise ValueError("no series to train on")
+        X = self.extractor.fit_transform(series)
+        for task, raw in targets.items():
+            labels = [normalise_label(task, v) for v in raw]
+            keep = np.array([v is not None for v in labels])
+            y = np.array([v for v in labels if v is not None])
+            if keep.sum() < 2 or len(set(y)) < 2:
+                continue  # nothing to learn: a constant task answers with its one class below
+            est = _estimator(self.kind, self.n_estimators, self.random_state, self.class_weight)
+            est.fit(X[keep], y)
+            oob = np.nan_to_num(est.oob_decision_function_, nan=1.0 / len(est.classes_))
+            oob = oob / oob.sum(axis=1, keepdims=True)
+            y_idx = np.searchsorted(est.classes_, y)
+            self.scalers[task] = TemperatureScaler().fit(oob, y_idx)
+            self.estimators[task] = est
+            self.oob[task] = {"probabilities": oob, "y": y_idx, "classes": list(est.classes_)}
+        if "sequence" in targets:
+            self._fit_explanations(series, [normalise_label("sequence", v) for v in targets["sequence"]])
+        self.info = {"n_series": len(series), "n_features": X.shape[1]}
+        return self
+
+    def _fit_explanations(self, series: Sequence[Series], labels: list[str | None]) -> None:
+        """Per class, the tokens that point at it (P(class | token)), for readable reasons."""
+        token_counts: dict[str, int] = {}
+        joint: dict[str, dict[str, int]] = {}
+        for s, label in zip(series, labels):
+            if label is None:
+                continue
+            for t in header_tokens(s.header, self.extractor.use_description):
+                token_counts[t] = token_counts.get(t, 0) + 1
+                joint.setdefault(label, {}).setdefault(t, 0)
+                joint[label][t] += 1
+        self.class_tokens = {
+            label: {
+                t: round(c / token_counts[t], 3)
+                for t, c in counts.items()
+                if c >= 3 and c / token_counts[t] >= 0.3 and not t.startswith("mr:")
+            }
+            for label, counts in joint.items()
+        }
+        est = self.estimators.get("sequence")
+        if est is not None:
+            importance = dict(zip(self.extractor.feature_names, est.feature_importances_))
+            self.physics_order = sorted((n for n, _, _ in _PHYSICS), key=lambda n: -importance.get(n, 0.0))
+
+    # ------------------------------------------------------------------ predicting
+
+    def classes(self, task: str) -> list[str]:
+        est = self.estimators.get(task)
+        return [str(c) for c in est.classes_] if est is not None else []
+
+    def predict_proba(self, series: Sequence[Series]) -> dict[str, np.ndarray]:
+        """Calibrated probabilities per task, columns in ``classes(task)`` order."""
+        X = self.extractor.transform(series)
+        return {task: self.scalers[task].transform(est.predict_proba(X)) for task, est in self.estimators.items()}
+
+    def predict_many(self, series: Sequence[Series]) -> list[ModelOutput]:
+        if not series:
+            return []
+        probabilities = self.predict_proba(series)
+        outputs = []
+        for i, s in enumerate(series):
+            per_task = {
+                task: TaskPrediction.from_probabilities(dict(zip(self.classes(task), p[i].tolist())))
+                for task, p in probabilities.items()
+            }
+            sequence = per_task.pop("sequence", None)
+            orientation = (
+                TaskPrediction(s.orientation, 1.0, {s.orientation: 1.0}) if s.orientation is not None else None
+            )
+            out = ModelOutput(model=self.name, sequence=sequence, orientation=orientation, attributes=per_task)
+            out.reason = self.explain(s, sequence.label if sequence else None)
+            outputs.append(out)
+        return outputs
+
+    def predict(self, series: Series) -> ModelOutput:
+        return self.predict_many([series])[0]
+
+    def explain(self, series: Series, label: str | None) -> str:
+        """'TI 2500 ms, TR 9000 ms, TE 85 ms; IR, tir2d → FLAIR_2D': the values and tokens behind it."""
+        num = numeric_features(series)
+        parts = []
+        for name in self.physics_order:
+            value = num.get(name, math.nan)
+            if math.isnan(value) or value <= (1 if name in {"etl", "temporal_positions"} else 0):
+                continue
+            label_text, unit = next((lbl, u) for n, lbl, u in _PHYSICS if n == name)
+            parts.append(f"{label_text} {_fmt(value, unit)}")
+            if len(parts) == 3:
+                break
+        if series.header.get("MRAcquisitionType"):
+            parts.append(str(series.header["MRAcquisitionType"]))
+        pointing = self.class_tokens.get(label or "", {})
+        present = [t for t in header_tokens(series.header, self.extractor.use_description) if t in pointing]
+        present.sort(key=lambda t: -pointing[t])
+        tokens = [t.split(":", 1)[1] for t in present[:3]]
+        text = ", ".join(parts)
+        if tokens:
+            text += ("; " if text else "") + " ".join(tokens)
+        if label:
+            text += f" → {label}"
+        return text.strip()
+
+    # ------------------------------------------------------------------ storage
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "kind": self.kind,
+            "n_estimators": self.n_estimators,
+            "class_weight": self.class_weight,
+            "random_state": self.random_state,
+            "features": self.extractor.to_dict(),
+            "tasks": {task: self.classes(task) for task in self.estimators},
+            "temperatures": {task: s.temperature for task, s in self.scalers.items()},
+            "class_tokens": self.class_tokens,
+            "physics_order": self.physics_order,
+            "info": self.info,
+        }
+
+    def save(self, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        import skops.io as sio
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        sio.dump(dict(self.estimators), folder / FOREST_FILE)
+        config = self.config()
+        config.update(extra or {})
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True), encoding="utf-8")
+        return folder / FOREST_FILE
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ForestModel:
+        import skops.io as sio
+
+        folder = Path(folder)
+        path, config_path = folder / FOREST_FILE, folder / CONFIG_FILE
+        if not path.is_file() or not config_path.is_file():
+            raise FileNotFoundError(f"a forest needs {path} and {config_path}")
+        untrusted = sio.get_untrusted_types(file=path)
+        unexpected = sorted(set(untrusted) - TRUSTED_TYPES)
+        if unexpected:
+            raise ValueError(f"{path}: refusing to load, it contains types not trusted here: {', '.join(unexpected)}")
+        estimators = sio.load(path, trusted=list(untrusted))
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        model = cls(
+            FeatureExtractor.from_dict(config["features"]),
+            kind=config.get("kind", "random_forest"),
+            n_estimators=int(config.get("n_estimators", 200)),
+            class_weight=config.get("class_weight"),
+            random_state=int(config.get("random_state", 0)),
+        )
+        model.estimators = dict(estimators)
+        model.scalers = {t: TemperatureScaler(float(v)) for t, v in config.get("temperatures", {}).items()}
+        for task in model.estimators:
+            model.scalers.setdefault(task, TemperatureScaler())
+        model.class_tokens = config.get("class_tokens", {})
+        model.physics_order = config.get("physics_order", model.physics_order)
+        model.info = config.get("info", {})
+        return model

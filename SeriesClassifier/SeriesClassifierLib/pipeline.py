@@ -1,0 +1,101 @@
+"""The whole classification path for a folder, a database or given refs: one prediction per series.
+
+source → header reading → models (forest, CNN; whichever the bundle has and the caller
+allows) → ensemble → ``SeriesPrediction``. Predictions are yielded as each series finishes
+so a UI can show them at once. A series that cannot be classified still gives a
+prediction, with ``error`` saying why; the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from .ensemble import combine
+from .headers import read_series
+from .models import ModelBundle, load_bundle
+from .prediction import ModelOutput, SeriesPrediction
+from .series import Series, SeriesRef
+from .sources import iter_series_refs
+
+log = logging.getLogger(__name__)
+
+# progress(done, total, series_uid): called after each series
+Progress = Callable[[int, int, str], None]
+
+
+def _refs(path_or_refs: str | os.PathLike | Iterable[SeriesRef]) -> list[SeriesRef]:
+    if isinstance(path_or_refs, (str, os.PathLike)):
+        return list(iter_series_refs(Path(path_or_refs)))
+    return list(path_or_refs)
+
+
+def _base(series: Series, bundle: ModelBundle) -> SeriesPrediction:
+    return SeriesPrediction(
+        series_uid=series.series_uid,
+        study_uid=series.study_uid,
+        patient_id=series.patient_id,
+        series_number=series.series_number,
+        series_description=series.series_description,
+        n_images=series.n_images,
+        model_version=bundle.version,
+    )
+
+
+def predict_series(
+    series: Series, bundle: ModelBundle, *, use_forest: bool = True, use_cnn: bool = True
+) -> SeriesPrediction:
+    """Classify one read series with the bundle's models; never raises for one series."""
+    prediction = _base(series, bundle)
+    if series.skipped:
+        prediction.error = f"skipped: {series.skip_reason}"
+        prediction.reasons = list(series.warnings)
+        return prediction
+    outputs: dict[str, ModelOutput] = {}
+    failures: list[str] = []
+    models = []
+    if use_forest and bundle.forest is not None:
+        models.append(("forest", bundle.forest))
+    if use_cnn and bundle.cnn is not None:
+        models.append(("cnn", bundle.cnn))
+    for name, model in models:
+        try:
+            outputs[name] = model.predict(series)
+        except Exception as exc:  # noqa: BLE001 - one model failing leaves the other
+            log.exception("%s failed on series %s", name, series.series_uid)
+            failures.append(f"{name} failed: {type(exc).__name__}: {exc}")
+    if not models:
+        prediction.error = "no model to run (none in the bundle, or all disabled)"
+        return prediction
+    combined = combine(outputs, bundle.ensemble)
+    prediction.sequence = combined.sequence
+    prediction.orientation = combined.orientation
+    prediction.attributes = combined.attributes
+    prediction.needs_review = combined.needs_review or bool(failures)
+    prediction.reasons = combined.reasons + failures + series.warnings
+    prediction.models = outputs
+    cnn_out = outputs.get("cnn")
+    prediction.slice_profile = getattr(cnn_out, "slice_profile", None)
+    if combined.sequence is None:
+        prediction.error = "; ".join(failures + [o.reason for o in outputs.values() if o.reason]) or "no prediction"
+    return prediction
+
+
+def classify(
+    path_or_refs: str | os.PathLike | Iterable[SeriesRef],
+    models: ModelBundle | None = None,
+    *,
+    use_forest: bool = True,
+    use_cnn: bool = True,
+    progress: Progress | None = None,
+) -> Iterator[SeriesPrediction]:
+    """Classify every series of a folder / Slicer database / list of refs, yielding as each finishes."""
+    bundle = models if models is not None else load_bundle(load_cnn=use_cnn)
+    refs = _refs(path_or_refs)
+    for done, ref in enumerate(refs, start=1):
+        series = read_series(ref)
+        yield predict_series(series, bundle, use_forest=use_forest, use_cnn=use_cnn)
+        if progress is not None:
+            progress(done, len(refs), ref.series_uid)
