@@ -1,0 +1,590 @@
+"""Train and evaluate the slice CNN on a labelled corpus (folder of DICOM + labels.csv).
+
+    python -m SeriesClassifierLib.cnn_train --train /work/data/corpus_train \\
+        --val /work/data/corpus_holdout --out DIR [--epochs N] [--resume] ...
+
+1. Cache: every labelled series is sampled exactly as at inference (slices.py)
+   and its K preprocessed slices stored as uint8 in ``<cache>/<corpus>.npz``
+   once; training then runs from memory.
+2. Split: one training PROFILE (scanner/site) is held out as validation for
+   early stopping, so the stopping criterion sees an unseen site like the test
+   will. The --val corpus (held-out profiles) is used only for the final test.
+3. Train: weighted sampler (1/sqrt class frequency) for balance, augmentation
+   on the batch (rotation, zoom, shift, left-right flip for axial/coronal slices
+   only, gamma, noise, blur, bias field), weighted multi-task loss (sequence 1,
+   plane 0.5, each attribute 0.25), optional focal loss. A checkpoint after
+   every epoch (``--resume`` continues from it); the best epoch on the
+   validation profile is exported as cnn.safetensors + cnn.json.
+4. Aggregation: a GRU over slice embeddings is fitted on frozen embeddings and
+   kept only when it beats the mean log-prob on the validation profile.
+5. Test: series accuracy, macro-F1, per-class recall, ECE and a confusion
+   picture on --val, headers not used by the model.
+
+``train_cnn(...)`` is the function ``seriesclassifier train`` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cnn import CnnConfig, CnnModel, SeriesNet, head_classes
+from .slices import SliceOptions, sample_series
+
+log = logging.getLogger("cnn_train")
+
+LOSS_WEIGHTS = {"sequence": 1.0, "orientation": 0.5}
+ATTRIBUTE_WEIGHT = 0.25
+
+
+# ----------------------------------------------------------------------------- corpus → cache
+
+
+def read_labels(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k.strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def series_files(corpus: str | Path) -> dict[str, list[Path]]:
+    """SeriesInstanceUID → files, via the engine's folder source (grouping tags only)."""
+    from .sources import iter_series_refs
+
+    return {ref.series_uid: list(ref.files) for ref in iter_series_refs(corpus)}
+
+
+def _plane(iop, threshold: float) -> str | None:
+    from .orientation import plane_of
+
+    if iop is None:
+        return None
+    try:
+        return plane_of(iop, threshold)
+    except ValueError:
+        return None
+
+
+def _sample_one(args) -> tuple[str, np.ndarray | None, list[str | None], str]:
+    uid, files, options, threshold = args
+    try:
+        s = sample_series(files, options)
+    except Exception as exc:  # reported and skipped, never fatal
+        return uid, None, [], f"{exc.__class__.__name__}: {exc}"
+    images = np.round(s.images * 255).astype(np.uint8)
+    planes = [_plane(o, threshold) for o in s.orientations]
+    return uid, images, planes, ""
+
+
+@dataclass
+class Cache:
+    """Slices of a corpus in memory, with per-slice and per-series labels (indices into config classes)."""
+
+    images: np.ndarray  # (N, S, S) uint8
+    series_index: np.ndarray  # (N,) index into the series arrays
+    labels: dict[str, np.ndarray]  # head → (N,) class index, -1 when unknown
+    uids: np.ndarray  # (M,) series
+    profiles: np.ndarray  # (M,)
+    series_labels: dict[str, np.ndarray]  # head → (M,) class index (orientation: over orientation_codes)
+
+    def subset_series(self, keep: np.ndarray) -> Cache:
+        keep = np.asarray(keep, dtype=bool)
+        new_index = np.cumsum(keep) - 1
+        rows = keep[self.series_index]
+        return Cache(
+            self.images[rows],
+            new_index[self.series_index[rows]],
+            {k: v[rows] for k, v in self.labels.items()},
+            self.uids[keep],
+            self.profiles[keep],
+            {k: v[keep] for k, v in self.series_labels.items()},
+        )
+
+    def save(self, path: Path) -> None:
+        arrays = {"images": self.images, "series_index": self.series_index, "uids": self.uids,
+                  "profiles": self.profiles}
+        arrays.update({f"label_{k}": v for k, v in self.labels.items()})
+        arrays.update({f"series_{k}": v for k, v in self.series_labels.items()})
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Cache:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                z["images"], z["series_index"],
+                {k[6:]: z[k] for k in z.files if k.startswith("label_")},
+                z["uids"], z["profiles"],
+                {k[7:]: z[k] for k in z.files if k.startswith("series_")},
+            )
+
+
+def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers: int = 2,
+                labels_csv: str | Path | None = None) -> Cache:
+    """Sample every labelled series of a corpus once; reuse ``out`` when it exists."""
+    out = Path(out)
+    if out.is_file():
+        log.info("cache %s exists: reusing it", out)
+        return Cache.load(out)
+    from .vocabulary import load_vocabulary
+
+    corpus = Path(corpus)
+    rows = read_labels(labels_csv or corpus / "labels.csv")
+    files = series_files(corpus)
+    options = config.options
+    threshold = load_vocabulary().oblique_threshold_degrees
+    classes = head_classes(config)
+    todo = [(r["series_uid"], files[r["series_uid"]], options, threshold) for r in rows if r["series_uid"] in files]
+    missing = len(rows) - len(todo)
+    if missing:
+        log.warning("%d labelled series have no files under %s", missing, corpus)
+    by_uid = {r["series_uid"]: r for r in rows}
+    images, series_index, per_slice = [], [], {h: [] for h in classes}
+    uids, profiles, series_labels = [], [], {h: [] for h in classes}
+    t0 = time.time()
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        for n, (uid, imgs, planes, err) in enumerate(pool.map(_sample_one, todo, chunksize=4), 1):
+            if imgs is None:
+                log.warning("series %s skipped: %s", uid, err)
+                continue
+            row = by_uid[uid]
+            m = len(uids)
+            uids.append(uid)
+            profiles.append(row.get("profile", ""))
+            for head, cls_list in classes.items():
+                series_value = row.get(head, "")
+                if head == "orientation":
+                    series_labels[head].append(_index(config.orientation_codes, series_value))
+                    values = [p if p is not None else series_value for p in planes]
+                else:
+                    series_labels[head].append(_index(cls_list, series_value))
+                    values = [series_value] * len(imgs)
+                per_slice[head].extend(_index(cls_list, v) for v in values)
+            images.append(imgs)
+            series_index.extend([m] * len(imgs))
+            if n % 200 == 0:
+                log.info("cached %d/%d series (%.0f s)", n, len(todo), time.time() - t0)
+    cache = Cache(
+        np.concatenate(images),
+        np.asarray(series_index, dtype=np.int32),
+        {h: np.asarray(v, dtype=np.int16) for h, v in per_slice.items()},
+        np.asarray(uids),
+        np.asarray(profiles),
+        {h: np.asarray(v, dtype=np.int16) for h, v in series_labels.items()},
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cache.save(out)
+    log.info("cached %d slices of %d series in %.0f s -> %s", len(cache.images), len(uids), time.time() - t0, out)
+    return cache
+
+
+def _index(values: list[str], value: str) -> int:
+    return values.index(value) if value in values else -1
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Batch augmentation of (B,1,S,S) images in [0,1]; left-right flips only where anatomically valid."""
+    b = x.shape[0]
+
+    def u(lo, hi, n=b):
+        return torch.rand(n, generator=gen) * (hi - lo) + lo
+
+    angle = u(-15, 15) * math.pi / 180
+    scale = u(0.87, 1.15)
+    flip = torch.where((torch.rand(b, generator=gen) < 0.5) & flippable, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos * flip, -sin, u(-0.08, 0.08)
+    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin * flip, cos, u(-0.08, 0.08)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # smooth multiplicative bias field
+    field = F.interpolate(torch.randn(b, 1, 3, 3, generator=gen), size=x.shape[-2:], mode="bicubic",
+                          align_corners=False)
+    use = (torch.rand(b, 1, 1, 1, generator=gen) < 0.5).float()
+    x = x * torch.exp(0.25 * field * use)
+    # blur
+    blur = torch.rand(b, generator=gen) < 0.2
+    if blur.any():
+        k = torch.tensor([0.25, 0.5, 0.25])
+        k2 = (k[:, None] * k[None, :])[None, None]
+        x[blur] = F.conv2d(F.pad(x[blur], (1, 1, 1, 1), mode="replicate"), k2)
+    # gamma
+    gamma = torch.exp(u(-0.35, 0.35)).view(b, 1, 1, 1)
+    x = x.clamp(0, 1.5) ** gamma
+    # Rician-like noise
+    sigma = (u(0, 0.04) * (torch.rand(b, generator=gen) < 0.5).float()).view(b, 1, 1, 1)
+    n1 = torch.randn(x.shape, generator=gen) * sigma
+    n2 = torch.randn(x.shape, generator=gen) * sigma
+    x = torch.sqrt((x + n1) ** 2 + n2**2)
+    return x.clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def focal_cross_entropy(logits, target, gamma: float, weight=None):
+    logp = F.log_softmax(logits, dim=1)
+    ce = F.nll_loss(logp, target, weight=weight, reduction="none", ignore_index=-1)
+    if gamma <= 0:
+        valid = target >= 0
+        return ce.sum() / valid.sum().clamp(min=1)
+    pt = torch.exp(-F.nll_loss(logp, target.clamp(min=0), reduction="none"))
+    valid = (target >= 0).float()
+    return (((1 - pt) ** gamma) * ce * valid).sum() / valid.sum().clamp(min=1)
+
+
+def multitask_loss(out: dict, targets: dict, config: CnnConfig, focal_gamma: float = 0.0) -> torch.Tensor:
+    total = torch.zeros(())
+    for head in ["sequence", "orientation", *config.attributes]:
+        w = LOSS_WEIGHTS.get(head, ATTRIBUTE_WEIGHT)
+        gamma = focal_gamma if head == "sequence" else 0.0
+        total = total + w * focal_cross_entropy(out[head], targets[head], gamma)
+    return total
+
+
+def choose_val_profile(cache: Cache, fraction: float = 0.15) -> str:
+    """The training profile whose share of series is closest to ``fraction`` (deterministic)."""
+    names, counts = np.unique(cache.profiles, return_counts=True)
+    share = counts / counts.sum()
+    return str(names[int(np.argmin(np.abs(share - fraction)))])
+
+
+def series_outputs(model: CnnModel, cache: Cache) -> list:
+    """Per-slice inference over a cache, then ModelOutput per series (what predict(series) would give)."""
+    slice_out = model.infer(cache.images.astype(np.float32) / 255.0, batch_size=128)
+    outputs = []
+    for m in range(len(cache.uids)):
+        rows = cache.series_index == m
+        outputs.append(model.output_from_slices({k: v[rows] for k, v in slice_out.items()}))
+    return outputs
+
+
+def evaluate(model: CnnModel, cache: Cache) -> dict:
+    """Series-level metrics of the CNN alone on a cached corpus."""
+    outputs = series_outputs(model, cache)
+    classes = head_classes(model.config)
+    result: dict = {"n_series": len(outputs), "n_slices": int(len(cache.images))}
+    seq_classes = classes["sequence"]
+    y = cache.series_labels["sequence"].astype(int)
+    ok = y >= 0
+    pred = np.array([seq_classes.index(o.sequence.label) for o in outputs])
+    conf = np.array([o.sequence.probability for o in outputs])
+    result["sequence"] = _classification_metrics(y[ok], pred[ok], conf[ok], seq_classes)
+    yo = cache.series_labels["orientation"].astype(int)
+    codes = model.config.orientation_codes
+    po = np.array([codes.index(o.orientation.label) for o in outputs])
+    result["orientation"] = _classification_metrics(yo[yo >= 0], po[yo >= 0],
+                                                    np.array([o.orientation.probability for o in outputs])[yo >= 0],
+                                                    codes)
+    for name, values in model.config.attributes.items():
+        ya = cache.series_labels[name].astype(int)
+        pa = np.array([values.index(o.attributes[name].label) for o in outputs])
+        result[name] = {"accuracy": float((pa[ya >= 0] == ya[ya >= 0]).mean()) if (ya >= 0).any() else None}
+    result["_pred"] = pred.tolist()
+    result["_true"] = y.tolist()
+    return result
+
+
+def _classification_metrics(y: np.ndarray, pred: np.ndarray, conf: np.ndarray, classes: list[str]) -> dict:
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    present = sorted(set(y.tolist()))
+    recall = {}
+    for c in present:
+        m = y == c
+        recall[classes[c]] = float((pred[m] == c).mean())
+    return {
+        "accuracy": float((pred == y).mean()) if len(y) else None,
+        "macro_f1": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)) if len(y) else None,
+        "recall": recall,
+        "ece": expected_calibration_error(conf, pred == y),
+        "confusion": confusion_matrix(y, pred, labels=list(range(len(classes)))).tolist(),
+    }
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    if len(confidence) == 0:
+        return float("nan")
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (confidence > lo) & (confidence <= hi)
+        if m.any():
+            ece += m.mean() * abs(confidence[m].mean() - correct[m].mean())
+    return float(ece)
+
+
+def plot_confusion(matrix, classes: list[str], path: str | Path, title: str) -> None:
+    import matplotlib
+
+    matrix = np.asarray(matrix, dtype=float)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keep = (matrix.sum(axis=0) + matrix.sum(axis=1)) > 0
+    m = matrix[keep][:, keep]
+    names = [c for c, k in zip(classes, keep) if k]
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(0.42 * len(names) + 3, 0.42 * len(names) + 2.5))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if m[i, j]:
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _class_weights_for_sampler(labels: np.ndarray) -> np.ndarray:
+    counts = np.bincount(labels[labels >= 0], minlength=int(labels.max()) + 1).astype(float)
+    w = np.where(labels >= 0, 1.0 / np.sqrt(np.maximum(counts[np.clip(labels, 0, None)], 1)), 0.0)
+    return w / w.sum()
+
+
+def _save_checkpoint(path: Path, net, opt, epoch: int, best: float, history: list, bad_epochs: int) -> None:
+    state = {"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "best": best,
+             "bad_epochs": bad_epochs, "history_json": json.dumps(history)}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_cnn(
+    train: str | Path,
+    out: str | Path,
+    *,
+    test: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    val_profile: str | None = None,
+    exclude_profiles: list[str] | None = None,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    patience: int = 4,
+    seed: int = 0,
+    threads: int = 2,
+    workers: int = 2,
+    max_minutes: float = 55.0,
+    samples_per_epoch: int | None = None,
+    focal_gamma: float = 0.0,
+    clahe: bool = False,
+    k: int = 8,
+    size: int = 128,
+    fit_gru: bool = True,
+    resume: bool = False,
+    command: str = "",
+    docs_dir: str | Path | None = None,
+) -> dict:
+    """Train the CNN on a corpus; write cnn.safetensors + cnn.json (+ metrics) into ``out``. Returns metrics."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    cache_dir = Path(cache_dir) if cache_dir else out / "cache"
+    options = SliceOptions(k=k, size=size, clahe=clahe)
+    config = CnnConfig.from_vocabulary(slice_options=options.to_dict())
+    tag = f"k{k}_s{size}{'_clahe' if clahe else ''}"
+    cache = build_cache(train, config, cache_dir / f"{Path(train).name}_{tag}.npz", workers)
+    if exclude_profiles:
+        cache = cache.subset_series(~np.isin(cache.profiles, exclude_profiles))
+    val_profile = val_profile or choose_val_profile(cache)
+    is_val = cache.profiles == val_profile
+    train_c, val_c = cache.subset_series(~is_val), cache.subset_series(is_val)
+    log.info("train: %d series / %d slices; validation profile %r: %d series", len(train_c.uids),
+             len(train_c.images), val_profile, len(val_c.uids))
+
+    net = SeriesNet(config)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    ckpt = out / "checkpoint.pt"
+    start_epoch, best, bad_epochs, history = 0, -1.0, 0, []
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=True)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        start_epoch, best, bad_epochs = int(state["epoch"]) + 1, float(state["best"]), int(state["bad_epochs"])
+        history = json.loads(state["history_json"])
+        log.info("resumed from %s at epoch %d (best %.4f)", ckpt, start_epoch, best)
+    per_epoch = samples_per_epoch or len(train_c.images)
+    steps = max(1, per_epoch // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.15)
+    for _ in range(start_epoch * steps):
+        sched.step()
+    weights = _class_weights_for_sampler(train_c.labels["sequence"].astype(int))
+    ori_classes = config.orientation_classes
+    flippable_planes = [ori_classes.index(p) for p in ("AXIAL", "CORONAL") if p in ori_classes]
+    gen = torch.Generator().manual_seed(seed)
+    model = CnnModel(net, config)
+    t_start = time.time()
+    for epoch in range(start_epoch, epochs):
+        net.train()
+        ep_rng = np.random.default_rng(seed * 1000 + epoch)  # resumable: depends on the epoch only
+        gen.manual_seed(seed * 1000 + epoch)
+        idx_all = ep_rng.choice(len(train_c.images), size=steps * batch_size, p=weights)
+        t0, total = time.time(), 0.0
+        for s in range(steps):
+            idx = idx_all[s * batch_size : (s + 1) * batch_size]
+            x = torch.from_numpy(train_c.images[idx].astype(np.float32) / 255.0)[:, None]
+            planes = torch.from_numpy(train_c.labels["orientation"][idx].astype(np.int64))
+            x = augment(x, torch.isin(planes, torch.tensor(flippable_planes)), gen)
+            targets = {h: torch.from_numpy(v[idx].astype(np.int64)) for h, v in train_c.labels.items()}
+            loss = multitask_loss(net(x), targets, config, focal_gamma)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+        model = CnnModel(net.eval(), config)
+        metrics = evaluate(model, val_c) if len(val_c.uids) else {"sequence": {"accuracy": 0.0}}
+        score = metrics["sequence"]["accuracy"]
+        entry = {"epoch": epoch, "loss": total / steps, "val_sequence_acc": score,
+                 "val_macro_f1": metrics["sequence"].get("macro_f1"),
+                 "val_orientation_acc": metrics.get("orientation", {}).get("accuracy"),
+                 "seconds": round(time.time() - t0, 1)}
+        history.append(entry)
+        log.info("epoch %d: %s", epoch, json.dumps(entry))
+        if score > best:
+            best, bad_epochs = score, 0
+            model.save(out)
+        else:
+            bad_epochs += 1
+        _save_checkpoint(ckpt, net, opt, epoch, best, history, bad_epochs)
+        if bad_epochs >= patience:
+            log.info("early stop: no improvement for %d epochs", patience)
+            break
+        if (time.time() - t_start) / 60 > max_minutes:
+            log.info("time budget of %.0f min reached", max_minutes)
+            break
+
+    model = CnnModel.load(out)
+    result = {"val_profile": val_profile, "history": history}
+    if fit_gru and len(val_c.uids):
+        result["aggregation"] = _compare_aggregators(model, train_c, val_c, seed)
+        log.info("aggregation: %s", json.dumps(result["aggregation"]))
+    model.config.version = time.strftime("%Y%m%d", time.gmtime())
+    model.config.training = {
+        "command": command, "train": str(train), "n_series": int(len(train_c.uids)),
+        "n_slices": int(len(train_c.images)), "val_profile": val_profile, "epochs_run": len(history),
+        "batch_size": batch_size, "lr": lr, "seed": seed, "focal_gamma": focal_gamma,
+        "exclude_profiles": exclude_profiles or [],
+        "loss_weights": {**LOSS_WEIGHTS, "attributes": ATTRIBUTE_WEIGHT}, "history": history,
+    }
+    model.config.metrics = {"validation_profile": {"sequence_accuracy": best}}
+    if test:
+        test_cache = build_cache(test, config, cache_dir / f"{Path(test).name}_{tag}.npz", workers)
+        metrics = evaluate(model, test_cache)
+        result["test"] = _public(metrics)
+        model.config.metrics["test"] = {
+            "data": str(test), "n_series": metrics["n_series"],
+            "sequence_accuracy": metrics["sequence"]["accuracy"], "sequence_macro_f1": metrics["sequence"]["macro_f1"],
+            "sequence_ece": metrics["sequence"]["ece"], "orientation_accuracy": metrics["orientation"]["accuracy"],
+            **{f"{a}_accuracy": metrics[a]["accuracy"] for a in config.attributes},
+        }
+        docs = Path(docs_dir) if docs_dir else out
+        plot_confusion(metrics["sequence"]["confusion"], config.sequence_classes, docs / "cnn_confusion_sequence.png",
+                       f"CNN alone (no headers), held-out profiles: acc {metrics['sequence']['accuracy']:.3f}, "
+                       f"macro-F1 {metrics['sequence']['macro_f1']:.3f}")
+        plot_confusion(metrics["orientation"]["confusion"], config.orientation_codes,
+                       docs / "cnn_confusion_orientation.png",
+                       f"CNN orientation, held-out: acc {metrics['orientation']['accuracy']:.3f}")
+        log.info("test: %s", json.dumps(model.config.metrics["test"]))
+    model.save(out)
+    (out / "cnn_metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
+
+
+def _public(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith("_")}
+
+
+def _compare_aggregators(model: CnnModel, train_c: Cache, val_c: Cache, seed: int) -> dict:
+    from .aggregate import fit_gru
+
+    base = evaluate(model, val_c)["sequence"]["accuracy"]
+    emb = model.infer(train_c.images.astype(np.float32) / 255.0, batch_size=128)["embedding"]
+    seqs = [emb[train_c.series_index == m] for m in range(len(train_c.uids))]
+    y = train_c.series_labels["sequence"].astype(int)
+    ok = [i for i in range(len(seqs)) if y[i] >= 0 and len(seqs[i])]
+    counts = np.bincount(y[ok], minlength=len(model.config.sequence_classes)).astype(float)
+    cw = 1.0 / np.sqrt(np.maximum(counts, 1))
+    gru = fit_gru([seqs[i] for i in ok], y[ok], len(model.config.sequence_classes), seed=seed,
+                  hidden=model.config.gru_hidden, class_weights=cw / cw.mean())
+    model.set_aggregator(gru)
+    learned = evaluate(model, val_c)["sequence"]["accuracy"]
+    keep = learned > base + 0.005
+    if not keep:
+        model.set_aggregator(None)
+    return {"mean_log_prob_val_acc": base, "gru_val_acc": learned, "kept": "gru" if keep else "mean"}
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.cnn_train", description=__doc__.splitlines()[0])
+    p.add_argument("--train", required=True, help="corpus folder with labels.csv (training profiles)")
+    p.add_argument("--val", help="held-out corpus for the final test only (labels.csv inside)")
+    p.add_argument("--out", required=True, help="output folder (weights, config, checkpoint, log)")
+    p.add_argument("--cache-dir", help="where the slice caches go (default OUT/cache)")
+    p.add_argument("--val-profile", help="training profile held out for early stopping (default: chosen)")
+    p.add_argument("--exclude-profile", action="append", default=[], help="training profiles to leave out")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="processes for building the cache")
+    p.add_argument("--max-minutes", type=float, default=55.0)
+    p.add_argument("--samples-per-epoch", type=int)
+    p.add_argument("--focal-gamma", type=float, default=0.0)
+    p.add_argument("--clahe", action="store_true")
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--no-gru", action="store_true", help="skip fitting the learned aggregator")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--docs", help="folder for the confusion pictures (default OUT)")
+    p.add_argument("--log", help="progress log file (default OUT/train.log)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(args.log or out / "train.log")]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", handlers=handlers)
+    command = "python -m SeriesClassifierLib.cnn_train " + " ".join(sys.argv[1:] if argv is None else argv)
+    train_cnn(
+        args.train, out, test=args.val, cache_dir=args.cache_dir, val_profile=args.val_profile,
+        exclude_profiles=args.exclude_profile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        patience=args.patience, seed=args.seed, threads=args.threads, workers=args.workers,
+        max_minutes=args.max_minutes, samples_per_epoch=args.samples_per_epoch, focal_gamma=args.focal_gamma,
+        clahe=args.clahe, k=args.k, size=args.size, fit_gru=not args.no_gru, resume=args.resume,
+        command=command, docs_dir=args.docs,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
