@@ -1,0 +1,231 @@
+"""BIDS names for labelled series, and converter configurations that reproduce them.
+
+The per-class mapping (datatype, suffix, fixed entities) comes from the vocabulary;
+this module adds what depends on the whole set of series: subject and session
+labels, and ``run-`` indices numbered by SeriesNumber among series that would
+otherwise get the same file name.
+
+Converter configurations:
+
+- dcm2bids (v3): dcm2niix's BIDS sidecars leave SeriesInstanceUID out when they
+  are anonymised (``-ba y``, dcm2bids' default, which we keep so no patient data
+  reaches the BIDS tree), and SeriesNumber + SeriesDescription are neither unique
+  across subjects nor always within a study. dcm2niix can however put the UID into
+  the *file name* (``%j``), and dcm2bids can match on ``SidecarFilename``. So the
+  config sets ``dcm2niixOptions`` with ``-f %3s_%j`` and matches each series by its
+  UID in the file name: exact, one config for every subject, sidecars still anonymous.
+- heudiconv: ``infotodict`` looks each ``seqinfo.series_uid`` up in a table.
+
+Derived classes (ADC, MIP, SWI minIP, …) have no place in raw BIDS; they get a
+mapping (flagged ``derived``) for the tables but are left out of the converter
+configs unless asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .store import LabelRecord
+from .vocabulary import Vocabulary, load_vocabulary
+
+# BIDS entity order for file names (BIDS specification, entity table), as dcm2bids reorders them too
+ENTITY_ORDER = (
+    "sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "mod", "echo", "flip", "inv", "mt", "part", "recording",
+    "chunk",
+)  # fmt: skip
+
+DCM2NIIX_OPTIONS = "-b y -ba y -z y -f %3s_%j"
+
+
+@dataclass
+class BidsName:
+    """Where one series goes in a BIDS tree."""
+
+    series_uid: str
+    datatype: str
+    suffix: str
+    subject: str
+    session: str | None = None
+    entities: dict[str, str] = field(default_factory=dict)  # besides sub/ses, run included when needed
+    derived: bool = False
+
+    @property
+    def entity_string(self) -> str:
+        """``acq-3D_ce-gadolinium_run-01``: the entities between sub/ses and the suffix, in BIDS order."""
+        return "_".join(f"{k}-{v}" for k, v in _ordered(self.entities))
+
+    @property
+    def stem(self) -> str:
+        parts = [f"sub-{self.subject}"]
+        if self.session:
+            parts.append(f"ses-{self.session}")
+        if self.entities:
+            parts.append(self.entity_string)
+        parts.append(self.suffix)
+        return "_".join(parts)
+
+    @property
+    def filename(self) -> str:
+        """Path relative to the BIDS root, e.g. ``sub-01/anat/sub-01_acq-3D_T1w.nii.gz``."""
+        folder = f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
+        return f"{folder}/{self.datatype}/{self.stem}.nii.gz"
+
+    def to_dict(self) -> dict:
+        return {
+            "datatype": self.datatype,
+            "suffix": self.suffix,
+            "subject": self.subject,
+            "session": self.session,
+            "entities": dict(_ordered(self.entities)),
+            "filename": self.filename,
+            "derived": self.derived,
+        }
+
+
+def _ordered(entities: dict[str, str]) -> list[tuple[str, str]]:
+    rank = {k: i for i, k in enumerate(ENTITY_ORDER)}
+    return sorted(entities.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def bids_label(text: str) -> str:
+    """A BIDS label: letters and digits only."""
+    return re.sub(r"[^A-Za-z0-9]", "", text or "")
+
+
+def subject_labels(patient_ids: Sequence[str], anonymise: bool = False) -> dict[str, str]:
+    """patient_id -> subject label: the patient ID made BIDS-safe, or 01, 02, … when anonymising."""
+    unique = sorted(set(patient_ids))
+    if anonymise:
+        width = max(2, len(str(len(unique))))
+        return {pid: f"{i:0{width}d}" for i, pid in enumerate(unique, 1)}
+    labels: dict[str, str] = {}
+    used: set[str] = set()
+    for pid in unique:
+        base = bids_label(pid) or "unknown"
+        label, n = base, 1
+        while label in used:  # two IDs that differ only in punctuation
+            n += 1
+            label = f"{base}{n}"
+        used.add(label)
+        labels[pid] = label
+    return labels
+
+
+def bids_names(
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = False
+) -> dict[str, BidsName]:
+    """series_uid -> BidsName for every record whose current label has a BIDS mapping.
+
+    Sessions are added only for subjects with several studies (numbered in StudyInstanceUID order:
+    the records carry no study date). ``run-`` is added only where two or more series of one
+    subject/session would get the same name, numbered by SeriesNumber.
+    """
+    vocabulary = vocabulary or load_vocabulary()
+    patients = {r.series_uid: (r.prediction.patient_id if r.prediction else "") for r in records}
+    studies = {r.series_uid: (r.prediction.study_uid if r.prediction else "") for r in records}
+    subjects = subject_labels(list(patients.values()), anonymise)
+    studies_of: dict[str, list[str]] = defaultdict(list)
+    for uid in patients:
+        if studies[uid] not in studies_of[patients[uid]]:
+            studies_of[patients[uid]].append(studies[uid])
+    names: dict[str, BidsName] = {}
+    for r in records:
+        if r.sequence is None:
+            continue
+        mapping = vocabulary.sequence(r.sequence).bids
+        if mapping is None:
+            continue
+        pid = patients[r.series_uid]
+        study_list = sorted(studies_of[pid])
+        session = f"{study_list.index(studies[r.series_uid]) + 1:02d}" if len(study_list) > 1 else None
+        entities = {k: bids_label(v) for k, v in mapping.entities.items()}
+        names[r.series_uid] = BidsName(
+            r.series_uid, mapping.datatype, mapping.suffix, subjects[pid], session, entities, mapping.derived
+        )
+    _number_runs(names, {r.series_uid: r for r in records})
+    return names
+
+
+def _number_runs(names: dict[str, BidsName], records: dict[str, LabelRecord]) -> None:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for uid, name in names.items():
+        groups[name.filename].append(uid)
+    for uids in groups.values():
+        if len(uids) < 2:
+            continue
+
+        def order(uid: str) -> tuple:
+            p = records[uid].prediction
+            number = p.series_number if p and p.series_number is not None else 1 << 30
+            return (number, uid)
+
+        for run, uid in enumerate(sorted(uids, key=order), 1):
+            names[uid].entities["run"] = f"{run:02d}"
+
+
+def _selected(names: dict[str, BidsName], include_derived: bool) -> list[BidsName]:
+    return [n for n in names.values() if include_derived or not n.derived]
+
+
+def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -> dict:
+    """A dcm2bids (v3) configuration that puts each series where ``names`` says.
+
+    Run it per subject/session: ``dcm2bids -d DICOM_DIR -p <subject> [-s <session>] -c config.json``.
+    """
+    descriptions = []
+    for n in _selected(names, include_derived):  # in the records' order: patient, study, series number
+        description = {
+            "datatype": n.datatype,
+            "suffix": n.suffix,
+            "criteria": {"SidecarFilename": {"any": [f"*_{n.series_uid}.json", f"*_{n.series_uid}_*.json"]}},
+        }
+        if n.entities:
+            description["custom_entities"] = n.entity_string
+        if n.datatype == "func" and "task" in n.entities:
+            description["sidecar_changes"] = {"TaskName": n.entities["task"]}
+        descriptions.append(description)
+    return {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": descriptions}
+
+
+HEUDICONV_TEMPLATE = '''"""heudiconv heuristic written by SeriesClassifier{version_note}.
+
+Every series is placed by its SeriesInstanceUID, as labelled (predicted, accepted
+or corrected) in the SeriesClassifier label store. Series not listed are not converted.
+Run: heudiconv --files DICOM_DIR -s <subject> [-ss <session>] -f this_file.py -c dcm2niix -b -o BIDS_DIR
+"""
+
+# SeriesInstanceUID -> (datatype, name after the subject/session prefix)
+SERIES = {series}
+
+
+def create_key(template, outtype=("nii.gz",), annotation_classes=None):
+    if not template:
+        raise ValueError("Template must be a valid format string")
+    return template, outtype, annotation_classes
+
+
+def infotodict(seqinfo):
+    info = {{}}
+    for s in seqinfo:
+        entry = SERIES.get(s.series_uid)
+        if entry is None:
+            continue
+        datatype, name = entry
+        key = create_key("{{bids_subject_session_dir}}/" + datatype + "/{{bids_subject_session_prefix}}_" + name)
+        info.setdefault(key, []).append(s.series_id)
+    return info
+'''
+
+
+def heudiconv_heuristic(names: dict[str, BidsName], include_derived: bool = False, version: str = "") -> str:
+    """Source of a heudiconv heuristic module that reproduces ``names``."""
+    entries = []
+    for n in _selected(names, include_derived):
+        tail = "_".join(p for p in (n.entity_string, n.suffix) if p)
+        entries.append(f"    {json.dumps(n.series_uid)}: ({json.dumps(n.datatype)}, {json.dumps(tail)}),")
+    series = "{\n" + "\n".join(entries) + "\n}" if entries else "{}"
+    return HEUDICONV_TEMPLATE.format(series=series, version_note=f" {version}" if version else "")

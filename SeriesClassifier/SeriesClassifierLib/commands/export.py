@@ -1,0 +1,49 @@
+"""``seriesclassifier export``: labels as CSV, JSON, a BIDS mapping, a dcm2bids config or a heudiconv heuristic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..export import FORMATS, export, select, write_export
+from ..store import StoreError
+from ._store_args import add_store_argument, ensure_predictions, open_store
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", nargs="?", help="classified folder or Slicer DICOM database")
+    add_store_argument(parser)
+    parser.add_argument("--format", choices=FORMATS, required=True, help="what to write")
+    parser.add_argument("--out", required=True, metavar="FILE", help="output file ('-' for standard output)")
+    parser.add_argument(
+        "--anonymise",
+        "--anonymize",
+        action="store_true",
+        help="leave patient identifiers out (patient ID, notes); number subjects 01, 02, …",
+    )
+    parser.add_argument("--reviewed-only", action="store_true", help="only series a person accepted or corrected")
+    parser.add_argument(
+        "--include-derived",
+        action="store_true",
+        help="also put derived series (ADC, MIP, minIP, …) into the dcm2bids/heudiconv configs",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with open_store(args, create=bool(args.path)) as store:
+            ensure_predictions(store, args.path)
+            records = select(store.records(), args.reviewed_only)
+            vocabulary = store.vocabulary
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not records:
+        print("warning: no series to export", file=sys.stderr)
+    text = export(records, args.format, vocabulary, anonymise=args.anonymise, include_derived=args.include_derived)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        out = write_export(text, args.out)
+        print(f"wrote {args.format} for {len(records)} series to {out}", file=sys.stderr)
+    return 0

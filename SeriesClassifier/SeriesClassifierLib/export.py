@@ -1,0 +1,170 @@
+"""Exports of the label store: CSV and JSON tables, the BIDS mapping, dcm2bids and heudiconv configs.
+
+Columns are stable and documented in docs/EXPORTS.md; add new ones at the end.
+``anonymise`` leaves out what identifies a patient (patient ID, free-text notes)
+and numbers subjects 01, 02, … instead of using patient IDs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .bids import BidsName, bids_names, dcm2bids_config, heudiconv_heuristic
+from .store import LabelRecord, record_row, utc_now
+from .vocabulary import Vocabulary, load_vocabulary
+
+FORMATS = ("csv", "json", "bids", "dcm2bids", "heudiconv")
+JSON_FORMAT_VERSION = 1
+# columns a patient could be identified by; blanked with anonymise
+IDENTIFYING = ("patient_id", "note")
+
+
+def csv_columns(vocabulary: Vocabulary) -> list[str]:
+    """The CSV columns, in order (attribute columns follow the vocabulary)."""
+    return [
+        "series_uid",
+        "study_uid",
+        "patient_id",
+        "series_number",
+        "series_description",
+        "predicted_sequence",
+        "predicted_sequence_probability",
+        "predicted_top3",
+        "predicted_orientation",
+        "predicted_orientation_probability",
+        *[f"attribute_{code}" for code in vocabulary.attribute_codes],
+        "needs_review",
+        "review_state",
+        "label_sequence",
+        "label_orientation",
+        "label_source",
+        "corrected_by",
+        "corrected_at",
+        "correction_source",
+        "note",
+        "model_version",
+        "bids_subject",
+        "bids_session",
+        "bids_datatype",
+        "bids_suffix",
+        "bids_entities",
+        "bids_filename",
+        "bids_derived",
+    ]
+
+
+def select(records: Sequence[LabelRecord], reviewed_only: bool = False) -> list[LabelRecord]:
+    return [r for r in records if not reviewed_only or r.state != "unreviewed"]
+
+
+def export_rows(
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = False
+) -> list[dict[str, Any]]:
+    """One dict per series: the store's columns joined with the BIDS mapping (JSON structure)."""
+    vocabulary = vocabulary or load_vocabulary()
+    names = bids_names(records, vocabulary, anonymise)
+    rows = []
+    for r in records:
+        row = record_row(r)
+        top = r.prediction.sequence.top(3) if r.prediction and r.prediction.sequence else []
+        row["predicted_top3"] = [[label, round(p, 4)] for label, p in top]
+        name = names.get(r.series_uid)
+        row["bids"] = name.to_dict() if name else None
+        if anonymise:
+            for key in IDENTIFYING:
+                row[key] = None
+        rows.append(row)
+    return rows
+
+
+def _flat(row: dict[str, Any], vocabulary: Vocabulary) -> dict[str, Any]:
+    flat = {k: v for k, v in row.items() if k not in ("attributes", "bids", "predicted_sequence_probabilities")}
+    flat["predicted_top3"] = ";".join(f"{label}:{p:.4f}" for label, p in row["predicted_top3"])
+    for code in vocabulary.attribute_codes:
+        flat[f"attribute_{code}"] = row["attributes"].get(code)
+    bids = row["bids"] or {}
+    flat["bids_subject"] = bids.get("subject")
+    flat["bids_session"] = bids.get("session")
+    flat["bids_datatype"] = bids.get("datatype")
+    flat["bids_suffix"] = bids.get("suffix")
+    flat["bids_entities"] = "_".join(f"{k}-{v}" for k, v in (bids.get("entities") or {}).items())
+    flat["bids_filename"] = bids.get("filename")
+    flat["bids_derived"] = bids.get("derived")
+    return flat
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def to_csv(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None) -> str:
+    vocabulary = vocabulary or load_vocabulary()
+    columns = csv_columns(vocabulary)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        flat = _flat(row, vocabulary)
+        writer.writerow({c: _cell(flat.get(c)) for c in columns})
+    return buffer.getvalue()
+
+
+def to_json(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None, anonymise: bool = False) -> str:
+    vocabulary = vocabulary or load_vocabulary()
+    document = {
+        "format": "seriesclassifier-labels",
+        "format_version": JSON_FORMAT_VERSION,
+        "generator": f"SeriesClassifier {__version__}",
+        "generated_at": utc_now(),
+        "vocabulary_version": vocabulary.version,
+        "anonymised": anonymise,
+        "series": list(rows),
+    }
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def bids_mapping(names: dict[str, BidsName]) -> str:
+    """series_uid -> BIDS placement, as JSON."""
+    return json.dumps({uid: n.to_dict() for uid, n in sorted(names.items())}, indent=2) + "\n"
+
+
+def export(
+    records: Sequence[LabelRecord],
+    fmt: str,
+    vocabulary: Vocabulary | None = None,
+    anonymise: bool = False,
+    include_derived: bool = False,
+) -> str:
+    """The text of one export format for ``records``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    vocabulary = vocabulary or load_vocabulary()
+    if fmt in ("csv", "json"):
+        rows = export_rows(records, vocabulary, anonymise)
+        return to_csv(rows, vocabulary) if fmt == "csv" else to_json(rows, vocabulary, anonymise)
+    names = bids_names(records, vocabulary, anonymise)
+    if fmt == "bids":
+        return bids_mapping(names)
+    if fmt == "dcm2bids":
+        return json.dumps(dcm2bids_config(names, include_derived), indent=2) + "\n"
+    return heudiconv_heuristic(names, include_derived, version=__version__)
+
+
+def write_export(text: str, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    # write then rename: a reader never sees half a file
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,104 @@
+"""The exported dcm2bids config and heudiconv heuristic, run with the real tools on a small study."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dicom_factory import AXIAL, SAGITTAL, recipe_headers, write_classic_series
+
+from SeriesClassifierLib.export import export
+from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
+from SeriesClassifierLib.store import LabelStore
+
+# (series number, predicted, corrected, plane, recipe for the headers)
+STUDY = [
+    (1, "T1_3D_POST", None, SAGITTAL, "T1_3D_PRE"),
+    (2, "FLAIR_2D", None, AXIAL, "FLAIR_2D"),
+    (3, "FLAIR_2D", None, AXIAL, "FLAIR_2D"),
+    (4, "FLAIR_2D", "T2_2D", AXIAL, "T2_2D"),  # the model was wrong; the correction must win
+    (5, "SCOUT", None, AXIAL, "T1_2D_PRE"),  # no BIDS mapping: not converted
+    (6, "ADC", None, AXIAL, "T2_2D"),  # derived: left out of raw BIDS by default
+]
+EXPECTED = {
+    1: "sub-01/anat/sub-01_acq-3D_ce-gadolinium_T1w.nii.gz",
+    2: "sub-01/anat/sub-01_acq-2D_run-01_FLAIR.nii.gz",
+    3: "sub-01/anat/sub-01_acq-2D_run-02_FLAIR.nii.gz",
+    4: "sub-01/anat/sub-01_acq-2D_T2w.nii.gz",
+}
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    assert found, f"{name} is not installed: pip install -e '.[dev]'"
+    return found
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bids_tools")
+    dicom = root / "dicom"
+    store = LabelStore(root / "labels.sqlite")
+    rng = __import__("numpy").random.default_rng(3)
+    predictions, corrections = [], {}
+    for number, predicted, corrected, plane, recipe in STUDY:
+        headers = recipe_headers(recipe, rng)
+        headers["SeriesNumber"] = number
+        uid, _ = write_classic_series(
+            dicom / f"s{number}", headers, n=4, iop=plane, study_uid="1.2.3.4", description=f"series {number}"
+        )
+        probabilities = {predicted: 0.8, "OTHER": 0.2}
+        predictions.append(
+            SeriesPrediction(uid, "1.2.3.4", "P1", number, f"series {number}",
+                             sequence=TaskPrediction.from_probabilities(probabilities))
+        )
+        if corrected:
+            corrections[uid] = corrected
+    store.record_predictions(predictions)
+    for uid, code in corrections.items():
+        store.correct(uid, sequence=code, user="tester", source="cli")
+    records = store.records()
+    store.close()
+    return root, dicom, records
+
+
+def _niftis(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.glob("sub-*/**/*.nii.gz")}
+
+
+@pytest.mark.slow
+def test_dcm2bids_reproduces_the_labels(study):
+    root, dicom, records = study
+    config = root / "dcm2bids_config.json"
+    config.write_text(export(records, "dcm2bids", anonymise=True))
+    out = root / "dcm2bids_out"
+    result = subprocess.run(
+        [_tool("dcm2bids"), "-d", str(dicom), "-p", "01", "-c", str(config), "-o", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _niftis(out) == set(EXPECTED.values()), result.stdout[-3000:]
+    for name in EXPECTED.values():
+        assert (out / name.replace(".nii.gz", ".json")).exists()
+    # the sidecars stay anonymous (dcm2niix -ba y)
+    sidecar = (out / EXPECTED[1].replace(".nii.gz", ".json")).read_text()
+    assert "PatientName" not in sidecar and "P1" not in sidecar
+
+
+@pytest.mark.slow
+def test_heudiconv_reproduces_the_labels(study):
+    root, dicom, records = study
+    heuristic = root / "heuristic.py"
+    heuristic.write_text(export(records, "heudiconv", anonymise=True))
+    out = root / "heudiconv_out"
+    files = sorted(str(p) for p in dicom.rglob("*.dcm"))
+    result = subprocess.run(
+        [_tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
+         "-o", str(out), "--overwrite"],
+        capture_output=True, text=True, timeout=120, cwd=root,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _niftis(out) == set(EXPECTED.values()), result.stderr[-3000:]

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from SeriesClassifierLib.cli import main
+from SeriesClassifierLib.export import csv_columns, export, export_rows, select
+from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
+from SeriesClassifierLib.store import LabelStore
+from SeriesClassifierLib.vocabulary import load_vocabulary
+
+
+def prediction(uid, sequence, number, needs_review=False, patient="PAT-7"):
+    seq = TaskPrediction.from_probabilities({sequence: 0.7, "FLAIR_2D": 0.2, "PD": 0.1})
+    return SeriesPrediction(
+        uid, "1.9", patient, number, f"desc {number}", sequence=seq,
+        orientation=TaskPrediction.from_probabilities({"AXIAL": 0.95, "CORONAL": 0.05}),
+        attributes={"contrast": TaskPrediction.from_probabilities({"POST": 0.9, "PRE": 0.1})},
+        needs_review=needs_review, models={"forest": ModelOutput("forest", sequence=seq)}, model_version="v3",
+    )
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    with LabelStore(path) as s:
+        s.record_predictions([prediction("1.1", "T1_3D_POST", 2), prediction("1.2", "T2_2D", 3, True)])
+        s.correct("1.2", sequence="PD", orientation="CORONAL", user="ann", note="Mrs Smith, call back", source="cli")
+    return path
+
+
+def test_csv_has_the_documented_columns_and_values(store_path):
+    with LabelStore(store_path) as s:
+        text = export(s.records(), "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == csv_columns(load_vocabulary())
+    first, second = rows
+    assert first["series_uid"] == "1.1" and first["label_source"] == "model" and first["needs_review"] == "false"
+    assert first["predicted_top3"] == "T1_3D_POST:0.7000;FLAIR_2D:0.2000;PD:0.1000"
+    assert first["attribute_contrast"] == "POST" and first["attribute_acquisition"] == ""
+    assert first["bids_filename"] == "sub-PAT7/anat/sub-PAT7_acq-3D_ce-gadolinium_T1w.nii.gz"
+    assert first["bids_entities"] == "acq-3D_ce-gadolinium"
+    assert second["predicted_sequence"] == "T2_2D" and second["label_sequence"] == "PD"
+    assert (second["label_orientation"], second["label_source"], second["corrected_by"]) == ("CORONAL", "corrected",
+                                                                                             "ann")
+    assert second["bids_filename"] == "sub-PAT7/anat/sub-PAT7_PDw.nii.gz"
+    assert second["corrected_at"].endswith("Z") and second["model_version"] == "v3"
+
+
+def test_json_document(store_path):
+    with LabelStore(store_path) as s:
+        doc = json.loads(export(s.records(), "json"))
+    assert doc["format"] == "seriesclassifier-labels" and doc["format_version"] == 1 and not doc["anonymised"]
+    series = {row["series_uid"]: row for row in doc["series"]}
+    assert series["1.1"]["predicted_sequence_probabilities"]["T1_3D_POST"] == 0.7
+    assert series["1.2"]["bids"]["entities"] == {} and series["1.2"]["bids"]["suffix"] == "PDw"
+    assert series["1.2"]["note"] == "Mrs Smith, call back"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "bids", "dcm2bids", "heudiconv"])
+def test_anonymise_leaves_identifiers_out_of_every_format(store_path, fmt):
+    with LabelStore(store_path) as s:
+        text = export(s.records(), fmt, anonymise=True)
+    assert "PAT-7" not in text and "PAT7" not in text and "Smith" not in text
+    if fmt in ("csv", "json", "bids"):
+        assert "sub-01" in text
+
+
+def test_reviewed_only(store_path):
+    with LabelStore(store_path) as s:
+        assert [r.series_uid for r in select(s.records(), reviewed_only=True)] == ["1.2"]
+        rows = export_rows(s.records())
+    assert len(rows) == 2
+
+
+def test_cli_label_and_export(store_path, tmp_path, capsys):
+    assert main(["label", "1.1", "--sequence", "T1_3D_PRE", "--store", str(store_path), "--user", "bob"]) == 0
+    assert "1.1: T1_3D_PRE AXIAL (corrected)" in capsys.readouterr().out
+    assert main(["label", "1.1", "--sequence", "T1", "--store", str(store_path)]) == 1
+    assert "valid codes: SCOUT" in capsys.readouterr().err
+    assert main(["label", "9.9", "--sequence", "PD", "--store", str(store_path)]) == 1
+    assert "not in" in capsys.readouterr().err
+    assert main(["label", "1.2", "--accept", "--store", str(store_path)]) == 0
+    assert main(["label", "1.1", "--attribute", "contrast=PRE", "--store", str(store_path)]) == 0
+    out = tmp_path / "out" / "labels.csv"
+    assert main(["export", "--store", str(store_path), "--format", "csv", "--out", str(out), "--anonymise"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["label_sequence"] for r in rows] == ["T1_3D_PRE", "PD"]
+    assert rows[0]["attribute_contrast"] == "PRE" and rows[0]["patient_id"] == ""
+    assert main(["export", "--store", str(tmp_path / "none.sqlite"), "--format", "csv", "--out", str(out)]) == 1
+    assert "no label store" in capsys.readouterr().err
+
+
+def test_cli_export_to_stdout(store_path, capsys):
+    assert main(["export", "--store", str(store_path), "--format", "dcm2bids", "--out", "-"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert len(config["descriptions"]) == 2
