@@ -1,0 +1,423 @@
+"""The classification worker the Slicer module runs in a separate ``PythonSlicer`` process.
+
+    python -m SeriesClassifierLib.worker SOURCE [--series-uids UID ...] [--models DIR]
+        [--gradcam-dir DIR] [--gradcam-head HEAD] [--gradcam-class CODE] [--gradcam-only]
+        [--no-cnn] [--device auto|cpu|cuda] [--threads N]
+
+SOURCE is a folder of DICOM files, a Slicer DICOM database folder (``ctkDICOM.sql``), or a series
+manifest written by ``write_manifest`` (the Slicer module's choice: see below).
+
+Protocol: stdout carries only JSON lines, one event per line, flushed as it happens:
+
+- ``{"type": "start", "total": n, "device": "cpu", ...}`` once the series are listed;
+- ``{"type": "prediction", ...SeriesPrediction.to_dict()}`` as each series finishes;
+- ``{"type": "gradcam", "series_uid", "head", "class", "path"}`` when a heat map was written;
+- ``{"type": "progress", "done": i, "total": n}`` after each series;
+- ``{"type": "error", "series_uid"?, "message"}`` for a series (or a setup step) that failed — the rest go on;
+- ``{"type": "done", "classified": k, "errors": e}`` at the end; ``{"type": "cancelled"}`` on SIGTERM/SIGINT.
+
+Anything else a library prints goes to stderr, so stdout stays parseable. Exit codes: 0 finished (per-series
+errors are events, not failures), 2 bad arguments or unusable source, 143 cancelled, anything else a crash
+the module reports with the stderr tail.
+
+Why a manifest from Slicer rather than the database folder: the module already has the file list of
+each chosen series from ``slicer.dicomDatabase.filesForSeries``; passing it makes the worker independent of
+the database schema version, works for in-memory/temporary databases, never reads the SQLite file while
+Slicer writes to it, and classifies exactly the selection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from .series import Geometry, SeriesRef
+
+MANIFEST_FORMAT = "seriesclassifier-series-manifest"
+MANIFEST_VERSION = 1
+EXIT_OK, EXIT_USAGE, EXIT_CANCELLED = 0, 2, 143
+HEADS_DEFAULT = "sequence"
+
+Emit = Callable[[dict], None]
+
+
+class Cancelled(BaseException):
+    """SIGTERM/SIGINT arrived: stop after telling the module.
+
+    A BaseException, like KeyboardInterrupt, so the engine's per-series ``except Exception`` guards
+    (which keep one bad series from stopping the rest) do not swallow it.
+    """
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def write_manifest(path: str | os.PathLike, series: Iterable[dict], source: str = "") -> Path:
+    """Write the series to classify: dicts with ``series_uid``, ``files`` and optionally ``study_uid``,
+    ``patient_id``, ``series_description``."""
+    entries = []
+    for s in series:
+        if not s.get("series_uid"):
+            raise ValueError("manifest entry without series_uid")
+        entries.append(
+            {
+                "series_uid": str(s["series_uid"]),
+                "study_uid": str(s.get("study_uid") or ""),
+                "patient_id": str(s.get("patient_id") or ""),
+                "series_description": str(s.get("series_description") or ""),
+                "files": [str(f) for f in s.get("files") or []],
+            }
+        )
+    path = Path(path)
+    doc = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "source": source, "series": entries}
+    path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return path
+
+
+def is_manifest(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    if not (path.is_file() and path.suffix.lower() == ".json"):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("format") == MANIFEST_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_manifest(path: str | os.PathLike) -> list[SeriesRef]:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable series manifest ({e})") from e
+    if doc.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: not a SeriesClassifier series manifest (format {doc.get('format')!r})")
+    if int(doc.get("version", 0)) > MANIFEST_VERSION:
+        raise ValueError(f"{path}: manifest version {doc.get('version')} is newer than this worker understands")
+    source = str(doc.get("source") or path)
+    refs = []
+    for entry in doc.get("series", []):
+        files = [Path(f) for f in entry.get("files", [])]
+        refs.append(
+            SeriesRef(
+                series_uid=entry["series_uid"],
+                files=[f for f in files if f.is_file()],
+                study_uid=entry.get("study_uid", ""),
+                patient_id=entry.get("patient_id", ""),
+                source=source,
+                series_description=entry.get("series_description", ""),
+                missing=[f for f in files if not f.is_file()],
+            )
+        )
+    return refs
+
+
+def list_series(
+    source: str | os.PathLike, series_uids: Sequence[str] | None = None
+) -> tuple[list[SeriesRef], list[str]]:
+    """The series to classify, in source order; and the requested UIDs the source does not have."""
+    if not os.path.exists(source):
+        raise ValueError("no such file or folder")
+    if is_manifest(source):
+        refs = read_manifest(source)
+    else:
+        from .sources import iter_series_refs
+
+        refs = list(iter_series_refs(source))
+    if not series_uids:
+        return refs, []
+    wanted = list(dict.fromkeys(series_uids))
+    by_uid = {r.series_uid: r for r in refs}
+    return [by_uid[u] for u in wanted if u in by_uid], [u for u in wanted if u not in by_uid]
+
+
+# --------------------------------------------------------------------------- heat map files
+
+
+def heatmap_path(gradcam_dir: str | os.PathLike, series_uid: str, head: str, target: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{series_uid}_{head}_{target}")
+    return Path(gradcam_dir) / f"{safe}.npz"
+
+
+def save_heatmap(path: str | os.PathLike, heatmap: np.ndarray, geometry: Geometry, **meta: str) -> Path:
+    """Heat map + the geometry it lies on, as a plain npz (no pickles: read with allow_pickle=False)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(
+        tmp,
+        heatmap=np.asarray(heatmap, dtype=np.float32),
+        rows=np.int64(geometry.rows),
+        columns=np.int64(geometry.columns),
+        pixel_spacing=np.asarray(geometry.pixel_spacing, dtype=float),
+        orientations=np.asarray(geometry.orientations, dtype=float).reshape(-1, 6),
+        positions=np.asarray(geometry.positions, dtype=float).reshape(-1, 3),
+        slice_thickness=np.float64(geometry.slice_thickness or 0.0),
+        spacing_between_slices=np.float64(geometry.spacing_between_slices or 0.0),
+        meta=np.array(json.dumps(meta)),
+    )
+    os.replace(tmp, path)  # the module may poll for the file: never show it half written
+    return path
+
+
+def load_heatmap(path: str | os.PathLike) -> tuple[np.ndarray, Geometry, dict]:
+    with np.load(path, allow_pickle=False) as z:
+        geometry = Geometry(
+            rows=int(z["rows"]),
+            columns=int(z["columns"]),
+            pixel_spacing=tuple(float(v) for v in z["pixel_spacing"]),
+            orientations=[tuple(float(v) for v in o) for o in z["orientations"]],
+            positions=[tuple(float(v) for v in p) for p in z["positions"]],
+            slice_thickness=float(z["slice_thickness"]) or None,
+            spacing_between_slices=float(z["spacing_between_slices"]) or None,
+        )
+        return np.array(z["heatmap"]), geometry, json.loads(str(z["meta"]))
+
+
+# --------------------------------------------------------------------------- reading the stream (module side)
+
+
+class EventReader:
+    """Turns the worker's stdout, in whatever chunks QProcess delivers, into events.
+
+    A line that is not JSON (a stray print from a library) becomes ``{"type": "log", "message": line}``.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes | str) -> list[dict]:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return [e for e in (self._parse(line) for line in lines) if e is not None]
+
+    def flush(self) -> list[dict]:
+        rest, self._buffer = self._buffer, b""
+        event = self._parse(rest)
+        return [event] if event is not None else []
+
+    @staticmethod
+    def _parse(line: bytes) -> dict | None:
+        text = line.decode("utf-8", errors="replace").strip()
+        if not text:
+            return None
+        try:
+            event = json.loads(text)
+        except ValueError:
+            return {"type": "log", "message": text}
+        return event if isinstance(event, dict) and "type" in event else {"type": "log", "message": text}
+
+
+def command(
+    python: str,
+    source: str | os.PathLike,
+    *,
+    series_uids: Sequence[str] | None = None,
+    models: str | os.PathLike | None = None,
+    gradcam_dir: str | os.PathLike | None = None,
+    gradcam_head: str | None = None,
+    gradcam_class: str | None = None,
+    gradcam_only: bool = False,
+    use_cnn: bool = True,
+    device: str = "auto",
+    threads: int | None = None,
+) -> list[str]:
+    """The argument list that starts the worker with ``python`` (PythonSlicer inside Slicer)."""
+    cmd = [python, "-u", "-m", "SeriesClassifierLib.worker", str(source), "--device", device]
+    if series_uids:
+        cmd += ["--series-uids", *series_uids]
+    if models:
+        cmd += ["--models", str(models)]
+    if gradcam_dir:
+        cmd += ["--gradcam-dir", str(gradcam_dir)]
+    if gradcam_head:
+        cmd += ["--gradcam-head", gradcam_head]
+    if gradcam_class:
+        cmd += ["--gradcam-class", gradcam_class]
+    if gradcam_only:
+        cmd.append("--gradcam-only")
+    if not use_cnn:
+        cmd.append("--no-cnn")
+    if threads:
+        cmd += ["--threads", str(int(threads))]
+    return cmd
+
+
+# --------------------------------------------------------------------------- the worker itself
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.worker", description=__doc__.splitlines()[0])
+    p.add_argument("source", help="DICOM folder, Slicer DICOM database folder, or series manifest (.json)")
+    p.add_argument("--series-uids", nargs="+", metavar="UID", help="classify only these series")
+    p.add_argument("--models", help="model bundle folder (default: the bundled models)")
+    p.add_argument("--gradcam-dir", help="write a Grad-CAM heat map per series here (needs the CNN)")
+    p.add_argument("--gradcam-head", default=HEADS_DEFAULT, help="head to explain (default: sequence)")
+    p.add_argument("--gradcam-class", help="class to explain (default: the predicted class)")
+    p.add_argument("--gradcam-only", action="store_true", help="only write heat maps; do not classify")
+    p.add_argument("--no-cnn", action="store_true", help="forest only (no pixels read)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    return p
+
+
+def _setup_torch(device: str, threads: int | None) -> str:
+    """Apply the device and thread choice before any model loads; return a description of the device."""
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # as MONAIAuto3DSeg does: torch then sees no GPU
+    try:
+        import torch
+    except ImportError:
+        return "no torch (forest only)"
+    if threads:
+        torch.set_num_threads(int(threads))
+    if device != "cpu" and torch.cuda.is_available():
+        return f"cuda:0 ({torch.cuda.get_device_name(0)})"
+    if device == "cuda":
+        return "cpu (no CUDA device available)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _gradcam(bundle: Any, series: Any, head: str, target: str | None) -> tuple[np.ndarray, Geometry, str]:
+    """Heat map on the series' voxel grid via the engine's Grad-CAM; returns (heat, geometry, class)."""
+    from . import gradcam
+
+    result = gradcam.gradcam(bundle.cnn, series, head=head, target=target)
+    geometry = getattr(result, "geometry", None) or series.geometry
+    return np.asarray(result.heatmap), geometry, str(getattr(result, "target", None) or target or "")
+
+
+def _predicted_class(prediction: Any, head: str) -> str | None:
+    task = getattr(prediction, head, None) if head in ("sequence", "orientation") else prediction.attributes.get(head)
+    return task.label if task is not None else None
+
+
+def prediction_from_event(event: dict) -> Any:
+    """The SeriesPrediction a ``prediction`` event carries."""
+    from .prediction import SeriesPrediction
+
+    return SeriesPrediction.from_dict({k: v for k, v in event.items() if k != "type"})
+
+
+def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
+    """Classify the listed series, emitting events; ``bundle`` defaults to the one ``--models`` names."""
+    device = _setup_torch(args.device, args.threads)
+    try:
+        refs, unknown = list_series(args.source, args.series_uids)
+    except (OSError, ValueError) as e:
+        emit({"type": "error", "message": f"{args.source}: {e}"})
+        return EXIT_USAGE
+    for uid in unknown:
+        emit({"type": "error", "series_uid": uid, "message": f"series {uid} is not in {args.source}"})
+    total = len(refs)
+    emit({"type": "start", "total": total, "device": device, "source": str(args.source), "pid": os.getpid()})
+
+    if bundle is None:
+        from .models import load_bundle
+
+        try:
+            bundle = load_bundle(args.models, load_cnn=not args.no_cnn)
+        except Exception as e:  # a broken bundle is the user's file: say which and stop
+            emit({"type": "error", "message": f"cannot load models from {args.models or 'the bundled models'}: {e}"})
+            return EXIT_USAGE
+    for problem in getattr(bundle, "problems", []):
+        emit({"type": "error", "message": f"model not loaded: {problem}"})
+    use_cnn = not args.no_cnn and getattr(bundle, "cnn", None) is not None
+    want_gradcam = bool(args.gradcam_dir) and use_cnn
+    if args.gradcam_dir and not use_cnn:
+        emit({"type": "error", "message": "Grad-CAM needs the CNN, which is off or not in the model bundle"})
+
+    from .headers import read_series
+    from .pipeline import predict_series
+
+    classified = errors = 0
+    for done, ref in enumerate(refs, start=1):
+        series = prediction = None
+        try:
+            series = read_series(ref)
+            if not args.gradcam_only:
+                prediction = predict_series(series, bundle, use_forest=True, use_cnn=use_cnn)
+                emit({"type": "prediction", **prediction.to_dict()})
+                classified += 1
+                errors += bool(prediction.error)
+        except Cancelled:
+            raise
+        except Exception as e:  # one series' failure must not stop the others
+            errors += 1
+            emit({"type": "error", "series_uid": ref.series_uid, "message": _describe(e)})
+        if want_gradcam and series is not None and not series.skipped:
+            errors += not _emit_gradcam(args, bundle, series, prediction, emit)
+        emit({"type": "progress", "done": done, "total": total, "series_uid": ref.series_uid})
+    emit({"type": "done", "classified": classified, "errors": errors, "total": total})
+    return EXIT_OK
+
+
+def _emit_gradcam(args: argparse.Namespace, bundle: Any, series: Any, prediction: Any, emit: Emit) -> bool:
+    head = args.gradcam_head
+    target = args.gradcam_class or (_predicted_class(prediction, head) if prediction is not None else None)
+    try:
+        heat, geometry, target = _gradcam(bundle, series, head, target)
+        path = save_heatmap(
+            heatmap_path(args.gradcam_dir, series.series_uid, head, target), heat, geometry,
+            series_uid=series.series_uid, head=head, target=target,
+        )
+    except Cancelled:
+        raise
+    except Exception as e:
+        emit({"type": "error", "series_uid": series.series_uid, "message": f"Grad-CAM failed: {_describe(e)}"})
+        return False
+    emit({"type": "gradcam", "series_uid": series.series_uid, "head": head, "class": target, "path": str(path)})
+    return True
+
+
+def _describe(e: BaseException) -> str:
+    frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    where = f" ({Path(frame.filename).name}:{frame.lineno})" if frame else ""
+    return f"{type(e).__name__}: {e}{where}"
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise Cancelled(signal.Signals(signum).name)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, bundle: Any = None) -> int:
+    """Entry point. With ``out`` None the process's real stdout becomes the event channel and fd 1 is
+    pointed at stderr, so prints from any library (or C code) cannot corrupt the stream."""
+    if out is None:
+        out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+        sys.stdout.flush()
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+        sys.stdout = sys.stderr
+
+    def emit(event: dict) -> None:
+        out.write(json.dumps(event, default=str) + "\n")
+        out.flush()
+
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        return run(args, emit, bundle=bundle)
+    except Cancelled as e:
+        emit({"type": "cancelled", "signal": str(e)})
+        return EXIT_CANCELLED
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

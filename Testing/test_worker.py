@@ -1,0 +1,295 @@
+"""The worker process the Slicer module runs: manifest, JSON-lines protocol, per-series errors, SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from SeriesClassifierLib import worker
+from SeriesClassifierLib.ensemble import EnsembleParams
+from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
+from SeriesClassifierLib.series import Geometry
+from SeriesClassifierLib.vocabulary import load_vocabulary
+
+ENGINE_DIR = Path(worker.__file__).resolve().parent.parent
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0, 0, 1, 0), number: int = 1) -> str:
+    """A tiny classic MR series (4×4 pixels); returns its SeriesInstanceUID."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = generate_uid(entropy_srcs=[description, str(folder)])
+    normal = np.cross(iop[:3], iop[3:])
+    for k in range(n_slices):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = MR_IMAGE
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = MR_IMAGE
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(k)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.Modality = "MR"
+        ds.PatientID = "P1"
+        ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", str(folder.parent)])
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesNumber = number
+        ds.InstanceNumber = k + 1
+        ds.SeriesDescription = description
+        ds.ImageOrientationPatient = list(iop)
+        ds.ImagePositionPatient = [float(v) for v in normal * 5.0 * k]
+        ds.PixelSpacing = [1.0, 1.0]
+        ds.SliceThickness = 5.0
+        ds.RepetitionTime = 500.0
+        ds.EchoTime = 10.0
+        ds.Rows = ds.Columns = 4
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.PixelData = (np.arange(16, dtype=np.uint16) * (k + 1)).tobytes()
+        ds.save_as(folder / f"im{k:03d}.dcm", enforce_file_format=True)
+    return series_uid
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("study")
+    uids = {
+        "T2_2D": write_series(root / "s1", "T2_2D", number=1),
+        "FLAIR_2D": write_series(root / "s2", "FLAIR_2D", iop=(0, 1, 0, 0, 0, -1), number=2),
+        "BROKEN": write_series(root / "s3", "BROKEN", number=3),
+    }
+    return root, uids
+
+
+class DescriptionForest:
+    """Stands in for the forest: reads the class from the description; BROKEN raises; can be slow/noisy."""
+
+    def __init__(self, delay: float = 0.0, noisy: bool = False):
+        self.delay, self.noisy = delay, noisy
+
+    def predict(self, series) -> ModelOutput:
+        if self.noisy:
+            print("a library printing to stdout")  # must not reach the event stream
+        time.sleep(self.delay)
+        if series.series_description == "BROKEN":
+            raise RuntimeError("cannot classify this one")
+        codes = load_vocabulary().sequence_codes
+        probs = {c: (0.9 if c == series.series_description else 0.1 / (len(codes) - 1)) for c in codes}
+        return ModelOutput("forest", sequence=TaskPrediction.from_probabilities(probs),
+                           orientation=TaskPrediction("AXIAL", 1.0, {"AXIAL": 1.0}))
+
+
+def stub_bundle(**forest_kwargs) -> SimpleNamespace:
+    return SimpleNamespace(forest=DescriptionForest(**forest_kwargs), cnn=None, ensemble=EnsembleParams(),
+                           version="stub-1", problems=[])
+
+
+def args_for(*argv: str) -> argparse.Namespace:
+    return worker.build_parser().parse_args(list(argv))
+
+
+# ----------------------------------------------------------------------------------------------- pieces
+
+
+def test_manifest_round_trip_keeps_gone_files_as_missing(tmp_path, study):
+    root, uids = study
+    files = sorted(str(p) for p in (root / "s1").glob("*.dcm"))
+    path = worker.write_manifest(
+        tmp_path / "m.json",
+        [{"series_uid": uids["T2_2D"], "study_uid": "1.2", "patient_id": "P1", "series_description": "x",
+          "files": files + [str(tmp_path / "gone.dcm")]}],
+        source="/db",
+    )
+    assert worker.is_manifest(path)
+    (ref,) = worker.read_manifest(path)
+    assert ref.series_uid == uids["T2_2D"] and ref.study_uid == "1.2" and ref.source == "/db"
+    assert [str(f) for f in ref.files] == files
+    assert ref.missing == [tmp_path / "gone.dcm"]
+
+
+def test_other_json_is_not_a_manifest(tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"series": []}))
+    assert not worker.is_manifest(other)
+    with pytest.raises(ValueError, match="not a SeriesClassifier series manifest"):
+        worker.read_manifest(other)
+    with pytest.raises(ValueError, match="without series_uid"):
+        worker.write_manifest(tmp_path / "m.json", [{"files": []}])
+
+
+def test_event_reader_reassembles_chunks_and_wraps_stray_text():
+    reader = worker.EventReader()
+    line = json.dumps({"type": "progress", "done": 1, "total": 2}) + "\n"
+    events = []
+    for i in range(0, len(line), 5):  # QProcess delivers arbitrary chunks
+        events += reader.feed(line[i:i + 5].encode())
+    assert events == [{"type": "progress", "done": 1, "total": 2}]
+    assert reader.feed(b'Warning: something\n\n{"type": "do') == [{"type": "log", "message": "Warning: something"}]
+    assert reader.feed(b'ne"}') == []
+    assert reader.flush() == [{"type": "done"}]
+    assert reader.feed("[1, 2]\n") == [{"type": "log", "message": "[1, 2]"}]
+
+
+def test_command_round_trips_through_the_parser():
+    cmd = worker.command("PythonSlicer", "/tmp/m.json", series_uids=["1.2", "1.3"], models="/m", gradcam_dir="/g",
+                         gradcam_head="orientation", gradcam_class="SAGITTAL", gradcam_only=True, use_cnn=False,
+                         device="cpu", threads=2)
+    assert cmd[:4] == ["PythonSlicer", "-u", "-m", "SeriesClassifierLib.worker"]
+    args = worker.build_parser().parse_args(cmd[4:])
+    assert args.source == "/tmp/m.json" and args.series_uids == ["1.2", "1.3"] and args.models == "/m"
+    assert (args.gradcam_dir, args.gradcam_head, args.gradcam_class) == ("/g", "orientation", "SAGITTAL")
+    assert args.gradcam_only and args.no_cnn and args.device == "cpu" and args.threads == 2
+    plain = worker.build_parser().parse_args(worker.command("py", "/d")[4:])
+    assert not plain.no_cnn and plain.series_uids is None and plain.gradcam_head == "sequence"
+
+
+def test_heatmap_file_round_trip(tmp_path):
+    geometry = Geometry(rows=4, columns=3, pixel_spacing=(0.5, 0.7), orientations=[(1, 0, 0, 0, 0.8, 0.6)],
+                        positions=[(0, 0, 0), (0, -3, 4)], slice_thickness=5.0)
+    heat = np.random.default_rng(0).random((2, 4, 3)).astype(np.float32)
+    path = worker.heatmap_path(tmp_path, "1.2.3", "sequence", "T2_2D")
+    worker.save_heatmap(path, heat, geometry, series_uid="1.2.3", head="sequence", target="T2_2D")
+    got, geometry2, meta = worker.load_heatmap(path)
+    np.testing.assert_array_equal(got, heat)
+    assert geometry2 == geometry
+    assert meta == {"series_uid": "1.2.3", "head": "sequence", "target": "T2_2D"}
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+# ----------------------------------------------------------------------------------------------- run()
+
+
+def test_run_streams_one_prediction_per_series_and_reports_failures(study, tmp_path):
+    root, uids = study
+    manifest = worker.write_manifest(
+        tmp_path / "m.json",
+        [{"series_uid": uid, "files": sorted(str(p) for p in (root / d).glob("*.dcm"))}
+         for uid, d in ((uids["T2_2D"], "s1"), (uids["BROKEN"], "s3"), (uids["FLAIR_2D"], "s2"))],
+    )
+    events: list[dict] = []
+    code = worker.run(args_for(str(manifest), "--series-uids", uids["FLAIR_2D"], uids["BROKEN"], uids["T2_2D"],
+                               "1.9.9.9"), events.append, bundle=stub_bundle())
+    assert code == worker.EXIT_OK
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "error" and events[0]["series_uid"] == "1.9.9.9"  # asked for, not in the source
+    assert kinds[1] == "start" and events[1]["total"] == 3
+    predictions = [worker.prediction_from_event(e) for e in events if e["type"] == "prediction"]
+    assert all(isinstance(p, SeriesPrediction) for p in predictions)
+    # the requested order, each as soon as it finished, the broken one included with its error
+    assert [p.series_uid for p in predictions] == [uids["FLAIR_2D"], uids["BROKEN"], uids["T2_2D"]]
+    assert predictions[0].sequence.label == "FLAIR_2D" and predictions[2].sequence.label == "T2_2D"
+    assert "cannot classify this one" in predictions[1].error
+    assert predictions[0].model_version == "stub-1"
+    progress = [(e["done"], e["total"]) for e in events if e["type"] == "progress"]
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    assert events[-1] == {"type": "done", "classified": 3, "errors": 1, "total": 3}
+
+
+def test_run_reads_a_folder_and_refuses_a_missing_source(study, tmp_path):
+    root, uids = study
+    events: list[dict] = []
+    assert worker.run(args_for(str(root), "--no-cnn"), events.append, bundle=stub_bundle()) == 0
+    got = {e["series_uid"] for e in events if e["type"] == "prediction"}
+    assert got == set(uids.values())
+    events.clear()
+    assert worker.run(args_for(str(tmp_path / "nowhere")), events.append, bundle=stub_bundle()) == worker.EXIT_USAGE
+    assert events == [{"type": "error", "message": f"{tmp_path / 'nowhere'}: no such file or folder"}]
+
+
+def test_gradcam_maps_are_written_for_the_predicted_class(study, tmp_path, monkeypatch):
+    root, uids = study
+    calls = []
+
+    def fake_gradcam(bundle, series, head, target):
+        calls.append((series.series_uid, head, target))
+        g = series.geometry
+        return np.full((len(g.positions), g.rows, g.columns), 0.5, np.float32), g, target
+
+    monkeypatch.setattr(worker, "_gradcam", fake_gradcam)
+    bundle = stub_bundle()
+    bundle.cnn = object()  # present: the worker only hands it to Grad-CAM (the stub forest does the predicting)
+    events: list[dict] = []
+    args = args_for(str(root / "s1"), "--gradcam-dir", str(tmp_path / "cams"))
+    assert worker.run(args, events.append, bundle=bundle) == 0
+    (cam,) = [e for e in events if e["type"] == "gradcam"]
+    assert cam["series_uid"] == uids["T2_2D"] and cam["class"] == "T2_2D" and cam["head"] == "sequence"
+    heat, geometry, meta = worker.load_heatmap(cam["path"])
+    assert heat.shape == (3, 4, 4) and geometry.rows == 4 and meta["target"] == "T2_2D"
+    assert calls == [(uids["T2_2D"], "sequence", "T2_2D")]
+    # a class asked for explicitly, without classifying again
+    events.clear()
+    args = args_for(str(root / "s1"), "--gradcam-dir", str(tmp_path / "cams"), "--gradcam-only",
+                    "--gradcam-head", "sequence", "--gradcam-class", "FLAIR_2D")
+    assert worker.run(args, events.append, bundle=bundle) == 0
+    assert [e["type"] for e in events] == ["start", "gradcam", "progress", "done"]
+    assert Path(events[1]["path"]).name.endswith("_sequence_FLAIR_2D.npz")
+
+
+# ----------------------------------------------------------------------------------------------- real process
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from types import SimpleNamespace
+    sys.path.insert(0, {testing!r})
+    from test_worker import stub_bundle
+    from SeriesClassifierLib import worker
+    raise SystemExit(worker.main(sys.argv[1:], bundle=stub_bundle(delay={delay}, noisy=True)))
+    """
+)
+
+
+def _start(tmp_path: Path, source: Path, delay: float) -> subprocess.Popen:
+    script = tmp_path / "run_worker.py"
+    script.write_text(SCRIPT.format(testing=str(Path(__file__).parent), delay=delay))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ENGINE_DIR), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen([sys.executable, "-u", str(script), str(source), "--no-cnn"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+
+
+def test_process_stdout_is_only_json_lines(study, tmp_path):
+    root, uids = study
+    proc = _start(tmp_path, root, delay=0.0)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    events = [json.loads(line) for line in lines]  # every line parses: the library's print went elsewhere
+    assert [e["type"] for e in events].count("prediction") == 3
+    assert events[-1]["type"] == "done"
+    assert b"a library printing to stdout" in err
+
+
+def test_sigterm_stops_the_worker_cleanly(tmp_path, study):
+    root, _ = study
+    many = tmp_path / "many"
+    for i in range(12):
+        write_series(many / f"s{i}", "T2_2D", n_slices=1, number=i + 1)
+    proc = _start(tmp_path, many, delay=0.5)
+    reader, events = worker.EventReader(), []
+    while not any(e["type"] == "prediction" for e in events):
+        chunk = proc.stdout.readline()
+        assert chunk, proc.stderr.read().decode()
+        events += reader.feed(chunk)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    events += reader.feed(out) + reader.flush()
+    assert proc.returncode == worker.EXIT_CANCELLED, err.decode()
+    assert events[-1]["type"] == "cancelled"
+    assert sum(e["type"] == "prediction" for e in events) < 12
+    assert b"Traceback" not in err
