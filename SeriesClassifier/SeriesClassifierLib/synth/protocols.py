@@ -1,0 +1,587 @@
+"""Study protocols → ordered ``SeriesSpec`` lists with realistic randomised parameters.
+
+A study type (routine, stroke, tumour, research, IAC, MRA) is a list of
+techniques in scanner order, some optional. Each technique gets acquisition
+parameters from ranges around the vendor's defaults at the profile's field
+strength, an orientation drawn from what sites really do for it, a name from
+the vendor grammar (vendors.py) and then the profile's mess.
+
+Orientation decisions (documented here because labels depend on them):
+- 3-plane localizers are MIXED; their single-plane MPRs take that plane.
+- Straight planes get small tilts (< 8°); OBLIQUE series (AC-PC / hippocampal
+  angulation) are tilted 25–40° from their nominal plane; about 5–10 % of 2-D
+  series per profile (``Profile.oblique_rate``), some 3-D series too.
+- MRA_MIP: radial MIP sets (one projection per angle, rotating about the
+  head's S-I or L-R axis over ≥ 90°) lie in many planes → MIXED; a single
+  projection image (``_MIP_TRA``) takes its plane.
+- Derived series share their source's geometry (ADC/FA ← DWI, minIP/phase ← SWI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .profiles import Profile
+from .spec import SeriesSpec
+from .vendors import TECHNIQUES, header_style, name_series
+
+STUDY_TYPES = ("routine", "stroke", "tumour", "research", "iac", "mra")
+
+# head coverage (mm) along each plane's normal
+_COVERAGE = {"AXIAL": (120.0, 150.0), "SAGITTAL": (130.0, 150.0), "CORONAL": (140.0, 170.0)}
+# field of view (mm) in-plane
+_FOV = (220.0, 250.0)
+
+# orientation habits per technique: plane -> weight
+_PLANES = {
+    "t1_se": {"AXIAL": 0.55, "SAGITTAL": 0.3, "CORONAL": 0.15},
+    "t1_flair": {"AXIAL": 0.5, "SAGITTAL": 0.35, "CORONAL": 0.15},
+    "t1_3d_ir": {"SAGITTAL": 0.65, "AXIAL": 0.3, "CORONAL": 0.05},
+    "t1_3d_gre": {"AXIAL": 0.5, "SAGITTAL": 0.4, "CORONAL": 0.1},
+    "t2_tse": {"AXIAL": 0.75, "CORONAL": 0.2, "SAGITTAL": 0.05},
+    "t2_3d": {"SAGITTAL": 0.8, "AXIAL": 0.15, "CORONAL": 0.05},
+    "haste": {"AXIAL": 0.6, "CORONAL": 0.2, "SAGITTAL": 0.2},
+    "flair_2d": {"AXIAL": 0.8, "CORONAL": 0.15, "SAGITTAL": 0.05},
+    "flair_3d": {"SAGITTAL": 0.8, "AXIAL": 0.15, "CORONAL": 0.05},
+    "pd_tse": {"AXIAL": 0.8, "CORONAL": 0.2},
+    "ciss": {"AXIAL": 0.7, "CORONAL": 0.2, "SAGITTAL": 0.1},
+    "other_mt": {"AXIAL": 0.7, "SAGITTAL": 0.3},
+    "other_t1map": {"AXIAL": 0.5, "SAGITTAL": 0.5},
+    "other_svs": {"AXIAL": 0.4, "SAGITTAL": 0.3, "CORONAL": 0.3},
+}
+_ALWAYS_AXIAL = ("t2star", "swi", "dwi", "dti", "dsc", "asl", "asl_3d", "tof", "bold", "fmap_mag", "scout_cal")
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float, nd: int = 2) -> float:
+    return round(float(rng.uniform(lo, hi)), nd)
+
+
+def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    keys = list(weights)
+    p = np.array([weights[k] for k in keys], dtype=float)
+    return keys[int(rng.choice(len(keys), p=p / p.sum()))]
+
+
+@dataclasses.dataclass
+class _Ctx:
+    profile: Profile
+    rng: np.random.Generator
+    storage: str  # study-level export habit: classic | enhanced
+    has_contrast: bool = False
+
+
+# --- parameters ---------------------------------------------------------------------------------------------------
+
+
+def _timing(tech: str, ctx: _Ctx) -> dict:
+    """TR/TE/TI/flip/ETL around the vendor's defaults at the profile's field strength."""
+    rng, b3 = ctx.rng, ctx.profile.field_strength >= 2.5
+    v = ctx.profile.vendor
+    u = lambda lo, hi, nd=2: _u(rng, lo, hi, nd)  # noqa: E731
+    if tech in ("scout", "scout_mpr"):
+        return dict(repetition_time=u(7.5, 9.0), echo_time=u(3.2, 4.0), flip_angle=20.0)
+    if tech == "scout_cal":
+        return dict(repetition_time=u(3.0, 4.5), echo_time=u(1.0, 1.6), flip_angle=u(5, 10, 0))
+    if tech == "t1_se":
+        etl = None if rng.random() < 0.5 else int(rng.integers(2, 5))
+        return dict(repetition_time=u(450, 650) if not b3 else u(500, 800), echo_time=u(8, 15), flip_angle=90.0,
+                    echo_train_length=etl or 1)
+    if tech == "t1_flair":
+        return dict(repetition_time=u(1800, 2600), echo_time=u(8, 20), inversion_time=u(750, 1000) if b3 else
+                    u(700, 860), flip_angle=float(rng.choice([90, 120, 150])),
+                    echo_train_length=int(rng.integers(6, 11)))
+    if tech in ("t1_3d_ir", "t1_mpr"):
+        if v in ("GE", "PHILIPS"):
+            return dict(repetition_time=u(7.0, 9.5), echo_time=u(2.5, 4.0), inversion_time=u(400, 1000),
+                        flip_angle=u(8, 13, 0), echo_train_length=int(rng.integers(150, 260)))
+        return dict(repetition_time=u(1900, 2400), echo_time=u(2.2, 3.6),
+                    inversion_time=u(900, 1100) if b3 else u(1000, 1150), flip_angle=u(7, 9, 0),
+                    echo_train_length=1)
+    if tech == "t1_3d_gre":
+        return dict(repetition_time=u(5, 12), echo_time=u(2.0, 5.0), flip_angle=u(10, 15, 0), echo_train_length=1)
+    if tech == "t2_tse":
+        return dict(repetition_time=u(3000, 6500), echo_time=u(80, 115), flip_angle=float(rng.choice([120, 150, 180])),
+                    echo_train_length=int(rng.integers(10, 25)))
+    if tech == "t2_3d":
+        return dict(repetition_time=u(2500, 3200), echo_time=u(300, 450), flip_angle=120.0,
+                    echo_train_length=int(rng.integers(120, 285)))
+    if tech == "haste":
+        return dict(repetition_time=u(1000, 2000), echo_time=u(80, 100), flip_angle=u(150, 180, 0),
+                    echo_train_length=int(rng.integers(128, 256)))
+    if tech == "flair_2d":
+        return dict(repetition_time=u(8000, 11000), echo_time=u(80, 130),
+                    inversion_time=u(2400, 2800) if b3 else u(2200, 2500), flip_angle=150.0,
+                    echo_train_length=int(rng.integers(12, 25)))
+    if tech == "flair_3d":
+        return dict(repetition_time=u(4800, 8000), echo_time=u(300, 450), inversion_time=u(1600, 2200),
+                    flip_angle=120.0, echo_train_length=int(rng.integers(150, 285)))
+    if tech == "pd_tse":
+        return dict(repetition_time=u(2500, 4000), echo_time=u(8, 30), flip_angle=150.0,
+                    echo_train_length=int(rng.integers(5, 11)))
+    if tech == "t2star":
+        return dict(repetition_time=u(500, 800), echo_time=u(15, 25) if b3 else u(20, 30), flip_angle=u(15, 20, 0),
+                    echo_train_length=1)
+    if tech.startswith("swi"):
+        return dict(repetition_time=u(27, 49), echo_time=u(20, 28) if b3 else u(35, 42), flip_angle=u(12, 15, 0),
+                    echo_train_length=1)
+    if tech in ("dwi", "adc", "dti", "fa", "eadc"):
+        return dict(repetition_time=u(4000, 9000), echo_time=u(60, 100), flip_angle=90.0, echo_train_length=1)
+    if tech == "dsc":
+        return dict(repetition_time=u(1300, 1800), echo_time=u(25, 35) if b3 else u(40, 50), flip_angle=u(60, 90, 0),
+                    echo_train_length=1)
+    if tech == "asl":
+        return dict(repetition_time=u(2500, 4000), echo_time=u(11, 20), inversion_time=u(1700, 2000), flip_angle=90.0)
+    if tech == "asl_3d":
+        return dict(repetition_time=u(4500, 5000), echo_time=u(10, 12), inversion_time=u(1500, 2025),
+                    flip_angle=111.0, echo_train_length=int(rng.integers(8, 40)))
+    if tech in ("tof", "mip"):
+        return dict(repetition_time=u(20, 25), echo_time=u(3.4, 4.2) if b3 else u(6.0, 7.2), flip_angle=u(18, 25, 0),
+                    echo_train_length=1)
+    if tech == "ciss":
+        return dict(repetition_time=u(5, 10), echo_time=u(2.2, 5.0), flip_angle=u(40, 70, 0), echo_train_length=1)
+    if tech == "bold":
+        return dict(repetition_time=u(1500, 3000, 0), echo_time=u(28, 32) if b3 else u(45, 55), flip_angle=u(70, 90, 0),
+                    echo_train_length=1)
+    if tech in ("fmap_mag", "fmap_phase"):
+        return dict(repetition_time=u(400, 700), echo_time=4.92 if tech == "fmap_mag" else 7.38, flip_angle=60.0)
+    if tech == "other_mt":
+        return dict(repetition_time=u(25, 40), echo_time=u(3, 6), flip_angle=u(8, 15, 0))
+    if tech == "other_t1map":
+        return dict(repetition_time=u(10, 20), echo_time=u(2, 4), flip_angle=u(3, 20, 0))
+    if tech == "other_svs":
+        return dict(repetition_time=u(1500, 2000), echo_time=u(30, 135, 0), flip_angle=90.0)
+    raise KeyError(tech)
+
+
+def _geometry(tech: str, plane: str, ctx: _Ctx) -> dict:
+    """Matrix, pixel spacing, thickness, slice count for a technique in a plane."""
+    rng, prof = ctx.rng, ctx.profile
+    t = TECHNIQUES[tech]
+    fov = _u(rng, *_FOV, 0)
+    cov = _u(rng, *_COVERAGE.get(plane, _COVERAGE["AXIAL"]), 0)
+    if tech in ("scout", "scout_mpr"):
+        m, th, sp, n = 256, _u(rng, 6, 10, 0), None, int(rng.integers(3, 6))
+    elif tech == "scout_cal":
+        m, th, n = int(rng.choice([64, 96])), _u(rng, 4, 6, 1), int(rng.integers(24, 40))
+        sp = th
+    elif t.epi:
+        m = int(rng.choice([96, 128, 128, 160])) if tech not in ("bold", "asl") else int(rng.choice([64, 80, 96]))
+        if tech in ("dti", "fa", "eadc"):
+            m, th = int(rng.choice([96, 112, 128])), _u(rng, 2.0, 2.5, 1)
+            n = int(rng.integers(30, 46))
+            sp = th
+        else:
+            th = _u(rng, 3.0, 5.0, 1)
+            sp = round(th * float(rng.choice([1.0, 1.1, 1.2])), 2)
+            n = int(np.clip(round(cov / sp), 12, 40))
+            if tech == "dsc":
+                n = int(rng.integers(12, 21))
+                sp = round(max(sp, cov / n), 2)
+    elif t.acquisition == "3D":
+        m = int(rng.choice(prof.matrix_3d))
+        if tech in ("tof", "mip"):
+            m, th, n = int(rng.choice([256, 320])), _u(rng, 0.5, 0.8, 2), int(rng.integers(100, 141))
+        elif tech == "ciss":
+            m, fov, th = int(rng.choice([320, 384])), _u(rng, 160, 200, 0), _u(rng, 0.5, 0.7, 2)
+            n = int(rng.integers(48, 81))
+        elif tech.startswith("swi"):
+            m, th, n = int(rng.choice([256, 320])), _u(rng, 1.5, 2.5, 1), int(rng.integers(48, 81))
+        elif tech == "asl_3d":
+            m, th, n = 64, _u(rng, 3.0, 4.0, 1), int(rng.integers(30, 41))
+        elif tech == "other_t1map":
+            m, th, n = 192, _u(rng, 1.5, 2.5, 1), int(rng.integers(60, 81))
+        elif tech == "other_mt":
+            m, th, n = 256, _u(rng, 1.5, 3.0, 1), int(rng.integers(40, 61))
+        else:  # 1 mm-ish isotropic anatomy
+            th = _u(rng, 0.9, 1.2, 2)
+            n = int(np.clip(round(cov / th), 120, 176))
+            fov = round(m * th, 0) if rng.random() < 0.6 else fov
+        sp = th
+    elif tech in ("fmap_mag", "fmap_phase"):
+        m, th = int(rng.choice([64, 80, 96])), _u(rng, 3.0, 4.0, 1)
+        sp = th
+        n = int(np.clip(round(cov / sp), 30, 48))
+    else:  # 2-D anatomy
+        m = int(rng.choice(prof.matrix_2d))
+        if tech == "haste":
+            m = int(rng.choice([256, 320]))
+        th = float(rng.choice(prof.thickness_2d))
+        if tech == "t2star" and rng.random() < 0.5:
+            th = 5.0
+        sp = round(th * float(rng.choice([1.0, 1.1, 1.2, 1.3])), 2)
+        n = int(np.clip(round(cov / sp), 16, 40))
+        if tech == "other_svs":
+            n = int(rng.integers(1, 4))
+    ps = round(fov / m, 4)
+    rows = m
+    if t.acquisition == "2D" and not t.epi and tech not in ("scout", "scout_mpr") and rng.random() < 0.4:
+        rows = int(m * float(rng.choice([0.75, 0.8125, 0.875])))  # rectangular FOV, rows = phase
+        rows -= rows % 2
+    return dict(rows=rows, columns=m, pixel_spacing=(ps, ps), slice_thickness=th,
+                slice_spacing=sp if sp is not None else th, n_slices=n)
+
+
+def _orientation(tech: str, ctx: _Ctx, plane: str | None = None) -> tuple[str, str, tuple[float, float]]:
+    """(orientation label, nominal plane, tilts)."""
+    rng = ctx.rng
+    if plane is None:
+        plane = "AXIAL" if tech in _ALWAYS_AXIAL else _choice(rng, _PLANES.get(tech, {"AXIAL": 1.0}))
+    tilt = (float(np.clip(rng.normal(0, 3.0), -8, 8)), float(np.clip(rng.normal(0, 2.0), -6, 6)))
+    t = TECHNIQUES[tech]
+    rate = ctx.profile.oblique_rate if t.acquisition == "2D" else ctx.profile.oblique_rate / 3
+    if tech not in ("scout", "scout_cal", "scout_mpr", "fmap_mag", "fmap_phase", "other_svs") and rng.random() < rate:
+        angle = float(rng.uniform(25, 40)) * float(rng.choice([-1, 1]))
+        return "OBLIQUE", plane, (round(angle, 1), round(tilt[1] / 2, 1))
+    return plane, plane, (round(tilt[0], 1), round(tilt[1], 1))
+
+
+# --- building specs -----------------------------------------------------------------------------------------------
+
+
+def _spec(tech: str, ctx: _Ctx, *, contrast: bool = False, fs: bool | None = None, plane: str | None = None,
+          like: SeriesSpec | None = None, **overrides) -> SeriesSpec:
+    """A spec for one technique; ``like`` copies geometry (derived series, SWI parts, DWI/ADC)."""
+    rng, prof = ctx.rng, ctx.profile
+    t = TECHNIQUES[tech]
+    code = t.code
+    if code.startswith("T1_") and contrast:
+        code = code.replace("_PRE", "_POST")
+    if fs is None:
+        fs = t.epi or (contrast and code.startswith("T1_") and rng.random() < 0.35)
+    if like is not None:
+        geo = {k: getattr(like, k) for k in ("rows", "columns", "pixel_spacing", "slice_thickness", "slice_spacing",
+                                             "n_slices", "tilt_degrees", "orientation")}
+        base_plane = like.extra.get("base_plane", like.orientation)
+        timing = {k: getattr(like, k) for k in ("repetition_time", "echo_time", "inversion_time", "flip_angle",
+                                                "echo_train_length")}
+    else:
+        orientation, base_plane, tilt = _orientation(tech, ctx, plane)
+        geo = _geometry(tech, base_plane, ctx)
+        geo.update(orientation=orientation, tilt_degrees=tilt)
+        timing = _timing(tech, ctx)
+    spec = SeriesSpec(
+        sequence=code, contrast=contrast, acquisition=t.acquisition, fat_suppressed=bool(fs), derived=t.derived,
+        vendor=prof.vendor, field_strength=prof.field_strength, **geo, **timing,
+    )
+    spec.extra["base_plane"] = base_plane
+    spec.extra["noise_scale"] = _u(rng, *prof.noise_scale)
+    spec.extra["study_has_contrast"] = ctx.has_contrast
+    if like is not None:
+        spec.extra["_parent"] = like  # named after its source (see _name); removed before rendering
+    for key, value in overrides.items():
+        if hasattr(spec, key):
+            setattr(spec, key, value)
+        else:
+            spec.extra[key] = value
+    spec.storage = _storage(tech, ctx)
+    header_style(tech, spec, prof, rng)
+    return spec
+
+
+def _storage(tech: str, ctx: _Ctx) -> str:
+    t = TECHNIQUES[tech]
+    if ctx.storage == "enhanced" and tech not in ("scout",) and not (tech == "fa" and ctx.rng.random() < 0.5):
+        return "enhanced"
+    if ctx.profile.vendor == "SIEMENS" and tech in ("dti", "bold", "dsc", "asl") and t.epi:
+        return "mosaic" if ctx.rng.random() < ctx.profile.mosaic_rate else "classic"
+    return "classic"
+
+
+def _dwi_group(ctx: _Ctx, *, dti: bool = False) -> list[SeriesSpec]:
+    rng, prof = ctx.rng, ctx.profile
+    if dti:
+        n_dirs = int(rng.integers(12, 21))
+        src = _spec("dti", ctx, b_values=(0.0,) + (1000.0,) * n_dirs)
+        src.storage = "mosaic" if prof.vendor == "SIEMENS" and rng.random() < prof.mosaic_rate else src.storage
+        header_style("dti", src, prof, rng)
+        out = [src]
+        out.append(_spec("fa", ctx, like=src, diffusion_map="FA", b_values=()))
+        if rng.random() < 0.5:
+            out.append(_spec("fa", ctx, like=src, diffusion_map="COLFA", b_values=()))
+        out.append(_spec("adc", ctx, like=src, b_values=()))
+        return out
+    b = (0.0, 1000.0) if rng.random() < 0.7 else (0.0, 500.0, 1000.0)
+    if prof.field_strength >= 2.5 and rng.random() < 0.15:
+        b = (0.0, 1000.0, 2000.0)
+    src = _spec("dwi", ctx, b_values=b)
+    out = []
+    if prof.vendor == "SIEMENS" and rng.random() < prof.mosaic_rate * 0.4:
+        raw = _spec("dwi", ctx, like=src, b_values=(0.0, 1000.0, 1000.0, 1000.0))
+        raw.storage = "mosaic"
+        header_style("dwi", raw, prof, rng)
+        out.append(raw)
+    out += [src, _spec("adc", ctx, like=src, b_values=())]
+    if rng.random() < 0.15:
+        out.append(_spec("eadc", ctx, like=src, diffusion_map="TRACE_EXP", b_values=()))
+    return out
+
+
+def _swi_group(ctx: _Ctx) -> list[SeriesSpec]:
+    rng, v = ctx.rng, ctx.profile.vendor
+    if rng.random() < 0.3 and v != "GE":
+        return [_spec("t2star", ctx)]
+    mag = _spec("swi_mag", ctx)
+    if v == "SIEMENS":
+        parts = ["swi_mag", "swi_phase", "swi_minip", "swi"]
+    elif v == "GE":
+        parts = ["swi"] + (["swi_minip"] if rng.random() < 0.5 else []) + (["swi_phase"] if rng.random() < 0.3 else [])
+    elif v == "PHILIPS":
+        parts = ["swi_mag", "swi_phase", "swi"] + (["swi_minip"] if rng.random() < 0.6 else [])
+    else:
+        parts = ["swi", "swi_minip"] + (["swi_mag", "swi_phase"] if rng.random() < 0.5 else [])
+    out = []
+    for p in parts:
+        out.append(mag if p == "swi_mag" else _spec(p, ctx, like=mag, minip_slab_mm=_u(rng, 8, 16, 0)))
+    return out
+
+
+def _tof_group(ctx: _Ctx) -> list[SeriesSpec]:
+    rng = ctx.rng
+    tof = _spec("tof", ctx)
+    out = [tof]
+    kinds = ["IS", "LR"] if rng.random() < 0.6 else ["IS"]
+    if rng.random() < 0.4:
+        kinds.append("SINGLE")
+    for kind in kinds:
+        if kind == "SINGLE":
+            mip = _spec("mip", ctx, like=tof, mip_angles=(0.0,), n_slices=1)
+            mip.orientation = "AXIAL"
+            mip.tilt_degrees = (0.0, 0.0)
+            mip.extra["base_plane"] = "AXIAL"
+        else:
+            n = int(rng.integers(9, 19))
+            span = float(rng.choice([180.0, 180.0, 120.0, 90.0]))
+            angles = tuple(round(i * span / n, 2) for i in range(n))
+            mip = _spec("mip", ctx, like=tof, mip_axis=kind, mip_angles=angles, n_slices=n)
+            mip.orientation = "MIXED"
+            mip.tilt_degrees = (0.0, 0.0)
+            mip.extra["base_plane"] = "CORONAL" if kind == "IS" else "SAGITTAL"
+        mip.rows = mip.columns
+        header_style("mip", mip, ctx.profile, rng)
+        out.append(mip)
+    return out
+
+
+def _scouts(ctx: _Ctx) -> list[SeriesSpec]:
+    rng, v = ctx.rng, ctx.profile.vendor
+    k = int(rng.integers(3, 6))
+    out = [_spec("scout", ctx, plane="AXIAL", orientation="MIXED", n_slices=3 * k, slices_per_plane=k)]
+    out[0].orientation = "MIXED"
+    if v in ("GE", "PHILIPS") and rng.random() < 0.6:
+        out.append(_spec("scout_cal", ctx, plane="AXIAL" if v == "GE" else "CORONAL"))
+    if v == "SIEMENS" and rng.random() < 0.25:
+        for plane in ("SAGITTAL", "CORONAL", "AXIAL"):
+            out.append(_spec("scout_mpr", ctx, plane=plane, n_slices=int(rng.integers(5, 11))))
+    return out
+
+
+def _t1_2d(ctx: _Ctx, contrast: bool, plane: str | None = None) -> SeriesSpec:
+    tech = "t1_flair" if ctx.rng.random() < (0.45 if ctx.profile.vendor == "GE" else 0.2) else "t1_se"
+    return _spec(tech, ctx, contrast=contrast, plane=plane)
+
+
+def _t1_3d(ctx: _Ctx, contrast: bool, plane: str | None = None) -> SeriesSpec:
+    tech = "t1_3d_ir" if ctx.rng.random() < 0.8 else "t1_3d_gre"
+    return _spec(tech, ctx, contrast=contrast, plane=plane)
+
+
+def _mprs(src: SeriesSpec, ctx: _Ctx) -> list[SeriesSpec]:
+    planes = [p for p in ("AXIAL", "CORONAL", "SAGITTAL") if p != src.extra["base_plane"]]
+    out = []
+    for plane in planes[: int(ctx.rng.integers(1, 3))]:
+        geo = _geometry("t1_3d_ir", plane, ctx)
+        geo["slice_thickness"] = geo["slice_spacing"] = float(ctx.rng.choice([1.0, 2.0, 3.0]))
+        geo["n_slices"] = int(np.clip(round(_COVERAGE[plane][1] / geo["slice_spacing"]), 40, 160))
+        mpr = _spec("t1_mpr", ctx, contrast=src.contrast, like=src, mpr=True, **geo)
+        mpr.orientation = plane
+        mpr.tilt_degrees = (0.0, 0.0)
+        mpr.extra["base_plane"] = plane
+        mpr.sequence = src.sequence
+        mpr.fat_suppressed = src.fat_suppressed
+        header_style("t1_mpr", mpr, ctx.profile, ctx.rng)
+        out.append(mpr)
+    return out
+
+
+def _occasional(ctx: _Ctx) -> list[SeriesSpec]:
+    """PD, HASTE and OTHER turn up now and then in any protocol."""
+    rng, out = ctx.rng, []
+    if rng.random() < 0.12:
+        out.append(_spec("pd_tse", ctx))
+    if rng.random() < 0.10:
+        out.append(_spec("haste", ctx))
+    if rng.random() < 0.08:
+        out.append(_spec(str(rng.choice(["other_mt", "other_t1map", "other_svs"])), ctx))
+    return out
+
+
+def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
+    rng = ctx.rng
+    s: list[SeriesSpec] = _scouts(ctx)
+    if kind == "routine":
+        threed = rng.random() < 0.45
+        s.append(_t1_3d(ctx, False) if threed else _t1_2d(ctx, False))
+        s.append(_spec("t2_tse", ctx))
+        s.append(_spec("flair_3d", ctx) if rng.random() < 0.25 else _spec("flair_2d", ctx))
+        s += _dwi_group(ctx)
+        s += _swi_group(ctx)
+        s += _occasional(ctx)
+        if rng.random() < 0.3:
+            ctx.has_contrast = True
+            s.append(_t1_3d(ctx, True) if threed else _t1_2d(ctx, True))
+            if rng.random() < 0.5:
+                s.append(_t1_2d(ctx, True, plane="CORONAL"))
+    elif kind == "stroke":
+        s += _dwi_group(ctx)
+        s.append(_spec("flair_2d", ctx))
+        s += _swi_group(ctx)
+        s += _tof_group(ctx)
+        if rng.random() < 0.5:
+            s.append(_spec("t2_tse", ctx))
+        if rng.random() < 0.6:
+            ctx.has_contrast = True
+            s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(30, 51))))
+        if rng.random() < 0.3:
+            s.append(_spec("haste", ctx))
+    elif kind == "tumour":
+        s.append(_spec("t2_tse", ctx))
+        s.append(_spec("flair_3d", ctx) if rng.random() < 0.3 else _spec("flair_2d", ctx))
+        s += _dwi_group(ctx)
+        pre3d = _t1_3d(ctx, False) if rng.random() < 0.6 else None
+        s.append(_t1_2d(ctx, False))
+        if pre3d is not None:
+            s.append(pre3d)
+        s += _swi_group(ctx)
+        if rng.random() < 0.35:
+            s.append(_spec(str(rng.choice(["asl", "asl_3d"])), ctx, n_temporal=1))
+            if s[-1].extra["technique"] == "asl":
+                s[-1].n_temporal = int(rng.integers(8, 17))
+                s[-1].extra["asl_kind"] = "PAIRS"
+            else:
+                s[-1].extra["asl_kind"] = "CBF"
+        ctx.has_contrast = True
+        if rng.random() < 0.7:
+            s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(30, 51))))
+        post3d = _t1_3d(ctx, True)
+        s.append(post3d)
+        if rng.random() < 0.5:
+            s += _mprs(post3d, ctx)
+        s.append(_t1_2d(ctx, True, plane=str(rng.choice(["AXIAL", "CORONAL", "SAGITTAL"]))))
+        s += _occasional(ctx)
+    elif kind == "research":
+        mprage = _spec("t1_3d_ir", ctx)
+        s.append(mprage)
+        if rng.random() < 0.3:
+            s += _mprs(mprage, ctx)
+        s.append(_spec("t2_3d", ctx))
+        s.append(_spec("flair_3d", ctx))
+        s += _dwi_group(ctx, dti=True)
+        mag = _spec("fmap_mag", ctx, fieldmap_part="MAG", n_echoes=2)
+        s.append(mag)
+        s.append(_spec("fmap_phase", ctx, like=mag, fieldmap_part="PHASEDIFF", echo_time=7.38))
+        s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
+        if rng.random() < 0.3:
+            s.append(_spec("asl", ctx, n_temporal=int(rng.integers(8, 17)), asl_kind="PAIRS"))
+        if rng.random() < 0.3:
+            s += _swi_group(ctx)
+        s += _occasional(ctx)
+    elif kind == "iac":
+        s.append(_spec("t2_tse", ctx))
+        s.append(_spec("ciss", ctx))
+        s.append(_spec("t2_tse", ctx, plane="CORONAL", slice_thickness=2.0, slice_spacing=2.2, n_slices=20))
+        s += _dwi_group(ctx)
+        ctx.has_contrast = True
+        s.append(_t1_2d(ctx, True, plane="AXIAL"))
+        s.append(_t1_2d(ctx, True, plane="CORONAL"))
+        if rng.random() < 0.4:
+            s.append(_t1_3d(ctx, True))
+    elif kind == "mra":
+        s += _tof_group(ctx)
+        if rng.random() < 0.5:
+            s.append(_spec("t2_tse", ctx))
+        if rng.random() < 0.5:
+            s += _dwi_group(ctx)
+    else:
+        raise ValueError(f"unknown study type {kind!r}; known: {', '.join(STUDY_TYPES)}")
+    return s
+
+
+def plan_study(profile: Profile, rng: np.random.Generator, kind: str | None = None) -> list[SeriesSpec]:
+    """The series of one study as the profile's site would acquire and export them (naming mess applied)."""
+    weights = profile.study_weights or {k: 1.0 for k in STUDY_TYPES}
+    kind = kind or _choice(rng, weights)
+    storage = "enhanced" if rng.random() < profile.enhanced_rate else "classic"
+    ctx = _Ctx(profile, rng, storage)
+    specs = _study(kind, ctx)
+    # sources first: derived series are named after their source's protocol
+    for spec in sorted(specs, key=lambda sp: "_parent" in sp.extra):
+        spec.extra["study_type"] = kind
+        _name(spec, ctx)
+    for spec in specs:
+        spec.extra.pop("_parent", None)
+        _contrast_agent(spec, ctx)
+        _mess(spec, ctx)
+    return specs
+
+
+def _name(spec: SeriesSpec, ctx: _Ctx) -> None:
+    parent = spec.extra.get("_parent")
+    if parent is not None:
+        spec.extra["parent_protocol"] = parent.protocol_name
+    desc, protocol = name_series(spec.extra["technique"], spec, ctx.profile, ctx.rng)
+    if spec.extra["technique"] == "dwi" and spec.storage == "mosaic" and parent is not None:
+        desc = parent.protocol_name  # raw diffusion directions keep the protocol's name
+    spec.series_description, spec.protocol_name = desc, protocol
+
+
+_CONFUSE = {"flair_2d": "t1_se", "flair_3d": "t2_3d", "t2_tse": "flair_2d", "t1_se": "t2_tse", "dwi": "adc",
+            "adc": "dwi", "t1_3d_ir": "t2_3d", "swi_mag": "swi", "swi_phase": "swi", "t2star": "swi",
+            "pd_tse": "t2_tse", "haste": "t2_tse", "ciss": "t2_3d", "t1_flair": "flair_2d", "dsc": "dwi"}
+
+
+def _mess(spec: SeriesSpec, ctx: _Ctx) -> None:
+    rng, mess = ctx.rng, ctx.profile.mess
+    drop: list[str] = list(spec.extra.get("drop_tags", []))
+    if rng.random() < mess.wrong_description:
+        tech = spec.extra["technique"]
+        wrong = dataclasses.replace(spec, extra=dict(spec.extra))
+        if spec.sequence.startswith("T1_"):
+            wrong.contrast = not spec.contrast  # copied protocol: "pre" on a post series or vice versa
+            wrong.extra["study_has_contrast"] = True
+            name_tech = tech
+        else:
+            name_tech = _CONFUSE.get(tech, "t2_tse")
+        wrong.extra.pop("parent_protocol", None)
+        desc, protocol = name_series(name_tech, wrong, ctx.profile, rng)
+        spec.series_description = desc
+        spec.protocol_name = protocol if rng.random() < 0.7 else spec.protocol_name
+        spec.extra["wrong_description"] = True
+    if rng.random() < mess.strip_descriptions:
+        drop += ["SeriesDescription", "ProtocolName"]
+    elif rng.random() < mess.protocol_only:
+        drop.append("SeriesDescription")
+    elif rng.random() < mess.empty_description:
+        spec.series_description = ""
+    for tag in ("EchoTrainLength", "InversionTime", "SequenceName", "FlipAngle", "SpacingBetweenSlices",
+                "PercentPhaseFieldOfView", "ReceiveCoilName", "ScanOptions", "PixelBandwidth"):
+        if rng.random() < mess.missing_optional:
+            drop.append(tag)
+    spec.extra["drop_tags"] = sorted(set(drop))
+
+
+_PLACEHOLDERS = ("ANONYMIZED", "XXXX", "", "NONE", "REMOVED")
+
+
+def _contrast_agent(spec: SeriesSpec, ctx: _Ctx) -> None:
+    rng, prof = ctx.rng, ctx.profile
+    if not spec.contrast:
+        return
+    r = rng.random()
+    if r < prof.mess.missing_agent:
+        spec.extra["contrast_agent"] = None
+    elif r < prof.mess.missing_agent + prof.mess.anonymised_agent:
+        spec.extra["contrast_agent"] = str(rng.choice(_PLACEHOLDERS))
+    else:
+        spec.extra["contrast_agent"] = str(rng.choice(prof.contrast_agents))

@@ -1,0 +1,656 @@
+"""DICOM writing: a ``SeriesSpec`` and its ``RenderedSeries`` become files.
+
+Three storage forms, as scanners write them:
+- ``classic``: MR Image Storage, one file per frame;
+- ``mosaic``: Siemens classic files, one per volume, slices tiled in a grid
+  (ImageType …\\MOSAIC, (0019,100A) NumberOfImagesInMosaic, a small CSA image
+  header with the same and SliceNormalVector, ImagePositionPatient of the whole
+  mosaic as Siemens writes it);
+- ``enhanced``: Enhanced MR Image Storage, one multi-frame file per series with
+  shared and per-frame functional groups (position, orientation, b-value,
+  temporal position, echo); top-level TR/TE/flip are absent, as on real
+  enhanced objects: they live in the MR Timing / MR Echo functional groups.
+Per-spec ``extra["drop_tags"]`` removes tags (the archive mess) after building.
+Nothing here reads a clock: every date, time and UID comes from the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from .profiles import Profile
+from .spec import RenderedSeries, SeriesSpec
+
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+IMPLEMENTATION_UID = "1.2.826.0.1.3680043.8.498.1"  # pydicom's root, as used by generate_uid
+UID_PREFIX = "1.2.826.0.1.3680043.8.498."
+
+
+def make_uid(*parts: object) -> str:
+    """A UID that depends only on ``parts`` (the generator's determinism rests on this)."""
+    return generate_uid(prefix=UID_PREFIX, entropy_srcs=[str(p) for p in parts])
+
+
+@dataclass
+class StudyContext:
+    """What every series of one study shares."""
+
+    profile: Profile
+    seed_key: str  # e.g. "seed1/study0003": the entropy source of all UIDs of the study
+    patient_id: str
+    patient_name: str
+    patient_birth_date: str
+    patient_sex: str
+    patient_age: str
+    patient_weight: float
+    study_uid: str
+    study_date: str  # YYYYMMDD
+    study_time: str  # HHMMSS
+    study_id: str
+    accession: str
+    frame_of_reference_uid: str
+    device_serial: str
+    station_name: str
+
+
+@dataclass
+class SeriesContext:
+    series_uid: str
+    series_number: int
+    series_time: str  # HHMMSS
+    coil: str
+
+
+# --- pixels -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pixels:
+    stored: np.ndarray  # (n, rows, cols) uint16/int16 or (n, rows, cols, 3) uint8
+    slope: float
+    intercept: float
+    bits_stored: int
+    signed: bool
+    rgb: bool
+    window: tuple[float, float]
+
+
+def _to_stored(rendered: RenderedSeries, spec: SeriesSpec, profile: Profile, rng: np.random.Generator) -> _Pixels:
+    f = np.nan_to_num(np.asarray(rendered.frames, dtype=np.float32))
+    if f.ndim == 4 and f.shape[-1] == 3:
+        f = np.clip(f, 0, None)
+        scale = 255.0 / max(float(f.max()), 1e-6) if f.max() > 255 else 1.0
+        stored = np.clip(np.round(f * scale), 0, 255).astype(np.uint8)
+        return _Pixels(stored, 1.0, 0.0, 8, False, True, (128.0, 256.0))
+    slope, intercept = 1.0, 0.0
+    if rendered.signed:
+        if profile.vendor == "SIEMENS":  # Siemens phase: 0..4095 stored, slope 2, intercept -4096
+            slope, intercept = 2.0, -4096.0
+            stored = np.clip(np.round((f - intercept) / slope), 0, 4095).astype(np.uint16)
+            signed = False
+        else:
+            stored = np.clip(np.round(f), -32768, 32767).astype(np.int16)
+            signed = True
+    else:
+        f = np.clip(f, 0, None)
+        top = float(f.max()) if f.size else 0.0
+        if profile.rescale or top > 65535:
+            target = float(rng.uniform(2000, 4095)) if profile.rescale else 65535.0
+            slope = round(max(top, 1.0) / target, 6)
+        stored = np.clip(np.round(f / slope), 0, 65535).astype(np.uint16)
+        signed = False
+    mx = int(np.abs(stored).max()) if stored.size else 0
+    bits = 12 if (mx <= 4095 and not signed) else 16
+    real = stored.astype(np.float32) * slope + intercept
+    lo, hi = (np.percentile(real, [1, 99.5]) if real.size else (0.0, 1.0))
+    width = max(float(hi - lo), 1.0)
+    return _Pixels(stored, slope, intercept, bits, signed, False, (round(float(lo + hi) / 2, 1), round(width, 1)))
+
+
+# --- common modules -----------------------------------------------------------------------------------------------
+
+
+def _ds(values: dict) -> Dataset:
+    ds = Dataset()
+    for key, value in values.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def _fmt(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def _common(spec: SeriesSpec, study: StudyContext, series: SeriesContext, sop_class: str) -> Dataset:
+    """Patient, Study, Series, Frame of Reference, Equipment, SOP Common (values shared by all files)."""
+    p = study.profile
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = study.study_date
+    ds.StudyTime = study.study_time
+    ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = series.series_time
+    ds.AccessionNumber = study.accession
+    ds.Modality = "MR"
+    ds.Manufacturer = p.manufacturer
+    ds.InstitutionName = p.institution
+    ds.ReferringPhysicianName = ""
+    ds.StationName = study.station_name
+    ds.StudyDescription = {"routine": "MRT Schaedel" if p.language == "de" else "MR BRAIN",
+                           }.get(spec.extra.get("study_type", ""), "MR HEAD")
+    ds.SeriesDescription = spec.series_description
+    ds.ManufacturerModelName = p.model
+    ds.PatientName = study.patient_name
+    ds.PatientID = study.patient_id
+    ds.PatientBirthDate = study.patient_birth_date
+    ds.PatientSex = study.patient_sex
+    ds.PatientAge = study.patient_age
+    ds.PatientWeight = study.patient_weight
+    ds.BodyPartExamined = "HEAD" if p.vendor in ("SIEMENS", "CANON") else "BRAIN"
+    ds.DeviceSerialNumber = study.device_serial
+    ds.SoftwareVersions = p.software_versions
+    ds.ProtocolName = spec.protocol_name
+    ds.PatientPosition = "HFS"
+    ds.StudyInstanceUID = study.study_uid
+    ds.SeriesInstanceUID = series.series_uid
+    ds.StudyID = study.study_id
+    ds.SeriesNumber = series.series_number
+    ds.FrameOfReferenceUID = study.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.Laterality = ""
+    ds.MagneticFieldStrength = spec.field_strength
+    ds.ImagingFrequency = round(42.577478 * spec.field_strength, 6)
+    ds.ImagedNucleus = "1H"
+    ds.MRAcquisitionType = spec.acquisition
+    if spec.contrast and "contrast_agent" in spec.extra and spec.extra["contrast_agent"] is not None:
+        ds.ContrastBolusAgent = spec.extra["contrast_agent"]
+    return ds
+
+
+def _mr_params(ds: Dataset, spec: SeriesSpec, series: SeriesContext, rng_key: int) -> None:
+    """Classic MR Image module acquisition attributes (top level)."""
+    ds.ScanningSequence = list(spec.scanning_sequence) or ["RM"]
+    ds.SequenceVariant = list(spec.sequence_variant) or ["NONE"]
+    ds.ScanOptions = list(spec.scan_options) if spec.scan_options else ""
+    ds.SequenceName = spec.sequence_name
+    ds.RepetitionTime = _fmt(spec.repetition_time, 2)
+    ds.EchoTime = _fmt(spec.echo_time, 3)
+    if spec.inversion_time is not None:
+        ds.InversionTime = _fmt(spec.inversion_time, 1)
+    ds.FlipAngle = _fmt(spec.flip_angle, 1)
+    ds.EchoTrainLength = spec.echo_train_length if spec.echo_train_length is not None else 1
+    ds.NumberOfAverages = 1
+    ds.SliceThickness = _fmt(spec.slice_thickness, 4)
+    ds.SpacingBetweenSlices = _fmt(spec.slice_spacing, 4)
+    ds.PercentSampling = 100
+    ds.PercentPhaseFieldOfView = round(100.0 * spec.rows / max(spec.columns, 1), 4)
+    ds.PixelBandwidth = spec.extra.get("pixel_bandwidth", 1500 if spec.extra.get("technique", "") in _EPI else 200)
+    ds.ReceiveCoilName = series.coil
+    ds.TransmitCoilName = "Body"
+    ds.AcquisitionMatrix = [0, spec.columns, spec.rows, 0]
+    ds.InPlanePhaseEncodingDirection = "ROW" if spec.extra.get("base_plane") == "SAGITTAL" else "COL"
+    ds.PatientPosition = "HFS"
+    ds.SAR = round(0.3 + (rng_key % 97) / 100.0, 3)
+    ds.dBdt = 0
+
+
+_EPI = ("dwi", "adc", "dti", "fa", "eadc", "dsc", "asl", "bold")
+
+
+def _private(ds: Dataset, spec: SeriesSpec, profile: Profile, b_value: float | None) -> None:
+    """Vendor private tags that real files carry (b-values, pulse sequence names, techniques)."""
+    v = profile.vendor
+    if v == "SIEMENS":
+        block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+        if b_value is not None:
+            block.add_new(0x0C, "IS", int(round(b_value)))
+            block.add_new(0x0D, "CS", "DIRECTIONAL" if b_value > 0 else "NONE")
+    elif v == "GE":
+        acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+        acq.add_new(0x9C, "LO", spec.extra.get("ge_psd", ""))
+        if b_value is not None:
+            parm = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+            # GE writes b in the first value of slop_int_6..9, sometimes offset by 1e9
+            first = int(round(b_value)) + (1000000000 if spec.extra.get("ge_b_offset") else 0)
+            parm.add_new(0x39, "IS", [first, 8, 0, 0])
+    elif v == "PHILIPS":
+        block = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
+        block.add_new(0x20, "LO", spec.extra.get("philips_technique", ""))
+        if b_value is not None:
+            block.add_new(0x03, "FL", float(b_value))
+
+
+def _b_value_public(profile: Profile) -> bool:
+    """syngo VB/VE Siemens write b-values only privately; the others use (0018,9087) too."""
+    return not (profile.vendor == "SIEMENS" and profile.grammar == "syngo")
+
+
+def _pixel_module(ds: Dataset, px: _Pixels, rows: int, cols: int) -> None:
+    ds.SamplesPerPixel = 3 if px.rgb else 1
+    ds.PhotometricInterpretation = "RGB" if px.rgb else "MONOCHROME2"
+    if px.rgb:
+        ds.PlanarConfiguration = 0
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = 8 if px.rgb else 16
+    ds.BitsStored = 8 if px.rgb else px.bits_stored
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if px.signed else 0
+
+
+def _drop(ds: Dataset, spec: SeriesSpec) -> None:
+    for keyword in spec.extra.get("drop_tags", ()):
+        if keyword in ds:
+            delattr(ds, keyword)
+
+
+def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "SERIESCLS_SYN"
+    return meta
+
+
+def _save(ds: Dataset, path: Path) -> None:
+    ds.file_meta = _file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    ds.save_as(path, enforce_file_format=True)
+
+
+# --- geometry helpers ---------------------------------------------------------------------------------------------
+
+
+def _normal(iop) -> np.ndarray:
+    r, c = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
+    return np.cross(r, c)
+
+
+def _slice_location(pos, iop) -> float:
+    return round(float(np.dot(_normal(iop), np.asarray(pos, float))), 4)
+
+
+def _geometry_groups(rendered: RenderedSeries) -> tuple[int, int]:
+    """(frames per volume, number of volumes) from per-frame indices."""
+    n = len(rendered.frames)
+    for per in (rendered.b_values, rendered.temporal_indices, rendered.echo_numbers):
+        if per is not None and len(set(per)) > 1:
+            vols = 1
+            for i in range(1, n):
+                if per[i] != per[i - 1]:
+                    vols += 1
+            if n % vols == 0:
+                return n // vols, vols
+    return n, 1
+
+
+# --- classic ------------------------------------------------------------------------------------------------------
+
+
+def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Path]:
+    base = _common(spec, study, series, MR_IMAGE_STORAGE)
+    _mr_params(base, spec, series, series.series_number)
+    base.ImageType = list(spec.image_type)
+    base.PixelSpacing = [_fmt(x, 6) for x in rendered.pixel_spacing]
+    base.SliceThickness = _fmt(rendered.slice_thickness, 4)
+    _pixel_module(base, px, px.stored.shape[1], px.stored.shape[2])
+    if not px.rgb:
+        base.RescaleIntercept = px.intercept
+        base.RescaleSlope = px.slope
+        base.RescaleType = "US"
+        base.WindowCenter, base.WindowWidth = px.window
+    n = len(rendered.frames)
+    per_volume, n_volumes = _geometry_groups(rendered)
+    base.ImagesInAcquisition = n
+    if n_volumes > 1 and rendered.temporal_indices is not None:
+        base.NumberOfTemporalPositions = n_volumes
+    _drop(base, spec)
+    paths = []
+    for i in range(n):
+        ds = Dataset()
+        ds.update(base)
+        ds.SOPInstanceUID = make_uid(series.series_uid, "sop", i)
+        ds.InstanceNumber = i + 1
+        ds.AcquisitionNumber = 1 + (i // per_volume if n_volumes > 1 else 0)
+        ds.ImagePositionPatient = [_fmt(x, 4) for x in rendered.positions[i]]
+        ds.ImageOrientationPatient = [_fmt(x, 6) for x in rendered.orientations[i]]
+        ds.SliceLocation = _slice_location(rendered.positions[i], rendered.orientations[i])
+        if rendered.temporal_indices is not None:
+            ds.TemporalPositionIdentifier = int(rendered.temporal_indices[i]) + 1
+        if rendered.echo_numbers is not None:
+            ds.EchoNumbers = int(rendered.echo_numbers[i])
+        else:
+            ds.EchoNumbers = 1
+        b = None if rendered.b_values is None else float(rendered.b_values[i])
+        if b is not None and _b_value_public(study.profile):
+            ds.DiffusionBValue = b
+        _private(ds, spec, study.profile, b)
+        ds.PixelData = px.stored[i].tobytes()
+        path = out_dir / f"IM{i + 1:05d}.dcm"
+        _save(ds, path)
+        paths.append(path)
+    return paths
+
+
+# --- Siemens mosaic -----------------------------------------------------------------------------------------------
+
+
+def _csa_header(tags: dict[str, tuple[str, list]]) -> bytes:
+    """A minimal Siemens CSA2 ('SV10') image header: name -> (VR, values)."""
+    out = bytearray(b"SV10\x04\x03\x02\x01")
+    out += struct.pack("<2I", len(tags), 77)
+    for name, (vr, values) in tags.items():
+        vr_bytes = vr.encode().ljust(4, b"\0")
+        out += struct.pack("<64si4siii", name.encode()[:63], len(values), vr_bytes, 0, len(values), 77)
+        for value in values:
+            item = (str(value).encode() + b"\0")
+            out += struct.pack("<4i", len(item), len(item), 77, len(item))
+            out += item + b"\0" * ((4 - len(item) % 4) % 4)
+    return bytes(out)
+
+
+def _write_mosaic(spec, rendered, px, study, series, out_dir: Path) -> list[Path]:
+    per_volume, n_volumes = _geometry_groups(rendered)
+    grid = math.ceil(math.sqrt(per_volume))
+    r, c = px.stored.shape[1:3]
+    base = _common(spec, study, series, MR_IMAGE_STORAGE)
+    _mr_params(base, spec, series, series.series_number)
+    it = list(spec.image_type)
+    base.ImageType = it if it[-1] == "MOSAIC" else [*it, "MOSAIC"]
+    base.PixelSpacing = [_fmt(x, 6) for x in rendered.pixel_spacing]
+    base.SliceThickness = _fmt(rendered.slice_thickness, 4)
+    _pixel_module(base, px, grid * r, grid * c)
+    base.RescaleIntercept, base.RescaleSlope, base.RescaleType = px.intercept, px.slope, "US"
+    base.WindowCenter, base.WindowWidth = px.window
+    base.AcquisitionMatrix = [0, c, r, 0]
+    base.ImagesInAcquisition = n_volumes
+    if rendered.temporal_indices is not None and n_volumes > 1:
+        base.NumberOfTemporalPositions = n_volumes
+    _drop(base, spec)
+    iop = np.asarray(rendered.orientations[0], float)
+    row_dir, col_dir = iop[:3], iop[3:]
+    dr, dc = rendered.pixel_spacing
+    normal = _normal(iop)
+    paths = []
+    for v in range(n_volumes):
+        frames = px.stored[v * per_volume:(v + 1) * per_volume]
+        tile = np.zeros((grid * r, grid * c), dtype=px.stored.dtype)
+        for k, frame in enumerate(frames):
+            tile[(k // grid) * r:(k // grid + 1) * r, (k % grid) * c:(k % grid + 1) * c] = frame
+        first = np.asarray(rendered.positions[v * per_volume], float)
+        # Siemens writes the position of the whole mosaic as if it were one image centred like slice 1
+        pos = first - row_dir * dc * (grid * c - c) / 2.0 - col_dir * dr * (grid * r - r) / 2.0
+        ds = Dataset()
+        ds.update(base)
+        ds.SOPInstanceUID = make_uid(series.series_uid, "sop", v)
+        ds.InstanceNumber = v + 1
+        ds.AcquisitionNumber = v + 1
+        ds.ImagePositionPatient = [_fmt(x, 4) for x in pos]
+        ds.ImageOrientationPatient = [_fmt(x, 6) for x in iop]
+        ds.SliceLocation = _slice_location(first, iop)
+        ds.EchoNumbers = 1
+        if rendered.temporal_indices is not None:
+            ds.TemporalPositionIdentifier = int(rendered.temporal_indices[v * per_volume]) + 1
+        b = None if rendered.b_values is None else float(rendered.b_values[v * per_volume])
+        _private(ds, spec, study.profile, b)
+        block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+        block.add_new(0x0A, "US", len(frames))
+        csa = {"NumberOfImagesInMosaic": ("US", [len(frames)]),
+               "SliceNormalVector": ("FD", [f"{x:.8f}" for x in normal])}
+        if b is not None:
+            csa["B_value"] = ("IS", [int(round(b))])
+        csa_block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+        csa_block.add_new(0x08, "CS", "IMAGE NUM 4")
+        csa_block.add_new(0x10, "OB", _csa_header(csa))
+        ds.PixelData = tile.tobytes()
+        path = out_dir / f"IM{v + 1:05d}.dcm"
+        _save(ds, path)
+        paths.append(path)
+    return paths
+
+
+# --- enhanced multi-frame -----------------------------------------------------------------------------------------
+
+
+def _yn(flag: bool) -> str:
+    return "YES" if flag else "NO"
+
+
+def _pulse_sequence(ds: Dataset, spec: SeriesSpec) -> None:
+    """MR Pulse Sequence module (required for ORIGINAL enhanced images)."""
+    ss, sv = set(spec.scanning_sequence), set(spec.sequence_variant)
+    ds.PulseSequenceName = spec.extra.get("pulse_sequence_name") or "UNKNOWN"
+    ds.MRAcquisitionType = spec.acquisition
+    ds.EchoPulseSequence = "GRADIENT" if "GR" in ss or "EP" in ss and "SE" not in ss else "SPIN"
+    ds.MultipleSpinEcho = _yn("SE" in ss and (spec.echo_train_length or 1) > 1)
+    ds.MultiPlanarExcitation = _yn(spec.acquisition == "2D")
+    ds.PhaseContrast = "NO"
+    ds.TimeOfFlightContrast = _yn(spec.sequence in ("TOF_MRA", "MRA_MIP"))
+    ds.ArterialSpinLabelingContrast = "PSEUDOCONTINUOUS" if spec.sequence == "PERFUSION_ASL" else "NONE"
+    ds.SteadyStateSequence = "FREE_PRECESSION" if spec.sequence == "CISS" else "NONE"
+    ds.EchoPlanarPulseSequence = _yn("EP" in ss)
+    ds.SaturationRecovery = "NO"
+    ds.SpectrallySelectedSuppression = "FAT" if spec.fat_suppressed else "NONE"
+    ds.OversamplingPhase = "NONE"
+    ds.GeometryOfKSpaceTraversal = "RECTILINEAR"
+    ds.RectilinearPhaseEncodeReordering = "LINEAR"
+    ds.SegmentedKSpaceTraversal = "SINGLE" if "SS" in sv or "EP" in ss else "PARTIAL"
+    ds.CoverageOfKSpace = "FULL"
+    ds.NumberOfKSpaceTrajectories = 1
+
+
+def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Path]:
+    p = study.profile
+    ds = _common(spec, study, series, ENHANCED_MR_IMAGE_STORAGE)
+    for kw in ("AcquisitionDate", "AcquisitionTime"):
+        delattr(ds, kw)
+    original = spec.image_type[0] != "DERIVED"
+    it = list(spec.image_type[:4]) + ["NONE"] * max(0, 4 - len(spec.image_type))
+    it[2] = "VOLUME" if spec.acquisition == "3D" else "NONE"
+    ds.ImageType = it[:4]
+    ds.SOPInstanceUID = make_uid(series.series_uid, "sop", 0)
+    ds.InstanceNumber = 1
+    ds.NumberOfFrames = len(rendered.frames)
+    ds.AcquisitionNumber = 1
+    ds.AcquisitionDateTime = study.study_date + series.series_time
+    ds.AcquisitionDuration = round(float(spec.repetition_time or 100) * spec.rows / 1000.0, 2)
+    ds.ContentQualification = "PRODUCT"
+    ds.ResonantNucleus = "1H"
+    ds.KSpaceFiltering = "NONE"
+    ds.ApplicableSafetyStandardAgency = "IEC"
+    ds.ImageComments = ""
+    ds.PixelPresentation = "MONOCHROME"
+    ds.VolumetricProperties = "VOLUME"
+    ds.VolumeBasedCalculationTechnique = "NONE" if original else spec.image_type[2]
+    ds.ComplexImageComponent = "PHASE" if rendered.signed else "MAGNITUDE"
+    ds.AcquisitionContrast = _acquisition_contrast(spec)
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.ReferencedPerformedProcedureStepSequence = Sequence()
+    ds.AcquisitionContextSequence = Sequence()
+    if spec.contrast and spec.extra.get("contrast_agent") is not None:
+        ds.ContrastBolusAgentSequence = Sequence([_ds({
+            "CodeValue": "C-17800", "CodingSchemeDesignator": "SRT", "CodeMeaning": "Gadolinium",
+            "ContrastBolusAgentNumber": 1, "ContrastBolusAdministrationRouteSequence": Sequence([_ds({
+                "CodeValue": "G-D101", "CodingSchemeDesignator": "SRT", "CodeMeaning": "Intravenous route"})]),
+            "ContrastBolusIngredientConcentration": 1.0, "ContrastBolusIngredient": "GADOLINIUM"})])
+    if original:
+        _pulse_sequence(ds, spec)
+    ds.SequenceName = spec.sequence_name  # private habit kept by Philips/Siemens XA at top level
+    ds.ScanningSequence = list(spec.scanning_sequence)
+    ds.SequenceVariant = list(spec.sequence_variant)
+    if spec.scan_options:
+        ds.ScanOptions = list(spec.scan_options)
+    _pixel_module(ds, px, px.stored.shape[1], px.stored.shape[2])
+
+    per_volume, n_volumes = _geometry_groups(rendered)
+    shared = Dataset()
+    shared.PixelMeasuresSequence = Sequence([_ds({
+        "PixelSpacing": [_fmt(x, 6) for x in rendered.pixel_spacing],
+        "SliceThickness": _fmt(rendered.slice_thickness, 4),
+        "SpacingBetweenSlices": _fmt(spec.slice_spacing, 4)})])
+    iops = {tuple(round(x, 5) for x in o) for o in rendered.orientations}
+    if len(iops) == 1:
+        shared.PlaneOrientationSequence = Sequence([_ds({
+            "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[0]]})])
+    shared.MRImageFrameTypeSequence = Sequence([_ds({
+        "FrameType": ds.ImageType, "PixelPresentation": "MONOCHROME", "VolumetricProperties": "VOLUME",
+        "VolumeBasedCalculationTechnique": ds.VolumeBasedCalculationTechnique,
+        "ComplexImageComponent": ds.ComplexImageComponent, "AcquisitionContrast": ds.AcquisitionContrast})])
+    timing = {"RepetitionTime": _fmt(spec.repetition_time, 2), "FlipAngle": _fmt(spec.flip_angle, 1),
+              "EchoTrainLength": spec.echo_train_length or 1, "RFEchoTrainLength": spec.echo_train_length or 1,
+              "GradientEchoTrainLength": 1, "GradientOutputType": "DB_DT", "GradientOutput": 0.5,
+              "OperatingModeSequence": Sequence([_ds({"OperatingModeType": "STATIC FIELD",
+                                                      "OperatingMode": "IEC_NORMAL"})]),
+              "SpecificAbsorptionRateSequence": Sequence([_ds({"SpecificAbsorptionRateDefinition": "IEC_WHOLE_BODY",
+                                                               "SpecificAbsorptionRateValue": 0.5})])}
+    for keyword in spec.extra.get("drop_tags", ()):
+        timing.pop(keyword, None)
+    if original:
+        shared.MRTimingAndRelatedParametersSequence = Sequence([_ds(timing)])
+        shared.MRModifierSequence = Sequence([_ds({
+            "InversionRecovery": _yn(spec.inversion_time is not None),
+            **({"InversionTimes": [_fmt(spec.inversion_time, 1)]} if spec.inversion_time is not None else {}),
+            "FlowCompensation": "NONE", "Spoiling": "RF" if "GR" in spec.scanning_sequence else "NONE",
+            "T2Preparation": "NO", "SpectrallySelectedExcitation": "NONE", "SpatialPresaturation": "NONE",
+            "PartialFourier": "NO", "ParallelAcquisition": "YES", "ParallelAcquisitionTechnique": "SENSE"
+            if p.vendor == "PHILIPS" else "GRAPPA", "ParallelReductionFactorInPlane": 2.0,
+            "ParallelReductionFactorOutOfPlane": 1.0})])
+        shared.MRFOVGeometrySequence = Sequence([_ds({
+            "InPlanePhaseEncodingDirection": "ROW" if spec.extra.get("base_plane") == "SAGITTAL" else "COLUMN",
+            "MRAcquisitionFrequencyEncodingSteps": spec.columns, "MRAcquisitionPhaseEncodingStepsInPlane": spec.rows,
+            **({"MRAcquisitionPhaseEncodingStepsOutOfPlane": spec.n_slices} if spec.acquisition == "3D" else {}),
+            "PercentSampling": 100.0, "PercentPhaseFieldOfView": round(100.0 * spec.rows / max(spec.columns, 1), 3)})])
+        shared.MRReceiveCoilSequence = Sequence([_ds({
+            "ReceiveCoilName": series.coil, "ReceiveCoilManufacturerName": p.manufacturer,
+            "ReceiveCoilType": "MULTICOIL", "QuadratureReceiveCoil": "NO",
+            "MultiCoilDefinitionSequence": Sequence([_ds({"MultiCoilElementName": "H1",
+                                                           "MultiCoilElementUsed": "YES"})]),
+            })])
+        shared.MRTransmitCoilSequence = Sequence([_ds({
+            "TransmitCoilName": "Body", "TransmitCoilManufacturerName": p.manufacturer, "TransmitCoilType": "BODY"})])
+        shared.MRAveragesSequence = Sequence([_ds({"NumberOfAverages": 1.0})])
+        if rendered.echo_numbers is None:
+            shared.MREchoSequence = Sequence([_ds({"EffectiveEchoTime": _fmt(spec.echo_time, 3)})])
+    if not px.rgb:
+        shared.PixelValueTransformationSequence = Sequence([_ds({
+            "RescaleIntercept": px.intercept, "RescaleSlope": px.slope, "RescaleType": "US"})])
+        shared.FrameVOILUTSequence = Sequence([_ds({"WindowCenter": px.window[0], "WindowWidth": px.window[1]})])
+    shared.FrameAnatomySequence = Sequence([_ds({
+        "AnatomicRegionSequence": Sequence([_ds({"CodeValue": "T-A0100", "CodingSchemeDesignator": "SRT",
+                                                  "CodeMeaning": "Brain"})]),
+        "FrameLaterality": "U"})])
+    if not original:
+        shared.DerivationImageSequence = Sequence([_ds({
+            "DerivationDescription": " ".join(spec.image_type[2:]) or "derived",
+            "SourceImageSequence": Sequence(),
+            "DerivationCodeSequence": Sequence([_ds({"CodeValue": "113076", "CodingSchemeDesignator": "DCM",
+                                                     "CodeMeaning": "Segmentation"})])})])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+
+    diffusion = rendered.b_values is not None
+    temporal = rendered.temporal_indices is not None and n_volumes > 1
+    dim_org = make_uid(series.series_uid, "dimension-organization")
+    index_pointers = [("StackID", 0x00209056, 0x00209111), ("InStackPositionNumber", 0x00209057, 0x00209111)]
+    if diffusion:
+        index_pointers.append(("DiffusionBValue", 0x00189087, 0x00189117))
+    elif temporal:
+        index_pointers.append(("TemporalPositionIndex", 0x00209128, 0x00209111))
+    ds.DimensionOrganizationSequence = Sequence([_ds({"DimensionOrganizationUID": dim_org})])
+    ds.DimensionOrganizationType = "3D" if n_volumes == 1 else "3D_TEMPORAL"
+    ds.DimensionIndexSequence = Sequence([_ds({
+        "DimensionOrganizationUID": dim_org, "DimensionIndexPointer": pointer, "FunctionalGroupPointer": group,
+        "DimensionDescriptionLabel": label}) for label, pointer, group in index_pointers])
+
+    b_levels = sorted(set(rendered.b_values)) if diffusion else []
+    frames = []
+    dt0 = study.study_date + series.series_time
+    for i in range(len(rendered.frames)):
+        f = Dataset()
+        vol = i // per_volume if n_volumes > 1 else 0
+        in_stack = (i % per_volume) + 1
+        index = [1, in_stack]
+        content = {"FrameAcquisitionNumber": vol + 1, "FrameReferenceDateTime": f"{dt0}.{vol:06d}",
+                   "FrameAcquisitionDateTime": f"{dt0}.{vol:06d}",
+                   "FrameAcquisitionDuration": round(float(spec.repetition_time or 100), 2),
+                   "StackID": "1", "InStackPositionNumber": in_stack}
+        if temporal:
+            t_index = int(rendered.temporal_indices[i]) + 1
+            content["TemporalPositionIndex"] = t_index
+            if not diffusion:
+                index.append(t_index)
+        if diffusion:
+            index.append(b_levels.index(rendered.b_values[i]) + 1)
+        content["DimensionIndexValues"] = index
+        f.FrameContentSequence = Sequence([_ds(content)])
+        f.PlanePositionSequence = Sequence([_ds({"ImagePositionPatient": [_fmt(x, 4) for x in rendered.positions[i]]})])
+        if len(iops) > 1:
+            f.PlaneOrientationSequence = Sequence([_ds({
+                "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[i]]})])
+        if diffusion:
+            b = float(rendered.b_values[i])
+            f.MRDiffusionSequence = Sequence([_ds({"DiffusionBValue": b,
+                                                   "DiffusionDirectionality": "ISOTROPIC" if b > 0 else "NONE"})])
+        if rendered.echo_numbers is not None and original:
+            te = float(spec.echo_time or 5.0) * int(rendered.echo_numbers[i])
+            f.MREchoSequence = Sequence([_ds({"EffectiveEchoTime": round(te, 3)})])
+        if temporal:
+            f.TemporalPositionSequence = Sequence([_ds({
+                "TemporalPositionTimeOffset": round(
+                    int(rendered.temporal_indices[i]) * float(spec.repetition_time or 1) / 1000.0, 3)})])
+        frames.append(f)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    if temporal:
+        ds.NumberOfTemporalPositions = n_volumes
+    _drop(ds, spec)
+    ds.PixelData = px.stored.tobytes()
+    path = out_dir / "IM00001.dcm"
+    _save(ds, path)
+    return [path]
+
+
+def _acquisition_contrast(spec: SeriesSpec) -> str:
+    table = {"T1": "T1", "T2": "T2", "FLAIR": "FLUID_ATTENUATED", "PD": "PROTON_DENSITY", "DWI": "DIFFUSION",
+             "ADC": "DIFFUSION", "DIFFUSION": "DIFFUSION", "PERFUSION": "PERFUSION", "TOF": "FLOW_ENCODED",
+             "MRA": "FLOW_ENCODED", "SWI": "T2_STAR", "T2STAR": "T2_STAR", "FMRI": "T2_STAR", "CISS": "MIXED"}
+    head = spec.sequence.split("_")[0]
+    return table.get(head, "UNKNOWN")
+
+
+# --- entry point --------------------------------------------------------------------------------------------------
+
+
+def write_series(
+    spec: SeriesSpec,
+    rendered: RenderedSeries,
+    study: StudyContext,
+    series: SeriesContext,
+    out_dir: str | Path,
+    rng: np.random.Generator,
+) -> list[Path]:
+    """Write one series into ``out_dir`` (created) in the spec's storage form; returns the files."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(rendered.frames)
+    if n == 0 or len(rendered.positions) != n or len(rendered.orientations) != n:
+        raise ValueError(f"series {series.series_number} ({spec.sequence}): {n} frames but "
+                         f"{len(rendered.positions)} positions / {len(rendered.orientations)} orientations")
+    px = _to_stored(rendered, spec, study.profile, rng)
+    storage = spec.storage
+    if px.rgb and storage == "enhanced":
+        storage = "classic"  # colour maps are not Enhanced MR Image objects
+    if storage == "mosaic":
+        return _write_mosaic(spec, rendered, px, study, series, out_dir)
+    if storage == "enhanced":
+        return _write_enhanced(spec, rendered, px, study, series, out_dir)
+    return _write_classic(spec, rendered, px, study, series, out_dir)
