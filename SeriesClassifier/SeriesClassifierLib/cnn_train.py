@@ -114,8 +114,8 @@ class Cache:
     def save(self, path: Path) -> None:
         arrays = {"images": self.images, "series_index": self.series_index, "uids": self.uids,
                   "profiles": self.profiles}
-        arrays.update({f"label_{k}": v for k, v in self.labels.items()})
-        arrays.update({f"series_{k}": v for k, v in self.series_labels.items()})
+        arrays.update({f"slicelabel__{k}": v for k, v in self.labels.items()})
+        arrays.update({f"serieslabel__{k}": v for k, v in self.series_labels.items()})
         np.savez(path, **arrays)
 
     @classmethod
@@ -123,9 +123,9 @@ class Cache:
         with np.load(path, allow_pickle=False) as z:
             return cls(
                 z["images"], z["series_index"],
-                {k[6:]: z[k] for k in z.files if k.startswith("label_")},
+                {k[12:]: z[k] for k in z.files if k.startswith("slicelabel__")},
                 z["uids"], z["profiles"],
-                {k[7:]: z[k] for k in z.files if k.startswith("series_")},
+                {k[13:]: z[k] for k in z.files if k.startswith("serieslabel__")},
             )
 
 
@@ -427,9 +427,9 @@ def train_cnn(
         log.info("resumed from %s at epoch %d (best %.4f)", ckpt, start_epoch, best)
     per_epoch = samples_per_epoch or len(train_c.images)
     steps = max(1, per_epoch // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.15)
-    for _ in range(start_epoch * steps):
-        sched.step()
+    # on resume the schedule continues where it was (the optimizer state carries initial_lr); the total may grow
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(epochs, start_epoch + 1) * steps,
+                                                pct_start=0.15, last_epoch=start_epoch * steps - 1)
     weights = _class_weights_for_sampler(train_c.labels["sequence"].astype(int))
     ori_classes = config.orientation_classes
     flippable_planes = [ori_classes.index(p) for p in ("AXIAL", "CORONAL") if p in ori_classes]

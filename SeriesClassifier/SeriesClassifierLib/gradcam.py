@@ -1,0 +1,242 @@
+"""Where the CNN looked: Grad-CAM (and Grad-CAM++) for any head and class, on the series' voxel grid.
+
+For each sampled slice the class score's gradient is taken at the last conv
+block (8×8 at a 128² input), the weighted activation map is upsampled to the
+network input, undone through the slice transform (resize back, remove the
+square padding) and placed on that slice of the series grid. Slices that were
+not sampled stay zero rather than interpolated: the network never saw them, and
+a map that pretends otherwise would mislead. Maps are scaled by one maximum over
+the series, so a faint slice stays faint next to a strong one.
+
+``write_gradcam`` writes NRRD (LPS space directions/origin, as Slicer reads
+them) or NIfTI (RAS affine), plus a PNG of the sampled slices with the map
+overlaid. Multi-plane (MIXED) series get one file per plane.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .aggregate import mean_log_prob
+from .cnn import CnnModel, head_classes
+from .series import Geometry
+from .slices import SampledSlices, sample_series
+
+METHODS = ("gradcam", "gradcam++")
+
+
+@dataclass
+class GradCamResult:
+    heatmap: np.ndarray  # (n_slices, rows, cols) float32 0..1 on the stack grid; zeros where not sampled
+    slice_indices: list[int]  # the sampled slices (indices into the heatmap's first axis)
+    geometry: Geometry  # the grid the heatmap lies on (positions sorted along the normal, LPS mm)
+    head: str
+    target: str
+    method: str = "gradcam"
+    slice_maps: np.ndarray | None = None  # (k, S, S) at the network input
+    images: np.ndarray | None = None  # (k, S, S) the network's inputs, for overlays
+    groups: list[list[int]] = field(default_factory=list)  # slice indices per plane
+    slice_orientations: list[tuple[float, ...]] = field(default_factory=list)  # IOP of every grid slice
+
+
+def _cam(acts: torch.Tensor, grads: torch.Tensor, method: str) -> torch.Tensor:
+    if method == "gradcam++":
+        g2, g3 = grads**2, grads**3
+        denom = 2 * g2 + (acts.sum(dim=(2, 3), keepdim=True) * g3)
+        alpha = g2 / torch.where(denom.abs() > 1e-12, denom, torch.ones_like(denom))
+        weights = (alpha * F.relu(grads)).sum(dim=(2, 3), keepdim=True)
+    else:
+        weights = grads.mean(dim=(2, 3), keepdim=True)
+    return F.relu((weights * acts).sum(dim=1))  # (k, h, w)
+
+
+def slice_cams(model: CnnModel, images: np.ndarray, head: str, target_index: int,
+               method: str = "gradcam") -> np.ndarray:
+    """(k, S, S) inputs → (k, S, S) raw (unnormalised) maps for one head/class."""
+    if method not in METHODS:
+        raise ValueError(f"unknown Grad-CAM method {method!r}; use one of {METHODS}")
+    net = model.net.eval()
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
+    with torch.enable_grad():
+        acts = net.features(x).detach().requires_grad_(True)
+        out = net.heads(acts)
+        if head not in out or head == "embedding":
+            raise ValueError(f"unknown head {head!r}; heads: {', '.join(head_classes(model.config))}")
+        score = out[head][:, target_index].sum()
+        (grads,) = torch.autograd.grad(score, acts)
+    cam = _cam(acts.detach(), grads, method)
+    cam = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return cam.numpy().astype(np.float32)
+
+
+def gradcam(model: CnnModel, sampled: SampledSlices, head: str = "sequence", target: str | None = None,
+            method: str = "gradcam") -> GradCamResult:
+    """Grad-CAM of ``head``/``target`` (default: the series' predicted class of that head) on the series grid."""
+    classes = head_classes(model.config)
+    if head not in classes:
+        raise ValueError(f"unknown head {head!r}; heads: {', '.join(classes)}")
+    if target is None:  # the series' prediction for that head (for orientation: the top plane, never MIXED)
+        probs = model.infer(sampled.images)
+        if head == "sequence":
+            target = model.output_from_slices(probs).sequence.label
+        else:
+            target = classes[head][int(mean_log_prob(probs[head]).argmax())]
+    if target not in classes[head]:
+        raise ValueError(f"unknown class {target!r} for head {head!r}; classes: {', '.join(classes[head])}")
+    maps = slice_cams(model, sampled.images, head, classes[head].index(target), method)
+    top = float(maps.max())
+    maps = maps / top if top > 0 else maps
+    g = sampled.stack.geometry
+    heat = np.zeros((len(g.positions), g.rows, g.columns), dtype=np.float32)
+    for m, i, t in zip(maps, sampled.slice_indices, sampled.transforms):
+        native = t.to_native(m)
+        if native.shape == heat.shape[1:]:
+            heat[i] = np.clip(native, 0, 1)
+        else:  # a slice whose matrix differs from the first one's: resample onto the grid
+            from scipy.ndimage import zoom
+
+            z = zoom(native, (heat.shape[1] / native.shape[0], heat.shape[2] / native.shape[1]), order=1)
+            heat[i] = np.clip(z[: heat.shape[1], : heat.shape[2]], 0, 1)
+    orientations = [tuple(im.orientation or g.orientations[0]) for im in sampled.stack.images]
+    return GradCamResult(heat, list(sampled.slice_indices), g, head, target, method, maps, sampled.images,
+                         [list(gr) for gr in sampled.stack.groups], orientations)
+
+
+def gradcam_series(model: CnnModel, series, head: str = "sequence", target: str | None = None,
+                   method: str = "gradcam") -> GradCamResult:
+    """Sample a Series (or a list of files) and compute its Grad-CAM."""
+    files = getattr(series, "files", series)
+    return gradcam(model, sample_series(files, model.config.options), head, target, method)
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def _affine_lps(geometry: Geometry, indices: list[int]) -> np.ndarray:
+    """4×4 (column i, row j, slice k) → LPS mm for the slices ``indices`` of the grid."""
+    iop = np.asarray(geometry.orientations[0], dtype=float)
+    row_dir, col_dir = iop[:3], iop[3:]  # direction of increasing column index, of increasing row index
+    dr, dc = (float(s) for s in geometry.pixel_spacing)
+    positions = np.asarray([geometry.positions[i] for i in indices], dtype=float)
+    if len(positions) > 1:
+        step = (positions[-1] - positions[0]) / (len(positions) - 1)
+    else:
+        step = np.cross(row_dir, col_dir) * float(geometry.spacing_between_slices or geometry.slice_thickness or 1.0)
+    a = np.eye(4)
+    a[:3, 0] = row_dir * dc
+    a[:3, 1] = col_dir * dr
+    a[:3, 2] = step
+    a[:3, 3] = positions[0]
+    return a
+
+
+def write_nrrd(path: str | Path, volume: np.ndarray, affine_lps: np.ndarray) -> Path:
+    """volume (slices, rows, cols) float32 → NRRD with LPS space directions (Slicer's convention)."""
+    path = Path(path)
+    k, j, i = volume.shape
+    dirs = " ".join("(" + ",".join(f"{v:.6g}" for v in affine_lps[:3, c]) + ")" for c in range(3))
+    origin = "(" + ",".join(f"{v:.6g}" for v in affine_lps[:3, 3]) + ")"
+    header = (
+        "NRRD0004\n# SeriesClassifier Grad-CAM\ntype: float\ndimension: 3\nspace: left-posterior-superior\n"
+        f"sizes: {i} {j} {k}\nspace directions: {dirs}\nkinds: domain domain domain\n"
+        f"endian: little\nencoding: raw\nspace origin: {origin}\n\n"
+    )
+    with open(path, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(np.ascontiguousarray(volume, dtype="<f4").tobytes())
+    return path
+
+
+def read_nrrd(path: str | Path) -> tuple[np.ndarray, dict[str, str]]:
+    """Read back what write_nrrd wrote (raw float32): (volume (slices, rows, cols), header fields)."""
+    data = Path(path).read_bytes()
+    head, _, body = data.partition(b"\n\n")
+    fields = {}
+    for line in head.decode("ascii").splitlines()[1:]:
+        if ":" in line and not line.startswith("#"):
+            key, value = line.split(":", 1)
+            fields[key.strip()] = value.strip()
+    i, j, k = (int(v) for v in fields["sizes"].split())
+    return np.frombuffer(body, dtype="<f4").reshape(k, j, i).copy(), fields
+
+
+def write_nifti(path: str | Path, volume: np.ndarray, affine_lps: np.ndarray) -> Path:
+    import nibabel as nib
+
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps
+    img = nib.Nifti1Image(np.transpose(volume, (2, 1, 0)).astype(np.float32), ras)
+    nib.save(img, str(path))
+    return Path(path)
+
+
+def write_overlay_png(path: str | Path, result: GradCamResult, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(result.slice_maps)
+    cols = min(k, 4)
+    rows = int(np.ceil(k / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for n, (img, cam, idx) in enumerate(zip(result.images, result.slice_maps, result.slice_indices)):
+        ax = axes.ravel()[n]
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+        ax.imshow(cam, cmap="jet", alpha=0.4 * (cam > 0.05), vmin=0, vmax=1)
+        ax.set_title(f"slice {idx}", fontsize=8)
+    fig.suptitle(title or f"Grad-CAM {result.head}={result.target}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text)[:80]
+
+
+def write_gradcam(result: GradCamResult, series, out_dir: str | Path, fmt: str = "nrrd",
+                  png: bool = True) -> list[Path]:
+    """Write the heat map on the series grid (NRRD or NIfTI; one file per plane) + a PNG overlay."""
+    if fmt not in ("nrrd", "nifti"):
+        raise ValueError(f"unknown Grad-CAM format {fmt!r}; use nrrd or nifti")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    number = getattr(series, "series_number", None)
+    uid = getattr(series, "series_uid", "") or "series"
+    stem = _safe(f"{number:03d}_" if isinstance(number, int) else "") + _safe(uid) + f"_{result.head}_{result.target}"
+    groups = result.groups or [list(range(len(result.geometry.positions)))]
+    written = []
+    for g, indices in enumerate(groups):
+        suffix = f"_plane{g + 1}" if len(groups) > 1 else ""
+        volume = result.heatmap[indices]
+        geometry = result.geometry
+        if len(groups) > 1:
+            first = indices[0]
+            iop = _plane_orientation(result, first)
+            geometry = Geometry(geometry.rows, geometry.columns, geometry.pixel_spacing, [iop], geometry.positions,
+                                geometry.slice_thickness, geometry.spacing_between_slices)
+        affine = _affine_lps(geometry, indices)
+        if fmt == "nrrd":
+            written.append(write_nrrd(out_dir / f"{stem}{suffix}.nrrd", volume, affine))
+        else:
+            written.append(write_nifti(out_dir / f"{stem}{suffix}.nii.gz", volume, affine))
+    if png and result.slice_maps is not None:
+        desc = getattr(series, "series_description", "")
+        written.append(write_overlay_png(out_dir / f"{stem}.png", result,
+                                         f"{desc} — Grad-CAM {result.head}={result.target}".strip(" —")))
+    return written
+
+
+def _plane_orientation(result: GradCamResult, index: int) -> tuple[float, ...]:
+    if index < len(result.slice_orientations):
+        return tuple(result.slice_orientations[index])
+    return tuple(result.geometry.orientations[0])

@@ -1,0 +1,171 @@
+"""The multi-task CNN: heads from the vocabulary, storage, predict(series), training on a toy corpus."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydicom.data import get_testdata_file
+from test_slices_data import make_toy_corpus
+
+from SeriesClassifierLib.cnn import CnnConfig, CnnModel, SeriesNet, count_parameters
+from SeriesClassifierLib.cnn_train import Cache, augment, build_cache, evaluate, main, train_cnn
+from SeriesClassifierLib.series import Series
+from SeriesClassifierLib.vocabulary import load_vocabulary
+
+TOY_CLASSES = ["T2_2D", "TOF_MRA", "FLAIR_2D"]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """A trained toy model: 3 learnable classes, 3 training profiles, a held-out profile."""
+    root = tmp_path_factory.mktemp("toy")
+    make_toy_corpus(root / "train", TOY_CLASSES, 12, ["pA", "pB", "pC"], seed=0)
+    make_toy_corpus(root / "test", TOY_CLASSES, 4, ["pH"], seed=1)
+    out = root / "model"
+    torch.manual_seed(0)
+    result = train_cnn(root / "train", out, test=root / "test", epochs=6, batch_size=32, size=64, k=4,
+                       samples_per_epoch=384, workers=1, threads=1, patience=10, docs_dir=root)
+    return {"root": root, "out": out, "result": result, "model": CnnModel.load(out)}
+
+
+def test_heads_follow_the_vocabulary():
+    v = load_vocabulary()
+    config = CnnConfig.from_vocabulary(v)
+    assert config.sequence_classes == v.sequence_codes
+    assert "MIXED" not in config.orientation_classes
+    assert set(config.orientation_classes) | {"MIXED"} == set(v.orientation_codes)
+    assert list(config.attributes) == v.attribute_codes
+    net = SeriesNet(config)
+    out = net(torch.rand(3, 1, 128, 128))
+    assert out["sequence"].shape == (3, len(v.sequence_codes))
+    assert out["orientation"].shape == (3, len(config.orientation_classes))
+    for a in v.attributes:
+        assert out[a.code].shape == (3, len(a.values))
+    # the auxiliary softmaxes feed the sequence head
+    n_aux = len(config.orientation_classes) + sum(len(a.values) for a in v.attributes)
+    assert net.sequence_head[0].in_features == config.widths[-1] + n_aux
+    assert 1e5 < count_parameters(net) < 5e6
+
+
+def test_save_load_round_trip_gives_identical_outputs(tmp_path):
+    torch.manual_seed(1)
+    model = CnnModel.new()
+    x = np.random.default_rng(0).random((4, 128, 128)).astype(np.float32)
+    before = model.infer(x)
+    model.save(tmp_path)
+    assert (tmp_path / "cnn.safetensors").is_file() and (tmp_path / "cnn.json").is_file()
+    loaded = CnnModel.load(tmp_path)
+    after = loaded.infer(x)
+    for k in before:
+        np.testing.assert_allclose(before[k], after[k], atol=1e-6)
+    assert json.loads((tmp_path / "cnn.json").read_text())["sequence_classes"] == model.config.sequence_classes
+
+
+def test_load_names_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cnn.safetensors"):
+        CnnModel.load(tmp_path)
+
+
+def _series(files, uid="1.2.3"):
+    return Series(series_uid=uid, study_uid="1", files=[Path(f) for f in files])
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "MR2_UNCR.dcm", "emri_small.dcm"])
+def test_predict_real_files_returns_full_distributions_and_a_slice_profile(name):
+    model = CnnModel.new()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = model.predict(_series([get_testdata_file(name)]))
+    assert out.model == "cnn"
+    assert abs(sum(out.sequence.probabilities.values()) - 1) < 1e-4
+    assert set(out.sequence.probabilities) == set(model.config.sequence_classes)
+    assert abs(sum(out.orientation.probabilities.values()) - 1) < 1e-4
+    assert set(out.attributes) == set(model.config.attributes)
+    n = 1 if name != "emri_small.dcm" else 8
+    assert len(out.slice_profile) == n
+
+
+def test_unreadable_pixels_give_no_output_and_a_reason():
+    model = CnnModel.new()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = model.predict(_series([get_testdata_file("MR_truncated.dcm")], uid="9.9"))
+    assert out.sequence is None and out.orientation is None
+    assert "9.9" in out.reason and "MR_truncated.dcm" in out.reason
+
+
+def test_skipped_series_is_not_read():
+    s = _series([Path("/nonexistent.dcm")])
+    s.skip_reason = "structured report"
+    out = CnnModel.new().predict(s)
+    assert out.sequence is None and "structured report" in out.reason
+
+
+def test_augmentation_keeps_shape_range_and_only_flips_where_allowed():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(64, 1, 32, 32)
+    x[:, :, :, :8] = 1.0  # bright on the left
+    y = augment(x.clone(), torch.zeros(64, dtype=torch.bool), gen)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    left, right = y[..., :16].mean(), y[..., 16:].mean()
+    assert left > 3 * right  # no flips when nothing is flippable
+    y2 = augment(x.clone(), torch.ones(64, dtype=torch.bool), gen)
+    flipped = (y2[..., 16:].mean(dim=(1, 2, 3)) > y2[..., :16].mean(dim=(1, 2, 3))).float().mean()
+    assert 0.2 < float(flipped) < 0.8  # about half flipped
+
+
+def test_toy_training_learns_and_writes_model_card_fields(toy):
+    result = toy["result"]
+    assert result["val_profile"] in {"pA", "pB", "pC"}
+    assert result["test"]["sequence"]["accuracy"] >= 0.9
+    config = json.loads((toy["out"] / "cnn.json").read_text())
+    assert config["training"]["val_profile"] == result["val_profile"]
+    assert config["metrics"]["test"]["n_series"] == 12
+    assert (toy["root"] / "cnn_confusion_sequence.png").is_file()
+    assert result["aggregation"]["kept"] in {"mean", "gru"}
+
+
+def test_cache_holds_every_labelled_series_as_uint8(toy):
+    caches = list((toy["out"] / "cache").glob("train_*.npz"))
+    cache = Cache.load(caches[0])
+    assert cache.images.dtype == np.uint8
+    assert len(cache.uids) == 36
+    assert cache.images.shape[1:] == (64, 64)
+    # per-slice plane from the slice's own geometry
+    planes = set(cache.labels["orientation"].tolist())
+    assert len(planes) == 3
+
+
+def test_trained_model_predicts_series_from_dicom_like_from_cache(toy):
+    model = toy["model"]
+    test_root = toy["root"] / "test"
+    cache = build_cache(test_root, model.config, toy["out"] / "cache" / "test_k4_s64.npz")
+    metrics = evaluate(model, cache)
+    folder = next(p for p in sorted(test_root.iterdir()) if p.is_dir())
+    out = model.predict(_series(sorted(folder.glob("*.dcm"))))
+    assert out.sequence.label in TOY_CLASSES
+    assert metrics["sequence"]["accuracy"] >= 0.9
+
+
+def test_resume_continues_from_the_checkpoint(toy, tmp_path):
+    out = tmp_path / "m"
+    common = dict(epochs=3, batch_size=32, size=64, k=4, samples_per_epoch=64, workers=1, threads=1, patience=10,
+                  fit_gru=False, cache_dir=toy["out"] / "cache")
+    train_cnn(toy["root"] / "train", out, **{**common, "epochs": 2})
+    r = train_cnn(toy["root"] / "train", out, resume=True, **common)
+    assert [h["epoch"] for h in r["history"]] == [0, 1, 2]
+
+
+def test_command_line_runs(toy, tmp_path):
+    out = tmp_path / "cli"
+    rc = main(["--train", str(toy["root"] / "train"), "--out", str(out), "--epochs", "1", "--size", "64", "--k", "4",
+               "--samples-per-epoch", "64", "--workers", "1", "--threads", "1", "--no-gru",
+               "--cache-dir", str(toy["out"] / "cache")])
+    assert rc == 0
+    assert (out / "cnn.safetensors").is_file() and (out / "train.log").is_file()
+    assert "cnn_train" in json.loads((out / "cnn.json").read_text())["training"]["command"]
