@@ -1,0 +1,235 @@
+"""Tissue MR parameters and the signal equations of the simulated sequences.
+
+All functions are vectorised over tissues: they take a ``TissueParams`` (arrays, one
+entry per tissue) and return one signal per tissue; the renderer mixes them with the
+phantom's fraction maps. Times in ms, ADC in mm²/s, concentrations in mM.
+
+Sources of the relaxation values (rounded, brain at 37 °C):
+  Stanisz GJ et al., MRM 2005;54:507 — T1/T2 of WM, GM, muscle, blood at 1.5 T and 3 T.
+  Wansapura JP et al., JMRI 1999;9:531 — T1/T2 of WM/GM at 3 T.
+  Lu H et al., MRM 2005;54:1403 (CSF/blood T1 at 3 T); Lu H et al., JMRI 2004;20:400 (blood).
+  de Bazelaire CMJ et al., Radiology 2004;230:652 — fat, muscle, marrow T1/T2 at 1.5/3 T.
+  Peters AM et al., MRI 2007;25:748 and Wansapura 1999 — T2* of WM/GM.
+  ADC: Helenius J et al., AJNR 2002 (WM ~0.7, GM ~0.8–0.9, CSF ~3.0 ×10⁻³ mm²/s).
+  Gadolinium relaxivity r1 ≈ 4–5 /mM/s (Rohrer M et al., Invest Radiol 2005).
+Lesion values are typical figures from the clinical literature (MS plaques, glioma,
+vasogenic oedema, acute infarct) chosen for their relative contrast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# tissue: (PD, T1@1.5T, T2@1.5T, T2*@1.5T, T1@3T, T2@3T, T2*@3T, ADC 1e-3 mm²/s, FA, chi (ppm vs tissue), CBV)
+_TABLE: dict[str, tuple[float, ...]] = {
+    "GM": (0.80, 1124, 95, 70, 1820, 99, 50, 0.85, 0.15, 0.0, 0.045),
+    "WM": (0.69, 884, 72, 60, 1084, 69, 45, 0.75, 0.55, 0.0, 0.022),
+    "CSF": (1.00, 4000, 2000, 1000, 4300, 1800, 900, 3.00, 0.03, 0.0, 0.0),
+    "FAT": (0.90, 343, 100, 40, 382, 90, 30, 0.05, 0.05, 0.0, 0.005),
+    "BONE": (0.05, 500, 2, 1, 600, 2, 1, 0.10, 0.05, -2.0, 0.0),
+    "MUSCLE": (0.72, 1008, 44, 30, 1412, 50, 25, 1.40, 0.25, 0.0, 0.02),
+    "EYE": (0.95, 3800, 1500, 600, 4100, 1300, 500, 2.90, 0.02, 0.0, 0.0),
+    "DURA": (0.60, 900, 60, 40, 1100, 55, 30, 1.00, 0.10, 0.0, 0.05),
+    "CHOROID": (0.85, 1400, 110, 60, 1800, 100, 50, 1.80, 0.05, 0.0, 0.1),
+    "PITUITARY": (0.80, 900, 80, 50, 1200, 75, 40, 1.00, 0.10, 0.0, 0.1),
+    "MS": (0.80, 1250, 130, 80, 1600, 125, 60, 1.10, 0.30, 0.0, 0.02),
+    "EDEMA": (0.86, 1300, 160, 90, 1700, 150, 70, 1.50, 0.20, 0.0, 0.02),
+    "TUMOR": (0.82, 1300, 120, 70, 1700, 110, 55, 1.00, 0.12, 0.0, 0.09),
+    "NECROSIS": (0.92, 2600, 400, 200, 3000, 350, 150, 2.20, 0.05, 0.0, 0.0),
+    "STROKE": (0.84, 1250, 110, 75, 1650, 105, 55, 0.40, 0.30, 0.0, 0.01),
+    # subacute/chronic blood products: short T2*, strongly paramagnetic
+    "BLEED": (0.70, 800, 40, 6, 900, 35, 4, 0.60, 0.05, 1.5, 0.0),
+    "ARTERY": (0.85, 1441, 290, 150, 1932, 275, 100, 1.60, 0.05, 0.0, 1.0),
+    # venous blood: deoxygenated, paramagnetic (Δχ ≈ 0.45 ppm × (1 − Y), Y ≈ 0.6)
+    "VEIN": (0.85, 1441, 120, 25, 1932, 60, 12, 1.60, 0.05, 0.18, 1.0),
+}
+TISSUES: tuple[str, ...] = tuple(_TABLE)
+
+# gadolinium concentration (mM) per tissue shortly after a standard dose (0.1 mmol/kg):
+# blood pool ~0.5–1 mM, enhancing structures outside the blood-brain barrier less.
+_GD = {"ARTERY": 0.9, "VEIN": 0.9, "DURA": 0.5, "CHOROID": 0.6, "PITUITARY": 0.6, "MUSCLE": 0.15, "FAT": 0.05}
+GD_R1 = 4.5  # /mM/s
+GD_R2 = 5.0  # /mM/s
+
+FAT_SUPPRESSION = 0.08  # residual fat signal after spectral fat saturation
+
+
+@dataclass
+class TissueParams:
+    """Per-tissue parameters (arrays aligned with ``names``) at one field strength."""
+
+    names: tuple[str, ...]
+    pd: np.ndarray
+    t1: np.ndarray
+    t2: np.ndarray
+    t2s: np.ndarray
+    adc: np.ndarray  # mm²/s
+    fa: np.ndarray
+    chi: np.ndarray
+    cbv: np.ndarray
+    is_fat: np.ndarray  # bool
+    is_blood: np.ndarray  # 0 none, 1 artery, 2 vein
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+
+def tissue_params(
+    field_strength: float,
+    contrast: bool = False,
+    gd_dose: float = 1.0,
+    enhancing: dict[str, float] | None = None,
+    t1_scale: float = 1.0,
+    t2_scale: float = 1.0,
+) -> TissueParams:
+    """Parameters at ``field_strength`` (interpolated in T1 between 1.5 and 3 T), optionally post-gadolinium.
+
+    ``enhancing`` adds lesion concentrations (e.g. {"TUMOR": 0.6}).
+    """
+    a = np.array([_TABLE[n] for n in TISSUES], dtype=np.float64)
+    w = float(np.clip((field_strength - 1.5) / 1.5, -0.3, 1.0))
+    pd = a[:, 0]
+    t1 = (a[:, 1] * (1 - w) + a[:, 4] * w) * t1_scale
+    t2 = (a[:, 2] * (1 - w) + a[:, 5] * w) * t2_scale
+    t2s = a[:, 3] * (1 - w) + a[:, 6] * w
+    if contrast:
+        conc = dict(_GD)
+        conc.update(enhancing or {})
+        c = np.array([conc.get(n, 0.0) for n in TISSUES]) * gd_dose
+        t1 = 1.0 / (1.0 / t1 + GD_R1 * c / 1000.0)
+        t2 = 1.0 / (1.0 / t2 + GD_R2 * c / 1000.0)
+    names = TISSUES
+    is_fat = np.array([n == "FAT" for n in names])
+    is_blood = np.array([1 if n == "ARTERY" else 2 if n == "VEIN" else 0 for n in names])
+    return TissueParams(
+        names=names,
+        pd=pd,
+        t1=t1,
+        t2=t2,
+        t2s=np.minimum(t2s, t2),
+        adc=a[:, 7] * 1e-3,
+        fa=a[:, 8],
+        chi=a[:, 9],
+        cbv=a[:, 10],
+        is_fat=is_fat,
+        is_blood=is_blood,
+    )
+
+
+# ---------------------------------------------------------------- signal equations
+
+
+def spin_echo(p: TissueParams, tr: float, te: float) -> np.ndarray:
+    """S = PD (1 − e^{−TR/T1}) e^{−TE/T2}."""
+    return p.pd * (1 - np.exp(-tr / p.t1)) * np.exp(-te / p.t2)
+
+
+def inversion_recovery(p: TissueParams, tr: float, te: float, ti: float) -> np.ndarray:
+    """Magnitude IR: S = PD |1 − 2e^{−TI/T1} + e^{−TR/T1}| e^{−TE/T2}."""
+    return p.pd * np.abs(1 - 2 * np.exp(-ti / p.t1) + np.exp(-tr / p.t1)) * np.exp(-te / p.t2)
+
+
+def spoiled_gre(p: TissueParams, tr: float, te: float, flip_deg: float, t2star: bool = True) -> np.ndarray:
+    """Ernst equation: S = PD sinα (1 − E1) / (1 − cosα E1) e^{−TE/T2*}."""
+    a = np.deg2rad(flip_deg)
+    e1 = np.exp(-tr / p.t1)
+    decay = np.exp(-te / (p.t2s if t2star else p.t2))
+    return p.pd * np.sin(a) * (1 - e1) / (1 - np.cos(a) * e1) * decay
+
+
+def mprage(
+    p: TissueParams,
+    ti: float,
+    tr: float,
+    flip_deg: float,
+    echo_spacing: float = 8.0,
+    n_echoes: int = 176,
+    te: float = 3.0,
+) -> np.ndarray:
+    """MPRAGE-like: steady state of inversion → spoiled GRE readout train → recovery (Deichmann 2000).
+
+    The centre of k-space is acquired mid-train; the signal is the longitudinal
+    magnetisation there, which carries the T1 weighting of the inversion.
+    """
+    a = np.deg2rad(flip_deg)
+    t1 = p.t1
+    e1 = np.exp(-echo_spacing / t1)
+    ca = np.cos(a)
+    # readout train approaches the GRE steady state mss with rate e1*cos(a)
+    mss = (1 - e1) / (1 - ca * e1)
+    t_train = n_echoes * echo_spacing
+    ti_eff = max(ti - t_train / 2, 10.0)
+    td = max(tr - ti - t_train / 2, 10.0)
+    ek = (e1 * ca) ** n_echoes
+    # solve the periodic steady state for the magnetisation before inversion (m0)
+    # m0 -> inversion: -m0 -> recovery for ti_eff -> train -> recovery td -> m0
+    eti = np.exp(-ti_eff / t1)
+    etd = np.exp(-td / t1)
+    # after recovery to start of train: ms = 1 - (1 + m0) eti ; after train: me = mss + (ms - mss) ek
+    # after td: m0 = 1 - (1 - me) etd  => linear in m0
+    # m0 = 1 - etd + etd*(mss + (1 - eti - mss) ek) - etd*ek*eti*m0
+    m0 = (1 - etd + etd * (mss + (1 - eti - mss) * ek)) / (1 + etd * ek * eti)
+    ms = 1 - (1 + m0) * eti
+    half = (e1 * ca) ** (n_echoes / 2)
+    mz_center = mss + (ms - mss) * half
+    return p.pd * np.abs(mz_center) * np.sin(a) * np.exp(-te / p.t2s)
+
+
+def bssfp(p: TissueParams, tr: float, te: float, flip_deg: float) -> np.ndarray:
+    """Balanced SSFP on resonance: S = PD sinα (1−E1) / (1 − (E1−E2)cosα − E1E2) e^{−TE/T2}."""
+    a = np.deg2rad(flip_deg)
+    e1 = np.exp(-tr / p.t1)
+    e2 = np.exp(-tr / p.t2)
+    return p.pd * np.sin(a) * (1 - e1) / (1 - (e1 - e2) * np.cos(a) - e1 * e2) * np.exp(-te / p.t2)
+
+
+def diffusion(s0: np.ndarray, adc: np.ndarray, b: float) -> np.ndarray:
+    """S = S0 e^{−b·ADC} (b in s/mm², ADC in mm²/s)."""
+    return s0 * np.exp(-b * adc)
+
+
+def tof_inflow(p: TissueParams, tr: float, te: float, flip_deg: float, mt: float = 0.7) -> np.ndarray:
+    """TOF: stationary tissue saturated by short TR (and MT pulses); arterial blood arrives fully relaxed.
+
+    Venous blood is pre-saturated by a superior saturation band.
+    """
+    s = spoiled_gre(p, tr, te, flip_deg) * np.where(p.is_fat, 1.0, mt)
+    a = np.deg2rad(flip_deg)
+    fresh = p.pd * np.sin(a) * np.exp(-te / p.t2s) * 0.9
+    s = np.where(p.is_blood == 1, fresh, s)
+    s = np.where(p.is_blood == 2, s * 0.3, s)
+    return s
+
+
+def gd_concentration(names: tuple[str, ...], contrast: bool, enhancing: dict[str, float] | None = None) -> np.ndarray:
+    if not contrast:
+        return np.zeros(len(names))
+    conc = dict(_GD)
+    conc.update(enhancing or {})
+    return np.array([conc.get(n, 0.0) for n in names])
+
+
+def dsc_signal_ratio(cbv: np.ndarray, concentration: np.ndarray, te: float, k: float = 450.0) -> np.ndarray:
+    """DSC: S(t)/S0 = exp(−TE·ΔR2*(t)), ΔR2* = k·CBV·C(t) in 1/s with C normalised to 1 at the arterial peak.
+
+    k is chosen so that grey matter (CBV ≈ 4.5 %) loses ~40 % of its signal at the peak at TE 30 ms,
+    as in clinical DSC at 3 T.
+    """
+    return np.exp(-te / 1000.0 * k * cbv[..., None] * concentration)
+
+
+def gamma_variate(t: np.ndarray, t0: float, alpha: float = 3.0, beta: float = 1.5, peak: float = 1.0) -> np.ndarray:
+    """Bolus passage (first pass) plus a small recirculation tail: arterial concentration over time (s)."""
+    x = np.clip(t - t0, 0, None)
+    g = x**alpha * np.exp(-x / beta)
+    tmax = alpha * beta
+    g = g / (tmax**alpha * np.exp(-alpha))
+    tail = 0.12 * (1 - np.exp(-x / 6.0)) * np.exp(-x / 200.0)
+    return peak * (g + tail)
+
+
+def field_tesla_gamma() -> float:
+    """Gyromagnetic ratio γ/2π in Hz/T."""
+    return 42.577e6
