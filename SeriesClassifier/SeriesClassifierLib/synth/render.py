@@ -1,0 +1,995 @@
+"""Render a ``SeriesSpec`` on a ``Phantom``: slice geometry, resampling, contrast, artefacts.
+
+Flow for one series:
+1. geometry: the slice stack (or planes of a localizer, or projection planes of a MIP)
+   in scanner LPS, centred on the brain (or on the anatomy the sequence targets);
+2. a signal volume on the phantom grid from the sequence's signal equation
+   (``physics``) mixed over tissue fractions and the subject's overlays;
+3. sampling: trilinear at sub-slice positions through the slice thickness (partial
+   volume) and, when pixels are larger than the grid, at sub-pixel positions that are
+   box-averaged; EPI adds a geometric shift along the phase-encode direction;
+4. scanner effects in image space: receive bias field, Rician noise, N/2 ghost,
+   single-shot blur; and a scanner-like intensity scale.
+
+Only physics and geometry fields of the spec are read, never naming fields, so the
+pixels do not depend on how a series is described. ``spec.extra`` keys read here:
+
+- ``mip_axis``: MRA_MIP projection plane ("AXIAL", "CORONAL", "SAGITTAL"), default the
+  spec's orientation; with orientation MIXED the MIPs rotate 180° about the S axis.
+- ``mip_span_deg``: total rotation span of a MIP series (default 24°, so every frame stays
+  within the straight-plane threshold; 180 for MIXED).
+- ``swi_part``: not needed (the sequence code decides), accepted for symmetry.
+- ``diffusion_map``: DIFFUSION_DERIVED map, "FA" (default) or "EADC" (exponential ADC).
+- ``asl_map``: PERFUSION_ASL: "CBF" gives one CBF-like volume (also when ``spec.derived``),
+  otherwise ``n_temporal`` volumes alternating control/label.
+- ``fieldmap_part``: FIELDMAP "magnitude" (default; two echoes, per-frame echo numbers)
+  or "phasediff" (signed).
+- ``other_kind``: OTHER "T1MAP", "MTR", "CSI" or "MT" (default: chosen by ``rng``).
+- ``oblique_base``: OBLIQUE base plane before tilting ("AXIAL" default, "CORONAL", "SAGITTAL").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from . import physics as ph
+from .anatomy import _GRID_MIN, _GRID_SHAPE, GRID_SPACING, Phantom
+from .spec import RenderedSeries, SeriesSpec
+
+PLANES = {
+    # row direction, column direction (DICOM IOP) in LPS
+    "AXIAL": (np.array([1.0, 0, 0]), np.array([0, 1.0, 0])),
+    "SAGITTAL": (np.array([0, 1.0, 0]), np.array([0, 0, -1.0])),
+    "CORONAL": (np.array([1.0, 0, 0]), np.array([0, 0, -1.0])),
+}
+EPI_SEQUENCES = {"DWI", "ADC", "DIFFUSION_DERIVED", "PERFUSION_DSC", "FMRI_BOLD"}
+SPIN_ECHO_SEQUENCES = {"T1_2D_PRE", "T1_2D_POST", "T2_2D", "T2_3D", "T2_HASTE", "FLAIR_2D", "FLAIR_3D", "PD"}
+# anchors for stacks that cover a region rather than the whole brain (MNI RAS mm)
+_ANCHORS = {"TOF_MRA": (0, -8, -6), "MRA_MIP": (0, -8, -6), "CISS": (0, -28, -30)}
+
+
+# ---------------------------------------------------------------- geometry
+
+
+@dataclass
+class Plane:
+    """One image plane: first pixel centre (IPP), unit row/column directions, spacing (row, col)."""
+
+    origin: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    spacing: tuple[float, float]
+    shape: tuple[int, int]
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row, self.col)
+
+    @property
+    def center(self) -> np.ndarray:
+        r, c = self.shape
+        return self.origin + (c - 1) / 2 * self.spacing[1] * self.row + (r - 1) / 2 * self.spacing[0] * self.col
+
+
+def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
+    axis = axis / np.linalg.norm(axis)
+    a = np.deg2rad(degrees)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
+
+
+def angle_from_nearest_axis(normal: np.ndarray) -> float:
+    n = np.abs(normal) / np.linalg.norm(normal)
+    return float(np.degrees(np.arccos(np.clip(n.max(), -1, 1))))
+
+
+def _tilted(base: str, tilt: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    row0, col0 = PLANES[base]
+    r = _rotation(row0, tilt[0]) @ _rotation(col0, tilt[1])
+    return r @ row0, r @ col0
+
+
+def _plane_directions(orientation: str, tilt: tuple[float, float], rng: np.random.Generator, base: str):
+    """Row/column directions honouring the spec's tilt, kept inside the vocabulary's bands.
+
+    Straight planes stay < 15° from their axis, oblique ones 25–45° from every axis, so the
+    label is unambiguous with the 20° threshold.
+    """
+    t = (float(tilt[0]), float(tilt[1]))
+    if orientation in PLANES:
+        row, col = _tilted(orientation, t)
+        ang = angle_from_nearest_axis(np.cross(row, col))
+        if ang > 14.0:
+            s = 12.0 / ang
+            row, col = _tilted(orientation, (t[0] * s, t[1] * s))
+        return row, col
+    # oblique
+    row, col = _tilted(base, t)
+    for _ in range(50):
+        if 25.0 <= angle_from_nearest_axis(np.cross(row, col)) <= 45.0:
+            return row, col
+        total = rng.uniform(27, 42)
+        psi = rng.uniform(0, 2 * np.pi)
+        t = (total * np.cos(psi), total * np.sin(psi))
+        row, col = _tilted(base, t)
+    return _tilted(base, (35.0, 0.0))
+
+
+def _stack(center: np.ndarray, row: np.ndarray, col: np.ndarray, spec: SeriesSpec, n: int) -> list[Plane]:
+    normal = np.cross(row, col)
+    rows, cols = spec.rows, spec.columns
+    ps = (float(spec.pixel_spacing[0]), float(spec.pixel_spacing[1]))
+    planes = []
+    for k in range(n):
+        c = center + (k - (n - 1) / 2) * spec.slice_spacing * normal
+        origin = c - (cols - 1) / 2 * ps[1] * row - (rows - 1) / 2 * ps[0] * col
+        planes.append(Plane(origin, row.copy(), col.copy(), ps, (rows, cols)))
+    return planes
+
+
+def _anchor_world(phantom: Phantom, sequence: str) -> np.ndarray:
+    if sequence in _ANCHORS:
+        x, y, z = _ANCHORS[sequence]
+        return phantom.template_to_world(np.array([[-x, -y, z]], float))[0]
+    return phantom.brain_center.copy()
+
+
+def slice_geometry(spec: SeriesSpec, phantom: Phantom, rng: np.random.Generator) -> list[Plane]:
+    """The planes of a series in acquisition order (MIXED: one short stack per plane)."""
+    center = _anchor_world(phantom, spec.sequence) + rng.normal(0, [2.0, 3.0, 3.0])
+    if spec.orientation == "MIXED":
+        planes: list[Plane] = []
+        n_each = np.full(3, max(spec.n_slices // 3, 1))
+        n_each[: max(spec.n_slices - int(n_each.sum()), 0)] += 1
+        for base, n in zip(("SAGITTAL", "CORONAL", "AXIAL"), n_each):
+            row, col = _plane_directions(base, spec.tilt_degrees, rng, base)
+            planes += _stack(center, row, col, spec, int(n))
+        return planes
+    base = spec.orientation if spec.orientation in PLANES else str(spec.extra.get("oblique_base", "AXIAL"))
+    if base not in PLANES:
+        base = "AXIAL"
+    row, col = _plane_directions(spec.orientation, spec.tilt_degrees, rng, base)
+    return _stack(center, row, col, spec, spec.n_slices)
+
+
+# ---------------------------------------------------------------- signal volumes on the phantom grid
+
+
+@dataclass
+class _Context:
+    spec: SeriesSpec
+    phantom: Phantom
+    rng: np.random.Generator
+    planes: list[Plane]
+    field_strength: float
+    epi: bool = False
+    bias: dict = field(default_factory=dict)
+
+    def params(self, contrast: bool | None = None, enhancing: dict | None = None) -> ph.TissueParams:
+        c = self.spec.contrast if contrast is None else contrast
+        p = self.phantom.params
+        return ph.tissue_params(
+            self.field_strength, c, p.get("gd_dose", 1.0), enhancing, p.get("t1_scale", 1.0), p.get("t2_scale", 1.0)
+        )
+
+
+def _adjust(ctx: _Context, values: np.ndarray, p: ph.TissueParams, flow: str, fat_sat: bool) -> np.ndarray:
+    v = np.array(values, dtype=np.float64)
+    if fat_sat:
+        v = np.where(p.is_fat, v * ph.FAT_SUPPRESSION, v)
+    if flow == "void":  # spin echoes: moving blood leaves the slice between 90° and 180° pulses
+        v = np.where(p.is_blood == 1, v * 0.06, v)
+        v = np.where(p.is_blood == 2, v * (0.8 if ctx.spec.contrast else 0.35), v)
+    elif flow == "epi":
+        v = np.where(p.is_blood > 0, v * 0.3, v)
+    return v
+
+
+def tissue_volume(
+    ctx: _Context, signal, flow: str = "none", fat_sat: bool | None = None, contrast: bool | None = None
+) -> np.ndarray:
+    """Mix a per-tissue signal (``signal(params) -> array``) over the phantom's fractions and overlays."""
+    fat_sat = ctx.spec.fat_suppressed if fat_sat is None else fat_sat
+    p = ctx.params(contrast)
+    v = _adjust(ctx, signal(p), p, flow, fat_sat)
+    vol = np.zeros(_GRID_SHAPE, np.float32)
+    for name, frac in ctx.phantom.fractions.items():
+        w = float(v[p.index(name)])
+        if w != 0.0:
+            vol += frac * np.float32(w)
+    cache: dict[float, np.ndarray] = {0.0: v}
+    use_contrast = ctx.spec.contrast if contrast is None else contrast
+    for o in ctx.phantom.overlays:
+        enh = o.enhancing if use_contrast else 0.0
+        if enh not in cache:
+            pe = ctx.params(contrast, {o.tissue: enh})
+            cache[enh] = _adjust(ctx, signal(pe), pe, flow, fat_sat)
+        s = np.float32(cache[enh][p.index(o.tissue)])
+        patch = vol[o.index]
+        patch *= 1 - o.fraction
+        patch += o.fraction * s
+    return vol
+
+
+def parameter_volume(ctx: _Context, values: dict[str, float] | np.ndarray) -> np.ndarray:
+    """Mix a per-tissue parameter (not a signal) the same way, e.g. CBV or FA."""
+    p = ctx.params(False)
+    arr = np.array([values[n] for n in p.names]) if isinstance(values, dict) else np.asarray(values)
+    return tissue_volume(ctx, lambda _p: arr, flow="none", fat_sat=False, contrast=False)
+
+
+def _dipole_field(chi: np.ndarray) -> np.ndarray:
+    """Field perturbation (ppm of B0, along S) of a susceptibility map on the grid, by FFT dipole kernel."""
+    pad = [(8, 8)] * 3
+    x = np.pad(chi, pad)
+    k = np.meshgrid(*[np.fft.fftfreq(n) for n in x.shape[:2]], np.fft.rfftfreq(x.shape[2]), indexing="ij")
+    k2 = k[0] ** 2 + k[1] ** 2 + k[2] ** 2
+    k2[0, 0, 0] = 1.0
+    d = 1.0 / 3.0 - k[2] ** 2 / k2
+    d[0, 0, 0] = 0.0
+    f = np.fft.irfftn(np.fft.rfftn(x) * d, s=x.shape)
+    return f[8:-8, 8:-8, 8:-8].astype(np.float32)
+
+
+def offresonance_ppm(ctx: _Context) -> np.ndarray:
+    """Static field offset from air/tissue interfaces after a 2nd-order shim over the brain (cached)."""
+    cache = ctx.phantom.template.cache
+    key = "offresonance_ppm"
+    if key not in cache:
+        t = ctx.phantom.template
+        # air is +9.4 ppm relative to tissue (χ_air ≈ 0.36, χ_tissue ≈ −9.05 ppm SI)
+        air = np.clip(t.air + (1 - ndi.gaussian_filter(t.head.astype(np.float32), 0.7)), 0, 1)
+        f = _dipole_field(air * 9.4)
+        brain = t.brain > 0.5
+        idx = np.nonzero(brain)
+        coords = [(i - s / 2) / s for i, s in zip(idx, brain.shape)]
+        x, y, z = coords
+        a = np.stack([np.ones_like(x), x, y, z, x * x, y * y, z * z, x * y, x * z, y * z], axis=1)
+        coef, *_ = np.linalg.lstsq(a, f[idx], rcond=None)
+        gx, gy, gz = [(np.arange(s) - s / 2) / s for s in brain.shape]
+        X, Y, Z = np.meshgrid(gx, gy, gz, indexing="ij")
+        shim = (
+            coef[0]
+            + coef[1] * X
+            + coef[2] * Y
+            + coef[3] * Z
+            + coef[4] * X * X
+            + coef[5] * Y * Y
+            + coef[6] * Z * Z
+            + coef[7] * X * Y
+            + coef[8] * X * Z
+            + coef[9] * Y * Z
+        )
+        f = (f - shim).astype(np.float32) * (1 - air)
+        cache[key] = f
+    return cache[key]
+
+
+def local_field_ppm(ctx: _Context) -> np.ndarray:
+    """Field from the subject's veins, bleeds and GM/WM susceptibility, high-pass filtered (cached per phantom)."""
+    cache = ctx.phantom._cache
+    if "local_field" not in cache:
+        p = ctx.params(False)
+        chi = parameter_volume(ctx, {n: float(c) for n, c in zip(p.names, p.chi)} | {"GM": 0.02, "WM": -0.03})
+        f = _dipole_field(chi)
+        f = f - ndi.gaussian_filter(f, 4.0)
+        cache["local_field"] = f.astype(np.float32)
+    return cache["local_field"]
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def _lattice(plane: Plane, step: tuple[float, float], shape: tuple[int, int], offset: np.ndarray) -> np.ndarray:
+    """World coordinates (n_r, n_c, 3) of a regular lattice covering the plane's field of view."""
+    rows, cols = plane.shape
+    fov_r, fov_c = rows * plane.spacing[0], cols * plane.spacing[1]
+    n_r, n_c = shape
+    rr = (np.arange(n_r) + 0.5) * step[0] - fov_r / 2
+    cc = (np.arange(n_c) + 0.5) * step[1] - fov_c / 2
+    base = plane.center + offset
+    return base + rr[:, None, None] * plane.col + cc[None, :, None] * plane.row
+
+
+def _to_grid_index(phantom: Phantom, world: np.ndarray) -> np.ndarray:
+    """World lattice (n_r, n_c, 3) -> grid indices (3, n_r, n_c); the smooth deformation is evaluated coarsely."""
+    m = phantom.world_to_template
+    t = world @ m[:3, :3].T + m[:3, 3]
+    sub = t[::6, ::6]
+    d = phantom.displacement_at(sub)
+    if d.shape[:2] != t.shape[:2]:
+        d = np.stack(
+            [
+                ndi.zoom(
+                    d[..., k],
+                    (t.shape[0] / d.shape[0], t.shape[1] / d.shape[1]),
+                    order=1,
+                    mode="nearest",
+                    grid_mode=True,
+                )
+                for k in range(3)
+            ],
+            axis=-1,
+        )
+    t = t + d
+    return np.moveaxis((t - _GRID_MIN) / GRID_SPACING, -1, 0)
+
+
+def _sampling_plan(
+    plane: Plane, max_step: float = GRID_SPACING
+) -> tuple[tuple[float, float], tuple[int, int], tuple[int, int]]:
+    """In-plane sampling steps and lattice shape; and block factor (>1 = average blocks, 0 = zoom up)."""
+    rows, cols = plane.shape
+    steps, shape, factor = [], [], []
+    for n, sp in ((rows, plane.spacing[0]), (cols, plane.spacing[1])):
+        if sp >= max_step * 0.99:
+            k = int(np.ceil(sp / max_step - 0.01))
+            steps.append(sp / k)
+            shape.append(n * k)
+            factor.append(k)
+        else:
+            m = int(np.ceil(n * sp / max_step))
+            steps.append(n * sp / m)
+            shape.append(m)
+            factor.append(0)
+    return (steps[0], steps[1]), (shape[0], shape[1]), (factor[0], factor[1])
+
+
+def _to_pixels(img: np.ndarray, shape: tuple[int, int], factor: tuple[int, int]) -> np.ndarray:
+    for axis in (0, 1):
+        k = factor[axis]
+        n = shape[axis]
+        if k >= 1:
+            if k > 1:
+                new = list(img.shape)
+                new[axis] = n
+                new.insert(axis + 1, k)
+                img = img.reshape(new).mean(axis=axis + 1)
+        else:
+            z = [1.0, 1.0]
+            z[axis] = n / img.shape[axis]
+            img = ndi.zoom(img, z, order=1, mode="nearest", grid_mode=True)
+            if img.shape[axis] != n:
+                img = img.take(np.arange(n) % img.shape[axis], axis=axis)
+    return img
+
+
+def sample(
+    ctx: _Context,
+    volumes: list[np.ndarray],
+    thickness: float | None = None,
+    reduce: str = "mean",
+    epi_shift: np.ndarray | None = None,
+    depth_step: float = 1.25,
+    max_step: float = GRID_SPACING,
+    planes: list[Plane] | None = None,
+) -> list[np.ndarray]:
+    """Sample grid volumes on every plane: returns, per volume, (n_planes, rows, cols) float32.
+
+    Through-plane: ``thickness`` is covered by sub-slices (partial volume) reduced by
+    mean (slice profile), max (MIP) or min (minIP). In-plane: box average of sub-pixels
+    when pixels are larger than the grid, linear interpolation when smaller.
+    ``epi_shift`` (grid volume, mm) moves samples along the column (phase-encode) direction.
+    """
+    planes = ctx.planes if planes is None else planes
+    thickness = ctx.spec.slice_thickness if thickness is None else thickness
+    n_sub = int(np.clip(np.ceil(thickness / depth_step), 1, 200))
+    offsets = ((np.arange(n_sub) + 0.5) / n_sub - 0.5) * thickness
+    out = [np.zeros((len(planes), *planes[0].shape), np.float32) for _ in volumes]
+    for i, plane in enumerate(planes):
+        step, shape, factor = _sampling_plan(plane, max_step)
+        acc = [None] * len(volumes)
+        for off in offsets:
+            world = _lattice(plane, step, shape, plane.normal * off)
+            idx = _to_grid_index(ctx.phantom, world)
+            if epi_shift is not None:
+                shift = ndi.map_coordinates(epi_shift, idx.reshape(3, -1), order=1, mode="nearest").reshape(shape)
+                world = world + shift[..., None] * plane.col
+                idx = _to_grid_index(ctx.phantom, world)
+            flat = idx.reshape(3, -1)
+            for j, vol in enumerate(volumes):
+                s = ndi.map_coordinates(vol, flat, order=1, mode="constant", cval=0.0).reshape(shape)
+                if acc[j] is None:
+                    acc[j] = s
+                elif reduce == "max":
+                    np.maximum(acc[j], s, out=acc[j])
+                elif reduce == "min":
+                    np.minimum(acc[j], s, out=acc[j])
+                else:
+                    acc[j] += s
+        for j in range(len(volumes)):
+            a = acc[j] / n_sub if reduce == "mean" else acc[j]
+            out[j][i] = _to_pixels(a, plane.shape, factor)
+    return out
+
+
+# ---------------------------------------------------------------- image-space scanner effects
+
+
+def _pixel_world(plane: Plane, stride: int = 8) -> np.ndarray:
+    rows, cols = plane.shape
+    r = np.arange(0, rows, stride)
+    c = np.arange(0, cols, stride)
+    return (
+        plane.origin + r[:, None, None] * plane.spacing[0] * plane.col + c[None, :, None] * plane.spacing[1] * plane.row
+    )
+
+
+def bias_field(ctx: _Context) -> np.ndarray:
+    """Smooth receive-coil and B1 shading (n_planes, rows, cols), same for every volume of the series."""
+    if "field" in ctx.bias:
+        return ctx.bias["field"]
+    rng = ctx.rng
+    center = ctx.phantom.brain_center
+    coils = center + rng.normal(0, 1, (4, 3)) * np.array([70, 80, 60])
+    weights = rng.uniform(0.0, 0.25, 4)
+    strength = 0.15 if ctx.field_strength < 2 else 0.3
+    central = rng.uniform(0.0, strength)  # dielectric brightening at the centre (3 T)
+    fields = []
+    for plane in ctx.planes:
+        w = _pixel_world(plane)
+        b = np.ones(w.shape[:2])
+        for c, wt in zip(coils, weights):
+            b += wt * np.exp(-np.sum((w - c) ** 2, axis=-1) / (2 * 90.0**2))
+        b += central * np.exp(-np.sum((w - center) ** 2, axis=-1) / (2 * 50.0**2))
+        b = ndi.zoom(
+            b, (plane.shape[0] / b.shape[0], plane.shape[1] / b.shape[1]), order=1, mode="nearest", grid_mode=True
+        )[: plane.shape[0], : plane.shape[1]]
+        fields.append(b)
+    f = np.stack(fields).astype(np.float32)
+    f /= np.median(f)
+    ctx.bias["field"] = f
+    return f
+
+
+def snr_for(ctx: _Context, base: float) -> float:
+    """SNR scales with voxel volume and field strength; ``base`` is the sequence's SNR at 1 mm³, 3 T."""
+    s = ctx.spec
+    voxel = float(s.pixel_spacing[0] * s.pixel_spacing[1] * s.slice_thickness)
+    snr = base * voxel**0.75 * (ctx.field_strength / 3.0) * ctx.phantom.params.get("snr_factor", 1.0)
+    return float(np.clip(snr * ctx.rng.uniform(0.8, 1.25), 3.0, 200.0))
+
+
+def finish(ctx: _Context, img: np.ndarray, snr: float, reference: float | None = None, bias: bool = True) -> np.ndarray:
+    """Bias field, Rician noise (σ = reference / SNR), no scaling. ``img`` is (n, rows, cols)."""
+    if bias:
+        img = img * bias_field(ctx)
+    ref = reference if reference is not None else _reference(img)
+    sigma = ref / snr
+    n1 = ctx.rng.standard_normal(img.shape, dtype=np.float32) * sigma
+    n2 = ctx.rng.standard_normal(img.shape, dtype=np.float32) * sigma
+    return np.sqrt((img + n1) ** 2 + n2**2).astype(np.float32)
+
+
+def _reference(img: np.ndarray) -> float:
+    v = img[img > 0.05 * float(img.max() + 1e-9)]
+    return float(np.percentile(v, 75)) if v.size else 1.0
+
+
+def scale(ctx: _Context, frames: np.ndarray, low: float = 600, high: float = 3000) -> np.ndarray:
+    """Scanner-like magnitude range: the 99.5th percentile lands between ``low`` and ``high``, max 4095."""
+    target = ctx.rng.uniform(low, high)
+    p = float(np.percentile(frames[:: max(1, frames.shape[0] // 8)], 99.5)) or 1.0
+    return np.clip(frames * (target / p), 0, 4095).astype(np.float32)
+
+
+def epi_artefacts(ctx: _Context, frames: np.ndarray) -> np.ndarray:
+    """N/2 ghost along the phase-encode (row index) direction."""
+    g = ctx.rng.uniform(0.02, 0.06)
+    half = frames.shape[1] // 2
+    return (frames + g * np.roll(frames, half, axis=1)).astype(np.float32)
+
+
+def epi_shift_map(ctx: _Context) -> np.ndarray:
+    """PE displacement (mm) on the grid: off-resonance / bandwidth per pixel × pixel size."""
+    ppm = offresonance_ppm(ctx)
+    hz = ppm * 1e-6 * ph.field_tesla_gamma() * ctx.field_strength
+    bw_per_pixel = ctx.rng.uniform(18, 35)  # Hz per pixel in PE for typical echo spacing and acceleration
+    pixel = float(ctx.spec.pixel_spacing[0])
+    return (hz / bw_per_pixel * pixel * ctx.rng.choice([-1, 1])).astype(np.float32)
+
+
+def epi_dropout(ctx: _Context, te: float) -> np.ndarray:
+    """Through-slice dephasing near air (frontal sinus, mastoids) in gradient-echo EPI: a grid factor 0..1."""
+    ppm = offresonance_ppm(ctx)
+    g = np.linalg.norm(np.stack(np.gradient(ppm, GRID_SPACING)), axis=0)  # ppm/mm
+    hz_per_mm = g * 1e-6 * ph.field_tesla_gamma() * ctx.field_strength
+    return np.exp(-((hz_per_mm * ctx.spec.slice_thickness * te / 1000.0) ** 2) * 2.0).astype(np.float32)
+
+
+def haste_blur(frames: np.ndarray, sigma: float) -> np.ndarray:
+    """Single-shot T2 decay along the echo train blurs along the phase-encode (row index) direction."""
+    return ndi.gaussian_filter1d(frames, sigma, axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------- sequences
+
+
+def _v(value, default):
+    return default if value is None else float(value)
+
+
+def _result(ctx: _Context, frames: np.ndarray, n_volumes: int = 1, signed: bool = False, **per_frame) -> RenderedSeries:
+    planes = ctx.planes
+    positions = [tuple(float(x) for x in p.origin) for p in planes] * n_volumes
+    orientations = [tuple(float(x) for x in (*p.row, *p.col)) for p in planes] * n_volumes
+    return RenderedSeries(
+        frames=np.ascontiguousarray(frames, dtype=np.float32),
+        positions=positions,
+        orientations=orientations,
+        pixel_spacing=(float(ctx.spec.pixel_spacing[0]), float(ctx.spec.pixel_spacing[1])),
+        slice_thickness=float(ctx.spec.slice_thickness),
+        signed=signed,
+        **per_frame,
+    )
+
+
+def _simple(ctx: _Context, signal, flow: str, snr_base: float) -> RenderedSeries:
+    vol = tissue_volume(ctx, signal, flow=flow)
+    (img,) = sample(ctx, [vol])
+    return _result(ctx, scale(ctx, finish(ctx, img, snr_for(ctx, snr_base))))
+
+
+def _scout(ctx):
+    s = ctx.spec
+    tr, te, fa = _v(s.repetition_time, 8.6), _v(s.echo_time, 4.0), _v(s.flip_angle, 20)
+    return _simple(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), "none", 3.0)
+
+
+def _t1_2d(ctx):
+    s = ctx.spec
+    tr, te = _v(s.repetition_time, 550), _v(s.echo_time, 12)
+    if s.inversion_time:  # T1-FLAIR / TIRM
+        ti = float(s.inversion_time)
+        return _simple(ctx, lambda p: ph.inversion_recovery(p, tr, te, ti), "void", 5.0)
+    return _simple(ctx, lambda p: ph.spin_echo(p, tr, te), "void", 5.0)
+
+
+def _t1_3d(ctx):
+    s = ctx.spec
+    if s.inversion_time:
+        ti = float(s.inversion_time)
+        tr = _v(s.repetition_time, 2000)
+        tr = tr if tr > ti + 200 else ti + 900  # some vendors report the echo spacing as TR
+        es = float(s.extra.get("echo_spacing", 8.0))
+        fa = _v(s.flip_angle, 9)
+        te = _v(s.echo_time, 3.0)
+        return _simple(ctx, lambda p: ph.mprage(p, ti, tr, fa, es, 160, te), "none", 9.0)
+    tr, te, fa = _v(s.repetition_time, 8), _v(s.echo_time, 3.5), _v(s.flip_angle, 15)
+    return _simple(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), "none", 8.0)
+
+
+def _t2(ctx, te_default=95.0, tr_default=4500.0, snr=6.0):
+    s = ctx.spec
+    tr, te = _v(s.repetition_time, tr_default), _v(s.echo_time, te_default)
+    te = min(te, 140.0) if s.acquisition == "3D" else te  # SPACE/CUBE: equivalent TE of the variable-flip train
+    return _simple(ctx, lambda p: ph.spin_echo(p, tr, te), "void", snr)
+
+
+def _haste(ctx):
+    s = ctx.spec
+    tr, te = _v(s.repetition_time, 1500), _v(s.echo_time, 90)
+    vol = tissue_volume(ctx, lambda p: ph.spin_echo(p, max(tr, 3000), te), flow="void")
+    (img,) = sample(ctx, [vol])
+    img = haste_blur(img, ctx.rng.uniform(1.0, 2.0))
+    return _result(ctx, scale(ctx, finish(ctx, img, snr_for(ctx, 3.0))))
+
+
+def _flair(ctx):
+    s = ctx.spec
+    tr, te = _v(s.repetition_time, 9000), _v(s.echo_time, 100)
+    if s.acquisition == "3D":
+        te = min(te, 140.0)
+    p_csf = ctx.params(False)
+    t1_csf = float(p_csf.t1[p_csf.index("CSF")])
+    # scanners choose TI to null CSF at their TR: reproduce that, whatever nominal TI the header carries
+    ti_null = -t1_csf * np.log((1 + np.exp(-tr / t1_csf)) / 2)
+    ti = ti_null * ctx.rng.uniform(0.97, 1.03)
+    return _simple(ctx, lambda p: ph.inversion_recovery(p, tr, te, ti), "void", 5.0)
+
+
+def _pd(ctx):
+    s = ctx.spec
+    tr, te = _v(s.repetition_time, 3000), _v(s.echo_time, 15)
+    te = min(te, 40.0)
+    return _simple(ctx, lambda p: ph.spin_echo(p, tr, te), "void", 7.0)
+
+
+def _t2star(ctx):
+    s = ctx.spec
+    tr, te, fa = _v(s.repetition_time, 650), _v(s.echo_time, 20), _v(s.flip_angle, 20)
+    return _simple(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), "none", 5.0)
+
+
+def _swi_parts(ctx):
+    """Magnitude and phase (radians) sampled images of a 3-D flow-compensated GRE."""
+    s = ctx.spec
+    te_default = 20.0 if ctx.field_strength >= 2 else 40.0
+    tr, te, fa = _v(s.repetition_time, 28), _v(s.echo_time, te_default), _v(s.flip_angle, 15)
+    mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), flow="none")
+    omega = 2 * np.pi * ph.field_tesla_gamma() * ctx.field_strength * 1e-6  # rad/s per ppm
+    phase = (-omega * te / 1000.0 * local_field_ppm(ctx)).astype(np.float32)
+    # intravoxel dephasing darkens the magnitude around veins and bleeds
+    mag = mag * np.exp(-np.abs(ndi.gaussian_gradient_magnitude(phase, 0.7)) * 0.8).astype(np.float32)
+    return mag, phase, te
+
+
+def _swi_mag(ctx):
+    mag, _, _ = _swi_parts(ctx)
+    (img,) = sample(ctx, [mag])
+    return _result(ctx, scale(ctx, finish(ctx, img, snr_for(ctx, 5.0))))
+
+
+def _swi_phase(ctx):
+    mag, phase, _ = _swi_parts(ctx)
+    img, phi = sample(ctx, [mag, phase])
+    snr = snr_for(ctx, 5.0)
+    noisy = finish(ctx, img, snr)
+    ref = _reference(img)
+    # phase noise ~ 1/SNR of the voxel; background (no signal) is uniform noise
+    sigma = ref / snr / np.maximum(img, 1e-3 * ref)
+    phi = phi + ctx.rng.standard_normal(phi.shape).astype(np.float32) * np.minimum(sigma, np.pi)
+    phi = np.angle(np.exp(1j * phi)).astype(np.float32)
+    del noisy
+    return _result(ctx, np.clip(phi / np.pi * 4096, -4096, 4095).astype(np.float32), signed=True)
+
+
+def _swi_processed(ctx, minip: bool = False):
+    mag, phase, _ = _swi_parts(ctx)
+    mask = np.where(phase < 0, np.clip(1 + phase / np.pi, 0, 1), 1.0).astype(np.float32)
+    swi = mag * mask**4
+    if minip:
+        (img,) = sample(ctx, [swi], thickness=ctx.spec.slice_thickness, reduce="min", depth_step=1.5)
+        img = finish(ctx, img, snr_for(ctx, 5.0) * 2)
+    else:
+        (img,) = sample(ctx, [swi])
+        img = finish(ctx, img, snr_for(ctx, 5.0))
+    return _result(ctx, scale(ctx, img))
+
+
+def _epi_s0(ctx, te: float, tr: float, se: bool = True, fa: float = 90.0) -> np.ndarray:
+    if se:
+        return tissue_volume(ctx, lambda p: ph.spin_echo(p, tr, te), flow="epi", fat_sat=True)
+    return tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), flow="epi", fat_sat=True)
+
+
+def _diffusion_images(ctx, b_values: list[float]) -> list[np.ndarray]:
+    s = ctx.spec
+    te, tr = _v(s.echo_time, 85), _v(s.repetition_time, 5000)
+    vols = [
+        tissue_volume(ctx, lambda p, b=b: ph.diffusion(ph.spin_echo(p, tr, te), p.adc, b), flow="epi", fat_sat=True)
+        for b in b_values
+    ]
+    shift = epi_shift_map(ctx)
+    return sample(ctx, vols, epi_shift=shift)
+
+
+def _dwi(ctx):
+    b_values = list(ctx.spec.b_values) or [0.0, 1000.0]
+    imgs = _diffusion_images(ctx, b_values)
+    snr = snr_for(ctx, 2.2)
+    ref = _reference(imgs[0])
+    frames = np.concatenate([finish(ctx, im, snr, reference=ref) for im in imgs])
+    frames = epi_artefacts(ctx, frames)
+    n = len(ctx.planes)
+    return _result(
+        ctx,
+        scale(ctx, frames, 400, 1500),
+        n_volumes=len(b_values),
+        b_values=[float(b) for b in b_values for _ in range(n)],
+    )
+
+
+def _adc_from(ctx, b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s0, sb = _diffusion_images(ctx, [0.0, b])
+    snr = snr_for(ctx, 2.2) * 1.7  # averaged over directions
+    ref = _reference(s0)
+    n0, nb = finish(ctx, s0, snr, reference=ref), finish(ctx, sb, snr, reference=ref)
+    mask = ndi.binary_opening(n0 > 0.15 * ref, iterations=1)
+    adc = np.log(np.maximum(n0, 1e-6) / np.maximum(nb, 1e-6)) / b
+    adc = np.where(mask, np.clip(adc, 0, 0.0045), 0)
+    return adc, mask, n0
+
+
+def _adc(ctx):
+    b = max(ctx.spec.b_values) if ctx.spec.b_values else 1000.0
+    adc, _, _ = _adc_from(ctx, b or 1000.0)
+    return _result(ctx, epi_artefacts(ctx, (adc * 1e6).astype(np.float32)))
+
+
+def _diffusion_derived(ctx):
+    kind = str(ctx.spec.extra.get("diffusion_map", "FA")).upper()
+    b = max(ctx.spec.b_values) if ctx.spec.b_values else 1000.0
+    adc, mask, _ = _adc_from(ctx, b or 1000.0)
+    if kind == "EADC":
+        return _result(ctx, np.where(mask, np.exp(-(b or 1000.0) * adc) * 1000, 0).astype(np.float32))
+    p = ctx.params(False)
+    fa_vol = parameter_volume(ctx, p.fa)
+    wm = ctx.phantom.fractions["WM"]
+    # coherent tracts (deep WM) have higher FA than subcortical U-fibres
+    fa_vol = fa_vol + 0.25 * wm**3 * ndi.gaussian_filter(wm, 2.0) ** 2
+    (fa,) = sample(ctx, [fa_vol])
+    fa = fa + ctx.rng.normal(0, 0.04, fa.shape) + 0.12 * ctx.rng.random(fa.shape) * (adc > 0.002)
+    fa = np.where(mask, np.clip(fa, 0, 1), 0)
+    return _result(ctx, (fa * 1000).astype(np.float32))
+
+
+def _dsc(ctx):
+    s = ctx.spec
+    te_default = 30.0 if ctx.field_strength >= 2 else 45.0
+    te, tr, fa = _v(s.echo_time, te_default), _v(s.repetition_time, 1500), _v(s.flip_angle, 90)
+    s0 = _epi_s0(ctx, te, tr, se=False, fa=fa) * epi_dropout(ctx, te)
+    cbv = parameter_volume(ctx, ctx.params(False).cbv)
+    shift = epi_shift_map(ctx)
+    img0, cbv_img = sample(ctx, [s0, cbv], epi_shift=shift)
+    n_t = max(int(s.n_temporal), 1)
+    t = np.arange(n_t) * tr / 1000.0
+    conc = ph.gamma_variate(t, ctx.rng.uniform(8, 16), peak=1.0)
+    snr = snr_for(ctx, 2.0)
+    ref = _reference(img0)
+    vols = []
+    for k in range(n_t):
+        ratio = ph.dsc_signal_ratio(cbv_img, np.array([conc[k]]), te)[..., 0]
+        vols.append(finish(ctx, img0 * ratio, snr, reference=ref))
+    frames = epi_artefacts(ctx, np.concatenate(vols))
+    n = len(ctx.planes)
+    return _result(
+        ctx, scale(ctx, frames, 300, 1500), n_volumes=n_t, temporal_indices=[k for k in range(n_t) for _ in range(n)]
+    )
+
+
+def _bold(ctx):
+    s = ctx.spec
+    te_default = 30.0 if ctx.field_strength >= 2 else 45.0
+    te, tr, fa = _v(s.echo_time, te_default), _v(s.repetition_time, 2000), _v(s.flip_angle, 77)
+    s0 = _epi_s0(ctx, te, tr, se=False, fa=fa) * epi_dropout(ctx, te)
+    (img0,) = sample(ctx, [s0], epi_shift=epi_shift_map(ctx))
+    n_t = max(int(s.n_temporal), 1)
+    snr = snr_for(ctx, 2.0)
+    ref = _reference(img0)
+    drift = np.cumsum(ctx.rng.normal(0, 0.002, n_t))
+    vols = [finish(ctx, img0 * (1 + drift[k]), snr, reference=ref) for k in range(n_t)]
+    frames = epi_artefacts(ctx, np.concatenate(vols))
+    n = len(ctx.planes)
+    return _result(
+        ctx, scale(ctx, frames, 300, 1500), n_volumes=n_t, temporal_indices=[k for k in range(n_t) for _ in range(n)]
+    )
+
+
+def _asl(ctx):
+    s = ctx.spec
+    te, tr = _v(s.echo_time, 12), _v(s.repetition_time, 4500)
+    # background-suppressed readout: static tissue mostly nulled; perfusion ~1 % of M0 in GM
+    m0 = tissue_volume(ctx, lambda p: ph.spin_echo(p, max(tr, 3000), te), flow="epi", fat_sat=True)
+    p = ctx.params(False)
+    cbf_tissue = {n: 0.0 for n in p.names} | {
+        "GM": 60.0,
+        "WM": 22.0,
+        "TUMOR": 90.0,
+        "STROKE": 5.0,
+        "MS": 18.0,
+        "EDEMA": 15.0,
+        "CHOROID": 40.0,
+        "ARTERY": 80.0,
+    }
+    cbf = parameter_volume(ctx, cbf_tissue)
+    cbf = ndi.gaussian_filter(cbf, 1.2)  # low-resolution readout and label dispersion
+    m0_img, cbf_img = sample(ctx, [m0, cbf])
+    if s.derived or str(s.extra.get("asl_map", "")).upper() == "CBF":
+        snr = snr_for(ctx, 0.8)
+        ref = _reference(cbf_img)
+        img = finish(ctx, cbf_img, snr, reference=ref)
+        return _result(ctx, (img * ctx.rng.uniform(8, 12)).astype(np.float32))
+    n_t = max(int(s.n_temporal), 2)
+    bgs = ctx.rng.uniform(0.05, 0.2)
+    ref = _reference(m0_img)
+    snr = snr_for(ctx, 1.5)
+    vols = []
+    for k in range(n_t):
+        control = m0_img * bgs + 0.012 * ref * cbf_img / 60.0
+        label = control - 0.012 * ref * cbf_img / 60.0 * 0.9 if k % 2 else control
+        vols.append(finish(ctx, label, snr, reference=ref * max(bgs, 0.1) * 3))
+    n = len(ctx.planes)
+    return _result(
+        ctx,
+        scale(ctx, np.concatenate(vols), 200, 1200),
+        n_volumes=n_t,
+        temporal_indices=[k for k in range(n_t) for _ in range(n)],
+    )
+
+
+def _tof_volume(ctx):
+    s = ctx.spec
+    tr, te, fa = _v(s.repetition_time, 22), _v(s.echo_time, 3.5), _v(s.flip_angle, 20)
+    vol = tissue_volume(ctx, lambda p: ph.tof_inflow(p, tr, te, fa, mt=ctx.rng.uniform(0.55, 0.75)), flow="none")
+    return vol
+
+
+def _tof(ctx):
+    (img,) = sample(ctx, [_tof_volume(ctx)])
+    return _result(ctx, scale(ctx, finish(ctx, img, snr_for(ctx, 5.0), reference=_reference(img) * 0.5)))
+
+
+def _mip_planes(ctx) -> list[Plane]:
+    s = ctx.spec
+    axis = str(s.extra.get("mip_axis", s.orientation if s.orientation in PLANES else "AXIAL")).upper()
+    if axis not in PLANES:
+        axis = "AXIAL"
+    n = max(int(s.n_slices), 1)
+    center = ctx.planes[len(ctx.planes) // 2].center
+    if s.orientation == "MIXED":
+        base_row, base_col = PLANES["CORONAL"]
+        rot_axis = np.array([0, 0, 1.0])
+        span = float(s.extra.get("mip_span_deg", 180.0))
+    else:
+        base_row, base_col = ctx.planes[0].row, ctx.planes[0].col
+        rot_axis = base_col
+        span = float(s.extra.get("mip_span_deg", 24.0))
+        if s.orientation in PLANES and axis != s.orientation:
+            base_row, base_col = PLANES[axis]
+            rot_axis = base_col
+    angles = np.linspace(-span / 2, span / 2, n) if n > 1 else np.array([0.0])
+    if s.orientation == "MIXED":
+        angles = np.arange(n) * span / n
+    planes = []
+    ps = (float(s.pixel_spacing[0]), float(s.pixel_spacing[1]))
+    for a in angles:
+        r = _rotation(rot_axis, a)
+        row, col = r @ base_row, r @ base_col
+        origin = center - (s.columns - 1) / 2 * ps[1] * row - (s.rows - 1) / 2 * ps[0] * col
+        planes.append(Plane(origin, row, col, ps, (s.rows, s.columns)))
+    return planes
+
+
+def _mip(ctx):
+    vol = _tof_volume(ctx)
+    # the projected slab: the TOF acquisition covers ~70 mm around the circle of Willis
+    world_c = _anchor_world(ctx.phantom, "TOF_MRA")
+    t_c = ctx.phantom.world_to_template[:3, :3] @ world_c + ctx.phantom.world_to_template[:3, 3]
+    z = np.arange(_GRID_SHAPE[2]) * GRID_SPACING + _GRID_MIN[2]
+    slab = np.clip((40.0 - np.abs(z - t_c[2])) / 5.0, 0, 1).astype(np.float32)
+    vol = vol * slab[None, None, :]
+    ctx.planes = _mip_planes(ctx)
+    snr = snr_for(ctx, 5.0)
+    img = finish(
+        ctx, _sample_mip(ctx, vol), snr, reference=1e-9 + 0.5 * float(np.percentile(vol[vol > 0], 75)), bias=False
+    )
+    return _result(ctx, scale(ctx, img, 800, 3000))
+
+
+def _sample_mip(ctx, vol: np.ndarray) -> np.ndarray:
+    (img,) = sample(ctx, [vol], thickness=180.0, reduce="max", depth_step=2.0, max_step=2.0)
+    return img
+
+
+def _ciss(ctx):
+    s = ctx.spec
+    tr, te, fa = _v(s.repetition_time, 5.5), _v(s.echo_time, 2.7), _v(s.flip_angle, 50)
+    tr = min(tr, 12.0)
+    return _simple(ctx, lambda p: ph.bssfp(p, tr, min(te, tr / 2), fa), "none", 6.0)
+
+
+def _fieldmap(ctx):
+    s = ctx.spec
+    part = str(s.extra.get("fieldmap_part", "magnitude")).lower()
+    tr, fa = _v(s.repetition_time, 500), _v(s.flip_angle, 60)
+    te1 = _v(s.echo_time, 4.92)
+    te2 = float(s.extra.get("echo_time_2", te1 + 2.46))
+    if part.startswith("phase"):
+        ppm = offresonance_ppm(ctx) + 0.3 * local_field_ppm(ctx)
+        mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te1, fa))
+        img, f = sample(ctx, [mag, ppm])
+        dphi = 2 * np.pi * f * 1e-6 * ph.field_tesla_gamma() * ctx.field_strength * (te2 - te1) / 1000.0
+        snr = snr_for(ctx, 3.0)
+        ref = _reference(img)
+        sigma = ref / snr / np.maximum(img, 1e-3 * ref)
+        dphi = dphi + ctx.rng.standard_normal(dphi.shape).astype(np.float32) * np.minimum(sigma, np.pi)
+        dphi = np.angle(np.exp(1j * dphi))
+        return _result(ctx, np.clip(dphi / np.pi * 4096, -4096, 4095).astype(np.float32), signed=True)
+    vols = [tissue_volume(ctx, lambda p, te=te: ph.spoiled_gre(p, tr, te, fa)) for te in (te1, te2)]
+    imgs = sample(ctx, vols)
+    snr = snr_for(ctx, 3.0)
+    ref = _reference(imgs[0])
+    frames = np.concatenate([finish(ctx, im, snr, reference=ref) for im in imgs])
+    n = len(ctx.planes)
+    return _result(ctx, scale(ctx, frames), n_volumes=2, echo_numbers=[e for e in (1, 2) for _ in range(n)])
+
+
+def _other(ctx):
+    kinds = ("T1MAP", "MTR", "CSI", "MT")
+    kind = str(ctx.spec.extra.get("other_kind") or kinds[int(ctx.rng.integers(len(kinds)))]).upper()
+    p = ctx.params(ctx.spec.contrast)
+    if kind == "T1MAP":
+        t1 = parameter_volume(ctx, p.t1)
+        pd = tissue_volume(ctx, lambda q: q.pd)
+        img, pdi = sample(ctx, [t1, pd])
+        img = np.where(pdi > 0.2, img * (1 + ctx.rng.normal(0, 0.03, img.shape)), 0)
+        return _result(ctx, np.clip(img, 0, 4095).astype(np.float32))
+    if kind == "MTR":
+        mtr = {n: 0.0 for n in p.names} | {
+            "WM": 48.0,
+            "GM": 38.0,
+            "MUSCLE": 45.0,
+            "MS": 30.0,
+            "EDEMA": 25.0,
+            "TUMOR": 30.0,
+            "STROKE": 35.0,
+            "DURA": 40.0,
+            "CSF": 2.0,
+        }
+        m = parameter_volume(ctx, mtr)
+        pd = tissue_volume(ctx, lambda q: q.pd)
+        img, pdi = sample(ctx, [m, pd])
+        img = np.where(pdi > 0.2, img + ctx.rng.normal(0, 2, img.shape), 0) * 10
+        return _result(ctx, np.clip(img, 0, 1000).astype(np.float32))
+    if kind == "CSI":
+        # a metabolite map: NAA-like signal from neurons, coarse 16×16 grid, interpolated for display
+        naa = parameter_volume(
+            ctx,
+            {n: 0.0 for n in p.names} | {"GM": 1.0, "WM": 0.9, "MS": 0.6, "TUMOR": 0.3, "STROKE": 0.4, "EDEMA": 0.6},
+        )
+        (img,) = sample(ctx, [naa])
+        n, r, c = img.shape
+        coarse = ndi.zoom(img, (1, 16 / r, 16 / c), order=1, grid_mode=True, mode="nearest")
+        img = ndi.zoom(coarse, (1, r / coarse.shape[1], c / coarse.shape[2]), order=3, grid_mode=True, mode="nearest")
+        img = np.clip(img + ctx.rng.normal(0, 0.05, img.shape), 0, None)[:, :r, :c]
+        return _result(ctx, scale(ctx, img.astype(np.float32), 200, 1000))
+    # MT-weighted GRE: like a PD-ish GRE with macromolecular saturation of WM/GM
+    s = ctx.spec
+    tr, te, fa = _v(s.repetition_time, 30), _v(s.echo_time, 4), _v(s.flip_angle, 8)
+    mt_sat = np.array([{"WM": 0.5, "GM": 0.62, "MUSCLE": 0.55, "DURA": 0.6}.get(n, 1.0) for n in p.names])
+    return _simple(ctx, lambda q: ph.spoiled_gre(q, tr, te, fa) * mt_sat, "none", 6.0)
+
+
+_RECIPES = {
+    "SCOUT": _scout,
+    "T1_2D_PRE": _t1_2d,
+    "T1_2D_POST": _t1_2d,
+    "T1_3D_PRE": _t1_3d,
+    "T1_3D_POST": _t1_3d,
+    "T2_2D": _t2,
+    "T2_3D": _t2,
+    "T2_HASTE": _haste,
+    "FLAIR_2D": _flair,
+    "FLAIR_3D": _flair,
+    "PD": _pd,
+    "T2STAR_GRE": _t2star,
+    "SWI": _swi_processed,
+    "SWI_MAG": _swi_mag,
+    "SWI_PHASE": _swi_phase,
+    "SWI_MINIP": lambda ctx: _swi_processed(ctx, minip=True),
+    "DWI": _dwi,
+    "ADC": _adc,
+    "DIFFUSION_DERIVED": _diffusion_derived,
+    "PERFUSION_DSC": _dsc,
+    "PERFUSION_ASL": _asl,
+    "TOF_MRA": _tof,
+    "MRA_MIP": _mip,
+    "CISS": _ciss,
+    "FMRI_BOLD": _bold,
+    "FIELDMAP": _fieldmap,
+    "OTHER": _other,
+}
+
+
+def supported_sequences() -> list[str]:
+    return list(_RECIPES)
+
+
+def render_series(spec: SeriesSpec, phantom: Phantom, rng: np.random.Generator) -> RenderedSeries:
+    """Pixels and geometry of ``spec`` acquired on ``phantom``.
+
+    Frames are ordered volume-major (all slices of volume 0, then volume 1, …) for
+    multi-volume series (b-values, time points, echoes).
+    """
+    recipe = _RECIPES.get(spec.sequence)
+    if recipe is None:
+        raise ValueError(f"render: no recipe for sequence {spec.sequence!r}; known: {', '.join(_RECIPES)}")
+    if spec.rows < 4 or spec.columns < 4 or spec.n_slices < 1:
+        raise ValueError(f"render: bad matrix {spec.rows}x{spec.columns}x{spec.n_slices} for {spec.sequence}")
+    planes = slice_geometry(spec, phantom, rng)
+    ctx = _Context(spec, phantom, rng, planes, float(spec.field_strength or 1.5), spec.sequence in EPI_SEQUENCES)
+    return recipe(ctx)
