@@ -44,5 +44,8 @@ def ensure_predictions(store: LabelStore, path: str | None, err: TextIO = sys.st
             "run `seriesclassifier classify` first"
         ) from e
     print(f"classifying {path} (the store has no predictions yet) …", file=err)
-    predictions = list(classify(path))
+    try:
+        predictions = list(classify(path))
+    except FileNotFoundError as e:  # no models, or the path is gone
+        raise StoreError(f"cannot classify {path}: {e}") from e
     return store.record_predictions(p for p in predictions if p is not None)
