@@ -7,12 +7,13 @@ import sys
 
 from ..export import FORMATS, export, select, write_export
 from ..store import StoreError
-from ._store_args import add_store_argument, ensure_predictions, open_store
+from ._store_args import add_models_argument, add_store_argument, ensure_predictions, open_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", nargs="?", help="classified folder or Slicer DICOM database")
     add_store_argument(parser)
+    add_models_argument(parser)
     parser.add_argument("--format", choices=FORMATS, required=True, help="what to write")
     parser.add_argument("--out", required=True, metavar="FILE", help="output file ('-' for standard output)")
     parser.add_argument(
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         with open_store(args, create=bool(args.path)) as store:
-            ensure_predictions(store, args.path)
+            ensure_predictions(store, args.path, args.models)
             records = select(store.records(), args.reviewed_only)
             vocabulary = store.vocabulary
     except StoreError as e:

@@ -7,12 +7,13 @@ import sys
 
 from ..review import ReviewSession, review_order
 from ..store import StoreError
-from ._store_args import add_store_argument, ensure_predictions, open_store
+from ._store_args import add_models_argument, add_store_argument, ensure_predictions, open_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", nargs="?", help="folder or Slicer DICOM database to review")
     add_store_argument(parser)
+    add_models_argument(parser)
     parser.add_argument("--user", help="who is reviewing (default: the login name)")
     parser.add_argument("--all", action="store_true", help="also show series already accepted or corrected")
 
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         with open_store(args, create=bool(args.path)) as store:
-            ensure_predictions(store, args.path)
+            ensure_predictions(store, args.path, args.models)
             records = review_order(store.records(), include_reviewed=args.all)
             summary = ReviewSession(store, records, sys.stdin, sys.stdout, user=args.user).run()
     except StoreError as e:
