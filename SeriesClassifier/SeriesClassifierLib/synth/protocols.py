@@ -265,7 +265,7 @@ def _spec(tech: str, ctx: _Ctx, *, contrast: bool = False, fs: bool | None = Non
         sequence=code, contrast=contrast, acquisition=t.acquisition, fat_suppressed=bool(fs), derived=t.derived,
         vendor=prof.vendor, field_strength=prof.field_strength, **geo, **timing,
     )
-    spec.extra["base_plane"] = base_plane
+    spec.extra["base_plane"] = spec.extra["oblique_base"] = base_plane  # render.py reads oblique_base
     spec.extra["noise_scale"] = _u(rng, *prof.noise_scale)
     spec.extra["study_has_contrast"] = ctx.has_contrast
     if like is not None:
@@ -299,7 +299,7 @@ def _dwi_group(ctx: _Ctx, *, dti: bool = False) -> list[SeriesSpec]:
         out = [src]
         out.append(_spec("fa", ctx, like=src, diffusion_map="FA", b_values=()))
         if rng.random() < 0.5:
-            out.append(_spec("fa", ctx, like=src, diffusion_map="COLFA", b_values=()))
+            out.append(_spec("fa", ctx, like=src, diffusion_map="FA", b_values=(), colour=True))
         out.append(_spec("adc", ctx, like=src, b_values=()))
         return out
     b = (0.0, 1000.0) if rng.random() < 0.7 else (0.0, 500.0, 1000.0)
@@ -314,7 +314,7 @@ def _dwi_group(ctx: _Ctx, *, dti: bool = False) -> list[SeriesSpec]:
         out.append(raw)
     out += [src, _spec("adc", ctx, like=src, b_values=())]
     if rng.random() < 0.15:
-        out.append(_spec("eadc", ctx, like=src, diffusion_map="TRACE_EXP", b_values=()))
+        out.append(_spec("eadc", ctx, like=src, diffusion_map="EADC", b_values=()))
     return out
 
 
@@ -341,23 +341,22 @@ def _tof_group(ctx: _Ctx) -> list[SeriesSpec]:
     rng = ctx.rng
     tof = _spec("tof", ctx)
     out = [tof]
-    kinds = ["IS", "LR"] if rng.random() < 0.6 else ["IS"]
-    if rng.random() < 0.4:
-        kinds.append("SINGLE")
+    # radial sets over >= 90 degrees lie in many planes (MIXED); a single projection or a small-angle
+    # set (<= 24 degrees, every frame within 12 degrees of its plane) takes its plane
+    kinds = ["RADIAL"] if rng.random() < 0.7 else []
+    kinds += [str(p) for p in rng.choice(["AXIAL", "CORONAL", "SAGITTAL"], size=int(rng.integers(1, 3)), replace=False)]
     for kind in kinds:
-        if kind == "SINGLE":
-            mip = _spec("mip", ctx, like=tof, mip_angles=(0.0,), n_slices=1)
-            mip.orientation = "AXIAL"
-            mip.tilt_degrees = (0.0, 0.0)
-            mip.extra["base_plane"] = "AXIAL"
-        else:
+        if kind == "RADIAL":
             n = int(rng.integers(9, 19))
-            span = float(rng.choice([180.0, 180.0, 120.0, 90.0]))
-            angles = tuple(round(i * span / n, 2) for i in range(n))
-            mip = _spec("mip", ctx, like=tof, mip_axis=kind, mip_angles=angles, n_slices=n)
-            mip.orientation = "MIXED"
-            mip.tilt_degrees = (0.0, 0.0)
-            mip.extra["base_plane"] = "CORONAL" if kind == "IS" else "SAGITTAL"
+            mip = _spec("mip", ctx, like=tof, mip_axis="CORONAL", mip_span_deg=float(rng.choice([180.0, 120.0, 90.0])),
+                        n_slices=n)
+            mip.orientation, base = "MIXED", "CORONAL"
+        else:
+            n = 1 if rng.random() < 0.5 else int(rng.integers(3, 8))
+            mip = _spec("mip", ctx, like=tof, mip_axis=kind, mip_span_deg=float(rng.uniform(10, 24)), n_slices=n)
+            mip.orientation, base = kind, kind
+        mip.tilt_degrees = (0.0, 0.0)
+        mip.extra["base_plane"] = mip.extra["oblique_base"] = base
         mip.rows = mip.columns
         header_style("mip", mip, ctx.profile, rng)
         out.append(mip)
@@ -413,7 +412,8 @@ def _occasional(ctx: _Ctx) -> list[SeriesSpec]:
     if rng.random() < 0.10:
         out.append(_spec("haste", ctx))
     if rng.random() < 0.08:
-        out.append(_spec(str(rng.choice(["other_mt", "other_t1map", "other_svs"])), ctx))
+        tech = str(rng.choice(["other_mt", "other_t1map", "other_svs"]))
+        out.append(_spec(tech, ctx, other_kind={"other_mt": "MT", "other_t1map": "T1MAP", "other_svs": "CSI"}[tech]))
     return out
 
 
@@ -458,9 +458,9 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
             s.append(_spec(str(rng.choice(["asl", "asl_3d"])), ctx, n_temporal=1))
             if s[-1].extra["technique"] == "asl":
                 s[-1].n_temporal = int(rng.integers(8, 17))
-                s[-1].extra["asl_kind"] = "PAIRS"
+                s[-1].extra["asl_map"] = "PAIRS"
             else:
-                s[-1].extra["asl_kind"] = "CBF"
+                s[-1].extra["asl_map"] = "CBF"
         ctx.has_contrast = True
         if rng.random() < 0.7:
             s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(30, 51))))
@@ -478,12 +478,12 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
         s.append(_spec("t2_3d", ctx))
         s.append(_spec("flair_3d", ctx))
         s += _dwi_group(ctx, dti=True)
-        mag = _spec("fmap_mag", ctx, fieldmap_part="MAG", n_echoes=2)
+        mag = _spec("fmap_mag", ctx, fieldmap_part="magnitude", n_echoes=2)
         s.append(mag)
-        s.append(_spec("fmap_phase", ctx, like=mag, fieldmap_part="PHASEDIFF", echo_time=7.38))
+        s.append(_spec("fmap_phase", ctx, like=mag, fieldmap_part="phasediff", echo_time=7.38))
         s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
         if rng.random() < 0.3:
-            s.append(_spec("asl", ctx, n_temporal=int(rng.integers(8, 17)), asl_kind="PAIRS"))
+            s.append(_spec("asl", ctx, n_temporal=int(rng.integers(8, 17)), asl_map="PAIRS"))
         if rng.random() < 0.3:
             s += _swi_group(ctx)
         s += _occasional(ctx)

@@ -436,7 +436,7 @@ def _pulse_sequence(ds: Dataset, spec: SeriesSpec) -> None:
     ds.PhaseContrast = "NO"
     ds.TimeOfFlightContrast = _yn(spec.sequence in ("TOF_MRA", "MRA_MIP"))
     ds.ArterialSpinLabelingContrast = "PSEUDOCONTINUOUS" if spec.sequence == "PERFUSION_ASL" else "NONE"
-    ds.SteadyStateSequence = "FREE_PRECESSION" if spec.sequence == "CISS" else "NONE"
+    ds.SteadyStatePulseSequence = "FREE_PRECESSION" if spec.sequence == "CISS" else "NONE"
     ds.EchoPlanarPulseSequence = _yn("EP" in ss)
     ds.SaturationRecovery = "NO"
     ds.SpectrallySelectedSuppression = "FAT" if spec.fat_suppressed else "NONE"
