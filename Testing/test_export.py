@@ -98,3 +98,14 @@ def test_cli_export_to_stdout(store_path, capsys):
     assert main(["export", "--store", str(store_path), "--format", "dcm2bids", "--out", "-"]) == 0
     config = json.loads(capsys.readouterr().out)
     assert len(config["descriptions"]) == 2
+
+
+def test_cli_label_import_csv(store_path, tmp_path, capsys):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("series_uid,sequence,orientation,contrast\n1.1,T1_3D_PRE,AXIAL,PRE\n1.2,XX,AXIAL,PRE\n")
+    assert main(["label", "--import", str(labels), "--store", str(store_path), "--user", "imp"]) == 1
+    captured = capsys.readouterr()
+    assert "imported 1 labels" in captured.out and "row 2 (1.2): unknown sequence code 'XX'" in captured.err
+    with LabelStore(store_path) as s:
+        assert s.current("1.1").sequence == "T1_3D_PRE" and s.current("1.1").source == "import"
+    assert main(["label", "--store", str(store_path)]) == 2

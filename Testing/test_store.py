@@ -176,3 +176,25 @@ def test_default_store_path(tmp_path):
     (folder / "a.dcm").write_bytes(b"")
     assert default_store_path(folder) == folder / ".seriesclassifier" / "labels.sqlite"
     assert default_store_path(folder / "a.dcm") == folder / ".seriesclassifier" / "labels.sqlite"
+
+
+def test_import_labels_validates_rows_and_is_idempotent(store):
+    rows = [
+        {"series_uid": "1.1", "sequence": "T1_3D_POST", "orientation": "SAGITTAL", "contrast": "POST"},
+        {"series_uid": "1.2", "label_sequence": "PD", "label_source": "corrected", "corrected_by": "ann"},
+        {"series_uid": "1.3", "label_sequence": "FLAIR_2D", "label_source": "model"},  # a prediction: skipped
+        {"series_uid": "1.4", "sequence": "T1"},
+        {"series_uid": "", "sequence": "PD"},
+        {"series_uid": "1.5"},
+    ]
+    recorded, problems = store.import_labels(rows, user="importer", batch="file-a")
+    assert recorded == 2
+    assert [p.split(":")[0] for p in problems] == ["row 4 (1.4)", "row 5", "row 6 (1.5)"]
+    assert "valid codes" in problems[0]
+    one = store.current("1.1")
+    assert (one.sequence, one.orientation, one.attributes["contrast"], one.source) == (
+        "T1_3D_POST", "SAGITTAL", "POST", "import")
+    assert one.corrected_by == "importer" and store.current("1.2").corrected_by == "ann"
+    assert store.current("1.3") is None
+    assert store.import_labels(rows, user="importer", batch="file-a")[0] == 0  # same file again: nothing new
+    assert len(store.history("1.1")) == 1

@@ -379,6 +379,56 @@ class LabelStore:
             self._insert_event(c, event)
         return event
 
+    def import_labels(
+        self, rows: Iterable[dict[str, Any]], user: str | None = None, batch: str = "", source: str = "import"
+    ) -> tuple[int, list[str]]:
+        """Record labels from table rows (a labels CSV, our own export); returns (recorded, problems).
+
+        Columns: ``series_uid`` and any of ``sequence``/``label_sequence``, ``orientation``/
+        ``label_orientation``, the attribute codes (``contrast`` …) or ``attribute_<code>``, ``user``/
+        ``corrected_by``, ``note``. Rows of our own export whose ``label_source`` is ``model`` are
+        skipped (they are predictions, not labels). A bad row is reported and the others go in. The
+        event ids derive from ``batch`` and the row, so importing the same file twice records it once.
+        """
+        events, problems = [], []
+        now = utc_now()
+        for n, row in enumerate(rows, 1):
+            row = {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k}
+            uid = row.get("series_uid")
+            if not uid:
+                problems.append(f"row {n}: no series_uid")
+                continue
+            if row.get("label_source") == "model":
+                continue
+            sequence = row.get("label_sequence") or row.get("sequence") or None
+            orientation = row.get("label_orientation") or row.get("orientation") or None
+            attributes = {}
+            for code in self.vocabulary.attribute_codes:
+                value = row.get(f"attribute_{code}") or row.get(code)
+                if value:
+                    attributes[code] = str(value)
+            try:
+                self._check_codes(sequence, orientation, attributes)
+            except ValueError as e:
+                problems.append(f"row {n} ({uid}): {e}")
+                continue
+            if sequence is None and orientation is None and not attributes:
+                problems.append(f"row {n} ({uid}): no label")
+                continue
+            key = json.dumps([batch, n, uid, sequence, orientation, attributes], sort_keys=True)
+            events.append(LabelEvent(
+                event_id="import-" + uuid.uuid5(uuid.NAMESPACE_URL, key).hex,
+                series_uid=uid, kind="correct", sequence=sequence, orientation=orientation, attributes=attributes,
+                note=row.get("note") or None, user=row.get("corrected_by") or row.get("user") or user or default_user(),
+                source=source, model_version="", created_at=now,
+            ))
+        recorded = 0
+        with self._write() as c:
+            for event in events:
+                event.model_version = self._model_version(c, event.series_uid)
+                recorded += self._insert_event(c, event)
+        return recorded, problems
+
     # -- reading ------------------------------------------------------------------------------------------------
 
     def has_event(self, event_id: str) -> bool:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
+import io
 import sys
+from pathlib import Path
 
 from ..store import LabelStore, StoreError
 from ._store_args import add_store_argument, store_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("series_uid", metavar="SERIES_UID", help="SeriesInstanceUID of the series")
+    parser.add_argument("series_uid", metavar="SERIES_UID", nargs="?", help="SeriesInstanceUID of the series")
+    parser.add_argument(
+        "--import", dest="import_csv", metavar="CSV",
+        help="record the labels of a CSV instead (series_uid + sequence/orientation/attribute columns; "
+        "e.g. a generator's labels.csv or an edited export)",
+    )
     parser.add_argument("--sequence", metavar="CODE", help="sequence code from the vocabulary")
     parser.add_argument("--orientation", metavar="CODE", help="orientation code from the vocabulary")
     parser.add_argument(
@@ -36,7 +45,32 @@ def _attributes(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _import(args: argparse.Namespace) -> int:
+    path = Path(args.import_csv)
+    try:
+        data = path.read_bytes()
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        print(f"error: {path}: cannot read ({e})", file=sys.stderr)
+        return 1
+    try:
+        with LabelStore(store_path(args)) as store:
+            recorded, problems = store.import_labels(rows, user=args.user, batch=hashlib.sha256(data).hexdigest())
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for problem in problems:
+        print(f"warning: {path.name}: {problem}", file=sys.stderr)
+    print(f"imported {recorded} labels from {path} ({len(rows)} rows, {len(problems)} problems)")
+    return 0 if not problems else 1
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.import_csv:
+        return _import(args)
+    if not args.series_uid:
+        print("error: give a SERIES_UID or --import CSV", file=sys.stderr)
+        return 2
     try:
         with LabelStore(store_path(args), create=args.allow_unknown) as store:
             if store.current(args.series_uid) is None and not args.allow_unknown:
