@@ -54,7 +54,7 @@ class Profile:
     holdout: bool = False
 
 
-_CLINICAL = {"routine": 4, "stroke": 2, "tumour": 3, "iac": 1, "mra": 1, "research": 1}
+_CLINICAL = {"routine": 4, "stroke": 2, "tumour": 3, "iac": 1.5, "mra": 1, "research": 1.5}
 _RESEARCH = {"routine": 1, "research": 5, "tumour": 1}
 
 _PROFILE_LIST = [

@@ -407,11 +407,11 @@ def _mprs(src: SeriesSpec, ctx: _Ctx) -> list[SeriesSpec]:
 def _occasional(ctx: _Ctx) -> list[SeriesSpec]:
     """PD, HASTE and OTHER turn up now and then in any protocol."""
     rng, out = ctx.rng, []
-    if rng.random() < 0.12:
+    if rng.random() < 0.2:
         out.append(_spec("pd_tse", ctx))
-    if rng.random() < 0.10:
+    if rng.random() < 0.15:
         out.append(_spec("haste", ctx))
-    if rng.random() < 0.08:
+    if rng.random() < 0.15:
         tech = str(rng.choice(["other_mt", "other_t1map", "other_svs"]))
         out.append(_spec(tech, ctx, other_kind={"other_mt": "MT", "other_t1map": "T1MAP", "other_svs": "CSI"}[tech]))
     return out
