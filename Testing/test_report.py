@@ -197,3 +197,27 @@ def test_report_command_renders_in_headless_chromium(folder, tmp_path):
     dom = _dump_dom(out, tmp_path, "#review-only")
     # MR_small.dcm and cut.dcm share a series UID: the series shows and needs review; the enhanced one too
     assert "2 shown" in dom and re.search(r'<body class="[^"]*review-only', dom)
+
+
+@pytest.mark.slow
+def test_report_with_gradcam_from_a_cnn(folder, tmp_path, capsys):
+    """--gradcam with a (small, untrained) CNN in the models folder: every readable series gets an overlay."""
+    import torch
+
+    from SeriesClassifierLib.cnn import CnnModel
+
+    torch.manual_seed(0)
+    models = tmp_path / "models"
+    CnnModel.new().save(models)
+    root, uids = folder
+    store_path = tmp_path / "labels.sqlite"
+    with LabelStore(store_path) as store:
+        store.record_predictions([prediction(uids["classic"], "T2_2D", 0.9, "T2_2D", "PD", number=1),
+                                  prediction(uids["enhanced"], "FLAIR_2D", 0.6, "FLAIR_2D", "T2_2D", True, 2)])
+    out = tmp_path / "gradcam.html"
+    assert main(["report", str(root), "--store", str(store_path), "--out", str(out), "--gradcam",
+                 "--models", str(models)]) == 0
+    parser = _Cards()
+    parser.feed(out.read_text())
+    assert len(parser.cards) == 2 and all("has-heat" in c["class"] for c in parser.cards)
+    assert parser.images == 4 and "show Grad-CAM" in out.read_text()
