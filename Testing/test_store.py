@@ -198,3 +198,35 @@ def test_import_labels_validates_rows_and_is_idempotent(store):
     assert store.current("1.3") is None
     assert store.import_labels(rows, user="importer", batch="file-a")[0] == 0  # same file again: nothing new
     assert len(store.history("1.1")) == 1
+
+
+def test_migration_from_version_1_backfills_and_adds_the_current_labels_view(tmp_path):
+    import json
+
+    from SeriesClassifierLib.store import _migrate_0_to_1
+
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    _migrate_0_to_1(conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO predictions VALUES (?, '', '', 1, '', 'm0', ?, '2026-01-01T00:00:00Z')",
+        ("9.1", json.dumps(make_prediction("9.1", "PD").to_dict())),
+    )
+    conn.execute(
+        "INSERT INTO events (event_id, series_uid, kind, orientation, user, source, created_at) "
+        "VALUES ('e1', '9.1', 'correct', 'CORONAL', 'old', 'cli', '2026-01-02T00:00:00Z')"
+    )
+    conn.commit()
+    conn.close()
+    with LabelStore(path) as s:
+        assert s.schema_version == SCHEMA_VERSION
+        rec = s.current("9.1")
+        assert (rec.sequence, rec.orientation, rec.state, rec.corrected_by) == ("PD", "CORONAL", "corrected", "old")
+        s.record_predictions([make_prediction("9.2", "ADC")])
+        s.correct("9.2", sequence="DWI", user="new")
+        rows = s._conn.execute(
+            "SELECT series_uid, sequence, orientation, predicted_sequence, labelled_by FROM current_labels "
+            "ORDER BY series_uid"
+        ).fetchall()
+    assert rows == [("9.1", "PD", "CORONAL", "PD", "old"), ("9.2", "DWI", "AXIAL", "ADC", "new")]

@@ -42,7 +42,7 @@ from typing import Any, Callable
 from .prediction import SeriesPrediction
 from .vocabulary import Vocabulary, load_vocabulary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SOURCES = ("slicer", "cli", "review", "import", "api")
 STATES = ("unreviewed", "accepted", "corrected")
 BUSY_TIMEOUT_MS = 30_000
@@ -89,8 +89,39 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
             conn.execute(body)
 
 
+_CURRENT_LABELS_VIEW = """
+CREATE VIEW IF NOT EXISTS current_labels AS
+    SELECT u.series_uid,
+        COALESCE((SELECT e.sequence FROM events e WHERE e.series_uid = u.series_uid AND e.sequence IS NOT NULL
+                  ORDER BY e.id DESC LIMIT 1), p.predicted_sequence) AS sequence,
+        COALESCE((SELECT e.orientation FROM events e WHERE e.series_uid = u.series_uid AND e.orientation IS NOT NULL
+                  ORDER BY e.id DESC LIMIT 1), p.predicted_orientation) AS orientation,
+        p.predicted_sequence, p.predicted_orientation,
+        (SELECT e.user FROM events e WHERE e.series_uid = u.series_uid AND e.kind != 'note'
+         ORDER BY e.id DESC LIMIT 1) AS labelled_by,
+        (SELECT e.created_at FROM events e WHERE e.series_uid = u.series_uid AND e.kind != 'note'
+         ORDER BY e.id DESC LIMIT 1) AS labelled_at
+    FROM (SELECT series_uid FROM predictions UNION SELECT series_uid FROM events) u
+    LEFT JOIN predictions p ON p.series_uid = u.series_uid
+"""
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Predicted codes as columns, so SQL readers get the current label (view ``current_labels``) without JSON."""
+    conn.execute("ALTER TABLE predictions ADD COLUMN predicted_sequence TEXT")
+    conn.execute("ALTER TABLE predictions ADD COLUMN predicted_orientation TEXT")
+    rows = conn.execute("SELECT series_uid, prediction_json FROM predictions").fetchall()
+    for uid, text in rows:
+        d = json.loads(text)
+        conn.execute(
+            "UPDATE predictions SET predicted_sequence = ?, predicted_orientation = ? WHERE series_uid = ?",
+            ((d.get("sequence") or {}).get("label"), (d.get("orientation") or {}).get("label"), uid),
+        )
+    conn.execute(_CURRENT_LABELS_VIEW)
+
+
 # from-version -> function bringing the file to from-version + 1, run inside one transaction
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 
 
 class StoreError(RuntimeError):
@@ -254,15 +285,20 @@ class LabelStore:
                 p.model_version or "",
                 json.dumps(p.to_dict(), sort_keys=True),
                 now,
+                p.sequence.label if p.sequence else None,
+                p.orientation.label if p.orientation else None,
             )
             for p in predictions
         ]
         with self._write() as c:
             c.executemany(
-                "INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(series_uid) DO UPDATE SET "
+                "INSERT INTO predictions (series_uid, study_uid, patient_id, series_number, series_description, "
+                "model_version, prediction_json, recorded_at, predicted_sequence, predicted_orientation) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(series_uid) DO UPDATE SET "
                 "study_uid=excluded.study_uid, patient_id=excluded.patient_id, series_number=excluded.series_number, "
                 "series_description=excluded.series_description, model_version=excluded.model_version, "
-                "prediction_json=excluded.prediction_json, recorded_at=excluded.recorded_at",
+                "prediction_json=excluded.prediction_json, recorded_at=excluded.recorded_at, "
+                "predicted_sequence=excluded.predicted_sequence, predicted_orientation=excluded.predicted_orientation",
                 rows,
             )
         return len(rows)
