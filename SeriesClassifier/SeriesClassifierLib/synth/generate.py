@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -122,8 +124,14 @@ def generate_study(
                                series_time=_clock(study.study_time, elapsed), coil=str(rng.choice(profile.coils)))
         elapsed += 60 + 3 * spec.n_slices
         series_rng = np.random.default_rng([seed, index, 3, k])
-        rendered = render(spec, phantom, series_rng)
-        write_series(spec, rendered, study, series, study_dir / f"s{k + 1:03d}", series_rng)
+        try:
+            rendered = render(spec, phantom, series_rng)
+            write_series(spec, rendered, study, series, study_dir / f"s{k + 1:03d}", series_rng)
+        except Exception as exc:  # one bad series must not stop a long corpus run; it gets no files, no label
+            shutil.rmtree(study_dir / f"s{k + 1:03d}", ignore_errors=True)
+            print(f"synth: study {index} ({profile.name}) series {k + 1} {spec.sequence} skipped: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
         rows.append(label_row(spec, series_uid, study.study_uid, profile))
     return rows
 
