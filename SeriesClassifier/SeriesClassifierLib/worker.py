@@ -293,11 +293,10 @@ def _setup_torch(device: str, threads: int | None) -> str:
 
 def _gradcam(bundle: Any, series: Any, head: str, target: str | None) -> tuple[np.ndarray, Geometry, str]:
     """Heat map on the series' voxel grid via the engine's Grad-CAM; returns (heat, geometry, class)."""
-    from . import gradcam
+    from .gradcam import gradcam_series
 
-    result = gradcam.gradcam(bundle.cnn, series, head=head, target=target)
-    geometry = getattr(result, "geometry", None) or series.geometry
-    return np.asarray(result.heatmap), geometry, str(getattr(result, "target", None) or target or "")
+    result = gradcam_series(bundle.cnn, series, head=head, target=target)
+    return np.asarray(result.heatmap), result.geometry, result.target
 
 
 def _predicted_class(prediction: Any, head: str) -> str | None:

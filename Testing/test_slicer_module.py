@@ -1,0 +1,278 @@
+"""The Slicer module without Slicer: packaging lists, widget names, Python 3.9, import hygiene.
+
+``python Testing/test_slicer_module.py --write`` rewrites the file lists of
+SeriesClassifier/CMakeLists.txt from the repository (run it after adding a file to the module).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULE_DIR = ROOT / "SeriesClassifier"
+MODULE_FILE = MODULE_DIR / "SeriesClassifier.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "SeriesClassifier.ui"
+CMAKE_FILE = MODULE_DIR / "CMakeLists.txt"
+ENGINE = "SeriesClassifierLib"
+# Modules Slicer itself provides to a scripted module (its Python, not PyPI's).
+SLICER_PROVIDED = {"slicer", "qt", "ctk", "vtk", "ctkqt", "SampleData", "DICOMLib", "PyTorchUtils"}
+# What never belongs in the extension package.
+JUNK = re.compile(r"(__pycache__|\.egg-info|\.pyc$|\.pyo$|\.DS_Store$|~$|\.orig$|\.rej$)")
+
+
+# ----------------------------------------------------------------------------------------------- CMake lists
+
+
+def module_files() -> list[str]:
+    """Files the extension must ship, relative to SeriesClassifier/: what git tracks, else the tree."""
+    try:
+        out = subprocess.run(["git", "ls-files", "--", "."], cwd=MODULE_DIR, capture_output=True, text=True,
+                             check=True).stdout
+        files = [line for line in out.splitlines() if line]
+    except (OSError, subprocess.CalledProcessError):
+        files = [str(p.relative_to(MODULE_DIR)) for p in MODULE_DIR.rglob("*") if p.is_file()]
+    files = [f.replace("\\", "/") for f in files if (MODULE_DIR / f).is_file()]
+    return sorted(f for f in files if not JUNK.search(f) and f not in ("CMakeLists.txt", "SeriesClassifier.py"))
+
+
+def expected_lists() -> tuple[list[str], list[str]]:
+    files = module_files()
+    scripts = ["SeriesClassifier.py"] + [f for f in files if f.endswith(".py")]
+    resources = [f for f in files if not f.endswith(".py")]
+    return scripts, resources
+
+
+def _cmake_entry(path: str) -> str:
+    return path.replace("SeriesClassifier", "${MODULE_NAME}", 1) if path.startswith("SeriesClassifier") else (
+        path.replace("/SeriesClassifier.", "/${MODULE_NAME}.")
+    )
+
+
+def cmake_list(text: str, name: str) -> list[str]:
+    m = re.search(rf"set\(\s*{name}\b(.*?)\)", text, re.S)
+    assert m, f"{CMAKE_FILE}: no set({name} ...)"
+    entries = [e for line in m.group(1).splitlines() for e in line.split("#", 1)[0].split()]
+    return sorted(e.replace("${MODULE_NAME}", "SeriesClassifier") for e in entries)
+
+
+def render_block(name: str, entries: list[str]) -> str:
+    lines = "\n".join(f"  {_cmake_entry(e)}" for e in entries)
+    return f"set({name}\n{lines}\n  )"
+
+
+def write_lists() -> None:
+    scripts, resources = expected_lists()
+    text = CMAKE_FILE.read_text(encoding="utf-8")
+    for name, entries in (("MODULE_PYTHON_SCRIPTS", scripts), ("MODULE_PYTHON_RESOURCES", resources)):
+        text = re.sub(rf"set\(\s*{name}\b.*?\)", lambda _m, n=name, e=entries: render_block(n, e), text, count=1,
+                      flags=re.S)
+    CMAKE_FILE.write_text(text, encoding="utf-8")
+
+
+def test_cmake_lists_every_engine_file_and_resource():
+    text = CMAKE_FILE.read_text(encoding="utf-8")
+    scripts, resources = expected_lists()
+    listed_scripts = cmake_list(text, "MODULE_PYTHON_SCRIPTS")
+    listed_resources = cmake_list(text, "MODULE_PYTHON_RESOURCES")
+    hint = " (run: python Testing/test_slicer_module.py --write)"
+    assert not set(scripts) - set(listed_scripts), (
+        f"missing from MODULE_PYTHON_SCRIPTS{hint}: {sorted(set(scripts) - set(listed_scripts))}"
+    )
+    assert not set(resources) - set(listed_resources), (
+        f"missing from MODULE_PYTHON_RESOURCES{hint}: {sorted(set(resources) - set(listed_resources))}"
+    )
+    for entry in listed_scripts + listed_resources:  # no stale entries: the build would fail on them
+        assert (MODULE_DIR / entry).is_file(), f"CMakeLists.txt lists {entry}, which does not exist{hint}"
+    for required in ("Resources/UI/SeriesClassifier.ui", "Resources/Icons/SeriesClassifier.png",
+                     "Resources/vocabulary.json"):
+        assert required in listed_resources
+    assert f"{ENGINE}/worker.py" in listed_scripts and f"{ENGINE}/synth/spec.py" in listed_scripts
+    assert "slicerMacroBuildScriptedModule(" in text and "WITH_GENERIC_TESTS" in text
+
+
+def test_extension_cmakelists_has_the_slicer_boilerplate():
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    for needle in ("project(SeriesClassifier)", "EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS",
+                   "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS",
+                   'set(EXTENSION_DEPENDS "PyTorch")', "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+                   "add_subdirectory(SeriesClassifier)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+                   "include(${Slicer_EXTENSION_CPACK})"):
+        assert needle in text, needle
+    category = re.search(r'EXTENSION_CATEGORY "([^"]+)"', text).group(1)
+    assert category in ("Informatics", "Utilities")
+    for local in ("Resources/SeriesClassifier.png", "Resources/Screenshots/panel.png"):
+        assert local in text and (ROOT / local).is_file(), local  # the URLs point at files that exist
+
+
+# ----------------------------------------------------------------------------------------------- widget names
+
+
+def ui_tree() -> ET.ElementTree:
+    return ET.parse(UI_FILE)
+
+
+def ui_widget_names() -> dict[str, str]:
+    """name -> class of every widget (and layout) in the .ui file."""
+    root = ui_tree().getroot()
+    names = {w.get("name"): w.get("class") for w in root.iter("widget")}
+    names.update({lay.get("name"): lay.get("class") for lay in root.iter("layout")})
+    return names
+
+
+def module_tree() -> ast.Module:
+    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"), filename=str(MODULE_FILE))
+
+
+def ui_names_used(tree: ast.Module) -> set[str]:
+    """Every X in ``self.ui.X`` in the module."""
+    used = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"):
+            used.add(node.attr)
+    return used
+
+
+def test_every_widget_the_module_uses_is_in_the_ui_file():
+    used = ui_names_used(module_tree())
+    names = ui_widget_names()
+    assert len(used) > 30  # the parser found the module's widgets, not nothing
+    missing = sorted(used - set(names))
+    assert not missing, f"SeriesClassifier.py uses self.ui.X that {UI_FILE.name} does not define: {missing}"
+
+
+def test_ui_file_is_a_slicer_designer_form():
+    root = ui_tree().getroot()
+    assert root.tag == "ui" and root.get("version") == "4.0"
+    top = root.find("widget")
+    assert top.get("class") == "qMRMLWidget" and top.get("name") == "SeriesClassifier"
+    names = [w.get("name") for w in root.iter("widget")]
+    assert len(names) == len(set(names)), "widget names must be unique (childWidgetVariables maps names)"
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    for w in root.iter("widget"):  # every non-Qt class must be declared, or Designer/loadUI cannot build it
+        cls = w.get("class")
+        assert cls.startswith("Q") or cls in declared, f"{w.get('name')}: custom widget {cls} not declared"
+
+
+def parameter_node_fields(tree: ast.Module) -> dict[str, str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == "SeriesClassifierParameterNode":
+            return {s.target.id: ast.unparse(s.annotation) for s in node.body if isinstance(s, ast.AnnAssign)}
+    raise AssertionError("no SeriesClassifierParameterNode class")
+
+
+def test_parameter_names_in_the_ui_are_parameter_node_fields():
+    fields = parameter_node_fields(module_tree())
+    kinds = {"QCheckBox": "bool", "ctkSliderWidget": "float", "QLineEdit": "str"}
+    bound = {}
+    for w in ui_tree().getroot().iter("widget"):
+        for prop in w.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[prop.findtext("string")] = w.get("class")
+    assert bound, "no widget is bound to the parameter node"
+    for name, cls in bound.items():
+        assert name in fields, f"{name} is bound in the .ui but not a parameter node field"
+        assert fields[name] == kinds[cls], f"{name}: {cls} needs a {kinds[cls]} field, not {fields[name]}"
+
+
+# ----------------------------------------------------------------------------------------------- Python 3.9 and imports
+
+
+def test_module_file_compiles_for_slicers_python():
+    source = MODULE_FILE.read_text(encoding="utf-8")
+    tree = ast.parse(source, filename=str(MODULE_FILE), feature_version=(3, 9))
+    compile(tree, str(MODULE_FILE), "exec")
+    for cls in ("SeriesClassifier", "SeriesClassifierWidget", "SeriesClassifierLogic", "SeriesClassifierTest"):
+        assert any(isinstance(n, ast.ClassDef) and n.name == cls for n in tree.body), cls
+
+
+@pytest.mark.parametrize("path", sorted((MODULE_DIR / ENGINE).rglob("*.py")), ids=lambda p: p.name)
+def test_engine_parses_for_slicers_python(path):
+    """Slicer 5.6 ships Python 3.9; the engine runs inside it (worker and in-process)."""
+    ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 9))
+
+
+def top_level_imports(tree: ast.Module) -> list[tuple[str, int]]:
+    """(module, level) of imports executed when the module is imported (not those inside functions)."""
+    found = []
+
+    def visit(body) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                found.extend((a.name, 0) for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                found.append((node.module or "", node.level))
+            elif isinstance(node, (ast.If, ast.Try)):
+                for part in (node.body, getattr(node, "orelse", []), getattr(node, "finalbody", [])):
+                    visit(part)
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+
+    visit(tree.body)
+    return found
+
+
+def engine_module_path(name: str) -> Path:
+    parts = name.split(".")
+    base = MODULE_DIR.joinpath(*parts)
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def stdlib_only(name: str, seen: set[str] | None = None) -> bool:
+    """Whether importing engine module ``name`` pulls in only the standard library (transitively)."""
+    seen = set() if seen is None else seen
+    if name in seen:
+        return True
+    seen.add(name)
+    tree = ast.parse(engine_module_path(name).read_text(encoding="utf-8"))
+    package = name.rsplit(".", 1)[0]
+    for module, level in top_level_imports(tree):
+        if level:
+            target = ".".join(package.split(".")[: len(package.split(".")) - level + 1] + ([module] if module else []))
+        else:
+            target = module
+        root = target.split(".")[0]
+        if root == ENGINE:
+            if not stdlib_only(target, seen):
+                return False
+        elif root not in sys.stdlib_module_names and root != "__future__":
+            return False
+    return True
+
+
+def test_module_imports_nothing_at_load_that_needs_the_engines_dependencies():
+    for module, level in top_level_imports(module_tree()):
+        root = module.split(".")[0]
+        assert level == 0, "the module file is not in a package"
+        if root == ENGINE:
+            assert stdlib_only(module), f"top-level import of {module} needs packages Slicer may lack"
+        else:
+            assert root in sys.stdlib_module_names or root in SLICER_PROVIDED or root == "__future__", (
+                f"SeriesClassifier.py imports {module} at load time"
+            )
+
+
+def test_stdlib_only_check_can_fail():
+    assert stdlib_only(f"{ENGINE}.vocabulary")
+    assert not stdlib_only(f"{ENGINE}.worker")  # numpy
+
+
+def test_engine_never_imports_slicer_qt_ctk_at_module_level():
+    for path in sorted((MODULE_DIR / ENGINE).rglob("*.py")):
+        for module, level in top_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if not level:
+                assert module.split(".")[0] not in {"slicer", "qt", "ctk", "vtk", "DICOMLib", "PyTorchUtils"}, (
+                    f"{path.relative_to(ROOT)} imports {module} at module level"
+                )
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    write_lists()
+    print(f"rewrote the file lists of {CMAKE_FILE}")
