@@ -105,6 +105,7 @@ def write_classic_series(
     description: str = "",
     name_files: str = "{i:03d}.dcm",
     vendor_b: str = "standard",
+    modality: str = "MR",
 ) -> tuple[str, list[Path]]:
     """Write n single-frame MR images of one series; returns (series uid, files)."""
     study_uid = study_uid or generate_uid()
@@ -116,6 +117,7 @@ def write_classic_series(
     for i in range(n):
         ds = _base(MR_IMAGE, study_uid, series_uid, description)
         ds.SOPInstanceUID = generate_uid()
+        ds.Modality = modality
         ds.InstanceNumber = i + 1
         this_iop = iops[i % len(iops)] if iops else iop
         ds.ImageOrientationPatient = list(this_iop)

@@ -48,6 +48,9 @@ DESCRIPTION_FIELDS = ("SeriesDescription", "ProtocolName")
 _AGENT_NONE = {"NONE", "NO", "N", "NIL", "0", "-", "NA", "N/A", "FALSE"}
 _AGENT_PLACEHOLDER = {"", "ANONYMIZED", "ANONYMISED", "REMOVED", "X", "XX", "XXX", "UNKNOWN", "DELETED", "SEQUENCE"}
 
+# Ways sites write "with contrast" in descriptions (VENDOR_NAMING.md): +C, C+, POST, GAD, GD, KM, CE.
+_CONTRAST_WORDS = {"post", "gad", "gado", "gd", "km", "ce", "contrast", "kontrast", "mdc"}
+
 _MANUFACTURERS = ("siemens", "ge", "philips", "canon", "other")
 
 
@@ -73,7 +76,8 @@ def description_tokens(text: str) -> list[str]:
     s = text.lower()
     tokens = set(re.findall(r"[a-z0-9]+", s))
     tokens.update(t for t in re.findall(r"[a-z]+", s) if len(t) >= 2)
-    if re.search(r"\+\s*c\b|\bc\s*\+|\+gd|\+km|\bgad|\bgd\b|\bkm\b|\bpost\b|\bce\b", s):
+    words = set(re.findall(r"[a-z]+", s))
+    if words & _CONTRAST_WORDS or re.search(r"\+\s*c(?![a-z])|(?<![a-z])c\s*\+|\+\s*(gd|km)", s):
         tokens.add("<contrast>")
     return sorted(t for t in tokens if t)
 

@@ -113,6 +113,36 @@ _PHYSICS = (
 )
 
 
+def _class_physics(series: Sequence[Series], labels: list[str | None]) -> dict[str, list[str]]:
+    """Per class, the physics values that separate it from the rest (|AUC - 0.5| of class vs others).
+
+    Only values the class mostly has are considered, so a reason never leans on a tag the series lacks.
+    """
+    from scipy.stats import rankdata
+
+    names = [n for n, _, _ in _PHYSICS]
+    values = np.array([[numeric_features(s).get(n, math.nan) for n in names] for s in series], dtype=float)
+    y = np.array([lbl or "" for lbl in labels])
+    out: dict[str, list[str]] = {}
+    for label in sorted(set(y) - {""}):
+        mine = y == label
+        scores = []
+        for j, name in enumerate(names):
+            col = values[:, j]
+            present = ~np.isnan(col)
+            if present[mine].mean() < 0.5 or present.sum() == mine.sum():
+                continue
+            ranks = rankdata(col[present])
+            inside = mine[present]
+            n1, n0 = inside.sum(), (~inside).sum()
+            if n1 == 0 or n0 == 0:
+                continue
+            auc = (ranks[inside].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+            scores.append((abs(auc - 0.5), name))
+        out[label] = [name for score, name in sorted(scores, reverse=True) if score >= 0.25][:3]
+    return out
+
+
 class ForestModel:
     """Header forest. ``fit(series, targets)`` with targets {task: labels}; ``predict(series) -> ModelOutput``."""
 
@@ -135,6 +165,7 @@ class ForestModel:
         self.scalers: dict[str, TemperatureScaler] = {}
         self.class_tokens: dict[str, dict[str, float]] = {}  # class -> token -> P(class | token)
         self.physics_order: list[str] = [name for name, _, _ in _PHYSICS]
+        self.class_physics: dict[str, list[str]] = {}  # class -> physics values that set it apart, best first
         self.oob: dict[str, dict[str, Any]] = {}  # task -> {"probabilities", "y", "classes"} from fitting
         self.info: dict[str, Any] = {}
 
@@ -153,7 +184,10 @@ class ForestModel:
                 continue  # nothing to learn: a constant task answers with its one class below
             est = _estimator(self.kind, self.n_estimators, self.random_state, self.class_weight)
             est.fit(X[keep], y)
-            oob = np.nan_to_num(est.oob_decision_function_, nan=1.0 / len(est.classes_))
+            # A sample no tree left out (tiny data) has no OOB vote: uniform, so it cannot sway the temperature.
+            oob = np.nan_to_num(est.oob_decision_function_, nan=0.0)
+            empty = oob.sum(axis=1) <= 0
+            oob[empty] = 1.0 / len(est.classes_)
             oob = oob / oob.sum(axis=1, keepdims=True)
             y_idx = np.searchsorted(est.classes_, y)
             self.scalers[task] = TemperatureScaler().fit(oob, y_idx)
@@ -187,6 +221,7 @@ class ForestModel:
         if est is not None:
             importance = dict(zip(self.extractor.feature_names, est.feature_importances_))
             self.physics_order = sorted((n for n, _, _ in _PHYSICS), key=lambda n: -importance.get(n, 0.0))
+        self.class_physics = _class_physics(series, labels)
 
     # ------------------------------------------------------------------ predicting
 
@@ -225,7 +260,9 @@ class ForestModel:
         """'TI 2500 ms, TR 9000 ms, TE 85 ms; IR, tir2d → FLAIR_2D': the values and tokens behind it."""
         num = numeric_features(series)
         parts = []
-        for name in self.physics_order:
+        order = self.class_physics.get(label or "", []) + [n for n in self.physics_order
+                                                          if n not in self.class_physics.get(label or "", [])]
+        for name in order:
             value = num.get(name, math.nan)
             if math.isnan(value) or value <= (1 if name in {"etl", "temporal_positions"} else 0):
                 continue
@@ -260,6 +297,7 @@ class ForestModel:
             "temperatures": {task: s.temperature for task, s in self.scalers.items()},
             "class_tokens": self.class_tokens,
             "physics_order": self.physics_order,
+            "class_physics": self.class_physics,
             "info": self.info,
         }
 
@@ -287,6 +325,10 @@ class ForestModel:
         if unexpected:
             raise ValueError(f"{path}: refusing to load, it contains types not trusted here: {', '.join(unexpected)}")
         estimators = sio.load(path, trusted=list(untrusted))
+        if not isinstance(estimators, dict) or not all(
+            isinstance(e, (RandomForestClassifier, ExtraTreesClassifier)) for e in estimators.values()
+        ):
+            raise ValueError(f"{path}: not a forest file (expected a dict of tree ensembles per task)")
         config = json.loads(config_path.read_text(encoding="utf-8"))
         model = cls(
             FeatureExtractor.from_dict(config["features"]),
@@ -301,5 +343,6 @@ class ForestModel:
             model.scalers.setdefault(task, TemperatureScaler())
         model.class_tokens = config.get("class_tokens", {})
         model.physics_order = config.get("physics_order", model.physics_order)
+        model.class_physics = config.get("class_physics", {})
         model.info = config.get("info", {})
         return model

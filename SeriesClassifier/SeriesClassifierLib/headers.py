@@ -388,9 +388,14 @@ def _read_into(ref: SeriesRef, series: Series) -> None:
     for index in _representatives(len(infos)):
         path = infos[index].path
         try:
-            datasets.append(_read_header(path))
+            ds = _read_header(path)
         except Exception as exc:  # noqa: BLE001
             series.warnings.append(f"{path}: header unreadable ({type(exc).__name__}: {exc})")
+            continue
+        if "SeriesInstanceUID" not in ds and "SOPClassUID" not in ds:
+            series.warnings.append(f"{path}: header incomplete (file truncated?), left out")
+            continue
+        datasets.append(ds)
     if not datasets:
         series.skip_reason = "no file with a readable header"
         return

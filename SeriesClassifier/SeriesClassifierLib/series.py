@@ -7,7 +7,7 @@ they never go back to the source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +77,26 @@ class Series:
     @property
     def skipped(self) -> bool:
         return self.skip_reason is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (paths as strings); lets training cache read headers instead of re-reading files."""
+        d = asdict(self)
+        d["files"] = [str(f) for f in self.files]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Series:
+        d = dict(d)
+        d["files"] = [Path(f) for f in d.get("files", [])]
+        g = d.get("geometry")
+        if g is not None:
+            d["geometry"] = Geometry(
+                rows=g["rows"],
+                columns=g["columns"],
+                pixel_spacing=tuple(g["pixel_spacing"]),
+                orientations=[tuple(o) for o in g["orientations"]],
+                positions=[tuple(p) for p in g["positions"]],
+                slice_thickness=g.get("slice_thickness"),
+                spacing_between_slices=g.get("spacing_between_slices"),
+            )
+        return cls(**d)

@@ -1,0 +1,240 @@
+"""``seriesclassifier train --data PATH --labels labels.csv --out MODELDIR``: train a models bundle.
+
+The metadata forest (+ its calibration and the ensemble's review threshold) is trained
+here. The CNN is trained by ``cnn_train`` when available and not switched off
+(``--no-cnn``); with ``--from`` the models not retrained are copied from that bundle.
+Series of ``--holdout-profile`` profiles are never trained on; they (or ``--eval``) give
+the held-out metrics written into the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_HOLDOUT_NOTE = "profiles never seen in training"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="labelled DICOM folder (or Slicer database)")
+    parser.add_argument("--labels", help="labels CSV (default: DATA/labels.csv)")
+    parser.add_argument("--out", required=True, help="models folder to write (forest.skops, forest.json, card …)")
+    parser.add_argument("--from", dest="base", help="start from this models folder (copies what is not retrained)")
+    parser.add_argument("--no-cnn", action="store_true", help="train the forest only")
+    parser.add_argument("--holdout-profile", nargs="*", default=[], help="profiles (labels 'profile' column) to "
+                        "exclude from training and report as held-out")
+    parser.add_argument("--eval", dest="eval_data", help="a separate labelled folder to report held-out metrics on")
+    parser.add_argument("--eval-labels", help="labels CSV for --eval (default: EVAL/labels.csv)")
+    parser.add_argument("--descriptions", action="store_true",
+                        help="also use SeriesDescription/ProtocolName tokens (off by default: descriptions lie)")
+    parser.add_argument("--kind", choices=["random_forest", "extra_trees"], help="tree ensemble (default: RF)")
+    parser.add_argument("--n-estimators", type=int, help="trees per task (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", help="JSON-lines cache of read headers (reused when present)")
+    parser.add_argument("--docs", help="also copy the held-out confusion PNGs here")
+
+
+def _log(msg: str) -> None:
+    print(f"[train {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def read_all(path: Path, cache: Path | None = None) -> list:
+    """Every series under path, headers read (or loaded from the cache written by an earlier run)."""
+    from ..headers import read_series
+    from ..series import Series
+    from ..sources import iter_series_refs
+
+    if cache is not None and cache.is_file():
+        with open(cache, encoding="utf-8") as f:
+            series = [Series.from_dict(json.loads(line)) for line in f if line.strip()]
+        _log(f"{len(series)} series from cache {cache}")
+        return series
+    t0 = time.time()
+    refs = list(iter_series_refs(path))
+    _log(f"{len(refs)} series grouped under {path} in {time.time() - t0:.0f} s")
+    series = [read_series(r) for r in refs]
+    _log(f"headers read in {time.time() - t0:.0f} s")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(cache, "w", encoding="utf-8") as f:
+            for s in series:
+                f.write(json.dumps(s.to_dict()) + "\n")
+    return series
+
+
+def training_targets(series: list, labels: dict[str, dict[str, str]]) -> dict[str, list]:
+    from ..vocabulary import load_vocabulary
+
+    tasks = ["sequence", *load_vocabulary().attribute_codes]
+    return {task: [labels[s.series_uid].get(task) for s in series] for task in tasks}
+
+
+def split_by_profile(series: list, labels: dict, holdout: list[str]) -> tuple[list, list]:
+    usable = [s for s in series if not s.skipped and s.series_uid in labels and labels[s.series_uid].get("sequence")]
+    held = [s for s in usable if labels[s.series_uid].get("profile", "") in set(holdout)]
+    train = [s for s in usable if labels[s.series_uid].get("profile", "") not in set(holdout)]
+    return train, held
+
+
+def fit_forest(train: list, labels: dict, *, descriptions: bool, kind: str, n_estimators: int, seed: int):
+    from ..features import FeatureExtractor
+    from ..forest import ForestModel
+
+    forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
+                         random_state=seed)
+    return forest.fit(train, training_targets(train, labels))
+
+
+def review_threshold_from_oob(forest) -> float:
+    """The ensemble's review threshold from the forest's calibrated out-of-bag sequence predictions."""
+    from ..calibration import review_threshold
+
+    oob = forest.oob.get("sequence")
+    if not oob:
+        return 0.7
+    p = forest.scalers["sequence"].transform(oob["probabilities"])
+    return review_threshold(p.max(axis=1), p.argmax(axis=1) == oob["y"], target_accuracy=0.99)
+
+
+def evaluate_forest(forest, series: list, labels: dict, params) -> dict:
+    from ..evaluate import evaluate_predictions
+    from ..models import ModelBundle
+    from ..pipeline import predict_series
+
+    bundle = ModelBundle(forest=forest, ensemble=params, version="candidate")
+    predictions = [predict_series(s, bundle, use_cnn=False) for s in series]
+    return evaluate_predictions(predictions, labels)
+
+
+def calibration_summary(forest) -> dict:
+    """ECE of the out-of-bag sequence probabilities before and after temperature scaling."""
+    from ..calibration import expected_calibration_error
+
+    oob = forest.oob.get("sequence")
+    if not oob:
+        return {}
+    raw = oob["probabilities"]
+    cal = forest.scalers["sequence"].transform(raw)
+    return {
+        "temperature": round(forest.scalers["sequence"].temperature, 4),
+        "oob_ece_raw": round(expected_calibration_error(raw, oob["y"]), 4),
+        "oob_ece_calibrated": round(expected_calibration_error(cal, oob["y"]), 4),
+    }
+
+
+def _train_cnn(args, out: Path) -> str | None:
+    """Train the CNN into ``out`` when cnn_train is available; returns a note for the card."""
+    try:
+        from ..cnn_train import train_cnn
+    except ImportError as exc:
+        return f"CNN not trained: cnn_train unavailable ({exc})"
+    holdout = list(args.holdout_profile or [])
+    train_cnn(args.data, out, test=args.eval_data, exclude_profiles=holdout, seed=args.seed,
+              command="seriesclassifier train " + " ".join(sys.argv[2:]))
+    return None
+
+
+def run(args) -> int:
+    from .. import __version__
+    from ..ensemble import EnsembleParams
+    from ..evaluate import read_labels, write_report
+    from ..models import write_model_card
+
+    data = Path(args.data)
+    out = Path(args.out)
+    labels_path = Path(args.labels) if args.labels else data / "labels.csv"
+    if not labels_path.is_file():
+        print(f"labels: {labels_path} not found (give --labels)", file=sys.stderr)
+        return 2
+    labels = read_labels(labels_path)
+    base = Path(args.base) if args.base else None
+    base_config = {}
+    if base is not None and (base / "forest.json").is_file():
+        base_config = json.loads((base / "forest.json").read_text(encoding="utf-8"))
+    kind = args.kind or base_config.get("kind", "random_forest")
+    n_estimators = args.n_estimators or int(base_config.get("n_estimators", 200))
+    descriptions = args.descriptions or bool(base_config.get("features", {}).get("use_description", False))
+
+    series = read_all(data, Path(args.cache) if args.cache else None)
+    train, held = split_by_profile(series, labels, args.holdout_profile)
+    if not train:
+        print(f"no labelled, classifiable series under {data} (labels: {labels_path})", file=sys.stderr)
+        return 2
+    _log(f"training on {len(train)} series ({len(held)} held out by profile); kind={kind}, trees={n_estimators}, "
+         f"descriptions={'on' if descriptions else 'off'}")
+    forest = fit_forest(train, labels, descriptions=descriptions, kind=kind, n_estimators=n_estimators, seed=args.seed)
+    params = EnsembleParams.load(base) if base is not None else EnsembleParams()
+    params.review_threshold = round(review_threshold_from_oob(forest), 4)
+    _log(f"forest fitted; review threshold {params.review_threshold}")
+
+    held_labels = labels
+    if args.eval_data:
+        eval_path = Path(args.eval_data)
+        eval_labels_path = Path(args.eval_labels) if args.eval_labels else eval_path / "labels.csv"
+        held_labels = read_labels(eval_labels_path)
+        held = [s for s in read_all(eval_path) if not s.skipped and s.series_uid in held_labels]
+    report = evaluate_forest(forest, held, held_labels, params) if held else None
+
+    out.mkdir(parents=True, exist_ok=True)
+    version = f"{__version__}+{time.strftime('%Y%m%d%H%M')}"
+    profiles = sorted({labels[s.series_uid].get("profile", "") for s in train} - {""})
+    held_profiles = sorted({held_labels[s.series_uid].get("profile", "") for s in held} - {""}) if held else []
+    training = {
+        "data": str(data),
+        "labels": str(labels_path),
+        "n_series": len(train),
+        "profiles": profiles,
+        "heldout_profiles": held_profiles,
+        "heldout_data": str(args.eval_data or data),
+        "class_counts": _counts(training_targets(train, labels)["sequence"]),
+        "command": "seriesclassifier train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else "",
+    }
+    forest.save(out, extra={"version": version, "training": training, "calibration": calibration_summary(forest),
+                            "heldout": _compact(report)})
+    params.save(out)
+    if report is not None:
+        written = write_report(report, out / "heldout", "forest, held-out profiles")
+        if args.docs:
+            Path(args.docs).mkdir(parents=True, exist_ok=True)
+            for p in written:
+                if p.suffix == ".png":
+                    shutil.copy(p, Path(args.docs) / f"forest_heldout_{p.name}")
+        from ..evaluate import summary_lines
+
+        for line in summary_lines(report):
+            _log(line)
+
+    cnn_note = None
+    if not args.no_cnn:
+        cnn_note = _train_cnn(args, out)
+    elif base is not None:
+        for name in ("cnn.safetensors", "cnn.json"):
+            if (base / name).is_file() and base.resolve() != out.resolve():
+                shutil.copy(base / name, out / name)
+    write_model_card(out, forest, params, report, training, version, notes=[n for n in [cnn_note] if n])
+    _log(f"bundle written to {out}")
+    return 0
+
+
+def _counts(values: list) -> dict[str, int]:
+    from ..forest import normalise_label
+
+    counts: dict[str, int] = {}
+    for v in values:
+        label = normalise_label("sequence", v)
+        if label:
+            counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _compact(report: dict | None) -> dict | None:
+    """Held-out metrics without the bulky confusion matrices, for forest.json."""
+    if report is None:
+        return None
+    tasks = {
+        task: {k: v for k, v in r.items() if k not in {"confusion", "classes"}} for task, r in report["tasks"].items()
+    }
+    return {**{k: v for k, v in report.items() if k != "tasks"}, "tasks": tasks}

@@ -1,0 +1,210 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from dicom_factory import SAGITTAL, recipe_headers, write_classic_series, write_sr, write_toy_corpus
+
+from SeriesClassifierLib.cli import main
+from SeriesClassifierLib.ensemble import EnsembleParams, combine
+from SeriesClassifierLib.forest import ForestModel
+from SeriesClassifierLib.headers import read_series
+from SeriesClassifierLib.models import ModelBundle, load_bundle, write_model_card
+from SeriesClassifierLib.pipeline import classify
+from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
+from SeriesClassifierLib.sources import iter_series_refs
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundle")
+    labels = write_toy_corpus(root / "train", n_per_class=6, seed=1)
+    series = [read_series(r) for r in iter_series_refs(root / "train")]
+    y = [labels[s.series_uid] for s in series]
+    contrast = ["PRE"] * (len(y) - 3) + ["POST"] * 3
+    forest = ForestModel(n_estimators=30).fit(series, {"sequence": y, "contrast": contrast})
+    forest.save(root / "models", extra={"version": "test"})
+    params = EnsembleParams(review_threshold=0.6)
+    params.save(root / "models")
+    write_model_card(root / "models", forest, params, None, {"data": "toy", "n_series": len(y)}, "test")
+    return root / "models"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    rng = np.random.default_rng(5)
+    truth = {}
+    for cls in ("T2_2D", "FLAIR_2D", "DWI", "T1_3D_PRE"):
+        uid, _ = write_classic_series(root / cls, recipe_headers(cls, rng), n=5, iop=SAGITTAL,
+                                      description=f"series {cls}")
+        truth[uid] = cls
+    truth[write_sr(root / "sr.dcm")] = None
+    (root / "notes.txt").write_text("x")
+    broken = root / "FLAIR_2D" / "000.dcm"
+    broken.write_bytes(broken.read_bytes()[:600])
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["series_uid", "sequence", "orientation", "profile"])
+        for uid, cls in truth.items():
+            if cls:
+                w.writerow([uid, cls, "SAGITTAL", "toy"])
+    return root, truth
+
+
+def test_load_bundle_finds_the_forest(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    assert bundle.model_names == ["forest"] and bundle.cnn is None
+    assert bundle.ensemble.review_threshold == 0.6
+    assert "forest-test" in bundle.version and "# SeriesClassifier models" in bundle.card
+
+
+def test_load_bundle_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_bundle(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="no models here"):
+        load_bundle(tmp_path)
+
+
+def test_classify_yields_one_prediction_per_series(bundle_dir, study, caplog):
+    root, truth = study
+    seen = []
+    predictions = list(classify(root, load_bundle(bundle_dir), progress=lambda d, t, uid: seen.append((d, t))))
+    assert {p.series_uid for p in predictions} == set(truth)
+    assert seen[-1] == (len(truth), len(truth))
+    for p in predictions:
+        if truth[p.series_uid] is None:
+            assert p.error.startswith("skipped: structured report")
+            continue
+        assert p.error is None
+        assert p.sequence.label == truth[p.series_uid]
+        assert p.orientation.label == "SAGITTAL"
+        assert "forest" in p.models and p.model_version
+        assert any("→" in r for r in p.reasons)
+        assert len(p.sequence.top(3)) == 3
+    flair = next(p for p in predictions if truth[p.series_uid] == "FLAIR_2D")
+    assert flair.n_images == 4  # the cut file is left out of its series…
+    assert any("000.dcm" in r.getMessage() for r in caplog.records)  # …and named
+
+
+def test_predictions_survive_json(bundle_dir, study):
+    p = next(iter(classify(study[0], load_bundle(bundle_dir))))
+    again = SeriesPrediction.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert again == p
+
+
+def tp(label, p, other="T2_2D"):
+    return TaskPrediction.from_probabilities({label: p, other: 1 - p})
+
+
+def test_ensemble_forest_only_cnn_only_and_both():
+    forest = ModelOutput("forest", sequence=tp("FLAIR_2D", 0.9), orientation=TaskPrediction("AXIAL", 1.0, {"AXIAL": 1}))
+    cnn = ModelOutput("cnn", sequence=tp("FLAIR_2D", 0.7), orientation=tp("SAGITTAL", 0.8, "AXIAL"))
+    params = EnsembleParams(review_threshold=0.6)
+    both = combine({"forest": forest, "cnn": cnn}, params)
+    assert both.sequence.label == "FLAIR_2D" and both.sequence.probability == pytest.approx(0.8)
+    assert both.orientation.label == "AXIAL"  # geometry wins
+    assert not both.needs_review
+    assert any("cnn sees SAGITTAL" in r for r in both.reasons)
+    alone = combine({"cnn": cnn}, params)
+    assert alone.orientation.label == "SAGITTAL" and alone.sequence.probability == pytest.approx(0.7)
+    seq, ori, attrs, review, reasons = combine({"forest": forest}, params)  # unpacks like a tuple
+    assert seq.label == "FLAIR_2D" and not review
+
+
+def test_ensemble_flags_disagreement_and_low_confidence():
+    params = EnsembleParams(review_threshold=0.6)
+    a = ModelOutput("forest", sequence=tp("FLAIR_2D", 0.95))
+    b = ModelOutput("cnn", sequence=tp("T2_2D", 0.9, "FLAIR_2D"))
+    out = combine({"forest": a, "cnn": b}, params)
+    assert out.needs_review and any("disagree" in r for r in out.reasons)
+    spread = TaskPrediction.from_probabilities({"PD": 0.4, "T2_2D": 0.35, "FLAIR_2D": 0.25})
+    low = combine({"forest": ModelOutput("forest", sequence=spread)}, params)
+    assert low.needs_review and any("low confidence" in r for r in low.reasons)
+    nothing = combine({}, params)
+    assert nothing.needs_review and nothing.sequence is None
+
+
+def test_pipeline_uses_a_cnn_when_the_bundle_has_one(bundle_dir, study):
+    class FakeCnn:
+        def predict(self, series):
+            return ModelOutput("cnn", sequence=tp("PD", 0.99, "T2_2D"), slice_profile=[{"PD": 0.99}])
+
+    bundle = load_bundle(bundle_dir)
+    bundle.cnn = FakeCnn()
+    p = next(p for p in classify(study[0], bundle) if p.error is None)
+    assert set(p.models) == {"forest", "cnn"} and p.needs_review and p.slice_profile == [{"PD": 0.99}]
+    q = next(p for p in classify(study[0], bundle, use_cnn=False) if p.error is None)
+    assert set(q.models) == {"forest"}
+
+
+def test_a_failing_model_does_not_stop_the_run(bundle_dir, study):
+    class BrokenCnn:
+        def predict(self, series):
+            raise RuntimeError("boom")
+
+    bundle = load_bundle(bundle_dir)
+    bundle.cnn = BrokenCnn()
+    predictions = [p for p in classify(study[0], bundle) if p.error is None]
+    assert predictions and all(p.needs_review and any("cnn failed" in r for r in p.reasons) for p in predictions)
+    assert all(p.sequence is not None for p in predictions)
+
+
+def test_no_model_is_an_error_per_series(study):
+    p = next(p for p in classify(study[0], ModelBundle()) if not (p.error or "").startswith("skipped"))
+    assert "no model" in p.error
+
+
+def test_cli_classify_csv_and_json(bundle_dir, study, tmp_path):
+    root, truth = study
+    assert main(["classify", str(root), "--out", str(tmp_path / "r.csv"), "--models", str(bundle_dir),
+                 "--no-cnn", "--quiet"]) == 0
+    with open(tmp_path / "r.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(truth)
+    for col in ("series_uid", "study_uid", "series_description", "n_images", "sequence", "sequence_probability",
+                "orientation", "orientation_probability", "needs_review", "contrast", "acquisition",
+                "fat_suppressed", "derived"):
+        assert col in rows[0]
+    assert {r["sequence"] for r in rows if r["sequence"]} == {c for c in truth.values() if c}
+    assert main(["classify", str(root), "--out", str(tmp_path / "r.json"), "--models", str(bundle_dir),
+                 "--quiet"]) == 0
+    data = json.loads((tmp_path / "r.json").read_text())["series"]
+    one = next(d for d in data if d["sequence"])
+    assert one["top3"] and one["reasons"] and "forest" in one["models"]
+
+
+def test_cli_refuses_bad_arguments(bundle_dir, study, tmp_path, capsys):
+    assert main(["classify", str(study[0]), "--out", str(tmp_path / "r.txt"), "--models", str(bundle_dir)]) == 2
+    assert main(["classify", str(study[0]), "--out", str(tmp_path / "r.csv"), "--no-cnn", "--no-forest"]) == 2
+    assert main(["classify", str(tmp_path / "missing"), "--out", str(tmp_path / "r.csv"), "--models",
+                 str(bundle_dir)]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_evaluate_writes_metrics_and_pictures(bundle_dir, study, tmp_path):
+    root, truth = study
+    assert main(["classify", str(root), "--out", str(tmp_path / "r.json"), "--models", str(bundle_dir),
+                 "--quiet"]) == 0
+    for source in (str(tmp_path / "r.json"), str(root)):
+        out = tmp_path / ("eval_json" if source.endswith(".json") else "eval_folder")
+        assert main(["evaluate", source, "--labels", str(root / "labels.csv"), "--out", str(out),
+                     "--models", str(bundle_dir)]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["tasks"]["sequence"]["accuracy"] == 1.0
+        assert metrics["tasks"]["orientation"]["accuracy"] == 1.0
+        assert "ece" in metrics["tasks"]["sequence"] and metrics["per_profile"]["toy"]["n"] == 4
+        assert (out / "confusion_sequence.png").stat().st_size > 1000
+
+
+def test_cli_train_writes_a_loadable_bundle(study, tmp_path):
+    root, truth = study
+    # train on the toy study itself (4 classes): enough to check the command's plumbing
+    out = tmp_path / "models"
+    assert main(["train", "--data", str(root), "--out", str(out), "--no-cnn", "--n-estimators", "10",
+                 "--holdout-profile", "nothing"]) == 0
+    bundle = load_bundle(out)
+    assert bundle.forest is not None and 0.5 <= bundle.ensemble.review_threshold <= 0.9
+    assert "seriesclassifier train" in bundle.card or "Retrain" in bundle.card
+    config = json.loads((out / "forest.json").read_text())
+    assert config["training"]["n_series"] == 4 and config["version"]

@@ -1,0 +1,228 @@
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dicom_factory import SAGITTAL, recipe_headers, write_classic_series, write_enhanced_series, write_sr
+from pydicom.data import get_testdata_file
+
+from SeriesClassifierLib.headers import read_series
+from SeriesClassifierLib.sources import (
+    DicomDatabaseSource,
+    FolderSource,
+    SlicerDatabaseSource,
+    SqliteDicomDatabase,
+    is_slicer_database,
+    iter_series_refs,
+)
+
+# The CTK DICOM database schema (commontk/CTK Libs/DICOM/Core/Resources/dicom-schema.sql), the
+# tables this engine reads. 0.8 adds Images.URL (and allows an empty Filename when only a URL is known).
+CTK_TABLES = """
+CREATE TABLE SchemaInfo (Version VARCHAR(1024) NOT NULL);
+CREATE TABLE Patients (
+  UID INTEGER PRIMARY KEY AUTOINCREMENT, PatientsName VARCHAR(255) NULL, PatientID VARCHAR(255) NULL,
+  PatientsBirthDate DATE NULL, PatientsBirthTime TIME NULL, PatientsSex VARCHAR(1) NULL,
+  PatientsAge VARCHAR(10) NULL, PatientsComments VARCHAR(255) NULL, InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedPatientsName VARCHAR(255) NULL, DisplayedNumberOfStudies INT NULL, DisplayedLastStudyDate DATE NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL);
+CREATE TABLE Studies (
+  StudyInstanceUID VARCHAR(64) NOT NULL, PatientsUID INT NOT NULL, StudyID VARCHAR(255) NULL,
+  StudyDate DATE NULL, StudyTime VARCHAR(20) NULL, StudyDescription VARCHAR(255) NULL,
+  AccessionNumber VARCHAR(255) NULL, ModalitiesInStudy VARCHAR(255) NULL, InstitutionName VARCHAR(255) NULL,
+  ReferringPhysician VARCHAR(255) NULL, PerformingPhysiciansName VARCHAR(255) NULL,
+  InsertTimestamp VARCHAR(20) NOT NULL, DisplayedNumberOfSeries INT NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (StudyInstanceUID));
+CREATE TABLE Series (
+  SeriesInstanceUID VARCHAR(64) NOT NULL, StudyInstanceUID VARCHAR(64) NOT NULL, SeriesNumber INT NULL,
+  SeriesDate DATE NULL, SeriesTime VARCHAR(20) NULL, SeriesDescription VARCHAR(255) NULL,
+  Modality VARCHAR(20) NULL, BodyPartExamined VARCHAR(255) NULL, FrameOfReferenceUID VARCHAR(64) NULL,
+  AcquisitionNumber INT NULL, ContrastAgent VARCHAR(255) NULL, ScanningSequence VARCHAR(45) NULL,
+  EchoNumber INT NULL, TemporalPosition INT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedCount INT NULL, DisplayedSize VARCHAR(20) NULL, DisplayedNumberOfFrames INT NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SeriesInstanceUID));
+"""
+IMAGES_07 = """CREATE TABLE Images (SOPInstanceUID VARCHAR(64) NOT NULL, Filename VARCHAR(1024) NOT NULL,
+  SeriesInstanceUID VARCHAR(64) NOT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SOPInstanceUID));"""
+IMAGES_08 = """CREATE TABLE Images (SOPInstanceUID VARCHAR(64) NOT NULL, Filename VARCHAR(1024) NOT NULL,
+  URL VARCHAR(1024) NOT NULL, SeriesInstanceUID VARCHAR(64) NOT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SOPInstanceUID));"""
+
+
+def make_ctk_database(db_dir: Path, files: list[Path], version: str, *, inside: bool, url_for: set | None = None):
+    """Index files like Slicer does: copied into db_dir/dicom/… (relative names) or linked in place (absolute)."""
+    import pydicom
+
+    db_dir.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(db_dir / "ctkDICOM.sql")
+    con.executescript(CTK_TABLES + (IMAGES_08 if version.startswith("0.8") else IMAGES_07))
+    con.execute("INSERT INTO SchemaInfo VALUES (?)", (version,))
+    patients, studies, series = {}, set(), set()
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        if ds.PatientID not in patients:
+            cur = con.execute("INSERT INTO Patients (PatientsName, PatientID, InsertTimestamp) VALUES (?, ?, 'now')",
+                              (str(ds.PatientName), ds.PatientID))
+            patients[ds.PatientID] = cur.lastrowid
+        if ds.StudyInstanceUID not in studies:
+            studies.add(ds.StudyInstanceUID)
+            con.execute("INSERT INTO Studies (StudyInstanceUID, PatientsUID, InsertTimestamp) VALUES (?, ?, 'now')",
+                        (ds.StudyInstanceUID, patients[ds.PatientID]))
+        if ds.SeriesInstanceUID not in series:
+            series.add(ds.SeriesInstanceUID)
+            con.execute("INSERT INTO Series (SeriesInstanceUID, StudyInstanceUID, SeriesNumber, SeriesDescription, "
+                        "Modality, InsertTimestamp) VALUES (?, ?, ?, ?, ?, 'now')",
+                        (ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.get("SeriesNumber"),
+                         ds.get("SeriesDescription", ""), ds.Modality))
+        if inside:
+            rel = Path("dicom") / ds.StudyInstanceUID / ds.SeriesInstanceUID / ds.SOPInstanceUID
+            (db_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, db_dir / rel)
+            filename = str(rel)
+        else:
+            filename = str(Path(f).resolve())
+        url = ""
+        if url_for and ds.SOPInstanceUID in url_for:
+            url, filename = Path(db_dir / filename if inside else filename).resolve().as_uri(), ""
+        if version.startswith("0.8"):
+            con.execute("INSERT INTO Images (SOPInstanceUID, Filename, URL, SeriesInstanceUID, InsertTimestamp) "
+                        "VALUES (?, ?, ?, ?, 'now')", (ds.SOPInstanceUID, filename, url, ds.SeriesInstanceUID))
+        else:
+            con.execute("INSERT INTO Images (SOPInstanceUID, Filename, SeriesInstanceUID, InsertTimestamp) "
+                        "VALUES (?, ?, ?, 'now')", (ds.SOPInstanceUID, filename, ds.SeriesInstanceUID))
+    con.commit()
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def messy_folder(tmp_path_factory):
+    """Two studies, nested oddly, with the things real exports carry beside the images."""
+    root = tmp_path_factory.mktemp("messy")
+    rng = np.random.default_rng(0)
+    study_a, study_b = "1.2.3.4.100", "1.2.3.4.200"
+    t2, t2_files = write_classic_series(root / "A" / "x", recipe_headers("T2_2D", rng), n=6, study_uid=study_a,
+                                        name_files="IM{i:05d}")  # no extension
+    flair, _ = write_classic_series(root / "A" / "y" / "deeper", recipe_headers("FLAIR_2D", rng), n=4,
+                                    iop=SAGITTAL, study_uid=study_a)
+    t1, _ = write_classic_series(root / "B", recipe_headers("T1_2D_PRE", rng), n=3, study_uid=study_b)
+    enhanced = write_enhanced_series(root / "B" / "enh.dcm", recipe_headers("DWI", rng), b_values=[0, 1000])
+    sr = write_sr(root / "B" / "report.dcm", study_uid=study_b)
+    (root / "README.txt").write_text("not dicom")
+    (root / "A" / "empty.dcm").write_bytes(b"")
+    (root / "thumbs.db").write_bytes(b"\x00" * 300)
+    shutil.copy(get_testdata_file("DICOMDIR"), root / "DICOMDIR")
+    # a DICOM file cut off in the middle of its header
+    data = t2_files[0].read_bytes()
+    (root / "A" / "truncated.dcm").write_bytes(data[:200])
+    # the same instance twice (a copy beside the original)
+    shutil.copy(t2_files[1], root / "A" / "copy_of_one.dcm")
+    return {"root": root, "t2": t2, "flair": flair, "t1": t1, "enhanced": enhanced, "sr": sr,
+            "study_a": study_a, "study_b": study_b}
+
+
+def test_folder_groups_series_across_layouts(messy_folder):
+    source = FolderSource(messy_folder["root"])
+    refs = {r.series_uid: r for r in source}
+    expected = {messy_folder[k] for k in ("t2", "flair", "t1", "enhanced", "sr")}
+    assert set(refs) == expected
+    assert len(refs[messy_folder["t2"]].files) == 6  # the copy is not counted twice
+    assert refs[messy_folder["flair"]].study_uid == messy_folder["study_a"]
+    assert refs[messy_folder["t1"]].study_uid == messy_folder["study_b"]
+    assert all(len(r.instances) == len(r.files) for r in refs.values())
+
+
+def test_folder_reports_corrupt_dicom_and_ignores_non_dicom(messy_folder):
+    source = FolderSource(messy_folder["root"])
+    list(source)
+    assert len(source.problems) == 1 and "truncated.dcm" in source.problems[0]
+    assert source.ignored >= 4  # README, empty file, thumbs.db, DICOMDIR
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        list(FolderSource(tmp_path / "nope"))
+
+
+def test_a_single_file_is_a_source(messy_folder):
+    refs = list(iter_series_refs(messy_folder["root"] / "B" / "enh.dcm"))
+    assert [r.series_uid for r in refs] == [messy_folder["enhanced"]]
+
+
+def _headers_of(refs):
+    out = {}
+    for ref in refs:
+        s = read_series(ref)
+        out[s.series_uid] = (s.skip_reason, s.orientation, s.n_images, s.header.get("RepetitionTime"),
+                             s.header.get("BValues"))
+    return out
+
+
+@pytest.mark.parametrize("version,inside", [("0.7.0", True), ("0.7.0", False), ("0.8.0", True), ("0.8.0", False)])
+def test_slicer_database_gives_the_same_series_as_the_folder(messy_folder, tmp_path, version, inside):
+    folder_refs = list(FolderSource(messy_folder["root"]))
+    files = [f for r in folder_refs for f in r.files]
+    db_dir = tmp_path / "SlicerDICOMDatabase"
+    make_ctk_database(db_dir, files, version, inside=inside)
+    assert is_slicer_database(db_dir) and is_slicer_database(db_dir / "ctkDICOM.sql")
+    db_refs = list(iter_series_refs(db_dir))
+    assert {r.series_uid for r in db_refs} == {r.series_uid for r in folder_refs}
+    assert _headers_of(db_refs) == _headers_of(folder_refs)
+    db = SqliteDicomDatabase(db_dir)
+    assert db.schema_version == version and db.has_url == version.startswith("0.8")
+    db.close()
+
+
+def test_database_reports_missing_files_and_reads_urls(messy_folder, tmp_path):
+    import pydicom
+
+    folder_refs = {r.series_uid: r for r in FolderSource(messy_folder["root"])}
+    t2_files = folder_refs[messy_folder["t2"]].files
+    files = [f for r in folder_refs.values() for f in r.files]
+    url_sop = pydicom.dcmread(t2_files[2], stop_before_pixels=True).SOPInstanceUID
+    db_dir = tmp_path / "db"
+    make_ctk_database(db_dir, files, "0.8.0", inside=True, url_for={url_sop})
+    # one indexed file has gone since it was indexed
+    gone_sop = pydicom.dcmread(t2_files[0], stop_before_pixels=True).SOPInstanceUID
+    gone = next((db_dir / "dicom").rglob(str(gone_sop)))
+    gone.unlink()
+    refs = {r.series_uid: r for r in SlicerDatabaseSource(db_dir)}
+    t2 = refs[messy_folder["t2"]]
+    assert len(t2.files) == 5 and len(t2.missing) == 1  # the URL-only file is found, the deleted one reported
+    series = read_series(t2)
+    assert series.n_images == 5 and not series.skipped
+    assert any("missing" in w and gone_sop in w for w in series.warnings)
+
+
+def test_database_adapter_accepts_anything_dicomdatabase_like(messy_folder):
+    """What the Slicer module does with slicer.dicomDatabase, with a stand-in object."""
+    refs = {r.series_uid: r for r in FolderSource(messy_folder["root"])}
+
+    class FakeSlicerDatabase:
+        def patients(self):
+            return ["1"]
+
+        def studiesForPatient(self, patient):  # noqa: N802
+            return [messy_folder["study_a"]]
+
+        def seriesForStudy(self, study):  # noqa: N802
+            return [messy_folder["t2"], messy_folder["flair"]]
+
+        def filesForSeries(self, series):  # noqa: N802
+            return [str(f) for f in refs[series].files]
+
+    got = list(DicomDatabaseSource(FakeSlicerDatabase()))
+    assert [r.series_uid for r in got] == [messy_folder["t2"], messy_folder["flair"]]
+    assert read_series(got[1]).orientation == "SAGITTAL"
+    only = list(DicomDatabaseSource(FakeSlicerDatabase(), series_uids=[messy_folder["flair"]]))
+    assert len(only) == 1 and len(only[0].files) == 4
+
+
+def test_not_a_database(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ctkDICOM.sql"):
+        SqliteDicomDatabase(tmp_path)
+    bad = tmp_path / "ctkDICOM.sql"
+    sqlite3.connect(bad).execute("CREATE TABLE Images (x INT)").connection.commit()
+    with pytest.raises(ValueError, match="not a CTK DICOM database"):
+        SqliteDicomDatabase(tmp_path)
