@@ -454,9 +454,7 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     for kw in ("AcquisitionDate", "AcquisitionTime"):
         delattr(ds, kw)
     original = spec.image_type[0] != "DERIVED"
-    it = list(spec.image_type[:4]) + ["NONE"] * max(0, 4 - len(spec.image_type))
-    it[2] = "VOLUME" if spec.acquisition == "3D" else "NONE"
-    ds.ImageType = it[:4]
+    ds.ImageType = [spec.image_type[0], spec.image_type[1], _image_flavor(spec), _derived_contrast(spec, original)]
     ds.SOPInstanceUID = make_uid(series.series_uid, "sop", 0)
     ds.InstanceNumber = 1
     ds.NumberOfFrames = len(rendered.frames)
@@ -470,7 +468,8 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     ds.ImageComments = ""
     ds.PixelPresentation = "MONOCHROME"
     ds.VolumetricProperties = "VOLUME"
-    ds.VolumeBasedCalculationTechnique = "NONE" if original else spec.image_type[2]
+    ds.VolumeBasedCalculationTechnique = {"MRA_MIP": "MAX_IP", "SWI_MINIP": "MIN_IP"}.get(
+        spec.sequence, "MPR" if spec.extra.get("mpr") else "NONE")
     ds.ComplexImageComponent = "PHASE" if rendered.signed else "MAGNITUDE"
     ds.AcquisitionContrast = _acquisition_contrast(spec)
     ds.BurnedInAnnotation = "NO"
@@ -617,6 +616,25 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     path = out_dir / "IM00001.dcm"
     _save(ds, path)
     return [path]
+
+
+def _image_flavor(spec: SeriesSpec) -> str:
+    """Enhanced MR ImageType value 3 (defined terms of PS3.3 C.8.13.1.1.1)."""
+    head = spec.sequence.split("_")[0]
+    table = {"DWI": "DIFFUSION", "ADC": "DIFFUSION", "DIFFUSION": "DIFFUSION", "PERFUSION": "PERFUSION",
+             "TOF": "ANGIO", "MRA": "ANGIO", "SCOUT": "LOCALIZER", "FMRI": "FMRI"}
+    return table.get(head, "VOLUME" if spec.acquisition == "3D" else "NONE")
+
+
+def _derived_contrast(spec: SeriesSpec, original: bool) -> str:
+    """Enhanced MR ImageType value 4: NONE on original images, what was computed on derived ones."""
+    if original:
+        return "NONE"
+    table = {"ADC": "ADC", "DIFFUSION_DERIVED": "FA", "MRA_MIP": "MIP", "SWI_MINIP": "MINIP", "SWI": "SWI",
+             "DWI": "TRACEW"}
+    if spec.extra.get("diffusion_map") == "EADC":
+        return "EADC"
+    return table.get(spec.sequence, "MPR" if spec.extra.get("mpr") or spec.sequence == "SCOUT" else "OTHER")
 
 
 def _acquisition_contrast(spec: SeriesSpec) -> str:
