@@ -1,0 +1,81 @@
+"""A study from the generator (vendor headers, multi-file outputs such as SWI phase, DWI with b-values):
+predictions in the store, the generator's labels.csv imported as corrections, the configs exported,
+and dcm2bids and heudiconv run on the DICOM. The BIDS trees must hold exactly the labelled series."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+
+import pytest
+from test_bids_tools import _niftis, _tool
+
+from SeriesClassifierLib.bids import bids_names
+from SeriesClassifierLib.cli import main
+from SeriesClassifierLib.export import export
+from SeriesClassifierLib.headers import read_series
+from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
+from SeriesClassifierLib.sources import iter_series_refs
+from SeriesClassifierLib.store import LabelStore
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    from SeriesClassifierLib.synth.generate import generate_studies
+
+    root = tmp_path_factory.mktemp("generated")
+    generate_studies(root / "dicom", n_studies=1, seed=5)
+    truth = {r["series_uid"]: r for r in csv.DictReader((root / "dicom" / "labels.csv").open())}
+    store_path = root / "labels.sqlite"
+    predictions = []
+    for ref in iter_series_refs(root / "dicom"):
+        s = read_series(ref)
+        # a model that calls everything T2_2D: the imported labels must win
+        predictions.append(SeriesPrediction(
+            s.series_uid, s.study_uid, s.patient_id, s.series_number, s.series_description, n_images=s.n_images,
+            sequence=TaskPrediction.from_probabilities({"T2_2D": 0.6, "OTHER": 0.4})))
+    with LabelStore(store_path) as store:
+        store.record_predictions(predictions)
+    assert main(["label", "--import", str(root / "dicom" / "labels.csv"), "--store", str(store_path)]) == 0
+    with LabelStore(store_path) as store:
+        records = store.records()
+    assert {r.series_uid for r in records} == set(truth)
+    assert all(r.sequence == truth[r.series_uid]["sequence"] for r in records)
+    names = bids_names(records, anonymise=True)
+    expected = {n.filename for n in names.values() if not n.derived}
+    assert expected, "the generated study has no series with a raw BIDS mapping"
+    return root, records, expected
+
+
+@pytest.mark.slow
+def test_dcm2bids_on_a_generated_study(generated):
+    root, records, expected = generated
+    config = root / "dcm2bids.json"
+    config.write_text(export(records, "dcm2bids", anonymise=True))
+    out = root / "dcm2bids_out"
+    result = subprocess.run(
+        [_tool("dcm2bids"), "-d", str(root / "dicom"), "-p", "01", "-c", str(config), "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _niftis(out) == expected, result.stdout[-4000:]
+    dwi = [name for name in expected if "/dwi/" in name and name.endswith("_dwi.nii.gz")]
+    for name in dwi:  # diffusion gradients travel with the image
+        assert (out / name.replace(".nii.gz", ".bval")).exists()
+
+
+@pytest.mark.slow
+def test_heudiconv_on_a_generated_study(generated):
+    root, records, expected = generated
+    heuristic = root / "heuristic.py"
+    heuristic.write_text(export(records, "heudiconv", anonymise=True))
+    out = root / "heudiconv_out"
+    files = sorted(str(p) for p in (root / "dicom").rglob("*") if p.is_file() and p.suffix != ".csv")
+    result = subprocess.run(
+        [_tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
+         "-o", str(out), "--overwrite"],
+        capture_output=True, text=True, timeout=300, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _niftis(out) == expected, result.stderr[-4000:]
