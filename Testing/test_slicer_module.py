@@ -7,6 +7,7 @@ SeriesClassifier/CMakeLists.txt from the repository (run it after adding a file 
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -271,6 +272,243 @@ def test_engine_never_imports_slicer_qt_ctk_at_module_level():
                 assert module.split(".")[0] not in {"slicer", "qt", "ctk", "vtk", "DICOMLib", "PyTorchUtils"}, (
                     f"{path.relative_to(ROOT)} imports {module} at module level"
                 )
+
+
+# ----------------------------------------------------------------------------------------------- the Logic, headless
+#
+# SeriesClassifierLogic must work without the GUI. Here it runs against stand-ins for what only the Slicer
+# application provides (the DICOM database, slicer.util, the app's temporary folder, qt) and the real MRML
+# classes from slicer-core; the worker runs as a real subprocess, fed by the Logic's own manifest.
+
+
+class FakeDicomDatabase:
+    """The ctkDICOMDatabase methods the Logic calls, over a folder of DICOM files."""
+
+    def __init__(self, folder: Path, directory: Path):
+        import pydicom
+
+        self.isOpen = True
+        self.databaseDirectory = str(directory)
+        self.tagsToPrecache = ["0010,0010"]
+        self._files: dict[str, list[str]] = {}
+        self._study: dict[str, str] = {}
+        for path in sorted(folder.rglob("*.dcm")):
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            self._files.setdefault(ds.SeriesInstanceUID, []).append(str(path))
+            self._study[ds.SeriesInstanceUID] = ds.StudyInstanceUID
+
+    def patients(self):
+        return ["1"]
+
+    def studiesForPatient(self, patient):  # noqa: N802 - CTK's names
+        return sorted(set(self._study.values()))
+
+    def seriesForStudy(self, study):  # noqa: N802
+        return [s for s, st in self._study.items() if st == study]
+
+    def filesForSeries(self, series, hits=-1):  # noqa: N802
+        files = self._files.get(series, [])
+        return files[:hits] if hits > 0 else files
+
+    def studyForSeries(self, series):  # noqa: N802
+        return self._study[series]
+
+    def nameForPatient(self, patient):  # noqa: N802
+        return "Test^Patient"
+
+    def descriptionForStudy(self, study):  # noqa: N802
+        return "MR BRAIN"
+
+    def fileValue(self, path, tag):  # noqa: N802
+        import pydicom
+
+        group, element = (int(x, 16) for x in tag.split(","))
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return str(ds[group, element].value) if (group, element) in ds else ""
+
+
+class SubprocessWorker:
+    """Stands in for WorkerProcess (QProcess) with the same interface, on subprocess."""
+
+    def __init__(self, arguments, environment, onEvent, onFinished):
+        self.arguments, self.environment = arguments, environment
+        self.onEvent, self.onFinished = onEvent, onFinished
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=self.environment)
+
+    def isRunning(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def cancel(self):
+        self.proc.terminate()
+
+    def waitForFinished(self, timeoutSeconds=600):
+        from SeriesClassifierLib.worker import EventReader
+
+        out, err = self.proc.communicate(timeout=timeoutSeconds)
+        reader = EventReader()
+        for event in reader.feed(out) + reader.flush():
+            self.onEvent(event)
+        self.onFinished(self.proc.returncode, False, False, err.decode(errors="replace")[-2000:])
+        return True
+
+
+@pytest.fixture(scope="module")
+def slicer_logic(tmp_path_factory):
+    """The module file imported with stand-ins for the application; yields (module, logic, db, folders)."""
+    import importlib.util
+    import types
+    from types import SimpleNamespace
+
+    real_slicer = pytest.importorskip("slicer")
+    if not hasattr(real_slicer, "vtkMRMLScene"):
+        pytest.fail("the installed 'slicer' package is not slicer-core", pytrace=False)
+    from test_worker import write_series
+
+    from SeriesClassifierLib.forest import ForestModel
+    from SeriesClassifierLib.headers import read_series
+    from SeriesClassifierLib.sources import iter_series_refs
+
+    tmp = tmp_path_factory.mktemp("slicer_logic")
+    study = tmp / "study"
+    classes = {"T2_2D": (1, 0, 0, 0, 1, 0), "FLAIR_2D": (1, 0, 0, 0, 1, 0), "T1_2D_PRE": (0, 1, 0, 0, 0, -1)}
+    for number, (name, iop) in enumerate(classes.items(), start=1):
+        write_series(study / name, name, n_slices=4, iop=iop, number=number)
+    train = tmp / "train"
+    for number, (name, iop) in enumerate(classes.items(), start=1):
+        for copy in range(2):
+            write_series(train / f"{name}{copy}", name, n_slices=3, iop=iop, number=number)
+    series = [read_series(r) for r in iter_series_refs(train)]
+    models = tmp / "models"
+    ForestModel(n_estimators=10).fit(series, {"sequence": [s.series_description for s in series]}).save(
+        models, extra={"version": "toy"})
+
+    scene = real_slicer.vtkMRMLScene()
+    for _ in range(3):
+        scene.AddNode(real_slicer.vtkMRMLSliceCompositeNode())
+    fake = types.ModuleType("slicer")
+    fake.__dict__.update({k: v for k, v in vars(real_slicer).items() if k.startswith("vtk")})
+    db = FakeDicomDatabase(study, tmp / "dicomdb")
+    fake.dicomDatabase = db
+    fake.mrmlScene = scene
+    fake.app = SimpleNamespace(temporaryPath=str(tmp / "slicer-tmp"), processEvents=lambda: None)
+    util = types.ModuleType("slicer.util")
+
+    class VTKObservationMixin:
+        def __init__(self):
+            pass
+
+    util.VTKObservationMixin = VTKObservationMixin
+    util.startupEnvironment = lambda: dict(os.environ)
+    util.confirmOkCancelDisplay = lambda *a, **k: pytest.fail("the logic asked the user during a headless run")
+    util.pip_install = lambda *a, **k: pytest.fail("the logic tried to install a package")
+    fake.util = util
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class Base:
+        def __init__(self, *args, **kwargs):
+            pass
+
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleWidget",
+                 "ScriptedLoadableModuleTest"):
+        setattr(slm, name, type(name, (Base,), {}))
+    qt = types.ModuleType("qt")
+    qt.Qt = SimpleNamespace(UserRole=256)
+    qt.QDateTime = SimpleNamespace(currentMSecsSinceEpoch=lambda: 1)
+    saved = {k: sys.modules.get(k) for k in ("slicer", "slicer.util", "slicer.ScriptedLoadableModule", "qt")}
+    sys.modules.update({"slicer": fake, "slicer.util": util, "slicer.ScriptedLoadableModule": slm, "qt": qt})
+    try:
+        spec = importlib.util.spec_from_file_location("SeriesClassifier", MODULE_FILE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.WorkerProcess = SubprocessWorker
+        logic = module.SeriesClassifierLogic()
+        logic.modelsDir = str(models)
+        logic.user = "tester"
+        yield module, logic, db, tmp
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def test_logic_browses_and_precaches_without_the_gui(slicer_logic):
+    module, logic, db, tmp = slicer_logic
+    added = logic.ensureTagsPrecached()
+    assert "0008,103e" in added and "0008,103e" in db.tagsToPrecache and "0010,0010" in db.tagsToPrecache
+    (patient,) = logic.browse()
+    (study,) = patient["studies"]
+    assert sorted(s["description"] for s in study["series"]) == ["FLAIR_2D", "T1_2D_PRE", "T2_2D"]
+    assert len(logic.allSeries()) == 3
+    assert logic.missingPackages() == []  # this environment has the engine's dependencies
+
+
+def test_logic_classifies_reviews_shows_and_exports_without_the_gui(slicer_logic):
+    import csv
+
+    import numpy as np
+
+    from SeriesClassifierLib import worker
+    from SeriesClassifierLib.headers import read_series
+    from SeriesClassifierLib.worker import read_manifest
+
+    module, logic, db, tmp = slicer_logic
+    uids = logic.allSeries()
+    store_path = str(tmp / "labels.sqlite")
+    events, outcome = [], {}
+    logic.classify(uids, events.append, lambda code, crashed, cancelled, tail: outcome.update(code=code, tail=tail),
+                   wait=True, useCnn=False, gradcam=False, storePath=store_path)
+    assert outcome["code"] == 0, outcome["tail"]
+    manifest = next(Path(logic.workDir()).glob("manifest-*.json"))
+    assert {r.series_uid for r in read_manifest(manifest)} == set(uids)  # the worker got the database's files
+    assert set(logic.predictions) == set(uids)
+    assert [e["done"] for e in events if e["type"] == "progress"] == [1, 2, 3]
+    assert logic.device  # the start event said which device
+    store = logic.store(store_path)
+    assert {r.series_uid for r in store.records()} == set(uids)  # recorded as they arrived
+
+    rows = logic.rows()
+    assert len(rows) == 3 and all(r["review_state"] == "unreviewed" for r in rows)
+    first, second, third = uids
+    logic.correct(first, sequence="PD")
+    logic.accept([second])
+    by_uid = {r["series_uid"]: r for r in logic.rows()}
+    assert by_uid[first]["review_state"] == "corrected" and by_uid[first]["label_sequence"] == "PD"
+    assert by_uid[second]["review_state"] == "accepted"
+    (event,) = store.history(first)
+    assert (event.user, event.source) == ("tester", "slicer")
+    assert event.model_version == logic.predictions[first].model_version != ""
+    assert logic.confidentUnreviewed(uids) in ([third], [])  # only the untouched one can still be bulk-accepted
+
+    # the overlay for the selected series, on its grid, as the slice views' foreground
+    ref = next(r for r in read_manifest(manifest) if r.series_uid == third)
+    geometry = read_series(ref).geometry
+    heat = np.linspace(0, 1, len(geometry.positions) * geometry.rows * geometry.columns, dtype=np.float32)
+    path = worker.save_heatmap(
+        worker.heatmap_path(logic.gradcamDir(), third, "sequence", "T1_2D_PRE"),
+        heat.reshape(len(geometry.positions), geometry.rows, geometry.columns), geometry,
+    )
+    assert logic.heatmapFile(third, "sequence", "T1_2D_PRE") == str(path)
+    assert logic.heatmapFile(third, "sequence", "T2_2D") is None
+    background = module.slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "series")
+    overlay = logic.showOverlay(str(path), background, 0.3)
+    composites = module.slicer.mrmlScene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    for i in range(composites.GetNumberOfItems()):
+        c = composites.GetItemAsObject(i)
+        assert (c.GetForegroundVolumeID(), c.GetBackgroundVolumeID()) == (overlay.GetID(), background.GetID())
+    assert logic.showOverlay(str(path), background, 0.3) is overlay  # one overlay node, refilled
+    logic.hideOverlay(background)
+    assert composites.GetItemAsObject(0).GetForegroundVolumeID() is None
+
+    out = logic.export("csv", str(tmp / "export" / "labels.csv"))
+    with open(out, newline="", encoding="utf-8") as f:
+        exported = {r["series_uid"]: r for r in csv.DictReader(f)}
+    assert set(exported) == set(uids)
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
