@@ -226,3 +226,54 @@ def test_not_a_database(tmp_path):
     sqlite3.connect(bad).execute("CREATE TABLE Images (x INT)").connection.commit()
     with pytest.raises(ValueError, match="not a CTK DICOM database"):
         SqliteDicomDatabase(tmp_path)
+
+
+def _both_readers(path):
+    from SeriesClassifierLib import sources
+
+    out = []
+    for reader in (sources.read_grouping_tags, sources._read_grouping_tags_pydicom):
+        try:
+            out.append(reader(path))
+        except Exception as exc:  # noqa: BLE001 - the same failure is what we compare
+            out.append(type(exc).__name__)
+    return out
+
+
+def test_fast_scanner_agrees_with_pydicom_on_packaged_files():
+    import pydicom.data
+
+    # the packaged folder itself: get_testdata_files would also try (and here fail) to download more
+    files = sorted(p for p in (Path(pydicom.data.__file__).parent / "test_files").rglob("*") if p.is_file())
+    assert len(files) > 50
+    for f in files:
+        fast, slow = _both_readers(Path(f))
+        assert fast == slow, f
+
+
+def test_fast_scanner_skips_nested_sequences(tmp_path):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as Seq
+
+    from SeriesClassifierLib import sources
+
+    uid, files = write_classic_series(tmp_path, recipe_headers("T2_2D", np.random.default_rng(0)), n=1)
+    ds = pydicom.dcmread(files[0])
+    inner = Dataset()
+    inner.ReferencedSOPInstanceUID = "1.2.3"
+    inner.ReferencedFrameNumber = "1"
+    nested = Dataset()
+    nested.CodeValue = "X"
+    inner.PurposeOfReferenceCodeSequence = Seq([nested])
+    ds.ReferencedImageSequence = Seq([inner, inner])
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    for item in ds.ReferencedImageSequence:
+        item.is_undefined_length_sequence_item = True
+    ds.save_as(files[0])
+    raw = files[0].read_bytes()
+    assert b"\xff\xff\xff\xff" in raw[:4096]  # pydicom writes undefined-length sequences
+    scanned = sources._scan_grouping_tags(files[0])
+    assert scanned is not None and scanned["SeriesInstanceUID"] == uid
+    fast, slow = _both_readers(files[0])
+    assert fast == slow

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -81,12 +82,130 @@ def looks_like_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+_KEYWORDS = {
+    0x00080016: "SOPClassUID",
+    0x00080018: "SOPInstanceUID",
+    0x00080060: "Modality",
+    0x0008103E: "SeriesDescription",
+    0x00100020: "PatientID",
+    0x0020000D: "StudyInstanceUID",
+    0x0020000E: "SeriesInstanceUID",
+    0x00200013: "InstanceNumber",
+    0x00200032: "ImagePositionPatient",
+    0x00200037: "ImageOrientationPatient",
+}
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"}
+_UNDEFINED = 0xFFFFFFFF
+_SCAN_BYTES = 65536
+_SCAN_FIRST_BYTES = 4096
+
+
+class _ScanAbort(Exception):
+    """The fast scanner met something it leaves to pydicom (odd syntax, data beyond its buffer)."""
+
+
+def _element_header(buf: bytes, pos: int, implicit: bool, endian: str) -> tuple[int, int, int]:
+    """(tag, value length, header size) of the element at pos."""
+    if pos + 8 > len(buf):
+        raise _ScanAbort
+    group, elem = struct.unpack_from(endian + "HH", buf, pos)
+    tag = (group << 16) | elem
+    if implicit or group == 0xFFFE:
+        return tag, struct.unpack_from(endian + "I", buf, pos + 4)[0], 8
+    vr = buf[pos + 4 : pos + 6]
+    if vr in _LONG_VRS:
+        if pos + 12 > len(buf):
+            raise _ScanAbort
+        return tag, struct.unpack_from(endian + "I", buf, pos + 8)[0], 12
+    return tag, struct.unpack_from(endian + "H", buf, pos + 6)[0], 8
+
+
+def _skip_undefined(buf: bytes, pos: int, implicit: bool, endian: str) -> int:
+    """Position after an undefined-length sequence (or item) whose value starts at pos."""
+    while True:
+        tag, length, size = _element_header(buf, pos, implicit, endian)
+        pos += size
+        if tag in (0xFFFEE0DD, 0xFFFEE00D):  # sequence / item delimiter
+            return pos
+        pos = _skip_undefined(buf, pos, implicit, endian) if length == _UNDEFINED else pos + length
+        if pos > len(buf):
+            raise _ScanAbort
+
+
+def _scan_grouping_tags(path: Path, limit: int = _SCAN_BYTES) -> dict[str, str] | None:
+    """The grouping tags straight from the bytes of a Part-10 file; None when pydicom should do it.
+
+    Reading a few kilobytes and walking the element headers is several times cheaper than
+    building a pydicom dataset, and grouping touches every file of an archive.
+    """
+    with open(path, "rb") as f:
+        buf = f.read(limit)
+    if len(buf) < 140 or buf[128:132] != b"DICM":
+        return None
+    pos, syntax = 132, None
+    while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
+        tag, length, size = _element_header(buf, pos, False, "<")
+        if tag == 0x00020010:
+            syntax = buf[pos + size : pos + size + length].rstrip(b"\x00 ").decode("ascii", "replace")
+        pos += size + length
+    if syntax is None or syntax in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"):
+        return None  # no meta, deflated or big endian: pydicom handles those
+    implicit, endian = syntax == "1.2.840.10008.1.2", "<"
+    values: dict[str, str] = {}
+    while pos < len(buf):
+        tag, length, size = _element_header(buf, pos, implicit, endian)
+        if tag > _GROUPING_LAST_TAG:
+            return values
+        pos += size
+        if length == _UNDEFINED:
+            pos = _skip_undefined(buf, pos, implicit, endian)
+            continue
+        if pos + length > len(buf):
+            raise _ScanAbort
+        keyword = _KEYWORDS.get(tag)
+        if keyword:
+            values[keyword] = buf[pos : pos + length].decode("latin-1").strip("\x00 ")
+        pos += length
+    if len(buf) == limit:
+        raise _ScanAbort  # the buffer ended, not the file
+    return values
+
+
+def _split_floats(text: str | None, n: int) -> tuple[float, ...] | None:
+    return _floats(text.split("\\"), n) if text else None
+
+
 def read_grouping_tags(path: Path) -> tuple[dict, InstanceInfo]:
     """Read the few tags that group a file into its series, stopping early.
 
     Returns (values by keyword, InstanceInfo). Raises NotDicomError for files that are
     not DICOM, OSError/other exceptions for unreadable or corrupt DICOM.
     """
+    scanned = None
+    for size in (_SCAN_FIRST_BYTES, _SCAN_BYTES):  # most headers end their group 0020 within a few KB
+        try:
+            scanned = _scan_grouping_tags(path, size)
+            break
+        except (_ScanAbort, struct.error, UnicodeDecodeError):
+            continue
+    if scanned is not None and scanned.get("SeriesInstanceUID"):
+        values = {k: scanned.get(k, "") for k in _KEYWORDS.values() if k not in _GEOMETRY_KEYWORDS}
+        info = InstanceInfo(
+            path=Path(path),
+            sop_instance_uid=values["SOPInstanceUID"],
+            instance_number=_int_or_none(scanned.get("InstanceNumber", "").strip() or None),
+            position=_split_floats(scanned.get("ImagePositionPatient"), 3),
+            orientation=_split_floats(scanned.get("ImageOrientationPatient"), 6),
+        )
+        del values["InstanceNumber"]
+        return values, info
+    return _read_grouping_tags_pydicom(path)
+
+
+_GEOMETRY_KEYWORDS = {"ImagePositionPatient", "ImageOrientationPatient"}
+
+
+def _read_grouping_tags_pydicom(path: Path) -> tuple[dict, InstanceInfo]:
     has_preamble = looks_like_dicom(path)
     with open(path, "rb") as fp:
         # Files without the preamble are only accepted when they parse to something with UIDs.
