@@ -634,6 +634,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                (self.ui.userLineEdit, "editingFinished()")):
             widget.connect(signal, self._saveSettings)
         self._installShortcuts()
+        self._fillVocabulary()  # vocabulary.py needs only the standard library: safe before any install
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -773,9 +774,9 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return list(dict.fromkeys(uids))
 
     def onLoadSample(self) -> None:
-        if not self.logic.setupPythonRequirements(sample=True, useCnn=self.ui.useCnnCheckBox.checked):
-            return
         with slicer.util.tryWithErrorDisplay(_("Could not create the sample study."), waitCursor=True):
+            if not self.logic.setupPythonRequirements(sample=True, useCnn=self.ui.useCnnCheckBox.checked):
+                return
             folder = os.path.join(self.logic.workDir(), "sample-study")
             rows = self.logic.generateSampleStudy(folder)
             self.ui.statusLabel.text = _("Imported a simulated study with {n} series.").format(n=len(rows))

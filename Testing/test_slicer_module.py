@@ -183,6 +183,21 @@ def test_parameter_names_in_the_ui_are_parameter_node_fields():
         assert fields[name] == kinds[cls], f"{name}: {cls} needs a {kinds[cls]} field, not {fields[name]}"
 
 
+def test_table_columns_the_widget_shows_exist():
+    from SeriesClassifierLib.mrml import result_columns
+
+    for node in ast.walk(module_tree()):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DISPLAY_COLUMNS":
+            shown = ast.literal_eval(node.value)
+            break
+    else:
+        raise AssertionError("no DISPLAY_COLUMNS in the widget")
+    names = {c.name for c in result_columns()}
+    assert shown and not set(shown) - names, sorted(set(shown) - names)
+    # the filter and row logic read these by name
+    assert {"needs_review", "review_state", "sequence_probability", "series_description"} <= set(shown)
+
+
 # ----------------------------------------------------------------------------------------------- Python 3.9 and imports
 
 
