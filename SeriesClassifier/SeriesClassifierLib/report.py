@@ -95,7 +95,8 @@ def _card(item: ReportItem, anonymise: bool) -> str:
     lines.append(f'<div class="agree {agree_class}">{_e(agree_text)}</div>')
     if flagged:
         why = "; ".join(p.reasons) if p and p.reasons else "low confidence"
-        lines.append(f'<div class="flag" title="{_e(why)}">needs review</div>')
+        text = "needs review" if todo else "was flagged"
+        lines.append(f'<div class="flag{"" if todo else " done"}" title="{_e(why)}">{text}</div>')
     if r.state == "corrected":
         who = f" by {_e(r.corrected_by)}" if r.corrected_by else ""
         lines.append(f'<div class="label corrected">corrected → <b>{_e(r.sequence)}</b> '
@@ -189,7 +190,7 @@ color:#555;border-radius:3px;padding:4px}
 .uid{font-size:10px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .agree.agree{color:#15803d}.agree.disagree{color:#b91c1c;font-weight:600}.agree.single,.agree.none{color:#6b7280}
 .flag{display:inline-block;background:#fee2e2;color:#991b1b;border-radius:3px;padding:0 5px;margin:2px 0}
-.label.corrected{color:#1d4ed8}.label.accepted{color:#15803d}.error{color:#b91c1c}.note{font-style:italic}
+.flag.done{background:#f3f4f6;color:#6b7280}.label.corrected{color:#1d4ed8}.label.accepted{color:#15803d}.error{color:#b91c1c}.note{font-style:italic}
 body.review-only .card:not(.needs-review){display:none}section.study.all-hidden{display:none}
 footer{padding:10px 18px;color:#6b7280;font-size:11px}
 """
