@@ -162,3 +162,61 @@ def test_dcm2niix_converts_with_matching_orientation(tmp_path, tech, profile, st
     normal = nifti_normal_lps(img, spec.n_slices)
     tilt = np.degrees(np.arccos(np.max(np.abs(normal))))
     assert (tilt > 20) == (orientation == "OBLIQUE")
+
+
+# --- one real study through the real renderer ---------------------------------------------------------------------
+
+AXES = {"SAGITTAL": 0, "CORONAL": 1, "AXIAL": 2}
+
+
+@pytest.fixture(scope="module")
+def real_study(tmp_path_factory):
+    from SeriesClassifierLib.synth.anatomy import make_phantom
+    from SeriesClassifierLib.synth.generate import generate_study
+    from SeriesClassifierLib.synth.render import render_series
+
+    def smaller(spec, phantom, rng):  # same geometry rules, fewer pixels: keeps the test quick
+        scale = min(1.0, 96 / max(spec.rows, spec.columns))
+        spec.rows, spec.columns = int(spec.rows * scale), int(spec.columns * scale)
+        spec.pixel_spacing = (spec.pixel_spacing[0] / scale, spec.pixel_spacing[1] / scale)
+        if spec.acquisition == "3D" and spec.n_slices > 48:
+            spec.slice_thickness = spec.slice_spacing = spec.slice_spacing * spec.n_slices / 48
+            spec.n_slices = 48
+        return render_series(spec, phantom, rng)
+
+    out = tmp_path_factory.mktemp("real")
+    rows = generate_study(out, PROFILES["siemens_skyra_3t"], seed=21, index=0, make_phantom=make_phantom,
+                          render=smaller, study_type="routine")
+    return out / "study_0000", rows
+
+
+def test_real_study_every_series_written_valid_and_converted(real_study, tmp_path):
+    folder, rows = real_study
+    series_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert len(series_dirs) == len(rows) >= 8
+    by_uid = {r.series_uid: r for r in rows}
+    for d in series_dirs:
+        files = sorted(d.glob("*.dcm"))
+        ds = pydicom.dcmread(files[0])
+        row = by_uid[ds.SeriesInstanceUID]
+        assert iod_problems(ds, ("EchoTrainLength", "InversionTime", "SequenceName")) == [], d
+        out = tmp_path / d.name
+        out.mkdir()
+        subprocess.run(["dcm2niix", "-b", "n", "-z", "n", "-o", str(out), str(d)], check=True, capture_output=True)
+        niis = sorted(out.glob("*.nii"))
+        assert niis, f"dcm2niix wrote nothing for {d.name} ({row.sequence})"
+        if row.orientation == "MIXED":
+            continue
+        n_slices = len(files) if "MOSAIC" not in ds.ImageType else int(ds[0x0019, 0x100A].value)
+        if "NumberOfFrames" in ds:
+            n_slices = len({tuple(f.PlanePositionSequence[0].ImagePositionPatient)
+                            for f in ds.PerFrameFunctionalGroupsSequence})
+        elif "MOSAIC" not in ds.ImageType:
+            n_slices = len({tuple(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient) for f in files})
+        img = nib.load(niis[0])
+        normal = np.abs(nifti_normal_lps(img, n_slices))
+        angle = np.degrees(np.arccos(np.clip(normal.max(), -1, 1)))
+        if row.orientation == "OBLIQUE":
+            assert angle > 20, (d.name, row.sequence, angle)
+        else:
+            assert angle < 20 and int(np.argmax(normal)) == AXES[row.orientation], (d.name, row.sequence, normal)
