@@ -28,8 +28,9 @@ ENGINE_DIR = Path(worker.__file__).resolve().parent.parent
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 
-def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0, 0, 1, 0), number: int = 1) -> str:
-    """A tiny classic MR series (4×4 pixels); returns its SeriesInstanceUID."""
+def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0, 0, 1, 0), number: int = 1,
+                 size: int = 4) -> str:
+    """A tiny classic MR series (size×size pixels, a bright blob in one corner); returns its SeriesInstanceUID."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = generate_uid(entropy_srcs=[description, str(folder)])
     normal = np.cross(iop[:3], iop[3:])
@@ -54,13 +55,15 @@ def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0
         ds.SliceThickness = 5.0
         ds.RepetitionTime = 500.0
         ds.EchoTime = 10.0
-        ds.Rows = ds.Columns = 4
+        ds.Rows = ds.Columns = size
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.BitsAllocated = ds.BitsStored = 16
         ds.HighBit = 15
         ds.PixelRepresentation = 0
-        ds.PixelData = (np.arange(16, dtype=np.uint16) * (k + 1)).tobytes()
+        pixels = np.full((size, size), 100, np.uint16)
+        pixels[: size // 2, : size // 2] = 1000 + 10 * k
+        ds.PixelData = pixels.tobytes()
         ds.save_as(folder / f"im{k:03d}.dcm", enforce_file_format=True)
     return series_uid
 
@@ -293,3 +296,53 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path, study):
     assert events[-1]["type"] == "cancelled"
     assert sum(e["type"] == "prediction" for e in events) < 12
     assert b"Traceback" not in err
+
+
+# ----------------------------------------------------------------------------------------------- real models
+
+
+def test_worker_process_with_forest_and_cnn_writes_gradcam_on_the_series_grid(tmp_path):
+    """As the module runs it: a real process, a real bundle (toy forest + untrained CNN), Grad-CAM files."""
+    from SeriesClassifierLib import mrml
+    from SeriesClassifierLib.cnn import CnnModel
+    from SeriesClassifierLib.forest import ForestModel
+    from SeriesClassifierLib.headers import read_series
+    from SeriesClassifierLib.sources import iter_series_refs
+
+    slicer = pytest.importorskip("slicer")
+    study = tmp_path / "study"
+    oblique = (0.866, 0.5, 0.0, -0.354, 0.612, 0.707)  # 45° about the row axis after 30° in-plane
+    uids = [write_series(study / "ax", "T2_2D", n_slices=5, size=32, number=1),
+            write_series(study / "obl", "FLAIR_2D", n_slices=6, iop=oblique, size=24, number=2)]
+    series = [read_series(r) for r in iter_series_refs(study)]
+    models = tmp_path / "models"
+    ForestModel(n_estimators=5).fit(series, {"sequence": [s.series_description for s in series]}).save(
+        models, extra={"version": "toy"})
+    CnnModel.new().save(models)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ENGINE_DIR), os.environ.get("PYTHONPATH", "")]))
+    cmd = worker.command(sys.executable, study, models=models, gradcam_dir=tmp_path / "cams", device="cpu",
+                         threads=1)
+    proc = subprocess.run(cmd, capture_output=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    reader = worker.EventReader()
+    events = reader.feed(proc.stdout) + reader.flush()
+    assert all(e["type"] != "log" for e in events), "stdout carried something that is not an event"
+    assert events[0]["type"] == "start" and events[0]["device"].startswith("cpu")
+    predictions = {e["series_uid"]: worker.prediction_from_event(e) for e in events if e["type"] == "prediction"}
+    assert set(predictions) == set(uids)
+    for p in predictions.values():
+        assert set(p.models) == {"forest", "cnn"} and p.sequence is not None and not p.error
+    cams = {e["series_uid"]: e for e in events if e["type"] == "gradcam"}
+    assert set(cams) == set(uids)
+    by_uid = {s.series_uid: s for s in series}
+    scene = slicer.vtkMRMLScene()
+    for uid, cam in cams.items():
+        assert (cam["head"], cam["class"]) == ("sequence", predictions[uid].sequence.label)  # the predicted class
+        heat, geometry, meta = worker.load_heatmap(cam["path"])
+        g = by_uid[uid].geometry
+        assert heat.shape == (len(g.positions), g.rows, g.columns)
+        assert heat.min() >= 0.0 and heat.max() <= 1.0
+        np.testing.assert_allclose(geometry.positions, g.positions)
+        np.testing.assert_allclose(mrml.ijk_to_ras(geometry), mrml.ijk_to_ras(g))
+        node = mrml.create_overlay_volume(scene, heat, geometry)  # what the module shows
+        assert node.GetImageData().GetDimensions() == (g.columns, g.rows, len(g.positions))
