@@ -136,7 +136,7 @@ def evaluate_predictions(
             truth.append(t)
             pred.append(value.label if value is not None else NO_PREDICTION)
             probs.append(value.probabilities if value is not None else {})
-        if truth:
+        if truth and any(v != NO_PREDICTION for v in pred):  # a task no model answers is not scored
             report["tasks"][task] = task_metrics(truth, pred, probs)
     seq = [(p, _truth(labels[p.series_uid], "sequence")) for p in labelled]
     seq = [(p, t) for p, t in seq if t is not None]

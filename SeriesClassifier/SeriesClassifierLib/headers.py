@@ -384,9 +384,12 @@ def _read_into(ref: SeriesRef, series: Series) -> None:
     series.files = [i.path for i in infos]
     series.n_images = len(infos)
 
+    # Representatives in acquisition order (instance number): a DWI or time series is written volume
+    # by volume, so first/middle/last catch b0 and the highest b, the first and last time point.
+    acquisition = sorted(infos, key=lambda i: (i.instance_number is None, i.instance_number or 0))
     datasets: list[Dataset] = []
-    for index in _representatives(len(infos)):
-        path = infos[index].path
+    for index in _representatives(len(acquisition)):
+        path = acquisition[index].path
         try:
             ds = _read_header(path)
         except Exception as exc:  # noqa: BLE001
