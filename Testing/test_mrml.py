@@ -232,3 +232,33 @@ def test_colour_and_results_tables_round_trip_through_a_saved_scene(scene, tmp_p
     np.testing.assert_allclose(mrml.volume_array(overlay2), heat)
     np.testing.assert_allclose(mrml.matrix_from_vtk(_ijk_to_ras(overlay2)), mrml.ijk_to_ras(geometry), atol=1e-5)
     assert overlay2.GetDisplayNode().GetColorNodeID() == colors2.GetID()
+
+
+def test_overlay_matches_every_file_of_a_real_oblique_dicom_series(scene, tmp_path):
+    """From DICOM files through the engine's header reading: each file's pixels land on whole voxels."""
+    import pydicom
+    from test_worker import write_series
+
+    from SeriesClassifierLib.headers import read_series
+    from SeriesClassifierLib.sources import iter_series_refs
+
+    r = _rotation("z", 20) @ _rotation("x", 35)  # oblique: 35° off axial, then turned in-plane
+    iop = tuple(np.round(np.concatenate([r @ [1.0, 0, 0], r @ [0, 1.0, 0]]), 6))
+    write_series(tmp_path / "obl", "FLAIR_2D", n_slices=6, iop=iop, size=8)
+    (ref,) = list(iter_series_refs(tmp_path))
+    geometry = read_series(ref).geometry
+    node = mrml.create_overlay_volume(scene, np.zeros((6, 8, 8)), geometry)
+    ras_to_ijk = np.linalg.inv(mrml.matrix_from_vtk(_ijk_to_ras(node)))
+    seen_k = set()
+    for path in ref.files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        x, y = np.array(ds.ImageOrientationPatient[:3], float), np.array(ds.ImageOrientationPatient[3:], float)
+        delta_j, delta_i = (float(v) for v in ds.PixelSpacing)
+        for i, j in [(0, 0), (7, 0), (0, 7), (5, 3)]:
+            lps = np.array(ds.ImagePositionPatient, float) + x * delta_i * i + y * delta_j * j
+            ijk = (ras_to_ijk @ np.array([-lps[0], -lps[1], lps[2], 1.0]))[:3]
+            np.testing.assert_allclose(ijk[:2], [i, j], atol=1e-3)  # DS strings carry ~6 digits
+            k = round(float(ijk[2]))
+            assert abs(ijk[2] - k) < 1e-3 and 0 <= k < 6
+            seen_k.add(k)
+    assert seen_k == set(range(6))  # every file is one slice of the overlay, none shared
