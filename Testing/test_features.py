@@ -76,3 +76,26 @@ def test_extractor_fit_transform_and_json_round_trip():
 def test_unfitted_extractor_refuses():
     with pytest.raises(RuntimeError, match="not fitted"):
         FeatureExtractor().transform([make_series()])
+
+
+def test_study_context_orders_series_and_counts_same_protocol_before_and_after():
+    from SeriesClassifierLib.features import add_study_context
+
+    def t1(number, agent=None, study="S"):
+        s = make_series(ScanningSequence=["SE"], MRAcquisitionType="2D", SequenceName="*se2d1", ImageType=["ORIGINAL"],
+                        SeriesNumber=number, SeriesTime=f"1000{number:02d}", ContrastBolusAgent=agent)
+        s.study_uid = study
+        return s
+
+    flair = make_series(ScanningSequence=["SE", "IR"], InversionTime=2500.0, SeriesNumber=2, SeriesTime="100002")
+    flair.study_uid = "S"
+    pre, post, other_study = t1(1), t1(3, agent="Gadovist"), t1(1, study="T")
+    add_study_context([post, flair, pre, other_study])
+    assert pre.header["StudyContext"]["same_after"] == 1 and pre.header["StudyContext"]["same_before"] == 0
+    assert post.header["StudyContext"]["same_before"] == 1 and post.header["StudyContext"]["rank"] == 1.0
+    assert flair.header["StudyContext"]["same_before"] == 0
+    assert post.header["StudyContext"]["agent_in_study"] == 1.0 and pre.header["StudyContext"]["agent_before"] == 0
+    assert other_study.header["StudyContext"]["n_series"] == 1
+    f = numeric_features(post)
+    assert f["ctx:same_before"] == 1.0
+    assert math.isnan(numeric_features(make_series())["ctx:same_before"])  # alone: unknown, not zero

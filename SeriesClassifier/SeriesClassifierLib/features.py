@@ -183,7 +183,71 @@ def numeric_features(series: Series) -> dict[str, float]:
     for m in _MANUFACTURERS:
         f[f"vendor:{m}"] = 1.0 if manufacturer == m else 0.0
     f.update(_geometry_features(series))
+    context = h.get("StudyContext") or {}
+    for key in CONTEXT_KEYS:
+        f[f"ctx:{key}"] = _num(context.get(key))
     return f
+
+
+# Study context: what the other series of the same study say about this one. A T1 with the same
+# protocol as an earlier one, after a named contrast agent or a dynamic EPI run, is most likely post.
+CONTEXT_KEYS = ("rank", "n_series", "same_before", "same_after", "agent_before", "agent_in_study", "dynamic_before")
+
+
+def _signature(s: Series) -> tuple:
+    h = s.header
+    ti = _num(h.get("InversionTime"))
+    image_type = [str(v).upper() for v in h.get("ImageType") or []]
+    return (
+        tuple(h.get("ScanningSequence") or []),
+        str(h.get("MRAcquisitionType") or ""),
+        not math.isnan(ti) and ti > 0,
+        image_type[:1],
+        re.sub(r"[^a-z]", "", str(h.get("SequenceName") or h.get("PulseSequenceName") or "").lower())[:6],
+    )
+
+
+def _dynamic(s: Series) -> bool:
+    h = s.header
+    per_position = _num(h.get("ImagesPerPosition"))
+    temporal = _num(h.get("NumberOfTemporalPositions"))
+    many = (not math.isnan(per_position) and per_position >= 20) or (not math.isnan(temporal) and temporal >= 20)
+    return "EP" in (h.get("ScanningSequence") or []) and many
+
+
+def _order_key(s: Series) -> tuple:
+    number = _num(s.header.get("SeriesNumber"))
+    if math.isnan(number):
+        number = float(s.series_number or 0)
+    return (str(s.header.get("SeriesTime") or ""), number)
+
+
+def add_study_context(series: Sequence[Series]) -> None:
+    """Set ``header["StudyContext"]`` on each classifiable series from its study's other series.
+
+    Series are ordered by SeriesTime then SeriesNumber. Without it (a series classified on its
+    own) the context features are missing, which the forest is trained to expect.
+    """
+    studies: dict[str, list[Series]] = {}
+    for s in series:
+        if not s.skipped:
+            studies.setdefault(s.study_uid or "", []).append(s)
+    for members in studies.values():
+        members = sorted(members, key=_order_key)
+        signatures = [_signature(s) for s in members]
+        agents = [_contrast_agent(s.header.get("ContrastBolusAgent")) == 1.0 for s in members]
+        dynamic = [_dynamic(s) for s in members]
+        n = len(members)
+        for i, s in enumerate(members):
+            s.header["StudyContext"] = {
+                "rank": i / (n - 1) if n > 1 else 0.5,
+                "n_series": n,
+                "same_before": sum(sig == signatures[i] for sig in signatures[:i]),
+                "same_after": sum(sig == signatures[i] for sig in signatures[i + 1 :]),
+                "agent_before": float(any(agents[:i])),
+                "agent_in_study": float(any(agents)),
+                "dynamic_before": float(any(dynamic[:i])),
+            }
 
 
 def _geometry_features(series: Series) -> dict[str, float]:
@@ -225,7 +289,7 @@ class FeatureExtractor:
 
     @property
     def _with_missing(self) -> list[str]:
-        return [n for n in self.numeric_names if not n.startswith(("vendor:", "plane:"))]
+        return [n for n in self.numeric_names if not n.startswith(("vendor:", "plane:", "ctx:"))]
 
     def transform(self, series: Iterable[Series]) -> np.ndarray:
         if not self.numeric_names:

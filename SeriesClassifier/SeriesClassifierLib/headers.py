@@ -228,6 +228,8 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
     contrast_seq = ds.get("ContrastBolusAgentSequence")
     return {
         "SOPClassUID": _text(ds.get("SOPClassUID")),
+        "SeriesNumber": _to_float(ds.get("SeriesNumber")),
+        "SeriesTime": _text(ds.get("SeriesTime")) or _text(ds.get("AcquisitionTime")),
         "Modality": _text(ds.get("Modality")),
         "Manufacturer": _text(ds.get("Manufacturer")),
         "ManufacturerModelName": _text(ds.get("ManufacturerModelName")),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .ensemble import combine
+from .features import add_study_context
 from .headers import read_series
 from .models import ModelBundle, load_bundle
 from .prediction import ModelOutput, SeriesPrediction
@@ -94,8 +95,20 @@ def classify(
     """Classify every series of a folder / Slicer database / list of refs, yielding as each finishes."""
     bundle = models if models is not None else load_bundle(load_cnn=use_cnn)
     refs = _refs(path_or_refs)
-    for done, ref in enumerate(refs, start=1):
-        series = read_series(ref)
+    all_series = read_all_series(refs)
+    for done, series in enumerate(all_series, start=1):
         yield predict_series(series, bundle, use_forest=use_forest, use_cnn=use_cnn)
         if progress is not None:
-            progress(done, len(refs), ref.series_uid)
+            progress(done, len(all_series), series.series_uid)
+
+
+def read_all_series(refs: Iterable[SeriesRef]) -> list[Series]:
+    """Headers of every series, then each series' study context (what its siblings say).
+
+    Header reading is cheap next to the models, so reading all of it before the first
+    prediction costs little and lets the forest see the study (pre/post order, agents).
+    A caller that classifies series one by one can still use ``read_series`` alone.
+    """
+    series = [read_series(ref) for ref in refs]
+    add_study_context(series)
+    return series

@@ -43,6 +43,7 @@ def _log(msg: str) -> None:
 
 def read_all(path: Path, cache: Path | None = None) -> list:
     """Every series under path, headers read (or loaded from the cache written by an earlier run)."""
+    from ..features import add_study_context
     from ..headers import read_series
     from ..series import Series
     from ..sources import iter_series_refs
@@ -50,12 +51,14 @@ def read_all(path: Path, cache: Path | None = None) -> list:
     if cache is not None and cache.is_file():
         with open(cache, encoding="utf-8") as f:
             series = [Series.from_dict(json.loads(line)) for line in f if line.strip()]
+        add_study_context(series)
         _log(f"{len(series)} series from cache {cache}")
         return series
     t0 = time.time()
     refs = list(iter_series_refs(path))
     _log(f"{len(refs)} series grouped under {path} in {time.time() - t0:.0f} s")
     series = [read_series(r) for r in refs]
+    add_study_context(series)
     _log(f"headers read in {time.time() - t0:.0f} s")
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -79,12 +82,34 @@ def split_by_profile(series: list, labels: dict, holdout: list[str]) -> tuple[li
     return train, held
 
 
-def fit_forest(train: list, labels: dict, *, descriptions: bool, kind: str, n_estimators: int, seed: int):
+def without_context(series: list, fraction: float, seed: int) -> list:
+    """Copies of the series where a random fraction lost their study context.
+
+    A series classified on its own (no siblings read) has no context; training on some such
+    rows keeps the forest from leaning on context it will not always get.
+    """
+    import copy
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in series:
+        if rng.random() < fraction:
+            s = copy.copy(s)
+            s.header = {k: v for k, v in s.header.items() if k != "StudyContext"}
+        out.append(s)
+    return out
+
+
+def fit_forest(train: list, labels: dict, *, descriptions: bool, kind: str, n_estimators: int, seed: int,
+               context_dropout: float = 0.15):
     from ..features import FeatureExtractor
     from ..forest import ForestModel
 
     forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
                          random_state=seed)
+    train = without_context(train, context_dropout, seed)
     return forest.fit(train, training_targets(train, labels))
 
 
