@@ -16,9 +16,11 @@ installed packages (no download):
   package. (Fonov et al., NeuroImage 2011; Fonov et al., NeuroImage 2009.)
 * pydeface's full-head mean T1 (``pydeface/data/mean_reg2mean.nii.gz``), which has
   skull, scalp and face. pydeface is MIT licensed, Copyright (c) 2017 Russell
-  Poldrack and contributors. It was registered to MNI space once, offline
-  (12-parameter affine maximising the correlation with the MNI T1 inside the
-  dilated brain mask); the matrix is ``_MNI_TO_PYDEFACE`` below.
+  Poldrack and contributors. It was registered to MNI space once, offline: a
+  12-parameter affine maximising the correlation with the MNI T1 inside the dilated
+  brain mask, refined by a 7-parameter fit that puts the MNI intracranial boundary
+  ~11 mm inside the head surface over the calvarium (skull + scalp); the matrix is
+  ``_MNI_TO_PYDEFACE`` below.
 
 See docs/THIRD_PARTY.md for the full notices.
 
@@ -56,9 +58,9 @@ _GRID_SHAPE = (129, 163, 129)
 # MNI (RAS) -> pydeface template world (RAS); found once with an affine registration (see module docstring)
 _MNI_TO_PYDEFACE = np.array(
     [
-        [0.96827, -0.0471, -0.01947, -0.23526],
-        [0.04615, 0.97208, -0.03949, 9.9239],
-        [0.02029, 0.03676, 1.01914, 3.8358],
+        [0.92212, -0.00428, -0.02911, -5.12955],
+        [0.00176, 0.92412, -0.06973, 16.72044],
+        [0.02897, 0.06946, 0.96762, -5.55574],
         [0.0, 0.0, 0.0, 1.0],
     ]
 )
@@ -171,13 +173,31 @@ def _grid_affine() -> np.ndarray:
     return a
 
 
-def _resample(volume: np.ndarray, vox_affine: np.ndarray, ras_points: np.ndarray, smooth: float) -> np.ndarray:
-    """Sample a NIfTI volume (its affine maps voxels to RAS) at RAS points; smooth first to avoid aliasing."""
+def _resample(volume: np.ndarray, vox_affine: np.ndarray, mni_to_source: np.ndarray, smooth: float) -> np.ndarray:
+    """Resample a NIfTI volume (``vox_affine``: voxel -> its RAS world) onto the template grid.
+
+    ``mni_to_source`` maps MNI RAS to the volume's world. One affine_transform: no coordinate arrays.
+    """
     if smooth > 0:
         volume = ndi.gaussian_filter(volume, smooth)
-    inv = np.linalg.inv(vox_affine)
-    idx = ras_points @ inv[:3, :3].T + inv[:3, 3]
-    return ndi.map_coordinates(volume, idx.T, order=1, mode="constant", cval=0.0).reshape(_GRID_SHAPE)
+    grid_to_lps = _grid_affine()
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
+    m = np.linalg.inv(vox_affine) @ mni_to_source @ lps_to_ras @ grid_to_lps
+    return ndi.affine_transform(volume, m[:3, :3], offset=m[:3, 3], output_shape=_GRID_SHAPE, order=1, cval=0.0)
+
+
+def _grid_axes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LPS coordinates along each grid axis, shaped to broadcast to the grid."""
+    ax = [(np.arange(n) * GRID_SPACING + _GRID_MIN[k]).astype(np.float32) for k, n in enumerate(_GRID_SHAPE)]
+    return ax[0][:, None, None], ax[1][None, :, None], ax[2][None, None, :]
+
+
+def _distance_to(center: np.ndarray, radii: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Distance (scaled per axis by ``radii``) from a point, on the whole grid, via broadcasting."""
+    x, y, z = _grid_axes()
+    return np.sqrt(
+        ((x - center[0]) / radii[0]) ** 2 + ((y - center[1]) / radii[1]) ** 2 + ((z - center[2]) / radii[2]) ** 2
+    )
 
 
 def _ball(radius_vox: int) -> np.ndarray:
@@ -204,19 +224,18 @@ def load_template() -> Template:
     head_img = nib.load(_package_file("pydeface", "data/mean_reg2mean.nii.gz"))
 
     lps = _grid_points()
-    ras = lps * np.array([-1.0, -1.0, 1.0], dtype=np.float32)
+    eye4 = np.eye(4)
     mni_aff = t1_img.affine
     t1 = np.asarray(t1_img.dataobj, dtype=np.float32)
     brain_mask = ndi.binary_fill_holes(ndi.binary_closing(t1 > 3, iterations=2)).astype(np.float32)
-    brain = np.clip(_resample(brain_mask, mni_aff, ras, 0.5), 0, 1)
-    gm = np.clip(_resample(np.asarray(gm_img.dataobj, np.float32) / 255.0, mni_aff, ras, 0.5), 0, 1)
-    wm = np.clip(_resample(np.asarray(wm_img.dataobj, np.float32) / 255.0, mni_aff, ras, 0.5), 0, 1)
+    brain = np.clip(_resample(brain_mask, mni_aff, eye4, 0.5), 0, 1)
+    gm = np.clip(_resample(np.asarray(gm_img.dataobj, np.float32) / 255.0, mni_aff, eye4, 0.5), 0, 1)
+    wm = np.clip(_resample(np.asarray(wm_img.dataobj, np.float32) / 255.0, mni_aff, eye4, 0.5), 0, 1)
     tissue = np.clip(gm + wm, 0, 1)
     gm, wm = gm * np.minimum(1, brain / np.maximum(tissue, 1e-3)), wm * np.minimum(1, brain / np.maximum(tissue, 1e-3))
     inner_csf = np.clip(brain - gm - wm, 0, 1)
 
-    ras_h = ras @ _MNI_TO_PYDEFACE[:3, :3].T.astype(np.float32) + _MNI_TO_PYDEFACE[:3, 3].astype(np.float32)
-    head_t1 = _resample(np.asarray(head_img.dataobj, np.float32), head_img.affine, ras_h, 0.0)
+    head_t1 = _resample(np.asarray(head_img.dataobj, np.float32), head_img.affine, _MNI_TO_PYDEFACE, 0.0)
     head_t1 /= np.percentile(head_t1[head_t1 > 60], 99)
     head = ndi.binary_fill_holes(ndi.binary_closing(head_t1 > 0.14, iterations=2))
 
@@ -227,22 +246,38 @@ def load_template() -> Template:
     icv_f = np.maximum(icv_f, brain)
     csf = inner_csf + np.clip(icv_f - brain, 0, 1)
 
-    # outside the intracranial volume the head T1 intensity decides: bright = fat/marrow, dark = bone or air
+    # outside the intracranial volume, near the brain: calvarium layers by distance (the averaged
+    # head's intensities are too smooth and uneven to separate them); farther away (face, neck,
+    # skull base) the head T1 intensity decides: bright = fat/marrow, dark = bone or air
     rest = np.clip(ndi.gaussian_filter(head.astype(np.float32), 0.6) - icv_f, 0, 1)
     h = ndi.gaussian_filter(head_t1, 0.7)
-    fat_w = np.clip((h - 0.58) / 0.17, 0, 1)
-    dark_w = np.clip((0.38 - h) / 0.2, 0, 1)
-    dist_icv = ndi.distance_transform_edt(~icv) * GRID_SPACING
-    near_skull = np.clip((16.0 - dist_icv) / 6.0, 0, 1).astype(np.float32)
-    bone = rest * dark_w * np.maximum(near_skull, 0.5)
-    air = rest * dark_w - bone
-    fat = rest * fat_w
-    muscle = np.clip(rest - fat - rest * dark_w, 0, 1)
+    fat_i = np.clip((h - 0.58) / 0.17, 0, 1)
+    dark_i = np.clip((0.38 - h) / 0.2, 0, 1)
+    dist_icv = (ndi.distance_transform_edt(~icv) * GRID_SPACING).astype(np.float32)
+    dist_out = (ndi.distance_transform_edt(head) * GRID_SPACING).astype(np.float32)
+
+    def ramp(d, a, b):  # 1 inside [a, b] mm with 1 mm soft edges
+        return np.clip(np.minimum(d - a, b - d) + 0.5, 0, 1)
+
+    inner_table, diploe, outer_table = ramp(dist_icv, -1, 2.0), ramp(dist_icv, 2.0, 4.5), ramp(dist_icv, 4.5, 6.5)
+    scalp = np.clip(dist_icv - 6.0, 0, 1)
+    skin = np.clip(2.0 - dist_out, 0, 1) * scalp
+    x, y, z = _grid_axes()
+    temporalis = np.clip((np.abs(x) - 42) / 6, 0, 1) * np.clip((35 - z) / 10, 0, 1) * np.clip((20 - y) / 10, 0, 1)
+    muscle_g = skin + (scalp - skin) * temporalis * 0.8
+    fat_g = np.clip(scalp - muscle_g, 0, 1) + 0.7 * diploe
+    bone_g = inner_table + outer_table + 0.3 * diploe
+    g = np.clip((20.0 - dist_icv) / 5.0, 0, 1)
+    bone_i = dark_i * np.clip((16.0 - dist_icv) / 6.0, 0.5, 1)
+    fat = rest * (g * fat_g + (1 - g) * fat_i)
+    bone = rest * (g * bone_g + (1 - g) * bone_i)
+    air = rest * (1 - g) * dark_i * (1 - np.clip((16.0 - dist_icv) / 6.0, 0.5, 1))
+    muscle = np.clip(rest - fat - bone - air, 0, 1)
 
     # eyes: vitreous in the orbits (located on the pydeface head), surrounded by orbital fat
     eye = np.zeros(_GRID_SHAPE, np.float32)
-    for c in _ras([(32, 66, -36), (-32, 66, -36)]):
-        r = np.linalg.norm(lps - c, axis=1).reshape(_GRID_SHAPE)
+    for c in _ras([(31, 62, -25), (-31, 62, -25)]):
+        r = _distance_to(c)
         eye = np.maximum(eye, np.clip((11.5 - r) / GRID_SPACING + 0.5, 0, 1))
         orbit = np.clip((17.0 - r) / GRID_SPACING + 0.5, 0, 1) - eye
         fat = np.maximum(fat, orbit * 0.8 * (1 - icv_f))
@@ -255,16 +290,14 @@ def load_template() -> Template:
     # dura: the shell lining the inner table plus the falx in the interhemispheric fissure
     shell = icv & ~ndi.binary_erosion(icv, iterations=1)
     dura = ndi.gaussian_filter(shell.astype(np.float32), 0.5) * 0.5
-    x = lps[:, 0].reshape(_GRID_SHAPE)
-    z = lps[:, 2].reshape(_GRID_SHAPE)
     dura = np.maximum(dura, csf * np.clip(1.5 - np.abs(x) / GRID_SPACING, 0, 1) * (z > 0) * 0.7)
     # choroid plexus in the ventricular atria, pituitary in the sella (approximate MNI positions)
     choroid = np.zeros(_GRID_SHAPE, np.float32)
     for c in _ras([(28, -40, 14), (-28, -40, 14)]):
-        r = np.linalg.norm(lps - c, axis=1).reshape(_GRID_SHAPE)
+        r = _distance_to(c)
         choroid = np.maximum(choroid, inner_csf * np.clip((7.0 - r) / 3.0, 0, 1) * 0.6)
     pit_c = _ras([(0, 2, -34)])[0]
-    rp = _ellipsoid_field(lps, pit_c, np.array([6.0, 5.0, 4.0]), np.eye(3)).reshape(_GRID_SHAPE)
+    rp = _distance_to(pit_c, (6.0, 5.0, 4.0))
     pituitary = np.clip((1.0 - rp) * 3, 0, 1).astype(np.float32)
     for m in (csf, dura, choroid):
         m *= 1 - pituitary
