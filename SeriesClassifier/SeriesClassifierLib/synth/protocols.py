@@ -320,7 +320,7 @@ def _dwi_group(ctx: _Ctx, *, dti: bool = False) -> list[SeriesSpec]:
 
 def _swi_group(ctx: _Ctx) -> list[SeriesSpec]:
     rng, v = ctx.rng, ctx.profile.vendor
-    if rng.random() < 0.3 and v != "GE":
+    if rng.random() < 0.4 and v != "GE":
         return [_spec("t2star", ctx)]
     mag = _spec("swi_mag", ctx)
     if v == "SIEMENS":
@@ -445,6 +445,8 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
             s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(30, 51))))
         if rng.random() < 0.3:
             s.append(_spec("haste", ctx))
+        if rng.random() < 0.2:
+            s.append(_spec("asl_3d", ctx, asl_map="CBF"))
     elif kind == "tumour":
         s.append(_spec("t2_tse", ctx))
         s.append(_spec("flair_3d", ctx) if rng.random() < 0.3 else _spec("flair_2d", ctx))
@@ -454,7 +456,7 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
         if pre3d is not None:
             s.append(pre3d)
         s += _swi_group(ctx)
-        if rng.random() < 0.35:
+        if rng.random() < 0.5:
             s.append(_spec(str(rng.choice(["asl", "asl_3d"])), ctx, n_temporal=1))
             if s[-1].extra["technique"] == "asl":
                 s[-1].n_temporal = int(rng.integers(8, 17))
@@ -482,7 +484,7 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
         s.append(mag)
         s.append(_spec("fmap_phase", ctx, like=mag, fieldmap_part="phasediff", echo_time=7.38))
         s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
-        if rng.random() < 0.3:
+        if rng.random() < 0.45:
             s.append(_spec("asl", ctx, n_temporal=int(rng.integers(8, 17)), asl_map="PAIRS"))
         if rng.random() < 0.3:
             s += _swi_group(ctx)
