@@ -9,10 +9,12 @@ application never freezes; results stream back one JSON line per series.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -105,6 +107,7 @@ class WorkerProcess:
         self.onEvent = onEvent
         self.onFinished = onFinished
         self.cancelRequested = False
+        self.workerPid = 0  # the Python process itself (PythonSlicer is a launcher that runs it as a child)
         self.stderrTail: list = []
         self._reader = EventReader()
         self.process = qt.QProcess()
@@ -126,16 +129,30 @@ class WorkerProcess:
         return self.process.state() != qt.QProcess.NotRunning
 
     def cancel(self) -> None:
-        """SIGTERM first (the worker stops after telling us); kill if it has not gone in 5 s."""
+        """SIGTERM to the worker itself (it stops after telling us); kill what is left after 5 s.
+
+        Signalling the launcher would not reach the Python child, so the worker's own PID (its first
+        event) is used; before that event arrives the launcher is terminated instead.
+        """
         if not self.isRunning():
             return
         self.cancelRequested = True
-        self.process.terminate()
+        if self.workerPid:
+            try:
+                os.kill(self.workerPid, signal.SIGTERM)  # on Windows this is TerminateProcess: immediate
+            except OSError:
+                self.process.terminate()
+        else:
+            self.process.terminate()
         qt.QTimer.singleShot(5000, self._killIfRunning)
 
     def _killIfRunning(self) -> None:
-        if self.isRunning():
-            self.process.kill()
+        if not self.isRunning():
+            return
+        if self.workerPid:
+            with contextlib.suppress(OSError):  # already gone
+                os.kill(self.workerPid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        self.process.kill()
 
     def waitForFinished(self, timeoutSeconds: float = 3600) -> bool:
         """Block until the worker ends, still delivering events (for tests and batch use)."""
@@ -154,6 +171,8 @@ class WorkerProcess:
 
     def _readStdout(self) -> None:
         for event in self._reader.feed(self._bytes(self.process.readAllStandardOutput())):
+            if event.get("type") == "worker":
+                self.workerPid = int(event.get("pid") or 0)
             self.onEvent(event)
 
     def _readStderr(self) -> None:
@@ -628,11 +647,11 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportDcm2bidsButton.connect("clicked(bool)", lambda: self.onExport("dcm2bids"))
         self.ui.exportHeudiconvButton.connect("clicked(bool)", lambda: self.onExport("heudiconv"))
         self.ui.checkDependenciesButton.connect("clicked(bool)", lambda: self.checkDependencies(force=True))
-        for widget, signal in ((self.ui.deviceComboBox, "currentIndexChanged(int)"),
+        for widget, signalName in ((self.ui.deviceComboBox, "currentIndexChanged(int)"),
                                (self.ui.modelsPathLineEdit, "currentPathChanged(QString)"),
                                (self.ui.storePathLineEdit, "currentPathChanged(QString)"),
                                (self.ui.userLineEdit, "editingFinished()")):
-            widget.connect(signal, self._saveSettings)
+            widget.connect(signalName, self._saveSettings)
         self._installShortcuts()
         self._fillVocabulary()  # vocabulary.py needs only the standard library: safe before any install
         self.initializeParameterNode()

@@ -258,12 +258,18 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _start(tmp_path: Path, source: Path, delay: float) -> subprocess.Popen:
+# PythonSlicer is a launcher: it runs the interpreter as a child with the same stdout and returns its exit code.
+LAUNCHER = "import subprocess, sys; raise SystemExit(subprocess.call(sys.argv[1:]))"
+
+
+def _start(tmp_path: Path, source: Path, delay: float, launcher: bool = False) -> subprocess.Popen:
     script = tmp_path / "run_worker.py"
     script.write_text(SCRIPT.format(testing=str(Path(__file__).parent), delay=delay))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ENGINE_DIR), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen([sys.executable, "-u", str(script), str(source), "--no-cnn"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    cmd = [sys.executable, "-u", str(script), str(source), "--no-cnn"]
+    if launcher:
+        cmd = [sys.executable, "-c", LAUNCHER, *cmd]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
 
 
 def test_process_stdout_is_only_json_lines(study, tmp_path):
@@ -278,18 +284,22 @@ def test_process_stdout_is_only_json_lines(study, tmp_path):
     assert b"a library printing to stdout" in err
 
 
-def test_sigterm_stops_the_worker_cleanly(tmp_path, study):
+@pytest.mark.parametrize("launcher", [False, True], ids=["direct", "through-launcher"])
+def test_sigterm_stops_the_worker_cleanly(tmp_path, study, launcher):
+    """The module signals the PID of the worker's first event; through a launcher too (as PythonSlicer)."""
     root, _ = study
     many = tmp_path / "many"
     for i in range(12):
         write_series(many / f"s{i}", "T2_2D", n_slices=1, number=i + 1)
-    proc = _start(tmp_path, many, delay=0.5)
+    proc = _start(tmp_path, many, delay=0.5, launcher=launcher)
     reader, events = worker.EventReader(), []
     while not any(e["type"] == "prediction" for e in events):
         chunk = proc.stdout.readline()
         assert chunk, proc.stderr.read().decode()
         events += reader.feed(chunk)
-    proc.send_signal(signal.SIGTERM)
+    pid = events[0]["pid"]
+    assert events[0]["type"] == "worker" and (pid != proc.pid) == launcher
+    os.kill(pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     events += reader.feed(out) + reader.flush()
     assert proc.returncode == worker.EXIT_CANCELLED, err.decode()
@@ -327,7 +337,8 @@ def test_worker_process_with_forest_and_cnn_writes_gradcam_on_the_series_grid(tm
     reader = worker.EventReader()
     events = reader.feed(proc.stdout) + reader.flush()
     assert all(e["type"] != "log" for e in events), "stdout carried something that is not an event"
-    assert events[0]["type"] == "start" and events[0]["device"].startswith("cpu")
+    assert events[0] == {"type": "worker", "pid": events[0]["pid"]} and events[0]["pid"] > 0
+    assert events[1]["type"] == "start" and events[1]["device"].startswith("cpu")
     predictions = {e["series_uid"]: worker.prediction_from_event(e) for e in events if e["type"] == "prediction"}
     assert set(predictions) == set(uids)
     for p in predictions.values():

@@ -9,6 +9,9 @@ manifest written by ``write_manifest`` (the Slicer module's choice: see below).
 
 Protocol: stdout carries only JSON lines, one event per line, flushed as it happens:
 
+- ``{"type": "worker", "pid": p}`` first: the interpreter's own process ID. Inside Slicer the module starts
+  the ``PythonSlicer`` launcher, which runs Python as a child; cancelling signals this PID, since a signal
+  to the launcher does not reach the child (MONAIAuto3DSeg kills the process tree for the same reason);
 - ``{"type": "start", "total": n, "device": "cpu", ...}`` once the series are listed;
 - ``{"type": "prediction", ...SeriesPrediction.to_dict()}`` as each series finishes;
 - ``{"type": "gradcam", "series_uid", "head", "class", "path"}`` when a heat map was written;
@@ -408,6 +411,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, bundle: A
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    emit({"type": "worker", "pid": os.getpid()})
     try:
         return run(args, emit, bundle=bundle)
     except Cancelled as e:
