@@ -277,3 +277,14 @@ def test_fast_scanner_skips_nested_sequences(tmp_path):
     assert scanned is not None and scanned["SeriesInstanceUID"] == uid
     fast, slow = _both_readers(files[0])
     assert fast == slow
+
+
+def test_linked_folders_are_followed_once(tmp_path):
+    data = tmp_path / "data"
+    uid, _ = write_classic_series(data / "s1", recipe_headers("T2_2D", np.random.default_rng(0)), n=2)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(data, target_is_directory=True)
+    (root / "loop").symlink_to(root, target_is_directory=True)
+    refs = list(FolderSource(root))
+    assert [r.series_uid for r in refs] == [uid] and len(refs[0].files) == 2

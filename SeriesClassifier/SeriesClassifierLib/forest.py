@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -306,7 +307,8 @@ class ForestModel:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        sio.dump(dict(self.estimators), folder / FOREST_FILE)
+        # Tree value arrays are mostly zeros: deflate keeps the bundled file small.
+        sio.dump(dict(self.estimators), folder / FOREST_FILE, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
         config = self.config()
         config.update(extra or {})
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True), encoding="utf-8")

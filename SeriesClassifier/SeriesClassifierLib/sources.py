@@ -248,7 +248,14 @@ class FolderSource:
         if self.root.is_file():
             yield self.root
             return
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        seen: set[str] = set()
+        # Linked folders are followed (archives are often assembled from links), each real folder once.
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:
+                dirnames[:] = []
+                continue
+            seen.add(real)
             dirnames.sort()
             for name in sorted(filenames):
                 yield Path(dirpath) / name
