@@ -223,3 +223,35 @@ def write_toy_corpus(root: Path, n_per_class: int = 12, seed: int = 0) -> dict[s
             )
             labels[uid] = cls
     return labels
+
+
+class FlatPhantom:
+    """Just enough of a phantom for the generator's slice geometry (tests that need headers, not images)."""
+
+    brain_center = np.zeros(3)
+
+    def template_to_world(self, points):
+        return np.asarray(points, dtype=float)
+
+
+def cheap_render(spec, phantom, rng):
+    """The generator's geometry and per-frame values with 16×16 flat images: realistic headers, fast."""
+    from SeriesClassifierLib.synth.render import slice_geometry
+    from SeriesClassifierLib.synth.spec import RenderedSeries
+
+    planes = slice_geometry(spec, phantom, rng)
+    volumes = len(spec.b_values) if spec.b_values else max(int(spec.n_temporal or 1), 1)
+    per_frame = {}
+    if spec.b_values:
+        per_frame["b_values"] = [float(b) for b in spec.b_values for _ in planes]
+    elif volumes > 1:
+        per_frame["temporal_indices"] = [v for v in range(volumes) for _ in planes]
+    return RenderedSeries(
+        frames=np.full((len(planes) * volumes, 16, 16), 100.0, dtype=np.float32),
+        positions=[tuple(float(x) for x in p.origin) for p in planes] * volumes,
+        orientations=[tuple(float(x) for x in (*p.row, *p.col)) for p in planes] * volumes,
+        pixel_spacing=(float(spec.pixel_spacing[0]), float(spec.pixel_spacing[1])),
+        slice_thickness=float(spec.slice_thickness),
+        signed="PHASE" in spec.sequence or spec.sequence == "FIELDMAP",
+        **per_frame,
+    )

@@ -208,3 +208,20 @@ def test_cli_train_writes_a_loadable_bundle(study, tmp_path):
     assert "seriesclassifier train" in bundle.card or "Retrain" in bundle.card
     config = json.loads((out / "forest.json").read_text())
     assert config["training"]["n_series"] == 4 and config["version"]
+
+
+def test_demo_generates_classifies_and_prints_a_table(monkeypatch, capsys, bundle_dir):
+    from dicom_factory import FlatPhantom, cheap_render
+
+    from SeriesClassifierLib.synth import generate
+
+    real = generate.generate_studies
+
+    def fast(out_dir, n_studies, seed, profiles=None, **kwargs):
+        return real(out_dir, n_studies, seed, profiles, make_phantom=lambda rng: FlatPhantom(), render=cheap_render)
+
+    monkeypatch.setattr(generate, "generate_studies", fast)
+    assert main(["demo", "--models", str(bundle_dir), "--no-cnn", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "sequence" in out and "orientation" in out and "series match the generator's labels" in out
+    assert len(out.splitlines()) > 8
