@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 
-    from SeriesClassifierLib.commands.train import without_context
+    from SeriesClassifierLib.commands.train import without_context, without_vendor_names
     from SeriesClassifierLib.features import FeatureExtractor
     from SeriesClassifierLib.forest import normalise_label
 
@@ -60,23 +60,21 @@ def main(argv=None) -> int:
                                                     random_state=0),
         "hist_gb": lambda: HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=0),
     }
-    rows = []
-    for descriptions in (False, True):
-        for context in (True, False):
-            tr = without_context(train, 0.15 if context else 1.0, 0)
-            he = held if context else without_context(held, 1.0, 0)
-            extractor = FeatureExtractor(use_description=descriptions).fit(tr)
-            X_tr, X_he = extractor.transform(tr), extractor.transform(he)
-            for name, make in models.items():
-                if name == "hist_gb" and (descriptions or not context):
-                    continue  # one HistGB row is enough to compare model families
-                t0 = time.time()
-                model = make().fit(X_tr, y_train)
-                pred = model.predict(X_he)
-                rows.append((name, descriptions, context, float(np.mean(pred == y_held)), macro_f1(y_held, pred),
-                             time.time() - t0))
-                print(f"{name:14s} desc={'on ' if descriptions else 'off'} context={'on ' if context else 'off'} "
-                      f"acc {rows[-1][3]:.4f} macro-F1 {rows[-1][4]:.4f} ({rows[-1][5]:.0f} s)", flush=True)
+    settings = [(False, True, 0.0), (False, False, 0.0), (False, True, 0.3), (True, True, 0.0), (True, True, 0.3)]
+    for descriptions, context, names in settings:
+        tr = without_vendor_names(without_context(train, 0.15 if context else 1.0, 0), names, 0)
+        he = held if context else without_context(held, 1.0, 0)
+        extractor = FeatureExtractor(use_description=descriptions).fit(tr)
+        X_tr, X_he = extractor.transform(tr), extractor.transform(he)
+        for name, make in models.items():
+            if name == "hist_gb" and (descriptions or not context or names):
+                continue  # one HistGB row is enough to compare model families
+            t0 = time.time()
+            pred = make().fit(X_tr, y_train).predict(X_he)
+            acc, f1 = float(np.mean(pred == y_held)), macro_f1(y_held, pred)
+            print(f"{name:14s} desc={'on ' if descriptions else 'off'} context={'on ' if context else 'off'} "
+                  f"name-dropout={names:.1f}  acc {acc:.4f}  macro-F1 {f1:.4f}  ({time.time() - t0:.0f} s)",
+                  flush=True)
     return 0
 
 

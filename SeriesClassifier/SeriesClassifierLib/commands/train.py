@@ -32,6 +32,8 @@ def add_arguments(parser) -> None:
                         help="also use SeriesDescription/ProtocolName tokens (off by default: descriptions lie)")
     parser.add_argument("--kind", choices=["random_forest", "extra_trees"], help="tree ensemble (default: RF)")
     parser.add_argument("--n-estimators", type=int, help="trees per task (default 200)")
+    parser.add_argument("--name-dropout", type=float, default=0.0,
+                        help="fraction of training rows without vendor sequence names (robustness to new vendors)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="JSON-lines cache of read headers (reused when present)")
     parser.add_argument("--docs", help="also copy the held-out confusion PNGs here")
@@ -102,14 +104,38 @@ def without_context(series: list, fraction: float, seed: int) -> list:
     return out
 
 
+VENDOR_NAME_FIELDS = ("SequenceName", "PulseSequenceName", "GEPulseSequenceName", "PhilipsScanningTechnique")
+
+
+def without_vendor_names(series: list, fraction: float, seed: int) -> list:
+    """Copies where a random fraction lost their vendor sequence names.
+
+    Sequence names are near-perfect cues on the vendors in training and unknown words on a
+    new one; rows without them make the forest learn the physics (TR/TE/TI/flip, b-values,
+    standard tags) as well, which is what carries over to an unseen scanner.
+    """
+    import copy
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for s in series:
+        if fraction > 0 and rng.random() < fraction:
+            s = copy.copy(s)
+            s.header = {k: v for k, v in s.header.items() if k not in VENDOR_NAME_FIELDS}
+        out.append(s)
+    return out
+
+
 def fit_forest(train: list, labels: dict, *, descriptions: bool, kind: str, n_estimators: int, seed: int,
-               context_dropout: float = 0.15):
+               context_dropout: float = 0.15, name_dropout: float = 0.0):
     from ..features import FeatureExtractor
     from ..forest import ForestModel
 
     forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
                          random_state=seed)
-    train = without_context(train, context_dropout, seed)
+    train = without_vendor_names(without_context(train, context_dropout, seed), name_dropout, seed)
     return forest.fit(train, training_targets(train, labels))
 
 
@@ -190,7 +216,8 @@ def run(args) -> int:
         return 2
     _log(f"training on {len(train)} series ({len(held)} held out by profile); kind={kind}, trees={n_estimators}, "
          f"descriptions={'on' if descriptions else 'off'}")
-    forest = fit_forest(train, labels, descriptions=descriptions, kind=kind, n_estimators=n_estimators, seed=args.seed)
+    forest = fit_forest(train, labels, descriptions=descriptions, kind=kind, n_estimators=n_estimators, seed=args.seed,
+                        name_dropout=args.name_dropout)
     params = EnsembleParams.load(base) if base is not None else EnsembleParams()
     params.review_threshold = round(review_threshold_from_oob(forest), 4)
     _log(f"forest fitted; review threshold {params.review_threshold}")
