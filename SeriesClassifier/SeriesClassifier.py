@@ -346,20 +346,26 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         return [s for p in db.patients() for st in db.studiesForPatient(p) for s in db.seriesForStudy(st)]
 
     def writeManifest(self, seriesUids: list, path: str) -> str:
-        """The worker's input: each series' files as the database lists them (see worker.py for why)."""
+        """The worker's input: each series' files as the database lists them (see worker.py for why), plus
+        the other series of their studies as context only (the forest reads a study's series together)."""
         from SeriesClassifierLib.worker import write_manifest
 
         db = self.database()
+        selected = list(dict.fromkeys(seriesUids))
+        wanted = set(selected)
+        studies = list(dict.fromkeys(db.studyForSeries(uid) for uid in selected))
+        siblings = [s for study in studies if study for s in db.seriesForStudy(study) if s not in wanted]
         entries = []
-        for uid in seriesUids:
+        for uid in selected + siblings:
             files = list(db.filesForSeries(uid))
             first = files[0] if files else ""
             entries.append({
                 "series_uid": uid,
-                "study_uid": db.studyForSeries(uid) if hasattr(db, "studyForSeries") else "",
+                "study_uid": db.studyForSeries(uid),
                 "patient_id": db.fileValue(first, "0010,0020") if first else "",
                 "series_description": db.fileValue(first, "0008,103e") if first else "",
                 "files": files,
+                "context_only": uid not in wanted,
             })
         return str(write_manifest(path, entries, source=db.databaseDirectory))
 

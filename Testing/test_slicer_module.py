@@ -463,6 +463,17 @@ def test_logic_browses_and_precaches_without_the_gui(slicer_logic):
     assert logic.missingPackages() == []  # this environment has the engine's dependencies
 
 
+def test_logic_manifest_carries_the_selection_and_its_study_siblings(slicer_logic):
+    from SeriesClassifierLib.worker import read_manifest_selection
+
+    module, logic, db, tmp = slicer_logic
+    first = logic.allSeries()[0]
+    refs, selected = read_manifest_selection(logic.writeManifest([first], str(tmp / "selection.json")))
+    assert selected == [first]
+    assert {r.series_uid for r in refs} == set(logic.allSeries())  # siblings as context only
+    assert all(r.files and not r.missing for r in refs)
+
+
 def test_logic_classifies_reviews_shows_and_exports_without_the_gui(slicer_logic):
     import csv
 
@@ -482,7 +493,7 @@ def test_logic_classifies_reviews_shows_and_exports_without_the_gui(slicer_logic
     manifest = next(Path(logic.workDir()).glob("manifest-*.json"))
     assert {r.series_uid for r in read_manifest(manifest)} == set(uids)  # the worker got the database's files
     assert set(logic.predictions) == set(uids)
-    assert [e["done"] for e in events if e["type"] == "progress"] == [1, 2, 3]
+    assert [e["done"] for e in events if e["type"] == "progress"] == [0, 1, 2, 3]
     assert logic.device  # the start event said which device
     store = logic.store(store_path)
     assert {r.series_uid for r in store.records()} == set(uids)  # recorded as they arrived

@@ -199,8 +199,27 @@ def test_run_streams_one_prediction_per_series_and_reports_failures(study, tmp_p
     assert "cannot classify this one" in predictions[1].error
     assert predictions[0].model_version == "stub-1"
     progress = [(e["done"], e["total"]) for e in events if e["type"] == "progress"]
-    assert progress == [(1, 3), (2, 3), (3, 3)]
+    assert progress == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert events[-1] == {"type": "done", "classified": 3, "errors": 1, "total": 3}
+
+
+def test_a_selection_is_read_with_its_study_siblings_but_only_it_is_classified(study, tmp_path, monkeypatch):
+    import SeriesClassifierLib.pipeline as pipeline
+
+    root, uids = study
+    entries = [{"series_uid": uid, "study_uid": "1.2.study", "files": sorted(str(p) for p in (root / d).glob("*.dcm")),
+                "context_only": uid != uids["T2_2D"]}
+               for uid, d in ((uids["T2_2D"], "s1"), (uids["FLAIR_2D"], "s2"), (uids["BROKEN"], "s3"))]
+    manifest = worker.write_manifest(tmp_path / "m.json", entries)
+    refs, context, unknown = worker.list_series(manifest)
+    assert [r.series_uid for r in refs] == [uids["T2_2D"]] and len(context) == 3 and unknown == []
+    pools = []
+    real = pipeline.read_all_series
+    monkeypatch.setattr(pipeline, "read_all_series", lambda pool: pools.append(len(pool)) or real(pool))
+    events: list[dict] = []
+    assert worker.run(args_for(str(manifest)), events.append, bundle=stub_bundle()) == 0
+    assert pools == [3]  # the forest's study context saw the siblings
+    assert [e["series_uid"] for e in events if e["type"] == "prediction"] == [uids["T2_2D"]]
 
 
 def test_run_reads_a_folder_and_refuses_a_missing_source(study, tmp_path):
@@ -239,8 +258,8 @@ def test_gradcam_maps_are_written_for_the_predicted_class(study, tmp_path, monke
     args = args_for(str(root / "s1"), "--gradcam-dir", str(tmp_path / "cams"), "--gradcam-only",
                     "--gradcam-head", "sequence", "--gradcam-class", "FLAIR_2D")
     assert worker.run(args, events.append, bundle=bundle) == 0
-    assert [e["type"] for e in events] == ["start", "gradcam", "progress", "done"]
-    assert Path(events[1]["path"]).name.endswith("_sequence_FLAIR_2D.npz")
+    assert [e["type"] for e in events] == ["start", "progress", "gradcam", "progress", "done"]
+    assert Path(events[2]["path"]).name.endswith("_sequence_FLAIR_2D.npz")
 
 
 # ----------------------------------------------------------------------------------------------- real process

@@ -67,7 +67,8 @@ class Cancelled(BaseException):
 
 def write_manifest(path: str | os.PathLike, series: Iterable[dict], source: str = "") -> Path:
     """Write the series to classify: dicts with ``series_uid``, ``files`` and optionally ``study_uid``,
-    ``patient_id``, ``series_description``."""
+    ``patient_id``, ``series_description``, and ``context_only`` (True: a sibling in the same study whose
+    headers the forest's study context reads, but which is not classified itself)."""
     entries = []
     for s in series:
         if not s.get("series_uid"):
@@ -79,6 +80,7 @@ def write_manifest(path: str | os.PathLike, series: Iterable[dict], source: str 
                 "patient_id": str(s.get("patient_id") or ""),
                 "series_description": str(s.get("series_description") or ""),
                 "files": [str(f) for f in s.get("files") or []],
+                "context_only": bool(s.get("context_only", False)),
             }
         )
     path = Path(path)
@@ -99,6 +101,12 @@ def is_manifest(path: str | os.PathLike) -> bool:
 
 
 def read_manifest(path: str | os.PathLike) -> list[SeriesRef]:
+    """Every series of the manifest (context-only ones included)."""
+    return read_manifest_selection(path)[0]
+
+
+def read_manifest_selection(path: str | os.PathLike) -> tuple[list[SeriesRef], list[str]]:
+    """(every series, the UIDs to classify) of a manifest."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -109,8 +117,10 @@ def read_manifest(path: str | os.PathLike) -> list[SeriesRef]:
     if int(doc.get("version", 0)) > MANIFEST_VERSION:
         raise ValueError(f"{path}: manifest version {doc.get('version')} is newer than this worker understands")
     source = str(doc.get("source") or path)
-    refs = []
+    refs, selected = [], []
     for entry in doc.get("series", []):
+        if not entry.get("context_only"):
+            selected.append(entry["series_uid"])
         files = [Path(f) for f in entry.get("files", [])]
         refs.append(
             SeriesRef(
@@ -123,27 +133,39 @@ def read_manifest(path: str | os.PathLike) -> list[SeriesRef]:
                 missing=[f for f in files if not f.is_file()],
             )
         )
-    return refs
+    return refs, selected
 
 
 def list_series(
     source: str | os.PathLike, series_uids: Sequence[str] | None = None
-) -> tuple[list[SeriesRef], list[str]]:
-    """The series to classify, in source order; and the requested UIDs the source does not have."""
+) -> tuple[list[SeriesRef], list[SeriesRef], list[str]]:
+    """(the series to classify in order, every series of their studies the source has, requested UIDs the
+    source does not have). The siblings feed the forest's study context (pre/post order, agents)."""
     if not os.path.exists(source):
         raise ValueError("no such file or folder")
     if is_manifest(source):
-        refs = read_manifest(source)
+        everything, selected = read_manifest_selection(source)
     else:
         from .sources import iter_series_refs
 
-        refs = list(iter_series_refs(source))
-    if not series_uids:
-        return refs, []
-    wanted = list(dict.fromkeys(series_uids))
-    by_uid = {r.series_uid: r for r in refs}
-    return [by_uid[u] for u in wanted if u in by_uid], [u for u in wanted if u not in by_uid]
+        everything = list(iter_series_refs(source))
+        selected = [r.series_uid for r in everything]
+    by_uid = {r.series_uid: r for r in everything}
+    wanted = list(dict.fromkeys(series_uids)) if series_uids else selected
+    refs = [by_uid[u] for u in wanted if u in by_uid]
+    studies = {r.study_uid for r in refs if r.study_uid}
+    context = [r for r in everything if r.study_uid in studies or (not r.study_uid and r in refs)]
+    return refs, context, [u for u in wanted if u not in by_uid]
 
+
+def read_with_context(refs: Sequence[SeriesRef], context: Sequence[SeriesRef]) -> dict[str, Any]:
+    """Headers of ``refs`` (by UID) read together with their studies' other series, as ``pipeline.classify``
+    does, so a selection is classified as it would be with its whole study."""
+    from .pipeline import read_all_series
+
+    wanted = {r.series_uid for r in refs}
+    pool = list(context) + [r for r in refs if r not in context]
+    return {s.series_uid: s for s in read_all_series(pool) if s.series_uid in wanted}
 
 # --------------------------------------------------------------------------- heat map files
 
@@ -318,7 +340,7 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
     """Classify the listed series, emitting events; ``bundle`` defaults to the one ``--models`` names."""
     device = _setup_torch(args.device, args.threads)
     try:
-        refs, unknown = list_series(args.source, args.series_uids)
+        refs, context, unknown = list_series(args.source, args.series_uids)
     except (OSError, ValueError) as e:
         emit({"type": "error", "message": f"{args.source}: {e}"})
         return EXIT_USAGE
@@ -345,11 +367,19 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
     from .headers import read_series
     from .pipeline import predict_series
 
+    emit({"type": "progress", "done": 0, "total": total, "stage": "reading headers"})
+    try:
+        read = read_with_context(refs, context)
+    except Cancelled:
+        raise
+    except Exception as e:  # the study context is a bonus: classify each series on its own instead
+        emit({"type": "error", "message": f"study context not available ({_describe(e)}); series read one by one"})
+        read = {}
     classified = errors = 0
     for done, ref in enumerate(refs, start=1):
         series = prediction = None
         try:
-            series = read_series(ref)
+            series = read.get(ref.series_uid) or read_series(ref)
             if not args.gradcam_only:
                 prediction = predict_series(series, bundle, use_forest=True, use_cnn=use_cnn)
                 emit({"type": "prediction", **prediction.to_dict()})
