@@ -424,8 +424,9 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
                     gradcamHead: str = None, gradcamClass: str = None, storePath: str = "") -> WorkerProcess:
         from SeriesClassifierLib.worker import command
 
-        manifest = self.writeManifest(seriesUids, os.path.join(self.workDir(), f"manifest-{os.getpid()}-"
-                                                                f"{qt.QDateTime.currentMSecsSinceEpoch()}.json"))
+        manifest = self.writeManifest(
+            seriesUids, os.path.join(self.workDir(), f"manifest-{os.getpid()}-{time.time_ns()}.json")
+        )
         arguments = command(
             self.pythonExecutable(), manifest, models=self.modelsDir or None,
             gradcam_dir=self.gradcamDir() if (gradcam or gradcamOnly) else None, gradcam_head=gradcamHead,
@@ -527,6 +528,11 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
             node = volumes[0]
             self._loadedVolumes[seriesUid] = node.GetID()
         return node
+
+    def forgetNodes(self) -> None:
+        """The scene is closing: the loaded series and the overlay go with it."""
+        self._loadedVolumes.clear()
+        self.overlayNode = None
 
     def heatmapFile(self, seriesUid: str, head: str, cls: str) -> Optional[str]:
         from SeriesClassifierLib.worker import heatmap_path
@@ -680,8 +686,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
-        self.logic.overlayNode = None
-        self.logic._loadedVolumes.clear()
+        self.logic.forgetNodes()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:

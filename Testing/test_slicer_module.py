@@ -432,7 +432,6 @@ def slicer_logic(tmp_path_factory):
         setattr(slm, name, type(name, (Base,), {}))
     qt = types.ModuleType("qt")
     qt.Qt = SimpleNamespace(UserRole=256)
-    qt.QDateTime = SimpleNamespace(currentMSecsSinceEpoch=lambda: 1)
     saved = {k: sys.modules.get(k) for k in ("slicer", "slicer.util", "slicer.ScriptedLoadableModule", "qt")}
     sys.modules.update({"slicer": fake, "slicer.util": util, "slicer.ScriptedLoadableModule": slm, "qt": qt})
     try:
