@@ -991,7 +991,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if output.sequence:
                 parts.append(f"{name}: {output.sequence.label} {output.sequence.probability:.2f}")
         if prediction.reasons:
-            parts.append(_("Why review: {r}").format(r="; ".join(prediction.reasons)))
+            parts.append(_("Reasons: {r}").format(r="; ".join(prediction.reasons)))
         if prediction.error:
             parts.append(_("Error: {e}").format(e=prediction.error))
         return " · ".join(parts)

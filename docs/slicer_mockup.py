@@ -131,8 +131,8 @@ def fill(ui, predictions, device: str, labels: dict, illustrative: bool, current
     vocab = load_vocabulary()
     titles = {c.name: c.title for c in result_columns()}
     tree = ui.findChild(QtWidgets.QTreeWidget, "studyTreeWidget")
-    patient = QtWidgets.QTreeWidgetItem(tree, ["SIM^PATIENT01", "", ""])
-    study = QtWidgets.QTreeWidgetItem(patient, ["MR BRAIN ROUTINE", "20240115", str(len(predictions))])
+    patient = QtWidgets.QTreeWidgetItem(tree, [predictions[0].patient_id or "SIM^PATIENT01", "", ""])
+    study = QtWidgets.QTreeWidgetItem(patient, ["MR BRAIN", "", str(len(predictions))])
     for p in predictions[:4]:
         QtWidgets.QTreeWidgetItem(study, [f"{p.series_number}: {p.series_description or '(no description)'}", "", "MR"])
     tree.expandAll()
@@ -199,7 +199,7 @@ def fill(ui, predictions, device: str, labels: dict, illustrative: bool, current
         details.append("Top 3: " + ", ".join(f"{c} {v:.2f}" for c, v in p.sequence.top(3)))
     details += [f"{n}: {m.sequence.label} {m.sequence.probability:.2f}" for n, m in p.models.items() if m.sequence]
     if p.reasons:
-        details.append("Why review: " + "; ".join(p.reasons))
+        details.append("Reasons: " + "; ".join(p.reasons))
     ui.findChild(QtWidgets.QLabel, "detailsLabel").setText(" · ".join(details))
     slider = ui.findChild(QtWidgets.QSlider, "opacitySlider")
     slider.setRange(0, 100)
