@@ -276,9 +276,9 @@ def load_template() -> Template:
 
     # eyes: vitreous in the orbits (located on the pydeface head), surrounded by orbital fat
     eye = np.zeros(_GRID_SHAPE, np.float32)
-    for c in _ras([(31, 62, -25), (-31, 62, -25)]):
+    for c in _ras([(31, 64, -29), (-31, 64, -29)]):
         r = _distance_to(c)
-        eye = np.maximum(eye, np.clip((11.5 - r) / GRID_SPACING + 0.5, 0, 1))
+        eye = np.maximum(eye, np.clip((11.5 - r) / GRID_SPACING + 0.5, 0, 1) * (1 - icv_f))
         orbit = np.clip((17.0 - r) / GRID_SPACING + 0.5, 0, 1) - eye
         fat = np.maximum(fat, orbit * 0.8 * (1 - icv_f))
     for name_map in (fat, muscle, bone, air):
@@ -317,7 +317,11 @@ def load_template() -> Template:
         "CHOROID": choroid,
         "PITUITARY": pituitary,
     }
-    fractions = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in fractions.items()}
+    fractions = {k: np.clip(v, 0, 1).astype(np.float32) for k, v in fractions.items()}
+    # the two sources disagree by a few mm in places (orbits, skull base): keep each voxel's sum ≤ 1
+    total = sum(fractions.values())
+    over = np.maximum(total, 1.0)
+    fractions = {k: np.ascontiguousarray(v / over, dtype=np.float32) for k, v in fractions.items()}
     for v in fractions.values():
         v.setflags(write=False)
 

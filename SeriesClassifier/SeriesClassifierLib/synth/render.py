@@ -230,7 +230,7 @@ def _dipole_field(chi: np.ndarray) -> np.ndarray:
     k2[0, 0, 0] = 1.0
     d = 1.0 / 3.0 - k[2] ** 2 / k2
     d[0, 0, 0] = 0.0
-    f = np.fft.irfftn(np.fft.rfftn(x) * d, s=x.shape)
+    f = np.fft.irfftn(np.fft.rfftn(x) * d, s=x.shape, axes=(0, 1, 2))
     return f[8:-8, 8:-8, 8:-8].astype(np.float32)
 
 
@@ -333,19 +333,19 @@ def _grid_index_of_plane(
 
 
 def _sampling_plan(
-    plane: Plane, max_step: float = GRID_SPACING
+    plane: Plane, max_step: float = 2.0
 ) -> tuple[tuple[float, float], tuple[int, int], tuple[int, int]]:
     """In-plane sampling steps and lattice shape; and block factor (>1 = average blocks, 0 = zoom up)."""
     rows, cols = plane.shape
     steps, shape, factor = [], [], []
     for n, sp in ((rows, plane.spacing[0]), (cols, plane.spacing[1])):
-        if sp >= max_step * 0.99:
-            k = int(np.ceil(sp / max_step - 0.01))
+        if sp >= min(GRID_SPACING, max_step) * 0.99:
+            k = max(1, int(np.ceil(sp / max_step - 0.01)))
             steps.append(sp / k)
             shape.append(n * k)
             factor.append(k)
         else:
-            m = int(np.ceil(n * sp / max_step))
+            m = int(np.ceil(n * sp / min(GRID_SPACING, max_step)))
             steps.append(n * sp / m)
             shape.append(m)
             factor.append(0)
@@ -372,15 +372,16 @@ def sample(
     reduce: str = "mean",
     epi_shift: np.ndarray | None = None,
     depth_step: float = 2.0,
-    max_step: float = GRID_SPACING,
+    max_step: float = 2.0,
     planes: list[Plane] | None = None,
 ) -> list[np.ndarray]:
     """Sample grid volumes on every plane: returns, per volume, (n_planes, rows, cols) float32.
 
     Through-plane: ``thickness`` is covered by sub-slices ``depth_step`` apart (each
     trilinear sample already spans ±1 grid voxel) reduced by mean (slice profile, partial
-    volume), max (MIP) or min (minIP). In-plane: box average of sub-pixels when pixels are
-    larger than the grid, linear interpolation when smaller. ``epi_shift`` (grid volume,
+    volume), max (MIP) or min (minIP). In-plane: pixels larger than ``max_step`` are box
+    averages of sub-pixel samples; smaller ones are interpolated from a lattice at about
+    the grid spacing (the trilinear kernel itself smooths over ±1 grid voxel). ``epi_shift`` (grid volume,
     mm) moves samples along the column (phase-encode) direction.
     """
     planes = ctx.planes if planes is None else planes
@@ -480,10 +481,17 @@ def bias_field(ctx: _Context) -> np.ndarray:
 
 
 def snr_for(ctx: _Context, base: float) -> float:
-    """SNR scales with voxel volume and field strength; ``base`` is the sequence's SNR at 1 mm³, 3 T."""
+    """SNR scales with voxel volume and field strength; ``base`` is the sequence's SNR at 1 mm³, 3 T, 2-D.
+
+    3-D encoding averages over all partitions (about ×2.5 here); a site profile may add noise
+    (``extra["noise_scale"]``, > 1 = noisier).
+    """
     s = ctx.spec
     voxel = float(s.pixel_spacing[0] * s.pixel_spacing[1] * s.slice_thickness)
     snr = base * voxel**0.75 * (ctx.field_strength / 3.0) * ctx.phantom.params.get("snr_factor", 1.0)
+    if s.acquisition == "3D":
+        snr *= 2.5
+    snr /= max(float(s.extra.get("noise_scale", 1.0) or 1.0), 0.1)
     return float(np.clip(snr * ctx.rng.uniform(0.8, 1.25), 3.0, 200.0))
 
 
@@ -692,21 +700,40 @@ def _epi_s0(ctx, te: float, tr: float, se: bool = True, fa: float = 90.0) -> np.
 
 
 def _diffusion_images(ctx, b_values: list[float]) -> list[np.ndarray]:
+    """Noise-free EPI images, one per entry of ``b_values``.
+
+    Repeated non-zero b-values are diffusion directions (DTI): each gets its own smooth
+    anisotropic modulation of white matter, so directions differ as in real raw DTI data.
+    """
     s = ctx.spec
     te, tr = _v(s.echo_time, 85), _v(s.repetition_time, 5000)
+    unique = sorted(set(float(b) for b in b_values))
     vols = [
         tissue_volume(ctx, lambda p, b=b: ph.diffusion(ph.spin_echo(p, tr, te), p.adc, b), flow="epi", fat_sat=True)
-        for b in b_values
+        for b in unique
     ]
-    shift = epi_shift_map(ctx)
-    return sample(ctx, vols, epi_shift=shift)
+    repeated = any(b_values.count(b) > 1 for b in unique if b > 0)
+    if repeated:
+        vols.append(ctx.phantom.fractions["WM"])
+    imgs = sample(ctx, vols, epi_shift=epi_shift_map(ctx))
+    by_b = dict(zip(unique, imgs))
+    out = []
+    for b in b_values:
+        img = by_b[float(b)]
+        if repeated and b > 0:
+            wm = imgs[-1]
+            n, r, c = wm.shape
+            pattern = _upsample(ctx.rng.normal(0, 1, (n, 6, 6)), (r, c), align_corners=True)
+            img = img * (1 + 0.35 * wm**2 * np.tanh(pattern)).astype(np.float32)
+        out.append(img)
+    return out
 
 
 def _dwi(ctx):
-    b_values = list(ctx.spec.b_values) or [0.0, 1000.0]
+    b_values = [float(b) for b in ctx.spec.b_values] or [0.0, 1000.0]
     imgs = _diffusion_images(ctx, b_values)
-    snr = snr_for(ctx, 2.2)
-    ref = _reference(imgs[0])
+    snr = snr_for(ctx, 4.5)
+    ref = _reference(imgs[int(np.argmin(b_values))])
     frames = np.concatenate([finish(ctx, im, snr, reference=ref) for im in imgs])
     frames = epi_artefacts(ctx, frames)
     n = len(ctx.planes)
@@ -720,7 +747,7 @@ def _dwi(ctx):
 
 def _adc_from(ctx, b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s0, sb = _diffusion_images(ctx, [0.0, b])
-    snr = snr_for(ctx, 2.2) * 1.7  # averaged over directions
+    snr = snr_for(ctx, 4.5) * 1.7  # averaged over directions
     ref = _reference(s0)
     n0, nb = finish(ctx, s0, snr, reference=ref), finish(ctx, sb, snr, reference=ref)
     mask = ndi.binary_opening(n0 > 0.15 * ref, iterations=1)
@@ -814,19 +841,20 @@ def _asl(ctx):
     cbf = ndi.gaussian_filter(cbf, 1.2)  # low-resolution readout and label dispersion
     m0_img, cbf_img = sample(ctx, [m0, cbf])
     if s.derived or str(s.extra.get("asl_map", "")).upper() == "CBF":
-        snr = snr_for(ctx, 0.8)
-        ref = _reference(cbf_img)
-        img = finish(ctx, cbf_img, snr, reference=ref)
-        return _result(ctx, (img * ctx.rng.uniform(8, 12)).astype(np.float32))
+        # quantified CBF (ml/100 g/min, stored ×10 as several vendors do): noisy, smooth, GM > WM
+        noise = ndi.gaussian_filter(ctx.rng.normal(0, 1, cbf_img.shape), (0, 0.7, 0.7)) * ctx.rng.uniform(6, 12)
+        img = np.clip(cbf_img * bias_field(ctx) + noise * (m0_img > 0.05 * m0_img.max()), 0, None)
+        return _result(ctx, (img * 10).astype(np.float32))
     n_t = max(int(s.n_temporal), 2)
-    bgs = ctx.rng.uniform(0.05, 0.2)
+    bgs = ctx.rng.uniform(0.1, 0.3)  # background suppression leaves this fraction of static tissue
     ref = _reference(m0_img)
-    snr = snr_for(ctx, 1.5)
+    snr = snr_for(ctx, 0.6)
+    delta = 0.01 * ref * cbf_img / 60.0  # label − control difference: ~1 % of M0 in GM
     vols = []
     for k in range(n_t):
-        control = m0_img * bgs + 0.012 * ref * cbf_img / 60.0
-        label = control - 0.012 * ref * cbf_img / 60.0 * 0.9 if k % 2 else control
-        vols.append(finish(ctx, label, snr, reference=ref * max(bgs, 0.1) * 3))
+        control = m0_img * bgs + delta
+        img = control - delta * 0.9 if k % 2 else control
+        vols.append(finish(ctx, img, snr, reference=ref * bgs))
     n = len(ctx.planes)
     return _result(
         ctx,
@@ -1047,3 +1075,33 @@ class _single_thread:
         torch.set_num_threads(self.n)
         return False
 
+
+
+def tissue_maps(
+    rendered: RenderedSeries, phantom: Phantom, tissues: list[str], n_planes: int | None = None
+) -> dict[str, np.ndarray]:
+    """Fractions of the named tissues on the planes of a rendered series (no EPI shift), for checks and labels.
+
+    Base tissues (anatomy.BASE_TISSUES) and overlay tissues (ARTERY, VEIN, lesions) are accepted.
+    ``n_planes`` limits to the first planes (one volume of a 4-D series).
+    """
+    n = len(rendered.positions) if n_planes is None else n_planes
+    rows, cols = rendered.frames.shape[1:]
+    planes = []
+    for pos, iop in zip(rendered.positions[:n], rendered.orientations[:n]):
+        planes.append(Plane(np.array(pos), np.array(iop[:3]), np.array(iop[3:]), rendered.pixel_spacing, (rows, cols)))
+    vols = []
+    for name in tissues:
+        if name in phantom.fractions:
+            vols.append(phantom.fractions[name])
+        else:
+            v = np.zeros(_GRID_SHAPE, np.float32)
+            for o in phantom.overlays:
+                if o.tissue == name:
+                    np.maximum(v[o.index], o.fraction, out=v[o.index])
+            vols.append(v)
+    spec = SeriesSpec("OTHER", "AXIAL", rows=rows, columns=cols, slice_thickness=rendered.slice_thickness)
+    ctx = _Context(spec, phantom, np.random.default_rng(0), planes, 3.0)
+    with _single_thread():
+        imgs = sample(ctx, vols, thickness=rendered.slice_thickness)
+    return dict(zip(tissues, imgs))

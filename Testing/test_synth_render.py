@@ -1,0 +1,320 @@
+"""The generator's pixel half: phantom, physics and rendering (synth/anatomy, physics, render)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from SeriesClassifierLib.synth import physics
+from SeriesClassifierLib.synth.anatomy import BASE_TISSUES, make_phantom
+from SeriesClassifierLib.synth.render import angle_from_nearest_axis, render_series, tissue_maps
+from SeriesClassifierLib.synth.spec import RenderedSeries, SeriesSpec
+from SeriesClassifierLib.vocabulary import load_vocabulary
+
+VOCAB = load_vocabulary()
+THRESHOLD = VOCAB.oblique_threshold_degrees
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(np.random.default_rng(7))
+
+
+def small(code: str, **kw) -> SeriesSpec:
+    """A small but anatomically sensible spec: 64×64, 3.6 mm pixels (230 mm FOV), 5 mm slices."""
+    base = dict(
+        sequence=code,
+        orientation="AXIAL",
+        rows=64,
+        columns=64,
+        pixel_spacing=(3.6, 3.6),
+        slice_thickness=5.0,
+        slice_spacing=6.0,
+        n_slices=12,
+        field_strength=3.0,
+    )
+    if code in ("DWI",):
+        base["b_values"] = (0.0, 1000.0)
+    if code in ("PERFUSION_DSC", "FMRI_BOLD", "PERFUSION_ASL"):
+        base["n_temporal"] = 6 if code != "PERFUSION_DSC" else 30
+    if code in ("PERFUSION_DSC",):
+        base["contrast"] = True
+    if code in ("SWI_MINIP",):
+        base["extra"] = {"minip_slab_mm": 12.0}
+    if code == "SCOUT":
+        base.update(orientation="MIXED", n_slices=9)
+    if code in ("MRA_MIP",):
+        base.update(n_slices=3, orientation="CORONAL")
+    base.update(kw)
+    return SeriesSpec(**base)
+
+
+def n_volumes(rs: RenderedSeries, spec: SeriesSpec) -> int:
+    return len(rs.positions) // spec.n_slices if spec.orientation != "MIXED" else 1
+
+
+@pytest.mark.parametrize("code", VOCAB.sequence_codes)
+def test_every_sequence_renders(code, phantom):
+    spec = small(code)
+    rs = render_series(spec, phantom, np.random.default_rng(1))
+    assert rs.frames.dtype == np.float32
+    assert rs.frames.ndim == 3 and rs.frames.shape[1:] == (64, 64)
+    assert np.isfinite(rs.frames).all()
+    assert len(rs.positions) == len(rs.orientations) == rs.frames.shape[0]
+    assert rs.frames.shape[0] % spec.n_slices == 0
+    assert rs.frames.std() > 0
+    if rs.signed:
+        assert rs.frames.min() >= -4096 and rs.frames.max() <= 4095
+    else:
+        assert rs.frames.min() >= 0 and rs.frames.max() <= 4095
+    for per_frame in (rs.b_values, rs.temporal_indices, rs.echo_numbers):
+        assert per_frame is None or len(per_frame) == rs.frames.shape[0]
+
+
+def test_volume_major_order_and_per_frame_values(phantom):
+    spec = small("DWI", b_values=(0.0, 500.0, 1000.0))
+    rs = render_series(spec, phantom, np.random.default_rng(2))
+    assert rs.frames.shape[0] == 3 * spec.n_slices
+    assert rs.b_values == [0.0] * 12 + [500.0] * 12 + [1000.0] * 12
+    assert rs.positions[:12] == rs.positions[12:24]
+    # diffusion weighting lowers the signal volume by volume
+    means = [rs.frames[k * 12 : (k + 1) * 12].mean() for k in range(3)]
+    assert means[0] > means[1] > means[2]
+
+    dsc = render_series(small("PERFUSION_DSC"), phantom, np.random.default_rng(2))
+    assert dsc.temporal_indices == [t for t in range(30) for _ in range(12)]
+    fm = render_series(small("FIELDMAP"), phantom, np.random.default_rng(2))
+    assert fm.echo_numbers == [1] * 12 + [2] * 12
+    phase = render_series(small("FIELDMAP", extra={"fieldmap_part": "phasediff"}), phantom, np.random.default_rng(2))
+    assert phase.signed and phase.frames.min() < 0 < phase.frames.max()
+
+
+# ---------------------------------------------------------------- contrast
+
+
+def means(code: str, phantom, tissues=("CSF", "WM", "GM"), threshold=0.85, seed=3, **kw) -> dict[str, float]:
+    spec = small(code, **kw)
+    rs = render_series(spec, phantom, np.random.default_rng(seed))
+    n = spec.n_slices
+    maps = tissue_maps(rs, phantom, list(tissues), n_planes=n)
+    out = {}
+    for vol in range(len(rs.positions) // n):
+        frames = rs.frames[vol * n : (vol + 1) * n]
+        for t in tissues:
+            mask = maps[t] > threshold
+            assert mask.sum() > 3, f"{code}: no {t} voxels in the stack"
+            out[t if vol == 0 else f"{t}@{vol}"] = float(frames[mask].mean())
+    return out
+
+
+def test_t2_csf_bright_t1_csf_dark(phantom):
+    t2 = means("T2_2D", phantom, repetition_time=4500, echo_time=95)
+    assert t2["CSF"] > 1.5 * t2["WM"]
+    assert t2["GM"] > t2["WM"]
+    t1 = means("T1_2D_PRE", phantom, repetition_time=550, echo_time=12)
+    assert t1["CSF"] < t1["GM"] < t1["WM"]
+    thin = dict(slice_thickness=2.0, slice_spacing=2.0, n_slices=30, pixel_spacing=(2.0, 2.0), rows=112, columns=112)
+    mprage = means("T1_3D_PRE", phantom, acquisition="3D", inversion_time=900, repetition_time=2300, flip_angle=9,
+                   **thin)
+    # the signal equation gives CSF/GM ≈ 0.4 at TI 900/TR 2300; partial volume and noise floor add a little
+    assert mprage["CSF"] < 0.55 * mprage["GM"] and mprage["GM"] < mprage["WM"]
+    pd = means("PD", phantom, repetition_time=3000, echo_time=15)
+    assert pd["GM"] > pd["WM"]
+    ciss = means("CISS", phantom, acquisition="3D", **thin)
+    assert ciss["CSF"] > 2 * ciss["WM"]
+
+
+def test_flair_nulls_csf_and_shows_lesions(phantom):
+    flair = means("FLAIR_2D", phantom, repetition_time=9000, inversion_time=2500, echo_time=100)
+    assert flair["CSF"] < 0.35 * flair["WM"]
+    flair3d = means("FLAIR_3D", phantom, acquisition="3D", repetition_time=5000, echo_time=380)
+    assert flair3d["CSF"] < 0.35 * flair3d["WM"]
+
+
+def test_flair_lesions_bright():
+    # a phantom with MS plaques: seeds vary, so search a few
+    for seed in range(30):
+        ph = make_phantom(np.random.default_rng(seed))
+        if "ms_plaques" in ph.seed_info and ph.seed_info["ms_plaques"] >= 6:
+            break
+    else:
+        pytest.fail("no phantom with plaques in 30 seeds")
+    spec = small("FLAIR_2D", n_slices=24, slice_spacing=5.0, slice_thickness=5.0)
+    rs = render_series(spec, ph, np.random.default_rng(0))
+    maps = tissue_maps(rs, ph, ["MS", "WM"])
+    lesion = maps["MS"] > 0.5
+    wm = (maps["WM"] > 0.9) & (maps["MS"] < 0.01)
+    assert lesion.sum() > 0
+    assert rs.frames[lesion].mean() > 1.15 * rs.frames[wm].mean()
+
+
+def test_contrast_enhances_vessels(phantom):
+    kw = dict(acquisition="3D", inversion_time=900, repetition_time=2000, flip_angle=9, slice_thickness=2.0,
+              slice_spacing=2.0, n_slices=40, pixel_spacing=(2.0, 2.0), rows=112, columns=112)
+    tissues = ("WM", "VEIN", "DURA")
+    pre = means("T1_3D_PRE", phantom, tissues, threshold=0.5, **kw)
+    post = means("T1_3D_POST", phantom, tissues, threshold=0.5, contrast=True, **kw)
+    assert post["VEIN"] / post["WM"] > 1.5 * pre["VEIN"] / pre["WM"]
+    assert post["DURA"] / post["WM"] > pre["DURA"] / pre["WM"]
+
+
+def test_diffusion_contrast(phantom):
+    kw = dict(rows=96, columns=96, pixel_spacing=(2.4, 2.4), fat_suppressed=True)
+    adc = means("ADC", phantom, b_values=(0.0, 1000.0), **kw)
+    assert adc["CSF"] > 2000 and 450 < adc["WM"] < 1100 and adc["CSF"] > 2.5 * adc["WM"]
+    dwi = means("DWI", phantom, b_values=(0.0, 1000.0), **kw)
+    assert dwi["CSF"] > dwi["WM"]  # b0: T2-weighted
+    assert dwi["CSF@1"] < dwi["WM@1"]  # b1000: free water dark
+    fa = means("DIFFUSION_DERIVED", phantom, b_values=(0.0, 1000.0), **kw)
+    assert fa["WM"] > 1.5 * fa["GM"] and fa["WM"] > 3 * fa["CSF"]
+    assert max(fa.values()) <= 1000
+
+
+def test_tof_arteries_brightest(phantom):
+    tof = means("TOF_MRA", phantom, ("ARTERY", "WM", "GM"), threshold=0.6, acquisition="3D", slice_thickness=1.0,
+                slice_spacing=1.0, n_slices=60, rows=128, columns=128, pixel_spacing=(1.0, 1.0))
+    assert tof["ARTERY"] > 2.0 * max(tof["WM"], tof["GM"])
+
+
+def test_swi_veins_dark(phantom):
+    kw = dict(acquisition="3D", slice_thickness=2.0, slice_spacing=2.0, n_slices=40, rows=128, columns=128,
+              pixel_spacing=(1.5, 1.5))
+    swi = means("SWI", phantom, ("VEIN", "WM"), threshold=0.6, **kw)
+    assert swi["VEIN"] < 0.7 * swi["WM"]
+
+
+def test_dsc_bolus_darkens_grey_matter(phantom):
+    spec = small("PERFUSION_DSC", repetition_time=1500, echo_time=30)
+    rs = render_series(spec, phantom, np.random.default_rng(4))
+    n = spec.n_slices
+    gm = tissue_maps(rs, phantom, ["GM"], n_planes=n)["GM"] > 0.8
+    curve = np.array([rs.frames[t * n : (t + 1) * n][gm].mean() for t in range(30)])
+    assert curve.min() < 0.85 * curve[:3].mean()
+    assert curve[-1] > curve.min()  # recovers after the first pass
+
+
+def test_fat_suppression_darkens_fat(phantom):
+    tissues = ("FAT", "WM")
+    plain = means("T1_2D_POST", phantom, tissues, threshold=0.6, contrast=True, repetition_time=550, echo_time=12)
+    fs = means("T1_2D_POST", phantom, tissues, threshold=0.6, contrast=True, repetition_time=550, echo_time=12,
+               fat_suppressed=True)
+    assert fs["FAT"] / fs["WM"] < 0.5 * plain["FAT"] / plain["WM"]
+
+
+def test_field_strength_changes_contrast(phantom):
+    p15 = physics.tissue_params(1.5)
+    p3 = physics.tissue_params(3.0)
+    wm = p15.index("WM")
+    assert p3.t1[wm] > p15.t1[wm]
+    post = physics.tissue_params(3.0, contrast=True)
+    assert post.t1[p3.index("VEIN")] < 0.5 * p3.t1[p3.index("VEIN")]
+
+
+# ---------------------------------------------------------------- geometry
+
+EXPECTED_NORMAL = {"AXIAL": 2, "SAGITTAL": 0, "CORONAL": 1}
+
+
+def iop_normal(iop) -> np.ndarray:
+    return np.cross(np.array(iop[:3]), np.array(iop[3:]))
+
+
+@pytest.mark.parametrize("orientation", ["AXIAL", "SAGITTAL", "CORONAL"])
+def test_straight_planes(orientation, phantom):
+    for tilt in [(0.0, 0.0), (7.0, -5.0), (19.0, 12.0)]:  # an exaggerated tilt is clamped below the threshold
+        spec = small("T2_2D", orientation=orientation, tilt_degrees=tilt)
+        rs = render_series(spec, phantom, np.random.default_rng(5))
+        n = iop_normal(rs.orientations[0])
+        assert int(np.argmax(np.abs(n))) == EXPECTED_NORMAL[orientation]
+        assert angle_from_nearest_axis(n) < THRESHOLD - 4
+        if tilt == (0.0, 0.0):
+            expected = {"AXIAL": (1, 0, 0, 0, 1, 0), "SAGITTAL": (0, 1, 0, 0, 0, -1), "CORONAL": (1, 0, 0, 0, 0, -1)}
+            assert np.allclose(rs.orientations[0], expected[orientation])
+
+
+@pytest.mark.parametrize("base", ["AXIAL", "CORONAL", "SAGITTAL"])
+def test_oblique_planes(base, phantom):
+    for tilt in [(30.0, 5.0), (0.0, 0.0), (-38.0, 2.0)]:  # no tilt given: one is drawn in the oblique band
+        spec = small("T2_2D", orientation="OBLIQUE", tilt_degrees=tilt, extra={"oblique_base": base})
+        rs = render_series(spec, phantom, np.random.default_rng(6))
+        ang = angle_from_nearest_axis(iop_normal(rs.orientations[0]))
+        assert THRESHOLD + 4 < ang <= 46
+
+
+def test_positions_spaced_along_normal(phantom):
+    spec = small("T2_2D", orientation="OBLIQUE", tilt_degrees=(30.0, 4.0), slice_spacing=6.5)
+    rs = render_series(spec, phantom, np.random.default_rng(8))
+    normal = iop_normal(rs.orientations[0])
+    pos = np.array(rs.positions)
+    steps = np.diff(pos, axis=0)
+    assert np.allclose(steps @ normal, 6.5, atol=1e-6)
+    assert np.allclose(steps - np.outer(steps @ normal, normal), 0, atol=1e-6)
+    # the first pixel lies at the corner: the centre of the FOV is half a FOV away along row and column
+    row, col = np.array(rs.orientations[0][:3]), np.array(rs.orientations[0][3:])
+    centres = pos + 31.5 * 3.6 * row + 31.5 * 3.6 * col
+    assert np.linalg.norm(centres.mean(axis=0) - phantom.brain_center) < 15
+
+
+def test_mixed_localizer_has_three_planes(phantom):
+    rs = render_series(small("SCOUT"), phantom, np.random.default_rng(9))
+    planes = {int(np.argmax(np.abs(iop_normal(o)))) for o in rs.orientations}
+    assert len(planes) >= 2
+    assert rs.frames.shape[0] == 9
+
+
+def test_mip_frames_project_vessels(phantom):
+    spec = small("MRA_MIP", rows=96, columns=96, pixel_spacing=(2.0, 2.0), n_slices=5, acquisition="3D", derived=True)
+    rs = render_series(spec, phantom, np.random.default_rng(10))
+    assert rs.frames.shape == (5, 96, 96)
+    for o in rs.orientations:
+        assert angle_from_nearest_axis(iop_normal(o)) < THRESHOLD
+    radial = render_series(dataclasses.replace(spec, orientation="MIXED", n_slices=6,
+                                               extra={"mip_axis": "CORONAL", "mip_span_deg": 180.0}),
+                           phantom, np.random.default_rng(10))
+    normals = {tuple(np.round(iop_normal(o), 3)) for o in radial.orientations}
+    assert len(normals) == 6
+    # a projection is dominated by a few bright vessels: a heavy upper tail
+    f = rs.frames[2]
+    assert np.percentile(f, 99.5) > 2.5 * np.percentile(f[f > 0], 50)
+
+
+# ---------------------------------------------------------------- phantom
+
+
+def test_phantom_tissue_maps_are_fractions(phantom):
+    total = sum(phantom.fractions[n] for n in BASE_TISSUES)
+    assert total.max() < 1.05
+    assert set(BASE_TISSUES) == set(phantom.fractions)
+    assert phantom.has("ARTERY") and phantom.has("VEIN")
+
+
+def test_phantoms_are_deterministic_and_differ():
+    a1 = make_phantom(np.random.default_rng(123))
+    a2 = make_phantom(np.random.default_rng(123))
+    b = make_phantom(np.random.default_rng(124))
+    assert np.array_equal(a1.world_to_template, a2.world_to_template)
+    assert not np.allclose(a1.world_to_template, b.world_to_template)
+    spec = small("T2_2D")
+    r1 = render_series(spec, a1, np.random.default_rng(0))
+    r2 = render_series(spec, a2, np.random.default_rng(0))
+    r3 = render_series(spec, b, np.random.default_rng(0))
+    assert np.array_equal(r1.frames, r2.frames) and r1.positions == r2.positions
+    assert not np.allclose(r1.frames, r3.frames)
+
+
+def test_pixels_do_not_depend_on_naming(phantom):
+    spec = small("T1_2D_PRE")
+    named = dataclasses.replace(spec, series_description="t1_se_tra", protocol_name="T1 SE", sequence_name="*se2d1")
+    a = render_series(spec, phantom, np.random.default_rng(11))
+    b = render_series(named, phantom, np.random.default_rng(11))
+    assert np.array_equal(a.frames, b.frames)
+
+
+def test_bad_spec_is_named():
+    ph = make_phantom(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="NOT_A_CODE"):
+        render_series(small("NOT_A_CODE"), ph, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="bad matrix"):
+        render_series(small("T2_2D", rows=0), ph, np.random.default_rng(0))
