@@ -3,7 +3,7 @@
 The template is built once per process from two anatomy sources that ship with
 installed packages (no download):
 
-* nilearn's MNI ICBM152 2009a nonlinear symmetric T1 template and its grey/white
+* nilearn's copy of the MNI ICBM152 2009a nonlinear symmetric T1 template and its grey/white
   matter probability maps (``nilearn/datasets/data/mni_icbm152_*_tal_nlin_sym_09a_converted.nii.gz``).
   Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal
   Neurological Institute, McGill University. Permission to use, copy, modify, and
@@ -15,8 +15,9 @@ installed packages (no download):
   injury to subjects or patients resulting from the use or misuse of this software
   package. (Fonov et al., NeuroImage 2011; Fonov et al., NeuroImage 2009.)
 * pydeface's full-head mean T1 (``pydeface/data/mean_reg2mean.nii.gz``), which has
-  skull, scalp and face. pydeface is MIT licensed, Copyright (c) 2017 Russell
-  Poldrack and contributors. It was registered to MNI space once, offline: a
+  skull, scalp and face. pydeface is MIT licensed ("The MIT License (MIT) Copyright
+  (c) 2015"; Russell Poldrack and contributors): the copyright and permission notice
+  must be kept with copies. It was registered to MNI space once, offline: a
   12-parameter affine maximising the correlation with the MNI T1 inside the dilated
   brain mask, refined by a 7-parameter fit that puts the MNI intracranial boundary
   ~11 mm inside the head surface over the calvarium (skull + scalp); the matrix is
