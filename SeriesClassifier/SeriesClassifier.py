@@ -10,6 +10,7 @@ application never freezes; results stream back one JSON line per series.
 from __future__ import annotations
 
 import contextlib
+import csv
 import importlib.util
 import logging
 import os
@@ -229,6 +230,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         self.messages: list = []
         self.worker: Optional[WorkerProcess] = None
         self.gradcamWorker: Optional[WorkerProcess] = None
+        self.sampleWorker: Optional[WorkerProcess] = None
         self._store = None
         self._storePath = ""
         self._loadedVolumes: dict = {}  # series_uid -> volume node ID
@@ -458,7 +460,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         return self.worker
 
     def cancel(self) -> None:
-        for process in (self.worker, self.gradcamWorker):
+        for process in (self.worker, self.gradcamWorker, self.sampleWorker):
             if process is not None:
                 process.cancel()
 
@@ -579,6 +581,28 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
 
         store = self.store(self._storePath)
         return str(write_export(export(store.records(), fmt, store.vocabulary, anonymise=anonymise), path))
+
+    def startSampleStudy(self, folder: str, onFinished: Callable, seed: int = 7) -> WorkerProcess:
+        """Generate the sample study in a PythonSlicer process (about a minute of CPU: never in the GUI
+        thread), then import it; ``onFinished(number of series or None, message)``."""
+
+        def finished(exitCode: int, crashed: bool, cancelled: bool, stderrTail: str) -> None:
+            if exitCode != 0 or crashed or cancelled:
+                onFinished(None, stderrTail or _("cancelled"))
+                return
+            from DICOMLib import DICOMUtils
+
+            DICOMUtils.importDicom(folder, self.database())
+            with open(os.path.join(folder, "labels.csv"), newline="", encoding="utf-8") as f:
+                onFinished(sum(1 for _row in csv.DictReader(f)), "")
+
+        arguments = [self.pythonExecutable(), "-u", "-m", "SeriesClassifierLib", "synth", folder, "--studies", "1",
+                     "--seed", str(seed)]
+        self.sampleWorker = WorkerProcess(arguments, self.workerEnvironment(),
+                                          lambda event: logging.info("SeriesClassifier sample: %s",
+                                                                     event.get("message", "")), finished)
+        self.sampleWorker.start()
+        return self.sampleWorker
 
     def generateSampleStudy(self, folder: str, seed: int = 7) -> list:
         """A small simulated study (the engine's generator, no download) imported into the database."""
@@ -807,10 +831,19 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not create the sample study."), waitCursor=True):
             if not self.logic.setupPythonRequirements(sample=True, useCnn=self.ui.useCnnCheckBox.checked):
                 return
-            folder = os.path.join(self.logic.workDir(), "sample-study")
-            rows = self.logic.generateSampleStudy(folder)
-            self.ui.statusLabel.text = _("Imported a simulated study with {n} series.").format(n=len(rows))
-            self.onRefresh()
+            folder = os.path.join(self.logic.workDir(), f"sample-study-{time.time_ns()}")
+            self.ui.loadSampleButton.enabled = False
+            self.ui.statusLabel.text = _("Generating a simulated study (about a minute)…")
+            self.logic.startSampleStudy(folder, self.onSampleStudyReady)
+
+    def onSampleStudyReady(self, nSeries: Optional[int], message: str) -> None:
+        self.ui.loadSampleButton.enabled = True
+        if nSeries is None:
+            self.ui.statusLabel.text = _("The sample study could not be generated.")
+            slicer.util.errorDisplay(_("The sample study could not be generated."), detailedText=message)
+            return
+        self.ui.statusLabel.text = _("Imported a simulated study with {n} series.").format(n=nSeries)
+        self.onRefresh()
 
     # ------------------------------------------------------------------ classifying
 
