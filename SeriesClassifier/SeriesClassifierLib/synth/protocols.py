@@ -168,6 +168,8 @@ def _geometry(tech: str, plane: str, ctx: _Ctx) -> dict:
         sp = th
     elif t.epi:
         m = int(rng.choice([96, 128, 128, 160])) if tech not in ("bold", "asl") else int(rng.choice([64, 80, 96]))
+        if tech == "dsc":
+            m = int(rng.choice([96, 128]))
         if tech in ("dti", "fa", "eadc"):
             m, th = int(rng.choice([96, 112, 128])), _u(rng, 2.0, 2.5, 1)
             n = int(rng.integers(30, 46))
@@ -182,12 +184,12 @@ def _geometry(tech: str, plane: str, ctx: _Ctx) -> dict:
     elif t.acquisition == "3D":
         m = int(rng.choice(prof.matrix_3d))
         if tech in ("tof", "mip"):
-            m, th, n = int(rng.choice([256, 320])), _u(rng, 0.5, 0.8, 2), int(rng.integers(100, 141))
+            m, th, n = int(rng.choice([256, 256, 320])), _u(rng, 0.5, 0.8, 2), int(rng.integers(80, 121))
         elif tech == "ciss":
-            m, fov, th = int(rng.choice([320, 384])), _u(rng, 160, 200, 0), _u(rng, 0.5, 0.7, 2)
+            m, fov, th = int(rng.choice([256, 320])), _u(rng, 160, 200, 0), _u(rng, 0.5, 0.7, 2)
             n = int(rng.integers(48, 81))
         elif tech.startswith("swi"):
-            m, th, n = int(rng.choice([256, 320])), _u(rng, 1.5, 2.5, 1), int(rng.integers(48, 81))
+            m, th, n = int(rng.choice([256, 256, 320])), _u(rng, 1.5, 2.5, 1), int(rng.integers(48, 73))
         elif tech == "asl_3d":
             m, th, n = 64, _u(rng, 3.0, 4.0, 1), int(rng.integers(30, 41))
         elif tech == "other_t1map":
@@ -442,7 +444,7 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
             s.append(_spec("t2_tse", ctx))
         if rng.random() < 0.6:
             ctx.has_contrast = True
-            s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(30, 51))))
+            s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(25, 41))))
         if rng.random() < 0.3:
             s.append(_spec("haste", ctx))
         if rng.random() < 0.2:
@@ -465,7 +467,7 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
                 s[-1].extra["asl_map"] = "CBF"
         ctx.has_contrast = True
         if rng.random() < 0.7:
-            s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(30, 51))))
+            s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(25, 41))))
         post3d = _t1_3d(ctx, True)
         s.append(post3d)
         if rng.random() < 0.5:
