@@ -12,7 +12,7 @@ Protocol: stdout carries only JSON lines, one event per line, flushed as it happ
 - ``{"type": "worker", "pid": p}`` first: the interpreter's own process ID. Inside Slicer the module starts
   the ``PythonSlicer`` launcher, which runs Python as a child; cancelling signals this PID, since a signal
   to the launcher does not reach the child (MONAIAuto3DSeg kills the process tree for the same reason);
-- ``{"type": "start", "total": n, "device": "cpu", ...}`` once the series are listed;
+- ``{"type": "start", "total": n, "device": "cpu", ...}`` once the series are listed and the models loaded;
 - ``{"type": "prediction", ...SeriesPrediction.to_dict()}`` as each series finishes;
 - ``{"type": "gradcam", "series_uid", "head", "class", "path"}`` when a heat map was written;
 - ``{"type": "progress", "done": i, "total": n}`` after each series;
@@ -299,10 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_torch(device: str, threads: int | None) -> str:
-    """Apply the device and thread choice before any model loads; return a description of the device."""
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # as MONAIAuto3DSeg does: torch then sees no GPU
+def _setup_torch(device: str, threads: int | None, use_cnn: bool) -> str:
+    """Apply the thread choice and describe the device; torch is imported only when the CNN runs (importing
+    it costs seconds a forest-only run does not need). CUDA_VISIBLE_DEVICES is set before any import."""
+    if not use_cnn:
+        return "cpu (forest only)"
     try:
         import torch
     except ImportError:
@@ -338,7 +339,8 @@ def prediction_from_event(event: dict) -> Any:
 
 def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
     """Classify the listed series, emitting events; ``bundle`` defaults to the one ``--models`` names."""
-    device = _setup_torch(args.device, args.threads)
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # as MONAIAuto3DSeg does: torch then sees no GPU
     try:
         refs, context, unknown = list_series(args.source, args.series_uids)
     except (OSError, ValueError) as e:
@@ -347,7 +349,6 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
     for uid in unknown:
         emit({"type": "error", "series_uid": uid, "message": f"series {uid} is not in {args.source}"})
     total = len(refs)
-    emit({"type": "start", "total": total, "device": device, "source": str(args.source), "pid": os.getpid()})
 
     if bundle is None:
         from .models import load_bundle
@@ -360,6 +361,8 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
     for problem in getattr(bundle, "problems", []):
         emit({"type": "error", "message": f"model not loaded: {problem}"})
     use_cnn = not args.no_cnn and getattr(bundle, "cnn", None) is not None
+    device = _setup_torch(args.device, args.threads, use_cnn)
+    emit({"type": "start", "total": total, "device": device, "source": str(args.source), "pid": os.getpid()})
     want_gradcam = bool(args.gradcam_dir) and use_cnn
     if args.gradcam_dir and not use_cnn:
         emit({"type": "error", "message": "Grad-CAM needs the CNN, which is off or not in the model bundle"})
