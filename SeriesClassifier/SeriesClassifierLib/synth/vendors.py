@@ -472,6 +472,7 @@ def header_style(tech: str, spec: SeriesSpec, profile: Profile, rng: np.random.G
     elif vendor == "GE":
         spec.sequence_name = _GE_PSD[tech]
         spec.extra["ge_psd"] = _GE_PSD[tech]
+        spec.extra["ge_b_offset"] = bool(rng.random() < 0.3)  # some GE releases add 1e9 to the private b-value
     elif vendor == "PHILIPS":
         spec.sequence_name = "" if rng.random() < 0.5 else _PHILIPS_TECH[tech]
         spec.extra["philips_technique"] = _PHILIPS_TECH[tech]
