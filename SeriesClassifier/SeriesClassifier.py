@@ -235,6 +235,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         self._storePath = ""
         self._loadedVolumes: dict = {}  # series_uid -> volume node ID
         self.overlayNode = None
+        self.resultsTableNode = None
         self.modelsDir = ""
         self.user = ""
 
@@ -442,6 +443,8 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
                 onEvent(event)
 
         def finished(exitCode: int, crashed: bool, cancelled: bool, stderrTail: str) -> None:
+            if not gradcamOnly:
+                self.updateResultsTable()
             if onFinished:
                 onFinished(exitCode, crashed, cancelled, stderrTail)
 
@@ -499,15 +502,26 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         uids = seriesUids if seriesUids is not None else list(self.predictions)
         return [result_row(self.predictions[u], self.label(u)) for u in uids if u in self.predictions]
 
+    def updateResultsTable(self):
+        """The results as a table node in the scene (saved with it, shown by the Tables module)."""
+        from SeriesClassifierLib import mrml
+
+        if self.resultsTableNode is not None and slicer.mrmlScene.GetNodeByID(self.resultsTableNode.GetID()) is None:
+            self.resultsTableNode = None
+        self.resultsTableNode = mrml.create_results_table(slicer.mrmlScene, self.rows(), node=self.resultsTableNode)
+        return self.resultsTableNode
+
     def correct(self, seriesUid: str, sequence: str = None, orientation: str = None) -> None:
         """Written to the store at once; the store adds the model version the prediction came from."""
         self.store(self._storePath).correct(seriesUid, sequence=sequence, orientation=orientation,
                                             user=self.user or None, source="slicer")
+        self.updateResultsTable()
 
     def accept(self, seriesUids: list) -> None:
         store = self.store(self._storePath)
         for uid in seriesUids:
             store.accept(uid, user=self.user or None, source="slicer")
+        self.updateResultsTable()
 
     def confidentUnreviewed(self, seriesUids: list) -> list:
         return [u for u in seriesUids if u in self.predictions and not self.predictions[u].needs_review
@@ -535,6 +549,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         """The scene is closing: the loaded series and the overlay go with it."""
         self._loadedVolumes.clear()
         self.overlayNode = None
+        self.resultsTableNode = None
 
     def heatmapFile(self, seriesUid: str, head: str, cls: str) -> Optional[str]:
         from SeriesClassifierLib.worker import heatmap_path

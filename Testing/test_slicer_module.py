@@ -505,6 +505,11 @@ def test_logic_classifies_reviews_shows_and_exports_without_the_gui(slicer_logic
     by_uid = {r["series_uid"]: r for r in logic.rows()}
     assert by_uid[first]["review_state"] == "corrected" and by_uid[first]["label_sequence"] == "PD"
     assert by_uid[second]["review_state"] == "accepted"
+    from SeriesClassifierLib.mrml import table_rows
+
+    table = {r["series_uid"]: r for r in table_rows(logic.resultsTableNode)}  # the scene's copy follows
+    assert set(table) == set(uids) and table[first]["label_sequence"] == "PD"
+    assert module.slicer.mrmlScene.GetNodeByID(logic.resultsTableNode.GetID()) is logic.resultsTableNode
     (event,) = store.history(first)
     assert (event.user, event.source) == ("tester", "slicer")
     assert event.model_version == logic.predictions[first].model_version != ""
