@@ -272,7 +272,9 @@ _ABBREV = [("FLAIR", "FL"), ("flair", "fl"), ("mprage", "mpr"), ("MPRAGE", "MPR"
 
 
 def plane_word(profile: Profile, plane: str, rng: np.random.Generator) -> str:
-    words = _PLANE_WORDS_LANG.get(profile.language, _PLANE_WORDS[profile.vendor])
+    # syngo protocol names keep tra/sag/cor whatever the site's language
+    lang = _PLANE_WORDS_LANG.get(profile.language) if profile.vendor != "SIEMENS" else None
+    words = lang or _PLANE_WORDS[profile.vendor]
     plane = plane if plane in words else "AXIAL"
     return str(rng.choice(words[plane]))
 
