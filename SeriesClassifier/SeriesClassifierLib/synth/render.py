@@ -283,28 +283,6 @@ def local_field_ppm(ctx: _Context) -> np.ndarray:
 # ---------------------------------------------------------------- sampling
 
 
-def _lattice(
-    plane: Plane,
-    step: tuple[float, float],
-    shape: tuple[int, int],
-    offset: np.ndarray,
-    r_idx: np.ndarray | None = None,
-    c_idx: np.ndarray | None = None,
-) -> np.ndarray:
-    """World coordinates (n_r, n_c, 3) of a regular lattice covering the plane's field of view.
-
-    ``r_idx``/``c_idx`` pick (fractional) lattice positions, default all of them.
-    """
-    rows, cols = plane.shape
-    fov_r, fov_c = rows * plane.spacing[0], cols * plane.spacing[1]
-    r_idx = np.arange(shape[0]) if r_idx is None else r_idx
-    c_idx = np.arange(shape[1]) if c_idx is None else c_idx
-    rr = (r_idx + 0.5) * step[0] - fov_r / 2
-    cc = (c_idx + 0.5) * step[1] - fov_c / 2
-    base = plane.center + offset
-    return base + rr[:, None, None] * plane.col + cc[None, :, None] * plane.row
-
-
 def _upsample(img: np.ndarray, shape: tuple[int, int], align_corners: bool) -> np.ndarray:
     """Bilinear resize of (n, h, w) or (h, w) images (torch: one call for a whole stack)."""
     import torch
@@ -315,21 +293,6 @@ def _upsample(img: np.ndarray, shape: tuple[int, int], align_corners: bool) -> n
     with torch.no_grad():
         y = torch.nn.functional.interpolate(x, size=shape, mode="bilinear", align_corners=align_corners)
     return y.numpy().reshape(*lead, *shape)
-
-
-def _grid_index_of_plane(
-    phantom: Phantom, plane: Plane, step: tuple[float, float], shape: tuple[int, int], offset: np.ndarray
-) -> np.ndarray:
-    """Grid indices (n_r, n_c, 3) of a plane's lattice; the smooth deformation is evaluated on a coarse
-    sub-lattice (every ~8 samples, ends included) and interpolated."""
-    m = phantom.world_to_template
-    t = _lattice(plane, step, shape, offset) @ m[:3, :3].T + m[:3, 3]
-    r_sub = np.linspace(0, shape[0] - 1, max(2, shape[0] // 8 + 1))
-    c_sub = np.linspace(0, shape[1] - 1, max(2, shape[1] // 8 + 1))
-    t_sub = _lattice(plane, step, shape, offset, r_sub, c_sub) @ m[:3, :3].T + m[:3, 3]
-    d = phantom.displacement_at(t_sub)  # (nr, nc, 3)
-    d = np.moveaxis(_upsample(np.moveaxis(d, -1, 0), shape, align_corners=True), 0, -1)
-    return (t + d - _GRID_MIN) / GRID_SPACING
 
 
 def _sampling_plan(
@@ -384,65 +347,82 @@ def sample(
     the grid spacing (the trilinear kernel itself smooths over ±1 grid voxel). ``epi_shift`` (grid volume,
     mm) moves samples along the column (phase-encode) direction.
     """
+    import torch
+
     planes = ctx.planes if planes is None else planes
     thickness = ctx.spec.slice_thickness if thickness is None else thickness
     n_sub = int(np.clip(np.ceil(thickness / depth_step - 1e-6), 1, 400))
     offsets = ((np.arange(n_sub) + 0.5) / n_sub - 0.5) * thickness
-    m = ctx.phantom.world_to_template[:3, :3]
+    phantom = ctx.phantom
+    m, mt = phantom.world_to_template[:3, :3], phantom.world_to_template[:3, 3]
     step, shape, factor = _sampling_plan(planes[0], max_step)
-    out = [np.zeros((len(planes), *planes[0].shape), np.float32) for _ in volumes]
+    rows, cols = planes[0].shape
+    rr = ((np.arange(shape[0]) + 0.5) * step[0] - rows * planes[0].spacing[0] / 2).astype(np.float32)
+    cc = ((np.arange(shape[1]) + 0.5) * step[1] - cols * planes[0].spacing[1] / 2).astype(np.float32)
+    r_sub = np.linspace(0, shape[0] - 1, max(2, shape[0] // 8 + 1))
+    c_sub = np.linspace(0, shape[1] - 1, max(2, shape[1] // 8 + 1))
+    rr_sub = np.interp(r_sub, np.arange(shape[0]), rr)
+    cc_sub = np.interp(c_sub, np.arange(shape[1]), cc)
+    # grid_sample's normalised coordinates, axes reversed (x=W=last grid axis)
+    gscale = (2.0 / ((np.array(_GRID_SHAPE) - 1) * GRID_SPACING)).astype(np.float32)
+    gshift = (-_GRID_MIN * gscale - 1.0).astype(np.float32)
+    vol_t = torch.from_numpy(np.stack([np.asarray(v, np.float32) for v in volumes]))[None]
+    shift_t = None if epi_shift is None else torch.from_numpy(np.asarray(epi_shift, np.float32))[None, None]
+
+    out = [np.zeros((len(planes), rows, cols), np.float32) for _ in volumes]
+    lattice_key, lat, lat_sub = None, None, None
+    anchor = None  # (template position, row, col, displacement) of the last deformation evaluation
     # planes are sampled in batches so one interpolation call covers many of them
     batch = max(1, int(4_000_000 // (n_sub * shape[0] * shape[1])))
     for b0 in range(0, len(planes), batch):
         chunk = planes[b0 : b0 + batch]
-        idx = np.empty((len(chunk), n_sub, *shape, 3), np.float32)
+        g = np.empty((len(chunk), n_sub, *shape, 3), np.float32)
         for i, plane in enumerate(chunk):
-            # the deformation is smooth (12 mm control grid): evaluate it again only every ~10 mm in depth
-            d_normal = m @ plane.normal / GRID_SPACING
-            d_col = m @ plane.col / GRID_SPACING
-            base_off, base_idx = None, None
+            key = (tuple(np.round(plane.row, 9)), tuple(np.round(plane.col, 9)))
+            if key != lattice_key:
+                lattice_key = key
+                mrow, mcol = (m @ plane.row).astype(np.float32), (m @ plane.col).astype(np.float32)
+                lat = rr[:, None, None] * mcol + cc[None, :, None] * mrow  # template offsets from the centre
+                lat_sub = rr_sub[:, None, None] * mcol + cc_sub[None, :, None] * mrow
+                anchor = None
+            mnormal = (m @ plane.normal).astype(np.float32)
+            center = (m @ plane.center + mt).astype(np.float32)
             for k, off in enumerate(offsets):
-                if base_off is None or abs(off - base_off) > 10.0:
-                    base_off = off
-                    base_idx = _grid_index_of_plane(ctx.phantom, plane, step, shape, plane.normal * off)
-                    if epi_shift is not None:
-                        shift = _interp([epi_shift], base_idx[None])[0][0]
-                        base_idx = base_idx + shift[..., None] * d_col
-                idx[i, k] = base_idx + (off - base_off) * d_normal
-        samples = _interp(volumes, idx.reshape(-1, *shape, 3))  # per volume (len(chunk)*n_sub, *shape)
-        for j, smp in enumerate(samples):
-            smp = smp.reshape(len(chunk), n_sub, *shape)
-            if reduce == "max":
+                base = center + np.float32(off) * mnormal
+                # the deformation is smooth (12 mm control grid, amplitude ≤ ~3 mm): evaluate it again
+                # only when the plane moved more than 6 mm from where it was last evaluated
+                if anchor is None or np.linalg.norm(base - anchor[0]) > 6.0:
+                    d = phantom.displacement_at(lat_sub + base)
+                    d = np.moveaxis(_upsample(np.moveaxis(d, -1, 0), shape, align_corners=True), 0, -1)
+                    anchor = (base, d)
+                t = lat + (base + anchor[1])
+                if shift_t is not None and k == 0:
+                    gg = torch.from_numpy(np.ascontiguousarray((t * gscale + gshift)[..., ::-1]))
+                    with torch.no_grad():
+                        sh = torch.nn.functional.grid_sample(
+                            shift_t, gg.reshape(1, 1, 1, -1, 3), mode="bilinear", align_corners=True
+                        ).numpy().reshape(shape)
+                    pe_shift = sh[..., None] * (m @ plane.col).astype(np.float32)
+                if shift_t is not None:
+                    t = t + pe_shift
+                g[i, k] = t * gscale + gshift
+        grid = torch.from_numpy(np.ascontiguousarray(g[..., ::-1]).reshape(1, 1, 1, -1, 3))
+        with torch.no_grad():
+            res = torch.nn.functional.grid_sample(vol_t, grid, mode="bilinear", padding_mode="zeros",
+                                                  align_corners=True)
+        res = res.numpy()[0, :, 0, 0].reshape(len(volumes), len(chunk), n_sub, *shape)
+        for j in range(len(volumes)):
+            smp = res[j]
+            if n_sub == 1:
+                a = smp[:, 0]
+            elif reduce == "max":
                 a = smp.max(axis=1)
             elif reduce == "min":
                 a = smp.min(axis=1)
             else:
                 a = smp.mean(axis=1)
-            out[j][b0 : b0 + len(chunk)] = _to_pixels(a, planes[0].shape, factor)
+            out[j][b0 : b0 + len(chunk)] = _to_pixels(a, (rows, cols), factor)
     return out
-
-
-def _interp(volumes: list[np.ndarray], idx: np.ndarray) -> list[np.ndarray]:
-    """Trilinear interpolation of grid volumes at fractional grid indices ``idx`` (..., 3); zero outside.
-
-    torch's grid_sample is several times faster than scipy's map_coordinates on these
-    plane-coherent lattices.
-    """
-    import torch
-
-    shape = np.array(volumes[0].shape, np.float32)
-    g = idx / (shape - 1) * 2 - 1  # align_corners=True convention
-    g = np.ascontiguousarray(g[..., ::-1], dtype=np.float32)  # grid_sample wants (x=W, y=H, z=D)
-    lead = g.shape[:-1]
-    grid = torch.from_numpy(g.reshape(1, 1, 1, -1, 3))
-    vol = torch.from_numpy(np.stack([np.asarray(v, np.float32) for v in volumes]))[None]
-    with torch.no_grad():
-        res = torch.nn.functional.grid_sample(vol, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    res = res.numpy()[0, :, 0, 0]
-    return [r.reshape(lead) for r in res]
-
-
-# ---------------------------------------------------------------- image-space scanner effects
 
 
 def _pixel_world(plane: Plane, n: int = 17) -> np.ndarray:
@@ -500,21 +480,31 @@ def finish(ctx: _Context, img: np.ndarray, snr: float, reference: float | None =
     if bias:
         img = img * bias_field(ctx)
     ref = reference if reference is not None else _reference(img)
-    sigma = ref / snr
-    n1 = ctx.rng.standard_normal(img.shape, dtype=np.float32) * sigma
-    n2 = ctx.rng.standard_normal(img.shape, dtype=np.float32) * sigma
-    return np.sqrt((img + n1) ** 2 + n2**2).astype(np.float32)
+    sigma = np.float32(ref / snr)
+    # Rician: magnitude of (signal + complex Gaussian noise); in place to spare memory traffic
+    a = ctx.rng.standard_normal(img.shape, dtype=np.float32)
+    a *= sigma
+    a += img
+    a *= a
+    b = ctx.rng.standard_normal(img.shape, dtype=np.float32)
+    b *= sigma
+    b *= b
+    a += b
+    return np.sqrt(a, out=a)
 
 
 def _reference(img: np.ndarray) -> float:
-    v = img[img > 0.05 * float(img.max() + 1e-9)]
+    """A typical tissue signal of an image stack (75th percentile of the clearly non-zero part)."""
+    sub = img.ravel()[:: max(1, img.size // 200_000)]
+    v = sub[sub > 0.05 * float(sub.max() + 1e-9)]
     return float(np.percentile(v, 75)) if v.size else 1.0
 
 
 def scale(ctx: _Context, frames: np.ndarray, low: float = 600, high: float = 3000) -> np.ndarray:
     """Scanner-like magnitude range: the 99.5th percentile lands between ``low`` and ``high``, max 4095."""
     target = ctx.rng.uniform(low, high)
-    p = float(np.percentile(frames[:: max(1, frames.shape[0] // 8)], 99.5)) or 1.0
+    sub = frames.ravel()[:: max(1, frames.size // 300_000)]
+    p = float(np.percentile(sub, 99.5)) or 1.0
     return np.clip(frames * (target / p), 0, 4095).astype(np.float32)
 
 
@@ -646,16 +636,29 @@ def _t2star(ctx):
     return _simple(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), "none", 5.0)
 
 
+def _wrap(phase: np.ndarray) -> np.ndarray:
+    """Wrap radians into [−π, π)."""
+    return (np.mod(phase + np.pi, 2 * np.pi) - np.pi).astype(np.float32)
+
+
 def _swi_parts(ctx):
     """Magnitude and phase (radians) sampled images of a 3-D flow-compensated GRE."""
     s = ctx.spec
     te_default = 20.0 if ctx.field_strength >= 2 else 40.0
     tr, te, fa = _v(s.repetition_time, 28), _v(s.echo_time, te_default), _v(s.flip_angle, 15)
-    mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), flow="none")
-    omega = 2 * np.pi * ph.field_tesla_gamma() * ctx.field_strength * 1e-6  # rad/s per ppm
-    phase = (-omega * te / 1000.0 * local_field_ppm(ctx)).astype(np.float32)
-    # intravoxel dephasing darkens the magnitude around veins and bleeds
-    mag = mag * np.exp(-np.abs(ndi.gaussian_gradient_magnitude(phase, 0.7)) * 0.8).astype(np.float32)
+    # the magnitude, phase and processed SWI series of one acquisition share these volumes
+    key = ("swi", tr, te, fa, ctx.field_strength, ctx.spec.contrast, ctx.spec.fat_suppressed)
+    cache = ctx.phantom._cache
+    if key not in cache:
+        mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), flow="none")
+        omega = 2 * np.pi * ph.field_tesla_gamma() * ctx.field_strength * 1e-6  # rad/s per ppm
+        phase = (-omega * te / 1000.0 * local_field_ppm(ctx)).astype(np.float32)
+        # intravoxel dephasing darkens the magnitude around veins and bleeds
+        mag = mag * np.exp(-np.abs(ndi.gaussian_gradient_magnitude(phase, 0.7)) * 0.8).astype(np.float32)
+        if len(cache) > 8:  # bound the memory a long-lived phantom holds
+            cache.clear()
+        cache[key] = (mag, phase)
+    mag, phase = cache[key]
     return mag, phase, te
 
 
@@ -674,7 +677,7 @@ def _swi_phase(ctx):
     # phase noise ~ 1/SNR of the voxel; background (no signal) is uniform noise
     sigma = ref / snr / np.maximum(img, 1e-3 * ref)
     phi = phi + ctx.rng.standard_normal(phi.shape).astype(np.float32) * np.minimum(sigma, np.pi)
-    phi = np.angle(np.exp(1j * phi)).astype(np.float32)
+    phi = _wrap(phi)
     del noisy
     return _result(ctx, np.clip(phi / np.pi * 4096, -4096, 4095).astype(np.float32), signed=True)
 
@@ -950,7 +953,7 @@ def _fieldmap(ctx):
         ref = _reference(img)
         sigma = ref / snr / np.maximum(img, 1e-3 * ref)
         dphi = dphi + ctx.rng.standard_normal(dphi.shape).astype(np.float32) * np.minimum(sigma, np.pi)
-        dphi = np.angle(np.exp(1j * dphi))
+        dphi = _wrap(dphi)
         return _result(ctx, np.clip(dphi / np.pi * 4096, -4096, 4095).astype(np.float32), signed=True)
     vols = [tissue_volume(ctx, lambda p, te=te: ph.spoiled_gre(p, tr, te, fa)) for te in (te1, te2)]
     imgs = sample(ctx, vols)
