@@ -34,8 +34,8 @@ def typical_spec(code: str) -> SeriesSpec:
     d: dict = dict(sequence=code, orientation="AXIAL", rows=256, columns=256, pixel_spacing=(0.9, 0.9),
                    slice_thickness=5.0, slice_spacing=6.0, n_slices=24, field_strength=3.0)
     extra = {
-        "SCOUT": dict(orientation="MIXED", n_slices=9, slice_thickness=7.0, slice_spacing=10.0, pixel_spacing=(1.0, 1.0),
-                      repetition_time=8.6, echo_time=4.0, flip_angle=20),
+        "SCOUT": dict(orientation="MIXED", n_slices=9, slice_thickness=7.0, slice_spacing=10.0,
+                      pixel_spacing=(1.0, 1.0), repetition_time=8.6, echo_time=4.0, flip_angle=20),
         "T1_2D_PRE": dict(repetition_time=550, echo_time=12),
         "T1_2D_POST": dict(repetition_time=550, echo_time=12, contrast=True),
         "T1_3D_PRE": dict(ISO, inversion_time=900, repetition_time=2300, flip_angle=9, echo_time=2.3),
