@@ -558,16 +558,22 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         return path if os.path.isfile(path) else None
 
     def showOverlay(self, path: str, background: Any, opacity: float):
-        """Grad-CAM heat map file → overlay volume on the series grid, shown as the foreground layer."""
+        """Grad-CAM heat map file → overlay volume on the series grid, shown as the foreground layer;
+        None (and no overlay) when the series has no single grid (several image planes)."""
         from SeriesClassifierLib import mrml
         from SeriesClassifierLib.worker import load_heatmap
 
         heat, geometry, meta = load_heatmap(path)
         if self.overlayNode is not None and slicer.mrmlScene.GetNodeByID(self.overlayNode.GetID()) is None:
             self.overlayNode = None
-        self.overlayNode = mrml.create_overlay_volume(
-            slicer.mrmlScene, heat, geometry, name="SeriesClassifier Grad-CAM", node=self.overlayNode
-        )
+        try:
+            self.overlayNode = mrml.create_overlay_volume(
+                slicer.mrmlScene, heat, geometry, name="SeriesClassifier Grad-CAM", node=self.overlayNode
+            )
+        except ValueError as e:  # a multi-plane (MIXED) series has no single grid to put a volume on
+            logging.info("SeriesClassifier: no overlay for %s: %s", path, e)
+            self.hideOverlay(background)
+            return None
         self.overlayNode.SetAttribute("SeriesClassifier.Target", f"{meta.get('head')}:{meta.get('target')}")
         mrml.set_foreground(slicer.mrmlScene, self.overlayNode, opacity, background_node=background)
         return self.overlayNode
@@ -583,10 +589,16 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         if self.gradcamWorker is not None and self.gradcamWorker.isRunning():
             self.gradcamWorker.cancel()
 
-        def finished(exitCode: int, crashed: bool, cancelled: bool, stderrTail: str) -> None:
-            onReady(None if cancelled else self.heatmapFile(seriesUid, head, cls))
+        written = []  # the worker names the class it explained (the predicted one when cls is None)
 
-        self.gradcamWorker = self.startWorker([seriesUid], None, finished, useCnn=useCnn, gradcamOnly=True,
+        def collect(event: dict) -> None:
+            if event.get("type") == "gradcam" and event.get("series_uid") == seriesUid:
+                written.append(event["path"])
+
+        def finished(exitCode: int, crashed: bool, cancelled: bool, stderrTail: str) -> None:
+            onReady(None if cancelled or not written else written[-1])
+
+        self.gradcamWorker = self.startWorker([seriesUid], collect, finished, useCnn=useCnn, gradcamOnly=True,
                                               gradcamHead=head, gradcamClass=cls, device=device)
 
     # ------------------------------------------------------------------ export and sample
@@ -1180,7 +1192,8 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             head, cls = self._gradcamTarget(uid)
             path = self.logic.heatmapFile(uid, head, cls) if cls else None
             if path:
-                self.logic.showOverlay(path, volume, self.ui.opacitySlider.value)
+                if self.logic.showOverlay(path, volume, self.ui.opacitySlider.value) is None:
+                    self.ui.statusLabel.text = _("This series lies in several planes: no single overlay to show.")
                 slicer.util.resetSliceViews()
                 return
             self.logic.hideOverlay(volume)
@@ -1191,8 +1204,9 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
             def ready(path: Optional[str], uid=uid) -> None:
                 if path and uid == self.currentSeries():
-                    self.logic.showOverlay(path, self.logic.loadSeries(uid), self.ui.opacitySlider.value)
-                    self.ui.statusLabel.text = ""
+                    shown = self.logic.showOverlay(path, self.logic.loadSeries(uid), self.ui.opacitySlider.value)
+                    self.ui.statusLabel.text = "" if shown is not None else _(
+                        "This series lies in several planes: no single overlay to show.")
                 elif not path:
                     self.ui.statusLabel.text = _("No Grad-CAM for this series (see the log).")
 

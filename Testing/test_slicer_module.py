@@ -480,6 +480,7 @@ def test_logic_classifies_reviews_shows_and_exports_without_the_gui(slicer_logic
 
     from SeriesClassifierLib import worker
     from SeriesClassifierLib.headers import read_series
+    from SeriesClassifierLib.series import Geometry
     from SeriesClassifierLib.worker import read_manifest
 
     module, logic, db, tmp = slicer_logic
@@ -533,6 +534,11 @@ def test_logic_classifies_reviews_shows_and_exports_without_the_gui(slicer_logic
         assert (c.GetForegroundVolumeID(), c.GetBackgroundVolumeID()) == (overlay.GetID(), background.GetID())
     assert logic.showOverlay(str(path), background, 0.3) is overlay  # one overlay node, refilled
     logic.hideOverlay(background)
+    assert composites.GetItemAsObject(0).GetForegroundVolumeID() is None
+    mixed = worker.save_heatmap(tmp / "mixed.npz", np.zeros((2, 4, 4)), Geometry(
+        rows=4, columns=4, pixel_spacing=(1, 1), orientations=[(1, 0, 0, 0, 1, 0), (0, 1, 0, 0, 0, -1)],
+        positions=[(0, 0, 0), (0, 0, 5)]))
+    assert logic.showOverlay(str(mixed), background, 0.3) is None  # a 3-plane scout: no overlay, no error
     assert composites.GetItemAsObject(0).GetForegroundVolumeID() is None
 
     out = logic.export("csv", str(tmp / "export" / "labels.csv"))
