@@ -1,14 +1,15 @@
 """Render the module panel from the real .ui file, offscreen, for the README and the extension screenshot.
 
     QT_QPA_PLATFORM=offscreen PYTHONPATH=<PySide6-Essentials> python docs/slicer_mockup.py \\
-        --events worker.jsonl [--heatmap-dir DIR] --out Resources/Screenshots/panel.png
+        --events worker.jsonl [--slice-view STUDY_DIR] --out Resources/Screenshots/panel.png
 
 No Slicer here: the CTK/MRML widgets are stood in by their closest Qt widgets (collapsible button →
 group box with an arrow, path line edit → line edit, slider widget → slider). The table, tree and combo
 boxes are filled the way SeriesClassifierWidget fills them, from worker events (``--events``: the
 JSON lines ``python -m SeriesClassifierLib.worker`` printed) or, without them, from a few illustrative
-rows marked as such in the picture. With ``--heatmap-dir`` a "slice view" of the first series that has
-a Grad-CAM map is drawn beside the panel with the module's heat colour table.
+rows marked as such in the picture. With ``--slice-view STUDY_DIR`` a "slice view" of the current row
+(its Grad-CAM from the events, the image from the DICOM files) is drawn beside the panel with the module's
+heat colour table. Run it from the folder the worker ran in (the events hold relative heat map paths).
 """
 
 from __future__ import annotations
@@ -213,29 +214,39 @@ def fill(ui, predictions, device: str, labels: dict, illustrative: bool, current
     QtCore.QCoreApplication.processEvents()
 
 
-def slice_view(heatmap_file: str, size: int):
-    """The middle sampled slice of a Grad-CAM file with its heat map, as the slice view shows it."""
+def slice_view(heatmap_file: str, study: Path, size: int):
+    """The most-heated slice of a series with its Grad-CAM map blended as Slicer's foreground layer does
+    (the module's heat colour table, opacity 0.5); the image is the DICOM file at that slice's position."""
     import numpy as np
+    import pydicom
     from PIL import Image
 
-    from SeriesClassifierLib.thumbnail import middle_image
     from SeriesClassifierLib.worker import load_heatmap
 
     heat, geometry, meta = load_heatmap(heatmap_file)
     k = int(np.argmax(heat.reshape(len(heat), -1).max(axis=1)))
-    series_dir = Path(meta.get("series_dir", ""))
-    image = middle_image(sorted(series_dir.glob("*"))) if series_dir.is_dir() else None
-    base = np.asarray(image[0] if isinstance(image, tuple) else image, dtype=float) if image is not None else None
-    if base is None or base.shape != heat.shape[1:]:
-        base = np.zeros(heat.shape[1:])
-    lo, hi = np.percentile(base, (1, 99)) if base.any() else (0, 1)
+    target = np.asarray(geometry.positions[k])
+    best, best_d = None, np.inf
+    for path in study.rglob("*"):
+        if not path.is_file():
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID",
+                                                                              "ImagePositionPatient"])
+        except Exception:  # noqa: BLE001 - labels.csv and friends
+            continue
+        if ds.get("SeriesInstanceUID") != meta["series_uid"] or "ImagePositionPatient" not in ds:
+            continue
+        d = float(np.linalg.norm(np.asarray(ds.ImagePositionPatient, float) - target))
+        if d < best_d:
+            best, best_d = path, d
+    base = pydicom.dcmread(best).pixel_array.astype(float)
+    lo, hi = np.percentile(base, (1, 99.5))
     grey = np.clip((base - lo) / max(hi - lo, 1e-6), 0, 1)
-    lut = heat_colors(256)
-    rgba = lut[np.clip((heat[k] * 255).astype(int), 0, 255)]
-    alpha = rgba[..., 3:] * 0.5  # the module's default opacity
+    rgba = heat_colors(256)[np.clip((heat[k] * 255).astype(int), 0, 255)]
+    alpha = rgba[..., 3:] * 0.5  # the module's default foreground opacity
     rgb = grey[..., None] * (1 - alpha) + rgba[..., :3] * alpha
-    img = Image.fromarray((rgb * 255).astype("uint8")).resize((size, size))
-    return img, meta
+    return Image.fromarray((rgb * 255).astype("uint8")).resize((size, size), Image.BILINEAR), meta
 
 
 def main() -> int:
@@ -243,7 +254,8 @@ def main() -> int:
     parser.add_argument("--events", type=Path, help="worker output (JSON lines)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--current", type=int, default=-1, help="row shown as current (default: first needing review)")
-    parser.add_argument("--slice-view", action="store_true", help="add a slice view with the current Grad-CAM")
+    parser.add_argument("--slice-view", type=Path, metavar="STUDY",
+                        help="add a slice view of the current row's Grad-CAM (STUDY: the classified DICOM folder)")
     args = parser.parse_args()
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -281,14 +293,17 @@ def main() -> int:
     panel_path = args.out if not args.slice_view else args.out.with_suffix(".panel.png")
     ui.grab().save(str(panel_path))
     if args.slice_view and gradcams:
-        from PIL import Image
+        from PIL import Image, ImageDraw
 
         uid = predictions[current].series_uid
-        view, meta = slice_view(gradcams.get(uid) or next(iter(gradcams.values())), 600)
-        panel = Image.open(panel_path)
-        canvas = Image.new("RGB", (panel.width + view.width + 20, max(panel.height, view.height)), (40, 40, 40))
+        view, meta = slice_view(gradcams.get(uid) or next(iter(gradcams.values())), args.slice_view, 600)
+        panel = Image.open(panel_path).convert("RGB")
+        canvas = Image.new("RGB", (panel.width + view.width + 20, max(panel.height, view.height + 60)), (0, 0, 0))
         canvas.paste(panel, (0, 0))
-        canvas.paste(view, (panel.width + 10, 10))
+        canvas.paste(view, (panel.width + 10, 40))
+        ImageDraw.Draw(canvas).text((panel.width + 14, 12), f"Grad-CAM {meta['head']} = {meta['target']} "
+                                    f"(series {predictions[current].series_number}), opacity 0.5",
+                                    fill=(230, 230, 230))
         canvas.save(args.out)
         panel_path.unlink()
     print(f"wrote {args.out}")
