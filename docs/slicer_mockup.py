@@ -9,7 +9,7 @@ boxes are filled the way SeriesClassifierWidget fills them, from worker events (
 JSON lines ``python -m SeriesClassifierLib.worker`` printed) or, without them, from a few illustrative
 rows marked as such in the picture. With ``--slice-view STUDY_DIR`` a "slice view" of the current row
 (its Grad-CAM from the events, the image from the DICOM files) is drawn beside the panel with the module's
-heat colour table. Run it from the folder the worker ran in (the events hold relative heat map paths).
+heat colour table.
 """
 
 from __future__ import annotations

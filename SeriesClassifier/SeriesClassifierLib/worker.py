@@ -414,7 +414,8 @@ def _emit_gradcam(args: argparse.Namespace, bundle: Any, series: Any, prediction
     except Exception as e:
         emit({"type": "error", "series_uid": series.series_uid, "message": f"Grad-CAM failed: {_describe(e)}"})
         return False
-    emit({"type": "gradcam", "series_uid": series.series_uid, "head": head, "class": target, "path": str(path)})
+    emit({"type": "gradcam", "series_uid": series.series_uid, "head": head, "class": target,
+          "path": str(Path(path).resolve())})
     return True
 
 
