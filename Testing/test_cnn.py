@@ -169,3 +169,17 @@ def test_command_line_runs(toy, tmp_path):
     assert rc == 0
     assert (out / "cnn.safetensors").is_file() and (out / "train.log").is_file()
     assert "cnn_train" in json.loads((out / "cnn.json").read_text())["training"]["command"]
+
+
+def test_cache_rebuilt_when_the_corpus_grows_and_corpora_concatenate(tmp_path):
+    config = CnnConfig.from_vocabulary(slice_options={"k": 2, "size": 32})
+    make_toy_corpus(tmp_path / "a", TOY_CLASSES[:2], 1, ["p"], seed=0, n_slices=3)
+    first = build_cache(tmp_path / "a", config, tmp_path / "a.npz", workers=1)
+    assert len(first.uids) == 2
+    make_toy_corpus(tmp_path / "a", TOY_CLASSES[:2], 2, ["p"], seed=1, n_slices=3)  # the corpus grew
+    grown = build_cache(tmp_path / "a", config, tmp_path / "a.npz", workers=1)
+    assert len(grown.uids) == 4
+    both = Cache.concat([first, grown])
+    assert len(both.uids) == 6 and len(both.images) == len(first.images) + len(grown.images)
+    assert both.series_index.max() == 5
+    assert set(both.series_index[len(first.images):].tolist()) == {2, 3, 4, 5}

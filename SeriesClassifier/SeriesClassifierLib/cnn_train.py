@@ -97,6 +97,7 @@ class Cache:
     uids: np.ndarray  # (M,) series
     profiles: np.ndarray  # (M,)
     series_labels: dict[str, np.ndarray]  # head → (M,) class index (orientation: over orientation_codes)
+    n_labels: int = -1  # rows of labels.csv when built: a grown corpus is re-cached
 
     def subset_series(self, keep: np.ndarray) -> Cache:
         keep = np.asarray(keep, dtype=bool)
@@ -111,9 +112,24 @@ class Cache:
             {k: v[keep] for k, v in self.series_labels.items()},
         )
 
+    @classmethod
+    def concat(cls, caches: list[Cache]) -> Cache:
+        """Several corpora as one (series indices shifted)."""
+        if len(caches) == 1:
+            return caches[0]
+        offsets = np.cumsum([0] + [len(c.uids) for c in caches[:-1]])
+        return cls(
+            np.concatenate([c.images for c in caches]),
+            np.concatenate([c.series_index + o for c, o in zip(caches, offsets)]).astype(np.int32),
+            {k: np.concatenate([c.labels[k] for c in caches]) for k in caches[0].labels},
+            np.concatenate([c.uids for c in caches]),
+            np.concatenate([c.profiles for c in caches]),
+            {k: np.concatenate([c.series_labels[k] for c in caches]) for k in caches[0].series_labels},
+        )
+
     def save(self, path: Path) -> None:
         arrays = {"images": self.images, "series_index": self.series_index, "uids": self.uids,
-                  "profiles": self.profiles}
+                  "profiles": self.profiles, "n_labels": np.asarray(self.n_labels)}
         arrays.update({f"slicelabel__{k}": v for k, v in self.labels.items()})
         arrays.update({f"serieslabel__{k}": v for k, v in self.series_labels.items()})
         np.savez(path, **arrays)
@@ -126,6 +142,7 @@ class Cache:
                 {k[12:]: z[k] for k in z.files if k.startswith("slicelabel__")},
                 z["uids"], z["profiles"],
                 {k[13:]: z[k] for k in z.files if k.startswith("serieslabel__")},
+                int(z["n_labels"]) if "n_labels" in z.files else -1,
             )
 
 
@@ -133,13 +150,17 @@ def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers:
                 labels_csv: str | Path | None = None) -> Cache:
     """Sample every labelled series of a corpus once; reuse ``out`` when it exists."""
     out = Path(out)
-    if out.is_file():
-        log.info("cache %s exists: reusing it", out)
-        return Cache.load(out)
-    from .vocabulary import load_vocabulary
-
     corpus = Path(corpus)
     rows = read_labels(labels_csv or corpus / "labels.csv")
+    if out.is_file():
+        cached = Cache.load(out)
+        if cached.n_labels == len(rows):
+            log.info("cache %s exists: reusing it", out)
+            return cached
+        log.info("cache %s was built from %d labels, labels.csv now has %d: rebuilding", out, cached.n_labels,
+                 len(rows))
+    from .vocabulary import load_vocabulary
+
     files = series_files(corpus)
     options = config.options
     threshold = load_vocabulary().oblique_threshold_degrees
@@ -181,6 +202,7 @@ def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers:
         np.asarray(uids),
         np.asarray(profiles),
         {h: np.asarray(v, dtype=np.int16) for h, v in series_labels.items()},
+        n_labels=len(rows),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     cache.save(out)
@@ -371,7 +393,7 @@ def _save_checkpoint(path: Path, net, opt, epoch: int, best: float, history: lis
 
 
 def train_cnn(
-    train: str | Path,
+    train: str | Path | list[str | Path],
     out: str | Path,
     *,
     test: str | Path | None = None,
@@ -405,7 +427,8 @@ def train_cnn(
     options = SliceOptions(k=k, size=size, clahe=clahe)
     config = CnnConfig.from_vocabulary(slice_options=options.to_dict())
     tag = f"k{k}_s{size}{'_clahe' if clahe else ''}"
-    cache = build_cache(train, config, cache_dir / f"{Path(train).name}_{tag}.npz", workers)
+    corpora = [train] if isinstance(train, (str, Path)) else list(train)
+    cache = Cache.concat([build_cache(c, config, cache_dir / f"{Path(c).name}_{tag}.npz", workers) for c in corpora])
     if exclude_profiles:
         cache = cache.subset_series(~np.isin(cache.profiles, exclude_profiles))
     val_profile = val_profile or choose_val_profile(cache)
@@ -483,7 +506,7 @@ def train_cnn(
         log.info("aggregation: %s", json.dumps(result["aggregation"]))
     model.config.version = time.strftime("%Y%m%d", time.gmtime())
     model.config.training = {
-        "command": command, "train": str(train), "n_series": int(len(train_c.uids)),
+        "command": command, "train": [str(c) for c in corpora], "n_series": int(len(train_c.uids)),
         "n_slices": int(len(train_c.images)), "val_profile": val_profile, "epochs_run": len(history),
         "batch_size": batch_size, "lr": lr, "seed": seed, "focal_gamma": focal_gamma,
         "exclude_profiles": exclude_profiles or [],
@@ -542,7 +565,7 @@ def _compare_aggregators(model: CnnModel, train_c: Cache, val_c: Cache, seed: in
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.cnn_train", description=__doc__.splitlines()[0])
-    p.add_argument("--train", required=True, help="corpus folder with labels.csv (training profiles)")
+    p.add_argument("--train", required=True, nargs="+", help="corpus folder(s) with labels.csv (training profiles)")
     p.add_argument("--val", help="held-out corpus for the final test only (labels.csv inside)")
     p.add_argument("--out", required=True, help="output folder (weights, config, checkpoint, log)")
     p.add_argument("--cache-dir", help="where the slice caches go (default OUT/cache)")
