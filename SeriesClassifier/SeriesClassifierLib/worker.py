@@ -310,11 +310,14 @@ def _setup_torch(device: str, threads: int | None, use_cnn: bool) -> str:
         return "no torch (forest only)"
     if threads:
         torch.set_num_threads(int(threads))
+    where = f"cpu ({torch.get_num_threads()} threads)"
+    # CnnModel runs where its weights are: on the CPU (small enough for seconds per study). Say so
+    # rather than name a GPU that is not used.
     if device != "cpu" and torch.cuda.is_available():
-        return f"cuda:0 ({torch.cuda.get_device_name(0)})"
+        return f"{where}; CUDA {torch.cuda.get_device_name(0)} present but the CNN runs on the CPU"
     if device == "cuda":
-        return "cpu (no CUDA device available)"
-    return f"cpu ({torch.get_num_threads()} threads)"
+        return f"{where}; no CUDA device available"
+    return where
 
 
 def _gradcam(bundle: Any, series: Any, head: str, target: str | None) -> tuple[np.ndarray, Geometry, str]:
