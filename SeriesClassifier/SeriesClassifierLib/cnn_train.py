@@ -417,6 +417,7 @@ def train_cnn(
     resume: bool = False,
     command: str = "",
     docs_dir: str | Path | None = None,
+    labels_csv: str | Path | None = None,
 ) -> dict:
     """Train the CNN on a corpus; write cnn.safetensors + cnn.json (+ metrics) into ``out``. Returns metrics."""
     out = Path(out)
@@ -428,7 +429,10 @@ def train_cnn(
     config = CnnConfig.from_vocabulary(slice_options=options.to_dict())
     tag = f"k{k}_s{size}{'_clahe' if clahe else ''}"
     corpora = [train] if isinstance(train, (str, Path)) else list(train)
-    cache = Cache.concat([build_cache(c, config, cache_dir / f"{Path(c).name}_{tag}.npz", workers) for c in corpora])
+    if labels_csv is not None and len(corpora) != 1:
+        raise ValueError("a labels file override needs exactly one training corpus")
+    cache = Cache.concat([build_cache(c, config, cache_dir / f"{Path(c).name}_{tag}.npz", workers, labels_csv)
+                          for c in corpora])
     if exclude_profiles:
         cache = cache.subset_series(~np.isin(cache.profiles, exclude_profiles))
     val_profile = val_profile or choose_val_profile(cache)
@@ -566,6 +570,7 @@ def _compare_aggregators(model: CnnModel, train_c: Cache, val_c: Cache, seed: in
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.cnn_train", description=__doc__.splitlines()[0])
     p.add_argument("--train", required=True, nargs="+", help="corpus folder(s) with labels.csv (training profiles)")
+    p.add_argument("--labels", help="labels file for the (single) training corpus instead of its labels.csv")
     p.add_argument("--val", help="held-out corpus for the final test only (labels.csv inside)")
     p.add_argument("--out", required=True, help="output folder (weights, config, checkpoint, log)")
     p.add_argument("--cache-dir", help="where the slice caches go (default OUT/cache)")
@@ -604,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         patience=args.patience, seed=args.seed, threads=args.threads, workers=args.workers,
         max_minutes=args.max_minutes, samples_per_epoch=args.samples_per_epoch, focal_gamma=args.focal_gamma,
         clahe=args.clahe, k=args.k, size=args.size, fit_gru=not args.no_gru, resume=args.resume,
-        command=command, docs_dir=args.docs,
+        command=command, docs_dir=args.docs, labels_csv=args.labels,
     )
     return 0
 
