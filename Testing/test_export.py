@@ -109,3 +109,15 @@ def test_cli_label_import_csv(store_path, tmp_path, capsys):
     with LabelStore(store_path) as s:
         assert s.current("1.1").sequence == "T1_3D_PRE" and s.current("1.1").source == "import"
     assert main(["label", "--store", str(store_path)]) == 2
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "--format", "csv", "--out", "-"], ["review"], ["report", "--out", "r.html"],
+    ["label", "1.2", "--sequence", "PD", "--path"],
+])
+def test_a_missing_path_is_an_error_and_creates_nothing(tmp_path, capsys, command):
+    missing = tmp_path / "missing"
+    argv = command[:1] + [str(missing)] + command[1:] if command[0] != "label" else command + [str(missing)]
+    assert main(argv) == 1
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not missing.exists()

@@ -66,8 +66,10 @@ def test_middle_image_single_multi_frame_and_failure(folder):
     image, note = middle_image([root / "broken" / "cut.dcm"])
     assert image is None and "broken" in note and "ValueError" in note
     # a series whose middle image is broken falls back to a neighbour
-    image, note = middle_image([root / "broken" / "cut.dcm", root / "real" / "mr.dcm"])
-    assert image is not None and image.shape == (64, 64)
+    for files in ([root / "broken" / "cut.dcm", root / "real" / "mr.dcm"],
+                  [root / "real" / "mr.dcm", root / "broken" / "cut.dcm"]):
+        image, note = middle_image(files)
+        assert image is not None and image.shape == (64, 64)
     assert middle_image([]) == (None, "no files")
     image, note = middle_image([root / "nothing.dcm"])
     assert image is None and note
@@ -217,7 +219,10 @@ def test_report_with_gradcam_from_a_cnn(folder, tmp_path, capsys):
     out = tmp_path / "gradcam.html"
     assert main(["report", str(root), "--store", str(store_path), "--out", str(out), "--gradcam",
                  "--models", str(models)]) == 0
+    assert "classifying 1 series" in capsys.readouterr().err  # the real MR series was not in the store
     parser = _Cards()
     parser.feed(out.read_text())
-    assert len(parser.cards) == 2 and all("has-heat" in c["class"] for c in parser.cards)
-    assert parser.images == 4 and "show Grad-CAM" in out.read_text()
+    cards = {c["data-uid"]: c["class"] for c in parser.cards}
+    assert len(cards) == 3 and "has-heat" in cards[uids["classic"]] and "has-heat" in cards[uids["enhanced"]]
+    # the source keeps one file per SOPInstanceUID, here the truncated copy: that card says why it has no image
+    assert parser.images == 4 and "show Grad-CAM" in out.read_text() and "less than expected" in out.read_text()

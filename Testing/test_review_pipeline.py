@@ -36,7 +36,9 @@ def test_classify_review_export_report(toy, monkeypatch, capsys, tmp_path):
     # review classifies the folder first (the store is empty), then walks through it
     monkeypatch.setattr("sys.stdin", io.StringIO("\n" * 2 + "ot\nq\n"))
     assert main(["review", str(study), "--models", str(models), "--user", "rev"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "classifying" in captured.err
     assert "[1/5]" in out and "stopped: 2 accepted, 1 corrected" in out
     store_file = default_store_path(study)
     assert store_file == study / ".seriesclassifier" / "labels.sqlite" and store_file.exists()
@@ -63,3 +65,11 @@ def test_classify_review_export_report(toy, monkeypatch, capsys, tmp_path):
     assert main(["report", str(study), "--out", str(tmp_path / "r.html")]) == 0
     html = (tmp_path / "r.html").read_text()
     assert html.count('class="card') == 5 and "forest only" in html and not re.search(r"https?://", html)
+
+    # a series added to the folder later is classified on the next review, the others are not again
+    write_toy_corpus(study / "added", n_per_class=1, seed=9)
+    monkeypatch.setattr("sys.stdin", io.StringIO("q\n"))
+    assert main(["review", str(study), "--models", str(models)]) == 0
+    assert "classifying 5 series of" in capsys.readouterr().err
+    with LabelStore(store_file) as store:
+        assert len(store.predicted_uids()) == 10 and store.current(next(iter(truth))).n_events <= 1

@@ -487,6 +487,9 @@ class LabelStore:
     def current(self, series_uid: str) -> LabelRecord | None:
         return self._record(self._conn, series_uid)
 
+    def predicted_uids(self) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT series_uid FROM predictions").fetchall()}
+
     def series_uids(self) -> list[str]:
         rows = self._conn.execute(
             "SELECT series_uid FROM predictions UNION SELECT series_uid FROM events ORDER BY series_uid"

@@ -43,7 +43,32 @@ def middle_image(series_files: Sequence[str | Path], attempts: int = 5) -> tuple
         if image.size and np.isfinite(image).any():
             return image, ""
         problem = problem or f"{ref.path.name}: empty image"
+    # the stack keeps one image per location; a broken one may hide a readable twin
+    tried = {stack.images[group[i]].path for i in order}
+    for path in _middle_out([Path(f) for f in series_files if Path(f) not in tried])[:attempts]:
+        image = _whole_file_image(path)
+        if image is not None:
+            return image, ""
     return None, problem
+
+
+def _middle_out(items: list) -> list:
+    middle = len(items) // 2
+    return [items[i] for i in sorted(range(len(items)), key=lambda i: (abs(i - middle), i))]
+
+
+def _whole_file_image(path: Path) -> np.ndarray | None:
+    import pydicom
+
+    try:
+        pixels = np.asarray(pydicom.dcmread(path).pixel_array, dtype=np.float32)
+    except Exception:
+        return None
+    while pixels.ndim > 2 and pixels.shape[-1] not in (3, 4):
+        pixels = pixels[len(pixels) // 2]  # middle frame
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].mean(axis=-1)
+    return pixels if pixels.ndim == 2 and pixels.size and np.isfinite(pixels).any() else None
 
 
 def window(image: np.ndarray, low: float = 1.0, high: float = 99.5) -> np.ndarray:

@@ -10,7 +10,7 @@ from ..export import write_export
 from ..report import build_report, report_items
 from ..store import LabelRecord, StoreError
 from ..thumbnail import middle_image
-from ._store_args import add_store_argument, ensure_predictions, open_store
+from ._store_args import add_store_argument, ensure_predictions, list_series, open_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,12 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "predictions, and for --gradcam (default: the bundled models)")
     parser.add_argument("--anonymise", "--anonymize", action="store_true",
                         help="leave patient IDs, study UIDs and notes out of the page")
-
-
-def _series_files(path: str) -> dict[str, list[Path]]:
-    from ..sources import iter_series_refs
-
-    return {ref.series_uid: list(ref.files) for ref in iter_series_refs(path)}
 
 
 def _gradcam_images(models: str | None, files: dict[str, list[Path]]):
@@ -49,8 +43,12 @@ def _gradcam_images(models: str | None, files: dict[str, list[Path]]):
         series_files = files.get(record.series_uid)
         if not series_files:
             return None, None, "files not found under PATH"
-        result = gradcam_series(bundle.cnn, series_files)
-        if result.images is None or result.slice_maps is None or not len(result.images):
+        try:
+            result = gradcam_series(bundle.cnn, series_files)
+        except Exception as exc:  # no Grad-CAM for this one: still show its picture
+            print(f"warning: {record.series_uid}: no Grad-CAM ({type(exc).__name__}: {exc})", file=sys.stderr)
+            result = None
+        if result is None or result.images is None or result.slice_maps is None or not len(result.images):
             image, note = middle_image(series_files)
             return image, None, note
         k = len(result.images) // 2
@@ -61,13 +59,14 @@ def _gradcam_images(models: str | None, files: dict[str, list[Path]]):
 
 def run(args: argparse.Namespace) -> int:
     try:
+        refs = list_series(args.path)
+        files = {ref.series_uid: list(ref.files) for ref in refs}
         with open_store(args) as store:
-            ensure_predictions(store, args.path, args.models)
+            ensure_predictions(store, args.path, args.models, refs=refs)
             records = store.records()
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    files = _series_files(args.path)
 
     def plain(record: LabelRecord):
         series_files = files.get(record.series_uid)

@@ -7,7 +7,7 @@ import sys
 
 from ..review import ReviewSession, review_order
 from ..store import StoreError
-from ._store_args import add_models_argument, add_store_argument, ensure_predictions, open_store
+from ._store_args import add_models_argument, add_store_argument, ensure_predictions, list_series, open_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        # a person will look at each series: listing them first is cheap beside that
+        refs = list_series(args.path) if args.path else None
         with open_store(args, create=bool(args.path)) as store:
-            ensure_predictions(store, args.path, args.models)
+            ensure_predictions(store, args.path, args.models, refs=refs)
             records = review_order(store.records(), include_reviewed=args.all)
             summary = ReviewSession(store, records, sys.stdin, sys.stdout, user=args.user).run()
     except StoreError as e:
