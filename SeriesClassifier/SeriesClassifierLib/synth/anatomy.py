@@ -556,7 +556,7 @@ def _veins(t: Template, rng: np.random.Generator) -> list[Overlay]:
         p = _smooth_polyline(_jitter(poly, rng, 1.0))
         out += _rasterise_tubes(list(_polyline_to_segments(p, r0, r1)), "VEIN")
     # cortical veins running up over the convexity into the sinus
-    for _ in range(int(rng.integers(10, 18))):
+    for _ in range(int(rng.integers(16, 28))):
         phi0 = rng.uniform(-np.pi, np.pi)
         th0 = rng.uniform(np.deg2rad(50), np.deg2rad(100))
         th1 = rng.uniform(np.deg2rad(3), np.deg2rad(10))
@@ -569,7 +569,7 @@ def _veins(t: Template, rng: np.random.Generator) -> list[Overlay]:
     # medullary veins: short straight radial lines in the white matter (seen on SWI)
     segs = []
     if len(t.periventricular_points):
-        for i in rng.choice(len(t.periventricular_points), size=30):
+        for i in rng.choice(len(t.periventricular_points), size=int(rng.integers(40, 80))):
             p0 = t.periventricular_points[i]
             direction = p0 - t.brain_center
             direction[2] *= 0.3
@@ -590,8 +590,12 @@ def _ellipsoid_overlay(
     weight: np.ndarray | None = None,
     inner: float = 0.0,
     enhancing: float = 0.0,
+    shape=None,
 ) -> Overlay | None:
-    """Smooth ellipsoid (or a shell when ``inner`` > 0, as a fraction of the radii) as an overlay patch."""
+    """Smooth ellipsoid (or a shell when ``inner`` > 0, as a fraction of the radii) as an overlay patch.
+
+    ``shape(points - center)`` (optional) scales the normalised radius, making the outline lobulated.
+    """
     rmax = float(np.max(radii)) + 2 * GRID_SPACING
     lo = np.maximum(np.floor((center - rmax - _GRID_MIN) / GRID_SPACING).astype(int), 0)
     hi = np.minimum(np.ceil((center + rmax - _GRID_MIN) / GRID_SPACING).astype(int) + 1, _GRID_SHAPE)
@@ -600,6 +604,8 @@ def _ellipsoid_overlay(
     axes = [np.arange(lo[k], hi[k]) * GRID_SPACING + _GRID_MIN[k] for k in range(3)]
     q = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
     rho = _ellipsoid_field(q, center, radii, rotation)
+    if shape is not None:
+        rho = rho * shape(q - center)
     edge = GRID_SPACING / float(np.mean(radii))
     f = np.clip((1.0 - rho) / edge + 0.5, 0, 1)
     if inner > 0:
@@ -610,6 +616,20 @@ def _ellipsoid_overlay(
     if not np.any(f > 0.05):
         return None
     return Overlay(tissue, index, f.astype(np.float32), enhancing)
+
+
+def _lobulation(rng: np.random.Generator, amplitude: float, scale_mm: float):
+    """A smooth random radial modulation (sum of plane waves) for irregular lesion outlines."""
+    k = rng.normal(0, 1, (5, 3))
+    k *= (2 * np.pi / scale_mm) / np.linalg.norm(k, axis=1, keepdims=True)
+    phase = rng.uniform(0, 2 * np.pi, 5)
+    weight = rng.uniform(0.5, 1.0, 5)
+    weight *= amplitude / weight.sum()
+
+    def shape(d: np.ndarray) -> np.ndarray:
+        return 1.0 + np.sin(d @ k.T + phase) @ weight
+
+    return shape
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -628,7 +648,9 @@ def _lesions(t: Template, rng: np.random.Generator, info: dict) -> list[Overlay]
             c = pool[rng.integers(len(pool))] + rng.normal(0, 2, 3)
             radii = rng.uniform(1.5, 6.0, 3) * np.array([1.0, 1.0, 1.6])
             enh = 0.35 if rng.random() < 0.15 else 0.0
-            o = _ellipsoid_overlay(c, radii, _random_rotation(rng), "MS", brain_w, enhancing=enh)
+            o = _ellipsoid_overlay(
+                c, radii, _random_rotation(rng), "MS", brain_w, enhancing=enh, shape=_lobulation(rng, 0.15, 8.0)
+            )
             if o is not None:
                 out.append(o)
     if rng.random() < 0.15 and len(t.wm_points):
@@ -637,10 +659,15 @@ def _lesions(t: Template, rng: np.random.Generator, info: dict) -> list[Overlay]
         rot = _random_rotation(rng)
         radii = r * rng.uniform(0.8, 1.2, 3)
         info["tumour_radius_mm"] = round(float(r), 1)
+        lobes = _lobulation(rng, 0.25, 12.0)
         for o in (
-            _ellipsoid_overlay(c, radii * rng.uniform(1.8, 2.8), rot, "EDEMA", t.fractions["WM"]),
-            _ellipsoid_overlay(c, radii, rot, "TUMOR", t.brain + 0.3, inner=rng.uniform(0.5, 0.75), enhancing=0.6),
-            _ellipsoid_overlay(c, radii * 0.7, rot, "NECROSIS", None),
+            _ellipsoid_overlay(
+                c, radii * rng.uniform(1.8, 2.8), rot, "EDEMA", t.fractions["WM"], shape=_lobulation(rng, 0.35, 25.0)
+            ),
+            _ellipsoid_overlay(
+                c, radii, rot, "TUMOR", t.brain + 0.3, inner=rng.uniform(0.5, 0.75), enhancing=0.6, shape=lobes
+            ),
+            _ellipsoid_overlay(c, radii * 0.7, rot, "NECROSIS", None, shape=lobes),
         ):
             if o is not None:
                 out.append(o)
@@ -653,13 +680,20 @@ def _lesions(t: Template, rng: np.random.Generator, info: dict) -> list[Overlay]
             radii = rng.uniform(6, 22, 3)
             info["stroke"] = True
             o = _ellipsoid_overlay(
-                c, radii, _random_rotation(rng), "STROKE", np.clip(t.fractions["GM"] + t.fractions["WM"], 0, 1)
+                c,
+                radii,
+                _random_rotation(rng),
+                "STROKE",
+                np.clip(t.fractions["GM"] + t.fractions["WM"], 0, 1),
+                shape=_lobulation(rng, 0.3, 20.0),
             )
             if o is not None:
                 out.append(o)
     if rng.random() < 0.15:
         pool = np.concatenate([t.wm_points[::50], t.cortex_points[::20]])
-        for i in rng.choice(len(pool), size=int(rng.integers(1, 10))):
+        n_bleeds = int(rng.integers(1, 10))
+        info["microbleeds"] = n_bleeds
+        for i in rng.choice(len(pool), size=n_bleeds):
             o = _ellipsoid_overlay(pool[i], np.full(3, rng.uniform(1.2, 2.2)), np.eye(3), "BLEED")
             if o is not None:
                 out.append(o)

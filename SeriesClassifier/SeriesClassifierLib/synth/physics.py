@@ -42,8 +42,8 @@ _TABLE: dict[str, tuple[float, ...]] = {
     # subacute/chronic blood products: short T2*, strongly paramagnetic
     "BLEED": (0.70, 800, 40, 6, 900, 35, 4, 0.60, 0.05, 1.5, 0.0),
     "ARTERY": (0.85, 1441, 290, 150, 1932, 275, 100, 1.60, 0.05, 0.0, 1.0),
-    # venous blood: deoxygenated, paramagnetic (Δχ ≈ 0.45 ppm × (1 − Y), Y ≈ 0.6)
-    "VEIN": (0.85, 1441, 120, 25, 1932, 60, 12, 1.60, 0.05, 0.18, 1.0),
+    # venous blood: deoxygenated, paramagnetic: Δχ = Hct·Δχ_do·(1 − Y) ≈ 0.4 × 3.4 ppm × 0.3 ≈ 0.4 ppm (SI)
+    "VEIN": (0.85, 1441, 120, 25, 1932, 60, 12, 1.60, 0.05, 0.40, 1.0),
 }
 TISSUES: tuple[str, ...] = tuple(_TABLE)
 
@@ -195,7 +195,8 @@ def tof_inflow(p: TissueParams, tr: float, te: float, flip_deg: float, mt: float
 
     Venous blood is pre-saturated by a superior saturation band.
     """
-    s = spoiled_gre(p, tr, te, flip_deg) * np.where(p.is_fat, 1.0, mt)
+    # fat: short T1 keeps it bright, partly cancelled at the opposed-phase TE most TOF protocols use
+    s = spoiled_gre(p, tr, te, flip_deg) * np.where(p.is_fat, 0.45, mt)
     a = np.deg2rad(flip_deg)
     fresh = p.pd * np.sin(a) * np.exp(-te / p.t2s) * 0.9
     s = np.where(p.is_blood == 1, fresh, s)

@@ -653,8 +653,10 @@ def _swi_parts(ctx):
         mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), flow="none")
         omega = 2 * np.pi * ph.field_tesla_gamma() * ctx.field_strength * 1e-6  # rad/s per ppm
         phase = (-omega * te / 1000.0 * local_field_ppm(ctx)).astype(np.float32)
-        # intravoxel dephasing darkens the magnitude around veins and bleeds
-        mag = mag * np.exp(-np.abs(ndi.gaussian_gradient_magnitude(phase, 0.7)) * 0.8).astype(np.float32)
+        # intravoxel dephasing (field gradient across a voxel) and blooming darken the magnitude
+        # around veins and bleeds well beyond their geometric size
+        dephase = 1.2 * ndi.gaussian_gradient_magnitude(phase, 0.8) + 0.25 * np.abs(phase)
+        mag = mag * np.exp(-dephase).astype(np.float32)
         if len(cache) > 8:  # bound the memory a long-lived phantom holds
             cache.clear()
         cache[key] = (mag, phase)
