@@ -116,3 +116,26 @@ def test_concurrent_writers_survive_sigkill(tmp_path):
         store.correct("1.2.0", sequence="PD", user="after")
         assert store.current("1.2.0").sequence == "PD"
     print(f"acknowledged and present: {len(acked)}")
+
+
+def test_processes_creating_the_same_new_store_at_once(tmp_path):
+    """The schema creation/migration is itself a race: every process must end up with one sound store."""
+    path = tmp_path / "fresh" / "labels.sqlite"
+    code = textwrap.dedent(
+        """
+        import sys
+        from SeriesClassifierLib.store import LabelStore
+        with LabelStore(sys.argv[1]) as s:
+            for i in range(5):
+                s.correct(f"uid.{i}", sequence="PD", user=sys.argv[2], source="cli", event_id=f"{sys.argv[2]}-{i}")
+        print("ok")
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), f"p{k}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for k in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "ok", err
+    with LabelStore(path, create=False) as store:
+        assert store.integrity_check() == "ok"
+        assert store._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 20
