@@ -195,3 +195,16 @@ def test_cli_lists_profiles_and_rejects_unknown(capsys, tmp_path):
     assert main(["synth", str(tmp_path / "x"), "--profile", "nowhere"]) == 2
     assert "unknown profile" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_extending_a_folder_keeps_earlier_labels_and_matches_one_long_run(tmp_path):
+    kw = dict(profiles=["ge_optima_15t", "canon_vantage_15t"], make_phantom=fake_phantom, render=_small(fake_render))
+    generate_studies(tmp_path / "long", 3, seed=5, **kw)
+    generate_studies(tmp_path / "ext", 2, seed=5, **kw)
+    rows = generate_studies(tmp_path / "ext", 1, seed=5, start=2, **kw)
+    assert (tmp_path / "ext" / "labels.csv").read_bytes() == (tmp_path / "long" / "labels.csv").read_bytes()
+    assert len({r.study_uid for r in rows}) == 3
+    assert _digest(tmp_path / "ext") == _digest(tmp_path / "long")
+    forced = generate_studies(tmp_path / "forced", 2, seed=5, study_type="mra", **kw)
+    assert {r.sequence for r in forced} <= {"SCOUT", "TOF_MRA", "MRA_MIP", "T2_2D", "DWI", "ADC",
+                                            "DIFFUSION_DERIVED"}

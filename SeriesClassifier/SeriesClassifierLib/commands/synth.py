@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="site profiles to use in turn (default: all training profiles); "
                              "'training' and 'holdout' name the groups")
     parser.add_argument("--list-profiles", action="store_true", help="list the site profiles and exit")
+    parser.add_argument("--first-study", type=int, default=0, metavar="K",
+                        help="extend OUT with studies K..K+N-1 of the same seed (labels.csv keeps the others)")
+    parser.add_argument("--study-type", default=None,
+                        help="force one protocol: routine, stroke, tumour, research, iac or mra")
 
 
 def _expand(names: list[str] | None) -> list[str] | None:
@@ -42,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         print("synth: give an output folder (or --list-profiles)", file=sys.stderr)
         return 2
-    if args.studies < 1:
-        print("synth: --studies must be at least 1", file=sys.stderr)
+    if args.studies < 1 or args.first_study < 0:
+        print("synth: --studies must be at least 1 and --first-study not negative", file=sys.stderr)
         return 2
     names = _expand(args.profile)
     try:
@@ -59,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - start
         print(f"study {done}/{total}: {len(rows)} series ({rows[0].profile}), {elapsed:.0f} s", flush=True)
 
-    rows = generate_studies(args.out, args.studies, args.seed, names, progress=progress)
-    print(f"wrote {len(rows)} series in {args.studies} studies to {args.out} (labels.csv)")
+    from ..synth.protocols import STUDY_TYPES
+
+    if args.study_type is not None and args.study_type not in STUDY_TYPES:
+        print(f"synth: unknown study type {args.study_type!r}; known: {', '.join(STUDY_TYPES)}", file=sys.stderr)
+        return 2
+    rows = generate_studies(args.out, args.studies, args.seed, names, progress=progress, start=args.first_study,
+                            study_type=args.study_type)
+    print(f"labels.csv of {args.out} now lists {len(rows)} series")
     return 0

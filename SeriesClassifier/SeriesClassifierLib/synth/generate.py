@@ -157,18 +157,28 @@ def generate_studies(
     make_phantom: PhantomFn | None = None,
     render: RenderFn | None = None,
     progress: Callable[[int, int, list[LabelRow]], None] | None = None,
+    start: int = 0,
+    study_type: str | None = None,
 ) -> list[LabelRow]:
-    """Write ``n_studies`` studies (profiles in turn; training profiles when None) and ``labels.csv``."""
+    """Write ``n_studies`` studies (profiles in turn; training profiles when None) and ``labels.csv``.
+
+    ``start`` > 0 extends an existing folder with studies ``start … start+n_studies-1`` (same seed, same
+    profile rotation); labels.csv keeps the rows of the other studies. ``study_type`` forces one protocol.
+    """
     chosen = get_profiles(profiles)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    indices = range(start, start + n_studies)
+    redo = {make_uid(f"seed{seed}/study{i:05d}", "study") for i in indices}
+    kept = [r for r in read_labels(out / "labels.csv") if r.study_uid not in redo] if start and (
+        out / "labels.csv").exists() else []
     rows: list[LabelRow] = []
-    for i in range(n_studies):
+    for n, i in enumerate(indices):
         profile = chosen[i % len(chosen)]
-        study_rows = generate_study(out, profile, seed, i, make_phantom, render)
+        study_rows = generate_study(out, profile, seed, i, make_phantom, render, study_type)
         rows += study_rows
-        write_labels(rows, out / "labels.csv")  # kept current so a long run is usable while it goes
+        write_labels(kept + rows, out / "labels.csv")  # kept current so a long run is usable while it goes
         if progress is not None:
-            progress(i + 1, n_studies, study_rows)
-    write_labels(rows, out / "labels.csv")
-    return rows
+            progress(n + 1, n_studies, study_rows)
+    write_labels(kept + rows, out / "labels.csv")
+    return kept + rows
