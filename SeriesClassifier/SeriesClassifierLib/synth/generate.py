@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import os
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -137,11 +138,15 @@ def generate_study(
 
 
 def write_labels(rows: list[LabelRow], path: str | Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    """Write labels.csv atomically (readers of a growing corpus never see half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=LABEL_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(asdict(row))
+    os.replace(tmp, path)
 
 
 def read_labels(path: str | Path) -> list[LabelRow]:
