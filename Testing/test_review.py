@@ -154,3 +154,9 @@ def test_review_command_in_a_real_terminal(store):
     with LabelStore(store.path) as s:
         assert s.current("d").state == "accepted" and s.current("d").corrected_by == "tty"
         assert s.current("c").sequence == "SWI_PHASE"
+
+
+def test_invalid_answers_do_not_repeat_the_series_but_changes_do(store):
+    _, out = run_session(store, "t1\nzz\no ax\nq\n")
+    assert out.count("[1/4]") == 2  # shown, not again after two bad answers, again after the orientation changed
+    assert "unknown sequence code 'zz'" in out

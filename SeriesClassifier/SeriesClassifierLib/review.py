@@ -148,11 +148,14 @@ class ReviewSession:
             return summary
         self._say(KEYS)
         i, n = 0, len(self.records)
+        shown = None  # (index, n_events) last described: an invalid answer or help does not repeat it
         while 0 <= i < n:
             uid = self.records[i].series_uid
             record = self.store.current(uid) or self.records[i]
-            self._say("")
-            self._say(describe(record, f"[{i + 1}/{n}]"))
+            if shown != (i, record.n_events):
+                self._say("")
+                self._say(describe(record, f"[{i + 1}/{n}]"))
+                shown = (i, record.n_events)
             if uid not in summary.seen:
                 summary.seen.append(uid)
             line = self._ask()
