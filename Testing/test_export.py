@@ -121,3 +121,15 @@ def test_a_missing_path_is_an_error_and_creates_nothing(tmp_path, capsys, comman
     assert main(argv) == 1
     assert "no such file or folder" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_label_finds_the_store_of_the_current_folder(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    with LabelStore(folder / ".seriesclassifier" / "labels.sqlite") as s:
+        s.record_predictions([prediction("5.5", "PD", 1)])
+    monkeypatch.chdir(folder)
+    assert main(["label", "5.5", "--sequence", "T2_2D"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["label", "5.5", "--sequence", "T2_2D"]) == 1
+    assert "give a PATH" in capsys.readouterr().err
