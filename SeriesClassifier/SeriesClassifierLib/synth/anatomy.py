@@ -721,13 +721,25 @@ def _pose(t: Template, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     return w2t, world_center
 
 
-def _displacement(rng: np.random.Generator, amplitude: float) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth random displacement field (mm) on a coarse grid over the template box."""
-    step = 12.0
+def _displacement(rng: np.random.Generator, amplitude: float, atrophy: float) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random displacement field (mm) on a coarse grid over the template box.
+
+    ``atrophy`` (mm) adds a radial pull towards the ventricles' centre: samples near the
+    ventricles come from closer in, so the ventricles look wider (an older brain).
+    """
+    step = 8.0
     shape = tuple(int(np.ceil(_GRID_SHAPE[k] * GRID_SPACING / step)) + 1 for k in range(3))
     field_ = rng.normal(0, 1, (3, *shape))
-    field_ = np.stack([ndi.gaussian_filter(f, 1.5, mode="nearest") for f in field_])
+    field_ = np.stack([ndi.gaussian_filter(f, 18.0 / step, mode="nearest") for f in field_])
     field_ *= amplitude / (field_.std() + 1e-9)
+    if atrophy > 0:
+        axes = [np.arange(n) * step + _GRID_MIN[k] for k, n in enumerate(shape)]
+        q = np.stack(np.meshgrid(*axes, indexing="ij"))  # (3, nx, ny, nz)
+        center = _ras([(0, -12, 14)])[0][:, None, None, None]
+        sigma = np.array([14.0, 30.0, 16.0])[:, None, None, None]
+        u = (q - center) / sigma
+        g = np.exp(-0.5 * np.sum(u**2, axis=0))
+        field_ -= atrophy * u * g * 1.6  # peak pull ≈ atrophy mm about one σ from the centre
     aff = np.eye(4)
     aff[:3, :3] *= step
     aff[:3, 3] = _GRID_MIN
@@ -738,8 +750,9 @@ def make_phantom(rng: np.random.Generator) -> Phantom:
     """A new randomised subject (pose, size, deformation, vessels, lesions) on the shared template."""
     t = load_template()
     w2t, world_center = _pose(t, rng)
-    disp, disp_aff = _displacement(rng, rng.uniform(1.0, 3.0))
-    info: dict = {}
+    atrophy = float(rng.uniform(1.0, 4.0)) if rng.random() < 0.4 else 0.0
+    disp, disp_aff = _displacement(rng, rng.uniform(1.0, 3.0), atrophy)
+    info: dict = {"atrophy_mm": round(atrophy, 1)} if atrophy else {}
     overlays = _lesions(t, rng, info) + _arteries(rng) + _veins(t, rng)
     params = {
         "snr_factor": float(np.exp(rng.normal(0, 0.2))),
