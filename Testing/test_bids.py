@@ -87,3 +87,15 @@ def test_heudiconv_heuristic_is_valid_python_with_the_table():
         ("{bids_subject_session_dir}/anat/{bids_subject_session_prefix}_acq-3D_ce-gadolinium_T1w", ("nii.gz",), None):
             ["1-t1"]
     }
+
+
+def test_field_maps_pair_into_runs_and_split_per_file_in_configs():
+    records = [rec("m1", "FIELDMAP", 5), rec("p1", "FIELDMAP", 6), rec("m2", "FIELDMAP", 20), rec("p2", "FIELDMAP", 21)]
+    names = bids_names(records)
+    assert [names[u].entities.get("run") for u in ("m1", "p1", "m2", "p2")] == ["01", "01", "02", "02"]
+    assert "run" not in bids_names(records[:2])["m1"].entities  # one magnitude + phase pair: no run
+    descriptions = dcm2bids_config(bids_names(records[:1]))["descriptions"]
+    assert [(d["suffix"], d["criteria"]["SidecarFilename"]["any"]) for d in descriptions] == [
+        ("magnitude1", ["*_m1_e1.json"]), ("magnitude2", ["*_m1_e2.json"]),
+        ("phasediff", ["*_m1.json", "*_m1_ph.json", "*_m1_e2_ph.json"]),
+    ]

@@ -28,7 +28,27 @@ EXPECTED = {
     2: "sub-01/anat/sub-01_acq-2D_run-01_FLAIR.nii.gz",
     3: "sub-01/anat/sub-01_acq-2D_run-02_FLAIR.nii.gz",
     4: "sub-01/anat/sub-01_acq-2D_T2w.nii.gz",
+    # a Siemens-style field map: a magnitude series with two echoes (7) and a phase series (8)
+    7: "sub-01/fmap/sub-01_magnitude1.nii.gz",
+    77: "sub-01/fmap/sub-01_magnitude2.nii.gz",
+    8: "sub-01/fmap/sub-01_phasediff.nii.gz",
 }
+FIELDMAP = dict(ScanningSequence=["GR"], SequenceVariant=["SP"], RepetitionTime=488.0, FlipAngle=60.0,
+                MRAcquisitionType="2D", SequenceName="*fm2d2r")
+
+
+def _write_fieldmap(dicom: Path) -> list[tuple[str, int]]:
+    magnitude = None
+    for echo, te in ((1, 4.92), (2, 7.38)):  # one series, two echoes at the same positions
+        headers = dict(FIELDMAP, SeriesNumber=7, EchoNumbers=echo, EchoTime=te,
+                       ImageType=["ORIGINAL", "PRIMARY", "M", "ND"])
+        magnitude, _ = write_classic_series(dicom / "s7", headers, n=4, iop=AXIAL, study_uid="1.2.3.4",
+                                            series_uid=magnitude, description="gre_field_mapping",
+                                            name_files=f"e{echo}_" + "{i:03d}.dcm")
+    headers = dict(FIELDMAP, SeriesNumber=8, EchoNumbers=2, EchoTime=7.38, ImageType=["ORIGINAL", "PRIMARY", "P", "ND"])
+    phase, _ = write_classic_series(dicom / "s8", headers, n=4, iop=AXIAL, study_uid="1.2.3.4",
+                                    description="gre_field_mapping")
+    return [(magnitude, 7), (phase, 8)]
 
 
 def _tool(name: str) -> str:
@@ -57,6 +77,9 @@ def study(tmp_path_factory):
         )
         if corrected:
             corrections[uid] = corrected
+    for uid, number in _write_fieldmap(dicom):
+        predictions.append(SeriesPrediction(uid, "1.2.3.4", "P1", number, "gre_field_mapping",
+                                            sequence=TaskPrediction.from_probabilities({"FIELDMAP": 0.9})))
     store.record_predictions(predictions)
     for uid, code in corrections.items():
         store.correct(uid, sequence=code, user="tester", source="cli")

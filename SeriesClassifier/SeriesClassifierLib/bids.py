@@ -39,6 +39,9 @@ ENTITY_ORDER = (
 )  # fmt: skip
 
 DCM2NIIX_OPTIONS = "-b y -ba y -z y -f %3s_%j"
+# Field maps: the vocabulary's class maps to phasediff; the converters split it per file, the way
+# dcm2niix names them: echoes of the magnitude series (_e1, _e2) -> magnitude1/2, phase (_ph) -> phasediff.
+FIELDMAP_SUFFIX = "phasediff"
 
 
 @dataclass
@@ -154,8 +157,10 @@ def _number_runs(names: dict[str, BidsName], records: dict[str, LabelRecord]) ->
     groups: dict[str, list[str]] = defaultdict(list)
     for uid, name in names.items():
         groups[name.filename].append(uid)
-    for uids in groups.values():
-        if len(uids) < 2:
+    for filename, uids in groups.items():
+        # a phase-difference field map is two series (magnitude echoes + phase), taken one after the other
+        per_run = 2 if filename.endswith(f"_{FIELDMAP_SUFFIX}.nii.gz") else 1
+        if len(uids) <= per_run:
             continue
 
         def order(uid: str) -> tuple:
@@ -163,8 +168,8 @@ def _number_runs(names: dict[str, BidsName], records: dict[str, LabelRecord]) ->
             number = p.series_number if p and p.series_number is not None else 1 << 30
             return (number, uid)
 
-        for run, uid in enumerate(sorted(uids, key=order), 1):
-            names[uid].entities["run"] = f"{run:02d}"
+        for k, uid in enumerate(sorted(uids, key=order)):
+            names[uid].entities["run"] = f"{k // per_run + 1:02d}"
 
 
 def _selected(names: dict[str, BidsName], include_derived: bool) -> list[BidsName]:
@@ -178,16 +183,19 @@ def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -
     """
     descriptions = []
     for n in _selected(names, include_derived):  # in the records' order: patient, study, series number
-        description = {
-            "datatype": n.datatype,
-            "suffix": n.suffix,
-            "criteria": {"SidecarFilename": {"any": [f"*_{n.series_uid}.json", f"*_{n.series_uid}_*.json"]}},
-        }
-        if n.entities:
-            description["custom_entities"] = n.entity_string
-        if n.datatype == "func" and "task" in n.entities:
-            description["sidecar_changes"] = {"TaskName": n.entities["task"]}
-        descriptions.append(description)
+        uid = n.series_uid
+        if n.suffix == FIELDMAP_SUFFIX:
+            files = [("magnitude1", [f"*_{uid}_e1.json"]), ("magnitude2", [f"*_{uid}_e2.json"]),
+                     (n.suffix, [f"*_{uid}.json", f"*_{uid}_ph.json", f"*_{uid}_e2_ph.json"])]
+        else:
+            files = [(n.suffix, [f"*_{uid}.json", f"*_{uid}_*.json"])]
+        for suffix, patterns in files:
+            description = {"datatype": n.datatype, "suffix": suffix, "criteria": {"SidecarFilename": {"any": patterns}}}
+            if n.entities:
+                description["custom_entities"] = n.entity_string
+            if n.datatype == "func" and "task" in n.entities:
+                description["sidecar_changes"] = {"TaskName": n.entities["task"]}
+            descriptions.append(description)
     return {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": descriptions}
 
 
@@ -215,6 +223,10 @@ def infotodict(seqinfo):
         if entry is None:
             continue
         datatype, name = entry
+        if name.endswith("_{fieldmap}") or name == "{fieldmap}":
+            # field map: the phase series is the phase difference; heudiconv numbers magnitude echoes itself
+            if "P" not in (s.image_type or ()):
+                name = name[: -len("{fieldmap}")] + "magnitude"
         key = create_key("{{bids_subject_session_dir}}/" + datatype + "/{{bids_subject_session_prefix}}_" + name)
         info.setdefault(key, []).append(s.series_id)
     return info
@@ -228,4 +240,6 @@ def heudiconv_heuristic(names: dict[str, BidsName], include_derived: bool = Fals
         tail = "_".join(p for p in (n.entity_string, n.suffix) if p)
         entries.append(f"    {json.dumps(n.series_uid)}: ({json.dumps(n.datatype)}, {json.dumps(tail)}),")
     series = "{\n" + "\n".join(entries) + "\n}" if entries else "{}"
-    return HEUDICONV_TEMPLATE.format(series=series, version_note=f" {version}" if version else "")
+    return HEUDICONV_TEMPLATE.format(
+        series=series, version_note=f" {version}" if version else "", fieldmap=FIELDMAP_SUFFIX
+    )
