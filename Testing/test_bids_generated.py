@@ -43,7 +43,15 @@ def generated(tmp_path_factory):
     assert {r.series_uid for r in records} == set(truth)
     assert all(r.sequence == truth[r.series_uid]["sequence"] for r in records)
     names = bids_names(records, anonymise=True)
-    expected = {n.filename for n in names.values() if not n.derived}
+    expected = set()
+    for n in names.values():
+        if n.derived:
+            continue
+        if n.suffix == "phasediff":  # the configs split a field map per file (magnitude echoes, phase)
+            expected |= {n.filename.replace("_phasediff.", f"_{s}.") for s in ("magnitude1", "magnitude2")}
+            expected.add(n.filename)
+        else:
+            expected.add(n.filename)
     assert expected, "the generated study has no series with a raw BIDS mapping"
     return root, records, expected
 
