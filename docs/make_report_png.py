@@ -90,10 +90,15 @@ def main() -> int:
             for i, dicom in enumerate(sorted(folder.iterdir())):
                 store.record_predictions(illustrative_predictions(dicom, seed=i))
         records = store.records()
-        wrong = [r for r in records if r.prediction.series_description.upper().startswith("FLAIR_TRA")]
-        for r in wrong[:1]:
-            store.correct(r.series_uid, sequence="T2_2D", user="reviewer", source="review")
-        for r in [r for r in records if not r.prediction.needs_review][1:4]:
+        truth = {}
+        for labels in folder.glob("*/labels.csv"):
+            truth.update({row["series_uid"]: row["sequence"] for row in csv.DictReader(labels.open())})
+        # a reviewer corrects two wrong predictions and accepts three right ones
+        wrong = [r for r in records if r.sequence and r.sequence != truth.get(r.series_uid, r.sequence)]
+        for r in wrong[:2]:
+            store.correct(r.series_uid, sequence=truth[r.series_uid], user="reviewer", source="review")
+        right = [r for r in records if r.sequence == truth.get(r.series_uid) and not r.prediction.needs_review]
+        for r in right[1:4]:
             store.accept(r.series_uid, user="reviewer", source="review")
     html = args.workdir / "report.html"
     cli(["report", str(folder), "--store", str(store_path), "--out", str(html), "--title",
