@@ -254,6 +254,7 @@ def main() -> int:
     parser.add_argument("--events", type=Path, help="worker output (JSON lines)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--current", type=int, default=-1, help="row shown as current (default: first needing review)")
+    parser.add_argument("--note", default="", help="text added under the slice view's title (e.g. which models)")
     parser.add_argument("--slice-view", type=Path, metavar="STUDY",
                         help="add a slice view of the current row's Grad-CAM (STUDY: the classified DICOM folder)")
     args = parser.parse_args()
@@ -304,6 +305,8 @@ def main() -> int:
         ImageDraw.Draw(canvas).text((panel.width + 14, 12), f"Grad-CAM {meta['head']} = {meta['target']} "
                                     f"(series {predictions[current].series_number}), opacity 0.5",
                                     fill=(230, 230, 230))
+        if args.note:
+            ImageDraw.Draw(canvas).text((panel.width + 14, 24), args.note, fill=(200, 200, 120))
         canvas.save(args.out)
         panel_path.unlink()
     print(f"wrote {args.out}")
