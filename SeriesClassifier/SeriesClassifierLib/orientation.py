@@ -83,18 +83,23 @@ def summarize(iops: Sequence[Sequence[float]], threshold_degrees: float | None =
         threshold_degrees = load_vocabulary().oblique_threshold_degrees
     normals: list[np.ndarray] = []
     counts: list[int] = []
+    # A stack repeats one orientation hundreds of times: compute each distinct one once.
+    distinct: dict[tuple, int] = {}
     for iop in iops:
+        key = tuple(round(float(v), 6) for v in iop) if iop is not None else None
+        distinct[key] = distinct.get(key, 0) + 1
+    for iop, count in distinct.items():
         try:
             n = slice_normal(iop)
-        except ValueError:
+        except (ValueError, TypeError):
             continue
         for i, known in enumerate(normals):
             if _angle_between(n, known) <= SAME_PLANE_DEGREES:
-                counts[i] += 1
+                counts[i] += count
                 break
         else:
             normals.append(n)
-            counts.append(1)
+            counts.append(count)
     if not normals:
         raise ValueError("no usable ImageOrientationPatient")
     order = sorted(range(len(normals)), key=lambda i: -counts[i])
