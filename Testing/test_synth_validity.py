@@ -187,11 +187,22 @@ def real_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
     rows = generate_study(out, PROFILES["siemens_skyra_3t"], seed=21, index=0, make_phantom=make_phantom,
                           render=smaller, study_type="routine")
-    return out / "study_0000", rows
+    return out / "study_0000", rows, lambda dest: generate_study(
+        dest, PROFILES["siemens_skyra_3t"], seed=21, index=0, make_phantom=make_phantom, render=smaller,
+        study_type="routine")
+
+
+def test_real_study_is_byte_identical_when_regenerated(real_study, tmp_path):
+    folder, rows, again = real_study
+    assert again(tmp_path) == rows
+    first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.dcm")}
+    second = {p.relative_to(tmp_path / "study_0000"): p.read_bytes() for p in (tmp_path / "study_0000").rglob("*.dcm")}
+    assert first.keys() == second.keys()
+    assert all(first[k] == second[k] for k in first)
 
 
 def test_real_study_every_series_written_valid_and_converted(real_study, tmp_path):
-    folder, rows = real_study
+    folder, rows, _ = real_study
     series_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
     assert len(series_dirs) == len(rows) >= 8
     by_uid = {r.series_uid: r for r in rows}
