@@ -5,11 +5,10 @@ and dcm2bids and heudiconv run on the DICOM. The BIDS trees must hold exactly th
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 
 import pytest
-from test_bids_tools import _niftis, _tool
+from test_bids_tools import TOOL_ENV, _niftis, _tool
 
 from SeriesClassifierLib.bids import bids_names
 from SeriesClassifierLib.cli import main
@@ -83,7 +82,7 @@ def test_heudiconv_on_a_generated_study(generated):
     result = subprocess.run(
         [_tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
          "-o", str(out), "--overwrite"],
-        capture_output=True, text=True, timeout=300, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=300, cwd=root, env=TOOL_ENV,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert _niftis(out) == expected, result.stderr[-4000:]
