@@ -133,3 +133,14 @@ def test_label_finds_the_store_of_the_current_folder(tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)
     assert main(["label", "5.5", "--sequence", "T2_2D"]) == 1
     assert "give a PATH" in capsys.readouterr().err
+
+
+def test_label_history(store_path, capsys):
+    assert main(["label", "1.2", "--orientation", "AXIAL", "--store", str(store_path), "--user", "bob"]) == 0
+    capsys.readouterr()
+    assert main(["label", "1.2", "--history", "--store", str(store_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "predicted: T2_2D 0.70 · AXIAL (model v3)"
+    assert "correct PD CORONAL" in lines[1] and "ann via cli — Mrs Smith, call back" in lines[1]
+    assert "correct AXIAL" in lines[2] and "bob via cli" in lines[2]
+    assert lines[3] == "current: PD · AXIAL (corrected)"

@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--attribute", metavar="NAME=VALUE", action="append", default=[], help="auxiliary attribute, repeatable"
     )
     parser.add_argument("--accept", action="store_true", help="confirm the current label instead of changing it")
+    parser.add_argument("--history", action="store_true", help="print the series' prediction and label history only")
     parser.add_argument("--user", help="who made the correction (default: the login name)")
     parser.add_argument("--note", help="free-text note")
     parser.add_argument("--path", help="the folder or Slicer DICOM database the series belongs to (finds the store)")
@@ -65,6 +66,21 @@ def _import(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+def _print_history(store: LabelStore, series_uid: str) -> int:
+    record = store.current(series_uid)
+    p = record.prediction
+    if p and p.sequence:
+        orientation = p.orientation.label if p.orientation else "—"
+        print(f"predicted: {p.sequence.label} {p.sequence.probability:.2f} · {orientation} (model {p.model_version})")
+    for e in store.history(series_uid):
+        labels = " ".join(x for x in (e.sequence, e.orientation) if x)
+        labels += "".join(f" {k}={v}" for k, v in sorted(e.attributes.items()))
+        note = f" — {e.note}" if e.note else ""
+        print(f"{e.created_at}  {e.kind:<7} {labels or '-':<24} {e.user} via {e.source}{note}")
+    print(f"current: {record.sequence} · {record.orientation or '—'} ({record.state})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.import_csv:
         return _import(args)
@@ -80,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            if args.history:
+                return _print_history(store, args.series_uid)
             if args.accept:
                 store.accept(args.series_uid, user=args.user, note=args.note, source="cli")
             else:
