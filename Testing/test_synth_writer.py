@@ -231,3 +231,13 @@ def test_mismatched_positions_give_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="3 frames but 2 positions"):
         write_series(spec, rendered, study_context("ge_optima_15t"),
                      SeriesContext("1.2.3", 1, "101010", "HEAD"), tmp_path, np.random.default_rng(0))
+
+
+def test_adc_in_si_units_uses_a_tiny_rescale_slope(tmp_path):
+    spec = make_spec("adc", "ge_signa_premier_3t", rows=16, columns=16, n_slices=3)
+    spec.extra["adc_si_units"] = True
+    rendered, paths = _write(tmp_path, spec, "ge_signa_premier_3t")
+    ds = pydicom.dcmread(paths[0])
+    assert float(ds.RescaleSlope) == pytest.approx(1e-6)
+    assert np.allclose(ds.pixel_array * float(ds.RescaleSlope), rendered.frames[0] * 1e-6, atol=1e-6)
+    assert 0 < float(ds.WindowWidth) < 0.01

@@ -278,6 +278,8 @@ def _spec(tech: str, ctx: _Ctx, *, contrast: bool = False, fs: bool | None = Non
         else:
             spec.extra[key] = value
     spec.storage = _storage(tech, ctx)
+    if tech == "adc" and prof.vendor != "SIEMENS" and rng.random() < 0.3:
+        spec.extra["adc_si_units"] = True
     header_style(tech, spec, prof, rng)
     return spec
 

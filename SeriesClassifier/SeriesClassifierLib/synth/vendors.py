@@ -327,6 +327,8 @@ def style_name(name: str, profile: Profile, rng: np.random.Generator) -> str:
     if rng.random() < profile.mess.abbreviated:
         for long, short in _ABBREV:
             name = name.replace(long, short)
+    if name and rng.random() < 0.04:  # a repeated or renumbered acquisition
+        name += _pick(rng, ["_2", " 2", " (2)", "_rep", "_NEW"])
     return name.strip()
 
 

@@ -103,17 +103,22 @@ def _to_stored(rendered: RenderedSeries, spec: SeriesSpec, profile: Profile, rng
     else:
         f = np.clip(f, 0, None)
         top = float(f.max()) if f.size else 0.0
-        if profile.rescale or top > 65535:
-            target = float(rng.uniform(2000, 4095)) if profile.rescale else 65535.0
-            slope = round(max(top, 1.0) / target, 6)
-        stored = np.clip(np.round(f / slope), 0, 65535).astype(np.uint16)
+        if spec.extra.get("adc_si_units"):
+            slope = 1e-6  # stored in 1e-6 mm²/s, RescaleSlope gives mm²/s (some GE/Canon/Philips ADC maps)
+            stored = np.clip(np.round(f), 0, 65535).astype(np.uint16)
+        else:
+            if profile.rescale or top > 65535:
+                target = float(rng.uniform(2000, 4095)) if profile.rescale else 65535.0
+                slope = round(max(top, 1.0) / target, 6)
+            stored = np.clip(np.round(f / slope), 0, 65535).astype(np.uint16)
         signed = False
     mx = int(np.abs(stored).max()) if stored.size else 0
     bits = 12 if (mx <= 4095 and not signed) else 16
     real = stored.astype(np.float32) * slope + intercept
     lo, hi = (np.percentile(real, [1, 99.5]) if real.size else (0.0, 1.0))
-    width = max(float(hi - lo), 1.0)
-    return _Pixels(stored, slope, intercept, bits, signed, False, (round(float(lo + hi) / 2, 1), round(width, 1)))
+    width = max(float(hi - lo), slope)
+    window = (float(f"{(lo + hi) / 2:.6g}"), float(f"{width:.6g}"))
+    return _Pixels(stored, slope, intercept, bits, signed, False, window)
 
 
 # --- common modules -----------------------------------------------------------------------------------------------
