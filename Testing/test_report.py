@@ -226,3 +226,12 @@ def test_report_with_gradcam_from_a_cnn(folder, tmp_path, capsys):
     assert len(cards) == 3 and "has-heat" in cards[uids["classic"]] and "has-heat" in cards[uids["enhanced"]]
     # the source keeps one file per SOPInstanceUID, here the truncated copy: that card says why it has no image
     assert parser.images == 4 and "show Grad-CAM" in out.read_text() and "less than expected" in out.read_text()
+
+
+def test_slice_profile_is_drawn_when_the_cnn_gave_one():
+    p = prediction("s1", "DWI", 0.8, "DWI", "DWI")
+    p.slice_profile = [{"DWI": 0.9, "ADC": 0.1}, {"DWI": 0.4, "ADC": 0.6}, {"DWI": 0.95}]
+    text = build_report([ReportItem(derive_record("s1", p, "", []), None, None, "no image")])
+    svg = re.search(r'<svg class="profile".*?</svg>', text)
+    assert svg and svg.group(0).count("<circle") == 3 and "slice 2: DWI 40%" in svg.group(0)
+    assert "<svg" not in build_report([ReportItem(derive_record("s2", prediction("s2", "DWI", 0.8), "", []))])

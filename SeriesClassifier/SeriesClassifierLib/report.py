@@ -92,6 +92,8 @@ def _card(item: ReportItem, anonymise: bool) -> str:
             lines.append(f'<div class="top">then {top}</div>')
     if p and p.orientation:
         lines.append(f'<div class="orient">{_e(p.orientation.label)} {p.orientation.probability:.0%}</div>')
+    if p and p.sequence and p.slice_profile:
+        lines.append(_profile_svg(p.slice_profile, p.sequence.label))
     lines.append(f'<div class="agree {agree_class}">{_e(agree_text)}</div>')
     if flagged:
         why = "; ".join(p.reasons) if p and p.reasons else "low confidence"
@@ -109,6 +111,26 @@ def _card(item: ReportItem, anonymise: bool) -> str:
     lines.append(f'<div class="uid">{_e(r.series_uid)}</div>')
     lines.append("</div></div>")
     return "\n".join(lines)
+
+
+def _profile_svg(profile: Sequence[dict[str, float]], label: str, width: int = 180, height: int = 28) -> str:
+    """Inline SVG: the CNN's probability of ``label`` on each sampled slice (is the whole series that class?)."""
+    values = [float(slice_probs.get(label, 0.0)) for slice_probs in profile]
+    if not values:
+        return ""
+    step = width / max(1, len(values) - 1) if len(values) > 1 else 0
+    points = " ".join(f"{i * step:.1f},{(1 - v) * (height - 2) + 1:.1f}" for i, v in enumerate(values))
+    dots = "".join(
+        f'<circle cx="{i * step:.1f}" cy="{(1 - v) * (height - 2) + 1:.1f}" r="1.8"><title>slice {i + 1}: '
+        f"{_e(label)} {v:.0%}</title></circle>"
+        for i, v in enumerate(values)
+    )
+    return (
+        f'<svg class="profile" width="{width}" height="{height}" viewBox="-2 0 {width + 4} {height}" '
+        f'role="img" aria-label="{_e(label)} per slice"><title>{_e(label)} per sampled slice</title>'
+        f'<line x1="0" x2="{width}" y1="{height / 2:.1f}" y2="{height / 2:.1f}" class="half"/>'
+        f'<polyline points="{points}"/>{dots}</svg>'
+    )
 
 
 def _group(items: Iterable[ReportItem]) -> OrderedDict[tuple[str, str], list[ReportItem]]:
@@ -193,6 +215,8 @@ color:#555;border-radius:3px;padding:4px}
 .flag.done{background:#f3f4f6;color:#6b7280}.label.corrected{color:#1d4ed8}.label.accepted{color:#15803d}.error{color:#b91c1c}.note{font-style:italic}
 body.review-only .card:not(.needs-review){display:none}section.study.all-hidden{display:none}
 footer{padding:10px 18px;color:#6b7280;font-size:11px}
+svg.profile{display:block;margin:2px 0}svg.profile polyline{fill:none;stroke:#2563eb;stroke-width:1.5}
+svg.profile circle{fill:#2563eb}svg.profile line.half{stroke:#d1d5db;stroke-dasharray:2 2}
 """
 
 _JS = """
