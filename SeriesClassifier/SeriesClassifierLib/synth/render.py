@@ -221,16 +221,22 @@ def parameter_volume(ctx: _Context, values: dict[str, float] | np.ndarray) -> np
     return tissue_volume(ctx, lambda _p: arr, flow="none", fat_sat=False, contrast=False)
 
 
-def _dipole_field(chi: np.ndarray) -> np.ndarray:
-    """Field perturbation (ppm of B0, along S) of a susceptibility map on the grid, by FFT dipole kernel."""
+def _dipole_field(chi: np.ndarray, highpass_sigma: float = 0.0) -> np.ndarray:
+    """Field perturbation (ppm of B0, along S) of a susceptibility map on the grid, by FFT dipole kernel.
+
+    ``highpass_sigma`` (voxels) removes a Gaussian low-pass in the same transform, as SWI's
+    homodyne filtering removes the background field.
+    """
     pad = [(8, 8)] * 3
-    x = np.pad(chi, pad)
-    k = np.meshgrid(*[np.fft.fftfreq(n) for n in x.shape[:2]], np.fft.rfftfreq(x.shape[2]), indexing="ij")
+    x = np.pad(np.asarray(chi, np.float32), pad)
+    k = np.meshgrid(*[np.fft.fftfreq(n) for n in x.shape[:2]], np.fft.rfftfreq(x.shape[2]), indexing="ij", sparse=True)
     k2 = k[0] ** 2 + k[1] ** 2 + k[2] ** 2
     k2[0, 0, 0] = 1.0
     d = 1.0 / 3.0 - k[2] ** 2 / k2
     d[0, 0, 0] = 0.0
-    f = np.fft.irfftn(np.fft.rfftn(x) * d, s=x.shape, axes=(0, 1, 2))
+    if highpass_sigma > 0:
+        d = d * (1.0 - np.exp(-2.0 * (np.pi * highpass_sigma) ** 2 * k2))
+    f = np.fft.irfftn(np.fft.rfftn(x) * d.astype(np.complex64), s=x.shape, axes=(0, 1, 2))
     return f[8:-8, 8:-8, 8:-8].astype(np.float32)
 
 
@@ -274,9 +280,7 @@ def local_field_ppm(ctx: _Context) -> np.ndarray:
     if "local_field" not in cache:
         p = ctx.params(False)
         chi = parameter_volume(ctx, {n: float(c) for n, c in zip(p.names, p.chi)} | {"GM": 0.02, "WM": -0.03})
-        f = _dipole_field(chi)
-        f = f - ndi.gaussian_filter(f, 4.0)
-        cache["local_field"] = f.astype(np.float32)
+        cache["local_field"] = _dipole_field(chi, highpass_sigma=4.0)
     return cache["local_field"]
 
 
