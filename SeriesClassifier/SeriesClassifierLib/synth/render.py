@@ -762,7 +762,7 @@ def _adc_from(ctx, b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n0, nb = finish(ctx, s0, snr, reference=ref), finish(ctx, sb, snr, reference=ref)
     mask = ndi.binary_opening(n0 > 0.15 * ref, iterations=1)
     adc = np.log(np.maximum(n0, 1e-6) / np.maximum(nb, 1e-6)) / b
-    adc = np.where(mask, np.clip(adc, 0, 0.0045), 0)
+    adc = np.where(mask, np.clip(adc, 0, 0.004095), 0)  # stored as 1e-6 mm²/s in 12 bits
     return adc, mask, n0
 
 
@@ -854,7 +854,7 @@ def _asl(ctx):
         # quantified CBF (ml/100 g/min, stored ×10 as several vendors do): noisy, smooth, GM > WM
         noise = ndi.gaussian_filter(ctx.rng.normal(0, 1, cbf_img.shape), (0, 0.7, 0.7)) * ctx.rng.uniform(6, 12)
         img = np.clip(cbf_img * bias_field(ctx) + noise * (m0_img > 0.05 * m0_img.max()), 0, None)
-        return _result(ctx, (img * 10).astype(np.float32))
+        return _result(ctx, np.clip(img * 10, 0, 4095).astype(np.float32))
     n_t = max(int(s.n_temporal), 2)
     bgs = ctx.rng.uniform(0.1, 0.3)  # background suppression leaves this fraction of static tissue
     ref = _reference(m0_img)
