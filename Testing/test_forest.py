@@ -132,3 +132,25 @@ def test_unknown_tasks_with_one_class_are_left_out(tmp_path):
     forest = ForestModel(n_estimators=5).fit(series, {"sequence": ["T2_2D", "T1_2D_PRE"], "contrast": ["PRE", None]})
     assert "contrast" not in forest.estimators and "sequence" in forest.estimators
     assert len(RECIPES) >= 5
+
+
+def test_the_bundled_forest_is_small_trusted_and_documented():
+    import json
+
+    import skops.io as sio
+
+    from SeriesClassifierLib.forest import TRUSTED_TYPES
+    from SeriesClassifierLib.resources import default_models_dir
+    from SeriesClassifierLib.vocabulary import load_vocabulary
+
+    folder = default_models_dir()
+    path = folder / "forest.skops"
+    assert path.stat().st_size < 20 * 1024 * 1024
+    assert set(sio.get_untrusted_types(file=path)) <= TRUSTED_TYPES
+    forest = ForestModel.load(folder)
+    assert not forest.extractor.use_description  # the bundled model stands without descriptions
+    assert set(forest.classes("sequence")) == set(load_vocabulary().sequence_codes)
+    config = json.loads((folder / "forest.json").read_text())
+    assert config["version"] and config["heldout"]["tasks"]["sequence"]["accuracy"] >= 0.97
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "seriesclassifier train" in card and "Held-out" in card and "McGill" in card
