@@ -1,6 +1,6 @@
 """Make docs/report.png: a contact sheet of generated studies, screenshotted in headless Chromium.
 
-    python docs/make_report_png.py WORKDIR [--out docs/report.png] [--models DIR]
+    python docs/make_report_png.py WORKDIR [--out docs/report.png] [--models DIR] [--title TEXT]
 
 Generates two studies into WORKDIR (a Siemens and a Philips site), then classifies them with
 the models in --models when given. Without trained models the predictions are *illustrative*:
@@ -66,6 +66,7 @@ def main() -> int:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "report.png")
     parser.add_argument("--models")
+    parser.add_argument("--title", default="SeriesClassifier report")
     args = parser.parse_args()
     from SeriesClassifierLib.synth.generate import generate_study
     from SeriesClassifierLib.synth.profiles import get_profiles
@@ -102,7 +103,7 @@ def main() -> int:
             store.accept(r.series_uid, user="reviewer", source="review")
     html = args.workdir / "report.html"
     cli(["report", str(folder), "--store", str(store_path), "--out", str(html), "--title",
-         "SeriesClassifier report" + ("" if args.models else " (illustrative predictions)")]
+         args.title + ("" if args.models else " (illustrative predictions)")]
         + (["--gradcam", "--models", args.models] if args.models else []))
     chromium = shutil.which("chromium") or "chromium"
     subprocess.run(
