@@ -318,3 +318,20 @@ def test_bad_spec_is_named():
         render_series(small("NOT_A_CODE"), ph, np.random.default_rng(0))
     with pytest.raises(ValueError, match="bad matrix"):
         render_series(small("T2_2D", rows=0), ph, np.random.default_rng(0))
+
+
+def test_motion_ghosts_spread_signal_along_phase_encode(phantom, monkeypatch):
+    from SeriesClassifierLib.synth import render
+
+    spec = small("T2_2D", rows=96, columns=96, pixel_spacing=(2.4, 2.4))
+    monkeypatch.setattr(render, "MOTION_RATE", 0.0)
+    still = render_series(spec, phantom, np.random.default_rng(12)).frames
+    monkeypatch.setattr(render, "MOTION_RATE", 1.0)
+    moved = render_series(spec, phantom, np.random.default_rng(12)).frames
+    # the ghosts put signal into the background rows above and below the head (phase-encode = row index)
+    band = np.r_[0:6, 90:96]
+
+    def ghost_ratio(frames):  # background band relative to the brain (the intensity scale is random)
+        return frames[:, band, 30:66].mean() / frames[:, 40:56, 40:56].mean()
+
+    assert ghost_ratio(moved) > 1.3 * ghost_ratio(still)

@@ -299,9 +299,7 @@ def _upsample(img: np.ndarray, shape: tuple[int, int], align_corners: bool) -> n
     return y.numpy().reshape(*lead, *shape)
 
 
-def _sampling_plan(
-    plane: Plane, max_step: float = 2.0
-) -> tuple[tuple[float, float], tuple[int, int], tuple[int, int]]:
+def _sampling_plan(plane: Plane, max_step: float = 2.0) -> tuple[tuple[float, float], tuple[int, int], tuple[int, int]]:
     """In-plane sampling steps and lattice shape; and block factor (>1 = average blocks, 0 = zoom up)."""
     rows, cols = plane.shape
     steps, shape, factor = [], [], []
@@ -403,17 +401,22 @@ def sample(
                 if shift_t is not None and k == 0:
                     gg = torch.from_numpy(np.ascontiguousarray((t * gscale + gshift)[..., ::-1]))
                     with torch.no_grad():
-                        sh = torch.nn.functional.grid_sample(
-                            shift_t, gg.reshape(1, 1, 1, -1, 3), mode="bilinear", align_corners=True
-                        ).numpy().reshape(shape)
+                        sh = (
+                            torch.nn.functional.grid_sample(
+                                shift_t, gg.reshape(1, 1, 1, -1, 3), mode="bilinear", align_corners=True
+                            )
+                            .numpy()
+                            .reshape(shape)
+                        )
                     pe_shift = sh[..., None] * (m @ plane.col).astype(np.float32)
                 if shift_t is not None:
                     t = t + pe_shift
                 g[i, k] = t * gscale + gshift
         grid = torch.from_numpy(np.ascontiguousarray(g[..., ::-1]).reshape(1, 1, 1, -1, 3))
         with torch.no_grad():
-            res = torch.nn.functional.grid_sample(vol_t, grid, mode="bilinear", padding_mode="zeros",
-                                                  align_corners=True)
+            res = torch.nn.functional.grid_sample(
+                vol_t, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+            )
         res = res.numpy()[0, :, 0, 0].reshape(len(volumes), len(chunk), n_sub, *shape)
         for j in range(len(volumes)):
             smp = res[j]
@@ -464,6 +467,32 @@ def bias_field(ctx: _Context) -> np.ndarray:
     return f
 
 
+MOTION_RATE = 0.08  # share of (non-EPI) series with visible head-motion ghosts
+
+
+def motion_ghosts(ctx: _Context, img: np.ndarray) -> np.ndarray:
+    """Head motion during a multi-shot acquisition: some phase-encode lines see the head shifted,
+    which replicates it as ghosts along the phase-encode (row index) direction. Decided once per series."""
+    if "motion" not in ctx.bias:
+        moving = not ctx.epi and ctx.rng.random() < MOTION_RATE
+        ctx.bias["motion"] = None
+        if moving:
+            n = img.shape[1]
+            # periodic motion (breathing, swallowing) gives discrete ghosts; a few sudden moves add smear
+            t = np.arange(n)
+            cycles, phase0 = ctx.rng.uniform(2, 12), ctx.rng.uniform(0, 6)
+            shift = ctx.rng.uniform(1.0, 4.0) * np.sin(2 * np.pi * t * cycles / n + phase0)
+            jerk = ctx.rng.random(n) < ctx.rng.uniform(0.0, 0.15)
+            shift = shift + ctx.rng.uniform(-4.0, 4.0, n) * jerk  # pixels, per k-space line (acquisition order)
+            k = np.fft.fftfreq(n)
+            ctx.bias["motion"] = np.exp(-2j * np.pi * k * shift).astype(np.complex64)
+    ramp = ctx.bias["motion"]
+    if ramp is None:
+        return img
+    spectrum = np.fft.fft(img, axis=1) * ramp[None, :, None]
+    return np.abs(np.fft.ifft(spectrum, axis=1)).astype(np.float32)
+
+
 def snr_for(ctx: _Context, base: float) -> float:
     """SNR scales with voxel volume and field strength; ``base`` is the sequence's SNR at 1 mm³, 3 T, 2-D.
 
@@ -481,9 +510,12 @@ def snr_for(ctx: _Context, base: float) -> float:
 
 
 def finish(ctx: _Context, img: np.ndarray, snr: float, reference: float | None = None, bias: bool = True) -> np.ndarray:
-    """Bias field, Rician noise (σ = reference / SNR), no scaling. ``img`` is (n, rows, cols)."""
+    """Bias field, sometimes motion ghosts, Rician noise (σ = reference / SNR); no scaling.
+
+    ``img`` is (n, rows, cols)."""
     if bias:
         img = img * bias_field(ctx)
+        img = motion_ghosts(ctx, img)
     ref = reference if reference is not None else _reference(img)
     sigma = np.float32(ref / snr)
     # Rician: magnitude of (signal + complex Gaussian noise); in place to spare memory traffic
@@ -1084,7 +1116,6 @@ class _single_thread:
 
         torch.set_num_threads(self.n)
         return False
-
 
 
 def tissue_maps(
