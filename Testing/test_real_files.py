@@ -72,3 +72,10 @@ def test_non_images_are_skipped_with_what_they_are(results):
     assert "radiotherapy" in by_name["rtplan.dcm"][0].error
     assert "segmentation" in by_name["liver.dcm"][0].error
     assert "modality CT" in by_name["CT_small.dcm"][0].error
+    assert "not an MR image" in by_name["SC_jpeg_no_color_transform.dcm"][0].error
+
+
+def test_an_mr_header_without_timing_goes_to_review(results):
+    by_name = {path.name: predictions for path, predictions, _, _ in results}
+    (p,) = by_name["emri_small.dcm"]  # enhanced MR with its functional groups stripped
+    assert p.needs_review and any("no MR acquisition parameters" in r for r in p.reasons)

@@ -73,6 +73,8 @@ def skip_reason_for(sop_class: str, modality: str, has_rows: bool) -> str | None
             return f"{what} ({_uid_name(sop_class)}), not an image series"
     if modality and modality != "MR":
         return f"modality {modality}: only MR series are classified"
+    if not modality and sop_class not in MR_IMAGE_CLASSES:
+        return f"no modality and not an MR image object ({_uid_name(sop_class) or 'unknown SOP class'})"
     if not has_rows:
         return f"no image pixels ({_uid_name(sop_class) or 'unknown SOP class'})"
     return None

@@ -45,6 +45,10 @@ def _base(series: Series, bundle: ModelBundle) -> SeriesPrediction:
     )
 
 
+def has_acquisition_parameters(series: Series) -> bool:
+    return any(series.header.get(k) is not None for k in ("RepetitionTime", "EchoTime"))
+
+
 def predict_series(
     series: Series, bundle: ModelBundle, *, use_forest: bool = True, use_cnn: bool = True
 ) -> SeriesPrediction:
@@ -71,6 +75,9 @@ def predict_series(
         prediction.error = "no model to run (none in the bundle, or all disabled)"
         return prediction
     combined = combine(outputs, bundle.ensemble)
+    if "forest" in outputs and not has_acquisition_parameters(series):
+        # Trees still vote on an empty header, and confidently: never let that pass unreviewed.
+        failures.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
     prediction.sequence = combined.sequence
     prediction.orientation = combined.orientation
     prediction.attributes = combined.attributes
