@@ -288,3 +288,23 @@ def test_linked_folders_are_followed_once(tmp_path):
     (root / "loop").symlink_to(root, target_is_directory=True)
     refs = list(FolderSource(root))
     assert [r.series_uid for r in refs] == [uid] and len(refs[0].files) == 2
+
+
+@pytest.mark.parametrize("version,inside", [("0.7.0", False), ("0.8.0", True)])
+def test_database_and_folder_classify_alike(messy_folder, tmp_path, version, inside):
+    from SeriesClassifierLib.models import load_bundle
+    from SeriesClassifierLib.pipeline import classify
+
+    bundle = load_bundle(load_cnn=False)
+    folder_refs = list(FolderSource(messy_folder["root"]))
+    make_ctk_database(tmp_path / "db", [f for r in folder_refs for f in r.files], version, inside=inside)
+
+    def summary(predictions):
+        return {p.series_uid: (p.error, p.n_images, p.sequence and p.sequence.label,
+                               p.sequence and round(p.sequence.probability, 6), p.orientation and p.orientation.label,
+                               p.needs_review) for p in predictions}
+
+    from_folder = summary(classify(messy_folder["root"], bundle, use_cnn=False))
+    from_db = summary(classify(tmp_path / "db", bundle, use_cnn=False))
+    assert from_db == from_folder
+    assert sum(1 for v in from_db.values() if v[2]) == 4  # four image series classified, the SR skipped
