@@ -764,6 +764,8 @@ def make_phantom(rng: np.random.Generator) -> Phantom:
         "gd_dose": float(rng.uniform(0.8, 1.2)),
         "t1_scale": float(np.exp(rng.normal(0, 0.04))),  # subject-to-subject relaxation variation
         "t2_scale": float(np.exp(rng.normal(0, 0.04))),
+        "texture_seed": int(rng.integers(2**31)),  # fine tissue inhomogeneity, same in every series
+        "texture_amplitude": float(rng.uniform(0.02, 0.06)),
     }
     return Phantom(
         fractions=t.fractions,

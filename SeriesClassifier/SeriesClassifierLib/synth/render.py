@@ -26,6 +26,12 @@ pixels do not depend on how a series is described. ``spec.extra`` keys read here
   or "phasediff" (signed).
 - ``other_kind``: OTHER "T1MAP", "MTR", "CSI" or "MT" (default: chosen by ``rng``).
 - ``oblique_base``: OBLIQUE base plane before tilting ("AXIAL" default, "CORONAL", "SAGITTAL").
+- ``minip_slab_mm``: SWI_MINIP projection slab thickness (default ``slice_thickness``).
+- ``noise_scale``: a site's extra noise (> 1 = noisier).
+- ``echo_spacing`` (ms, MPRAGE readout) and ``echo_time_2`` (ms, FIELDMAP second echo).
+
+Everything else comes from ``rng``: the same spec, phantom and seed give identical pixels.
+About 8 % of non-EPI series get head-motion ghosts (``MOTION_RATE``).
 """
 
 from __future__ import annotations
@@ -188,8 +194,26 @@ def _adjust(ctx: _Context, values: np.ndarray, p: ph.TissueParams, flow: str, fa
     return v
 
 
+def tissue_texture(phantom: Phantom) -> np.ndarray:
+    """The subject's fine tissue inhomogeneity (a multiplicative field ≈ 1 ± a few %, cached per phantom).
+
+    Real tissue is not piecewise constant; without this the brain looks airbrushed.
+    """
+    if "texture" not in phantom._cache:
+        rng = np.random.default_rng(phantom.params.get("texture_seed", 0))
+        f = ndi.gaussian_filter(rng.standard_normal(_GRID_SHAPE, dtype=np.float32), 0.8)
+        f *= phantom.params.get("texture_amplitude", 0.04) / (f.std() + 1e-9)
+        phantom._cache["texture"] = (1.0 + f).astype(np.float32)
+    return phantom._cache["texture"]
+
+
 def tissue_volume(
-    ctx: _Context, signal, flow: str = "none", fat_sat: bool | None = None, contrast: bool | None = None
+    ctx: _Context,
+    signal,
+    flow: str = "none",
+    fat_sat: bool | None = None,
+    contrast: bool | None = None,
+    texture: bool = True,
 ) -> np.ndarray:
     """Mix a per-tissue signal (``signal(params) -> array``) over the phantom's fractions and overlays."""
     fat_sat = ctx.spec.fat_suppressed if fat_sat is None else fat_sat
@@ -211,6 +235,8 @@ def tissue_volume(
         patch = vol[o.index]
         patch *= 1 - o.fraction
         patch += o.fraction * s
+    if texture:
+        vol *= tissue_texture(ctx.phantom)
     return vol
 
 
@@ -218,7 +244,7 @@ def parameter_volume(ctx: _Context, values: dict[str, float] | np.ndarray) -> np
     """Mix a per-tissue parameter (not a signal) the same way, e.g. CBV or FA."""
     p = ctx.params(False)
     arr = np.array([values[n] for n in p.names]) if isinstance(values, dict) else np.asarray(values)
-    return tissue_volume(ctx, lambda _p: arr, flow="none", fat_sat=False, contrast=False)
+    return tissue_volume(ctx, lambda _p: arr, flow="none", fat_sat=False, contrast=False, texture=False)
 
 
 def _dipole_field(chi: np.ndarray, highpass_sigma: float = 0.0) -> np.ndarray:
@@ -694,8 +720,8 @@ def _swi_parts(ctx):
         # around veins and bleeds well beyond their geometric size
         dephase = 1.2 * ndi.gaussian_gradient_magnitude(phase, 0.8) + 0.25 * np.abs(phase)
         mag = mag * np.exp(-dephase).astype(np.float32)
-        if len(cache) > 8:  # bound the memory a long-lived phantom holds
-            cache.clear()
+        for old_key in [k for k in cache if isinstance(k, tuple) and k[0] == "swi"][4:]:
+            del cache[old_key]  # bound the memory a long-lived phantom holds
         cache[key] = (mag, phase)
     mag, phase = cache[key]
     return mag, phase, te
