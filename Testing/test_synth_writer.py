@@ -241,3 +241,23 @@ def test_adc_in_si_units_uses_a_tiny_rescale_slope(tmp_path):
     assert float(ds.RescaleSlope) == pytest.approx(1e-6)
     assert np.allclose(ds.pixel_array * float(ds.RescaleSlope), rendered.frames[0] * 1e-6, atol=1e-6)
     assert 0 < float(ds.WindowWidth) < 0.01
+
+
+@pytest.mark.parametrize("storage", ["enhanced", "mosaic", "classic"])
+def test_dti_volumes_share_slice_positions(tmp_path, storage):
+    spec = make_spec("dti", "siemens_xa_vida_3t", rows=16, columns=16, n_slices=3, b_values=(0.0,) + (1000.0,) * 4)
+    rendered, paths = _write(tmp_path, spec, "siemens_xa_vida_3t", storage=storage)
+    if storage == "mosaic":
+        assert len(paths) == 5
+        assert all(pydicom.dcmread(p)[0x0019, 0x100A].value == 3 for p in paths)
+    elif storage == "classic":
+        assert [pydicom.dcmread(p).AcquisitionNumber for p in paths] == [v + 1 for v in range(5) for _ in range(3)]
+    else:
+        ds = pydicom.dcmread(paths[0])
+        content = [f.FrameContentSequence[0] for f in ds.PerFrameFunctionalGroupsSequence]
+        assert [c.InStackPositionNumber for c in content] == [1, 2, 3] * 5
+        assert [c.TemporalPositionIndex for c in content] == [v + 1 for v in range(5) for _ in range(3)]
+        assert len({tuple(c.DimensionIndexValues) for c in content}) == 15
+        grads = {tuple(f.MRDiffusionSequence[0].DiffusionGradientDirectionSequence[0].DiffusionGradientOrientation)
+                 for f in ds.PerFrameFunctionalGroupsSequence if f.MRDiffusionSequence[0].DiffusionBValue > 0}
+        assert len(grads) == 4

@@ -285,16 +285,11 @@ def _slice_location(pos, iop) -> float:
 
 
 def _geometry_groups(rendered: RenderedSeries) -> tuple[int, int]:
-    """(frames per volume, number of volumes) from per-frame indices."""
+    """(frames per volume, number of volumes): volumes repeat the same slice positions (b-values, time, echoes)."""
     n = len(rendered.frames)
-    for per in (rendered.b_values, rendered.temporal_indices, rendered.echo_numbers):
-        if per is not None and len(set(per)) > 1:
-            vols = 1
-            for i in range(1, n):
-                if per[i] != per[i - 1]:
-                    vols += 1
-            if n % vols == 0:
-                return n // vols, vols
+    distinct = len({tuple(round(float(x), 3) for x in p) for p in rendered.positions})
+    if 0 < distinct < n and n % distinct == 0:
+        return distinct, n // distinct
     return n, 1
 
 
@@ -563,12 +558,12 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
 
     diffusion = rendered.b_values is not None
-    temporal = rendered.temporal_indices is not None and n_volumes > 1
+    # every multi-volume series (time points, b-values/directions, echoes) numbers its volumes with
+    # TemporalPositionIndex: unique dimension index values, and what dcm2niix reads on Siemens files
+    temporal = n_volumes > 1
     dim_org = make_uid(series.series_uid, "dimension-organization")
     index_pointers = [("StackID", 0x00209056, 0x00209111), ("InStackPositionNumber", 0x00209057, 0x00209111)]
-    if diffusion:
-        index_pointers.append(("DiffusionBValue", 0x00189087, 0x00189117))
-    elif temporal:
+    if temporal:
         index_pointers.append(("TemporalPositionIndex", 0x00209128, 0x00209111))
     ds.DimensionOrganizationSequence = Sequence([_ds({"DimensionOrganizationUID": dim_org})])
     ds.DimensionOrganizationType = "3D" if n_volumes == 1 else "3D_TEMPORAL"
@@ -589,12 +584,8 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
                    "FrameAcquisitionDuration": round(float(spec.repetition_time or 100), 2),
                    "StackID": "1", "InStackPositionNumber": in_stack}
         if temporal:
-            t_index = int(rendered.temporal_indices[i]) + 1
-            content["TemporalPositionIndex"] = t_index
-            if not diffusion:
-                index.append(t_index)
-        if diffusion:
-            index.append(b_levels.index(rendered.b_values[i]) + 1)
+            content["TemporalPositionIndex"] = vol + 1
+            index.append(vol + 1)
         content["DimensionIndexValues"] = index
         f.FrameContentSequence = Sequence([_ds(content)])
         f.PlanePositionSequence = Sequence([_ds({"ImagePositionPatient": [_fmt(x, 4) for x in rendered.positions[i]]})])
@@ -602,13 +593,11 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
             f.PlaneOrientationSequence = Sequence([_ds({
                 "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[i]]})])
         if diffusion:
-            b = float(rendered.b_values[i])
-            f.MRDiffusionSequence = Sequence([_ds({"DiffusionBValue": b,
-                                                   "DiffusionDirectionality": "ISOTROPIC" if b > 0 else "NONE"})])
+            f.MRDiffusionSequence = Sequence([_diffusion_item(spec, rendered, i, vol, b_levels)])
         if rendered.echo_numbers is not None and original:
             te = float(spec.echo_time or 5.0) * int(rendered.echo_numbers[i])
             f.MREchoSequence = Sequence([_ds({"EffectiveEchoTime": round(te, 3)})])
-        if temporal:
+        if rendered.temporal_indices is not None and temporal:
             f.TemporalPositionSequence = Sequence([_ds({
                 "TemporalPositionTimeOffset": round(
                     int(rendered.temporal_indices[i]) * float(spec.repetition_time or 1) / 1000.0, 3)})])
@@ -621,6 +610,29 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     path = out_dir / "IM00001.dcm"
     _save(ds, path)
     return [path]
+
+
+def gradient_directions(n: int) -> np.ndarray:
+    """n unit vectors spread over a half sphere (golden-spiral), standing in for a DTI scheme."""
+    k = np.arange(n) + 0.5
+    z = 1 - k / n
+    phi = np.pi * (1 + 5**0.5) * k
+    r = np.sqrt(1 - z * z)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def _diffusion_item(spec: SeriesSpec, rendered: RenderedSeries, i: int, vol: int, b_levels: list) -> Dataset:
+    b = float(rendered.b_values[i])
+    if b <= 0:
+        return _ds({"DiffusionBValue": b, "DiffusionDirectionality": "NONE"})
+    n_directional = sum(1 for v in spec.b_values if v > 0)
+    if spec.extra.get("technique") == "dti" and n_directional > 1:
+        order = [k for k, v in enumerate(spec.b_values) if v > 0].index(vol) if vol < len(spec.b_values) else 0
+        g = gradient_directions(n_directional)[order]
+        return _ds({"DiffusionBValue": b, "DiffusionDirectionality": "DIRECTIONAL",
+                    "DiffusionGradientDirectionSequence": Sequence([_ds({
+                        "DiffusionGradientOrientation": [round(float(x), 6) for x in g]})])})
+    return _ds({"DiffusionBValue": b, "DiffusionDirectionality": "ISOTROPIC"})
 
 
 def _image_flavor(spec: SeriesSpec) -> str:
