@@ -335,3 +335,17 @@ def test_motion_ghosts_spread_signal_along_phase_encode(phantom, monkeypatch):
         return frames[:, band, 30:66].mean() / frames[:, 40:56, 40:56].mean()
 
     assert ghost_ratio(moved) > 1.3 * ghost_ratio(still)
+
+
+def test_epi_distortion_field_near_air(phantom):
+    from SeriesClassifierLib.synth import render
+
+    ctx = render._Context(small("DWI"), phantom, np.random.default_rng(0), [], 3.0, True)
+    ppm = render.offresonance_ppm(ctx)
+    brain = phantom.template.brain > 0.5
+    # air/tissue interfaces (sinuses, mastoids) leave a few tenths of a ppm after shimming ...
+    assert np.percentile(np.abs(ppm[brain]), 99.5) > 0.15
+    # ... which an EPI readout turns into millimetre shifts along phase encode, mostly near the skull base
+    shift = render.epi_shift_map(ctx)
+    assert np.percentile(np.abs(shift[brain]), 99.5) > 1.0
+    assert np.median(np.abs(shift[brain])) < 1.0
