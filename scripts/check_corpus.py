@@ -43,8 +43,8 @@ def check_series(folder: Path, row, work: Path) -> list[str]:
         ds.pixel_array  # noqa: B018  (decoding is part of the check)
     ds = pydicom.dcmread(files[0])
     problems += [f"IOD {p}" for p in iod_problems(ds, ("EchoTrainLength", "InversionTime", "SequenceName"))]
-    if row.sequence == "MRA_MIP" and row.orientation != "MIXED" and len(files) * int(ds.get("NumberOfFrames", 1)) > 1:
-        # small-angle projection sets are not parallel slices: dcm2niix rightly refuses or splits them
+    if row.sequence == "MRA_MIP" and len(files) * int(ds.get("NumberOfFrames", 1)) > 1:
+        # projection sets are not parallel slices: dcm2niix rightly refuses ("slice orientation varies") or splits
         return problems
     out = work / folder.name
     out.mkdir()
