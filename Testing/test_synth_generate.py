@@ -96,6 +96,7 @@ def test_holdout_profiles_are_separate_and_cover_a_vendor_each():
     assert len(PROFILES) >= 10 and len(TRAINING_PROFILES) >= 8
     assert {PROFILES[n].vendor for n in HOLDOUT_PROFILES} == {"CANON", "GE", "SIEMENS"}
     assert [p.name for p in get_profiles(None)] == list(TRAINING_PROFILES)
+    assert [p.name for p in get_profiles(["holdout", "siemens_skyra_3t"])] == [*HOLDOUT_PROFILES, "siemens_skyra_3t"]
     with pytest.raises(ValueError, match="unknown profile"):
         get_profiles(["no_such_site"])
 

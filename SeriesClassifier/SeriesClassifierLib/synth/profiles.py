@@ -171,9 +171,11 @@ TRAINING_PROFILES: tuple[str, ...] = tuple(p.name for p in _PROFILE_LIST if not 
 
 
 def get_profiles(names: list[str] | tuple[str, ...] | None = None) -> list[Profile]:
-    """The profiles named (all training profiles when ``names`` is None); clear error on unknown names."""
+    """The profiles named (training profiles when None; "training"/"holdout" name the groups); clear errors."""
     if names is None:
         names = TRAINING_PROFILES
+    groups = {"training": TRAINING_PROFILES, "holdout": HOLDOUT_PROFILES}
+    names = [n for name in names for n in groups.get(name, (name,))]
     unknown = [n for n in names if n not in PROFILES]
     if unknown:
         raise ValueError(f"unknown profile(s) {', '.join(unknown)}; known: {', '.join(PROFILES)}")
