@@ -209,3 +209,14 @@ def test_extending_a_folder_keeps_earlier_labels_and_matches_one_long_run(tmp_pa
     forced = generate_studies(tmp_path / "forced", 2, seed=5, study_type="mra", **kw)
     assert {r.sequence for r in forced} <= {"SCOUT", "TOF_MRA", "MRA_MIP", "T2_2D", "DWI", "ADC",
                                             "DIFFUSION_DERIVED"}
+
+
+def test_regenerating_into_an_old_folder_removes_stale_series(tmp_path):
+    kw = dict(profiles=["ge_optima_15t"], make_phantom=fake_phantom, render=_small(fake_render))
+    generate_studies(tmp_path, 1, seed=9, **kw)
+    stale = tmp_path / "study_0000" / "s099"
+    stale.mkdir()
+    (stale / "IM00001.dcm").write_bytes(b"old")
+    rows = generate_studies(tmp_path, 1, seed=9, **kw)
+    assert not stale.exists()
+    assert len([p for p in (tmp_path / "study_0000").iterdir() if p.is_dir()]) == len(rows)

@@ -134,6 +134,10 @@ def generate_study(
                   f"{type(exc).__name__}: {exc}", file=sys.stderr)
             continue
         rows.append(label_row(spec, series_uid, study.study_uid, profile))
+    # series folders left by an earlier run of other code would hold files without labels
+    for old in study_dir.glob("s[0-9][0-9][0-9]"):
+        if old.is_dir() and int(old.name[1:]) > len(specs):
+            shutil.rmtree(old, ignore_errors=True)
     return rows
 
 
