@@ -144,6 +144,8 @@ def _common(spec: SeriesSpec, study: StudyContext, series: SeriesContext, sop_cl
     ds.SOPClassUID = sop_class
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = study.study_date
     ds.StudyTime = study.study_time
+    ds.InstanceCreationDate, ds.InstanceCreationTime = study.study_date, series.series_time
+    ds.OperatorsName = ""
     ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = series.series_time
     ds.AccessionNumber = study.accession
     ds.Modality = "MR"
@@ -203,6 +205,7 @@ def _mr_params(ds: Dataset, spec: SeriesSpec, series: SeriesContext, rng_key: in
     ds.ReceiveCoilName = series.coil
     ds.TransmitCoilName = "Body"
     ds.AcquisitionMatrix = [0, spec.columns, spec.rows, 0]
+    ds.NumberOfPhaseEncodingSteps = spec.rows
     ds.InPlanePhaseEncodingDirection = "ROW" if spec.extra.get("base_plane") == "SAGITTAL" else "COL"
     ds.PatientPosition = "HFS"
     ds.SAR = round(0.3 + (rng_key % 97) / 100.0, 3)
@@ -441,6 +444,10 @@ def _pulse_sequence(ds: Dataset, spec: SeriesSpec) -> None:
     ds.EchoPlanarPulseSequence = _yn("EP" in ss)
     ds.SaturationRecovery = "NO"
     ds.SpectrallySelectedSuppression = "FAT" if spec.fat_suppressed else "NONE"
+    mt = spec.sequence == "TOF_MRA" or spec.extra.get("other_kind") == "MT"
+    ds.MagnetizationTransfer = "ON_RESONANCE" if mt else "NONE"
+    ds.BloodSignalNulling = "NO"
+    ds.Tagging = "NONE"
     ds.OversamplingPhase = "NONE"
     ds.GeometryOfKSpaceTraversal = "RECTILINEAR"
     ds.RectilinearPhaseEncodeReordering = "LINEAR"
