@@ -225,3 +225,34 @@ def test_demo_generates_classifies_and_prints_a_table(monkeypatch, capsys, bundl
     out = capsys.readouterr().out
     assert "sequence" in out and "orientation" in out and "series match the generator's labels" in out
     assert len(out.splitlines()) > 8
+
+
+def test_cli_classify_writes_gradcam_on_the_series_grid(bundle_dir, study, tmp_path):
+    import shutil
+
+    from SeriesClassifierLib.cnn import CnnModel
+    from SeriesClassifierLib.gradcam import read_nrrd
+
+    models = tmp_path / "models"
+    shutil.copytree(bundle_dir, models)
+    CnnModel.new().save(models)  # untrained: the geometry of the maps is what is checked here
+    root, truth = study
+    cams = tmp_path / "cams"
+    assert main(["classify", str(root), "--out", str(tmp_path / "r.json"), "--models", str(models),
+                 "--gradcam", str(cams), "--quiet"]) == 0
+    series = {s.series_uid: s for s in (read_series(r) for r in iter_series_refs(root)) if not s.skipped}
+    nrrds = sorted(cams.glob("*.nrrd"))
+    assert len(nrrds) == len(series) and len(list(cams.glob("*.png"))) == len(series)
+    for path in nrrds:
+        uid = next(u for u in series if u in path.name)
+        geometry = series[uid].geometry
+        volume, header = read_nrrd(path)
+        assert volume.shape == (len(geometry.positions), geometry.rows, geometry.columns)
+        assert volume.min() >= 0.0 and volume.max() <= 1.0
+        assert header["space"] == "left-posterior-superior"
+
+
+def test_cli_gradcam_without_a_cnn_is_refused(bundle_dir, study, tmp_path, capsys):
+    assert main(["classify", str(study[0]), "--out", str(tmp_path / "r.csv"), "--models", str(bundle_dir),
+                 "--gradcam", str(tmp_path / "cams"), "--quiet"]) == 2
+    assert "needs the CNN" in capsys.readouterr().err

@@ -98,13 +98,21 @@ def classify(
     use_forest: bool = True,
     use_cnn: bool = True,
     progress: Progress | None = None,
+    on_result: Callable[[Series, SeriesPrediction], None] | None = None,
 ) -> Iterator[SeriesPrediction]:
-    """Classify every series of a folder / Slicer database / list of refs, yielding as each finishes."""
+    """Classify every series of a folder / Slicer database / list of refs, yielding as each finishes.
+
+    ``on_result(series, prediction)`` sees each series with its prediction, for callers that need
+    the headers or pixels again (Grad-CAM writers) without reading the source twice.
+    """
     bundle = models if models is not None else load_bundle(load_cnn=use_cnn)
     refs = _refs(path_or_refs)
     all_series = read_all_series(refs)
     for done, series in enumerate(all_series, start=1):
-        yield predict_series(series, bundle, use_forest=use_forest, use_cnn=use_cnn)
+        prediction = predict_series(series, bundle, use_forest=use_forest, use_cnn=use_cnn)
+        if on_result is not None:
+            on_result(series, prediction)
+        yield prediction
         if progress is not None:
             progress(done, len(all_series), series.series_uid)
 

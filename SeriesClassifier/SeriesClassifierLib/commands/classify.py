@@ -31,6 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--models", help="models folder (default: the bundled models)")
     parser.add_argument("--no-cnn", action="store_true", help="headers only: do not run the CNN")
     parser.add_argument("--no-forest", action="store_true", help="pixels only: do not run the metadata forest")
+    parser.add_argument("--gradcam", metavar="DIR",
+                        help="also write each series' Grad-CAM for its predicted sequence into DIR: NRRD on the "
+                             "series' voxel grid (LPS) and a PNG of the sampled slices; needs the CNN")
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
 
 
@@ -73,6 +76,22 @@ def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
             writer.writerow(csv_row(p, codes))
 
 
+def gradcam_writer(cnn, out_dir: Path):
+    """A pipeline ``on_result`` hook writing each series' Grad-CAM; a failure costs that map only."""
+    from ..gradcam import gradcam_series, write_gradcam
+
+    def write(series, prediction: SeriesPrediction) -> None:
+        if prediction.error or series.skipped or "cnn" not in prediction.models:
+            return
+        target = prediction.sequence.label if prediction.sequence else None
+        try:
+            write_gradcam(gradcam_series(cnn, series, "sequence", target), series, out_dir)
+        except Exception as exc:  # noqa: BLE001 - odd pixels must not stop the other series
+            print(f"warning: no Grad-CAM for series {series.series_uid}: {exc}", file=sys.stderr)
+
+    return write
+
+
 class ProgressBar:
     """A one-line bar on stderr, only when stderr is a terminal."""
 
@@ -108,10 +127,17 @@ def run(args) -> int:
         return 2
     for problem in bundle.problems:
         print(f"warning: {problem}", file=sys.stderr)
+    on_result = None
+    if args.gradcam:
+        if args.no_cnn or bundle.cnn is None:
+            print("--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)",
+                  file=sys.stderr)
+            return 2
+        on_result = gradcam_writer(bundle.cnn, Path(args.gradcam))
     try:
         predictions = list(
             classify(args.path, bundle, use_forest=not args.no_forest, use_cnn=not args.no_cnn,
-                     progress=ProgressBar(not args.quiet))
+                     progress=ProgressBar(not args.quiet), on_result=on_result)
         )
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)
