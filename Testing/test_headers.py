@@ -149,3 +149,11 @@ def test_no_files_left(tmp_path):
     ref = SeriesRef(series_uid="1.2", files=[], missing=[tmp_path / "gone.dcm"])
     s = read_series(ref)
     assert s.skipped and "missing" in s.skip_reason
+
+
+def test_precache_tags_name_the_forests_standard_tags():
+    from SeriesClassifierLib.headers import PRECACHE_TAGS
+
+    assert all(len(t) == 9 and t[4] == "," for t in PRECACHE_TAGS)
+    # RepetitionTime, EchoTime, InversionTime, ImageType, DiffusionBValue
+    assert {"0018,0080", "0018,0081", "0018,0082", "0008,0008", "0018,9087"} <= set(PRECACHE_TAGS)

@@ -32,6 +32,21 @@ from .sources import read_grouping_tags
 
 log = logging.getLogger(__name__)
 
+# The standard tags the forest's features come from, as "gggg,eeee" for a DICOM database's tag
+# cache (Slicer's tagsToPrecache). Headers are still read from the files; the cache lets a
+# browser show them without opening files.
+_FOREST_KEYWORDS = (
+    "ImageType", "Manufacturer", "ManufacturerModelName", "MagneticFieldStrength", "ScanningSequence",
+    "SequenceVariant", "ScanOptions", "MRAcquisitionType", "SequenceName", "RepetitionTime", "EchoTime",
+    "InversionTime", "FlipAngle", "EchoTrainLength", "ContrastBolusAgent", "SliceThickness",
+    "SpacingBetweenSlices", "PixelSpacing", "Rows", "Columns", "ImageOrientationPatient", "DiffusionBValue",
+    "NumberOfTemporalPositions", "SeriesNumber", "SeriesDescription", "ProtocolName",
+)
+PRECACHE_TAGS = tuple(
+    f"{tag >> 16:04X},{tag & 0xFFFF:04X}" for tag in (pydicom.datadict.tag_for_keyword(k) for k in _FOREST_KEYWORDS)
+)
+
+
 MR_IMAGE_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.4",  # MR Image
     "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image
