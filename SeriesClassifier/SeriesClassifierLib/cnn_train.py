@@ -238,6 +238,13 @@ def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator) -> t
                           align_corners=False)
     use = (torch.rand(b, 1, 1, 1, generator=gen) < 0.5).float()
     x = x * torch.exp(0.25 * field * use)
+    # coarser acquisition matrix: unseen sites scan at other resolutions than the training profiles
+    lowres = torch.rand(b, generator=gen) < 0.3
+    if lowres.any():
+        size = x.shape[-1]
+        small = int(size / float(u(1.2, 2.2, 1)))
+        coarse = F.interpolate(x[lowres], size=(small, small), mode="area")
+        x[lowres] = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
     # blur
     blur = torch.rand(b, generator=gen) < 0.2
     if blur.any():
