@@ -1,11 +1,14 @@
 """Combining what the models said into one answer per task, and deciding what needs review.
 
-Each model's probabilities are already calibrated by the model itself; the ensemble is a
-weighted mean over whichever models answered a task (forest alone, CNN alone, or both).
+Each model's probabilities are already calibrated by the model itself. When one model
+answered a task its distribution is the answer. When several did, they are pooled either by
+a weighted mean ("mean", the unfitted default) or log-linearly ("log_linear": p ∝ Π p_m^w_m,
+the weights fitted by ``fit_params`` on held-out data, so that they both weigh the models
+and calibrate the pooled result: a logistic stacking with one parameter per model).
 Orientation from geometry is exact and overrides the others; a model that sees it
 differently is mentioned in the reasons. A series goes to review when the top sequence
-probability is under the threshold, when the models' top sequences disagree, or when no
-model could say anything.
+probability is under the threshold, when a model holds a different top sequence with at
+least ``disagreement_confidence``, or when no model could say anything.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from .prediction import ModelOutput, TaskPrediction
 
@@ -27,6 +32,8 @@ class EnsembleParams:
     attribute_review_threshold: float = 0.0  # 0: attributes never send a series to review on their own
     exact_orientation_model: str = "forest"  # whose orientation comes from geometry (exact when present)
     flag_disagreement: bool = True
+    disagreement_confidence: float = 0.0  # a dissenting model counts when its own top probability reaches this
+    method: str = "mean"  # "mean" or "log_linear"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +64,26 @@ class Combined(NamedTuple):
     reasons: list[str]
 
 
+_FLOOR = 1e-4  # a model's zero is never certain: keeps one model from vetoing a class outright
+
+
+def _pool(predictions: list[tuple[float, TaskPrediction]], method: str = "mean") -> TaskPrediction | None:
+    if len(predictions) == 1:
+        return predictions[0][1]
+    if method == "log_linear" and predictions:
+        return _log_linear(predictions)
+    return _mean(predictions)
+
+
+def _log_linear(predictions: list[tuple[float, TaskPrediction]]) -> TaskPrediction:
+    labels = sorted({label for _, p in predictions for label in p.probabilities})
+    z = np.zeros(len(labels))
+    for w, p in predictions:
+        z += w * np.log(np.clip([p.probabilities.get(label, 0.0) for label in labels], _FLOOR, 1.0))
+    e = np.exp(z - z.max())
+    return TaskPrediction.from_probabilities(dict(zip(labels, (e / e.sum()).tolist())))
+
+
 def _mean(predictions: list[tuple[float, TaskPrediction]]) -> TaskPrediction | None:
     total = sum(w for w, _ in predictions)
     if not predictions or total <= 0:
@@ -80,7 +107,7 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
     answered = {n: o for n, o in outputs.items() if o is not None}
 
     seq_votes = [(_weight(params, n), o.sequence) for n, o in answered.items() if o.sequence is not None]
-    sequence = _mean(seq_votes)
+    sequence = _pool(seq_votes, params.method)
 
     exact = answered.get(params.exact_orientation_model)
     if exact is not None and exact.orientation is not None:
@@ -89,12 +116,14 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
             if n != params.exact_orientation_model and o.orientation and o.orientation.label != orientation.label:
                 reasons.append(f"{n} sees {o.orientation.label}; geometry says {orientation.label}")
     else:
-        orientation = _mean([(_weight(params, n), o.orientation) for n, o in answered.items() if o.orientation])
+        orientation = _pool([(_weight(params, n), o.orientation) for n, o in answered.items() if o.orientation],
+                            params.method)
 
     attributes: dict[str, TaskPrediction] = {}
     codes = sorted({code for o in answered.values() for code in o.attributes})
     for code in codes:
-        mean = _mean([(_weight(params, n), o.attributes[code]) for n, o in answered.items() if code in o.attributes])
+        mean = _pool([(_weight(params, n), o.attributes[code]) for n, o in answered.items() if code in o.attributes],
+                     params.method)
         if mean is not None:
             attributes[code] = mean
             if mean.probability < params.attribute_review_threshold:
@@ -113,9 +142,59 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
                 f"low confidence {sequence.label} {sequence.probability:.2f}"
                 + (f" (also {', '.join(runner)})" if runner else "")
             )
-        tops = {n: o.sequence.label for n, o in answered.items() if o.sequence is not None}
-        if params.flag_disagreement and len(set(tops.values())) > 1:
-            review.append("models disagree: " + ", ".join(f"{n} {lbl}" for n, lbl in tops.items()))
+        tops = {n: o.sequence for n, o in answered.items() if o.sequence is not None}
+        dissent = [p for p in tops.values()
+                   if p.label != sequence.label and p.probability >= params.disagreement_confidence]
+        if params.flag_disagreement and len(tops) > 1 and dissent:
+            review.append("models disagree: " + ", ".join(f"{n} {p.label} {p.probability:.2f}"
+                                                          for n, p in tops.items()))
     if orientation is None:
         reasons.append("orientation unknown (no image geometry)")
     return Combined(sequence, orientation, attributes, bool(review), review + reasons)
+
+
+def _log_matrix(predictions: list[TaskPrediction], classes: list[str]) -> np.ndarray:
+    return np.log(np.clip([[p.probabilities.get(c, 0.0) for c in classes] for p in predictions], _FLOOR, 1.0))
+
+
+def fit_params(
+    outputs: list[dict[str, ModelOutput]],
+    truth: list[str],
+    base: EnsembleParams | None = None,
+    target_accuracy: float = 0.99,
+    grid: np.ndarray | None = None,
+) -> EnsembleParams:
+    """Log-linear weights and review threshold fitted on held-out series (sklearn-style ``fit``).
+
+    ``outputs[i]`` holds each model's answer for series i, ``truth[i]`` its sequence code. The
+    weights minimise the negative log-likelihood of the truth under the pooled distribution
+    (grid search: two or three numbers do not need an optimiser); the review threshold is the
+    lowest pooled confidence whose accepted series reach ``target_accuracy``.
+    """
+    params = EnsembleParams.from_dict((base or EnsembleParams()).to_dict())
+    names = sorted({n for o in outputs for n, m in o.items() if m is not None and m.sequence is not None})
+    rows = [i for i, o in enumerate(outputs)
+            if truth[i] and all(o.get(n) is not None and o[n].sequence is not None for n in names)]
+    if len(names) < 2 or not rows:
+        return params
+    classes = sorted({c for i in rows for n in names for c in outputs[i][n].sequence.probabilities} |
+                     {truth[i] for i in rows})
+    logs = [_log_matrix([outputs[i][n].sequence for i in rows], classes) for n in names]
+    y = np.array([classes.index(truth[i]) for i in rows])
+    grid = np.exp(np.linspace(np.log(0.1), np.log(3.0), 31)) if grid is None else np.asarray(grid)
+    best, best_w = np.inf, None
+    for w in np.stack(np.meshgrid(*[grid] * len(names), indexing="ij"), -1).reshape(-1, len(names)):
+        z = sum(wi * li for wi, li in zip(w, logs))
+        z = z - z.max(axis=1, keepdims=True)
+        nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+        if nll < best:
+            best, best_w = nll, w
+    params.method = "log_linear"
+    params.weights = {n: round(float(w), 4) for n, w in zip(names, best_w)}
+    z = sum(wi * li for wi, li in zip(best_w, logs))
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    from .calibration import review_threshold
+
+    params.review_threshold = round(review_threshold(p.max(axis=1), p.argmax(axis=1) == y, target_accuracy), 4)
+    return params

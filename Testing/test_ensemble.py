@@ -1,0 +1,79 @@
+"""The ensemble's pooling, its review rules and fitting its parameters on held-out outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from SeriesClassifierLib.ensemble import EnsembleParams, combine, fit_params
+from SeriesClassifierLib.prediction import ModelOutput, TaskPrediction
+
+CLASSES = ["T1_3D_PRE", "T1_3D_POST", "FLAIR_2D", "DWI"]
+
+
+def _out(name: str, probs: dict[str, float]) -> ModelOutput:
+    full = {c: probs.get(c, 0.0) for c in CLASSES}
+    return ModelOutput(name, sequence=TaskPrediction.from_probabilities(full))
+
+
+def test_log_linear_pooling_sharpens_agreement_and_leaves_a_lone_model_alone():
+    params = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 1.0})
+    forest = _out("forest", {"FLAIR_2D": 0.7, "DWI": 0.3})
+    cnn = _out("cnn", {"FLAIR_2D": 0.6, "T1_3D_PRE": 0.4})
+    both = combine({"forest": forest, "cnn": cnn}, params).sequence
+    assert both.label == "FLAIR_2D"
+    assert both.probability > 0.95  # two independent votes for FLAIR, the rest vetoed by one model each
+    alone = combine({"cnn": cnn}, params).sequence
+    assert alone.probabilities == cnn.sequence.probabilities
+
+
+def test_a_weak_dissent_does_not_flag_but_a_confident_one_does():
+    params = EnsembleParams(method="log_linear", weights={"forest": 2.0, "cnn": 0.5}, review_threshold=0.5,
+                            disagreement_confidence=0.5)
+    forest = _out("forest", {"DWI": 0.99, "FLAIR_2D": 0.01})
+    weak = _out("cnn", {"FLAIR_2D": 0.4, "DWI": 0.35, "T1_3D_PRE": 0.25})
+    result = combine({"forest": forest, "cnn": weak}, params)
+    assert result.sequence.label == "DWI" and not result.needs_review
+    strong = _out("cnn", {"FLAIR_2D": 0.9, "DWI": 0.1})
+    result = combine({"forest": forest, "cnn": strong}, params)
+    assert result.needs_review
+    assert any("models disagree" in r and "cnn FLAIR_2D 0.90" in r and "forest DWI" in r for r in result.reasons)
+
+
+def _simulated(n: int, seed: int):
+    """A reliable forest (right 90 %, confident) and a noisy CNN (right 50 %, overconfident)."""
+    rng = np.random.default_rng(seed)
+    outputs, truth = [], []
+    for _ in range(n):
+        t = CLASSES[rng.integers(len(CLASSES))]
+        wrong = [c for c in CLASSES if c != t]
+        f_top = t if rng.random() < 0.9 else wrong[rng.integers(3)]
+        c_top = t if rng.random() < 0.5 else wrong[rng.integers(3)]
+        outputs.append({"forest": _out("forest", {f_top: 0.85, **{c: 0.05 for c in CLASSES if c != f_top}}),
+                        "cnn": _out("cnn", {c_top: 0.97, **{c: 0.01 for c in CLASSES if c != c_top}})})
+        truth.append(t)
+    return outputs, truth
+
+
+def test_fit_params_trusts_the_reliable_model_and_beats_the_plain_mean():
+    outputs, truth = _simulated(400, 0)
+    params = fit_params(outputs, truth)
+    assert params.method == "log_linear"
+    assert params.weights["forest"] > 2 * params.weights["cnn"]
+    assert 0.5 <= params.review_threshold <= 0.9
+
+    test_outputs, test_truth = _simulated(400, 1)
+
+    def nll(p: EnsembleParams) -> float:
+        probs = [combine(o, p).sequence.probabilities.get(t, 0.0) for o, t in zip(test_outputs, test_truth)]
+        return float(-np.mean(np.log(np.clip(probs, 1e-6, 1))))
+
+    assert nll(params) < nll(EnsembleParams())
+
+
+def test_fit_params_needs_two_models():
+    outputs, truth = _simulated(50, 2)
+    forest_only = [{"forest": o["forest"]} for o in outputs]
+    base = EnsembleParams(review_threshold=0.66)
+    params = fit_params(forest_only, truth, base=base)
+    assert params.method == "mean" and params.review_threshold == pytest.approx(0.66)
