@@ -138,6 +138,25 @@ def test_pipeline_uses_a_cnn_when_the_bundle_has_one(bundle_dir, study):
     assert set(q.models) == {"forest"}
 
 
+def test_headers_stripped_leaves_the_cnn_to_answer_alone(bundle_dir, tmp_path):
+    class FakeCnn:
+        def predict(self, series):
+            return ModelOutput("cnn", sequence=tp("FLAIR_2D", 0.9, "T2_2D"))
+
+    rng = np.random.default_rng(3)
+    headers = {k: v for k, v in recipe_headers("DWI", rng).items() if k not in ("RepetitionTime", "EchoTime")}
+    write_classic_series(tmp_path / "s", headers, n=4, iop=SAGITTAL)
+    bundle = load_bundle(bundle_dir)
+    bundle.cnn = FakeCnn()
+    (p,) = classify(tmp_path, bundle)
+    assert set(p.models) == {"forest", "cnn"}  # the forest's guess is kept for the record ...
+    assert p.sequence.label == "FLAIR_2D" and p.sequence.probability == pytest.approx(0.9)  # ... but not pooled
+    assert any("forest left out" in r for r in p.reasons)
+    bundle.cnn = None
+    (q,) = classify(tmp_path, bundle)
+    assert q.needs_review and any("the forest's answer is a guess" in r for r in q.reasons)
+
+
 def test_a_failing_model_does_not_stop_the_run(bundle_dir, study):
     class BrokenCnn:
         def predict(self, series):

@@ -74,10 +74,16 @@ def predict_series(
     if not models:
         prediction.error = "no model to run (none in the bundle, or all disabled)"
         return prediction
-    combined = combine(outputs, bundle.ensemble)
+    voters = dict(outputs)
     if "forest" in outputs and not has_acquisition_parameters(series):
-        # Trees still vote on an empty header, and confidently: never let that pass unreviewed.
-        failures.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
+        # Trees still vote on an empty header, and confidently: with pixels the CNN answers alone;
+        # without, the guess stands but never passes unreviewed.
+        if len(outputs) > 1:
+            del voters["forest"]
+            failures.append("header has no MR acquisition parameters (TR/TE): forest left out, CNN alone")
+        else:
+            failures.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
+    combined = combine(voters, bundle.ensemble)
     prediction.sequence = combined.sequence
     prediction.orientation = combined.orientation
     prediction.attributes = combined.attributes
