@@ -425,6 +425,7 @@ def train_cnn(
     command: str = "",
     docs_dir: str | Path | None = None,
     labels_csv: str | Path | None = None,
+    widths: list[int] | None = None,
 ) -> dict:
     """Train the CNN on a corpus; write cnn.safetensors + cnn.json (+ metrics) into ``out``. Returns metrics."""
     out = Path(out)
@@ -434,6 +435,8 @@ def train_cnn(
     cache_dir = Path(cache_dir) if cache_dir else out / "cache"
     options = SliceOptions(k=k, size=size, clahe=clahe)
     config = CnnConfig.from_vocabulary(slice_options=options.to_dict())
+    if widths:
+        config.widths = list(widths)
     tag = f"k{k}_s{size}{'_clahe' if clahe else ''}"
     corpora = [train] if isinstance(train, (str, Path)) else list(train)
     if labels_csv is not None and len(corpora) != 1:
@@ -596,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clahe", action="store_true")
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--size", type=int, default=128)
+    p.add_argument("--widths", type=int, nargs=5, help="channels of the five stages (default 16 32 48 96 128)")
     p.add_argument("--no-gru", action="store_true", help="skip fitting the learned aggregator")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--docs", help="folder for the confusion pictures (default OUT)")
@@ -616,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         patience=args.patience, seed=args.seed, threads=args.threads, workers=args.workers,
         max_minutes=args.max_minutes, samples_per_epoch=args.samples_per_epoch, focal_gamma=args.focal_gamma,
         clahe=args.clahe, k=args.k, size=args.size, fit_gru=not args.no_gru, resume=args.resume,
-        command=command, docs_dir=args.docs, labels_csv=args.labels,
+        command=command, docs_dir=args.docs, labels_csv=args.labels, widths=args.widths,
     )
     return 0
 
