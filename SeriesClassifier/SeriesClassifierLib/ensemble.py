@@ -181,7 +181,7 @@ def fit_params(
                      {truth[i] for i in rows})
     logs = [_log_matrix([outputs[i][n].sequence for i in rows], classes) for n in names]
     y = np.array([classes.index(truth[i]) for i in rows])
-    grid = np.exp(np.linspace(np.log(0.1), np.log(3.0), 31)) if grid is None else np.asarray(grid)
+    grid = np.exp(np.linspace(np.log(0.1), np.log(8.0), 36)) if grid is None else np.asarray(grid)
     best, best_w = np.inf, None
     for w in np.stack(np.meshgrid(*[grid] * len(names), indexing="ij"), -1).reshape(-1, len(names)):
         z = sum(wi * li for wi, li in zip(w, logs))
