@@ -1,11 +1,12 @@
-"""CNN inference and Grad-CAM timings on this CPU (prints figures; asserts nothing).
+"""CNN, forest and Grad-CAM timings on this CPU (prints figures; asserts nothing).
 
     python benchmarks/bench_cnn.py [--series-dir FOLDER_OF_ONE_SERIES]
 
 Without --series-dir a 24-slice 256×256 classic series is written to a temporary
 folder. Reports ms/slice for the network alone (per batch size and thread
 count), ms/series for reading + preprocessing K slices, for the whole
-``CnnModel.predict(series)``, and for Grad-CAM.
+``CnnModel.predict(series)``, for Grad-CAM, and for the forest (header reading +
+features + trees) on the same series.
 """
 
 from __future__ import annotations
@@ -81,7 +82,22 @@ def main() -> int:
                   f"predict(series) {1000 * t_predict:.0f} ms/series ({1000 * (t_predict - t_sample) / n:.2f} ms/slice "
                   f"network+aggregation), Grad-CAM {1000 * t_cam:.0f} ms/series ({1000 * t_cam / n:.1f} ms/slice, "
                   f"incl. resampling to the series grid)")
+        _bench_forest(Path(args.series_dir) if args.series_dir else Path(tmp))
     return 0
+
+
+def _bench_forest(folder: Path) -> None:
+    from SeriesClassifierLib.headers import read_series
+    from SeriesClassifierLib.models import load_bundle
+    from SeriesClassifierLib.sources import iter_series_refs
+
+    forest = load_bundle(load_cnn=False).forest
+    ref = next(iter(iter_series_refs(folder)))
+    t_read = _timeit(lambda: read_series(ref))
+    series = read_series(ref)
+    t_forest = _timeit(lambda: forest.predict(series), repeat=20)
+    print(f"forest: {len(ref.files)} files: read headers {1000 * t_read:.0f} ms/series, "
+          f"features + trees (4 tasks) {1000 * t_forest:.1f} ms/series")
 
 
 if __name__ == "__main__":
