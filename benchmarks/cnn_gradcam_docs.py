@@ -147,7 +147,7 @@ def real(models: str | None, out: str) -> None:
                      f"{name}\n{cnn.sequence.label} {cnn.sequence.probability:.2f}")
     fig.suptitle("Real MR files shipped with pydicom (not brains), headers stripped: CNN, Grad-CAM of its top class",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(out, dpi=80)
     print(f"wrote {out}")
 
