@@ -41,6 +41,33 @@ def read_labels(path: str | Path) -> dict[str, dict[str, str]]:
     return out
 
 
+def is_label_store(path: str | Path) -> bool:
+    """A SQLite label store (by its file signature), as opposed to a labels CSV."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    with open(p, "rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
+
+
+def read_any_labels(path: str | Path) -> dict[str, dict[str, str]]:
+    """Reference labels from a labels CSV or from a label store (its verified labels only).
+
+    A folder means the store that ``classify``/``review`` keep for that folder.
+    """
+    from .store import LabelStore, default_store_path
+
+    p = Path(path)
+    if p.is_dir():
+        p = default_store_path(p)
+    if is_label_store(p):
+        with LabelStore(p, create=False) as store:
+            return store.verified_labels()
+    if not p.is_file():
+        raise ValueError(f"{p}: no labels CSV or label store there")
+    return read_labels(p)
+
+
 def read_predictions(path: str | Path) -> list[SeriesPrediction]:
     """A results JSON written by ``classify`` (a list, or {"series": [...]}) back into predictions."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -227,3 +254,67 @@ def per_class_table(task_report: dict[str, Any]) -> str:
     for c, m in task_report["per_class"].items():
         rows.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     return "\n".join(rows)
+
+
+def compare_bundles(
+    new: list[SeriesPrediction], old: list[SeriesPrediction], labels: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """Two bundles on the same labelled series: metrics side by side and the series each one got right alone."""
+    new_report, old_report = evaluate_predictions(new, labels), evaluate_predictions(old, labels)
+    tasks = {}
+    for task in sorted(set(new_report["tasks"]) | set(old_report["tasks"])):
+        n, o = new_report["tasks"].get(task, {}), old_report["tasks"].get(task, {})
+        tasks[task] = {
+            "new": {k: n.get(k) for k in ("accuracy", "macro_f1", "ece", "n")},
+            "baseline": {k: o.get(k) for k in ("accuracy", "macro_f1", "ece", "n")},
+            "accuracy_change": (round(n["accuracy"] - o["accuracy"], 4)
+                                if n.get("accuracy") is not None and o.get("accuracy") is not None else None),
+            "recall": {c: {"new": n.get("per_class", {}).get(c, {}).get("recall"),
+                           "baseline": o.get("per_class", {}).get(c, {}).get("recall")}
+                       for c in sorted(set(n.get("per_class", {})) | set(o.get("per_class", {})))},
+        }
+    old_by_uid = {p.series_uid: p for p in old}
+    fixed, broken = [], []
+    for p in new:
+        truth = _truth(labels.get(p.series_uid, {}), "sequence")
+        before = old_by_uid.get(p.series_uid)
+        if truth is None or before is None:
+            continue
+        now_label = p.sequence.label if p.sequence else None
+        old_label = before.sequence.label if before.sequence else None
+        row = {"series_uid": p.series_uid, "truth": truth, "baseline": old_label, "new": now_label}
+        if now_label == truth and old_label != truth:
+            fixed.append(row)
+        elif now_label != truth and old_label == truth:
+            broken.append(row)
+    return {"n_labelled": new_report["n_labelled"], "tasks": tasks, "fixed": fixed, "broken": broken,
+            "review": {"new": new_report.get("review"), "baseline": old_report.get("review")}}
+
+
+def comparison_markdown(comparison: dict[str, Any], new_name: str = "new", old_name: str = "baseline") -> str:
+    lines = [f"{comparison['n_labelled']} labelled series, both bundles on the same series.", "",
+             f"| task | {old_name} accuracy | {new_name} accuracy | change "
+             f"| {old_name} macro-F1 | {new_name} macro-F1 |",
+             "|---|---|---|---|---|---|"]
+
+    def f(v):
+        return "—" if v is None else f"{v:.4f}"
+
+    for task, t in comparison["tasks"].items():
+        lines.append(f"| {task} | {f(t['baseline']['accuracy'])} | {f(t['new']['accuracy'])} | "
+                     f"{f(t['accuracy_change'])} | {f(t['baseline']['macro_f1'])} | {f(t['new']['macro_f1'])} |")
+    for title, rows in (("Fixed by the new bundle", comparison["fixed"]),
+                        ("Broken by the new bundle", comparison["broken"])):
+        lines += ["", f"{title}: {len(rows)}", ""]
+        if rows:
+            lines += ["| series | truth | baseline | new |", "|---|---|---|---|"]
+            lines += [f"| {r['series_uid']} | {r['truth']} | {r['baseline']} | {r['new']} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(comparison: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.json").write_text(json.dumps(comparison, indent=1), encoding="utf-8")
+    (out / "comparison.md").write_text(comparison_markdown(comparison), encoding="utf-8")
+    return [out / "comparison.json", out / "comparison.md"]

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 
 
-def _refs(path_or_refs: str | os.PathLike | Iterable[SeriesRef]) -> list[SeriesRef]:
+def resolve_refs(path_or_refs: str | os.PathLike | Iterable[SeriesRef]) -> list[SeriesRef]:
     if isinstance(path_or_refs, (str, os.PathLike)):
         return list(iter_series_refs(Path(path_or_refs)))
     return list(path_or_refs)
@@ -112,7 +112,7 @@ def classify(
     the headers or pixels again (Grad-CAM writers) without reading the source twice.
     """
     bundle = models if models is not None else load_bundle(load_cnn=use_cnn)
-    refs = _refs(path_or_refs)
+    refs = resolve_refs(path_or_refs)
     all_series = read_all_series(refs)
     for done, series in enumerate(all_series, start=1):
         prediction = predict_series(series, bundle, use_forest=use_forest, use_cnn=use_cnn)

@@ -507,6 +507,30 @@ class LabelStore:
             c.execute("COMMIT")
         return sorted(records, key=_record_order)
 
+    def verified_labels(self) -> dict[str, dict[str, str]]:
+        """Labels a person gave or confirmed, shaped like a labels CSV: ``{series_uid: {column: value}}``.
+
+        Only corrected and accepted series count: training on the model's own unreviewed guesses
+        would teach it nothing. Attributes are those a person set, else those the sequence code
+        implies (vocabulary); a predicted attribute nobody looked at is left out, so a correction
+        from T1 PRE to T1 POST never trains with the stale PRE.
+        """
+        out: dict[str, dict[str, str]] = {}
+        for r in self.records():
+            if r.state == "unreviewed" or not r.sequence:
+                continue
+            explicit: dict[str, str] = {}
+            for e in self.history(r.series_uid):
+                explicit.update(e.attributes)
+            row = {"series_uid": r.series_uid, "sequence": r.sequence, "orientation": r.orientation or "",
+                   "label_source": r.state}
+            cls = self.vocabulary.sequence(r.sequence)
+            implied = {"contrast": cls.contrast, "acquisition": cls.acquisition}
+            row.update({k: v for k, v in implied.items() if v})
+            row.update(explicit)
+            out[r.series_uid] = row
+        return out
+
     def export_rows(self) -> list[dict[str, Any]]:
         """Store-level export columns, one dict per series (export.py adds the BIDS columns)."""
         return [record_row(r) for r in self.records()]

@@ -1,6 +1,9 @@
-"""``seriesclassifier evaluate PATH --labels labels.csv --out DIR``: metrics.json and confusion PNGs.
+"""``seriesclassifier evaluate PATH --labels labels.csv|STORE --out DIR [--baseline MODELDIR]``.
 
 PATH is a folder (or Slicer database) to classify now, or a results JSON from ``classify``.
+Writes metrics.json and confusion PNGs; with ``--baseline`` the same series are also
+classified by a second bundle (read once, predicted twice) and comparison.json/.md say
+what changed, series by series.
 """
 
 from __future__ import annotations
@@ -11,40 +14,75 @@ from pathlib import Path
 
 def add_arguments(parser) -> None:
     parser.add_argument("path", help="folder / Slicer database to classify, or a results .json from classify")
-    parser.add_argument("--labels", help="reference labels CSV (default: PATH/labels.csv for a folder)")
+    parser.add_argument("--labels", help="reference labels: a CSV, or a label store (its corrected and accepted "
+                        "series) (default: PATH/labels.csv for a folder)")
     parser.add_argument("--out", required=True, help="folder for metrics.json and confusion_<task>.png")
     parser.add_argument("--models", help="models folder (default: the bundled models)")
+    parser.add_argument("--baseline", help="a second models folder to compare with on the same series "
+                        "(e.g. the bundled models, given as their folder)")
     parser.add_argument("--no-cnn", action="store_true", help="headers only")
     parser.add_argument("--no-forest", action="store_true", help="pixels only")
     parser.add_argument("--title", default="", help="title prefix for the pictures")
 
 
 def run(args) -> int:
-    from ..evaluate import evaluate_predictions, read_labels, read_predictions, summary_lines, write_report
+    from ..evaluate import (
+        compare_bundles,
+        evaluate_predictions,
+        read_any_labels,
+        read_predictions,
+        summary_lines,
+        write_comparison,
+        write_report,
+    )
+    from ..store import StoreError
 
     path = Path(args.path)
     labels_path = Path(args.labels) if args.labels else path / "labels.csv"
-    if not labels_path.is_file():
-        print(f"labels: {labels_path} not found (give --labels)", file=sys.stderr)
-        return 2
     try:
-        labels = read_labels(labels_path)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
+        labels = read_any_labels(labels_path)
+    except (ValueError, StoreError) as exc:
+        print(f"labels: {exc} (give --labels)", file=sys.stderr)
         return 2
-    if path.is_file() and path.suffix.lower() == ".json":
-        predictions = read_predictions(path)
+    is_results = path.is_file() and path.suffix.lower() == ".json"
+    if args.baseline and is_results:
+        print("--baseline needs DICOM to classify, not a results JSON", file=sys.stderr)
+        return 2
+    if is_results:
+        predictions, baseline = read_predictions(path), None
     else:
-        from ..models import load_bundle
-        from ..pipeline import classify
-        from .classify import ProgressBar
-
-        bundle = load_bundle(args.models, load_forest=not args.no_forest, load_cnn=not args.no_cnn)
-        predictions = list(classify(path, bundle, use_forest=not args.no_forest, use_cnn=not args.no_cnn,
-                                    progress=ProgressBar(True)))
+        predictions, baseline = _classify(path, args)
     report = evaluate_predictions(predictions, labels)
     written = write_report(report, args.out, args.title)
     for line in summary_lines(report):
         print(line)
+    if baseline is not None:
+        comparison = compare_bundles(predictions, baseline, labels)
+        written += write_comparison(comparison, args.out)
+        for task in ("sequence", "orientation"):
+            t = comparison["tasks"].get(task)
+            if t:
+                print(f"  {task:15s} baseline {t['baseline']['accuracy']:.4f} → new {t['new']['accuracy']:.4f}")
+        print(f"  fixed {len(comparison['fixed'])} series, broken {len(comparison['broken'])}")
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
+
+
+def _classify(path: Path, args) -> tuple[list, list | None]:
+    """Predictions of --models and, with --baseline, of the baseline bundle on the same read series."""
+    from ..models import load_bundle
+    from ..pipeline import predict_series, read_all_series, resolve_refs
+    from .classify import ProgressBar
+
+    use = {"use_forest": not args.no_forest, "use_cnn": not args.no_cnn}
+    bundles = [load_bundle(args.models, load_forest=use["use_forest"], load_cnn=use["use_cnn"])]
+    if args.baseline:
+        bundles.append(load_bundle(args.baseline, load_forest=use["use_forest"], load_cnn=use["use_cnn"]))
+    series = read_all_series(resolve_refs(path))
+    progress = ProgressBar(True)
+    results: list[list] = [[] for _ in bundles]
+    for done, s in enumerate(series, start=1):
+        for bundle, out in zip(bundles, results):
+            out.append(predict_series(s, bundle, **use))
+        progress(done, len(series), s.series_uid)
+    return results[0], (results[1] if args.baseline else None)

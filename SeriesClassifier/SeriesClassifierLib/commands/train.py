@@ -20,7 +20,8 @@ DEFAULT_HOLDOUT_NOTE = "profiles never seen in training"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="labelled DICOM folder (or Slicer database)")
-    parser.add_argument("--labels", help="labels CSV (default: DATA/labels.csv)")
+    parser.add_argument("--labels", help="labels CSV, or a label store (its corrected and accepted series; a folder "
+                        "means its default store) (default: DATA/labels.csv)")
     parser.add_argument("--out", required=True, help="models folder to write (forest.skops, forest.json, card …)")
     parser.add_argument("--from", dest="base", help="start from this models folder (copies what is not retrained)")
     parser.add_argument("--no-cnn", action="store_true", help="train the forest only")
@@ -176,14 +177,14 @@ def calibration_summary(forest) -> dict:
     }
 
 
-def _train_cnn(args, out: Path) -> str | None:
+def _train_cnn(args, out: Path, labels_path: Path) -> str | None:
     """Train the CNN into ``out`` when cnn_train is available; returns a note for the card."""
     try:
         from ..cnn_train import train_cnn
     except ImportError as exc:
         return f"CNN not trained: cnn_train unavailable ({exc})"
     holdout = list(args.holdout_profile or [])
-    train_cnn(args.data, out, test=args.eval_data, exclude_profiles=holdout, seed=args.seed,
+    train_cnn(args.data, out, test=args.eval_data, exclude_profiles=holdout, seed=args.seed, labels_csv=labels_path,
               command="seriesclassifier train " + " ".join(sys.argv[2:]))
     return None
 
@@ -191,16 +192,23 @@ def _train_cnn(args, out: Path) -> str | None:
 def run(args) -> int:
     from .. import __version__
     from ..ensemble import EnsembleParams
-    from ..evaluate import read_labels, write_report
+    from ..evaluate import read_any_labels, read_labels, write_report
     from ..models import write_model_card
+    from ..store import StoreError
 
     data = Path(args.data)
     out = Path(args.out)
     labels_path = Path(args.labels) if args.labels else data / "labels.csv"
-    if not labels_path.is_file():
-        print(f"labels: {labels_path} not found (give --labels)", file=sys.stderr)
+    try:
+        labels = read_any_labels(labels_path)
+    except (ValueError, StoreError) as exc:
+        print(f"labels: {exc} (give --labels)", file=sys.stderr)
         return 2
-    labels = read_labels(labels_path)
+    if any("label_source" in row for row in labels.values()):
+        sources = _counts_of(row.get("label_source", "") for row in labels.values())
+        _log(f"{len(labels)} verified labels from the store {labels_path}: {sources.get('corrected', 0)} corrected, "
+             f"{sources.get('accepted', 0)} accepted (unreviewed predictions are not training labels)")
+        labels_path = _write_labels_csv(labels, Path(args.out) / "training_labels.csv")
     base = Path(args.base) if args.base else None
     base_config = {}
     if base is not None and (base / "forest.json").is_file():
@@ -261,7 +269,7 @@ def run(args) -> int:
 
     cnn_note = None
     if not args.no_cnn:
-        cnn_note = _train_cnn(args, out)
+        cnn_note = _train_cnn(args, out, labels_path)
     elif base is not None:
         for name in ("cnn.safetensors", "cnn.json"):
             if (base / name).is_file() and base.resolve() != out.resolve():
@@ -269,6 +277,27 @@ def run(args) -> int:
     write_model_card(out, forest, params, report, training, version, notes=[n for n in [cnn_note] if n])
     _log(f"bundle written to {out}")
     return 0
+
+
+def _counts_of(values) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def _write_labels_csv(labels: dict[str, dict[str, str]], path: Path) -> Path:
+    """The labels a store gave, as the CSV the CNN trainer reads (and a record of what was trained on)."""
+    import csv
+
+    columns = sorted({k for row in labels.values() for k in row} - {"series_uid"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, ["series_uid", *columns])
+        w.writeheader()
+        for uid, row in sorted(labels.items()):
+            w.writerow({"series_uid": uid, **{c: row.get(c, "") for c in columns}})
+    return path
 
 
 def _counts(values: list) -> dict[str, int]:

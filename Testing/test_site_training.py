@@ -1,0 +1,118 @@
+"""Learning from corrections: a label store as training labels, and two bundles compared on the same series."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dicom_factory import write_toy_corpus
+
+from SeriesClassifierLib.cli import main
+from SeriesClassifierLib.evaluate import compare_bundles, read_any_labels
+from SeriesClassifierLib.headers import read_series
+from SeriesClassifierLib.models import load_bundle
+from SeriesClassifierLib.pipeline import classify
+from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
+from SeriesClassifierLib.sources import iter_series_refs
+from SeriesClassifierLib.store import LabelStore
+
+
+def _prediction(uid: str, sequence: str, contrast: str = "PRE") -> SeriesPrediction:
+    return SeriesPrediction(uid, sequence=TaskPrediction(sequence, 0.9, {sequence: 0.9}),
+                            attributes={"contrast": TaskPrediction(contrast, 0.9, {contrast: 0.9})})
+
+
+def test_store_gives_only_what_a_person_verified(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    with LabelStore(path) as store:
+        store.record_predictions([_prediction("1.1", "T1_3D_PRE"), _prediction("1.2", "FLAIR_2D"),
+                                  _prediction("1.3", "DWI")])
+        store.correct("1.1", sequence="T1_3D_POST")  # contrast left to the vocabulary, not the stale PRE
+        store.accept("1.2")
+        store.correct("1.3", attributes={"fat_suppressed": "YES"}, note="fat-sat")
+        store.correct("1.3", sequence="ADC")
+    labels = read_any_labels(path)
+    assert set(labels) == {"1.1", "1.2", "1.3"}
+    assert labels["1.1"]["sequence"] == "T1_3D_POST" and labels["1.1"]["contrast"] == "POST"
+    assert labels["1.1"]["label_source"] == "corrected" and labels["1.2"]["label_source"] == "accepted"
+    assert labels["1.3"]["sequence"] == "ADC" and labels["1.3"]["fat_suppressed"] == "YES"
+    with LabelStore(path) as store:
+        store.record_predictions([_prediction("1.4", "SWI")])  # predicted only: not a training label
+    assert "1.4" not in read_any_labels(path)
+
+
+def test_labels_from_a_folder_csv_or_nothing(tmp_path):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    with LabelStore(folder / ".seriesclassifier" / "labels.sqlite") as store:
+        store.correct("2.1", sequence="PD")
+    assert read_any_labels(folder)["2.1"]["sequence"] == "PD"  # a folder means its default store
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("series_uid,sequence\n3.1,SWI\n")
+    assert read_any_labels(csv_path) == {"3.1": {"series_uid": "3.1", "sequence": "SWI"}}
+    with pytest.raises(ValueError, match="no labels CSV or label store"):
+        read_any_labels(tmp_path / "nothing.csv")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    truth = write_toy_corpus(root, n_per_class=4, seed=3)
+    (root / "labels.csv").write_text("series_uid,sequence\n" + "".join(f"{u},{c}\n" for u, c in truth.items()))
+    return root, truth
+
+
+def test_train_from_a_store_uses_the_verified_series_only(corpus, tmp_path, capsys):
+    root, truth = corpus
+    store_path = tmp_path / "labels.sqlite"
+    uids = sorted(truth)
+    with LabelStore(store_path) as store:
+        store.record_predictions([_prediction(u, "SWI") for u in uids])  # the model's (wrong) guesses
+        for u in uids[:-3]:
+            store.correct(u, sequence=truth[u])
+    out = tmp_path / "models"
+    assert main(["train", "--data", str(root), "--labels", str(store_path), "--out", str(out), "--no-cnn",
+                 "--n-estimators", "20"]) == 0
+    err = capsys.readouterr().err
+    assert f"{len(uids) - 3} verified labels" in err and f"{len(uids) - 3} corrected" in err
+    config = json.loads((out / "forest.json").read_text())
+    assert config["training"]["n_series"] == len(uids) - 3
+    rows = (out / "training_labels.csv").read_text().splitlines()
+    assert len(rows) == len(uids) - 3 + 1
+    bundle = load_bundle(out)
+    predictions = list(classify(root, bundle, use_cnn=False))
+    right = sum(p.sequence.label == truth[p.series_uid] for p in predictions)
+    assert right >= 0.9 * len(predictions)  # learnt the corrections, not the SWI guesses
+
+
+def test_compare_bundles_lists_fixed_and_broken_series():
+    labels = {u: {"sequence": s} for u, s in [("a", "DWI"), ("b", "ADC"), ("c", "PD"), ("d", "SWI")]}
+    old = [_prediction("a", "DWI"), _prediction("b", "DWI"), _prediction("c", "PD"), _prediction("d", "T2_2D")]
+    new = [_prediction("a", "DWI"), _prediction("b", "ADC"), _prediction("c", "T2_2D"), _prediction("d", "SWI")]
+    c = compare_bundles(new, old, labels)
+    assert c["tasks"]["sequence"]["baseline"]["accuracy"] == 0.5
+    assert c["tasks"]["sequence"]["new"]["accuracy"] == 0.75
+    assert c["tasks"]["sequence"]["accuracy_change"] == pytest.approx(0.25)
+    assert [(r["series_uid"], r["baseline"], r["new"]) for r in c["fixed"]] == [("b", "DWI", "ADC"),
+                                                                                 ("d", "T2_2D", "SWI")]
+    assert [(r["series_uid"], r["truth"], r["new"]) for r in c["broken"]] == [("c", "PD", "T2_2D")]
+
+
+def test_cli_evaluate_baseline_compares_two_bundles_on_the_same_series(corpus, tmp_path):
+    root, truth = corpus
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    assert main(["train", "--data", str(root), "--out", str(good), "--no-cnn", "--n-estimators", "20"]) == 0
+    # the "old" bundle learnt a site that called its DWI something else
+    series = [read_series(r) for r in iter_series_refs(root)]
+    wrong = {s.series_uid: ("ADC" if truth[s.series_uid] == "DWI" else truth[s.series_uid]) for s in series}
+    (tmp_path / "wrong.csv").write_text("series_uid,sequence\n" + "".join(f"{u},{c}\n" for u, c in wrong.items()))
+    assert main(["train", "--data", str(root), "--labels", str(tmp_path / "wrong.csv"), "--out", str(bad),
+                 "--no-cnn", "--n-estimators", "20"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["evaluate", str(root), "--labels", str(root / "labels.csv"), "--models", str(good),
+                 "--baseline", str(bad), "--no-cnn", "--out", str(out)]) == 0
+    c = json.loads((out / "comparison.json").read_text())
+    n_dwi = sum(1 for v in truth.values() if v == "DWI")
+    assert n_dwi > 0 and len(c["fixed"]) >= n_dwi - 1 and all(r["truth"] == "DWI" for r in c["fixed"])
+    assert c["tasks"]["sequence"]["accuracy_change"] > 0
+    assert "Fixed by the new bundle" in (out / "comparison.md").read_text()
