@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 from dicom_factory import write_toy_corpus
 
@@ -116,3 +118,46 @@ def test_cli_evaluate_baseline_compares_two_bundles_on_the_same_series(corpus, t
     assert n_dwi > 0 and len(c["fixed"]) >= n_dwi - 1 and all(r["truth"] == "DWI" for r in c["fixed"])
     assert c["tasks"]["sequence"]["accuracy_change"] > 0
     assert "Fixed by the new bundle" in (out / "comparison.md").read_text()
+
+
+def test_from_a_base_refits_on_its_rows_plus_the_weighted_site(corpus, tmp_path, capsys):
+    import gzip
+
+    root, truth = corpus
+    base = tmp_path / "base"
+    assert main(["train", "--data", str(root), "--out", str(base), "--no-cnn", "--n-estimators", "30",
+                 "--write-base-rows"]) == 0
+    with gzip.open(base / "forest_train.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == len(truth)
+    assert all(not r["series"]["files"] and "PatientName" not in r["series"]["header"] for r in rows)
+
+    # a second site, same scanner recipes, which files its diffusion traces as DIFFUSION_DERIVED
+    site = tmp_path / "site"
+    site_truth = write_toy_corpus(site, n_per_class=4, seed=11)
+    site_labels = {u: ("DIFFUSION_DERIVED" if c == "DWI" else c) for u, c in site_truth.items()}
+    with LabelStore(tmp_path / "site.sqlite") as store:
+        for u, c in site_labels.items():
+            store.correct(u, sequence=c)
+    capsys.readouterr()
+
+    def adapt(weight: str) -> Path:
+        new = tmp_path / f"new_w{weight}"
+        assert main(["train", "--data", str(site), "--labels", str(tmp_path / "site.sqlite"), "--from", str(base),
+                     "--out", str(new), "--n-estimators", "30", "--site-weight", weight]) == 0
+        return new
+
+    new = adapt("10")
+    err = capsys.readouterr().err
+    assert f"plus {len(truth)} base rows" in err and "site test (" in err
+    assert (new / "forest_train.jsonl.gz").read_bytes() == (base / "forest_train.jsonl.gz").read_bytes()
+    comparison = json.loads((new / "site_test" / "comparison.json").read_text())
+    assert comparison["n_labelled"] > 0 and "sequence" in comparison["tasks"]
+
+    def p_site_class(bundle_dir: Path) -> float:
+        bundle = load_bundle(bundle_dir, load_cnn=False)
+        dwi = [p for p in classify(site, bundle, use_cnn=False) if site_truth[p.series_uid] == "DWI"]
+        return float(np.mean([p.sequence.probabilities.get("DIFFUSION_DERIVED", 0.0) for p in dwi]))
+
+    # the heavier the site's own rows, the more its convention wins over the base's
+    assert p_site_class(new) > p_site_class(adapt("1")) > p_site_class(base)

@@ -172,11 +172,17 @@ class ForestModel:
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, series: Sequence[Series], targets: dict[str, Sequence[Any]]) -> ForestModel:
-        """Fit one calibrated ensemble per task; labels may be None where unknown (row left out for that task)."""
+    def fit(
+        self, series: Sequence[Series], targets: dict[str, Sequence[Any]], sample_weight: Sequence[float] | None = None
+    ) -> ForestModel:
+        """Fit one calibrated ensemble per task; labels may be None where unknown (row left out for that task).
+
+        ``sample_weight`` lets a few corrected series of a site count for more than the many generic ones.
+        """
         if not series:
             raise ValueError("no series to train on")
         X = self.extractor.fit_transform(series)
+        weights = np.ones(len(series)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
         for task, raw in targets.items():
             labels = [normalise_label(task, v) for v in raw]
             keep = np.array([v is not None for v in labels])
@@ -184,7 +190,7 @@ class ForestModel:
             if keep.sum() < 2 or len(set(y)) < 2:
                 continue  # nothing to learn: a constant task answers with its one class below
             est = _estimator(self.kind, self.n_estimators, self.random_state, self.class_weight)
-            est.fit(X[keep], y)
+            est.fit(X[keep], y, sample_weight=weights[keep])
             # A sample no tree left out (tiny data) has no OOB vote: uniform, so it cannot sway the temperature.
             oob = np.nan_to_num(est.oob_decision_function_, nan=0.0)
             empty = oob.sum(axis=1) <= 0

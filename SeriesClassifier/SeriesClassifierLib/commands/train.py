@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..site_training import BASE_ROWS
+
 DEFAULT_HOLDOUT_NOTE = "profiles never seen in training"
 
 
@@ -24,7 +26,16 @@ def add_arguments(parser) -> None:
                         "means its default store) (default: DATA/labels.csv)")
     parser.add_argument("--out", required=True, help="models folder to write (forest.skops, forest.json, card …)")
     parser.add_argument("--from", dest="base", help="start from this models folder (copies what is not retrained)")
-    parser.add_argument("--no-cnn", action="store_true", help="train the forest only")
+    parser.add_argument("--no-cnn", action="store_true", help="train the forest only (with --from: the CNN is "
+                        "copied from the base bundle)")
+    parser.add_argument("--site-weight", type=float, default=10.0,
+                        help="with --from: weight of each site series against one of the base's training rows")
+    parser.add_argument("--test-fraction", type=float,
+                        help="share of the site's series (whole studies) kept out of training to compare the new "
+                        "bundle with --from on (default 0.2 with --from, else 0)")
+    parser.add_argument("--write-base-rows", action="store_true",
+                        help=f"store the training header records in the bundle ({BASE_ROWS}) for later --from "
+                        "retraining; only for data you may share (e.g. generated studies)")
     parser.add_argument("--holdout-profile", nargs="*", default=[], help="profiles (labels 'profile' column) to "
                         "exclude from training and report as held-out")
     parser.add_argument("--eval", dest="eval_data", help="a separate labelled folder to report held-out metrics on")
@@ -130,14 +141,14 @@ def without_vendor_names(series: list, fraction: float, seed: int) -> list:
 
 
 def fit_forest(train: list, labels: dict, *, descriptions: bool, kind: str, n_estimators: int, seed: int,
-               context_dropout: float = 0.15, name_dropout: float = 0.0):
+               context_dropout: float = 0.15, name_dropout: float = 0.0, sample_weight: list | None = None):
     from ..features import FeatureExtractor
     from ..forest import ForestModel
 
     forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
                          random_state=seed)
     train = without_vendor_names(without_context(train, context_dropout, seed), name_dropout, seed)
-    return forest.fit(train, training_targets(train, labels))
+    return forest.fit(train, training_targets(train, labels), sample_weight=sample_weight)
 
 
 def review_threshold_from_oob(forest) -> float:
@@ -218,16 +229,29 @@ def run(args) -> int:
     descriptions = args.descriptions or bool(base_config.get("features", {}).get("use_description", False))
 
     series = read_all(data, Path(args.cache) if args.cache else None)
+    from ..site_training import split_by_study
+
     train, held = split_by_profile(series, labels, args.holdout_profile)
     if not train:
         print(f"no labelled, classifiable series under {data} (labels: {labels_path})", file=sys.stderr)
         return 2
-    _log(f"training on {len(train)} series ({len(held)} held out by profile); kind={kind}, trees={n_estimators}, "
-         f"descriptions={'on' if descriptions else 'off'}")
-    forest = fit_forest(train, labels, descriptions=descriptions, kind=kind, n_estimators=n_estimators, seed=args.seed,
-                        name_dropout=args.name_dropout)
-    params = EnsembleParams.load(base) if base is not None else EnsembleParams()
-    params.review_threshold = round(review_threshold_from_oob(forest), 4)
+    site_test: list = []
+    if base is not None:
+        fraction = 0.2 if args.test_fraction is None else args.test_fraction
+        train, site_test = split_by_study(train, fraction, args.seed)
+    elif args.test_fraction:
+        train, site_test = split_by_study(train, args.test_fraction, args.seed)
+    fit_series, fit_labels, weights = _with_base_rows(train, labels, base, args.site_weight)
+    _log(f"training on {len(train)} series ({len(held)} held out by profile, {len(site_test)} by study for the "
+         f"comparison){f', plus {len(fit_series) - len(train)} base rows' if len(fit_series) > len(train) else ''}; "
+         f"kind={kind}, trees={n_estimators}, descriptions={'on' if descriptions else 'off'}")
+    forest = fit_forest(fit_series, fit_labels, descriptions=descriptions, kind=kind, n_estimators=n_estimators,
+                        seed=args.seed, name_dropout=args.name_dropout, sample_weight=weights)
+    if base is not None:
+        params = EnsembleParams.load(base)  # fitted against the base's models; the refit forest is its kin
+    else:
+        params = EnsembleParams()
+        params.review_threshold = round(review_threshold_from_oob(forest), 4)
     _log(f"forest fitted; review threshold {params.review_threshold}")
 
     held_labels = labels
@@ -268,15 +292,59 @@ def run(args) -> int:
             _log(line)
 
     cnn_note = None
-    if not args.no_cnn:
-        cnn_note = _train_cnn(args, out, labels_path)
-    elif base is not None:
-        for name in ("cnn.safetensors", "cnn.json"):
+    if base is not None:
+        for name in ("cnn.safetensors", "cnn.json", BASE_ROWS):
             if (base / name).is_file() and base.resolve() != out.resolve():
-                shutil.copy(base / name, out / name)
+                shutil.copy(base / name, out / name)  # base rows only: the site's headers stay in its store
+        if (base / "cnn.safetensors").is_file():
+            cnn_note = f"CNN copied unchanged from {base} (CNN fine-tuning on site labels is not implemented yet)"
+    elif not args.no_cnn:
+        cnn_note = _train_cnn(args, out, labels_path)
+    if args.write_base_rows:
+        from ..site_training import write_base_rows
+
+        write_base_rows(out / BASE_ROWS, train, labels)
     write_model_card(out, forest, params, report, training, version, notes=[n for n in [cnn_note] if n])
+    if site_test:
+        _compare_on_site(out, base, site_test, labels)
     _log(f"bundle written to {out}")
     return 0
+
+
+def _with_base_rows(train: list, labels: dict, base: Path | None, site_weight: float) -> tuple[list, dict, list]:
+    """The site's series plus the base bundle's training rows (when it ships them), with sample weights."""
+    if base is None:
+        return train, labels, [1.0] * len(train)
+    if not (base / BASE_ROWS).is_file():
+        _log(f"{base} has no {BASE_ROWS}: the forest learns from the site's series alone")
+        return train, labels, [1.0] * len(train)
+    from ..site_training import read_base_rows
+
+    base_series, base_labels = read_base_rows(base / BASE_ROWS)
+    return base_series + train, {**base_labels, **labels}, [1.0] * len(base_series) + [site_weight] * len(train)
+
+
+def _compare_on_site(out: Path, base: Path | None, test: list, labels: dict) -> None:
+    """The new bundle and the base (or nothing) on the site's series kept out of training."""
+    from ..evaluate import compare_bundles, evaluate_predictions, summary_lines, write_comparison, write_report
+    from ..models import load_bundle
+    from ..pipeline import predict_series
+
+    new = load_bundle(out, load_cnn=False)
+    new_predictions = [predict_series(s, new, use_cnn=False) for s in test]
+    if base is None:
+        report = evaluate_predictions(new_predictions, labels)
+        write_report(report, out / "site_test")
+        for line in summary_lines(report):
+            _log(line)
+        return
+    old = load_bundle(base, load_cnn=False)
+    comparison = compare_bundles(new_predictions, [predict_series(s, old, use_cnn=False) for s in test], labels)
+    write_comparison(comparison, out / "site_test")
+    t = comparison["tasks"]["sequence"]
+    _log(f"site test ({len(test)} series, forest only): sequence accuracy {t['baseline']['accuracy']:.4f} with "
+         f"{base} → {t['new']['accuracy']:.4f}; fixed {len(comparison['fixed'])}, broken {len(comparison['broken'])}"
+         f" (details in {out / 'site_test'})")
 
 
 def _counts_of(values) -> dict[str, int]:
