@@ -52,6 +52,7 @@ class Profile:
     study_weights: dict = field(default_factory=dict)  # study type -> relative weight
     mess: Mess = field(default_factory=Mess)
     holdout: bool = False
+    site_only: bool = False  # neither training nor the standard held-out set: a "new site" for adaptation studies
 
 
 _CLINICAL = {"routine": 4, "stroke": 2, "tumour": 3, "iac": 1.5, "mra": 1, "research": 1.5}
@@ -163,18 +164,31 @@ _PROFILE_LIST = [
         institution="Hospital Sintetico", site_prefix="CR_", noise_scale=(1.0, 1.5), study_weights=_CLINICAL,
         holdout=True, mess=Mess(abbreviated=0.2),
     ),
+    # a new site for the site-adaptation experiment (docs/SITE_ADAPTATION.md): never trained on
+    Profile(
+        name="canon_galan_3t_anon",
+        imitates="Canon Vantage Galan 3T whose archive went through an aggressive anonymiser: descriptions, "
+                 "contrast agent and many optional tags (TI, ETL, sequence names) removed",
+        vendor="CANON", manufacturer="CANON_MEC", model="Vantage Galan 3T", field_strength=3.0,
+        software_versions="V7.0", grammar="canon", language="en", enhanced_rate=0.3,
+        matrix_2d=(320, 384), matrix_3d=(256, 320), thickness_2d=(3.0, 4.0),
+        coils=("Head/Neck 32ch",), contrast_agents=("Gadovist",),
+        institution="", study_weights=_CLINICAL, site_only=True,
+        mess=Mess(strip_descriptions=0.9, missing_optional=0.6, missing_agent=0.95, anonymised_agent=0.05),
+    ),
 ]
 
 PROFILES: dict[str, Profile] = {p.name: p for p in _PROFILE_LIST}
 HOLDOUT_PROFILES: tuple[str, ...] = tuple(p.name for p in _PROFILE_LIST if p.holdout)
-TRAINING_PROFILES: tuple[str, ...] = tuple(p.name for p in _PROFILE_LIST if not p.holdout)
+TRAINING_PROFILES: tuple[str, ...] = tuple(p.name for p in _PROFILE_LIST if not p.holdout and not p.site_only)
+SITE_PROFILES: tuple[str, ...] = tuple(p.name for p in _PROFILE_LIST if p.site_only)
 
 
 def get_profiles(names: list[str] | tuple[str, ...] | None = None) -> list[Profile]:
     """The profiles named (training profiles when None; "training"/"holdout" name the groups); clear errors."""
     if names is None:
         names = TRAINING_PROFILES
-    groups = {"training": TRAINING_PROFILES, "holdout": HOLDOUT_PROFILES}
+    groups = {"training": TRAINING_PROFILES, "holdout": HOLDOUT_PROFILES, "site": SITE_PROFILES}
     names = [n for name in names for n in groups.get(name, (name,))]
     unknown = [n for n in names if n not in PROFILES]
     if unknown:
