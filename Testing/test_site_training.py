@@ -161,3 +161,11 @@ def test_from_a_base_refits_on_its_rows_plus_the_weighted_site(corpus, tmp_path,
 
     # the heavier the site's own rows, the more its convention wins over the base's
     assert p_site_class(new) > p_site_class(adapt("1")) > p_site_class(base)
+
+
+def test_the_adaptation_site_is_neither_trained_on_nor_in_the_standard_holdout():
+    from SeriesClassifierLib.synth.profiles import HOLDOUT_PROFILES, SITE_PROFILES, TRAINING_PROFILES, get_profiles
+
+    assert SITE_PROFILES and not set(SITE_PROFILES) & (set(TRAINING_PROFILES) | set(HOLDOUT_PROFILES))
+    assert [p.name for p in get_profiles(["site"])] == list(SITE_PROFILES)
+    assert all(p.mess.missing_agent > 0.5 for p in get_profiles(["site"]))  # what makes it hard: see docs
