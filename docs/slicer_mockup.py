@@ -226,21 +226,28 @@ def slice_view(heatmap_file: str, study: Path, size: int):
     heat, geometry, meta = load_heatmap(heatmap_file)
     k = int(np.argmax(heat.reshape(len(heat), -1).max(axis=1)))
     target = np.asarray(geometry.positions[k])
-    best, best_d = None, np.inf
+    best, best_frame, best_d = None, 0, np.inf
     for path in study.rglob("*"):
         if not path.is_file():
             continue
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID",
-                                                                              "ImagePositionPatient"])
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # noqa: BLE001 - labels.csv and friends
             continue
-        if ds.get("SeriesInstanceUID") != meta["series_uid"] or "ImagePositionPatient" not in ds:
+        if ds.get("SeriesInstanceUID") != meta["series_uid"]:
             continue
-        d = float(np.linalg.norm(np.asarray(ds.ImagePositionPatient, float) - target))
-        if d < best_d:
-            best, best_d = path, d
+        if "ImagePositionPatient" in ds:
+            positions = [ds.ImagePositionPatient]
+        else:  # enhanced multi-frame: one position per frame
+            positions = [f.PlanePositionSequence[0].ImagePositionPatient
+                         for f in ds.get("PerFrameFunctionalGroupsSequence", []) if "PlanePositionSequence" in f]
+        for frame, position in enumerate(positions):
+            d = float(np.linalg.norm(np.asarray(position, float) - target))
+            if d < best_d:
+                best, best_frame, best_d = path, frame, d
     base = pydicom.dcmread(best).pixel_array.astype(float)
+    if base.ndim == 3:
+        base = base[best_frame]
     lo, hi = np.percentile(base, (1, 99.5))
     grey = np.clip((base - lo) / max(hi - lo, 1e-6), 0, 1)
     rgba = heat_colors(256)[np.clip((heat[k] * 255).astype(int), 0, 255)]

@@ -49,6 +49,27 @@ def has_acquisition_parameters(series: Series) -> bool:
     return any(series.header.get(k) is not None for k in ("RepetitionTime", "EchoTime"))
 
 
+# What the forest can still read when TR/TE are gone (a derived map keeps its ImageType, for one).
+_HEADER_EVIDENCE = ("RepetitionTime", "EchoTime", "ImageType", "ScanningSequence", "SequenceName",
+                    "PulseSequenceName", "GEPulseSequenceName")
+
+
+_GENERIC_IMAGE_TYPE = {"ORIGINAL", "PRIMARY", "M", "ND", "NONE", "OTHER", ""}
+
+
+def has_header_evidence(series: Series) -> bool:
+    """Anything beyond identity and pixels that the forest's features could use."""
+    for key in _HEADER_EVIDENCE:
+        value = series.header.get(key)
+        if key == "ImageType" and value:
+            tokens = value if isinstance(value, (list, tuple)) else str(value).split("\\")
+            if {str(t).strip().upper() for t in tokens} <= _GENERIC_IMAGE_TYPE:
+                continue
+        if value:
+            return True
+    return False
+
+
 def predict_series(
     series: Series, bundle: ModelBundle, *, use_forest: bool = True, use_cnn: bool = True
 ) -> SeriesPrediction:
@@ -76,13 +97,16 @@ def predict_series(
         return prediction
     voters = dict(outputs)
     if "forest" in outputs and not has_acquisition_parameters(series):
-        # Trees still vote on an empty header, and confidently: with pixels the CNN answers alone;
-        # without, the guess stands but never passes unreviewed.
-        if len(outputs) > 1:
+        # Trees still vote on an empty header, and confidently: never unreviewed, and with nothing at all
+        # to read (stripped headers) the CNN answers alone when it can.
+        if not has_header_evidence(series) and len(outputs) > 1:
             del voters["forest"]
-            failures.append("header has no MR acquisition parameters (TR/TE): forest left out, CNN alone")
-        else:
+            failures.append("header stripped (no TR/TE, ImageType or sequence name): forest left out, CNN alone")
+        elif not has_header_evidence(series):
             failures.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
+        else:
+            failures.append("header has no MR acquisition parameters (TR/TE): the forest's answer rests on "
+                            "ImageType and names only")
     combined = combine(voters, bundle.ensemble)
     prediction.sequence = combined.sequence
     prediction.orientation = combined.orientation
