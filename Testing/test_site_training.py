@@ -79,8 +79,7 @@ def test_train_from_a_store_uses_the_verified_series_only(corpus, tmp_path, caps
     assert f"{len(uids) - 3} verified labels" in err and f"{len(uids) - 3} corrected" in err
     config = json.loads((out / "forest.json").read_text())
     assert config["training"]["n_series"] == len(uids) - 3
-    rows = (out / "training_labels.csv").read_text().splitlines()
-    assert len(rows) == len(uids) - 3 + 1
+    assert not list(out.glob("*.csv"))  # the site's series UIDs are not copied into the bundle
     bundle = load_bundle(out)
     predictions = list(classify(root, bundle, use_cnn=False))
     right = sum(p.sequence.label == truth[p.series_uid] for p in predictions)
@@ -169,3 +168,28 @@ def test_the_adaptation_site_is_neither_trained_on_nor_in_the_standard_holdout()
     assert SITE_PROFILES and not set(SITE_PROFILES) & (set(TRAINING_PROFILES) | set(HOLDOUT_PROFILES))
     assert [p.name for p in get_profiles(["site"])] == list(SITE_PROFILES)
     assert all(p.mess.missing_agent > 0.5 for p in get_profiles(["site"]))  # what makes it hard: see docs
+
+
+def test_from_a_base_with_a_cnn_fine_tunes_its_heads_only(corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from SeriesClassifierLib.cnn import CnnModel
+
+    root, truth = corpus
+    base = tmp_path / "base"
+    assert main(["train", "--data", str(root), "--out", str(base), "--no-cnn", "--n-estimators", "10"]) == 0
+    CnnModel.new(widths=[4, 8, 8, 16, 16], seq_hidden=16).save(base)
+    new = tmp_path / "new"
+    assert main(["train", "--data", str(root), "--from", str(base), "--out", str(new), "--n-estimators", "10",
+                 "--test-fraction", "0.25"]) == 0
+    before, after = load_file(str(base / "cnn.safetensors")), load_file(str(new / "cnn.safetensors"))
+    backbone = [k for k in before if k.startswith("net.") and "head" not in k]
+    heads = [k for k in before if "head" in k]
+    assert backbone and heads
+    assert all((before[k] == after[k]).all() for k in backbone)  # frozen, BatchNorm statistics included
+    assert any(not (before[k] == after[k]).all() for k in heads)
+    config = json.loads((new / "cnn.json").read_text())
+    assert config["training"]["fine_tune"]["trained"] == "heads only"
+    assert 0 < config["training"]["fine_tune"]["n_series"] < len(truth)  # the site's test studies left out
+    assert load_bundle(new).cnn is not None
+    assert not list(new.glob("*.npz")) and not list(new.glob("*.csv"))

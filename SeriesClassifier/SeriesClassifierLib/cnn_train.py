@@ -554,6 +554,74 @@ def _public(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith("_")}
 
 
+def fine_tune_cnn(
+    base: str | Path,
+    data: str | Path,
+    labels_csv: str | Path,
+    out: str | Path,
+    *,
+    epochs: int = 4,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+    workers: int = 1,
+    threads: int = 2,
+) -> dict:
+    """Adapt a trained CNN to a site's labelled series: the heads learn, the backbone stays as it was.
+
+    A few corrected series cannot retrain 0.9 M weights without forgetting the rest of the
+    vocabulary; the heads (a few thousand weights) can move towards the site's images while the
+    features learnt from thousands of series stay. BatchNorm statistics are frozen too (eval mode)
+    for the same reason. Writes cnn.safetensors + cnn.json into ``out``; returns the loss per epoch.
+    """
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = CnnModel.load(base)
+    config, net = model.config, model.net
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # the site's pixels do not belong in a models folder
+        cache = build_cache(data, config, Path(tmp) / "site_slices.npz", workers, labels_csv)
+    heads = [*net.aux_heads.parameters(), *net.sequence_head.parameters()]
+    for param in net.parameters():
+        param.requires_grad_(False)
+    for param in heads:
+        param.requires_grad_(True)
+    net.eval()
+    opt = torch.optim.AdamW(heads, lr=lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    flippable = torch.tensor([config.orientation_classes.index(p) for p in ("AXIAL", "CORONAL")
+                              if p in config.orientation_classes])
+    losses = []
+    for _ in range(epochs):
+        order = rng.permutation(len(cache.images))
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            x = torch.from_numpy(cache.images[idx].astype(np.float32) / 255.0)[:, None]
+            planes = torch.from_numpy(cache.labels["orientation"][idx].astype(np.int64))
+            x = augment(x, torch.isin(planes, flippable), gen)
+            targets = {h: torch.from_numpy(v[idx].astype(np.int64)) for h, v in cache.labels.items()}
+            loss = multitask_loss(net(x), targets, config)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        losses.append(round(total / max(len(order), 1), 4))
+        log.info("fine-tune epoch %d: loss %.4f", len(losses) - 1, losses[-1])
+    for param in net.parameters():
+        param.requires_grad_(True)
+    config.training = {**config.training, "fine_tuned_from": {"bundle": str(base), "version": config.version},
+                       "fine_tune": {"n_series": int(len(cache.uids)), "n_slices": int(len(cache.images)),
+                                     "epochs": epochs, "lr": lr, "losses": losses, "trained": "heads only"}}
+    config.version = f"{config.version}+site{time.strftime('%Y%m%d', time.gmtime())}"
+    CnnModel(net.eval(), config, model._gru).save(out)
+    return {"losses": losses, "n_series": int(len(cache.uids)), "n_slices": int(len(cache.images))}
+
+
 def _compare_aggregators(model: CnnModel, train_c: Cache, val_c: Cache, seed: int) -> dict:
     from .aggregate import fit_gru
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -219,7 +220,6 @@ def run(args) -> int:
         sources = _counts_of(row.get("label_source", "") for row in labels.values())
         _log(f"{len(labels)} verified labels from the store {labels_path}: {sources.get('corrected', 0)} corrected, "
              f"{sources.get('accepted', 0)} accepted (unreviewed predictions are not training labels)")
-        labels_path = _write_labels_csv(labels, Path(args.out) / "training_labels.csv")
     base = Path(args.base) if args.base else None
     base_config = {}
     if base is not None and (base / "forest.json").is_file():
@@ -292,14 +292,13 @@ def run(args) -> int:
             _log(line)
 
     cnn_note = None
-    if base is not None:
-        for name in ("cnn.safetensors", "cnn.json", BASE_ROWS):
-            if (base / name).is_file() and base.resolve() != out.resolve():
-                shutil.copy(base / name, out / name)  # base rows only: the site's headers stay in its store
-        if (base / "cnn.safetensors").is_file():
-            cnn_note = f"CNN copied unchanged from {base} (CNN fine-tuning on site labels is not implemented yet)"
-    elif not args.no_cnn:
-        cnn_note = _train_cnn(args, out, labels_path)
+    with tempfile.TemporaryDirectory() as tmp:  # series UIDs of the site stay out of the bundle
+        train_labels = _write_labels_csv({s.series_uid: labels[s.series_uid] for s in train},
+                                         Path(tmp) / "training_labels.csv")
+        if base is not None:
+            cnn_note = _adapt_from_base(args, base, out, train_labels)
+        elif not args.no_cnn:
+            cnn_note = _train_cnn(args, out, train_labels)
     if args.write_base_rows:
         from ..site_training import write_base_rows
 
@@ -309,6 +308,25 @@ def run(args) -> int:
         _compare_on_site(out, base, site_test, labels)
     _log(f"bundle written to {out}")
     return 0
+
+
+def _adapt_from_base(args, base: Path, out: Path, train_labels: Path) -> str | None:
+    """Base rows copied; the base CNN fine-tuned on the site's series (or copied with --no-cnn)."""
+    if base.resolve() != out.resolve() and (base / BASE_ROWS).is_file():
+        shutil.copy(base / BASE_ROWS, out / BASE_ROWS)  # base rows only: the site's headers stay in its store
+    if not (base / "cnn.safetensors").is_file():
+        return None
+    if args.no_cnn:
+        for name in ("cnn.safetensors", "cnn.json"):
+            if base.resolve() != out.resolve():
+                shutil.copy(base / name, out / name)
+        return f"CNN copied unchanged from {base} (--no-cnn)"
+    from ..cnn_train import fine_tune_cnn
+
+    result = fine_tune_cnn(base, args.data, train_labels, out, seed=args.seed)
+    _log(f"CNN heads fine-tuned on {result['n_series']} site series ({result['n_slices']} slices); "
+         f"loss per epoch {result['losses']}")
+    return f"CNN fine-tuned from {base}: heads only, {result['n_series']} site series"
 
 
 def _with_base_rows(train: list, labels: dict, base: Path | None, site_weight: float) -> tuple[list, dict, list]:
