@@ -30,6 +30,7 @@ import csv
 import json
 import logging
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -173,8 +174,12 @@ def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers:
     images, series_index, per_slice = [], [], {h: [] for h in classes}
     uids, profiles, series_labels = [], [], {h: [] for h in classes}
     t0 = time.time()
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        for n, (uid, imgs, planes, err) in enumerate(pool.map(_sample_one, todo, chunksize=4), 1):
+    # fork after torch has started its thread pool can deadlock the children: spawn them, or stay in-process
+    pool = (ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            if workers > 1 else None)
+    results = pool.map(_sample_one, todo, chunksize=4) if pool is not None else map(_sample_one, todo)
+    try:
+        for n, (uid, imgs, planes, err) in enumerate(results, 1):
             if imgs is None:
                 log.warning("series %s skipped: %s", uid, err)
                 continue
@@ -195,6 +200,9 @@ def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers:
             series_index.extend([m] * len(imgs))
             if n % 200 == 0:
                 log.info("cached %d/%d series (%.0f s)", n, len(todo), time.time() - t0)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     cache = Cache(
         np.concatenate(images),
         np.asarray(series_index, dtype=np.int32),
