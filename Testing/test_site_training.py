@@ -180,8 +180,12 @@ def test_from_a_base_with_a_cnn_fine_tunes_its_heads_only(corpus, tmp_path):
     assert main(["train", "--data", str(root), "--out", str(base), "--no-cnn", "--n-estimators", "10"]) == 0
     CnnModel.new(widths=[4, 8, 8, 16, 16], seq_hidden=16).save(base)
     new = tmp_path / "new"
-    assert main(["train", "--data", str(root), "--from", str(base), "--out", str(new), "--n-estimators", "10",
+    copied = tmp_path / "copied"
+    assert main(["train", "--data", str(root), "--from", str(base), "--out", str(copied), "--n-estimators", "10",
                  "--test-fraction", "0.25"]) == 0
+    assert (copied / "cnn.safetensors").read_bytes() == (base / "cnn.safetensors").read_bytes()  # the default
+    assert main(["train", "--data", str(root), "--from", str(base), "--out", str(new), "--n-estimators", "10",
+                 "--test-fraction", "0.25", "--fine-tune-cnn"]) == 0
     before, after = load_file(str(base / "cnn.safetensors")), load_file(str(new / "cnn.safetensors"))
     backbone = [k for k in before if k.startswith("net.") and "head" not in k]
     heads = [k for k in before if "head" in k]

@@ -7,9 +7,9 @@ The site corpus (labels.csv inside) is split by study, once, into a POOL a perso
 fixed TEST set nobody corrects. For each N and seed, a person meets the pool the way a curator
 does, study by study in a random order, and confirms or corrects every series until N are done;
 their labels go into a fresh label store, exactly as the Slicer module or ``review`` would write
-them. ``seriesclassifier train --labels STORE --from MODELS`` then refits the forest, and the TEST
-series are classified before and after: forest alone, and the ensemble with the (unchanged) CNN,
-whose outputs are computed once. Prints a markdown table and writes results.json and a figure.
+them. ``seriesclassifier train --labels STORE --from MODELS`` then refits the forest and fine-tunes the
+CNN's heads, and the TEST series are classified before and after by the forest, the CNN and the
+ensemble of the two. Prints a markdown table and writes results.json and a figure.
 """
 
 from __future__ import annotations
@@ -29,18 +29,18 @@ from SeriesClassifierLib.site_training import split_by_study
 from SeriesClassifierLib.store import LabelStore
 
 
-def accuracy(forest, cnn_outputs: dict, test: list, labels: dict, params) -> dict[str, float]:
-    """Sequence accuracy and review rate of the forest alone and of the ensemble on the test series."""
-    forest_right, ens_right, flagged = [], [], []
+def accuracy(forest, cnn, test: list, labels: dict, params) -> dict[str, float]:
+    """Sequence accuracy of the forest, the CNN and the ensemble on the test series, and the review rate."""
+    right: dict[str, list[bool]] = {"forest": [], "cnn": [], "ensemble": []}
+    flagged = []
     for s in test:
-        f = forest.predict(s)
+        outputs = {"forest": forest.predict(s), "cnn": cnn.predict(s)}
         truth = labels[s.series_uid]["sequence"]
-        forest_right.append(f.sequence.label == truth)
-        c = combine({"forest": f, "cnn": cnn_outputs[s.series_uid]}, params)
-        ens_right.append(c.sequence.label == truth)
+        c = combine(outputs, params)
+        for name, answer in [*((n, o.sequence) for n, o in outputs.items()), ("ensemble", c.sequence)]:
+            right[name].append(answer is not None and answer.label == truth)
         flagged.append(c.needs_review)
-    return {"forest": float(np.mean(forest_right)), "ensemble": float(np.mean(ens_right)),
-            "review": float(np.mean(flagged))}
+    return {**{k: float(np.mean(v)) for k, v in right.items()}, "review": float(np.mean(flagged))}
 
 
 def reviewed_first(pool: list, n: int, seed: int) -> list:
@@ -74,8 +74,7 @@ def main() -> int:
     series = [s for s in read_all(args.site, cache) if not s.skipped and s.series_uid in labels]
     pool, test = split_by_study(series, args.test_fraction, seed=1234)
     base = load_bundle(args.models)
-    cnn_outputs = {s.series_uid: base.cnn.predict(s) for s in test}
-    before = accuracy(base.forest, cnn_outputs, test, labels, base.ensemble)
+    before = accuracy(base.forest, base.cnn, test, labels, base.ensemble)
     print(f"site {args.site}: {len(series)} series; pool {len(pool)}, test {len(test)}; before: {before}")
     runs = []
     for n in args.n:
@@ -90,9 +89,9 @@ def main() -> int:
                                   source="api")
             assert cli(["train", "--data", str(args.site), "--labels", str(store_path), "--from", str(args.models),
                         "--out", str(run_dir / "models"), "--cache", str(cache), "--test-fraction", "0",
-                        "--site-weight", args.site_weight]) == 0
-            new = load_bundle(run_dir / "models", load_cnn=False)
-            after = accuracy(new.forest, cnn_outputs, test, labels, base.ensemble)
+                        "--site-weight", args.site_weight, "--fine-tune-cnn"]) == 0
+            new = load_bundle(run_dir / "models")
+            after = accuracy(new.forest, new.cnn, test, labels, new.ensemble)
             runs.append({"n": n, "seed": seed, "n_studies": len({s.study_uid for s in chosen}), **after})
             print(f"N={n} seed={seed}: {after}", flush=True)
     result = {"site": str(args.site), "n_series": len(series), "n_pool": len(pool), "n_test": len(test),
@@ -104,19 +103,22 @@ def main() -> int:
 
 
 def _summary(result: dict) -> list[tuple]:
-    rows = [(0, result["before"]["forest"], 0.0, result["before"]["ensemble"], 0.0, result["before"]["review"])]
+    b = result["before"]
+    rows = [(0, b["forest"], 0.0, b["cnn"], 0.0, b["ensemble"], 0.0, b["review"])]
     for n in sorted({r["n"] for r in result["runs"]}):
         rs = [r for r in result["runs"] if r["n"] == n]
-        f, e, v = (np.array([r[k] for r in rs]) for k in ("forest", "ensemble", "review"))
-        rows.append((n, f.mean(), f.std(), e.mean(), e.std(), v.mean()))
+        f, c, e, v = (np.array([r[k] for r in rs]) for k in ("forest", "cnn", "ensemble", "review"))
+        rows.append((n, f.mean(), f.std(), c.mean(), c.std(), e.mean(), e.std(), v.mean()))
     return rows
 
 
 def table(result: dict) -> str:
     lines = [f"Test: {result['n_test']} series of the site never corrected; mean ± sd over seeds.", "",
-             "| corrected series N | forest accuracy | ensemble accuracy | ensemble review rate |", "|---|---|---|---|"]
-    for n, f, fs, e, es, v in _summary(result):
-        lines.append(f"| {n if n else '0 (bundled models)'} | {f:.3f} ± {fs:.3f} | {e:.3f} ± {es:.3f} | {v:.3f} |")
+             "| corrected series N | forest accuracy | CNN accuracy | ensemble accuracy | ensemble review rate |",
+             "|---|---|---|---|---|"]
+    for n, f, fs, c, cs, e, es, v in _summary(result):
+        lines.append(f"| {n if n else '0 (bundled models)'} | {f:.3f} ± {fs:.3f} | {c:.3f} ± {cs:.3f} | "
+                     f"{e:.3f} ± {es:.3f} | {v:.3f} |")
     return "\n".join(lines)
 
 
@@ -130,7 +132,8 @@ def figure(result: dict, path: Path) -> None:
     n = [r[0] for r in rows]
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     ax.errorbar(n, [r[1] for r in rows], yerr=[r[2] for r in rows], marker="o", capsize=3, label="forest")
-    ax.errorbar(n, [r[3] for r in rows], yerr=[r[4] for r in rows], marker="s", capsize=3, label="ensemble (+CNN)")
+    ax.errorbar(n, [r[3] for r in rows], yerr=[r[4] for r in rows], marker="^", capsize=3, label="CNN")
+    ax.errorbar(n, [r[5] for r in rows], yerr=[r[6] for r in rows], marker="s", capsize=3, label="ensemble")
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xticks(n, [str(x) for x in n])
     ax.set_xlabel("series corrected at the new site (N)")

@@ -29,6 +29,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--from", dest="base", help="start from this models folder (copies what is not retrained)")
     parser.add_argument("--no-cnn", action="store_true", help="train the forest only (with --from: the CNN is "
                         "copied from the base bundle)")
+    parser.add_argument("--fine-tune-cnn", action="store_true",
+                        help="with --from: fine-tune the base CNN's heads on the site's series (off by default: on "
+                        "10-100 series it lowered the CNN's accuracy on the rest of a site, docs/SITE_ADAPTATION.md)")
     parser.add_argument("--site-weight", type=float, default=10.0,
                         help="with --from: weight of each site series against one of the base's training rows")
     parser.add_argument("--test-fraction", type=float,
@@ -311,16 +314,16 @@ def run(args) -> int:
 
 
 def _adapt_from_base(args, base: Path, out: Path, train_labels: Path) -> str | None:
-    """Base rows copied; the base CNN fine-tuned on the site's series (or copied with --no-cnn)."""
+    """Base rows copied; the base CNN copied, or with --fine-tune-cnn its heads fine-tuned on the site's series."""
     if base.resolve() != out.resolve() and (base / BASE_ROWS).is_file():
         shutil.copy(base / BASE_ROWS, out / BASE_ROWS)  # base rows only: the site's headers stay in its store
     if not (base / "cnn.safetensors").is_file():
         return None
-    if args.no_cnn:
+    if args.no_cnn or not args.fine_tune_cnn:
         for name in ("cnn.safetensors", "cnn.json"):
             if base.resolve() != out.resolve():
                 shutil.copy(base / name, out / name)
-        return f"CNN copied unchanged from {base} (--no-cnn)"
+        return f"CNN copied unchanged from {base}"
     from ..cnn_train import fine_tune_cnn
 
     result = fine_tune_cnn(base, args.data, train_labels, out, seed=args.seed)
