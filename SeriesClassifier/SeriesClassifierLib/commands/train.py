@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..site_training import BASE_ROWS
+from ..site_training import BASE_ROWS, split_by_study
 
 DEFAULT_HOLDOUT_NOTE = "profiles never seen in training"
 
@@ -207,22 +207,15 @@ def _train_cnn(args, out: Path, labels_path: Path) -> str | None:
 def run(args) -> int:
     from .. import __version__
     from ..ensemble import EnsembleParams
-    from ..evaluate import read_any_labels, read_labels, write_report
+    from ..evaluate import read_labels, write_report
     from ..models import write_model_card
-    from ..store import StoreError
 
     data = Path(args.data)
     out = Path(args.out)
     labels_path = Path(args.labels) if args.labels else data / "labels.csv"
-    try:
-        labels = read_any_labels(labels_path)
-    except (ValueError, StoreError) as exc:
-        print(f"labels: {exc} (give --labels)", file=sys.stderr)
+    labels = _read_training_labels(labels_path)
+    if labels is None:
         return 2
-    if any("label_source" in row for row in labels.values()):
-        sources = _counts_of(row.get("label_source", "") for row in labels.values())
-        _log(f"{len(labels)} verified labels from the store {labels_path}: {sources.get('corrected', 0)} corrected, "
-             f"{sources.get('accepted', 0)} accepted (unreviewed predictions are not training labels)")
     base = Path(args.base) if args.base else None
     base_config = {}
     if base is not None and (base / "forest.json").is_file():
@@ -232,18 +225,13 @@ def run(args) -> int:
     descriptions = args.descriptions or bool(base_config.get("features", {}).get("use_description", False))
 
     series = read_all(data, Path(args.cache) if args.cache else None)
-    from ..site_training import split_by_study
-
     train, held = split_by_profile(series, labels, args.holdout_profile)
     if not train:
         print(f"no labelled, classifiable series under {data} (labels: {labels_path})", file=sys.stderr)
         return 2
-    site_test: list = []
-    if base is not None:
-        fraction = 0.2 if args.test_fraction is None else args.test_fraction
-        train, site_test = split_by_study(train, fraction, args.seed)
-    elif args.test_fraction:
-        train, site_test = split_by_study(train, args.test_fraction, args.seed)
+    # with --from, part of the site is kept out to compare the new bundle with the base on
+    fraction = args.test_fraction if args.test_fraction is not None else (0.2 if base is not None else 0.0)
+    train, site_test = split_by_study(train, fraction, args.seed)
     fit_series, fit_labels, weights = _with_base_rows(train, labels, base, args.site_weight)
     _log(f"training on {len(train)} series ({len(held)} held out by profile, {len(site_test)} by study for the "
          f"comparison){f', plus {len(fit_series) - len(train)} base rows' if len(fit_series) > len(train) else ''}; "
@@ -311,6 +299,23 @@ def run(args) -> int:
         _compare_on_site(out, base, site_test, labels)
     _log(f"bundle written to {out}")
     return 0
+
+
+def _read_training_labels(path: Path) -> dict | None:
+    """Labels from a CSV or a store (saying how many were corrected/accepted); None after printing why not."""
+    from ..evaluate import read_any_labels
+    from ..store import StoreError
+
+    try:
+        labels = read_any_labels(path)
+    except (ValueError, StoreError) as exc:
+        print(f"labels: {exc} (give --labels)", file=sys.stderr)
+        return None
+    if any("label_source" in row for row in labels.values()):
+        sources = _counts_of(row.get("label_source", "") for row in labels.values())
+        _log(f"{len(labels)} verified labels from the store {path}: {sources.get('corrected', 0)} corrected, "
+             f"{sources.get('accepted', 0)} accepted (unreviewed predictions are not training labels)")
+    return labels
 
 
 def _adapt_from_base(args, base: Path, out: Path, train_labels: Path) -> str | None:
