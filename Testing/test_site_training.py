@@ -197,3 +197,20 @@ def test_from_a_base_with_a_cnn_fine_tunes_its_heads_only(corpus, tmp_path):
     assert 0 < config["training"]["fine_tune"]["n_series"] < len(truth)  # the site's test studies left out
     assert load_bundle(new).cnn is not None
     assert not list(new.glob("*.npz")) and not list(new.glob("*.csv"))
+
+
+def test_a_reexporting_site_writes_secondary_image_types_but_keeps_true_labels(tmp_path):
+    import csv
+
+    import pydicom
+
+    assert main(["synth", str(tmp_path), "--studies", "1", "--seed", "3", "--profile", "ge_signa_15t_reexport"]) == 0
+    with open(tmp_path / "labels.csv", newline="") as f:
+        rows = {r["series_uid"]: r for r in csv.DictReader(f)}
+    secondary, originals_relabelled = 0, 0
+    for path in sorted(tmp_path.rglob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"]:
+            secondary += 1
+            originals_relabelled += rows[ds.SeriesInstanceUID]["derived"] in ("NO", "False", "0")
+    assert secondary > 0 and originals_relabelled > 0  # the header says derived; the truth still says acquired

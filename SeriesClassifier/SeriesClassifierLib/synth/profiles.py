@@ -24,6 +24,7 @@ class Mess:
     anonymised_agent: float = 0.10  # ContrastBolusAgent replaced by a placeholder on post series
     missing_agent: float = 0.10  # ContrastBolusAgent absent on post series
     strip_descriptions: float = 0.0  # both SeriesDescription and ProtocolName removed (anonymised data)
+    reexported: float = 0.0  # ImageType rewritten to DERIVED\\SECONDARY by a workstation or PACS re-export
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,17 @@ _PROFILE_LIST = [
         coils=("Head/Neck 32ch",), contrast_agents=("Gadovist",),
         institution="", study_weights=_CLINICAL, site_only=True,
         mess=Mess(strip_descriptions=0.9, missing_optional=0.6, missing_agent=0.95, anonymised_agent=0.05),
+    ),
+    Profile(
+        name="ge_signa_15t_reexport",
+        imitates="GE SIGNA Explorer 1.5T whose studies reach the archive through a third-party workstation "
+                 "that re-exports every image as DERIVED\\SECONDARY, terse upper-case names",
+        vendor="GE", manufacturer="GE MEDICAL SYSTEMS", model="SIGNA Explorer", field_strength=1.5,
+        software_versions="27\\LX\\MR Software release:DV27.0_R01_1845.b", grammar="ge_upper", language="en",
+        matrix_2d=(256, 288), matrix_3d=(256,), thickness_2d=(5.0, 6.0),
+        coils=("8HRBRAIN",), contrast_agents=("DOTAREM",),
+        institution="Synthetic Imaging Partners", study_weights=_CLINICAL, site_only=True,
+        mess=Mess(reexported=0.9),
     ),
 ]
 

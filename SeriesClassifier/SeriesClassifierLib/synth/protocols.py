@@ -550,6 +550,8 @@ _CONFUSE = {"flair_2d": "t1_se", "flair_3d": "t2_3d", "t2_tse": "flair_2d", "t1_
 def _mess(spec: SeriesSpec, ctx: _Ctx) -> None:
     rng, mess = ctx.rng, ctx.profile.mess
     drop: list[str] = list(spec.extra.get("drop_tags", []))
+    if mess.reexported and rng.random() < mess.reexported:  # draws only for such sites: others stay as they were
+        spec.image_type = ("DERIVED", "SECONDARY")
     if rng.random() < mess.wrong_description:
         tech = spec.extra["technique"]
         wrong = dataclasses.replace(spec, extra=dict(spec.extra))
