@@ -167,7 +167,9 @@ def test_the_adaptation_site_is_neither_trained_on_nor_in_the_standard_holdout()
 
     assert SITE_PROFILES and not set(SITE_PROFILES) & (set(TRAINING_PROFILES) | set(HOLDOUT_PROFILES))
     assert [p.name for p in get_profiles(["site"])] == list(SITE_PROFILES)
-    assert all(p.mess.missing_agent > 0.5 for p in get_profiles(["site"]))  # what makes it hard: see docs
+    # what makes each hard (docs/SITE_ADAPTATION.md): stripped agent tags, re-exported image types
+    assert get_profiles(["canon_galan_3t_anon"])[0].mess.missing_agent > 0.5
+    assert get_profiles(["ge_signa_15t_reexport"])[0].mess.reexported > 0.5
 
 
 def test_from_a_base_with_a_cnn_fine_tunes_its_heads_only(corpus, tmp_path):
