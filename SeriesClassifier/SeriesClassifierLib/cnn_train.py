@@ -33,6 +33,7 @@ import math
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -273,6 +274,20 @@ def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator) -> t
 # ----------------------------------------------------------------------------- training
 
 
+def augmented_batch(cache: Cache, idx: np.ndarray, flippable: torch.Tensor, gen: torch.Generator):
+    """Slices ``idx`` of a cache as an augmented (B,1,S,S) tensor, with their per-head targets."""
+    x = torch.from_numpy(cache.images[idx].astype(np.float32) / 255.0)[:, None]
+    planes = torch.from_numpy(cache.labels["orientation"][idx].astype(np.int64))
+    x = augment(x, torch.isin(planes, flippable), gen)
+    return x, {h: torch.from_numpy(v[idx].astype(np.int64)) for h, v in cache.labels.items()}
+
+
+def flippable_planes(config: CnnConfig) -> torch.Tensor:
+    """Plane indices where a left-right flip is anatomically valid (axial and coronal slices)."""
+    return torch.tensor([config.orientation_classes.index(p) for p in ("AXIAL", "CORONAL")
+                         if p in config.orientation_classes])
+
+
 def focal_cross_entropy(logits, target, gamma: float, weight=None):
     logp = F.log_softmax(logits, dim=1)
     ce = F.nll_loss(logp, target, weight=weight, reduction="none", ignore_index=-1)
@@ -476,8 +491,7 @@ def train_cnn(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(epochs, start_epoch + 1) * steps,
                                                 pct_start=0.15, last_epoch=start_epoch * steps - 1)
     weights = _class_weights_for_sampler(train_c.labels["sequence"].astype(int))
-    ori_classes = config.orientation_classes
-    flippable_planes = [ori_classes.index(p) for p in ("AXIAL", "CORONAL") if p in ori_classes]
+    flippable = flippable_planes(config)
     gen = torch.Generator().manual_seed(seed)
     model = CnnModel(net, config)
     t_start = time.time()
@@ -488,11 +502,7 @@ def train_cnn(
         idx_all = ep_rng.choice(len(train_c.images), size=steps * batch_size, p=weights)
         t0, total = time.time(), 0.0
         for s in range(steps):
-            idx = idx_all[s * batch_size : (s + 1) * batch_size]
-            x = torch.from_numpy(train_c.images[idx].astype(np.float32) / 255.0)[:, None]
-            planes = torch.from_numpy(train_c.labels["orientation"][idx].astype(np.int64))
-            x = augment(x, torch.isin(planes, torch.tensor(flippable_planes)), gen)
-            targets = {h: torch.from_numpy(v[idx].astype(np.int64)) for h, v in train_c.labels.items()}
+            x, targets = augmented_batch(train_c, idx_all[s * batch_size : (s + 1) * batch_size], flippable, gen)
             loss = multitask_loss(net(x), targets, config, focal_gamma)
             opt.zero_grad()
             loss.backward()
@@ -588,8 +598,6 @@ def fine_tune_cnn(
     out.mkdir(parents=True, exist_ok=True)
     model = CnnModel.load(base)
     config, net = model.config, model.net
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:  # the site's pixels do not belong in a models folder
         cache = build_cache(data, config, Path(tmp) / "site_slices.npz", workers, labels_csv)
     heads = [*net.aux_heads.parameters(), *net.sequence_head.parameters()]
@@ -601,18 +609,14 @@ def fine_tune_cnn(
     opt = torch.optim.AdamW(heads, lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    flippable = torch.tensor([config.orientation_classes.index(p) for p in ("AXIAL", "CORONAL")
-                              if p in config.orientation_classes])
+    flippable = flippable_planes(config)
     losses = []
     for _ in range(epochs):
         order = rng.permutation(len(cache.images))
         total = 0.0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            x = torch.from_numpy(cache.images[idx].astype(np.float32) / 255.0)[:, None]
-            planes = torch.from_numpy(cache.labels["orientation"][idx].astype(np.int64))
-            x = augment(x, torch.isin(planes, flippable), gen)
-            targets = {h: torch.from_numpy(v[idx].astype(np.int64)) for h, v in cache.labels.items()}
+            x, targets = augmented_batch(cache, idx, flippable, gen)
             loss = multitask_loss(net(x), targets, config)
             opt.zero_grad()
             loss.backward()
@@ -626,7 +630,7 @@ def fine_tune_cnn(
                        "fine_tune": {"n_series": int(len(cache.uids)), "n_slices": int(len(cache.images)),
                                      "epochs": epochs, "lr": lr, "losses": losses, "trained": "heads only"}}
     config.version = f"{config.version}+site{time.strftime('%Y%m%d', time.gmtime())}"
-    CnnModel(net.eval(), config, model._gru).save(out)
+    model.save(out)  # the same net and config, now adapted; the aggregator is kept
     return {"losses": losses, "n_series": int(len(cache.uids)), "n_slices": int(len(cache.images))}
 
 

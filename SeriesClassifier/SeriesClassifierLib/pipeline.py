@@ -99,10 +99,11 @@ def predict_series(
     if "forest" in outputs and not has_acquisition_parameters(series):
         # Trees still vote on an empty header, and confidently: never unreviewed, and with nothing at all
         # to read (stripped headers) the CNN answers alone when it can.
-        if not has_header_evidence(series) and len(outputs) > 1:
+        evidence = has_header_evidence(series)
+        if not evidence and len(outputs) > 1:
             del voters["forest"]
             failures.append("header stripped (no TR/TE, ImageType or sequence name): forest left out, CNN alone")
-        elif not has_header_evidence(series):
+        elif not evidence:
             failures.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
         else:
             failures.append("header has no MR acquisition parameters (TR/TE): the forest's answer rests on "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,10 +72,11 @@ def split_by_study(series: Sequence[Series], fraction: float, seed: int) -> tupl
     studies = sorted({s.study_uid for s in series})
     rng = np.random.default_rng(seed)
     rng.shuffle(studies)
+    size = Counter(s.study_uid for s in series)
     target, test_studies, n = fraction * len(series), set(), 0
     for study in studies:
         if n >= target or len(test_studies) == len(studies) - 1:
             break
         test_studies.add(study)
-        n += sum(1 for s in series if s.study_uid == study)
+        n += size[study]
     return [s for s in series if s.study_uid not in test_studies], [s for s in series if s.study_uid in test_studies]

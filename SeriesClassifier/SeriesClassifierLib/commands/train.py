@@ -14,9 +14,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-from ..site_training import BASE_ROWS, split_by_study
+from ..site_training import BASE_ROWS, read_base_rows, split_by_study, write_base_rows
 
 DEFAULT_HOLDOUT_NOTE = "profiles never seen in training"
 
@@ -291,8 +292,6 @@ def run(args) -> int:
         elif not args.no_cnn:
             cnn_note = _train_cnn(args, out, train_labels)
     if args.write_base_rows:
-        from ..site_training import write_base_rows
-
         write_base_rows(out / BASE_ROWS, train, labels)
     write_model_card(out, forest, params, report, training, version, notes=[n for n in [cnn_note] if n])
     if site_test:
@@ -312,7 +311,7 @@ def _read_training_labels(path: Path) -> dict | None:
         print(f"labels: {exc} (give --labels)", file=sys.stderr)
         return None
     if any("label_source" in row for row in labels.values()):
-        sources = _counts_of(row.get("label_source", "") for row in labels.values())
+        sources = Counter(row.get("label_source", "") for row in labels.values())
         _log(f"{len(labels)} verified labels from the store {path}: {sources.get('corrected', 0)} corrected, "
              f"{sources.get('accepted', 0)} accepted (unreviewed predictions are not training labels)")
     return labels
@@ -344,8 +343,6 @@ def _with_base_rows(train: list, labels: dict, base: Path | None, site_weight: f
     if not (base / BASE_ROWS).is_file():
         _log(f"{base} has no {BASE_ROWS}: the forest learns from the site's series alone")
         return train, labels, [1.0] * len(train)
-    from ..site_training import read_base_rows
-
     base_series, base_labels = read_base_rows(base / BASE_ROWS)
     return base_series + train, {**base_labels, **labels}, [1.0] * len(base_series) + [site_weight] * len(train)
 
@@ -373,15 +370,8 @@ def _compare_on_site(out: Path, base: Path | None, test: list, labels: dict) -> 
          f" (details in {out / 'site_test'})")
 
 
-def _counts_of(values) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return counts
-
-
 def _write_labels_csv(labels: dict[str, dict[str, str]], path: Path) -> Path:
-    """The labels a store gave, as the CSV the CNN trainer reads (and a record of what was trained on)."""
+    """Training labels as the CSV the CNN trainer reads (written to a temporary folder by the caller)."""
     import csv
 
     columns = sorted({k for row in labels.values() for k in row} - {"series_uid"})
