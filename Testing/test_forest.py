@@ -2,17 +2,17 @@ import numpy as np
 import pytest
 from dicom_factory import RECIPES, recipe_headers, write_classic_series, write_toy_corpus
 
-from SeriesClassifierLib.calibration import (
+from SeriesClassifierLib.dicom.headers import read_series
+from SeriesClassifierLib.dicom.sources import iter_series_refs
+from SeriesClassifierLib.models.calibration import (
     TemperatureScaler,
     apply_temperature,
     expected_calibration_error,
     negative_log_likelihood,
     review_threshold,
 )
-from SeriesClassifierLib.features import FeatureExtractor
-from SeriesClassifierLib.forest import ForestModel, normalise_label
-from SeriesClassifierLib.headers import read_series
-from SeriesClassifierLib.sources import iter_series_refs
+from SeriesClassifierLib.models.features import FeatureExtractor
+from SeriesClassifierLib.models.forest import ForestModel, normalise_label
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_save_load_round_trip_with_trusted_types_only(toy, tmp_path):
     toy["forest"].save(tmp_path)
     import skops.io as sio
 
-    from SeriesClassifierLib.forest import TRUSTED_TYPES
+    from SeriesClassifierLib.models.forest import TRUSTED_TYPES
 
     assert set(sio.get_untrusted_types(file=tmp_path / "forest.skops")) <= TRUSTED_TYPES
     again = ForestModel.load(tmp_path)
@@ -139,7 +139,7 @@ def test_the_bundled_forest_is_small_trusted_and_documented():
 
     import skops.io as sio
 
-    from SeriesClassifierLib.forest import TRUSTED_TYPES
+    from SeriesClassifierLib.models.forest import TRUSTED_TYPES
     from SeriesClassifierLib.resources import default_models_dir
     from SeriesClassifierLib.vocabulary import load_vocabulary
 

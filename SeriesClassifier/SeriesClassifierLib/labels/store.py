@@ -39,8 +39,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .prediction import SeriesPrediction
-from .vocabulary import Vocabulary, load_vocabulary
+from ..prediction import SeriesPrediction
+from ..vocabulary import Vocabulary, load_vocabulary
 
 SCHEMA_VERSION = 2
 SOURCES = ("slicer", "cli", "review", "import", "api")

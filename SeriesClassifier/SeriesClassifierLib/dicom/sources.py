@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 from pydicom.filereader import read_partial
 from pydicom.tag import Tag
 
-from .series import InstanceInfo, SeriesRef
+from ..series import InstanceInfo, SeriesRef
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
+from ..prediction import ModelOutput, TaskPrediction
+from ..series import Series
+from ..vocabulary import load_vocabulary
 from .calibration import TemperatureScaler
 from .features import FeatureExtractor, header_tokens, numeric_features
-from .prediction import ModelOutput, TaskPrediction
-from .series import Series
-from .vocabulary import load_vocabulary
 
 FOREST_FILE = "forest.skops"
 CONFIG_FILE = "forest.json"

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from .series import Geometry
+from ..series import Geometry
 
 # Private tags for b-values and mosaics (standard (0018,9087) first).
 _SIEMENS_B = (0x0019, 0x100C)

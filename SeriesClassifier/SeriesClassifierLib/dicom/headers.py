@@ -26,8 +26,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from ..series import Geometry, InstanceInfo, Series, SeriesRef
 from .orientation import summarize
-from .series import Geometry, InstanceInfo, Series, SeriesRef
 from .sources import read_grouping_tags
 
 log = logging.getLogger(__name__)
