@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from ..errors import SliceReadError
 from ..series import Geometry
 
 # Private tags for b-values and mosaics (standard (0018,9087) first).
@@ -66,10 +67,6 @@ _HEADER_TAGS = [
     _PHILIPS_B,
     _SIEMENS_MOSAIC_N,
 ]
-
-
-class SliceReadError(Exception):
-    """The series has no pixels the CNN can use; the message says why."""
 
 
 @dataclass

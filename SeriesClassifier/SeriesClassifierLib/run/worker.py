@@ -44,6 +44,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ..errors import Cancelled
 from ..series import Geometry, SeriesRef
 
 MANIFEST_FORMAT = "seriesclassifier-series-manifest"
@@ -52,14 +53,6 @@ EXIT_OK, EXIT_USAGE, EXIT_CANCELLED = 0, 2, 143
 HEADS_DEFAULT = "sequence"
 
 Emit = Callable[[dict], None]
-
-
-class Cancelled(BaseException):
-    """SIGTERM/SIGINT arrived: stop after telling the module.
-
-    A BaseException, like KeyboardInterrupt, so the engine's per-series ``except Exception`` guards
-    (which keep one bad series from stopping the rest) do not swallow it.
-    """
 
 
 # --------------------------------------------------------------------------- manifest
