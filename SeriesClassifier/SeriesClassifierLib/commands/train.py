@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from ..training.header_augment import FIELD_DROPOUT
 from ..training.site_training import BASE_ROWS, read_base_rows, split_by_study, write_base_rows
 
 DEFAULT_HOLDOUT_NOTE = "profiles never seen in training"
@@ -49,8 +50,9 @@ def add_arguments(parser) -> None:
                         help="also use SeriesDescription/ProtocolName tokens (off by default: descriptions lie)")
     parser.add_argument("--kind", choices=["random_forest", "extra_trees"], help="tree ensemble (default: RF)")
     parser.add_argument("--n-estimators", type=int, help="trees per task (default 200)")
-    parser.add_argument("--name-dropout", type=float, default=0.0,
-                        help="fraction of training rows without vendor sequence names (robustness to new vendors)")
+    parser.add_argument("--field-dropout", type=float, default=FIELD_DROPOUT,
+                        help="share of training rows that lose each token field, vendor sequence name, flip angle "
+                        "and echo train (robustness to new vendors and stripped tags)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="JSON-lines cache of read headers (reused when present)")
     parser.add_argument("--docs", help="also copy the held-out confusion PNGs here")
@@ -87,73 +89,11 @@ def read_all(path: Path, cache: Path | None = None) -> list:
     return series
 
 
-def training_targets(series: list, labels: dict[str, dict[str, str]]) -> dict[str, list]:
-    from ..vocabulary import load_vocabulary
-
-    tasks = ["sequence", *load_vocabulary().attribute_codes]
-    return {task: [labels[s.series_uid].get(task) for s in series] for task in tasks}
-
-
 def split_by_profile(series: list, labels: dict, holdout: list[str]) -> tuple[list, list]:
     usable = [s for s in series if not s.skipped and s.series_uid in labels and labels[s.series_uid].get("sequence")]
     held = [s for s in usable if labels[s.series_uid].get("profile", "") in set(holdout)]
     train = [s for s in usable if labels[s.series_uid].get("profile", "") not in set(holdout)]
     return train, held
-
-
-def without_context(series: list, fraction: float, seed: int) -> list:
-    """Copies of the series where a random fraction lost their study context.
-
-    A series classified on its own (no siblings read) has no context; training on some such
-    rows keeps the forest from leaning on context it will not always get.
-    """
-    import copy
-
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for s in series:
-        if rng.random() < fraction:
-            s = copy.copy(s)
-            s.header = {k: v for k, v in s.header.items() if k != "StudyContext"}
-        out.append(s)
-    return out
-
-
-VENDOR_NAME_FIELDS = ("SequenceName", "PulseSequenceName", "GEPulseSequenceName", "PhilipsScanningTechnique")
-
-
-def without_vendor_names(series: list, fraction: float, seed: int) -> list:
-    """Copies where a random fraction lost their vendor sequence names.
-
-    Sequence names are near-perfect cues on the vendors in training and unknown words on a
-    new one; rows without them make the forest learn the physics (TR/TE/TI/flip, b-values,
-    standard tags) as well, which is what carries over to an unseen scanner.
-    """
-    import copy
-
-    import numpy as np
-
-    rng = np.random.default_rng(seed + 1)
-    out = []
-    for s in series:
-        if fraction > 0 and rng.random() < fraction:
-            s = copy.copy(s)
-            s.header = {k: v for k, v in s.header.items() if k not in VENDOR_NAME_FIELDS}
-        out.append(s)
-    return out
-
-
-def fit_forest(train: list, labels: dict, *, descriptions: bool, kind: str, n_estimators: int, seed: int,
-               context_dropout: float = 0.15, name_dropout: float = 0.0, sample_weight: list | None = None):
-    from ..models.features import FeatureExtractor
-    from ..models.forest import ForestModel
-
-    forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
-                         random_state=seed)
-    train = without_vendor_names(without_context(train, context_dropout, seed), name_dropout, seed)
-    return forest.fit(train, training_targets(train, labels), sample_weight=sample_weight)
 
 
 def review_threshold_from_oob(forest) -> float:
@@ -210,6 +150,7 @@ def run(args) -> int:
     from ..models.bundle import write_model_card
     from ..models.ensemble import EnsembleParams
     from ..training.evaluate import read_labels, write_report
+    from ..training.forest_training import fit_forest, training_targets
 
     data = Path(args.data)
     out = Path(args.out)
@@ -238,7 +179,7 @@ def run(args) -> int:
          f"comparison){f', plus {len(fit_series) - len(train)} base rows' if len(fit_series) > len(train) else ''}; "
          f"kind={kind}, trees={n_estimators}, descriptions={'on' if descriptions else 'off'}")
     forest = fit_forest(fit_series, fit_labels, descriptions=descriptions, kind=kind, n_estimators=n_estimators,
-                        seed=args.seed, name_dropout=args.name_dropout, sample_weight=weights)
+                        seed=args.seed, field_dropout=args.field_dropout, sample_weight=weights)
     if base is not None:
         params = EnsembleParams.load(base)  # fitted against the base's models; the refit forest is its kin
     else:

@@ -108,7 +108,7 @@ _PHYSICS = (
     ("tr", "TR", " ms"),
     ("te", "TE", " ms"),
     ("flip", "flip", "°"),
-    ("b_max", "b", ""),
+    ("phys:b_max", "b", ""),
     ("etl", "ETL", ""),
     ("temporal_positions", "time points", ""),
 )

@@ -1,0 +1,40 @@
+"""The bundled forest's recipe: one place that says how a forest is fitted, for every caller.
+
+``seriesclassifier train``, the real-data benchmark's leave-source-out folds and site
+retraining all call ``fit_forest``, so a figure measured on a fold is a figure of the
+model that ships.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..models.features import FeatureExtractor
+from ..models.forest import ForestModel
+from ..series import Series
+from ..vocabulary import load_vocabulary
+from .header_augment import FIELD_DROPOUT, drop_header_fields
+
+
+def training_targets(series: Sequence[Series], labels: dict[str, dict[str, str]]) -> dict[str, list]:
+    """Per task, each series' label (None where the labels do not say)."""
+    tasks = ["sequence", *load_vocabulary().attribute_codes]
+    return {task: [labels[s.series_uid].get(task) for s in series] for task in tasks}
+
+
+def fit_forest(
+    train: Sequence[Series],
+    labels: dict[str, dict[str, str]],
+    *,
+    descriptions: bool = False,
+    kind: str = "random_forest",
+    n_estimators: int = 200,
+    seed: int = 0,
+    field_dropout: float = FIELD_DROPOUT,
+    sample_weight: Sequence[float] | None = None,
+) -> ForestModel:
+    """A forest fitted on ``train`` with header dropout; ``labels`` maps series UID → task → label."""
+    forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
+                         random_state=seed)
+    rows = drop_header_fields(train, field_dropout, seed)
+    return forest.fit(rows, training_targets(rows, labels), sample_weight=sample_weight)
