@@ -126,7 +126,7 @@ def _manufacturer(text: str) -> str:
     return "other"
 
 
-def _contrast_agent(value: Any) -> float:
+def contrast_agent(value: Any) -> float:
     """1 named agent, 0 explicitly none, NaN absent or anonymised (unknown, never 'given')."""
     if value is None:
         return math.nan
@@ -168,7 +168,7 @@ def numeric_features(series: Series) -> dict[str, float]:
         else _num(h.get("TemporalPositions") or math.nan),
         "n_echo_times": float(len(h.get("EchoTimes") or [])) if h.get("EchoTimes") else math.nan,
         "mosaic": _num(h.get("MosaicImages")),
-        "contrast_agent": _contrast_agent(h.get("ContrastBolusAgent")),
+        "contrast_agent": contrast_agent(h.get("ContrastBolusAgent")),
         "acq_3d": {"3D": 1.0, "2D": 0.0}.get(str(h.get("MRAcquisitionType") or "").upper(), math.nan),
         "signed_pixels": _num(h.get("PixelRepresentation")),
         "enhanced": 1.0 if h.get("Enhanced") else 0.0,
@@ -233,7 +233,7 @@ def add_study_context(series: Sequence[Series]) -> None:
     for members in studies.values():
         members = sorted(members, key=_order_key)
         signatures = [_signature(s) for s in members]
-        agents = [_contrast_agent(s.header.get("ContrastBolusAgent")) == 1.0 for s in members]
+        agents = [contrast_agent(s.header.get("ContrastBolusAgent")) == 1.0 for s in members]
         dynamic = [_dynamic(s) for s in members]
         n = len(members)
         for i, s in enumerate(members):

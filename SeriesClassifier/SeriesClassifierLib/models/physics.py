@@ -31,7 +31,8 @@ _PHASE = {"P", "PHASE", "PHA"}
 _PROJECTION = ("MIP", "MNIP", "PROJECTION")
 
 
-def _num(value: Any) -> float:
+def number(value: Any) -> float:
+    """A finite float, or NaN for anything else (absent, text, inf)."""
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -79,7 +80,8 @@ def physics_features(header: dict[str, Any], n_images: int, n_frames: int) -> di
     image_type = _words(header.get("ImageType"))
     raw_image_type = [str(v).upper() for v in header.get("ImageType") or []]
     names = " ".join(str(header.get(k) or "") for k in _NAME_FIELDS).lower()
-    tr, te, ti = _num(header.get("RepetitionTime")), _num(header.get("EchoTime")), _num(header.get("InversionTime"))
+    tr, te = number(header.get("RepetitionTime")), number(header.get("EchoTime"))
+    ti = number(header.get("InversionTime"))
     bs = b_values(header)
     b_max = max(bs) if bs else math.nan
     epi = "EP" in scanning or bool(_EPI_NAME.search(names)) or "MOSAIC" in image_type
@@ -111,8 +113,8 @@ def _volumes(header: dict[str, Any], n_images: int, n_frames: int, mosaic: bool)
     """Time points (or diffusion directions) in the series: what separates a run from a volume."""
     if mosaic:
         return float(n_images)
-    temporal = _num(header.get("NumberOfTemporalPositions"))
-    positions = _num(header.get("NumberOfPositions"))
+    temporal = number(header.get("NumberOfTemporalPositions"))
+    positions = number(header.get("NumberOfPositions"))
     frames = float(n_frames or n_images or 0)
     per_position = frames / positions if positions > 0 else math.nan
     candidates = [v for v in (temporal, per_position) if not math.isnan(v)]
