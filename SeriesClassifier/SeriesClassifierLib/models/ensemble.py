@@ -68,10 +68,11 @@ _FLOOR = 1e-4  # a model's zero is never certain: keeps one model from vetoing a
 
 
 def _pool(predictions: list[tuple[float, TaskPrediction]], method: str = "mean") -> TaskPrediction | None:
-    if len(predictions) == 1:
-        return predictions[0][1]
+    # Log-linear weights are fitted on held-out data: they also calibrate a model that answers alone.
     if method == "log_linear" and predictions:
         return _log_linear(predictions)
+    if len(predictions) == 1:
+        return predictions[0][1]
     return _mean(predictions)
 
 
