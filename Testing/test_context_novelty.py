@@ -54,7 +54,8 @@ def test_not_brain_from_body_part():
 
 def test_unseen_defined_terms_only():
     known = {"ss:SE", "it:ORIGINAL"}
-    assert unseen_terms(["ss:SE", "ss:RM", "it:GDC", "sn:newname", "it:ORIGINAL"], known) == ["it:GDC", "ss:RM"]
+    # ImageType and ScanOptions words past the defined ones differ at every site: not news
+    assert unseen_terms(["ss:SE", "ss:RM", "it:GDC", "so:S2_0", "sn:newname", "it:ORIGINAL"], known) == ["ss:RM"]
 
 
 def test_a_value_outside_its_class_range_is_named():

@@ -96,6 +96,13 @@ def _mean(predictions: list[tuple[float, TaskPrediction]]) -> TaskPrediction | N
     return TaskPrediction.from_probabilities(mixed)
 
 
+def _trusted_confidence(params: EnsembleParams, name: str, prediction: TaskPrediction) -> float:
+    """A model's top probability as far as its fitted weight trusts it (p^w renormalised, log-linear only)."""
+    if params.method != "log_linear":
+        return prediction.probability
+    return _log_linear([(_weight(params, name), prediction)]).probability
+
+
 def _weight(params: EnsembleParams, name: str) -> float:
     return float(params.weights.get(name, 1.0))
 
@@ -144,8 +151,8 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
                 + (f" (also {', '.join(runner)})" if runner else "")
             )
         tops = {n: o.sequence for n, o in answered.items() if o.sequence is not None}
-        dissent = [p for p in tops.values()
-                   if p.label != sequence.label and p.probability >= params.disagreement_confidence]
+        dissent = [p for n, p in tops.items()
+                   if p.label != sequence.label and _trusted_confidence(params, n, p) >= params.disagreement_confidence]
         if params.flag_disagreement and len(tops) > 1 and dissent:
             review.append("models disagree: " + ", ".join(f"{n} {p.label} {p.probability:.2f}"
                                                           for n, p in tops.items()))

@@ -5,8 +5,9 @@ have never seen this". These checks can, from the header, and each returns the r
 person reads in the review list:
 
 - the body part is not a head: the models know brain MRI only;
-- the header uses DICOM defined terms (ScanningSequence, SequenceVariant, ScanOptions,
-  ImageType) never seen in training: a new vendor, software or technique;
+- the header uses DICOM defined terms of ScanningSequence or SequenceVariant never seen in
+  training (RM research mode, SERVICE): a technique the models do not know. ScanOptions and
+  ImageType values past the second are vendor words, new at every site, so they are not checked;
 - a physics value lies outside what the predicted class had in training (a "DWI" with
   TE 3 ms is not a DWI the forest knows).
 """
@@ -25,13 +26,12 @@ from .physics import number
 # Any of these inside BodyPartExamined means a head (DICOM defined terms and what sites write).
 HEAD_WORDS = ("HEAD", "BRAIN", "SKULL", "NEURO", "CRAN", "CEREB", "KOPF", "SCHAEDEL", "SCHADEL", "TETE", "CABEZA",
               "ORBIT", "SELLA", "PITUITARY", "HYPOPHY", "IAC", "FACE")
-# Token prefixes of DICOM defined terms: a new one is news. Vendor sequence names are not
-# checked: every site has its own, and the physics features carry over them.
-DEFINED_TERM_PREFIXES = ("ss:", "sv:", "so:", "it:")
+# Token prefixes of the small sets of DICOM defined terms: a new one is news.
+DEFINED_TERM_PREFIXES = ("ss:", "sv:")
 # (header keyword, label, unit): values whose training range per class is kept
 RANGE_VALUES = (("RepetitionTime", "TR", " ms"), ("EchoTime", "TE", " ms"), ("InversionTime", "TI", " ms"),
                 ("FlipAngle", "flip", "°"))
-RANGE_TOLERANCE = 0.25  # a value may stray this far (relative) past the 0.5–99.5 % range before it counts
+RANGE_FACTOR = 1.5  # a value counts as strange beyond 1.5 × the 99.5 % point or under the 0.5 % point / 1.5
 
 
 def not_brain_reason(series: Series) -> str | None:
@@ -72,6 +72,6 @@ def out_of_range(header: dict[str, Any], label: str, ranges: dict[str, dict[str,
         if math.isnan(v) or lo_hi is None:
             continue
         lo, hi = lo_hi
-        if v < lo * (1 - RANGE_TOLERANCE) or v > hi * (1 + RANGE_TOLERANCE):
+        if v < lo / RANGE_FACTOR or v > hi * RANGE_FACTOR:
             out.append(f"{name} {v:.3g}{unit} ({label} in training: {lo:.3g}–{hi:.3g}{unit})")
     return out
