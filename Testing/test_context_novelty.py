@@ -34,7 +34,7 @@ def test_an_earlier_series_naming_an_agent_makes_a_later_t1_post():
     add_study_context([first, later, earlier])
     assert "earlier series" in contrast_evidence(later)
     assert contrast_evidence(earlier) is None
-    assert contrast_evidence(first) is None  # its own header says so; the models read that already
+    assert "'Gadovist'" in contrast_evidence(first)  # its own header names the agent
 
 
 def test_a_bold_run_before_the_t1_is_not_contrast():

@@ -1,10 +1,11 @@
-"""Study context: what the rest of the study says about one series' contrast.
+"""Study context: what the header and the rest of the study say about one series' contrast.
 
-A T1 acquired after a series that names a contrast agent is post-contrast even when its own
-ContrastBolusAgent is empty, and sites write "+C", "POST" or "GAD" into descriptions the
-forest deliberately does not read. A dynamic EPI run earlier in the study is not taken as
-evidence: a BOLD run before an MPRAGE looks the same in the headers as a DSC bolus. Nothing here guesses a
-sequence: it only moves a pre-contrast answer to its post-contrast twin, and says why.
+A T1 whose header names a contrast agent, or acquired after a series that names one, is
+post-contrast, though the forest weighs the agent against the rest of the header; sites also
+write "+C", "POST" or "GAD" into descriptions the forest deliberately does not read. A
+dynamic EPI run earlier in the study is not taken as evidence: a BOLD run before an MPRAGE
+looks the same in the headers as a DSC bolus. Nothing here guesses a sequence: it only moves
+a pre-contrast answer to its post-contrast twin, and says why.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ def contrast_evidence(series: Series) -> str | None:
     """Why the study says this series is post-contrast, or None when it does not."""
     h = series.header
     if contrast_agent(h.get("ContrastBolusAgent")) == 1.0:
-        return None  # the series' own header says so; the models read it already
+        # the models read this too, but weigh it against everything else; a named agent is not a guess
+        return f"its ContrastBolusAgent names an agent ({h.get('ContrastBolusAgent')!r})"
     for key in DESCRIPTION_FIELDS:
         text = str(h.get(key) or "")
         if "<contrast>" in description_tokens(text):
