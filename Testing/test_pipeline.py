@@ -276,3 +276,39 @@ def test_cli_gradcam_without_a_cnn_is_refused(bundle_dir, study, tmp_path, capsy
     assert main(["classify", str(study[0]), "--out", str(tmp_path / "r.csv"), "--models", str(bundle_dir),
                  "--gradcam", str(tmp_path / "cams"), "--quiet"]) == 2
     assert "needs the CNN" in capsys.readouterr().err
+
+
+def _confident(model: str, label: str, novelty: list[str] | None = None) -> ModelOutput:
+    return ModelOutput(model=model, sequence=TaskPrediction.from_probabilities({label: 0.99, "OTHER": 0.01}),
+                       novelty=list(novelty or []))
+
+
+def _read_one(root, cls, **extra):
+    rng = np.random.default_rng(3)
+    headers = {**recipe_headers(cls, rng), **extra}
+    write_classic_series(root, headers, n=3, iop=SAGITTAL, description="")
+    return read_series(next(iter_series_refs(root)))
+
+
+def test_decide_sends_a_non_brain_series_and_novelty_to_review_with_the_reason(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5), version="t")
+    knee = _read_one(tmp_path / "knee", "T2_2D", BodyPartExamined="KNEE")
+    p = decide(knee, {"forest": _confident("forest", "T2_2D")}, bundle)
+    assert p.sequence.label == "T2_2D" and p.needs_review
+    assert any("'KNEE'" in r for r in p.reasons)
+    head = _read_one(tmp_path / "head", "T2_2D", BodyPartExamined="HEAD")
+    assert not decide(head, {"forest": _confident("forest", "T2_2D")}, bundle).needs_review
+    strange = decide(head, {"forest": _confident("forest", "T2_2D", ["header terms rare or absent: ss:RM"])}, bundle)
+    assert strange.needs_review and "forest: header terms rare or absent: ss:RM" in strange.reasons
+
+
+def test_decide_moves_a_pre_contrast_t1_to_post_when_its_header_names_an_agent(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5), version="t")
+    t1 = _read_one(tmp_path / "t1", "T1_3D_PRE", ContrastBolusAgent="Magnevist")
+    p = decide(t1, {"forest": _confident("forest", "T1_3D_PRE")}, bundle)
+    assert p.sequence.label == "T1_3D_POST"
+    assert any(r.startswith("post-contrast from the study: its ContrastBolusAgent") for r in p.reasons)
