@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from ..series import Geometry, InstanceInfo, Series, SeriesRef
+from .geometry import slice_spacing
 from .orientation import summarize
 from .sources import read_grouping_tags
 from .tags import GE_PULSE_SEQUENCE, PHILIPS_SCANNING_TECHNIQUE, SIEMENS_MOSAIC_IMAGES, b_value, private_value
@@ -289,11 +290,8 @@ def _geometry(
     normal = planes.main_normal
     positions = sorted(set(positions), key=lambda p: float(np.dot(normal, p)))
     spacing = spacing_tag
-    along = np.array([float(np.dot(normal, p)) for p in positions])
-    if planes.n_planes == 1 and len(along) > 1:
-        steps = np.diff(np.unique(np.round(along, 3)))
-        if steps.size:
-            spacing = float(np.median(steps))
+    if planes.n_planes == 1:
+        spacing = slice_spacing(positions, normal) or spacing_tag
     distinct_iops = []
     for iop in orientations:
         rounded = tuple(round(v, 4) for v in iop)
