@@ -154,3 +154,15 @@ def test_the_bundled_forest_is_small_trusted_and_documented():
     assert config["version"] and config["heldout"]["tasks"]["sequence"]["accuracy"] >= 0.97
     card = (folder / "MODEL_CARD.md").read_text()
     assert "seriesclassifier train" in card and "Held-out" in card and "McGill" in card
+
+
+def test_cnn_and_forest_calibration_errors_use_one_binning():
+    """The CNN's training metrics and the forest's report the same ECE for the same predictions."""
+    from SeriesClassifierLib.training.cnn_train import expected_calibration_error as cnn_ece
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(5), size=400)
+    y = rng.integers(0, 5, size=400)
+    correct = p.argmax(axis=1) == y
+    assert cnn_ece(p.max(axis=1), correct) == pytest.approx(expected_calibration_error(p, y))
+    assert np.isnan(cnn_ece(np.array([]), np.array([], dtype=bool)))

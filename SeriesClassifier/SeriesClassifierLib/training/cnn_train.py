@@ -368,16 +368,15 @@ def _classification_metrics(y: np.ndarray, pred: np.ndarray, conf: np.ndarray, c
     }
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    if len(confidence) == 0:
-        return float("nan")
-    edges = np.linspace(0, 1, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (confidence > lo) & (confidence <= hi)
-        if m.any():
-            ece += m.mean() * abs(confidence[m].mean() - correct[m].mean())
-    return float(ece)
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """ECE from top-1 confidences and whether each was right, binned as the forest's figures are
+    (models/calibration.py), so the two models' model-card figures compare."""
+    from ..models.calibration import expected_calibration_error as ece_of_probabilities
+
+    confidence = np.asarray(confidence, dtype=float)
+    # a two-column table whose row maximum is the confidence (column 0), and column 0 is right when correct
+    probabilities = np.column_stack([confidence, np.zeros_like(confidence)])
+    return ece_of_probabilities(probabilities, np.where(np.asarray(correct, dtype=bool), 0, 1))
 
 
 def plot_confusion(matrix, classes: list[str], path: str | Path, title: str) -> None:
