@@ -211,7 +211,7 @@ def test_a_selection_is_read_with_its_study_siblings_but_only_it_is_classified(s
                 "context_only": uid != uids["T2_2D"]}
                for uid, d in ((uids["T2_2D"], "s1"), (uids["FLAIR_2D"], "s2"), (uids["BROKEN"], "s3"))]
     manifest = worker.write_manifest(tmp_path / "m.json", entries)
-    refs, context, unknown = worker.list_series(manifest)
+    refs, context, unknown = worker.select_series(manifest)
     assert [r.series_uid for r in refs] == [uids["T2_2D"]] and len(context) == 3 and unknown == []
     pools = []
     real = pipeline.read_all_series

@@ -129,7 +129,7 @@ def read_manifest_selection(path: str | os.PathLike) -> tuple[list[SeriesRef], l
     return refs, selected
 
 
-def list_series(
+def select_series(
     source: str | os.PathLike, series_uids: Sequence[str] | None = None
 ) -> tuple[list[SeriesRef], list[SeriesRef], list[str]]:
     """(the series to classify in order, every series of their studies the source has, requested UIDs the
@@ -333,7 +333,7 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # as MONAIAuto3DSeg does: torch then sees no GPU
     try:
-        refs, context, unknown = list_series(args.source, args.series_uids)
+        refs, context, unknown = select_series(args.source, args.series_uids)
     except (OSError, ValueError) as e:
         emit({"type": "error", "message": f"{args.source}: {e}"})
         return EXIT_USAGE

@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -55,9 +54,11 @@ ATTRIBUTE_WEIGHT = 0.25
 # ----------------------------------------------------------------------------- corpus → cache
 
 
-def read_labels(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k.strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+def label_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a labels CSV, one per series (``training.evaluate.read_labels`` reads it)."""
+    from .evaluate import read_labels as read_labels_by_uid
+
+    return list(read_labels_by_uid(path).values())
 
 
 def series_files(corpus: str | Path) -> dict[str, list[Path]]:
@@ -153,7 +154,7 @@ def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers:
     """Sample every labelled series of a corpus once; reuse ``out`` when it exists."""
     out = Path(out)
     corpus = Path(corpus)
-    rows = read_labels(labels_csv or corpus / "labels.csv")
+    rows = label_rows(labels_csv or corpus / "labels.csv")
     if out.is_file():
         cached = Cache.load(out)
         if cached.n_labels == len(rows):
