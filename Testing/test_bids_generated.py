@@ -8,7 +8,7 @@ import csv
 import subprocess
 
 import pytest
-from test_bids_tools import TOOL_ENV, _niftis, _tool
+from bids_tools import TOOL_ENV, niftis, tool
 
 from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.dicom.headers import read_series
@@ -62,11 +62,11 @@ def test_dcm2bids_on_a_generated_study(generated):
     config.write_text(export(records, "dcm2bids", anonymise=True))
     out = root / "dcm2bids_out"
     result = subprocess.run(
-        [_tool("dcm2bids"), "-d", str(root / "dicom"), "-p", "01", "-c", str(config), "-o", str(out)],
+        [tool("dcm2bids"), "-d", str(root / "dicom"), "-p", "01", "-c", str(config), "-o", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert _niftis(out) == expected, result.stdout[-4000:]
+    assert niftis(out) == expected, result.stdout[-4000:]
     dwi = [name for name in expected if "/dwi/" in name and name.endswith("_dwi.nii.gz")]
     for name in dwi:  # diffusion gradients travel with the image
         assert (out / name.replace(".nii.gz", ".bval")).exists()
@@ -80,9 +80,9 @@ def test_heudiconv_on_a_generated_study(generated):
     out = root / "heudiconv_out"
     files = sorted(str(p) for p in (root / "dicom").rglob("*") if p.is_file() and p.suffix != ".csv")
     result = subprocess.run(
-        [_tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
+        [tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
          "-o", str(out), "--overwrite"],
         capture_output=True, text=True, timeout=300, cwd=root, env=TOOL_ENV,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert _niftis(out) == expected, result.stderr[-4000:]
+    assert niftis(out) == expected, result.stderr[-4000:]

@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 import pydicom
 import pytest
-from test_synth_writer import fake_phantom, fake_render
+from synth_fakes import fake_phantom, fake_render
 
 from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.synth.generate import LABEL_COLUMNS, generate_studies, read_label_rows
