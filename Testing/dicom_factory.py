@@ -1,7 +1,7 @@
 """The one place the tests write DICOM files by hand (small MR series).
 
-- ``write_classic_series`` / ``write_enhanced_series`` / ``write_sr`` / ``write_toy_corpus``: header
-  variety (8×8 pixels) for sources, header reading, features and a toy forest;
+- ``write_classic_series`` / ``write_enhanced_series`` / ``write_sr`` / ``write_toy_corpus`` /
+  ``read_toy_corpus``: header variety (8×8 pixels) for sources, header reading, features and a toy forest;
 - ``write_classic`` / ``write_enhanced`` / ``write_mosaic`` / ``make_toy_corpus``: pixel-exact series
   (shuffled files, reversed frames, mosaics) for slice sampling, the CNN and Grad-CAM;
 - ``write_series``: a tiny classic series for the worker, the Slicer Logic and MRML tests.
@@ -231,36 +231,14 @@ def write_toy_corpus(root: Path, n_per_class: int = 12, seed: int = 0) -> dict[s
     return labels
 
 
-class FlatPhantom:
-    """Just enough of a phantom for the generator's slice geometry (tests that need headers, not images)."""
+def read_toy_corpus(root: Path, n_per_class: int = 12, seed: int = 0) -> tuple[list, list[str]]:
+    """``write_toy_corpus`` then read back: (series, their sequence labels), in the source's order."""
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
 
-    brain_center = np.zeros(3)
-
-    def template_to_world(self, points):
-        return np.asarray(points, dtype=float)
-
-
-def cheap_render(spec, phantom, rng):
-    """The generator's geometry and per-frame values with 16×16 flat images: realistic headers, fast."""
-    from SeriesClassifierLib.synth.render import slice_geometry
-    from SeriesClassifierLib.synth.spec import RenderedSeries
-
-    planes = slice_geometry(spec, phantom, rng)
-    volumes = len(spec.b_values) if spec.b_values else max(int(spec.n_temporal or 1), 1)
-    per_frame = {}
-    if spec.b_values:
-        per_frame["b_values"] = [float(b) for b in spec.b_values for _ in planes]
-    elif volumes > 1:
-        per_frame["temporal_indices"] = [v for v in range(volumes) for _ in planes]
-    return RenderedSeries(
-        frames=np.full((len(planes) * volumes, 16, 16), 100.0, dtype=np.float32),
-        positions=[tuple(float(x) for x in p.origin) for p in planes] * volumes,
-        orientations=[tuple(float(x) for x in (*p.row, *p.col)) for p in planes] * volumes,
-        pixel_spacing=(float(spec.pixel_spacing[0]), float(spec.pixel_spacing[1])),
-        slice_thickness=float(spec.slice_thickness),
-        signed="PHASE" in spec.sequence or spec.sequence == "FIELDMAP",
-        **per_frame,
-    )
+    labels = write_toy_corpus(root, n_per_class=n_per_class, seed=seed)
+    series = [read_series(r) for r in iter_series_refs(root)]
+    return series, [labels[s.series_uid] for s in series]
 
 
 # ------------------------------------------------------------------ pixel-exact series (slices, CNN, Grad-CAM)

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from dicom_factory import RECIPES, recipe_headers, write_classic_series, write_toy_corpus
+from dicom_factory import RECIPES, read_toy_corpus, recipe_headers, write_classic_series, write_toy_corpus
 
 from SeriesClassifierLib.dicom.headers import read_series
 from SeriesClassifierLib.dicom.sources import iter_series_refs
@@ -18,9 +18,7 @@ from SeriesClassifierLib.models.forest import ForestModel, normalise_label
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
-    labels = write_toy_corpus(root / "train", n_per_class=9, seed=0)
-    series = [read_series(r) for r in iter_series_refs(root / "train")]
-    y = [labels[s.series_uid] for s in series]
+    series, y = read_toy_corpus(root / "train", n_per_class=9, seed=0)
     targets = {"sequence": y, "acquisition": ["3D" if "3D" in c else "2D" for c in y],
                "derived": ["YES" if c == "DWI" else "NO" for c in y]}
     forest = ForestModel(n_estimators=40).fit(series, targets)
