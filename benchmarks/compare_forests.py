@@ -19,8 +19,8 @@ import numpy as np
 
 
 def load(path: Path, cache: Path):
-    from SeriesClassifierLib.commands.train import read_all
     from SeriesClassifierLib.training.evaluate import read_labels
+    from SeriesClassifierLib.training.forest_training import read_all
 
     labels = read_labels(path / "labels.csv")
     series = [s for s in read_all(path, cache) if not s.skipped and s.series_uid in labels]
@@ -42,9 +42,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 
-    from SeriesClassifierLib.commands.train import without_context, without_vendor_names
     from SeriesClassifierLib.models.features import FeatureExtractor
     from SeriesClassifierLib.models.forest import normalise_label
+    from SeriesClassifierLib.training.forest_training import without_context, without_vendor_names
 
     cache = Path(args.cache_dir)
     train, train_labels = load(Path(args.train), cache / "train.jsonl")
