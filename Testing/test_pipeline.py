@@ -273,3 +273,20 @@ def test_cli_gradcam_without_a_cnn_is_refused(bundle_dir, study, tmp_path, capsy
     assert main(["classify", str(study[0]), "--out", str(tmp_path / "r.csv"), "--models", str(bundle_dir),
                  "--gradcam", str(tmp_path / "cams"), "--quiet"]) == 2
     assert "needs the CNN" in capsys.readouterr().err
+
+
+def test_predict_all_is_the_loop_classify_runs(bundle_dir, tmp_path):
+    """classify = read_all_series + predict_all: the same predictions, in the same order, with progress."""
+    from SeriesClassifierLib.run.pipeline import predict_all, read_all_series, resolve_refs
+
+    root = tmp_path / "study"
+    write_classic_series(root / "a", recipe_headers("T2_2D", np.random.default_rng(1)), n=3)
+    write_classic_series(root / "b", recipe_headers("DWI", np.random.default_rng(2)), n=4, iop=SAGITTAL)
+    bundle = load_bundle(bundle_dir, load_cnn=False)
+    seen = []
+    via_classify = [p.to_dict() for p in classify(root, bundle, use_cnn=False)]
+    pairs = list(predict_all(read_all_series(resolve_refs(root)), bundle, use_cnn=False,
+                             progress=lambda done, total, uid: seen.append((done, total))))
+    assert [p.to_dict() for _, p in pairs] == via_classify
+    assert [s.series_uid for s, _ in pairs] == [p["series_uid"] for p in via_classify]
+    assert seen == [(1, 2), (2, 2)]

@@ -126,11 +126,11 @@ def review_threshold_from_oob(forest) -> float:
 
 def evaluate_forest(forest, series: list, labels: dict, params) -> dict:
     from ..models.bundle import ModelBundle
-    from ..run.pipeline import predict_series
+    from ..run.pipeline import predict_all
     from .evaluate import evaluate_predictions
 
     bundle = ModelBundle(forest=forest, ensemble=params, version="candidate")
-    predictions = [predict_series(s, bundle, use_cnn=False) for s in series]
+    predictions = [p for _, p in predict_all(series, bundle, use_cnn=False)]
     return evaluate_predictions(predictions, labels)
 
 

@@ -117,11 +117,11 @@ def adapt_cnn_from_base(base: Path, out: Path, data: Path, train_labels: Path, *
 def compare_on_site(out: Path, base: Path | None, test: list, labels: dict) -> None:
     """The new bundle and the base (or nothing) on the site's series kept out of training."""
     from ..models.bundle import load_bundle
-    from ..run.pipeline import predict_series
+    from ..run.pipeline import predict_all
     from .evaluate import compare_bundles, evaluate_predictions, summary_lines, write_comparison, write_report
 
     new = load_bundle(out, load_cnn=False)
-    new_predictions = [predict_series(s, new, use_cnn=False) for s in test]
+    new_predictions = [p for _, p in predict_all(test, new, use_cnn=False)]
     if base is None:
         report = evaluate_predictions(new_predictions, labels)
         write_report(report, out / "site_test")
@@ -129,7 +129,8 @@ def compare_on_site(out: Path, base: Path | None, test: list, labels: dict) -> N
             log(line)
         return
     old = load_bundle(base, load_cnn=False)
-    comparison = compare_bundles(new_predictions, [predict_series(s, old, use_cnn=False) for s in test], labels)
+    old_predictions = [p for _, p in predict_all(test, old, use_cnn=False)]
+    comparison = compare_bundles(new_predictions, old_predictions, labels)
     write_comparison(comparison, out / "site_test")
     t = comparison["tasks"]["sequence"]
     log(f"site test ({len(test)} series, forest only): sequence accuracy {t['baseline']['accuracy']:.4f} with "
