@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from bids_tools import TOOL_ENV, niftis, tool
+from bids_tools import niftis, run_dcm2bids, run_heudiconv
 from dicom_factory import AXIAL, SAGITTAL, recipe_headers, write_classic_series
 
-from SeriesClassifierLib.labels.export import export
 from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
 
@@ -85,14 +83,7 @@ def study(tmp_path_factory):
 @pytest.mark.slow
 def test_dcm2bids_reproduces_the_labels(study):
     root, dicom, records = study
-    config = root / "dcm2bids_config.json"
-    config.write_text(export(records, "dcm2bids", anonymise=True))
-    out = root / "dcm2bids_out"
-    result = subprocess.run(
-        [tool("dcm2bids"), "-d", str(dicom), "-p", "01", "-c", str(config), "-o", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out, result = run_dcm2bids(records, dicom, root)
     assert niftis(out) == set(EXPECTED.values()), result.stdout[-3000:]
     for name in EXPECTED.values():
         assert (out / name.replace(".nii.gz", ".json")).exists()
@@ -104,14 +95,5 @@ def test_dcm2bids_reproduces_the_labels(study):
 @pytest.mark.slow
 def test_heudiconv_reproduces_the_labels(study):
     root, dicom, records = study
-    heuristic = root / "heuristic.py"
-    heuristic.write_text(export(records, "heudiconv", anonymise=True))
-    out = root / "heudiconv_out"
-    files = sorted(str(p) for p in dicom.rglob("*.dcm"))
-    result = subprocess.run(
-        [tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
-         "-o", str(out), "--overwrite"],
-        capture_output=True, text=True, timeout=120, cwd=root, env=TOOL_ENV,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out, result = run_heudiconv(records, sorted(str(p) for p in dicom.rglob("*.dcm")), root)
     assert niftis(out) == set(EXPECTED.values()), result.stderr[-3000:]
