@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from dicom_factory import SAGITTAL, recipe_headers, write_classic_series, write_sr, write_toy_corpus
+from dicom_factory import SAGITTAL, read_toy_corpus, recipe_headers, write_classic_series, write_sr
 
 from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.dicom.headers import read_series
@@ -18,9 +18,7 @@ from SeriesClassifierLib.run.pipeline import classify
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundle")
-    labels = write_toy_corpus(root / "train", n_per_class=6, seed=1)
-    series = [read_series(r) for r in iter_series_refs(root / "train")]
-    y = [labels[s.series_uid] for s in series]
+    series, y = read_toy_corpus(root / "train", n_per_class=6, seed=1)
     contrast = ["PRE"] * (len(y) - 3) + ["POST"] * 3
     forest = ForestModel(n_estimators=30).fit(series, {"sequence": y, "contrast": contrast})
     forest.save(root / "models", extra={"version": "test"})
@@ -231,14 +229,13 @@ def test_cli_train_writes_a_loadable_bundle(study, tmp_path):
 
 
 def test_demo_generates_classifies_and_prints_a_table(monkeypatch, capsys, bundle_dir):
-    from dicom_factory import FlatPhantom, cheap_render
-
     from SeriesClassifierLib.synth import generate
+    from SeriesClassifierLib.synth.flat import FlatPhantom, flat_render
 
     real = generate.generate_studies
 
     def fast(out_dir, n_studies, seed, profiles=None, **kwargs):
-        return real(out_dir, n_studies, seed, profiles, make_phantom=lambda rng: FlatPhantom(), render=cheap_render)
+        return real(out_dir, n_studies, seed, profiles, make_phantom=lambda rng: FlatPhantom(), render=flat_render)
 
     monkeypatch.setattr(generate, "generate_studies", fast)
     assert main(["demo", "--models", str(bundle_dir), "--no-cnn", "--seed", "3"]) == 0
@@ -312,3 +309,20 @@ def test_decide_moves_a_pre_contrast_t1_to_post_when_its_header_names_an_agent(t
     p = decide(t1, {"forest": _confident("forest", "T1_3D_PRE")}, bundle)
     assert p.sequence.label == "T1_3D_POST"
     assert any(r.startswith("post-contrast from the study: its ContrastBolusAgent") for r in p.reasons)
+
+
+def test_predict_all_is_the_loop_classify_runs(bundle_dir, tmp_path):
+    """classify = read_all_series + predict_all: the same predictions, in the same order, with progress."""
+    from SeriesClassifierLib.run.pipeline import predict_all, read_all_series, resolve_refs
+
+    root = tmp_path / "study"
+    write_classic_series(root / "a", recipe_headers("T2_2D", np.random.default_rng(1)), n=3)
+    write_classic_series(root / "b", recipe_headers("DWI", np.random.default_rng(2)), n=4, iop=SAGITTAL)
+    bundle = load_bundle(bundle_dir, load_cnn=False)
+    seen = []
+    via_classify = [p.to_dict() for p in classify(root, bundle, use_cnn=False)]
+    pairs = list(predict_all(read_all_series(resolve_refs(root)), bundle, use_cnn=False,
+                             progress=lambda done, total, uid: seen.append((done, total))))
+    assert [p.to_dict() for _, p in pairs] == via_classify
+    assert [s.series_uid for s, _ in pairs] == [p["series_uid"] for p in via_classify]
+    assert seen == [(1, 2), (2, 2)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..dicom.headers import read_series
@@ -160,15 +160,31 @@ def classify(
     the headers or pixels again (Grad-CAM writers) without reading the source twice.
     """
     bundle = models if models is not None else load_bundle(load_cnn=use_cnn)
-    refs = resolve_refs(path_or_refs)
-    all_series = read_all_series(refs)
-    for done, series in enumerate(all_series, start=1):
-        prediction = predict_series(series, bundle, use_forest=use_forest, use_cnn=use_cnn)
+    all_series = read_all_series(resolve_refs(path_or_refs))
+    for series, prediction in predict_all(all_series, bundle, use_forest=use_forest, use_cnn=use_cnn,
+                                          progress=progress):
         if on_result is not None:
             on_result(series, prediction)
         yield prediction
+
+
+def predict_all(
+    series: Sequence[Series],
+    bundle: ModelBundle,
+    *,
+    use_forest: bool = True,
+    use_cnn: bool = True,
+    progress: Progress | None = None,
+) -> Iterator[tuple[Series, SeriesPrediction]]:
+    """The predict loop over series already read (``read_all_series``): (series, prediction) as each finishes.
+
+    Every caller that classifies several series goes through here (``classify``, evaluation, training's
+    held-out and site figures); the worker keeps its own loop for cancellation and per-series events.
+    """
+    for done, s in enumerate(series, start=1):
+        yield s, predict_series(s, bundle, use_forest=use_forest, use_cnn=use_cnn)
         if progress is not None:
-            progress(done, len(all_series), series.series_uid)
+            progress(done, len(series), s.series_uid)
 
 
 def read_all_series(refs: Iterable[SeriesRef]) -> list[Series]:
