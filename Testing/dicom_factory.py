@@ -13,6 +13,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from SeriesClassifierLib.dicom_compat import save_dataset
+
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
@@ -88,7 +90,7 @@ def _pixels(ds: Dataset, rows: int = 8, cols: int = 8, frames: int = 1) -> None:
 def _save(ds: Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.save_as(path, enforce_file_format=True)
+    save_dataset(ds, path)
     return path
 
 

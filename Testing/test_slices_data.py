@@ -15,6 +15,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from SeriesClassifierLib.dicom_compat import save_dataset
+
 MR = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -66,7 +68,7 @@ def write_classic(folder: Path, images: np.ndarray, iop=AXIAL, spacing: float = 
             ds.DiffusionBValue = float(b_values[i])
         ds.PixelData = np.ascontiguousarray(images[i].astype(np.uint16)).tobytes()
         f = folder / f"IM{i:04d}.dcm"
-        ds.save_as(f, enforce_file_format=True)
+        save_dataset(ds, f)
         files.append(f)
     if shuffle_seed is not None:
         files = list(np.random.default_rng(shuffle_seed).permutation(files))
@@ -100,7 +102,7 @@ def write_enhanced(folder: Path, frames: np.ndarray, iop=AXIAL, spacing: float =
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     ds.PixelData = np.ascontiguousarray(frames[order].astype(np.uint16)).tobytes()
     f = folder / "enhanced.dcm"
-    ds.save_as(f, enforce_file_format=True)
+    save_dataset(ds, f)
     return f
 
 
@@ -131,7 +133,7 @@ def write_mosaic(folder: Path, volumes: list[np.ndarray], b_values: list[float],
         ds.add_new((0x0019, 0x100C), "IS", str(int(b)))
         ds.PixelData = mosaic.tobytes()
         f = folder / f"MOSAIC{v:03d}.dcm"
-        ds.save_as(f, enforce_file_format=True)
+        save_dataset(ds, f)
         files.append(f)
     return files
 

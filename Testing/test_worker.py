@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from SeriesClassifierLib import worker
+from SeriesClassifierLib.dicom_compat import save_dataset
 from SeriesClassifierLib.ensemble import EnsembleParams
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
 from SeriesClassifierLib.series import Geometry
@@ -64,7 +65,7 @@ def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0
         pixels = np.full((size, size), 100, np.uint16)
         pixels[: size // 2, : size // 2] = 1000 + 10 * k
         ds.PixelData = pixels.tobytes()
-        ds.save_as(folder / f"im{k:03d}.dcm", enforce_file_format=True)
+        save_dataset(ds, folder / f"im{k:03d}.dcm")
     return series_uid
 
 

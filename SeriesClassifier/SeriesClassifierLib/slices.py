@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from .dicom_compat import frame_pixels
 from .series import Geometry
 
 # Private tags for b-values and mosaics (standard (0018,9087) first).
@@ -437,7 +438,7 @@ def read_slice(ref: ImageRef, cache: dict | None = None) -> np.ndarray:
     """Decode one image as float32 (rows, columns); greyscale, MONOCHROME1 inverted."""
     if ref.frame is not None:
         ds = pydicom.dcmread(ref.path, stop_before_pixels=True, specific_tags=["PhotometricInterpretation"])
-        pixels = pydicom.pixels.pixel_array(ref.path, index=ref.frame)
+        pixels = frame_pixels(ref.path, ref.frame)  # pydicom 3 decodes one frame; 2.4 (Slicer 5.8) all
     else:
         key = str(ref.path)
         if cache is not None and key in cache:
