@@ -83,8 +83,9 @@ def satisfies(version: str, specs: list) -> bool:
     return True
 
 
-def unmet(requirements: list, version_of: Callable = importlib.metadata.version) -> list:
+def unmet(requirements: list, version_of: Optional[Callable] = None) -> list:
     """(requirement, installed version or None) for each requirement missing or outside its range."""
+    version_of = version_of or importlib.metadata.version
     out = []
     for requirement in requirements:
         name, specs = split_requirement(requirement)

@@ -345,7 +345,7 @@ def prediction_from_event(event: dict) -> Any:
     """The SeriesPrediction a ``prediction`` event carries."""
     from .prediction import SeriesPrediction
 
-    return SeriesPrediction.from_dict({k: v for k, v in event.items() if k != "type"})
+    return SeriesPrediction.from_dict({k: v for k, v in event.items() if k not in ("type", "request")})
 
 
 def run(args: argparse.Namespace, emit: Emit, bundle: Any = None, between: Callable[[], None] | None = None) -> int:
