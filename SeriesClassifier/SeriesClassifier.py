@@ -3,7 +3,7 @@
 Slicer glue only. The work happens in the engine (SeriesClassifierLib), which this file imports
 inside functions: the engine's dependencies (pydicom, scikit-learn, skops, safetensors, torch) may
 not be installed yet when Slicer loads the module, and they are installed only after the user agrees.
-Classification runs in a separate PythonSlicer process (SeriesClassifierLib.worker) so the
+Classification runs in a separate PythonSlicer process (SeriesClassifierLib.run.worker) so the
 application never freezes; results stream back one JSON line per series.
 """
 
@@ -107,12 +107,12 @@ if parameterNodeWrapper is not None:
 
 
 #
-# Worker process (Qt side of SeriesClassifierLib.worker)
+# Worker process (Qt side of SeriesClassifierLib.run.worker)
 #
 
 
 class WorkerProcess:
-    """Runs ``python -m SeriesClassifierLib.worker`` in PythonSlicer and hands each event to ``onEvent``.
+    """Runs ``python -m SeriesClassifierLib.run.worker`` in PythonSlicer and hands each event to ``onEvent``.
 
     Like MONAIAuto3DSeg's background inference, the heavy work lives in another process; unlike it, Qt's
     own QProcess signals deliver the output, so no reader thread or polling timer is needed.
@@ -121,7 +121,7 @@ class WorkerProcess:
     STDERR_TAIL_LINES = 40
 
     def __init__(self, arguments: list, environment: dict, onEvent: Callable, onFinished: Callable):
-        from SeriesClassifierLib.worker import EventReader
+        from SeriesClassifierLib.run.worker import EventReader
 
         self.arguments = arguments
         self.onEvent = onEvent
@@ -216,7 +216,7 @@ class WorkerProcess:
 
 
 class QtTransport:
-    """The warm worker's process on QProcess (SeriesClassifierLib.worker_session's transport): output
+    """The warm worker's process on QProcess (SeriesClassifierLib.run.worker_session's transport): output
     arrives through Qt signals in the GUI thread, so the GUI never waits on the worker."""
 
     def __init__(self) -> None:
@@ -334,7 +334,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def apiProblems() -> list:
         """What the installed packages lack that the engine calls (pydicom 2.4 vs 3 and the like)."""
-        from SeriesClassifierLib.dicom_compat import api_problems
+        from SeriesClassifierLib.pydicom_compat import api_problems
 
         return api_problems()
 
@@ -409,7 +409,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         db = self.database()
         tags = list(self.BROWSER_TAGS)
         try:
-            from SeriesClassifierLib import headers
+            from SeriesClassifierLib.dicom import headers
 
             tags += [t.lower() for t in getattr(headers, "PRECACHE_TAGS", ())]
         except ImportError:  # engine dependencies not installed yet: the browser tags still help
@@ -460,7 +460,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     def writeManifest(self, seriesUids: list, path: str) -> str:
         """The worker's input: each series' files as the database lists them (see worker.py for why), plus
         the other series of their studies as context only (the forest reads a study's series together)."""
-        from SeriesClassifierLib.worker import write_manifest
+        from SeriesClassifierLib.run.worker import write_manifest
 
         db = self.database()
         selected = list(dict.fromkeys(seriesUids))
@@ -488,7 +488,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         default beside the DICOM database."""
         if override or self.storePathSetting or self._storePath:
             return override or self.storePathSetting or self._storePath
-        from SeriesClassifierLib.store import default_store_path
+        from SeriesClassifierLib.labels.store import default_store_path
 
         return str(default_store_path(self.database().databaseDirectory))
 
@@ -501,7 +501,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     def store(self, override: str = ""):
         path = self.storePath(override)
         if self._store is None or path != self._storePath:
-            from SeriesClassifierLib.store import LabelStore
+            from SeriesClassifierLib.labels.store import LabelStore
 
             if self._store is not None:
                 self._store.close()
@@ -542,9 +542,9 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     def session(self):
         """The warm worker: one PythonSlicer process per session, models loaded once, started on first use."""
         if self._session is None:
-            from SeriesClassifierLib.worker_session import WorkerSession
+            from SeriesClassifierLib.run.worker_session import WorkerSession
 
-            arguments = [self.pythonExecutable(), "-u", "-m", "SeriesClassifierLib.worker", "--serve"]
+            arguments = [self.pythonExecutable(), "-u", "-m", "SeriesClassifierLib.run.worker", "--serve"]
             self._session = WorkerSession(self.transportFactory(), arguments, self.workerEnvironment())
         return self._session
 
@@ -598,7 +598,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     def handleEvent(self, event: dict, store: Any = None) -> None:
         kind = event.get("type")
         if kind == "prediction":
-            from SeriesClassifierLib.worker import prediction_from_event
+            from SeriesClassifierLib.run.worker import prediction_from_event
 
             prediction = prediction_from_event(event)
             self.predictions[prediction.series_uid] = prediction
@@ -627,14 +627,14 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         return {"sequence": record.sequence, "orientation": record.orientation, "state": record.state}
 
     def rows(self, seriesUids: list = None) -> list:
-        from SeriesClassifierLib.mrml import result_row
+        from SeriesClassifierLib.slicer.mrml import result_row
 
         uids = seriesUids if seriesUids is not None else list(self.predictions)
         return [result_row(self.predictions[u], self.label(u)) for u in uids if u in self.predictions]
 
     def updateResultsTable(self):
         """The results as a table node in the scene (saved with it, shown by the Tables module)."""
-        from SeriesClassifierLib import mrml
+        from SeriesClassifierLib.slicer import mrml
 
         if self.resultsTableNode is not None and slicer.mrmlScene.GetNodeByID(self.resultsTableNode.GetID()) is None:
             self.resultsTableNode = None
@@ -682,7 +682,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         self.resultsTableNode = None
 
     def heatmapFile(self, seriesUid: str, head: str, cls: str) -> Optional[str]:
-        from SeriesClassifierLib.worker import heatmap_path
+        from SeriesClassifierLib.run.worker import heatmap_path
 
         path = self.gradcams.get((seriesUid, head, cls)) or str(heatmap_path(self.gradcamDir(), seriesUid, head, cls))
         return path if os.path.isfile(path) else None
@@ -690,8 +690,8 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     def showOverlay(self, path: str, background: Any, opacity: float):
         """Grad-CAM heat map file → overlay volume on the series grid, shown as the foreground layer;
         None (and no overlay) when the series has no single grid (several image planes)."""
-        from SeriesClassifierLib import mrml
-        from SeriesClassifierLib.worker import load_heatmap
+        from SeriesClassifierLib.run.worker import load_heatmap
+        from SeriesClassifierLib.slicer import mrml
 
         heat, geometry, meta = load_heatmap(path)
         if self.overlayNode is not None and slicer.mrmlScene.GetNodeByID(self.overlayNode.GetID()) is None:
@@ -710,13 +710,13 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
 
     def hideOverlay(self, background: Any = None) -> None:
         """Take our overlay out of the views showing it; foreground layers the user set elsewhere stay."""
-        from SeriesClassifierLib import mrml
+        from SeriesClassifierLib.slicer import mrml
 
         if self.overlayNode is not None:
             mrml.clear_foreground(slicer.mrmlScene, self.overlayNode)
 
     def setOverlayOpacity(self, opacity: float) -> None:
-        from SeriesClassifierLib.mrml import set_foreground_opacity
+        from SeriesClassifierLib.slicer.mrml import set_foreground_opacity
 
         if self.overlayNode is not None:
             set_foreground_opacity(slicer.mrmlScene, opacity, self.overlayNode)
@@ -747,7 +747,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     # ------------------------------------------------------------------ export and sample
 
     def export(self, fmt: str, path: str, anonymise: bool = False) -> str:
-        from SeriesClassifierLib.export import export, write_export
+        from SeriesClassifierLib.labels.export import export, write_export
 
         store = self.store()
         return str(write_export(export(store.records(), fmt, store.vocabulary, anonymise=anonymise), path))
@@ -1102,7 +1102,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------------ results table
 
     def _setupTable(self) -> None:
-        from SeriesClassifierLib.mrml import result_columns
+        from SeriesClassifierLib.slicer.mrml import result_columns
 
         titles = {c.name: c.title for c in result_columns()}
         self._columns = list(self.DISPLAY_COLUMNS)
@@ -1250,7 +1250,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCodeEntered(self) -> None:
         """A sequence or orientation code, or a unique prefix of one (as in the terminal review)."""
-        from SeriesClassifierLib.review import resolve_code
+        from SeriesClassifierLib.labels.review import resolve_code
         from SeriesClassifierLib.vocabulary import load_vocabulary
 
         text = self.ui.codeLineEdit.text

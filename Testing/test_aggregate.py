@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from SeriesClassifierLib.aggregate import (
+from SeriesClassifierLib.models.aggregate import (
     LearnedAggregator,
     MeanLogProb,
     SliceGRU,
@@ -13,7 +13,7 @@ from SeriesClassifierLib.aggregate import (
     mean_log_prob,
     orientation_from_slices,
 )
-from SeriesClassifierLib.cnn import CnnModel
+from SeriesClassifierLib.models.cnn import CnnModel
 
 PLANES = ["AXIAL", "SAGITTAL", "CORONAL", "OBLIQUE"]
 CODES = [*PLANES, "MIXED"]

@@ -3,9 +3,9 @@ from __future__ import annotations
 import ast
 import json
 
-from SeriesClassifierLib.bids import bids_label, bids_names, dcm2bids_config, heudiconv_heuristic, subject_labels
+from SeriesClassifierLib.labels.bids import bids_label, bids_names, dcm2bids_config, heudiconv_heuristic, subject_labels
+from SeriesClassifierLib.labels.store import derive_record
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.store import derive_record
 
 
 def rec(uid, sequence, number, patient="P-1", study="S1"):

@@ -10,13 +10,13 @@ import subprocess
 import pytest
 from test_bids_tools import TOOL_ENV, _niftis, _tool
 
-from SeriesClassifierLib.bids import bids_names
-from SeriesClassifierLib.cli import main
-from SeriesClassifierLib.export import export
-from SeriesClassifierLib.headers import read_series
+from SeriesClassifierLib.commands.cli import main
+from SeriesClassifierLib.dicom.headers import read_series
+from SeriesClassifierLib.dicom.sources import iter_series_refs
+from SeriesClassifierLib.labels.bids import bids_names
+from SeriesClassifierLib.labels.export import export
+from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.sources import iter_series_refs
-from SeriesClassifierLib.store import LabelStore
 
 
 @pytest.fixture(scope="module")

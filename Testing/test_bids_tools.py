@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from dicom_factory import AXIAL, SAGITTAL, recipe_headers, write_classic_series
 
-from SeriesClassifierLib.export import export
+from SeriesClassifierLib.labels.export import export
+from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.store import LabelStore
 
 # (series number, predicted, corrected, plane, recipe for the headers)
 STUDY = [

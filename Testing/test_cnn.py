@@ -12,9 +12,9 @@ import torch
 from pydicom.data import get_testdata_file
 from test_slices_data import make_toy_corpus
 
-from SeriesClassifierLib.cnn import CnnConfig, CnnModel, SeriesNet, count_parameters
-from SeriesClassifierLib.cnn_train import Cache, augment, build_cache, evaluate, main, train_cnn
+from SeriesClassifierLib.models.cnn import CnnConfig, CnnModel, SeriesNet, count_parameters
 from SeriesClassifierLib.series import Series
+from SeriesClassifierLib.training.cnn_train import Cache, augment, build_cache, evaluate, main, train_cnn
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
 TOY_CLASSES = ["T2_2D", "TOF_MRA", "FLAIR_2D"]

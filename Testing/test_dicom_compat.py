@@ -10,7 +10,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from SeriesClassifierLib import dicom_compat
+from SeriesClassifierLib import pydicom_compat as dicom_compat
 
 
 def _multiframe(n_frames=3, rows=4, cols=5) -> Dataset:
@@ -54,7 +54,7 @@ def test_save_and_read_a_frame(compat, tmp_path):
 
 
 def test_the_engine_reads_a_multiframe_slice_with_either_pydicom(compat, tmp_path):
-    from SeriesClassifierLib.slices import ImageRef, read_slice
+    from SeriesClassifierLib.dicom.slices import ImageRef, read_slice
 
     path = tmp_path / "mf.dcm"
     compat.save_dataset(_multiframe(), path)

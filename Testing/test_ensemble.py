@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from SeriesClassifierLib.ensemble import EnsembleParams, combine, fit_params
+from SeriesClassifierLib.models.ensemble import EnsembleParams, combine, fit_params
 from SeriesClassifierLib.prediction import ModelOutput, TaskPrediction
 
 CLASSES = ["T1_3D_PRE", "T1_3D_POST", "FLAIR_2D", "DWI"]

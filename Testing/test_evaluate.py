@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from SeriesClassifierLib.evaluate import (
+from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
+from SeriesClassifierLib.training.evaluate import (
     NO_PREDICTION,
     evaluate_predictions,
     per_class_table,
@@ -11,7 +12,6 @@ from SeriesClassifierLib.evaluate import (
     task_metrics,
     write_report,
 )
-from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
 
 
 def pred(uid, label, p=0.9, review=False, orientation="AXIAL", error=None):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from SeriesClassifierLib.cli import main
-from SeriesClassifierLib.export import csv_columns, export, export_rows, select
+from SeriesClassifierLib.commands.cli import main
+from SeriesClassifierLib.labels.export import csv_columns, export, export_rows, select
+from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.store import LabelStore
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from SeriesClassifierLib.features import (
+from SeriesClassifierLib.models.features import (
     FeatureExtractor,
     description_tokens,
     header_tokens,
@@ -79,7 +79,7 @@ def test_unfitted_extractor_refuses():
 
 
 def test_study_context_orders_series_and_counts_same_protocol_before_and_after():
-    from SeriesClassifierLib.features import add_study_context
+    from SeriesClassifierLib.models.features import add_study_context
 
     def t1(number, agent=None, study="S"):
         s = make_series(ScanningSequence=["SE"], MRAcquisitionType="2D", SequenceName="*se2d1", ImageType=["ORIGINAL"],

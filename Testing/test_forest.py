@@ -2,17 +2,17 @@ import numpy as np
 import pytest
 from dicom_factory import RECIPES, recipe_headers, write_classic_series, write_toy_corpus
 
-from SeriesClassifierLib.calibration import (
+from SeriesClassifierLib.dicom.headers import read_series
+from SeriesClassifierLib.dicom.sources import iter_series_refs
+from SeriesClassifierLib.models.calibration import (
     TemperatureScaler,
     apply_temperature,
     expected_calibration_error,
     negative_log_likelihood,
     review_threshold,
 )
-from SeriesClassifierLib.features import FeatureExtractor
-from SeriesClassifierLib.forest import ForestModel, normalise_label
-from SeriesClassifierLib.headers import read_series
-from SeriesClassifierLib.sources import iter_series_refs
+from SeriesClassifierLib.models.features import FeatureExtractor
+from SeriesClassifierLib.models.forest import ForestModel, normalise_label
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_reason_names_the_physics_and_the_label(toy):
 
 
 def test_save_load_round_trip_as_plain_arrays(toy, tmp_path):
-    from SeriesClassifierLib.forest_arrays import ARRAYS_FILE, INDEX_FILE, ArrayForest
+    from SeriesClassifierLib.models.forest_arrays import ARRAYS_FILE, INDEX_FILE, ArrayForest
 
     toy["forest"].save(tmp_path)
     assert (tmp_path / ARRAYS_FILE).is_file() and (tmp_path / INDEX_FILE).is_file()
@@ -70,7 +70,7 @@ def test_a_file_with_unexpected_types_is_refused(toy, tmp_path):
     import skops.io as sio
     from sklearn.preprocessing import FunctionTransformer
 
-    from SeriesClassifierLib.forest_arrays import ARRAYS_FILE, INDEX_FILE
+    from SeriesClassifierLib.models.forest_arrays import ARRAYS_FILE, INDEX_FILE
 
     toy["forest"].save(tmp_path)
     (tmp_path / ARRAYS_FILE).unlink()

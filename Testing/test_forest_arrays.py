@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from SeriesClassifierLib.forest_arrays import (
+from SeriesClassifierLib.models.forest_arrays import (
     ARRAYS_FILE,
     INDEX_FILE,
     ArrayForest,
@@ -73,7 +73,7 @@ def test_the_bundled_forest_gives_scikit_learns_probabilities():
     import sklearn
     import skops.io as sio
 
-    from SeriesClassifierLib.forest import TRUSTED_TYPES
+    from SeriesClassifierLib.models.forest import TRUSTED_TYPES
 
     if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 4):
         pytest.skip("the reference forest needs scikit-learn >= 1.4 to unpickle")
@@ -94,7 +94,7 @@ def test_the_bundled_forest_gives_scikit_learns_probabilities():
 
 
 def test_the_bundle_loads_without_scikit_learn_objects_or_warnings():
-    from SeriesClassifierLib.models import load_bundle
+    from SeriesClassifierLib.models.bundle import load_bundle
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -176,7 +176,7 @@ def test_pickles_checksums_and_junk_are_refused(saved, tmp_path):
 
 
 def test_a_hostile_forest_is_a_load_problem_not_a_crash(saved, tmp_path):
-    from SeriesClassifierLib.models import load_bundle
+    from SeriesClassifierLib.models.bundle import load_bundle
     from SeriesClassifierLib.resources import default_models_dir
 
     folder = tmp_path / "bundle"

@@ -7,8 +7,9 @@ import pytest
 import torch
 from test_slices_data import AXIAL, CORONAL, SAGITTAL, numbered_volume, write_classic, write_mosaic
 
-from SeriesClassifierLib.cnn import CnnModel
-from SeriesClassifierLib.gradcam import (
+from SeriesClassifierLib.dicom.slices import SliceOptions, sample_series
+from SeriesClassifierLib.models.cnn import CnnModel
+from SeriesClassifierLib.models.gradcam import (
     gradcam,
     gradcam_series,
     read_nrrd,
@@ -16,7 +17,6 @@ from SeriesClassifierLib.gradcam import (
     write_gradcam,
 )
 from SeriesClassifierLib.series import Series
-from SeriesClassifierLib.slices import SliceOptions, sample_series
 
 
 @pytest.fixture(scope="module")

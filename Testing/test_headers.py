@@ -10,11 +10,11 @@ from dicom_factory import (
     write_sr,
 )
 
-from SeriesClassifierLib import headers
-from SeriesClassifierLib.headers import read_series
-from SeriesClassifierLib.orientation import slice_normal
+from SeriesClassifierLib.dicom import headers
+from SeriesClassifierLib.dicom.headers import read_series
+from SeriesClassifierLib.dicom.orientation import slice_normal
+from SeriesClassifierLib.dicom.sources import FolderSource
 from SeriesClassifierLib.series import SeriesRef
-from SeriesClassifierLib.sources import FolderSource
 
 
 def one_ref(folder):
@@ -152,7 +152,7 @@ def test_no_files_left(tmp_path):
 
 
 def test_precache_tags_name_the_forests_standard_tags():
-    from SeriesClassifierLib.headers import PRECACHE_TAGS
+    from SeriesClassifierLib.dicom.headers import PRECACHE_TAGS
 
     assert all(len(t) == 9 and t[4] == "," for t in PRECACHE_TAGS)
     # RepetitionTime, EchoTime, InversionTime, ImageType, DiffusionBValue

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from SeriesClassifierLib import mrml
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
 from SeriesClassifierLib.series import Geometry
+from SeriesClassifierLib.slicer import mrml
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
 slicer = pytest.importorskip("slicer")
@@ -240,8 +240,8 @@ def test_overlay_matches_every_file_of_a_real_oblique_dicom_series(scene, tmp_pa
     import pydicom
     from test_worker import write_series
 
-    from SeriesClassifierLib.headers import read_series
-    from SeriesClassifierLib.sources import iter_series_refs
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
 
     r = _rotation("z", 20) @ _rotation("x", 35)  # oblique: 35° off axial, then turned in-plane
     iop = tuple(np.round(np.concatenate([r @ [1.0, 0, 0], r @ [0, 1.0, 0]]), 6))

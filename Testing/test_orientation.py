@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from SeriesClassifierLib.orientation import plane_of, series_orientation, slice_normal, summarize
+from SeriesClassifierLib.dicom.orientation import plane_of, series_orientation, slice_normal, summarize
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
 AXIAL = (1, 0, 0, 0, 1, 0)

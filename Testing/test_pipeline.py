@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from dicom_factory import SAGITTAL, recipe_headers, write_classic_series, write_sr, write_toy_corpus
 
-from SeriesClassifierLib.cli import main
-from SeriesClassifierLib.ensemble import EnsembleParams, combine
-from SeriesClassifierLib.forest import ForestModel
-from SeriesClassifierLib.headers import read_series
-from SeriesClassifierLib.models import ModelBundle, load_bundle, write_model_card
-from SeriesClassifierLib.pipeline import classify
+from SeriesClassifierLib.commands.cli import main
+from SeriesClassifierLib.dicom.headers import read_series
+from SeriesClassifierLib.dicom.sources import iter_series_refs
+from SeriesClassifierLib.models.bundle import ModelBundle, load_bundle, write_model_card
+from SeriesClassifierLib.models.ensemble import EnsembleParams, combine
+from SeriesClassifierLib.models.forest import ForestModel
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.sources import iter_series_refs
+from SeriesClassifierLib.run.pipeline import classify
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +250,8 @@ def test_demo_generates_classifies_and_prints_a_table(monkeypatch, capsys, bundl
 def test_cli_classify_writes_gradcam_on_the_series_grid(bundle_dir, study, tmp_path):
     import shutil
 
-    from SeriesClassifierLib.cnn import CnnModel
-    from SeriesClassifierLib.gradcam import read_nrrd
+    from SeriesClassifierLib.models.cnn import CnnModel
+    from SeriesClassifierLib.models.gradcam import read_nrrd
 
     models = tmp_path / "models"
     shutil.copytree(bundle_dir, models)

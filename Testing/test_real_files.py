@@ -6,9 +6,9 @@ from pathlib import Path
 import pydicom.data
 import pytest
 
-from SeriesClassifierLib.models import load_bundle
-from SeriesClassifierLib.pipeline import classify
-from SeriesClassifierLib.sources import FolderSource
+from SeriesClassifierLib.dicom.sources import FolderSource
+from SeriesClassifierLib.models.bundle import load_bundle
+from SeriesClassifierLib.run.pipeline import classify
 
 
 def packaged_files() -> list[Path]:

@@ -12,11 +12,11 @@ from dicom_factory import AXIAL, recipe_headers, write_classic_series, write_enh
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from SeriesClassifierLib.cli import main
+from SeriesClassifierLib.commands.cli import main
+from SeriesClassifierLib.labels.report import ReportItem, agreement, build_report, report_items
+from SeriesClassifierLib.labels.store import LabelStore, derive_record
+from SeriesClassifierLib.labels.thumbnail import middle_image, render_png
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.report import ReportItem, agreement, build_report, report_items
-from SeriesClassifierLib.store import LabelStore, derive_record
-from SeriesClassifierLib.thumbnail import middle_image, render_png
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -206,7 +206,7 @@ def test_report_with_gradcam_from_a_cnn(folder, tmp_path, capsys):
     """--gradcam with a (small, untrained) CNN in the models folder: every readable series gets an overlay."""
     import torch
 
-    from SeriesClassifierLib.cnn import CnnModel
+    from SeriesClassifierLib.models.cnn import CnnModel
 
     torch.manual_seed(0)
     models = tmp_path / "models"

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from SeriesClassifierLib.labels.review import ReviewSession, parse_answer, resolve_code, review_order
+from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.review import ReviewSession, parse_answer, resolve_code, review_order
-from SeriesClassifierLib.store import LabelStore
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
 VOCAB = load_vocabulary()

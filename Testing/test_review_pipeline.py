@@ -11,11 +11,11 @@ import re
 import pytest
 from dicom_factory import write_toy_corpus
 
-from SeriesClassifierLib.cli import main
-from SeriesClassifierLib.forest import ForestModel
-from SeriesClassifierLib.headers import read_series
-from SeriesClassifierLib.sources import iter_series_refs
-from SeriesClassifierLib.store import LabelStore, default_store_path
+from SeriesClassifierLib.commands.cli import main
+from SeriesClassifierLib.dicom.headers import read_series
+from SeriesClassifierLib.dicom.sources import iter_series_refs
+from SeriesClassifierLib.labels.store import LabelStore, default_store_path
+from SeriesClassifierLib.models.forest import ForestModel
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from dicom_factory import write_toy_corpus
 
-from SeriesClassifierLib.cli import main
-from SeriesClassifierLib.evaluate import compare_bundles, read_any_labels
-from SeriesClassifierLib.headers import read_series
-from SeriesClassifierLib.models import load_bundle
-from SeriesClassifierLib.pipeline import classify
+from SeriesClassifierLib.commands.cli import main
+from SeriesClassifierLib.dicom.headers import read_series
+from SeriesClassifierLib.dicom.sources import iter_series_refs
+from SeriesClassifierLib.labels.store import LabelStore
+from SeriesClassifierLib.models.bundle import load_bundle
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.sources import iter_series_refs
-from SeriesClassifierLib.store import LabelStore
+from SeriesClassifierLib.run.pipeline import classify
+from SeriesClassifierLib.training.evaluate import compare_bundles, read_any_labels
 
 
 def _prediction(uid: str, sequence: str, contrast: str = "PRE") -> SeriesPrediction:
@@ -175,7 +175,7 @@ def test_the_adaptation_site_is_neither_trained_on_nor_in_the_standard_holdout()
 def test_from_a_base_with_a_cnn_fine_tunes_its_heads_only(corpus, tmp_path):
     from safetensors.torch import load_file
 
-    from SeriesClassifierLib.cnn import CnnModel
+    from SeriesClassifierLib.models.cnn import CnnModel
 
     root, truth = corpus
     base = tmp_path / "base"

@@ -94,7 +94,7 @@ def test_cmake_lists_every_engine_file_and_resource():
     for required in ("Resources/UI/SeriesClassifier.ui", "Resources/Icons/SeriesClassifier.png",
                      "Resources/vocabulary.json"):
         assert required in listed_resources
-    assert f"{ENGINE}/worker.py" in listed_scripts and f"{ENGINE}/synth/spec.py" in listed_scripts
+    assert f"{ENGINE}/run/worker.py" in listed_scripts and f"{ENGINE}/synth/spec.py" in listed_scripts
     assert "slicerMacroBuildScriptedModule(" in text and "WITH_GENERIC_TESTS" in text
 
 
@@ -185,7 +185,7 @@ def test_parameter_names_in_the_ui_are_parameter_node_fields():
 
 
 def test_table_columns_the_widget_shows_exist():
-    from SeriesClassifierLib.mrml import result_columns
+    from SeriesClassifierLib.slicer.mrml import result_columns
 
     for node in ast.walk(module_tree()):
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DISPLAY_COLUMNS":
@@ -278,7 +278,7 @@ def test_module_imports_nothing_at_load_that_needs_the_engines_dependencies():
 
 def test_stdlib_only_check_can_fail():
     assert stdlib_only(f"{ENGINE}.vocabulary")
-    assert not stdlib_only(f"{ENGINE}.worker")  # numpy
+    assert not stdlib_only(f"{ENGINE}.run.worker")  # numpy
 
 
 def test_engine_never_imports_slicer_qt_ctk_at_module_level():
@@ -362,7 +362,7 @@ class SubprocessWorker:
         self.proc.terminate()
 
     def waitForFinished(self, timeoutSeconds=600):
-        from SeriesClassifierLib.worker import EventReader
+        from SeriesClassifierLib.run.worker import EventReader
 
         out, err = self.proc.communicate(timeout=timeoutSeconds)
         reader = EventReader()
@@ -384,9 +384,9 @@ def slicer_logic(tmp_path_factory):
         pytest.fail("the installed 'slicer' package is not slicer-core", pytrace=False)
     from test_worker import write_series
 
-    from SeriesClassifierLib.forest import ForestModel
-    from SeriesClassifierLib.headers import read_series
-    from SeriesClassifierLib.sources import iter_series_refs
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
+    from SeriesClassifierLib.models.forest import ForestModel
 
     tmp = tmp_path_factory.mktemp("slicer_logic")
     study = tmp / "study"
@@ -440,7 +440,7 @@ def slicer_logic(tmp_path_factory):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         module.WorkerProcess = SubprocessWorker
-        from SeriesClassifierLib.worker_session import SubprocessTransport
+        from SeriesClassifierLib.run.worker_session import SubprocessTransport
 
         logic = module.SeriesClassifierLogic()
         logic.transportFactory = SubprocessTransport  # the warm worker on subprocess instead of QProcess
@@ -468,7 +468,7 @@ def test_logic_browses_and_precaches_without_the_gui(slicer_logic):
 
 
 def test_logic_manifest_carries_the_selection_and_its_study_siblings(slicer_logic):
-    from SeriesClassifierLib.worker import read_manifest_selection
+    from SeriesClassifierLib.run.worker import read_manifest_selection
 
     module, logic, db, tmp = slicer_logic
     first = logic.allSeries()[0]
@@ -483,10 +483,10 @@ def test_logic_classifies_reviews_shows_and_exports_without_the_gui(slicer_logic
 
     import numpy as np
 
-    from SeriesClassifierLib import worker
-    from SeriesClassifierLib.headers import read_series
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.run import worker
+    from SeriesClassifierLib.run.worker import read_manifest
     from SeriesClassifierLib.series import Geometry
-    from SeriesClassifierLib.worker import read_manifest
 
     module, logic, db, tmp = slicer_logic
     uids = logic.allSeries()
@@ -511,7 +511,7 @@ def test_logic_classifies_reviews_shows_and_exports_without_the_gui(slicer_logic
     by_uid = {r["series_uid"]: r for r in logic.rows()}
     assert by_uid[first]["review_state"] == "corrected" and by_uid[first]["label_sequence"] == "PD"
     assert by_uid[second]["review_state"] == "accepted"
-    from SeriesClassifierLib.mrml import table_rows
+    from SeriesClassifierLib.slicer.mrml import table_rows
 
     table = {r["series_uid"]: r for r in table_rows(logic.resultsTableNode)}  # the scene's copy follows
     assert set(table) == set(uids) and table[first]["label_sequence"] == "PD"

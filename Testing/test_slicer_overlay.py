@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from SeriesClassifierLib import mrml
 from SeriesClassifierLib.series import Geometry
+from SeriesClassifierLib.slicer import mrml
 
 slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):

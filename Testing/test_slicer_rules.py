@@ -282,7 +282,7 @@ def test_the_store_path_from_settings_is_used_at_once(slicer_module, tmp_path):
     module, _shown = slicer_module
     if not hasattr(module.slicer, "mrmlScene"):
         pytest.skip("needs slicer-core")
-    from SeriesClassifierLib.store import LabelStore
+    from SeriesClassifierLib.labels.store import LabelStore
 
     module.slicer.dicomDatabase = SimpleNamespace(isOpen=True, databaseDirectory=str(tmp_path / "db"))
     chosen = tmp_path / "site" / "labels.sqlite"

@@ -17,8 +17,8 @@ from test_slices_data import (
     write_mosaic,
 )
 
-from SeriesClassifierLib import slices
-from SeriesClassifierLib.slices import (
+from SeriesClassifierLib.dicom import slices
+from SeriesClassifierLib.dicom.slices import (
     SliceOptions,
     SliceReadError,
     build_stack,

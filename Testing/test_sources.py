@@ -7,8 +7,8 @@ import pytest
 from dicom_factory import SAGITTAL, recipe_headers, write_classic_series, write_enhanced_series, write_sr
 from pydicom.data import get_testdata_file
 
-from SeriesClassifierLib.headers import read_series
-from SeriesClassifierLib.sources import (
+from SeriesClassifierLib.dicom.headers import read_series
+from SeriesClassifierLib.dicom.sources import (
     DicomDatabaseSource,
     FolderSource,
     SlicerDatabaseSource,
@@ -229,7 +229,7 @@ def test_not_a_database(tmp_path):
 
 
 def _both_readers(path):
-    from SeriesClassifierLib import sources
+    from SeriesClassifierLib.dicom import sources
 
     out = []
     for reader in (sources.read_grouping_tags, sources._read_grouping_tags_pydicom):
@@ -256,7 +256,7 @@ def test_fast_scanner_skips_nested_sequences(tmp_path):
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as Seq
 
-    from SeriesClassifierLib import sources
+    from SeriesClassifierLib.dicom import sources
 
     uid, files = write_classic_series(tmp_path, recipe_headers("T2_2D", np.random.default_rng(0)), n=1)
     ds = pydicom.dcmread(files[0])
@@ -292,8 +292,8 @@ def test_linked_folders_are_followed_once(tmp_path):
 
 @pytest.mark.parametrize("version,inside", [("0.7.0", False), ("0.8.0", True)])
 def test_database_and_folder_classify_alike(messy_folder, tmp_path, version, inside):
-    from SeriesClassifierLib.models import load_bundle
-    from SeriesClassifierLib.pipeline import classify
+    from SeriesClassifierLib.models.bundle import load_bundle
+    from SeriesClassifierLib.run.pipeline import classify
 
     bundle = load_bundle(load_cnn=False)
     folder_refs = list(FolderSource(messy_folder["root"]))

@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
+from SeriesClassifierLib.labels.store import SCHEMA_VERSION, LabelStore, StoreError, default_store_path
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.store import SCHEMA_VERSION, LabelStore, StoreError, default_store_path
 
 
 def make_prediction(uid: str, sequence: str = "T1_3D_PRE", p: float = 0.8, needs_review: bool = False,
@@ -203,7 +203,7 @@ def test_import_labels_validates_rows_and_is_idempotent(store):
 def test_migration_from_version_1_backfills_and_adds_the_current_labels_view(tmp_path):
     import json
 
-    from SeriesClassifierLib.store import _migrate_0_to_1
+    from SeriesClassifierLib.labels.store import _migrate_0_to_1
 
     path = tmp_path / "v1.sqlite"
     conn = sqlite3.connect(path)

@@ -12,12 +12,12 @@ import textwrap
 
 import pytest
 
-from SeriesClassifierLib.store import LabelStore
+from SeriesClassifierLib.labels.store import LabelStore
 
 WRITER = textwrap.dedent(
     """
     import sys, time, uuid
-    from SeriesClassifierLib.store import LabelStore
+    from SeriesClassifierLib.labels.store import LabelStore
     path, name, n, hang_after = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     store = LabelStore(path)
     codes = store.vocabulary.sequence_codes
@@ -124,7 +124,7 @@ def test_processes_creating_the_same_new_store_at_once(tmp_path):
     code = textwrap.dedent(
         """
         import sys
-        from SeriesClassifierLib.store import LabelStore
+        from SeriesClassifierLib.labels.store import LabelStore
         with LabelStore(sys.argv[1]) as s:
             for i in range(5):
                 s.correct(f"uid.{i}", sequence="PD", user=sys.argv[2], source="cli", event_id=f"{sys.argv[2]}-{i}")

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from test_synth_writer import fake_phantom, fake_render
 
-from SeriesClassifierLib.cli import main
+from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.synth.generate import LABEL_COLUMNS, generate_studies, read_labels
 from SeriesClassifierLib.synth.profiles import HOLDOUT_PROFILES, PROFILES, TRAINING_PROFILES, get_profiles
 from SeriesClassifierLib.synth.protocols import STUDY_TYPES, plan_study

@@ -18,14 +18,14 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from SeriesClassifierLib import worker
-from SeriesClassifierLib.dicom_compat import save_dataset
-from SeriesClassifierLib.ensemble import EnsembleParams
+from SeriesClassifierLib.models.ensemble import EnsembleParams
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
+from SeriesClassifierLib.pydicom_compat import save_dataset
+from SeriesClassifierLib.run import worker
 from SeriesClassifierLib.series import Geometry
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
-ENGINE_DIR = Path(worker.__file__).resolve().parent.parent
+ENGINE_DIR = Path(worker.__file__).resolve().parent.parent.parent  # SeriesClassifier/ (worker is in run/)
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 
@@ -153,7 +153,7 @@ def test_command_round_trips_through_the_parser():
     cmd = worker.command("PythonSlicer", "/tmp/m.json", series_uids=["1.2", "1.3"], models="/m", gradcam_dir="/g",
                          gradcam_head="orientation", gradcam_class="SAGITTAL", gradcam_only=True, use_cnn=False,
                          device="cpu", threads=2)
-    assert cmd[:4] == ["PythonSlicer", "-u", "-m", "SeriesClassifierLib.worker"]
+    assert cmd[:4] == ["PythonSlicer", "-u", "-m", "SeriesClassifierLib.run.worker"]
     args = worker.build_parser().parse_args(cmd[4:])
     assert args.source == "/tmp/m.json" and args.series_uids == ["1.2", "1.3"] and args.models == "/m"
     assert (args.gradcam_dir, args.gradcam_head, args.gradcam_class) == ("/g", "orientation", "SAGITTAL")
@@ -205,7 +205,7 @@ def test_run_streams_one_prediction_per_series_and_reports_failures(study, tmp_p
 
 
 def test_a_selection_is_read_with_its_study_siblings_but_only_it_is_classified(study, tmp_path, monkeypatch):
-    import SeriesClassifierLib.pipeline as pipeline
+    import SeriesClassifierLib.run.pipeline as pipeline
 
     root, uids = study
     entries = [{"series_uid": uid, "study_uid": "1.2.study", "files": sorted(str(p) for p in (root / d).glob("*.dcm")),
@@ -272,7 +272,7 @@ SCRIPT = textwrap.dedent(
     from types import SimpleNamespace
     sys.path.insert(0, {testing!r})
     from test_worker import stub_bundle
-    from SeriesClassifierLib import worker
+    from SeriesClassifierLib.run import worker
     raise SystemExit(worker.main(sys.argv[1:], bundle=stub_bundle(delay={delay}, noisy=True)))
     """
 )
@@ -333,11 +333,11 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path, study, launcher):
 
 def test_worker_process_with_forest_and_cnn_writes_gradcam_on_the_series_grid(tmp_path):
     """As the module runs it: a real process, a real bundle (toy forest + untrained CNN), Grad-CAM files."""
-    from SeriesClassifierLib import mrml
-    from SeriesClassifierLib.cnn import CnnModel
-    from SeriesClassifierLib.forest import ForestModel
-    from SeriesClassifierLib.headers import read_series
-    from SeriesClassifierLib.sources import iter_series_refs
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
+    from SeriesClassifierLib.models.cnn import CnnModel
+    from SeriesClassifierLib.models.forest import ForestModel
+    from SeriesClassifierLib.slicer import mrml
 
     slicer = pytest.importorskip("slicer")
     study = tmp_path / "study"

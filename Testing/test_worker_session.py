@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_worker import write_series
 
-from SeriesClassifierLib.worker_session import SubprocessTransport, WorkerSession
+from SeriesClassifierLib.run.worker_session import SubprocessTransport, WorkerSession
 
 ENGINE_DIR = Path(__file__).resolve().parent.parent / "SeriesClassifier"
 LAUNCHER = "import subprocess, sys; raise SystemExit(subprocess.call(sys.argv[1:]))"  # as PythonSlicer
@@ -21,7 +21,7 @@ SERVE_SCRIPT = textwrap.dedent(
     import sys, numpy as np
     sys.path.insert(0, {testing!r})
     from test_worker import stub_bundle
-    from SeriesClassifierLib import worker
+    from SeriesClassifierLib.run import worker
 
     def fake_gradcam(bundle, series, head, target):
         g = series.geometry

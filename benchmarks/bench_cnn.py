@@ -32,11 +32,11 @@ def _timeit(fn, repeat: int = 5) -> float:
 
 
 def main() -> int:
-    from SeriesClassifierLib.cnn import CnnModel, count_parameters
-    from SeriesClassifierLib.gradcam import gradcam
+    from SeriesClassifierLib.dicom.slices import sample_series
+    from SeriesClassifierLib.models.cnn import CnnModel, count_parameters
+    from SeriesClassifierLib.models.gradcam import gradcam
     from SeriesClassifierLib.resources import default_models_dir
     from SeriesClassifierLib.series import Series
-    from SeriesClassifierLib.slices import sample_series
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--series-dir")
@@ -87,9 +87,9 @@ def main() -> int:
 
 
 def _bench_forest(folder: Path) -> None:
-    from SeriesClassifierLib.headers import read_series
-    from SeriesClassifierLib.models import load_bundle
-    from SeriesClassifierLib.sources import iter_series_refs
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
+    from SeriesClassifierLib.models.bundle import load_bundle
 
     forest = load_bundle(load_cnn=False).forest
     ref = next(iter(iter_series_refs(folder)))

@@ -79,10 +79,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import pydicom
 
-    from SeriesClassifierLib.features import FeatureExtractor  # noqa: F401 - import cost outside the timings
-    from SeriesClassifierLib.headers import read_series
-    from SeriesClassifierLib.models import load_bundle
-    from SeriesClassifierLib.sources import iter_series_refs
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
+    from SeriesClassifierLib.models.bundle import load_bundle
+    from SeriesClassifierLib.models.features import FeatureExtractor  # noqa: F401 - import cost outside the timings
 
     archive = Path(args.archive)
     build_archive(archive, args.studies, args.seed)

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_worker.py STUDY_DIR [--models DIR] [--no-cnn] [--gradcam] [--threads N] [--repeat R]
 
-Runs ``python -m SeriesClassifierLib.worker`` the way the module does (a separate process, JSON lines on
+Runs ``python -m SeriesClassifierLib.run.worker`` the way the module does (a separate process, JSON lines on
 stdout) and prints, per run: time to the worker's first event (interpreter + engine import), to ``start``
 (series listed), to the first prediction, to ``done``, and seconds per series. Without STUDY_DIR give
 ``--generate`` to write a one-study sample with the generator first (as "Load sample study" does).
@@ -24,7 +24,7 @@ ENGINE_DIR = Path(__file__).resolve().parent.parent / "SeriesClassifier"
 
 def run_once(study: Path, models: str | None, no_cnn: bool, gradcam_dir: str | None, threads: int) -> dict:
     sys.path.insert(0, str(ENGINE_DIR))
-    from SeriesClassifierLib.worker import EventReader, command
+    from SeriesClassifierLib.run.worker import EventReader, command
 
     cmd = command(sys.executable, study, models=models, use_cnn=not no_cnn, gradcam_dir=gradcam_dir,
                   device="cpu", threads=threads)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from SeriesClassifierLib.dicom_compat import save_dataset
+from SeriesClassifierLib.pydicom_compat import save_dataset
 
 
 def _model(models: str | None):
-    from SeriesClassifierLib.cnn import CnnModel
+    from SeriesClassifierLib.models.cnn import CnnModel
     from SeriesClassifierLib.resources import default_models_dir
 
     return CnnModel.load(models or default_models_dir())
@@ -44,9 +44,9 @@ def grid(corpus: str, models: str | None, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from SeriesClassifierLib.cnn_train import read_labels, series_files
-    from SeriesClassifierLib.gradcam import gradcam
-    from SeriesClassifierLib.slices import sample_series
+    from SeriesClassifierLib.dicom.slices import sample_series
+    from SeriesClassifierLib.models.gradcam import gradcam
+    from SeriesClassifierLib.training.cnn_train import read_labels, series_files
 
     model = _model(models)
     rows = read_labels(Path(corpus) / "labels.csv")
@@ -116,10 +116,10 @@ def real(models: str | None, out: str) -> None:
     import matplotlib.pyplot as plt
     from pydicom.data import get_testdata_file
 
-    from SeriesClassifierLib.gradcam import gradcam
-    from SeriesClassifierLib.models import load_bundle
-    from SeriesClassifierLib.pipeline import classify
-    from SeriesClassifierLib.slices import sample_series
+    from SeriesClassifierLib.dicom.slices import sample_series
+    from SeriesClassifierLib.models.bundle import load_bundle
+    from SeriesClassifierLib.models.gradcam import gradcam
+    from SeriesClassifierLib.run.pipeline import classify
 
     bundle = load_bundle(models)
     model = bundle.cnn

@@ -20,7 +20,7 @@ import numpy as np
 
 def load(path: Path, cache: Path):
     from SeriesClassifierLib.commands.train import read_all
-    from SeriesClassifierLib.evaluate import read_labels
+    from SeriesClassifierLib.training.evaluate import read_labels
 
     labels = read_labels(path / "labels.csv")
     series = [s for s in read_all(path, cache) if not s.skipped and s.series_uid in labels]
@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 
     from SeriesClassifierLib.commands.train import without_context, without_vendor_names
-    from SeriesClassifierLib.features import FeatureExtractor
-    from SeriesClassifierLib.forest import normalise_label
+    from SeriesClassifierLib.models.features import FeatureExtractor
+    from SeriesClassifierLib.models.forest import normalise_label
 
     cache = Path(args.cache_dir)
     train, train_labels = load(Path(args.train), cache / "train.jsonl")

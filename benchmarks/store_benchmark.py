@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.store import LabelStore
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
 

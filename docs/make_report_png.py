@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from SeriesClassifierLib.cli import main as cli
-from SeriesClassifierLib.headers import read_series
+from SeriesClassifierLib.commands.cli import main as cli
+from SeriesClassifierLib.dicom.headers import read_series
+from SeriesClassifierLib.dicom.sources import iter_series_refs
+from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.sources import iter_series_refs
-from SeriesClassifierLib.store import LabelStore
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
 
@@ -83,8 +83,8 @@ def main() -> int:
     store_path.unlink(missing_ok=True)
     with LabelStore(store_path) as store:
         if args.models:
-            from SeriesClassifierLib.models import load_bundle
-            from SeriesClassifierLib.pipeline import classify
+            from SeriesClassifierLib.models.bundle import load_bundle
+            from SeriesClassifierLib.run.pipeline import classify
 
             store.record_predictions(classify(folder, load_bundle(args.models)))
         else:

@@ -6,7 +6,7 @@
 No Slicer here: the CTK/MRML widgets are stood in by their closest Qt widgets (collapsible button →
 group box with an arrow, path line edit → line edit, slider widget → slider). The table, tree and combo
 boxes are filled the way SeriesClassifierWidget fills them, from worker events (``--events``: the
-JSON lines ``python -m SeriesClassifierLib.worker`` printed) or, without them, from a few illustrative
+JSON lines ``python -m SeriesClassifierLib.run.worker`` printed) or, without them, from a few illustrative
 rows marked as such in the picture. With ``--slice-view STUDY_DIR`` a "slice view" of the current row
 (its Grad-CAM from the events, the image from the DICOM files) is drawn beside the panel with the module's
 heat colour table.
@@ -27,8 +27,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "SeriesClassifier"))
 
-from SeriesClassifierLib.mrml import heat_colors, result_columns, result_row  # noqa: E402
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction  # noqa: E402
+from SeriesClassifierLib.slicer.mrml import heat_colors, result_columns, result_row  # noqa: E402
 from SeriesClassifierLib.vocabulary import load_vocabulary  # noqa: E402
 
 UI_FILE = ROOT / "SeriesClassifier" / "Resources" / "UI" / "SeriesClassifier.ui"
@@ -221,7 +221,7 @@ def slice_view(heatmap_file: str, study: Path, size: int):
     import pydicom
     from PIL import Image
 
-    from SeriesClassifierLib.worker import load_heatmap
+    from SeriesClassifierLib.run.worker import load_heatmap
 
     heat, geometry, meta = load_heatmap(heatmap_file)
     k = int(np.argmax(heat.reshape(len(heat), -1).max(axis=1)))

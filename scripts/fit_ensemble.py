@@ -24,15 +24,15 @@ import json
 import sys
 from pathlib import Path
 
-from SeriesClassifierLib.ensemble import EnsembleParams, combine, fit_params
-from SeriesClassifierLib.evaluate import (
+from SeriesClassifierLib.models.ensemble import EnsembleParams, combine, fit_params
+from SeriesClassifierLib.prediction import SeriesPrediction
+from SeriesClassifierLib.training.evaluate import (
     evaluate_predictions,
     plot_confusion,
     read_labels,
     read_predictions,
     summary_lines,
 )
-from SeriesClassifierLib.prediction import SeriesPrediction
 
 VARIANTS = {  # name → (models used, which params)
     "forest": (("forest",), "fitted"),
@@ -48,8 +48,8 @@ def classified(corpus: Path, models: Path, out: Path) -> list[SeriesPrediction]:
     if cache.is_file():
         return read_predictions(cache)
     from SeriesClassifierLib.commands.classify import ProgressBar
-    from SeriesClassifierLib.models import load_bundle
-    from SeriesClassifierLib.pipeline import classify
+    from SeriesClassifierLib.models.bundle import load_bundle
+    from SeriesClassifierLib.run.pipeline import classify
 
     bundle = load_bundle(models)
     if bundle.forest is None or bundle.cnn is None:

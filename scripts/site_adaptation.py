@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from SeriesClassifierLib.cli import main as cli
+from SeriesClassifierLib.commands.cli import main as cli
 from SeriesClassifierLib.commands.train import read_all
-from SeriesClassifierLib.ensemble import combine
-from SeriesClassifierLib.evaluate import read_labels
-from SeriesClassifierLib.models import load_bundle
-from SeriesClassifierLib.site_training import split_by_study
-from SeriesClassifierLib.store import LabelStore
+from SeriesClassifierLib.labels.store import LabelStore
+from SeriesClassifierLib.models.bundle import load_bundle
+from SeriesClassifierLib.models.ensemble import combine
+from SeriesClassifierLib.training.evaluate import read_labels
+from SeriesClassifierLib.training.site_training import split_by_study
 
 
 def accuracy(forest, cnn, test: list, labels: dict, params) -> dict[str, float]:

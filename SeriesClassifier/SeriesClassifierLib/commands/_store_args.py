@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..store import LabelStore, StoreError, default_store_path
+from ..labels.store import LabelStore, StoreError, default_store_path
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_models_argument(parser: argparse.ArgumentParser) -> None:
 
 def list_series(path: str) -> list:
     """The series under ``path`` (SeriesRef), or StoreError saying why not."""
-    from ..sources import iter_series_refs
+    from ..dicom.sources import iter_series_refs
 
     try:
         return list(iter_series_refs(path))
@@ -78,8 +78,8 @@ def ensure_predictions(
     else:
         todo, what = None, f"{path} (the store has no predictions yet)"
     try:
-        from ..models import load_bundle
-        from ..pipeline import classify
+        from ..models.bundle import load_bundle
+        from ..run.pipeline import classify
     except ImportError as e:
         raise StoreError(f"the classifier is not available here ({e}); run `seriesclassifier classify` first") from e
     print(f"classifying {what} …", file=err or sys.stderr)

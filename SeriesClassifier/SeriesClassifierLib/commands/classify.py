@@ -78,7 +78,7 @@ def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
 
 def gradcam_writer(cnn, out_dir: Path):
     """A pipeline ``on_result`` hook writing each series' Grad-CAM; a failure costs that map only."""
-    from ..gradcam import gradcam_series, write_gradcam
+    from ..models.gradcam import gradcam_series, write_gradcam
 
     def write(series, prediction: SeriesPrediction) -> None:
         if prediction.error or series.skipped or "cnn" not in prediction.models:
@@ -110,8 +110,8 @@ class ProgressBar:
 
 
 def run(args) -> int:
-    from ..models import load_bundle
-    from ..pipeline import classify
+    from ..models.bundle import load_bundle
+    from ..run.pipeline import classify
 
     out = Path(args.out)
     if out.suffix.lower() not in {".csv", ".json"}:

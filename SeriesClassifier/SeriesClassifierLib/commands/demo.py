@@ -26,10 +26,10 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def run(args) -> int:
-    from ..evaluate import read_labels
-    from ..models import load_bundle
-    from ..pipeline import classify
+    from ..models.bundle import load_bundle
+    from ..run.pipeline import classify
     from ..synth.generate import generate_studies
+    from ..training.evaluate import read_labels
 
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="seriesclassifier-demo-"))
     try:

@@ -26,7 +26,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..evaluate import (
+    from ..labels.store import StoreError
+    from ..training.evaluate import (
         compare_bundles,
         evaluate_predictions,
         read_any_labels,
@@ -35,7 +36,6 @@ def run(args) -> int:
         write_comparison,
         write_report,
     )
-    from ..store import StoreError
 
     path = Path(args.path)
     labels_path = Path(args.labels) if args.labels else path / "labels.csv"
@@ -70,8 +70,8 @@ def run(args) -> int:
 
 def _classify(path: Path, args) -> tuple[list, list | None]:
     """Predictions of --models and, with --baseline, of the baseline bundle on the same read series."""
-    from ..models import load_bundle
-    from ..pipeline import predict_series, read_all_series, resolve_refs
+    from ..models.bundle import load_bundle
+    from ..run.pipeline import predict_series, read_all_series, resolve_refs
     from .classify import ProgressBar
 
     use = {"use_forest": not args.no_forest, "use_cnn": not args.no_cnn}

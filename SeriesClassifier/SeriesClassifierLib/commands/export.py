@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..export import FORMATS, export, select, write_export
-from ..store import StoreError
+from ..labels.export import FORMATS, export, select, write_export
+from ..labels.store import StoreError
 from ._store_args import add_models_argument, add_store_argument, ensure_predictions, open_store
 
 

@@ -9,7 +9,7 @@ import io
 import sys
 from pathlib import Path
 
-from ..store import LabelStore, StoreError
+from ..labels.store import LabelStore, StoreError
 from ._store_args import add_store_argument, store_path
 
 

@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..export import write_export
-from ..report import build_report, report_items
-from ..store import LabelRecord, StoreError
-from ..thumbnail import middle_image
+from ..labels.export import write_export
+from ..labels.report import build_report, report_items
+from ..labels.store import LabelRecord, StoreError
+from ..labels.thumbnail import middle_image
 from ._store_args import add_store_argument, ensure_predictions, list_series, open_store
 
 
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _gradcam_images(models: str | None, files: dict[str, list[Path]]):
     """An image provider giving the middle sampled CNN input and its Grad-CAM, or None without a CNN."""
-    from ..gradcam import gradcam_series
-    from ..models import load_bundle
+    from ..models.bundle import load_bundle
+    from ..models.gradcam import gradcam_series
 
     try:
         bundle = load_bundle(models, load_forest=False, load_cnn=True)

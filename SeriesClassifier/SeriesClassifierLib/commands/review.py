@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..review import ReviewSession, review_order
-from ..store import StoreError
+from ..labels.review import ReviewSession, review_order
+from ..labels.store import StoreError
 from ._store_args import add_models_argument, add_store_argument, ensure_predictions, list_series, open_store
 
 

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..site_training import BASE_ROWS, read_base_rows, split_by_study, write_base_rows
+from ..training.site_training import BASE_ROWS, read_base_rows, split_by_study, write_base_rows
 
 DEFAULT_HOLDOUT_NOTE = "profiles never seen in training"
 
@@ -62,10 +62,10 @@ def _log(msg: str) -> None:
 
 def read_all(path: Path, cache: Path | None = None) -> list:
     """Every series under path, headers read (or loaded from the cache written by an earlier run)."""
-    from ..features import add_study_context
-    from ..headers import read_series
+    from ..dicom.headers import read_series
+    from ..dicom.sources import iter_series_refs
+    from ..models.features import add_study_context
     from ..series import Series
-    from ..sources import iter_series_refs
 
     if cache is not None and cache.is_file():
         with open(cache, encoding="utf-8") as f:
@@ -147,8 +147,8 @@ def without_vendor_names(series: list, fraction: float, seed: int) -> list:
 
 def fit_forest(train: list, labels: dict, *, descriptions: bool, kind: str, n_estimators: int, seed: int,
                context_dropout: float = 0.15, name_dropout: float = 0.0, sample_weight: list | None = None):
-    from ..features import FeatureExtractor
-    from ..forest import ForestModel
+    from ..models.features import FeatureExtractor
+    from ..models.forest import ForestModel
 
     forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
                          random_state=seed)
@@ -158,7 +158,7 @@ def fit_forest(train: list, labels: dict, *, descriptions: bool, kind: str, n_es
 
 def review_threshold_from_oob(forest) -> float:
     """The ensemble's review threshold from the forest's calibrated out-of-bag sequence predictions."""
-    from ..calibration import review_threshold
+    from ..models.calibration import review_threshold
 
     oob = forest.oob.get("sequence")
     if not oob:
@@ -168,9 +168,9 @@ def review_threshold_from_oob(forest) -> float:
 
 
 def evaluate_forest(forest, series: list, labels: dict, params) -> dict:
-    from ..evaluate import evaluate_predictions
-    from ..models import ModelBundle
-    from ..pipeline import predict_series
+    from ..models.bundle import ModelBundle
+    from ..run.pipeline import predict_series
+    from ..training.evaluate import evaluate_predictions
 
     bundle = ModelBundle(forest=forest, ensemble=params, version="candidate")
     predictions = [predict_series(s, bundle, use_cnn=False) for s in series]
@@ -179,7 +179,7 @@ def evaluate_forest(forest, series: list, labels: dict, params) -> dict:
 
 def calibration_summary(forest) -> dict:
     """ECE of the out-of-bag sequence probabilities before and after temperature scaling."""
-    from ..calibration import expected_calibration_error
+    from ..models.calibration import expected_calibration_error
 
     oob = forest.oob.get("sequence")
     if not oob:
@@ -196,7 +196,7 @@ def calibration_summary(forest) -> dict:
 def _train_cnn(args, out: Path, labels_path: Path) -> str | None:
     """Train the CNN into ``out`` when cnn_train is available; returns a note for the card."""
     try:
-        from ..cnn_train import train_cnn
+        from ..training.cnn_train import train_cnn
     except ImportError as exc:
         return f"CNN not trained: cnn_train unavailable ({exc})"
     holdout = list(args.holdout_profile or [])
@@ -207,9 +207,9 @@ def _train_cnn(args, out: Path, labels_path: Path) -> str | None:
 
 def run(args) -> int:
     from .. import __version__
-    from ..ensemble import EnsembleParams
-    from ..evaluate import read_labels, write_report
-    from ..models import write_model_card
+    from ..models.bundle import write_model_card
+    from ..models.ensemble import EnsembleParams
+    from ..training.evaluate import read_labels, write_report
 
     data = Path(args.data)
     out = Path(args.out)
@@ -278,7 +278,7 @@ def run(args) -> int:
             for p in written:
                 if p.suffix == ".png":
                     shutil.copy(p, Path(args.docs) / f"forest_heldout_{p.name}")
-        from ..evaluate import summary_lines
+        from ..training.evaluate import summary_lines
 
         for line in summary_lines(report):
             _log(line)
@@ -302,8 +302,8 @@ def run(args) -> int:
 
 def _read_training_labels(path: Path) -> dict | None:
     """Labels from a CSV or a store (saying how many were corrected/accepted); None after printing why not."""
-    from ..evaluate import read_any_labels
-    from ..store import StoreError
+    from ..labels.store import StoreError
+    from ..training.evaluate import read_any_labels
 
     try:
         labels = read_any_labels(path)
@@ -328,7 +328,7 @@ def _adapt_from_base(args, base: Path, out: Path, train_labels: Path) -> str | N
             if base.resolve() != out.resolve():
                 shutil.copy(base / name, out / name)
         return f"CNN copied unchanged from {base}"
-    from ..cnn_train import fine_tune_cnn
+    from ..training.cnn_train import fine_tune_cnn
 
     result = fine_tune_cnn(base, args.data, train_labels, out, seed=args.seed)
     _log(f"CNN heads fine-tuned on {result['n_series']} site series ({result['n_slices']} slices); "
@@ -349,9 +349,9 @@ def _with_base_rows(train: list, labels: dict, base: Path | None, site_weight: f
 
 def _compare_on_site(out: Path, base: Path | None, test: list, labels: dict) -> None:
     """The new bundle and the base (or nothing) on the site's series kept out of training."""
-    from ..evaluate import compare_bundles, evaluate_predictions, summary_lines, write_comparison, write_report
-    from ..models import load_bundle
-    from ..pipeline import predict_series
+    from ..models.bundle import load_bundle
+    from ..run.pipeline import predict_series
+    from ..training.evaluate import compare_bundles, evaluate_predictions, summary_lines, write_comparison, write_report
 
     new = load_bundle(out, load_cnn=False)
     new_predictions = [predict_series(s, new, use_cnn=False) for s in test]
@@ -385,7 +385,7 @@ def _write_labels_csv(labels: dict[str, dict[str, str]], path: Path) -> Path:
 
 
 def _counts(values: list) -> dict[str, int]:
-    from ..forest import normalise_label
+    from ..models.forest import normalise_label
 
     counts: dict[str, int] = {}
     for v in values:

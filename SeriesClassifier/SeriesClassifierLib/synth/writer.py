@@ -26,7 +26,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from ..dicom_compat import save_dataset
+from ..pydicom_compat import save_dataset
 from .profiles import Profile
 from .spec import RenderedSeries, SeriesSpec
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .prediction import SeriesPrediction
-from .series import Geometry
-from .vocabulary import load_vocabulary
+from ..prediction import SeriesPrediction
+from ..series import Geometry
+from ..vocabulary import load_vocabulary
 
 log = logging.getLogger(__name__)
 

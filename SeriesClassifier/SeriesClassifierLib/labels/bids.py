@@ -29,8 +29,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..vocabulary import Vocabulary, load_vocabulary
 from .store import LabelRecord
-from .vocabulary import Vocabulary, load_vocabulary
 
 # BIDS entity order for file names (BIDS specification, entity table), as dcm2bids reorders them too
 ENTITY_ORDER = (

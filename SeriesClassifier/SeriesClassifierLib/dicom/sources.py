@@ -25,7 +25,8 @@ from urllib.parse import unquote, urlparse
 from pydicom.filereader import read_partial
 from pydicom.tag import Tag
 
-from .series import InstanceInfo, SeriesRef
+from ..errors import NotDicomError
+from ..series import InstanceInfo, SeriesRef
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,6 @@ _GROUPING_TAGS = [
     Tag(0x0020, 0x0032),  # ImagePositionPatient
     Tag(0x0020, 0x0037),  # ImageOrientationPatient
 ]
-
-
-class NotDicomError(ValueError):
-    """The file is not a DICOM file (or nothing usable could be read from it)."""
 
 
 def _stop_after_grouping(tag, vr, length) -> bool:

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from .prediction import SeriesPrediction
+from ..prediction import SeriesPrediction
+from ..vocabulary import Vocabulary
 from .store import LabelRecord, LabelStore
-from .vocabulary import Vocabulary
 
 KEYS = "[Enter/y] accept · CODE correct · o CODE orientation · n TEXT note · s skip · b back · q quit · ? codes"
 

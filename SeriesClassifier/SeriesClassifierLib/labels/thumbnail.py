@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .slices import build_stack, read_slice
+from ..dicom.slices import build_stack, read_slice
 
 
 def middle_image(series_files: Sequence[str | Path], attempts: int = 5) -> tuple[np.ndarray | None, str]:

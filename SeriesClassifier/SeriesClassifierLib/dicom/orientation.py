@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .vocabulary import load_vocabulary
+from ..vocabulary import load_vocabulary
 
 # DICOM patient axes (LPS): a normal along x is a sagittal slice, y coronal, z axial.
 _AXIS_PLANES = ("SAGITTAL", "CORONAL", "AXIAL")

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..dicom.slices import SampledSlices, sample_series
+from ..series import Geometry
 from .aggregate import mean_log_prob
 from .cnn import CnnModel, head_classes
-from .series import Geometry
-from .slices import SampledSlices, sample_series
 
 METHODS = ("gradcam", "gradcam++")
 

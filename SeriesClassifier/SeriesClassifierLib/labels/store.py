@@ -39,8 +39,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .prediction import SeriesPrediction
-from .vocabulary import Vocabulary, load_vocabulary
+from ..errors import StoreError
+from ..prediction import SeriesPrediction
+from ..vocabulary import Vocabulary, load_vocabulary
 
 SCHEMA_VERSION = 2
 SOURCES = ("slicer", "cli", "review", "import", "api")
@@ -122,10 +123,6 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 # from-version -> function bringing the file to from-version + 1, run inside one transaction
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
-
-
-class StoreError(RuntimeError):
-    """The store file cannot be used (newer schema, not a store, unwritable)."""
 
 
 @dataclass

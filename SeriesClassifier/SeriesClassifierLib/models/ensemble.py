@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .prediction import ModelOutput, TaskPrediction
+from ..prediction import ModelOutput, TaskPrediction
 
 ENSEMBLE_FILE = "ensemble.json"
 

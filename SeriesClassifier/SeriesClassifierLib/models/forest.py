@@ -6,7 +6,7 @@ learnt: where geometry exists the plane is computed exactly (``orientation.py``)
 reported with probability 1; without geometry the forest says nothing about it and
 the CNN (or a reviewer) decides.
 
-Storage: the trees as plain arrays (``forest_arrays.py``: numpy only, the same on every
+Storage: the trees as plain arrays (``models/forest_arrays.py``: numpy only, the same on every
 scikit-learn; older bundles' skops files are still read, with an explicit list of trusted types,
 never ``trusted=True``), everything else (feature vocabulary, classes, temperatures,
 explanation tables, training summary) in a JSON file beside it.
@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
+from ..prediction import ModelOutput, TaskPrediction
+from ..series import Series
+from ..vocabulary import load_vocabulary
 from .calibration import TemperatureScaler
 from .features import FeatureExtractor, header_tokens, numeric_features
 from .forest_arrays import ARRAYS_FILE, has_forest_arrays, load_forest_arrays, save_forest_arrays
-from .prediction import ModelOutput, TaskPrediction
-from .series import Series
-from .vocabulary import load_vocabulary
 
 FOREST_FILE = "forest.skops"
 CONFIG_FILE = "forest.json"
@@ -312,7 +312,7 @@ class ForestModel:
     def save(self, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        # The trees as plain arrays (forest_arrays.py): the same on every scikit-learn, no pickles.
+        # The trees as plain arrays (models/forest_arrays.py): the same on every scikit-learn, no pickles.
         path = save_forest_arrays(self.estimators, folder)
         (folder / FOREST_FILE).unlink(missing_ok=True)  # an older skops file would only be a stale fallback
         config = self.config()

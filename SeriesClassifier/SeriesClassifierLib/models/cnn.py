@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..dicom.slices import SampledSlices, SliceOptions, SliceReadError, sample_series
+from ..prediction import ModelOutput, TaskPrediction
+from ..vocabulary import Vocabulary, load_vocabulary
 from .aggregate import MIXED, LearnedAggregator, MeanLogProb, SliceGRU, orientation_from_slices
-from .prediction import ModelOutput, TaskPrediction
-from .slices import SampledSlices, SliceOptions, SliceReadError, sample_series
-from .vocabulary import Vocabulary, load_vocabulary
 
 WEIGHTS_NAME = "cnn.safetensors"
 CONFIG_NAME = "cnn.json"

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .. import __version__
+from ..vocabulary import Vocabulary, load_vocabulary
 from .bids import BidsName, bids_names, dcm2bids_config, heudiconv_heuristic
 from .store import LabelRecord, record_row, utc_now
-from .vocabulary import Vocabulary, load_vocabulary
 
 FORMATS = ("csv", "json", "bids", "dcm2bids", "heudiconv")
 JSON_FORMAT_VERSION = 1

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .series import Series
+from ..series import Series
 
 BASE_ROWS = "forest_train.jsonl.gz"
 

@@ -26,9 +26,11 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from ..series import Geometry, InstanceInfo, Series, SeriesRef
 from .orientation import summarize
-from .series import Geometry, InstanceInfo, Series, SeriesRef
 from .sources import read_grouping_tags
+from .tags import GE_PULSE_SEQUENCE, PHILIPS_SCANNING_TECHNIQUE, SIEMENS_MOSAIC_IMAGES, b_value, private_value
+from .tags import to_float as _to_float
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +100,6 @@ def skip_reason_for(sop_class: str, modality: str, has_rows: bool) -> str | None
 # --- value helpers: tolerant of missing, multi-valued, private (bytes) values ---------------
 
 
-def _to_float(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (bytes, bytearray)):
-        value = value.decode("ascii", "ignore").strip("\x00 ").split("\\")[0]
-    if isinstance(value, (list, tuple)) or hasattr(value, "__len__") and not isinstance(value, str):
-        try:
-            value = value[0]
-        except (IndexError, TypeError):
-            return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _to_strings(value: Any) -> list[str]:
     if value is None:
         return []
@@ -132,16 +117,6 @@ def _text(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return value.decode("ascii", "ignore").strip("\x00 ")
     return "" if value is None else str(value).strip()
-
-
-def _private(ds: Dataset, group: int, creator: str, offset: int, fallback: int) -> Any:
-    """A private value by its creator (the usual element number as fallback)."""
-    try:
-        return ds.private_block(group, creator)[offset].value
-    except (KeyError, ValueError):
-        pass
-    elem = ds.get((group, fallback))
-    return None if elem is None else elem.value
 
 
 def _first_item(ds: Dataset, *path: str) -> Dataset | None:
@@ -165,20 +140,6 @@ def _functional(ds: Dataset, frame: Dataset | None, seq: str) -> Dataset | None:
 # --- per-file header values ------------------------------------------------------------------
 
 
-def _b_value(ds: Dataset) -> float | None:
-    b = _to_float(ds.get("DiffusionBValue"))
-    if b is None:
-        b = _to_float(_private(ds, 0x0019, "SIEMENS MR HEADER", 0x0C, 0x100C))
-    if b is None:
-        raw = _private(ds, 0x0043, "GEMS_PARM_01", 0x39, 0x1039)
-        b = _to_float(raw)
-        if b is not None and b >= 1e9:
-            b = b % 1e9  # some GE software stores b + 1e9
-    if b is None:
-        b = _to_float(_private(ds, 0x2001, "Philips Imaging DD 001", 0x03, 0x1003))
-    return b
-
-
 def _classic_values(ds: Dataset) -> dict[str, Any]:
     return {
         "RepetitionTime": _to_float(ds.get("RepetitionTime")),
@@ -189,7 +150,7 @@ def _classic_values(ds: Dataset) -> dict[str, Any]:
         "SliceThickness": _to_float(ds.get("SliceThickness")),
         "SpacingBetweenSlices": _to_float(ds.get("SpacingBetweenSlices")),
         "PixelSpacing": [float(v) for v in ds.get("PixelSpacing") or []][:2] or None,
-        "BValue": _b_value(ds),
+        "BValue": b_value(ds),
         "TemporalPosition": _to_float(ds.get("TemporalPositionIdentifier")),
         "EchoNumber": _to_float(ds.get("EchoNumbers")),
         "ImageType": _to_strings(ds.get("ImageType")),
@@ -268,9 +229,9 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
         "PhotometricInterpretation": _text(ds.get("PhotometricInterpretation")),
         "NumberOfFrames": int(_to_float(ds.get("NumberOfFrames")) or 1),
         "NumberOfTemporalPositions": _to_float(ds.get("NumberOfTemporalPositions")),
-        "MosaicImages": _to_float(_private(ds, 0x0019, "SIEMENS MR HEADER", 0x0A, 0x100A)),
-        "GEPulseSequenceName": _text(_private(ds, 0x0019, "GEMS_ACQU_01", 0x9C, 0x109C)),
-        "PhilipsScanningTechnique": _text(_private(ds, 0x2001, "Philips Imaging DD 001", 0x20, 0x1020)),
+        "MosaicImages": _to_float(private_value(ds, SIEMENS_MOSAIC_IMAGES)),
+        "GEPulseSequenceName": _text(private_value(ds, GE_PULSE_SEQUENCE)),
+        "PhilipsScanningTechnique": _text(private_value(ds, PHILIPS_SCANNING_TECHNIQUE)),
         **enhanced_tokens,
     }
 

@@ -13,13 +13,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .ensemble import combine
-from .features import add_study_context
-from .headers import read_series
-from .models import ModelBundle, load_bundle
-from .prediction import ModelOutput, SeriesPrediction
-from .series import Series, SeriesRef
-from .sources import iter_series_refs
+from ..dicom.headers import read_series
+from ..dicom.sources import iter_series_refs
+from ..models.bundle import ModelBundle, load_bundle
+from ..models.ensemble import combine
+from ..models.features import add_study_context
+from ..prediction import ModelOutput, SeriesPrediction
+from ..series import Series, SeriesRef
 
 log = logging.getLogger(__name__)
 

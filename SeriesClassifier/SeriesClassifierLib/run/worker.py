@@ -1,6 +1,6 @@
 """The classification worker the Slicer module runs in a separate ``PythonSlicer`` process.
 
-    python -m SeriesClassifierLib.worker SOURCE [--series-uids UID ...] [--models DIR]
+    python -m SeriesClassifierLib.run.worker SOURCE [--series-uids UID ...] [--models DIR]
         [--gradcam-dir DIR] [--gradcam-head HEAD] [--gradcam-class CODE] [--gradcam-only]
         [--no-cnn] [--device auto|cpu|cuda] [--threads N]
 
@@ -44,7 +44,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .series import Geometry, SeriesRef
+from ..errors import Cancelled
+from ..series import Geometry, SeriesRef
 
 MANIFEST_FORMAT = "seriesclassifier-series-manifest"
 MANIFEST_VERSION = 1
@@ -52,14 +53,6 @@ EXIT_OK, EXIT_USAGE, EXIT_CANCELLED = 0, 2, 143
 HEADS_DEFAULT = "sequence"
 
 Emit = Callable[[dict], None]
-
-
-class Cancelled(BaseException):
-    """SIGTERM/SIGINT arrived: stop after telling the module.
-
-    A BaseException, like KeyboardInterrupt, so the engine's per-series ``except Exception`` guards
-    (which keep one bad series from stopping the rest) do not swallow it.
-    """
 
 
 # --------------------------------------------------------------------------- manifest
@@ -146,7 +139,7 @@ def list_series(
     if is_manifest(source):
         everything, selected = read_manifest_selection(source)
     else:
-        from .sources import iter_series_refs
+        from ..dicom.sources import iter_series_refs
 
         everything = list(iter_series_refs(source))
         selected = [r.series_uid for r in everything]
@@ -261,7 +254,7 @@ def command(
     threads: int | None = None,
 ) -> list[str]:
     """The argument list that starts the worker with ``python`` (PythonSlicer inside Slicer)."""
-    cmd = [python, "-u", "-m", "SeriesClassifierLib.worker", str(source), "--device", device]
+    cmd = [python, "-u", "-m", "SeriesClassifierLib.run.worker", str(source), "--device", device]
     if series_uids:
         cmd += ["--series-uids", *series_uids]
     if models:
@@ -285,7 +278,7 @@ def command(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.worker", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.run.worker", description=__doc__.splitlines()[0])
     p.add_argument("source", help="DICOM folder, Slicer DICOM database folder, or series manifest (.json)")
     p.add_argument("--series-uids", nargs="+", metavar="UID", help="classify only these series")
     p.add_argument("--models", help="model bundle folder (default: the bundled models)")
@@ -330,7 +323,7 @@ def _setup_torch(device: str, threads: int | None, use_cnn: bool) -> str:
 
 def _gradcam(bundle: Any, series: Any, head: str, target: str | None) -> tuple[np.ndarray, Geometry, str]:
     """Heat map on the series' voxel grid via the engine's Grad-CAM; returns (heat, geometry, class)."""
-    from .gradcam import gradcam_series
+    from ..models.gradcam import gradcam_series
 
     result = gradcam_series(bundle.cnn, series, head=head, target=target)
     return np.asarray(result.heatmap), result.geometry, result.target
@@ -343,7 +336,7 @@ def _predicted_class(prediction: Any, head: str) -> str | None:
 
 def prediction_from_event(event: dict) -> Any:
     """The SeriesPrediction a ``prediction`` event carries."""
-    from .prediction import SeriesPrediction
+    from ..prediction import SeriesPrediction
 
     return SeriesPrediction.from_dict({k: v for k, v in event.items() if k not in ("type", "request")})
 
@@ -363,7 +356,7 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None, between: Calla
     total = len(refs)
 
     if bundle is None:
-        from .models import load_bundle
+        from ..models.bundle import load_bundle
 
         try:
             bundle = load_bundle(args.models, load_cnn=not args.no_cnn)
@@ -379,7 +372,7 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None, between: Calla
     if args.gradcam_dir and not use_cnn:
         emit({"type": "error", "message": "Grad-CAM needs the CNN, which is off or not in the model bundle"})
 
-    from .headers import read_series
+    from ..dicom.headers import read_series
     from .pipeline import predict_series
 
     emit({"type": "progress", "done": 0, "total": total, "stage": "reading headers"})
@@ -500,7 +493,7 @@ class Server:
                 return warm
             load = self._load
             if load is None:
-                from .models import load_bundle as load
+                from ..models.bundle import load_bundle as load
             self.bundles[key] = load(models, load_cnn=use_cnn)
         return self.bundles[key]
 

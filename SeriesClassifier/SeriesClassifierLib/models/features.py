@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .orientation import angle_to_axes, summarize
-from .series import Series
-from .vocabulary import load_vocabulary
+from ..dicom.orientation import angle_to_axes, summarize
+from ..series import Series
+from ..vocabulary import load_vocabulary
 
 # Header fields whose values are token lists, with the prefix their tokens carry.
 TOKEN_FIELDS = {

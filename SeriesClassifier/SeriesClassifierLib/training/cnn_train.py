@@ -1,6 +1,6 @@
 """Train and evaluate the slice CNN on a labelled corpus (folder of DICOM + labels.csv).
 
-    python -m SeriesClassifierLib.cnn_train --train /work/data/corpus_train \\
+    python -m SeriesClassifierLib.training.cnn_train --train /work/data/corpus_train \\
         --val /work/data/corpus_holdout --out DIR [--epochs N] [--resume] ...
 
 1. Cache: every labelled series is sampled exactly as at inference (slices.py)
@@ -43,8 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cnn import CnnConfig, CnnModel, SeriesNet, head_classes
-from .slices import SliceOptions, sample_series
+from ..dicom.slices import SliceOptions, sample_series
+from ..models.cnn import CnnConfig, CnnModel, SeriesNet, head_classes
 
 log = logging.getLogger("cnn_train")
 
@@ -62,13 +62,13 @@ def read_labels(path: str | Path) -> list[dict[str, str]]:
 
 def series_files(corpus: str | Path) -> dict[str, list[Path]]:
     """SeriesInstanceUID → files, via the engine's folder source (grouping tags only)."""
-    from .sources import iter_series_refs
+    from ..dicom.sources import iter_series_refs
 
     return {ref.series_uid: list(ref.files) for ref in iter_series_refs(corpus)}
 
 
 def _plane(iop, threshold: float) -> str | None:
-    from .orientation import plane_of
+    from ..dicom.orientation import plane_of
 
     if iop is None:
         return None
@@ -161,7 +161,7 @@ def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers:
             return cached
         log.info("cache %s was built from %d labels, labels.csv now has %d: rebuilding", out, cached.n_labels,
                  len(rows))
-    from .vocabulary import load_vocabulary
+    from ..vocabulary import load_vocabulary
 
     files = series_files(corpus)
     options = config.options
@@ -635,7 +635,7 @@ def fine_tune_cnn(
 
 
 def _compare_aggregators(model: CnnModel, train_c: Cache, val_c: Cache, seed: int) -> dict:
-    from .aggregate import fit_gru
+    from ..models.aggregate import fit_gru
 
     base = evaluate(model, val_c)["sequence"]["accuracy"]
     emb = model.infer(train_c.images.astype(np.float32) / 255.0, batch_size=128)["embedding"]
@@ -658,7 +658,8 @@ def _compare_aggregators(model: CnnModel, train_c: Cache, val_c: Cache, seed: in
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.cnn_train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.training.cnn_train",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--train", required=True, nargs="+", help="corpus folder(s) with labels.csv (training profiles)")
     p.add_argument("--labels", help="labels file for the (single) training corpus instead of its labels.csv")
     p.add_argument("--val", help="held-out corpus for the final test only (labels.csv inside)")
@@ -693,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(args.log or out / "train.log")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", handlers=handlers)
-    command = "python -m SeriesClassifierLib.cnn_train " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m SeriesClassifierLib.training.cnn_train " + " ".join(sys.argv[1:] if argv is None else argv)
     train_cnn(
         args.train, out, test=args.val, cache_dir=args.cache_dir, val_profile=args.val_profile,
         exclude_profiles=args.exclude_profile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -34,14 +34,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from .dicom_compat import frame_pixels
-from .series import Geometry
-
-# Private tags for b-values and mosaics (standard (0018,9087) first).
-_SIEMENS_B = (0x0019, 0x100C)
-_GE_B = (0x0043, 0x1039)
-_PHILIPS_B = (0x2001, 0x1003)
-_SIEMENS_MOSAIC_N = (0x0019, 0x100A)
+from ..errors import SliceReadError
+from ..pydicom_compat import frame_pixels
+from ..series import Geometry
+from .tags import PRIVATE_READ_TAGS, b_value, mosaic_images
 
 _HEADER_TAGS = [
     "SOPClassUID",
@@ -62,15 +58,8 @@ _HEADER_TAGS = [
     "AcquisitionMatrix",
     "SamplesPerPixel",
     "PixelData",  # only its presence; stop_before_pixels skips the value
-    _SIEMENS_B,
-    _GE_B,
-    _PHILIPS_B,
-    _SIEMENS_MOSAIC_N,
+    *PRIVATE_READ_TAGS,  # b-values and the mosaic count, with their private creators
 ]
-
-
-class SliceReadError(Exception):
-    """The series has no pixels the CNN can use; the message says why."""
 
 
 @dataclass
@@ -191,20 +180,6 @@ def _number(value) -> float | None:
         return None
 
 
-def _b_value(ds) -> float | None:
-    for tag in ("DiffusionBValue", _SIEMENS_B, _PHILIPS_B, _GE_B):
-        elem = ds.get(tag)
-        if elem is None:
-            continue
-        b = _number(elem.value if hasattr(elem, "value") else elem)
-        if b is None:
-            continue
-        if tag == _GE_B and b >= 1e9:  # GE stores b + 1e9 on some versions
-            b -= 1e9
-        return b
-    return None
-
-
 def _is_mosaic(ds) -> bool:
     image_type = [str(t).upper() for t in (ds.get("ImageType") or [])]
     return "MOSAIC" in image_type
@@ -213,12 +188,7 @@ def _is_mosaic(ds) -> bool:
 def _mosaic_layout(ds) -> tuple[int, int]:
     """(number of images, tiles per side); from (0019,100a) or else the acquisition matrix."""
     rows = int(ds.Rows)
-    n_elem = ds.get(_SIEMENS_MOSAIC_N)
-    n = None
-    if n_elem is not None:
-        n_val = _number(n_elem.value)
-        if n_val is not None and n_val > 0:
-            n = int(n_val)
+    n = mosaic_images(ds)
     if n is not None:
         return n, int(math.ceil(math.sqrt(n)))
     matrix = [int(v) for v in (ds.get("AcquisitionMatrix") or []) if int(v) > 0]
@@ -232,7 +202,7 @@ def _image_refs_of_file(path: Path, ds, order_base: int) -> list[ImageRef]:
     spacing = _floats(ds.get("PixelSpacing"), 2) or (1.0, 1.0)
     ipp = _floats(ds.get("ImagePositionPatient"), 3)
     iop = _floats(ds.get("ImageOrientationPatient"), 6)
-    b = _b_value(ds)
+    b = b_value(ds)
     time_key = (
         _number(ds.get("TemporalPositionIdentifier")) or 0,
         _number(ds.get("AcquisitionNumber")) or 0,

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..resources import default_models_dir
 from .ensemble import EnsembleParams
 from .forest import CONFIG_FILE, FOREST_FILE, ForestModel
 from .forest_arrays import ARRAYS_FILE
-from .resources import default_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def write_model_card(
     notes: list[str] | None = None,
 ) -> Path:
     """MODEL_CARD.md: what was trained on what, how well it does on data it never saw, how to retrain."""
-    from .evaluate import per_class_table
+    from ..training.evaluate import per_class_table
 
     lines = [
         "# SeriesClassifier models",

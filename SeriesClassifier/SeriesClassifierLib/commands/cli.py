@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-# name -> one-line help; the module is commands/<name>.py
+# name -> one-line help; the module is commands/<name>.py (beside this file)
 COMMANDS = {
     "synth": "generate simulated brain MRI studies as DICOM",
     "classify": "classify every series under a folder or Slicer DICOM database",
@@ -26,7 +26,7 @@ COMMANDS = {
 
 
 def _load(name: str):
-    return importlib.import_module(f"{__package__}.commands.{name}")
+    return importlib.import_module(f"{__package__}.{name}")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import expected_calibration_error
-from .prediction import SeriesPrediction, TaskPrediction
-from .vocabulary import load_vocabulary
+from ..models.calibration import expected_calibration_error
+from ..prediction import SeriesPrediction, TaskPrediction
+from ..vocabulary import load_vocabulary
 
 NO_PREDICTION = "(none)"
 
@@ -55,7 +55,7 @@ def read_any_labels(path: str | Path) -> dict[str, dict[str, str]]:
 
     A folder means the store that ``classify``/``review`` keep for that folder.
     """
-    from .store import LabelStore, default_store_path
+    from ..labels.store import LabelStore, default_store_path
 
     p = Path(path)
     if p.is_dir():
@@ -84,7 +84,7 @@ def _task_value(p: SeriesPrediction, task: str) -> TaskPrediction | None:
 
 
 def _truth(row: dict[str, str], task: str) -> str | None:
-    from .forest import normalise_label  # the same spelling rules as training
+    from ..models.forest import normalise_label  # the same spelling rules as training
 
     try:
         return normalise_label(task, row.get(task))

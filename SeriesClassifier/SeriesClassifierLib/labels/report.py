@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .store import LabelRecord, utc_now
 from .thumbnail import render_png
 
