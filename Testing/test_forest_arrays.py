@@ -139,7 +139,6 @@ def _set(index, value):
     ({"children_left": _set(0, 0)}, "out of range"),  # a cycle: the root its own child
     ({"children_right": _set(0, -5)}, "one child|out of range"),
     ({"feature": _set(0, 99)}, "feature index"),
-    ({"threshold": _set(0, np.nan)}, "NaN"),
     ({"value": _set(0, np.inf)}, "finite"),
     ({"value": lambda a: a[:, :2]}, "shape"),
     ({"threshold": lambda a: a[:-1]}, "shape"),

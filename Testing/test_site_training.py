@@ -172,6 +172,7 @@ def test_the_adaptation_site_is_neither_trained_on_nor_in_the_standard_holdout()
     assert get_profiles(["ge_signa_15t_reexport"])[0].mess.reexported > 0.5
 
 
+@pytest.mark.torch
 def test_from_a_base_with_a_cnn_fine_tunes_its_heads_only(corpus, tmp_path):
     from safetensors.torch import load_file
 

@@ -316,8 +316,8 @@ def _checked_forest(task: str, meta: Any, z: Any, path: Path) -> ArrayForest:
             raise fail(f"{name} out of range (children must lie after their parent, inside their tree)")
     if np.any(feature[inner] < 0) or np.any(feature[inner] >= n_features):
         raise fail(f"feature index out of range 0..{n_features - 1}")
-    if np.any(np.isnan(threshold[inner])):  # +inf is real: the split that parts missing from present values
-        raise fail("threshold is NaN")
+    # Thresholds are not checked for finiteness: scikit-learn writes +inf (and 1.6 NaN) for splits that part
+    # missing from present values; any value, even NaN, only steers a sample left or right, as in its C code.
     if not np.all(np.isfinite(value)) or np.any(value < 0):
         raise fail("values must be finite and not negative")
     return ArrayForest(classes, n_features, offsets, left, right, feature, threshold,
