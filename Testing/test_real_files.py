@@ -71,7 +71,7 @@ def test_the_real_mr_images_are_classified_not_skipped(results):
     import pydicom
 
     if int(pydicom.__version__.split(".")[0]) < 3:
-        assert sum(n in by_name for n in MR_FILES) >= 4
+        assert sum(n in by_name for n in MR_FILES) >= len(MR_FILES) - 1  # pydicom 2.4 lacks examples_overlay.dcm
     for name in MR_FILES:
         if name not in by_name and int(pydicom.__version__.split(".")[0]) < 3:
             continue
