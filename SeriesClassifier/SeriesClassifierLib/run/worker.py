@@ -377,7 +377,8 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None, between: Calla
 
     emit({"type": "progress", "done": 0, "total": total, "stage": "reading headers"})
     try:
-        read = read_with_context(refs, context)
+        # Grad-CAM alone needs no study context (that feeds the forest): a click reads its own series only.
+        read = read_with_context(refs, context) if not args.gradcam_only else {}
     except Cancelled:
         raise
     except Exception as e:  # the study context is a bonus: classify each series on its own instead
