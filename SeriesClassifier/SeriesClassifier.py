@@ -20,6 +20,11 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
+try:
+    from typing import Annotated
+except ImportError:  # Python < 3.9: Slicer 5.6 and later ship 3.9
+    Annotated = None
+
 import qt
 import slicer
 from slicer.ScriptedLoadableModule import (
@@ -39,9 +44,21 @@ except ImportError:  # Slicer before 5.4
 
 
 try:
-    from slicer.parameterNodeWrapper import parameterNodeWrapper
+    from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 except ImportError:  # Slicer before 5.2: no typed parameter node; the widget still works from QSettings
     parameterNodeWrapper = None
+
+
+@contextlib.contextmanager
+def errorsShown(message: str, waitCursor: bool = True):
+    """``slicer.util.tryWithErrorDisplay`` without the re-raise: it shows the error and then raises it again
+    (Base/Python/slicer/util.py), which from a Qt slot only ends up as a traceback on the console. Code
+    after the block must not rely on the block having finished: use try/finally for state to reset."""
+    try:
+        with slicer.util.tryWithErrorDisplay(message, waitCursor=waitCursor):
+            yield
+    except Exception:  # already shown to the user
+        logging.debug("SeriesClassifier: %s (shown)", message, exc_info=True)
 
 
 #
@@ -83,7 +100,9 @@ if parameterNodeWrapper is not None:
         useCnn: bool = True
         gradcamOnClassify: bool = True
         showGradCam: bool = True
-        overlayOpacity: float = 0.5
+        # A slider (ctkSliderWidget) only binds to a bounded float: Slicer's GUI connector raises for a bare
+        # float, and since every connector is built before any is connected, nothing would be bound at all.
+        overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
         anonymise: bool = False
 
 
@@ -196,6 +215,59 @@ class WorkerProcess:
             self.onFinished(-1, True, False, _("Could not start {program}").format(program=self.arguments[0]))
 
 
+class QtTransport:
+    """The warm worker's process on QProcess (SeriesClassifierLib.run.worker_session's transport): output
+    arrives through Qt signals in the GUI thread, so the GUI never waits on the worker."""
+
+    def __init__(self) -> None:
+        self.process = None
+        self.on_stdout: Callable = lambda data: None
+        self.on_stderr: Callable = lambda text: None
+        self.on_finished: Callable = lambda code, crashed: None
+
+    def start(self, arguments: list, environment: dict) -> None:
+        logging.info("SeriesClassifier: starting the worker %s", " ".join(arguments))
+        self.process = process = qt.QProcess()
+        env = qt.QProcessEnvironment()
+        for key, value in environment.items():
+            env.insert(str(key), str(value))
+        process.setProcessEnvironment(env)
+        process.setProcessChannelMode(qt.QProcess.SeparateChannels)
+        process.connect("readyReadStandardOutput()", lambda: self.on_stdout(
+            WorkerProcess._bytes(process.readAllStandardOutput())))
+        process.connect("readyReadStandardError()", lambda: self.on_stderr(
+            WorkerProcess._bytes(process.readAllStandardError()).decode("utf-8", errors="replace")))
+        process.connect("finished(int,QProcess::ExitStatus)", lambda code, status: self.on_finished(
+            code, status == qt.QProcess.CrashExit))
+        process.connect("errorOccurred(QProcess::ProcessError)", lambda error: self.on_finished(-1, True) if (
+            error == qt.QProcess.FailedToStart) else None)
+        process.start(arguments[0], arguments[1:])
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.state() != qt.QProcess.NotRunning
+
+    def write(self, data: bytes) -> None:
+        self.process.write(data)
+
+    def close_input(self) -> None:
+        self.process.closeWriteChannel()
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def later(self, seconds: float, callback: Callable) -> None:
+        qt.QTimer.singleShot(int(seconds * 1000), callback)
+
+    def pump(self, timeout: float = 0.05) -> None:
+        """Only for blocking callers (the self-test, batch scripts): the GUI never calls this."""
+        if self.process is not None:
+            self.process.waitForReadyRead(int(timeout * 1000))
+        slicer.app.processEvents()
+
+
 #
 # SeriesClassifierLogic
 #
@@ -207,18 +279,8 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     State: the predictions of this session (by series UID, in arrival order) and the label store.
     """
 
-    # import name -> pip requirement. torch comes from the PyTorch extension (PyTorchUtils).
-    CORE_PACKAGES = {
-        "pydicom": "pydicom>=2.4",
-        "numpy": "numpy>=1.23",
-        "scipy": "scipy>=1.9",
-        "sklearn": "scikit-learn>=1.3",
-        "skops": "skops>=0.9",
-        "safetensors": "safetensors>=0.4",
-    }
-    # only for "Load sample study" (the generator's anatomy comes from these packages' data files)
-    SAMPLE_PACKAGES = {"nibabel": "nibabel>=5.0", "nilearn": "nilearn>=0.10", "pydeface": "pydeface>=2.0"}
-    MINIMUM_TORCH = "2.2"
+    # The requirements come from Resources/requirements.txt (the list pyproject.toml reads too):
+    # [core] to classify, [sample] for "Load sample study", [torch] through the PyTorch extension.
     # tags the browser and the manifest read through the database cache (the forest's come from the engine)
     BROWSER_TAGS = ["0008,103e", "0020,0011", "0008,0020", "0010,0020", "0008,0060"]
 
@@ -228,11 +290,14 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         self.gradcams: dict = {}  # (series_uid, head, class) -> heat map file
         self.device = ""
         self.messages: list = []
-        self.worker: Optional[WorkerProcess] = None
-        self.gradcamWorker: Optional[WorkerProcess] = None
         self.sampleWorker: Optional[WorkerProcess] = None
+        self.transportFactory: Callable = QtTransport  # tests hand in a subprocess transport
+        self._session = None  # the warm worker (one per Slicer session), started on first use
+        self.classifyRequest = 0
+        self.gradcamRequest = 0
         self._store = None
         self._storePath = ""
+        self.storePathSetting = ""  # Settings → label store; used at once, not only after a classification
         self._loadedVolumes: dict = {}  # series_uid -> volume node ID
         self.overlayNode = None
         self.resultsTableNode = None
@@ -246,9 +311,32 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
 
     # ------------------------------------------------------------------ dependencies
 
+    @staticmethod
+    def requirements(sample: bool = False) -> list:
+        from SeriesClassifierLib.requirements import read_requirements  # standard library only
+
+        return read_requirements(("core", "sample") if sample else ("core",))
+
+    @staticmethod
+    def torchRequirement() -> str:
+        from SeriesClassifierLib.requirements import read_requirements
+
+        (requirement,) = read_requirements(("torch",))
+        return requirement
+
     def missingPackages(self, sample: bool = False) -> list:
-        wanted = dict(self.CORE_PACKAGES, **(self.SAMPLE_PACKAGES if sample else {}))
-        return [req for name, req in wanted.items() if importlib.util.find_spec(name) is None]
+        """Requirements not met: absent, or installed in a version outside the range (Slicer's Python may
+        carry an older package than the engine needs; its presence alone says nothing)."""
+        from SeriesClassifierLib.requirements import unmet
+
+        return [requirement for requirement, _version in unmet(self.requirements(sample))]
+
+    @staticmethod
+    def apiProblems() -> list:
+        """What the installed packages lack that the engine calls (pydicom 2.4 vs 3 and the like)."""
+        from SeriesClassifierLib.pydicom_compat import api_problems
+
+        return api_problems()
 
     def torchStatus(self) -> tuple:
         """(installed, description), looking through PyTorchUtils when the PyTorch extension is there."""
@@ -261,6 +349,11 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         if not torchLogic.torchInstalled():
             return False, _("torch not installed")
         torch = torchLogic.torch
+        from SeriesClassifierLib.requirements import satisfies, split_requirement
+
+        if not satisfies(torch.__version__, split_requirement(self.torchRequirement())[1]):
+            return False, _("torch {version} is outside {req}").format(version=torch.__version__,
+                                                                       req=self.torchRequirement())
         device = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
         return True, f"torch {torch.__version__} ({device})"
 
@@ -271,7 +364,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         needTorch = useCnn and not torchInstalled
         if not missing and not needTorch:
             return True
-        listed = missing + (["torch (through the PyTorch extension)"] if needTorch else [])
+        listed = missing + ([f"{self.torchRequirement()} (through the PyTorch extension)"] if needTorch else [])
         if askConfirmation and not slicer.util.confirmOkCancelDisplay(
             _("SeriesClassifier needs Python packages that are not installed yet. Installing needs a network "
               "connection and may take a few minutes. Click OK to install them."),
@@ -285,8 +378,10 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
             except ImportError as e:
                 raise RuntimeError(_("This module needs the PyTorch extension: install it from the Extensions "
                                      "Manager, or switch the CNN off in Settings.")) from e
+            from SeriesClassifierLib.requirements import split_requirement
+
             torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                askConfirmation=False, torchVersionRequirement=f">={self.MINIMUM_TORCH}"
+                askConfirmation=False, torchVersionRequirement=",".join(split_requirement(self.torchRequirement())[1])
             )
             if torch is None:
                 raise RuntimeError(_("PyTorch could not be installed; switch the CNN off to classify from headers."))
@@ -295,6 +390,9 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         still = self.missingPackages(sample)
         if still:
             raise RuntimeError(_("Still missing after installation: {packages}").format(packages=", ".join(still)))
+        problems = self.apiProblems()
+        if problems:
+            raise RuntimeError(_("Installed packages lack what the module needs: {p}").format(p="; ".join(problems)))
         return True
 
     # ------------------------------------------------------------------ the DICOM database
@@ -322,25 +420,36 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
             db.tagsToPrecache = list(db.tagsToPrecache) + added
         return added
 
-    def browse(self) -> list:
-        """Patients with their studies and series, as plain dicts for the tree (tag cache reads only)."""
-        db = self.database()
+    # Series-table fields of ctkDICOMDatabase (filled at import) and the tag each stands for.
+    SERIES_FIELDS = {"description": ("SeriesDescription", "0008,103e"), "number": ("SeriesNumber", "0020,0011"),
+                     "modality": ("Modality", "0008,0060"), "date": ("SeriesDate", "0008,0021")}
 
-        def tag(files: list, name: str) -> str:
-            return db.fileValue(files[0], name) if files else ""
+    def browse(self) -> list:
+        """Patients with their studies and series, as plain dicts for the tree.
+
+        From the database's own tables (``fieldForSeries``/``fieldForStudy``, filled when the files were
+        imported): no file is opened on the GUI thread. Only a CTK without those calls falls back to the
+        tag cache (``fileValue``, which reads the file when a tag is not cached)."""
+        db = self.database()
+        fieldForSeries = getattr(db, "fieldForSeries", None)
+        fieldForStudy = getattr(db, "fieldForStudy", None)
+
+        def seriesValue(uid: str, key: str) -> str:
+            field, tag = self.SERIES_FIELDS[key]
+            if fieldForSeries is not None:
+                return str(fieldForSeries(field, uid) or "")
+            files = list(db.filesForSeries(uid, 1))
+            return db.fileValue(files[0], tag) if files else ""
 
         patients = []
         for patient in db.patients():
             studies = []
             for study in db.studiesForPatient(patient):
-                series = []
-                for uid in db.seriesForStudy(study):
-                    files = list(db.filesForSeries(uid, 1))
-                    series.append({"series_uid": uid, "description": tag(files, "0008,103e"),
-                                   "number": tag(files, "0020,0011"), "modality": tag(files, "0008,0060"),
-                                   "date": tag(files, "0008,0020")})
+                series = [dict({"series_uid": uid}, **{key: seriesValue(uid, key) for key in self.SERIES_FIELDS})
+                          for uid in db.seriesForStudy(study)]
+                date = str(fieldForStudy("StudyDate", study) or "") if fieldForStudy is not None else ""
                 studies.append({"study_uid": study, "description": db.descriptionForStudy(study),
-                                "date": series[0]["date"] if series else "", "series": series})
+                                "date": date or (series[0]["date"] if series else ""), "series": series})
             patients.append({"patient": patient, "name": db.nameForPatient(patient), "studies": studies})
         return patients
 
@@ -375,11 +484,19 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     # ------------------------------------------------------------------ label store
 
     def storePath(self, override: str = "") -> str:
-        if override:
-            return override
+        """The explicit path, else the one chosen in Settings, else the store already open, else the
+        default beside the DICOM database."""
+        if override or self.storePathSetting or self._storePath:
+            return override or self.storePathSetting or self._storePath
         from SeriesClassifierLib.labels.store import default_store_path
 
         return str(default_store_path(self.database().databaseDirectory))
+
+    def setStorePath(self, path: str) -> None:
+        """Settings → label store: corrections, acceptances and exports use it from now on."""
+        self.storePathSetting = path or ""
+        if self._store is not None and self.storePathSetting and self.storePathSetting != self._storePath:
+            self.store()
 
     def store(self, override: str = ""):
         path = self.storePath(override)
@@ -422,50 +539,61 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
     def pythonExecutable() -> str:
         return shutil.which("PythonSlicer") or sys.executable
 
-    def startWorker(self, seriesUids: list, onEvent: Callable = None, onFinished: Callable = None, *,
-                    useCnn: bool = True, gradcam: bool = True, device: str = "auto", gradcamOnly: bool = False,
-                    gradcamHead: str = None, gradcamClass: str = None, storePath: str = "") -> WorkerProcess:
-        from SeriesClassifierLib.run.worker import command
+    def session(self):
+        """The warm worker: one PythonSlicer process per session, models loaded once, started on first use."""
+        if self._session is None:
+            from SeriesClassifierLib.run.worker_session import WorkerSession
 
+            arguments = [self.pythonExecutable(), "-u", "-m", "SeriesClassifierLib.run.worker", "--serve"]
+            self._session = WorkerSession(self.transportFactory(), arguments, self.workerEnvironment())
+        return self._session
+
+    def _options(self, manifest: str, useCnn: bool, device: str, **more: Any) -> dict:
+        return dict({"source": manifest, "models": self.modelsDir or None, "use_cnn": bool(useCnn),
+                     "device": device or "auto"}, **more)
+
+    def classify(self, seriesUids: list, onEvent: Callable = None, onFinished: Callable = None,
+                 wait: bool = False, *, useCnn: bool = True, gradcam: bool = True, device: str = "auto",
+                 storePath: str = "") -> int:
+        """Classify in the warm worker; each prediction goes to the label store as it arrives.
+        ``onFinished(exitCode, crashed, cancelled, message)`` once at the end. Returns the request id."""
+        session = self.session()
+        if session.busy("classify"):
+            raise RuntimeError(_("A classification is already running."))
         manifest = self.writeManifest(
-            seriesUids, os.path.join(self.workDir(), f"manifest-{os.getpid()}-{time.time_ns()}.json")
-        )
-        arguments = command(
-            self.pythonExecutable(), manifest, models=self.modelsDir or None,
-            gradcam_dir=self.gradcamDir() if (gradcam or gradcamOnly) else None, gradcam_head=gradcamHead,
-            gradcam_class=gradcamClass, gradcam_only=gradcamOnly, use_cnn=useCnn, device=device,
-        )
-        store = None if gradcamOnly else self.store(storePath)
+            seriesUids, os.path.join(self.workDir(), f"manifest-{os.getpid()}-{time.time_ns()}.json"))
+        store = self.store(storePath)
 
         def handle(event: dict) -> None:
             self.handleEvent(event, store)
             if onEvent:
                 onEvent(event)
 
-        def finished(exitCode: int, crashed: bool, cancelled: bool, stderrTail: str) -> None:
-            if not gradcamOnly:
-                self.updateResultsTable()
+        def done(ok: bool, cancelled: bool, message: str) -> None:
+            self.updateResultsTable()
             if onFinished:
-                onFinished(exitCode, crashed, cancelled, stderrTail)
+                onFinished(0 if ok else 1, not ok and not cancelled and not session.isRunning(), cancelled, message)
 
-        process = WorkerProcess(arguments, self.workerEnvironment(), handle, finished)
-        process.start()
-        return process
-
-    def classify(self, seriesUids: list, onEvent: Callable = None, onFinished: Callable = None,
-                 wait: bool = False, **options: Any) -> WorkerProcess:
-        """Classify in the background; each prediction goes to the label store as it arrives."""
-        if self.worker is not None and self.worker.isRunning():
-            raise RuntimeError(_("A classification is already running."))
-        self.worker = self.startWorker(seriesUids, onEvent, onFinished, **options)
+        options = self._options(manifest, useCnn, device, gradcam_dir=self.gradcamDir() if gradcam else None)
+        self.classifyRequest = session.request("classify", options, handle, done)
         if wait:
-            self.worker.waitForFinished()
-        return self.worker
+            session.wait(self.classifyRequest)
+        return self.classifyRequest
 
     def cancel(self) -> None:
-        for process in (self.worker, self.gradcamWorker, self.sampleWorker):
-            if process is not None:
-                process.cancel()
+        """Stop the real Python processes: the warm worker (the next request starts a new one) and the
+        sample generator."""
+        if self._session is not None:
+            self._session.cancel()
+        if self.sampleWorker is not None:
+            self.sampleWorker.cancel()
+
+    def shutdown(self) -> None:
+        """The module is going away: let the worker finish (it also ends when its input closes)."""
+        if self._session is not None:
+            self._session.quit()
+        if self.sampleWorker is not None:
+            self.sampleWorker.cancel()
 
     def handleEvent(self, event: dict, store: Any = None) -> None:
         kind = event.get("type")
@@ -489,9 +617,11 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
 
     def label(self, seriesUid: str) -> Optional[dict]:
         """The human label (accepted or corrected) for the results table, or None while unreviewed."""
-        if self._store is None:
+        try:
+            store = self.store()
+        except RuntimeError:  # no database open and no store chosen: nothing reviewed yet
             return None
-        record = self._store.current(seriesUid)
+        record = store.current(seriesUid)
         if record is None or record.state == "unreviewed":
             return None
         return {"sequence": record.sequence, "orientation": record.orientation, "state": record.state}
@@ -513,12 +643,12 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
 
     def correct(self, seriesUid: str, sequence: str = None, orientation: str = None) -> None:
         """Written to the store at once; the store adds the model version the prediction came from."""
-        self.store(self._storePath).correct(seriesUid, sequence=sequence, orientation=orientation,
+        self.store().correct(seriesUid, sequence=sequence, orientation=orientation,
                                             user=self.user or None, source="slicer")
         self.updateResultsTable()
 
     def accept(self, seriesUids: list) -> None:
-        store = self.store(self._storePath)
+        store = self.store()
         for uid in seriesUids:
             store.accept(uid, user=self.user or None, source="slicer")
         self.updateResultsTable()
@@ -579,34 +709,47 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         return self.overlayNode
 
     def hideOverlay(self, background: Any = None) -> None:
+        """Take our overlay out of the views showing it; foreground layers the user set elsewhere stay."""
         from SeriesClassifierLib.slicer import mrml
 
-        mrml.set_foreground(slicer.mrmlScene, None, 0.0, background_node=background)
+        if self.overlayNode is not None:
+            mrml.clear_foreground(slicer.mrmlScene, self.overlayNode)
+
+    def setOverlayOpacity(self, opacity: float) -> None:
+        from SeriesClassifierLib.slicer.mrml import set_foreground_opacity
+
+        if self.overlayNode is not None:
+            set_foreground_opacity(slicer.mrmlScene, opacity, self.overlayNode)
 
     def requestGradCam(self, seriesUid: str, head: str, cls: str, onReady: Callable, useCnn: bool = True,
-                       device: str = "auto") -> None:
-        """Compute a heat map for another head/class in a short worker run; ``onReady(path or None)``."""
-        if self.gradcamWorker is not None and self.gradcamWorker.isRunning():
-            self.gradcamWorker.cancel()
-
+                       device: str = "auto") -> int:
+        """A heat map for another head/class from the warm worker (no new process, models already loaded);
+        ``onReady(path or None)`` — never called for a request a newer click superseded or Cancel stopped."""
+        manifest = self.writeManifest(
+            [seriesUid], os.path.join(self.workDir(), f"gradcam-{os.getpid()}-{time.time_ns()}.json"))
         written = []  # the worker names the class it explained (the predicted one when cls is None)
 
         def collect(event: dict) -> None:
             if event.get("type") == "gradcam" and event.get("series_uid") == seriesUid:
                 written.append(event["path"])
+                self.gradcams[(seriesUid, event["head"], event["class"])] = event["path"]
 
-        def finished(exitCode: int, crashed: bool, cancelled: bool, stderrTail: str) -> None:
-            onReady(None if cancelled or not written else written[-1])
+        def done(ok: bool, cancelled: bool, message: str) -> None:
+            if cancelled:
+                return
+            onReady(written[-1] if written else None)
 
-        self.gradcamWorker = self.startWorker([seriesUid], collect, finished, useCnn=useCnn, gradcamOnly=True,
-                                              gradcamHead=head, gradcamClass=cls, device=device)
+        options = self._options(manifest, useCnn, device, series_uids=[seriesUid], gradcam_dir=self.gradcamDir(),
+                                gradcam_head=head, gradcam_class=cls or None)
+        self.gradcamRequest = self.session().request("gradcam", options, collect, done)
+        return self.gradcamRequest
 
     # ------------------------------------------------------------------ export and sample
 
     def export(self, fmt: str, path: str, anonymise: bool = False) -> str:
         from SeriesClassifierLib.labels.export import export, write_export
 
-        store = self.store(self._storePath)
+        store = self.store()
         return str(write_export(export(store.records(), fmt, store.vocabulary, anonymise=anonymise), path))
 
     def startSampleStudy(self, folder: str, onFinished: Callable, seed: int = 7) -> WorkerProcess:
@@ -614,14 +757,26 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         thread), then import it; ``onFinished(number of series or None, message)``."""
 
         def finished(exitCode: int, crashed: bool, cancelled: bool, stderrTail: str) -> None:
-            if exitCode != 0 or crashed or cancelled:
-                onFinished(None, stderrTail or _("cancelled"))
-                return
-            from DICOMLib import DICOMUtils
+            # A Qt slot: nothing may escape it (the panel would keep "Load sample" disabled).
+            try:
+                if exitCode != 0 or crashed or cancelled:
+                    onFinished(None, stderrTail or _("cancelled"))
+                    return
+                with open(os.path.join(folder, "labels.csv"), newline="", encoding="utf-8") as f:
+                    n = sum(1 for _row in csv.DictReader(f))
+                if n == 0:
+                    onFinished(None, _("The generator wrote no series.") + "\n" + stderrTail)
+                    return
+                from DICOMLib import DICOMUtils
 
-            DICOMUtils.importDicom(folder, self.database())
-            with open(os.path.join(folder, "labels.csv"), newline="", encoding="utf-8") as f:
-                onFinished(sum(1 for _row in csv.DictReader(f)), "")
+                if not DICOMUtils.importDicom(folder, self.database()):  # returns False, does not raise
+                    onFinished(None, _("Importing {folder} into the DICOM database failed (see the log).").format(
+                        folder=folder))
+                    return
+                onFinished(n, "")
+            except Exception as e:
+                logging.exception("SeriesClassifier: sample study")
+                onFinished(None, f"{type(e).__name__}: {e}")
 
         arguments = [self.pythonExecutable(), "-u", "-m", "SeriesClassifierLib", "synth", folder, "--studies", "1",
                      "--seed", str(seed)]
@@ -638,7 +793,8 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
         from SeriesClassifierLib.synth.generate import generate_studies
 
         rows = generate_studies(folder, 1, seed)
-        DICOMUtils.importDicom(folder, self.database())
+        if not DICOMUtils.importDicom(folder, self.database()):
+            raise RuntimeError(_("Importing {folder} into the DICOM database failed.").format(folder=folder))
         return rows
 
 
@@ -721,7 +877,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         if self.logic:
-            self.logic.cancel()
+            self.logic.shutdown()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -775,13 +931,14 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _applySettings(self) -> None:
         self.logic.modelsDir = self.ui.modelsPathLineEdit.currentPath
         self.logic.user = self.ui.userLineEdit.text
+        self.logic.setStorePath(self.ui.storePathLineEdit.currentPath)  # at once, not at the next classification
 
     # ------------------------------------------------------------------ dependencies (first use, after asking)
 
     def checkDependencies(self, force: bool = False) -> bool:
         if self._depsChecked and not force:
             return True
-        with slicer.util.tryWithErrorDisplay(_("Failed to install the Python packages."), waitCursor=True):
+        with errorsShown(_("Failed to install the Python packages."), waitCursor=True):
             ok = self.logic.setupPythonRequirements(useCnn=self.ui.useCnnCheckBox.checked)
             self._depsChecked = ok
             self._fillVocabulary()
@@ -822,7 +979,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onRefresh(self) -> None:
         tree = self.ui.studyTreeWidget
         tree.clear()
-        with slicer.util.tryWithErrorDisplay(_("Could not read the DICOM database."), waitCursor=True):
+        with errorsShown(_("Could not read the DICOM database."), waitCursor=True):
             self.logic.ensureTagsPrecached()
             for patient in self.logic.browse():
                 pItem = qt.QTreeWidgetItem(tree, [patient["name"] or str(patient["patient"]), "", ""])
@@ -855,13 +1012,19 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return list(dict.fromkeys(uids))
 
     def onLoadSample(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Could not create the sample study."), waitCursor=True):
-            if not self.logic.setupPythonRequirements(sample=True, useCnn=self.ui.useCnnCheckBox.checked):
-                return
-            folder = os.path.join(self.logic.workDir(), f"sample-study-{time.time_ns()}")
-            self.ui.loadSampleButton.enabled = False
-            self.ui.statusLabel.text = _("Generating a simulated study (about a minute)…")
-            self.logic.startSampleStudy(folder, self.onSampleStudyReady)
+        started = False
+        try:
+            with errorsShown(_("Could not create the sample study."), waitCursor=True):
+                if not self.logic.setupPythonRequirements(sample=True, useCnn=self.ui.useCnnCheckBox.checked):
+                    return
+                folder = os.path.join(self.logic.workDir(), f"sample-study-{time.time_ns()}")
+                self.ui.loadSampleButton.enabled = False
+                self.ui.statusLabel.text = _("Generating a simulated study (about a minute)…")
+                self.logic.startSampleStudy(folder, self.onSampleStudyReady)
+                started = True
+        finally:
+            if not started:
+                self.ui.loadSampleButton.enabled = True
 
     def onSampleStudyReady(self, nSeries: Optional[int], message: str) -> None:
         self.ui.loadSampleButton.enabled = True
@@ -888,14 +1051,19 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.classifyButton.enabled = False
         self.ui.cancelButton.enabled = True
         self.ui.statusLabel.text = _("Classifying {n} series…").format(n=len(uids))
-        with slicer.util.tryWithErrorDisplay(_("Could not start the classification."), waitCursor=True):
-            self.logic.classify(
-                uids, self.onWorkerEvent, self.onWorkerFinished, useCnn=self.ui.useCnnCheckBox.checked,
-                gradcam=self.ui.gradcamOnClassifyCheckBox.checked and self.ui.useCnnCheckBox.checked,
-                device=self.ui.deviceComboBox.currentText, storePath=self.ui.storePathLineEdit.currentPath,
-            )
-            return
-        self._classifyingDone()
+        started = False
+        try:  # tryWithErrorDisplay re-raises: only a finally is sure to put the panel back
+            with errorsShown(_("Could not start the classification."), waitCursor=True):
+                self.logic.classify(
+                    uids, self.onWorkerEvent, self.onWorkerFinished, useCnn=self.ui.useCnnCheckBox.checked,
+                    gradcam=self.ui.gradcamOnClassifyCheckBox.checked and self.ui.useCnnCheckBox.checked,
+                    device=self.ui.deviceComboBox.currentText, storePath=self.ui.storePathLineEdit.currentPath,
+                )
+                started = True
+        finally:
+            if not started:
+                self._classifyingDone()
+                self.ui.statusLabel.text = _("The classification did not start.")
 
     def onCancel(self) -> None:
         self.logic.cancel()
@@ -1074,7 +1242,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _correct(self, sequence: str = None, orientation: str = None) -> None:
         uids = self.selectedRows()
-        with slicer.util.tryWithErrorDisplay(_("Could not store the correction."), waitCursor=True):
+        with errorsShown(_("Could not store the correction."), waitCursor=True):
             for uid in uids:
                 self.logic.correct(uid, sequence=sequence, orientation=orientation)
             self._afterLabelChange(uids)
@@ -1102,7 +1270,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onAcceptSelected(self) -> None:
         uids = self.selectedRows()
-        with slicer.util.tryWithErrorDisplay(_("Could not store the acceptance."), waitCursor=True):
+        with errorsShown(_("Could not store the acceptance."), waitCursor=True):
             self.logic.accept(uids)
             self._afterLabelChange(uids)
             self._moveToNextRow()
@@ -1115,7 +1283,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _("Accept the prediction of {n} confident, unreviewed series?").format(n=len(uids))
         ):
             return
-        with slicer.util.tryWithErrorDisplay(_("Could not store the acceptance."), waitCursor=True):
+        with errorsShown(_("Could not store the acceptance."), waitCursor=True):
             self.logic.accept(uids)
             self._afterLabelChange(uids)
 
@@ -1181,7 +1349,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uid = self.currentSeries()
         if uid is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Could not load the series."), waitCursor=True):
+        with errorsShown(_("Could not load the series."), waitCursor=True):
             volume = self.logic.loadSeries(uid)
             if not self.ui.showGradCamCheckBox.checked:
                 self.logic.hideOverlay(volume)
@@ -1210,9 +1378,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.requestGradCam(uid, head, cls or None, ready, device=self.ui.deviceComboBox.currentText)
 
     def onOpacityChanged(self, value: float) -> None:
-        from SeriesClassifierLib.slicer.mrml import set_foreground_opacity
-
-        set_foreground_opacity(slicer.mrmlScene, value)
+        self.logic.setOverlayOpacity(value)  # only the views showing our overlay
 
     # ------------------------------------------------------------------ export
 
@@ -1223,7 +1389,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                               f"*{suffix}")
         if not path:
             return
-        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+        with errorsShown(_("Export failed."), waitCursor=True):
             written = self.logic.export(fmt, path, anonymise=self.ui.anonymiseCheckBox.checked)
             self.ui.statusLabel.text = _("Wrote {path}").format(path=written)
 
@@ -1264,11 +1430,11 @@ class SeriesClassifierTest(ScriptedLoadableModuleTest):
             self.delayDisplay(f"Classifying {len(seriesUids)} series in the worker process")
             events = []
             outcome = {}
-            process = logic.classify(seriesUids, events.append,
-                                     lambda code, crashed, cancelled, tail: outcome.update(code=code, tail=tail),
-                                     wait=True, gradcam=True, storePath=os.path.join(work, "labels.sqlite"))
-            self.assertFalse(process.isRunning())
+            logic.classify(seriesUids, events.append,
+                           lambda code, crashed, cancelled, tail: outcome.update(code=code, tail=tail),
+                           wait=True, gradcam=True, storePath=os.path.join(work, "labels.sqlite"))
             self.assertEqual(outcome.get("code"), 0, outcome.get("tail"))
+            self.assertTrue(logic.session().isRunning())  # warm: the next request needs no new process
             self.assertEqual(set(logic.predictions), set(seriesUids))
             progress = [e for e in events if e["type"] == "progress"]
             self.assertEqual(progress[-1]["done"], len(seriesUids))
@@ -1303,9 +1469,18 @@ class SeriesClassifierTest(ScriptedLoadableModuleTest):
                     self.assertAlmostEqual(volumeBounds[2 * axis], overlayBounds[2 * axis], delta=3.0)
                     self.assertAlmostEqual(volumeBounds[2 * axis + 1], overlayBounds[2 * axis + 1], delta=3.0)
 
+            self.delayDisplay("Grad-CAM of another series from the same (warm) worker")
+            ready = []
+            starts = logic.session().starts
+            rid = logic.requestGradCam(seriesUids[-1], "sequence", None, ready.append)
+            logic.session().wait(rid, 300)
+            self.assertEqual(logic.session().starts, starts)
+            self.assertTrue(ready and ready[0] and os.path.isfile(ready[0]))
+
             self.delayDisplay("Exporting CSV")
             out = logic.export("csv", os.path.join(work, "labels.csv"))
             with open(out, newline="", encoding="utf-8") as f:
                 exported = list(csv.DictReader(f))
             self.assertEqual({r["series_uid"] for r in exported}, set(seriesUids))
+        logic.shutdown()
         self.delayDisplay("Test passed")

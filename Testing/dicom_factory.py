@@ -19,6 +19,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from SeriesClassifierLib.pydicom_compat import save_dataset
+
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
@@ -94,7 +96,7 @@ def _pixels(ds: Dataset, rows: int = 8, cols: int = 8, frames: int = 1) -> None:
 def _save(ds: Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.save_as(path, enforce_file_format=True)
+    save_dataset(ds, path)
     return path
 
 
@@ -288,7 +290,7 @@ def write_classic(folder: Path, images: np.ndarray, iop=AXIAL, spacing: float = 
             ds.DiffusionBValue = float(b_values[i])
         ds.PixelData = np.ascontiguousarray(images[i].astype(np.uint16)).tobytes()
         f = folder / f"IM{i:04d}.dcm"
-        ds.save_as(f, enforce_file_format=True)
+        save_dataset(ds, f)
         files.append(f)
     if shuffle_seed is not None:
         files = list(np.random.default_rng(shuffle_seed).permutation(files))
@@ -322,7 +324,7 @@ def write_enhanced(folder: Path, frames: np.ndarray, iop=AXIAL, spacing: float =
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     ds.PixelData = np.ascontiguousarray(frames[order].astype(np.uint16)).tobytes()
     f = folder / "enhanced.dcm"
-    ds.save_as(f, enforce_file_format=True)
+    save_dataset(ds, f)
     return f
 
 
@@ -353,7 +355,7 @@ def write_mosaic(folder: Path, volumes: list[np.ndarray], b_values: list[float],
         ds.add_new((0x0019, 0x100C), "IS", str(int(b)))
         ds.PixelData = mosaic.tobytes()
         f = folder / f"MOSAIC{v:03d}.dcm"
-        ds.save_as(f, enforce_file_format=True)
+        save_dataset(ds, f)
         files.append(f)
     return files
 
@@ -446,5 +448,5 @@ def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0
         pixels = np.full((size, size), 100, np.uint16)
         pixels[: size // 2, : size // 2] = 1000 + 10 * k
         ds.PixelData = pixels.tobytes()
-        ds.save_as(folder / f"im{k:03d}.dcm", enforce_file_format=True)
+        save_dataset(ds, folder / f"im{k:03d}.dcm")
     return series_uid

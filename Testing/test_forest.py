@@ -44,18 +44,18 @@ def test_reason_names_the_physics_and_the_label(toy):
     assert "TI " in out.reason and " ms" in out.reason
 
 
-def test_save_load_round_trip_with_trusted_types_only(toy, tmp_path):
+def test_save_load_round_trip_as_plain_arrays(toy, tmp_path):
+    from SeriesClassifierLib.models.forest_arrays import ARRAYS_FILE, INDEX_FILE, ArrayForest
+
     toy["forest"].save(tmp_path)
-    import skops.io as sio
-
-    from SeriesClassifierLib.models.forest import TRUSTED_TYPES
-
-    assert set(sio.get_untrusted_types(file=tmp_path / "forest.skops")) <= TRUSTED_TYPES
+    assert (tmp_path / ARRAYS_FILE).is_file() and (tmp_path / INDEX_FILE).is_file()
+    assert not (tmp_path / "forest.skops").exists()  # no pickled scikit-learn objects any more
     again = ForestModel.load(tmp_path)
+    assert all(isinstance(e, ArrayForest) for e in again.estimators.values())
     a = toy["forest"].predict_proba(toy["series"][:5])
     b = again.predict_proba(toy["series"][:5])
     for task in a:
-        np.testing.assert_allclose(a[task], b[task])
+        np.testing.assert_array_equal(a[task], b[task])
     assert again.extractor.tokens == toy["forest"].extractor.tokens
 
 
@@ -64,10 +64,15 @@ class Payload:
 
 
 def test_a_file_with_unexpected_types_is_refused(toy, tmp_path):
+    """An older bundle's skops file is still read (no arrays beside it): only with trusted types."""
     import skops.io as sio
     from sklearn.preprocessing import FunctionTransformer
 
+    from SeriesClassifierLib.models.forest_arrays import ARRAYS_FILE, INDEX_FILE
+
     toy["forest"].save(tmp_path)
+    (tmp_path / ARRAYS_FILE).unlink()
+    (tmp_path / INDEX_FILE).unlink()
     sio.dump({"sequence": Payload()}, tmp_path / "forest.skops")
     with pytest.raises(ValueError, match="not trusted"):
         ForestModel.load(tmp_path)
@@ -135,16 +140,13 @@ def test_unknown_tasks_with_one_class_are_left_out(tmp_path):
 def test_the_bundled_forest_is_small_trusted_and_documented():
     import json
 
-    import skops.io as sio
-
-    from SeriesClassifierLib.models.forest import TRUSTED_TYPES
     from SeriesClassifierLib.resources import default_models_dir
     from SeriesClassifierLib.vocabulary import load_vocabulary
 
     folder = default_models_dir()
-    path = folder / "forest.skops"
+    path = folder / "forest_trees.npz"
     assert path.stat().st_size < 20 * 1024 * 1024
-    assert set(sio.get_untrusted_types(file=path)) <= TRUSTED_TYPES
+    assert not (folder / "forest.skops").exists()  # the arrays replace it (forest_arrays.py)
     forest = ForestModel.load(folder)
     assert not forest.extractor.use_description  # the bundled model stands without descriptions
     assert set(forest.classes("sequence")) == set(load_vocabulary().sequence_codes)

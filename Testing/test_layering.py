@@ -1,6 +1,6 @@
 """The engine's folders are layers: each imports only from the layers below it, and nothing imports a face.
 
-    core (series, prediction, vocabulary, resources, errors)
+    core (series, prediction, vocabulary, resources, errors, requirements, pydicom_compat)
       ← dicom ← models ← run
                  labels (beside run: core and dicom only)
                  training (beside: may use everything but the faces)
@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGINE = "SeriesClassifierLib"
 LIB = ROOT / "SeriesClassifier" / ENGINE
 
-CORE_MODULES = {"__init__", "series", "prediction", "vocabulary", "resources", "errors"}
+# requirements: the requirement list (standard library); pydicom_compat: pydicom 2.4 and 3 (synth writes with it)
+CORE_MODULES = {"__init__", "series", "prediction", "vocabulary", "resources", "errors", "requirements",
+                "pydicom_compat"}
 FACES = {"commands", "__main__"}
 ALLOWED: dict[str, set[str]] = {
     "core": {"core"},

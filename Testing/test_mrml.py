@@ -138,7 +138,8 @@ def test_overlay_node_is_reused_and_uses_the_heat_table(scene):
     assert first.GetDisplayNode().GetColorNodeID() == table.GetID()
     assert mrml.create_heat_color_table(scene) is table  # one table per scene
     display = first.GetDisplayNode()
-    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx((mrml.HEAT_THRESHOLD, 1.0))
+    assert display.GetApplyThreshold() and display.GetLowerThreshold() == pytest.approx(mrml.HEAT_THRESHOLD)
 
 
 def test_heat_colors_rise_from_transparent():

@@ -244,6 +244,7 @@ def test_demo_generates_classifies_and_prints_a_table(monkeypatch, capsys, bundl
     assert len(out.splitlines()) > 8
 
 
+@pytest.mark.torch
 def test_cli_classify_writes_gradcam_on_the_series_grid(bundle_dir, study, tmp_path):
     import shutil
 

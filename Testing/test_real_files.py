@@ -58,9 +58,23 @@ def test_every_packaged_file_gets_a_prediction_or_a_reason(results):
     print("\n" + "\n".join(lines))
 
 
+def _packaged(by_name: dict, name: str) -> None:
+    """pydicom 2.4 (Slicer 5.6/5.8) ships fewer files (it downloads the rest on demand): skip those only there."""
+    import pydicom
+
+    if name not in by_name and int(pydicom.__version__.split(".")[0]) < 3:
+        pytest.skip(f"{name} is not packaged with pydicom {pydicom.__version__}")
+
+
 def test_the_real_mr_images_are_classified_not_skipped(results):
     by_name = {path.name: predictions for path, predictions, _, _ in results}
+    import pydicom
+
+    if int(pydicom.__version__.split(".")[0]) < 3:
+        assert sum(n in by_name for n in MR_FILES) >= len(MR_FILES) - 1  # pydicom 2.4 lacks examples_overlay.dcm
     for name in MR_FILES:
+        if name not in by_name and int(pydicom.__version__.split(".")[0]) < 3:
+            continue
         assert name in by_name, name
         (p,) = by_name[name]
         assert p.error is None and p.sequence is not None, (name, p.error)
@@ -68,6 +82,8 @@ def test_the_real_mr_images_are_classified_not_skipped(results):
 
 def test_non_images_are_skipped_with_what_they_are(results):
     by_name = {path.name: predictions for path, predictions, _, _ in results}
+    for name in ("reportsi.dcm", "rtplan.dcm", "liver.dcm", "CT_small.dcm", "SC_jpeg_no_color_transform.dcm"):
+        _packaged(by_name, name)
     assert "structured report" in by_name["reportsi.dcm"][0].error
     assert "radiotherapy" in by_name["rtplan.dcm"][0].error
     assert "segmentation" in by_name["liver.dcm"][0].error
@@ -77,5 +93,6 @@ def test_non_images_are_skipped_with_what_they_are(results):
 
 def test_an_mr_header_without_timing_goes_to_review(results):
     by_name = {path.name: predictions for path, predictions, _, _ in results}
+    _packaged(by_name, "emri_small.dcm")
     (p,) = by_name["emri_small.dcm"]  # enhanced MR with its functional groups stripped
     assert p.needs_review and any("no MR acquisition parameters" in r for r in p.reasons)

@@ -201,6 +201,7 @@ def test_report_command_renders_in_headless_chromium(folder, tmp_path):
     assert "2 shown" in dom and re.search(r'<body class="[^"]*review-only', dom)
 
 
+@pytest.mark.torch
 @pytest.mark.slow
 def test_report_with_gradcam_from_a_cnn(folder, tmp_path, capsys):
     """--gradcam with a (small, untrained) CNN in the models folder: every readable series gets an overlay."""

@@ -55,6 +55,7 @@ def test_k_slices_from_the_central_part(tmp_path):
     assert sample_indices(build_stack(files[:5]), 8) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.torch  # the CNN's slice resizing
 def test_only_the_sampled_files_are_decoded(tmp_path, monkeypatch):
     files = write_classic(tmp_path / "s", numbered_volume(60))
     calls = []
@@ -91,6 +92,7 @@ def test_dwi_keeps_the_highest_b_value(tmp_path):
     assert _markers(stack) == [500 + i for i in range(n_pos)]
 
 
+@pytest.mark.torch  # the CNN's slice resizing
 def test_enhanced_multiframe_sorted_by_per_frame_position(tmp_path):
     f = write_enhanced(tmp_path / "e", numbered_volume(9), iop=CORONAL)
     stack = build_stack([f])
@@ -116,6 +118,7 @@ def test_mosaic_is_tiled_back_into_slices_and_highest_b_kept(tmp_path, with_coun
     assert np.allclose(np.diff(z), 4.0)
 
 
+@pytest.mark.torch  # the CNN's slice resizing
 def test_mixed_planes_sample_every_plane(tmp_path):
     imgs = numbered_volume(9)
     iops = [AXIAL] * 3 + [SAGITTAL] * 3 + [CORONAL] * 3
@@ -131,6 +134,7 @@ def test_mixed_planes_sample_every_plane(tmp_path):
 @pytest.mark.parametrize(
     "name", ["MR_small.dcm", "MR2_J2KR.dcm", "MR_small_RLE.dcm", "emri_small_jpeg_ls_lossless.dcm"]
 )
+@pytest.mark.torch  # the CNN's slice resizing
 def test_real_pydicom_files_give_fixed_size_slices(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -148,6 +152,7 @@ def test_unreadable_pixels_raise_a_clear_message():
             sample_series([get_testdata_file("MR_truncated.dcm")])
 
 
+@pytest.mark.torch  # the CNN's slice resizing
 def test_one_bad_file_does_not_stop_the_series(tmp_path):
     files = write_classic(tmp_path / "s", numbered_volume(6))
     bad = tmp_path / "s" / "garbage.dcm"
@@ -181,6 +186,7 @@ def test_clahe_raises_local_contrast_and_stays_in_range():
     assert y.std() > 1.5 * x.std()  # the clip limit caps the gain: slope <= clip
 
 
+@pytest.mark.torch  # the CNN's slice resizing
 @pytest.mark.parametrize("shape", [(20, 48), (512, 384), (128, 128)])
 def test_resize_pads_to_square_and_maps_back(shape):
     img = np.zeros(shape, dtype=np.float32)

@@ -20,7 +20,7 @@ from SeriesClassifierLib.prediction import SeriesPrediction
 from SeriesClassifierLib.run import worker
 from SeriesClassifierLib.series import Geometry
 
-ENGINE_DIR = Path(worker.__file__).resolve().parent.parent
+ENGINE_DIR = Path(worker.__file__).resolve().parent.parent.parent  # SeriesClassifier/ (worker is in run/)
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +262,7 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path, study, launcher):
 # ----------------------------------------------------------------------------------------------- real models
 
 
+@pytest.mark.torch
 def test_worker_process_with_forest_and_cnn_writes_gradcam_on_the_series_grid(tmp_path):
     """As the module runs it: a real process, a real bundle (toy forest + untrained CNN), Grad-CAM files."""
     from SeriesClassifierLib.dicom.headers import read_series

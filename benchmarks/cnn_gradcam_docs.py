@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from SeriesClassifierLib.pydicom_compat import save_dataset
+
 
 def _model(models: str | None):
     from SeriesClassifierLib.models.cnn import CnnModel
@@ -100,7 +102,7 @@ def stripped_copy(src: str | Path, folder: Path) -> Path:
         if elem.keyword not in KEEP:
             del ds[elem.tag]
     out = folder / Path(src).name
-    ds.save_as(out, enforce_file_format=True)
+    save_dataset(ds, out)
     return out
 
 

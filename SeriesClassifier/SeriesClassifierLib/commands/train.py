@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="labelled DICOM folder (or Slicer database)")
     parser.add_argument("--labels", help="labels CSV, or a label store (its corrected and accepted series; a folder "
                         "means its default store) (default: DATA/labels.csv)")
-    parser.add_argument("--out", required=True, help="models folder to write (forest.skops, forest.json, card …)")
+    parser.add_argument("--out", required=True, help="models folder to write (forest_trees.*, forest.json, card …)")
     parser.add_argument("--from", dest="base", help="start from this models folder (copies what is not retrained)")
     parser.add_argument("--no-cnn", action="store_true", help="train the forest only (with --from: the CNN is "
                         "copied from the base bundle)")

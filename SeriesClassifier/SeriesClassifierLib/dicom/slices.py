@@ -35,6 +35,7 @@ import numpy as np
 import pydicom
 
 from ..errors import SliceReadError
+from ..pydicom_compat import frame_pixels
 from ..series import Geometry
 from .geometry import slice_spacing
 from .tags import PRIVATE_READ_TAGS, b_value, mosaic_images
@@ -403,7 +404,7 @@ def read_slice(ref: ImageRef, cache: dict | None = None) -> np.ndarray:
     """Decode one image as float32 (rows, columns); greyscale, MONOCHROME1 inverted."""
     if ref.frame is not None:
         ds = pydicom.dcmread(ref.path, stop_before_pixels=True, specific_tags=["PhotometricInterpretation"])
-        pixels = pydicom.pixels.pixel_array(ref.path, index=ref.frame)
+        pixels = frame_pixels(ref.path, ref.frame)  # pydicom 3 decodes one frame; 2.4 (Slicer 5.8) all
     else:
         key = str(ref.path)
         if cache is not None and key in cache:

@@ -1,6 +1,7 @@
 """A models folder as one bundle: which models are present, their ensemble settings, card and version.
 
-A folder holds any of: ``forest.skops`` + ``forest.json`` (the metadata forest),
+A folder holds any of: ``forest_trees.npz`` + ``forest_trees.json`` + ``forest.json`` (the metadata
+forest as plain arrays; an older bundle's ``forest.skops`` is still read),
 ``cnn.safetensors`` + ``cnn.json`` (the slice CNN), ``ensemble.json`` (weights, review
 threshold) and ``MODEL_CARD.md``. Missing models are simply absent from the bundle; the
 pipeline uses what is there. The bundled folder is ``Resources/Models``.
@@ -17,6 +18,7 @@ from typing import Any
 from ..resources import default_models_dir
 from .ensemble import EnsembleParams
 from .forest import CONFIG_FILE, FOREST_FILE, ForestModel
+from .forest_arrays import ARRAYS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def load_bundle(
     card = folder / CARD_FILE
     bundle.card = card.read_text(encoding="utf-8") if card.is_file() else ""
     present = False
-    if (folder / FOREST_FILE).is_file():
+    if (folder / ARRAYS_FILE).is_file() or (folder / FOREST_FILE).is_file():
         present = True
         if load_forest:
             try:
@@ -92,7 +94,7 @@ def load_bundle(
                 bundle.problems.append(f"cnn: {exc}")
                 log.warning("cnn not loaded from %s: %s", folder, exc)
     if not present:
-        raise FileNotFoundError(f"{folder}: no models here (expected {FOREST_FILE} and/or {CNN_WEIGHTS})")
+        raise FileNotFoundError(f"{folder}: no models here (expected {ARRAYS_FILE} and/or {CNN_WEIGHTS})")
     return bundle
 
 
@@ -131,7 +133,8 @@ def write_model_card(
     if forest is not None:
         cfg = forest.config()
         lines += [
-            f"- `forest.skops` + `forest.json`: metadata forest ({cfg['kind']}, {cfg['n_estimators']} trees per task; "
+            "- `forest_trees.npz` + `forest_trees.json` + `forest.json`: metadata forest "
+            f"({cfg['kind']}, {cfg['n_estimators']} trees per task; "
             f"tasks {', '.join(cfg['tasks'])}), {len(forest.extractor.feature_names)} features "
             f"({len(forest.extractor.tokens)} header tokens), description tokens "
             f"{'ON' if forest.extractor.use_description else 'OFF'}. Probabilities calibrated by temperature "

@@ -6,7 +6,8 @@ learnt: where geometry exists the plane is computed exactly (``orientation.py``)
 reported with probability 1; without geometry the forest says nothing about it and
 the CNN (or a reviewer) decides.
 
-Storage: the estimators with skops (loaded with an explicit list of trusted types,
+Storage: the trees as plain arrays (``models/forest_arrays.py``: numpy only, the same on every
+scikit-learn; older bundles' skops files are still read, with an explicit list of trusted types,
 never ``trusted=True``), everything else (feature vocabulary, classes, temperatures,
 explanation tables, training summary) in a JSON file beside it.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from ..series import Series
 from ..vocabulary import load_vocabulary
 from .calibration import TemperatureScaler
 from .features import FeatureExtractor, header_tokens, numeric_features
+from .forest_arrays import ARRAYS_FILE, has_forest_arrays, load_forest_arrays, save_forest_arrays
 from .novelty import class_ranges, out_of_range, unseen_terms
 
 FOREST_FILE = "forest.skops"
@@ -325,34 +326,45 @@ class ForestModel:
         }
 
     def save(self, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        import skops.io as sio
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        # Tree value arrays are mostly zeros: deflate keeps the bundled file small.
-        sio.dump(dict(self.estimators), folder / FOREST_FILE, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+        # The trees as plain arrays (models/forest_arrays.py): the same on every scikit-learn, no pickles.
+        path = save_forest_arrays(self.estimators, folder)
+        (folder / FOREST_FILE).unlink(missing_ok=True)  # an older skops file would only be a stale fallback
         config = self.config()
         config.update(extra or {})
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True), encoding="utf-8")
-        return folder / FOREST_FILE
+        return path
 
-    @classmethod
-    def load(cls, folder: str | Path) -> ForestModel:
+    @staticmethod
+    def _load_skops(path: Path, config_path: Path) -> dict[str, Any]:
+        import warnings
+
         import skops.io as sio
 
-        folder = Path(folder)
-        path, config_path = folder / FOREST_FILE, folder / CONFIG_FILE
         if not path.is_file() or not config_path.is_file():
-            raise FileNotFoundError(f"a forest needs {path} and {config_path}")
+            raise FileNotFoundError(f"a forest needs {path.parent / ARRAYS_FILE} (or {path}) and {config_path}")
         untrusted = sio.get_untrusted_types(file=path)
         unexpected = sorted(set(untrusted) - TRUSTED_TYPES)
         if unexpected:
             raise ValueError(f"{path}: refusing to load, it contains types not trusted here: {', '.join(unexpected)}")
-        estimators = sio.load(path, trusted=list(untrusted))
+        with warnings.catch_warnings():  # one version warning per tree otherwise; the arrays format avoids them
+            warnings.simplefilter("ignore", UserWarning)
+            estimators = sio.load(path, trusted=list(untrusted))
         if not isinstance(estimators, dict) or not all(
             isinstance(e, (RandomForestClassifier, ExtraTreesClassifier)) for e in estimators.values()
         ):
             raise ValueError(f"{path}: not a forest file (expected a dict of tree ensembles per task)")
+        return estimators
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ForestModel:
+        folder = Path(folder)
+        path, config_path = folder / FOREST_FILE, folder / CONFIG_FILE
+        if has_forest_arrays(folder) and config_path.is_file():
+            estimators = load_forest_arrays(folder)
+        else:  # a bundle written before forest_arrays.py: skops, trusted types only
+            estimators = cls._load_skops(path, config_path)
         config = json.loads(config_path.read_text(encoding="utf-8"))
         model = cls(
             FeatureExtractor.from_dict(config["features"]),

@@ -292,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.worker --serve",
+                                description="the warm worker: requests as JSON lines on stdin")
+    p.add_argument("--serve", action="store_true", required=True)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    return p
+
+
 def _setup_torch(device: str, threads: int | None, use_cnn: bool) -> str:
     """Apply the thread choice and describe the device; torch is imported only when the CNN runs (importing
     it costs seconds a forest-only run does not need). CUDA_VISIBLE_DEVICES is set before any import."""
@@ -325,11 +333,12 @@ def prediction_from_event(event: dict) -> Any:
     """The SeriesPrediction a ``prediction`` event carries."""
     from ..prediction import SeriesPrediction
 
-    return SeriesPrediction.from_dict({k: v for k, v in event.items() if k != "type"})
+    return SeriesPrediction.from_dict({k: v for k, v in event.items() if k not in ("type", "request")})
 
 
-def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
-    """Classify the listed series, emitting events; ``bundle`` defaults to the one ``--models`` names."""
+def run(args: argparse.Namespace, emit: Emit, bundle: Any = None, between: Callable[[], None] | None = None) -> int:
+    """Classify the listed series, emitting events; ``bundle`` defaults to the one ``--models`` names.
+    ``between`` runs after each series (the warm worker serves Grad-CAM clicks there)."""
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # as MONAIAuto3DSeg does: torch then sees no GPU
     try:
@@ -363,7 +372,8 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
 
     emit({"type": "progress", "done": 0, "total": total, "stage": "reading headers"})
     try:
-        read = read_with_context(refs, context)
+        # Grad-CAM alone needs no study context (that feeds the forest): a click reads its own series only.
+        read = read_with_context(refs, context) if not args.gradcam_only else {}
     except Cancelled:
         raise
     except Exception as e:  # the study context is a bonus: classify each series on its own instead
@@ -387,6 +397,8 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None) -> int:
         if want_gradcam and series is not None and not series.skipped:
             errors += not _emit_gradcam(args, bundle, series, prediction, emit)
         emit({"type": "progress", "done": done, "total": total, "series_uid": ref.series_uid})
+        if between is not None:
+            between()
     emit({"type": "done", "classified": classified, "errors": errors, "total": total})
     return EXIT_OK
 
@@ -408,6 +420,161 @@ def _emit_gradcam(args: argparse.Namespace, bundle: Any, series: Any, prediction
     emit({"type": "gradcam", "series_uid": series.series_uid, "head": head, "class": target,
           "path": str(Path(path).resolve())})
     return True
+
+
+# --------------------------------------------------------------------------- the warm worker (one per Slicer session)
+
+REQUEST_OPS = ("classify", "gradcam", "quit")
+
+
+def request_args(request: dict) -> argparse.Namespace:
+    """The command-line options a request stands for (same names, same defaults)."""
+    argv = [str(request["source"]), "--device", str(request.get("device") or "auto")]
+    if request.get("series_uids"):
+        argv += ["--series-uids", *[str(u) for u in request["series_uids"]]]
+    for key, flag in (("models", "--models"), ("gradcam_dir", "--gradcam-dir"), ("gradcam_head", "--gradcam-head"),
+                      ("gradcam_class", "--gradcam-class"), ("threads", "--threads")):
+        if request.get(key):
+            argv += [flag, str(request[key])]
+    if request.get("op") == "gradcam":
+        argv.append("--gradcam-only")
+    if request.get("use_cnn") is False:
+        argv.append("--no-cnn")
+    return build_parser().parse_args(argv)
+
+
+class Server:
+    """Serves requests (JSON lines on stdin) with the models loaded once.
+
+    ``{"id": n, "op": "classify"|"gradcam", "source": manifest, ...options of command()}``; every event of
+    a request carries ``"request": n`` and a request ends with its ``done`` (or ``error`` + ``done``).
+    Grad-CAM requests that arrive during a classification are served between two series, the newest
+    first: an older Grad-CAM request still waiting is answered ``superseded`` (the user clicked on).
+    End of stdin (the module or the launcher went away) ends the worker: it never outlives Slicer.
+    """
+
+    def __init__(self, emit: Emit, load: Callable[..., Any] | None = None) -> None:
+        import queue
+        import threading
+
+        self.emit = emit
+        self.queue: Any = queue.Queue()
+        self.backlog: list[dict] = []
+        self.bundles: dict[tuple, Any] = {}
+        self._load = load
+        self._lock = threading.Lock()
+
+    def read(self, stream: Any) -> None:
+        """Reader thread: lines → queue; end of stream → a quit request."""
+        for line in stream:
+            text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+            text = text.strip()
+            if not text:
+                continue
+            try:
+                request = json.loads(text)
+                if not isinstance(request, dict) or request.get("op") not in REQUEST_OPS:
+                    raise ValueError("not a request")
+            except ValueError as e:
+                self.emit({"type": "error", "message": f"bad request {text[:200]!r}: {e}"})
+                continue
+            self.queue.put(request)
+        self.queue.put({"op": "quit", "reason": "end of input"})
+
+    def bundle(self, models: str | None, use_cnn: bool) -> Any:
+        key = (models or "", use_cnn)
+        if key not in self.bundles:
+            warm = self.bundles.get((models or "", True))
+            if warm is not None:  # a bundle with the CNN serves forest-only requests too
+                return warm
+            load = self._load
+            if load is None:
+                from ..models.bundle import load_bundle as load
+            self.bundles[key] = load(models, load_cnn=use_cnn)
+        return self.bundles[key]
+
+    def _next(self, block: bool) -> dict | None:
+        import queue
+
+        if self.backlog:
+            return self.backlog.pop(0)
+        try:
+            return self.queue.get(block=block)
+        except queue.Empty:
+            return None
+
+    def serve(self) -> int:
+        self.emit({"type": "ready", "pid": os.getpid()})
+        while True:
+            request = self._next(block=True)
+            if request["op"] == "quit":
+                return EXIT_OK
+            self.handle(request)
+
+    def _between(self) -> None:
+        """During a classification: take what arrived; serve the newest Grad-CAM request now."""
+        import queue
+
+        arrived = []
+        while True:
+            try:
+                arrived.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        gradcams = [r for r in arrived if r.get("op") == "gradcam"]
+        self.backlog.extend(r for r in arrived if r.get("op") != "gradcam")
+        for old in gradcams[:-1]:
+            self.emit({"type": "done", "request": old.get("id"), "superseded": True})
+        if gradcams:
+            self.handle(gradcams[-1])
+
+    def handle(self, request: dict) -> None:
+        rid = request.get("id")
+
+        def emit(event: dict) -> None:
+            self.emit({**event, "request": rid})
+
+        try:
+            args = request_args(request)
+        except (KeyError, SystemExit, ValueError) as e:
+            emit({"type": "error", "message": f"bad request: {e}"})
+            emit({"type": "done", "classified": 0, "errors": 1, "total": 0, "code": EXIT_USAGE})
+            return
+        try:
+            bundle = self.bundle(args.models, not args.no_cnn)
+        except Exception as e:  # a broken bundle is the user's file: say which, keep serving
+            emit({"type": "error", "message": f"cannot load models from {args.models or 'the bundled models'}: {e}"})
+            emit({"type": "done", "classified": 0, "errors": 1, "total": 0, "code": EXIT_USAGE})
+            return
+        # Grad-CAM requests are served between the series of a classification, not inside another Grad-CAM.
+        between = self._between if request.get("op") == "classify" else None
+        try:
+            code = run(args, emit, bundle=bundle, between=between)
+        except Cancelled:
+            raise
+        except Exception as e:  # the worker keeps serving the next request
+            emit({"type": "error", "message": _describe(e)})
+            code = 1
+        if code != EXIT_OK:
+            emit({"type": "done", "classified": 0, "errors": 1, "total": 0, "code": code})
+
+
+def serve_main(argv: Sequence[str], out: TextIO, stdin: Any, load: Callable[..., Any] | None = None) -> int:
+    import threading
+
+    args = build_serve_parser().parse_args(argv)
+
+    def emit(event: dict) -> None:
+        with lock:
+            out.write(json.dumps(event, default=str) + "\n")
+            out.flush()
+
+    lock = threading.Lock()
+    if args.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    server = Server(emit, load=load)
+    threading.Thread(target=server.read, args=(stdin,), daemon=True, name="requests").start()
+    return server.serve()
 
 
 def _describe(e: BaseException) -> str:
@@ -433,12 +600,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, bundle: A
         out.write(json.dumps(event, default=str) + "\n")
         out.flush()
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     emit({"type": "worker", "pid": os.getpid()})
     try:
-        return run(args, emit, bundle=bundle)
+        if "--serve" in argv:
+            return serve_main(argv, out, sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin,
+                              load=(lambda *a, **k: bundle) if bundle is not None else None)
+        return run(build_parser().parse_args(argv), emit, bundle=bundle)
     except Cancelled as e:
         emit({"type": "cancelled", "signal": str(e)})
         return EXIT_CANCELLED

@@ -28,6 +28,12 @@ from ..vocabulary import load_vocabulary
 log = logging.getLogger(__name__)
 
 HEAT_COLOR_TABLE_NAME = "SeriesClassifierHeat"
+# Heat below this is not drawn at all. vtkMRMLScalarVolumeDisplayNode ANDs the colour table's alpha with
+# its threshold mask (vtkImageLogic, Libs/MRML/Core/vtkMRMLScalarVolumeDisplayNode.cxx), so a table's own
+# alpha ramp cannot make cold voxels see-through: every voxel above index 0 comes out opaque. The display
+# node's threshold can: voxels outside it get alpha 0, those inside keep the ramp's colour, and the layer's
+# opacity (the panel's slider) blends them over the anatomy.
+HEAT_THRESHOLD = 0.2
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -43,19 +49,21 @@ def ijk_to_ras(geometry: Geometry) -> np.ndarray:
 
 
 def heat_colors(n_colors: int = 256) -> np.ndarray:
-    """RGBA in 0..1 for a black-red-yellow-white heat ramp; zero heat is fully transparent.
+    """RGBA in 0..1 for a dark-red → red → yellow → white heat ramp over the drawn range.
 
-    Opacity rises with heat so a Grad-CAM map shows where the network looked without hiding the
-    anatomy where it did not.
+    The display window spans HEAT_THRESHOLD..1 (see ``create_overlay_volume``), so index 0 is the
+    coldest heat still drawn: it starts dark red rather than black. Index 0 has alpha 0 (Slicer draws
+    nothing there); the rest are opaque, since the display node reduces alpha to on/off anyway.
     """
     if n_colors < 2:
         raise ValueError("a heat colour table needs at least 2 colours")
-    x = np.linspace(0.0, 1.0, n_colors)
+    x = 0.15 + 0.85 * np.linspace(0.0, 1.0, n_colors)
     rgba = np.empty((n_colors, 4))
     rgba[:, 0] = np.clip(3 * x, 0, 1)
     rgba[:, 1] = np.clip(3 * x - 1, 0, 1)
     rgba[:, 2] = np.clip(3 * x - 2, 0, 1)
-    rgba[:, 3] = np.clip(2 * x, 0, 1)
+    rgba[:, 3] = 1.0
+    rgba[0, 3] = 0.0
     return rgba
 
 
@@ -143,9 +151,14 @@ def create_overlay_volume(
     display = node.GetDisplayNode()
     color_node = color_node or create_heat_color_table(scene)
     display.SetAndObserveColorNodeID(color_node.GetID())
-    # A fixed 0..1 window keeps colours comparable between series and classes.
+    # A fixed window keeps colours comparable between series and classes; the ramp spans the drawn heat.
     display.AutoWindowLevelOff()
-    display.SetWindowLevelMinMax(0.0, 1.0)
+    display.SetWindowLevelMinMax(HEAT_THRESHOLD, 1.0)
+    # Cold voxels transparent: the threshold, not the table's alpha (see HEAT_THRESHOLD).
+    display.AutoThresholdOff()
+    display.SetThreshold(HEAT_THRESHOLD, max(1.0, float(heatmap.max()) if heatmap.size else 1.0))
+    display.ApplyThresholdOn()
+    display.SetInterpolate(True)
     node.SetAttribute("SeriesClassifier.Role", "gradcam")
     return node
 
@@ -168,14 +181,32 @@ def set_foreground(scene: Any, volume_node: Any, opacity: float = 0.5, backgroun
         composite.SetForegroundOpacity(float(opacity))
 
 
-def set_foreground_opacity(scene: Any, opacity: float) -> None:
+def clear_foreground(scene: Any, volume_node: Any) -> int:
+    """Take ``volume_node`` out of the foreground of the views that show it; other views' layers (the
+    user's own choices) stay as they are. Returns how many views changed."""
+    if volume_node is None:
+        return 0
+    changed = 0
     for composite in _slice_composite_nodes(scene):
-        composite.SetForegroundOpacity(float(opacity))
+        if composite.GetForegroundVolumeID() == volume_node.GetID():
+            composite.SetForegroundVolumeID(None)
+            changed += 1
+    return changed
+
+
+def set_foreground_opacity(scene: Any, opacity: float, volume_node: Any = None) -> None:
+    """The foreground opacity of the views showing ``volume_node`` (all views when None)."""
+    for composite in _slice_composite_nodes(scene):
+        if volume_node is None or composite.GetForegroundVolumeID() == volume_node.GetID():
+            composite.SetForegroundOpacity(float(opacity))
 
 
 def _slice_composite_nodes(scene: Any) -> list[Any]:
-    nodes = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
-    return [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+    """The slice composite nodes, without ``GetNodesByClass``: that returns a new vtkCollection the
+    caller owns (Python then holds a second reference, so each call leaks one unless it is
+    UnRegister'ed, as slicer.util.getNodesByClass does)."""
+    cls = "vtkMRMLSliceCompositeNode"
+    return [scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls))]
 
 
 # --------------------------------------------------------------------------- results table

@@ -313,10 +313,60 @@ def local_field_ppm(ctx: _Context) -> np.ndarray:
 # ---------------------------------------------------------------- sampling
 
 
+def _torch():
+    """torch when installed (fast, one call per stack); None: numpy/scipy do the same interpolation, so a
+    sample study can be generated without torch (Slicer with the CNN switched off)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _grid_sample(volumes: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Trilinear samples of (V, D, H, W) ``volumes`` at normalised positions ``g`` (..., 3), in the volumes'
+    axis order, -1..1 spanning first to last voxel (torch's align_corners=True), zero outside."""
+    torch = _torch()
+    if torch is not None:
+        vol_t = torch.from_numpy(np.ascontiguousarray(volumes, dtype=np.float32))[None]
+        grid = torch.from_numpy(np.ascontiguousarray(g[..., ::-1], dtype=np.float32).reshape(1, 1, 1, -1, 3))
+        with torch.no_grad():
+            res = torch.nn.functional.grid_sample(vol_t, grid, mode="bilinear", padding_mode="zeros",
+                                                  align_corners=True)
+        return res.numpy()[0, :, 0, 0].reshape(len(volumes), *g.shape[:-1])
+    from scipy.ndimage import map_coordinates
+
+    flat = np.asarray(g, dtype=np.float64).reshape(-1, 3)
+    index = [(flat[:, a] + 1.0) * 0.5 * (volumes.shape[1 + a] - 1) for a in range(3)]
+    out = [map_coordinates(np.asarray(v, np.float32), index, order=1, mode="grid-constant", cval=0.0,
+                           prefilter=False) for v in volumes]
+    return np.stack(out).astype(np.float32).reshape(len(volumes), *g.shape[:-1])
+
+
+def _upsample_numpy(img: np.ndarray, shape: tuple[int, int], align_corners: bool) -> np.ndarray:
+    from scipy.ndimage import map_coordinates
+
+    x = np.asarray(img, dtype=np.float32)
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    axes = []
+    for n_in, n_out in ((h, shape[0]), (w, shape[1])):
+        o = np.arange(n_out, dtype=np.float64)
+        if align_corners:
+            src = o * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(1)
+        else:
+            src = np.clip((o + 0.5) * (n_in / n_out) - 0.5, 0, None)
+        axes.append(np.clip(src, 0, n_in - 1))
+    rr, cc = np.meshgrid(axes[0], axes[1], indexing="ij")
+    stack = x.reshape(-1, h, w)
+    out = [map_coordinates(im, [rr, cc], order=1, mode="nearest", prefilter=False) for im in stack]
+    return np.stack(out).astype(np.float32).reshape(*lead, *shape)
+
+
 def _upsample(img: np.ndarray, shape: tuple[int, int], align_corners: bool) -> np.ndarray:
     """Bilinear resize of (n, h, w) or (h, w) images (torch: one call for a whole stack)."""
-    import torch
-
+    torch = _torch()
+    if torch is None:
+        return _upsample_numpy(img, shape, align_corners)
     x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
     lead = x.shape[:-2]
     x = x.reshape(1, -1, *x.shape[-2:])
@@ -375,7 +425,6 @@ def sample(
     the grid spacing (the trilinear kernel itself smooths over ±1 grid voxel). ``epi_shift`` (grid volume,
     mm) moves samples along the column (phase-encode) direction.
     """
-    import torch
 
     planes = ctx.planes if planes is None else planes
     thickness = ctx.spec.slice_thickness if thickness is None else thickness
@@ -394,8 +443,8 @@ def sample(
     # grid_sample's normalised coordinates, axes reversed (x=W=last grid axis)
     gscale = (2.0 / ((np.array(_GRID_SHAPE) - 1) * GRID_SPACING)).astype(np.float32)
     gshift = (-_GRID_MIN * gscale - 1.0).astype(np.float32)
-    vol_t = torch.from_numpy(np.stack([np.asarray(v, np.float32) for v in volumes]))[None]
-    shift_t = None if epi_shift is None else torch.from_numpy(np.asarray(epi_shift, np.float32))[None, None]
+    vols = np.stack([np.asarray(v, np.float32) for v in volumes])
+    shift_v = None if epi_shift is None else np.asarray(epi_shift, np.float32)[None]
 
     out = [np.zeros((len(planes), rows, cols), np.float32) for _ in volumes]
     lattice_key, lat, lat_sub = None, None, None
@@ -424,26 +473,13 @@ def sample(
                     d = np.moveaxis(_upsample(np.moveaxis(d, -1, 0), shape, align_corners=True), 0, -1)
                     anchor = (base, d)
                 t = lat + (base + anchor[1])
-                if shift_t is not None and k == 0:
-                    gg = torch.from_numpy(np.ascontiguousarray((t * gscale + gshift)[..., ::-1]))
-                    with torch.no_grad():
-                        sh = (
-                            torch.nn.functional.grid_sample(
-                                shift_t, gg.reshape(1, 1, 1, -1, 3), mode="bilinear", align_corners=True
-                            )
-                            .numpy()
-                            .reshape(shape)
-                        )
+                if shift_v is not None and k == 0:
+                    sh = _grid_sample(shift_v, t * gscale + gshift)[0].reshape(shape)
                     pe_shift = sh[..., None] * (m @ plane.col).astype(np.float32)
-                if shift_t is not None:
+                if shift_v is not None:
                     t = t + pe_shift
                 g[i, k] = t * gscale + gshift
-        grid = torch.from_numpy(np.ascontiguousarray(g[..., ::-1]).reshape(1, 1, 1, -1, 3))
-        with torch.no_grad():
-            res = torch.nn.functional.grid_sample(
-                vol_t, grid, mode="bilinear", padding_mode="zeros", align_corners=True
-            )
-        res = res.numpy()[0, :, 0, 0].reshape(len(volumes), len(chunk), n_sub, *shape)
+        res = _grid_sample(vols, g).reshape(len(volumes), len(chunk), n_sub, *shape)
         for j in range(len(volumes)):
             smp = res[j]
             if n_sub == 1:
@@ -1132,15 +1168,14 @@ class _single_thread:
     (several generator processes) torch's thread pool spins instead of helping."""
 
     def __enter__(self):
-        import torch
-
-        self.n = torch.get_num_threads()
-        torch.set_num_threads(1)
+        self.torch = _torch()
+        if self.torch is not None:
+            self.n = self.torch.get_num_threads()
+            self.torch.set_num_threads(1)
 
     def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.n)
+        if self.torch is not None:
+            self.torch.set_num_threads(self.n)
         return False
 
 

@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from ..pydicom_compat import save_dataset
 from .profiles import Profile
 from .spec import RenderedSeries, SeriesSpec
 
@@ -273,7 +274,7 @@ def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
 
 def _save(ds: Dataset, path: Path) -> None:
     ds.file_meta = _file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
-    ds.save_as(path, enforce_file_format=True)
+    save_dataset(ds, path)  # pydicom 2.4 (Slicer 5.6/5.8) and 3
 
 
 # --- geometry helpers ---------------------------------------------------------------------------------------------
