@@ -37,6 +37,7 @@ class ModelOutput:
     attributes: dict[str, TaskPrediction] = field(default_factory=dict)
     reason: str = ""
     slice_profile: list[dict[str, float]] | None = None  # per sampled slice: sequence label -> probability
+    novelty: list[str] = field(default_factory=list)  # why this series is unlike the model's training data
 
 
 @dataclass

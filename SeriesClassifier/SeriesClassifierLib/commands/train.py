@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import TrainingError
+from ..training.header_augment import FIELD_DROPOUT
 from ..training.site_training import BASE_ROWS
 from ..training.train_bundle import TrainOptions, train_bundle
 
@@ -40,8 +41,9 @@ def add_arguments(parser) -> None:
                         help="also use SeriesDescription/ProtocolName tokens (off by default: descriptions lie)")
     parser.add_argument("--kind", choices=["random_forest", "extra_trees"], help="tree ensemble (default: RF)")
     parser.add_argument("--n-estimators", type=int, help="trees per task (default 200)")
-    parser.add_argument("--name-dropout", type=float, default=0.0,
-                        help="fraction of training rows without vendor sequence names (robustness to new vendors)")
+    parser.add_argument("--field-dropout", type=float, default=FIELD_DROPOUT,
+                        help="share of training rows that lose each token field, vendor sequence name, flip angle "
+                        "and echo train (robustness to new vendors and stripped tags)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="JSON-lines cache of read headers (reused when present)")
     parser.add_argument("--docs", help="also copy the held-out confusion PNGs here")
@@ -57,7 +59,7 @@ def options_from(args) -> TrainOptions:
         test_fraction=args.test_fraction, write_base_rows=args.write_base_rows,
         holdout_profiles=list(args.holdout_profile or []), eval_data=path(args.eval_data),
         eval_labels=path(args.eval_labels), descriptions=args.descriptions, kind=args.kind,
-        n_estimators=args.n_estimators, name_dropout=args.name_dropout, seed=args.seed, cache=path(args.cache),
+        n_estimators=args.n_estimators, field_dropout=args.field_dropout, seed=args.seed, cache=path(args.cache),
         docs=path(args.docs),
         command="seriesclassifier train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else "",
     )

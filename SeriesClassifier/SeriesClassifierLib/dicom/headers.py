@@ -43,7 +43,7 @@ _FOREST_KEYWORDS = (
     "SequenceVariant", "ScanOptions", "MRAcquisitionType", "SequenceName", "RepetitionTime", "EchoTime",
     "InversionTime", "FlipAngle", "EchoTrainLength", "ContrastBolusAgent", "SliceThickness",
     "SpacingBetweenSlices", "PixelSpacing", "Rows", "Columns", "ImageOrientationPatient", "DiffusionBValue",
-    "NumberOfTemporalPositions", "SeriesNumber", "SeriesDescription", "ProtocolName",
+    "NumberOfTemporalPositions", "SeriesNumber", "SeriesDescription", "ProtocolName", "BodyPartExamined",
 )
 PRECACHE_TAGS = tuple(
     f"{tag >> 16:04X},{tag & 0xFFFF:04X}" for tag in (pydicom.datadict.tag_for_keyword(k) for k in _FOREST_KEYWORDS)
@@ -211,6 +211,7 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
         "SeriesTime": _text(ds.get("SeriesTime")) or _text(ds.get("AcquisitionTime")),
         "Modality": _text(ds.get("Modality")),
         "Manufacturer": _text(ds.get("Manufacturer")),
+        "BodyPartExamined": _text(ds.get("BodyPartExamined")),
         "ManufacturerModelName": _text(ds.get("ManufacturerModelName")),
         "MagneticFieldStrength": _to_float(ds.get("MagneticFieldStrength")),
         "SeriesDescription": _text(ds.get("SeriesDescription")),
