@@ -31,12 +31,15 @@ class Mess:
 class Profile:
     name: str
     imitates: str
-    vendor: str  # SIEMENS | GE | PHILIPS | CANON: selects the grammar in vendors.py
+    vendor: str  # SIEMENS | GE | PHILIPS | CANON | UIH | HITACHI: selects the grammar in vendors.py
     manufacturer: str  # the DICOM Manufacturer string
     model: str
     field_strength: float
     software_versions: str
     grammar: str  # naming variant inside the vendor grammar (see vendors.py)
+    # software generation: selects the header habits in habits.py (Siemens VB | VE | XA, GE LX | DV | MR29 |
+    # MR30, Philips R2 | R3 | R5 | R11, Canon TOSHIBA | CANON, UIH, HITACHI)
+    generation: str = ""
     language: str = "en"  # en | de | fr | es: contrast and plane words
     enhanced_rate: float = 0.0  # share of series written as Enhanced MR multi-frame
     mosaic_rate: float = 0.0  # share of EPI series (DWI, BOLD, DSC, ASL raw) written as Siemens mosaic
@@ -61,7 +64,7 @@ _RESEARCH = {"routine": 1, "research": 5, "tumour": 1}
 
 _PROFILE_LIST = [
     Profile(
-        name="siemens_skyra_3t",
+        name="siemens_skyra_3t", generation="VE",
         imitates="Siemens MAGNETOM Skyra 3T, syngo MR E11, classic single-frame files, EPI as mosaics",
         vendor="SIEMENS", manufacturer="SIEMENS", model="Skyra", field_strength=3.0,
         software_versions="syngo MR E11", grammar="syngo", language="en", mosaic_rate=0.85,
@@ -70,7 +73,7 @@ _PROFILE_LIST = [
         institution="Synthetic University Hospital", study_weights=_CLINICAL,
     ),
     Profile(
-        name="siemens_aera_15t",
+        name="siemens_aera_15t", generation="VE",
         imitates="Siemens MAGNETOM Aera 1.5T, syngo MR E11, German site (KM = Kontrastmittel), mosaics",
         vendor="SIEMENS", manufacturer="SIEMENS", model="Aera", field_strength=1.5,
         software_versions="syngo MR E11", grammar="syngo", language="de", mosaic_rate=0.7,
@@ -80,7 +83,7 @@ _PROFILE_LIST = [
         mess=Mess(wrong_description=0.08, abbreviated=0.15),
     ),
     Profile(
-        name="siemens_xa_vida_3t",
+        name="siemens_xa_vida_3t", generation="XA",
         imitates="Siemens MAGNETOM Vida 3T, syngo MR XA50, Enhanced MR multi-frame by default",
         vendor="SIEMENS", manufacturer="Siemens Healthineers", model="MAGNETOM Vida", field_strength=3.0,
         software_versions="syngo MR XA50", grammar="xa", language="en", enhanced_rate=0.85,
@@ -89,7 +92,7 @@ _PROFILE_LIST = [
         institution="Synthetic Imaging Centre", study_weights=_CLINICAL,
     ),
     Profile(
-        name="ge_signa_premier_3t",
+        name="ge_signa_premier_3t", generation="MR29",
         imitates="GE SIGNA Premier 3T, MR29, 'Ax T2 FSE' style names, classic files",
         vendor="GE", manufacturer="GE MEDICAL SYSTEMS", model="SIGNA Premier", field_strength=3.0,
         software_versions="29\\LX\\MR Software release:MR29.1_EA_2040.a", grammar="ge_title", language="en",
@@ -98,7 +101,7 @@ _PROFILE_LIST = [
         institution="Synthetic Medical Center", study_weights=_CLINICAL,
     ),
     Profile(
-        name="ge_optima_15t",
+        name="ge_optima_15t", generation="DV",
         imitates="GE Optima MR450w 1.5T, DV26, community hospital, terse upper-case names",
         vendor="GE", manufacturer="GE MEDICAL SYSTEMS", model="Optima MR450w", field_strength=1.5,
         software_versions="26\\LX\\MR Software release:DV26.0_R03_1831.b", grammar="ge_upper", language="en",
@@ -108,7 +111,7 @@ _PROFILE_LIST = [
         mess=Mess(empty_description=0.05, wrong_description=0.08, missing_agent=0.2),
     ),
     Profile(
-        name="philips_ingenia_3t",
+        name="philips_ingenia_3t", generation="R5",
         imitates="Philips Ingenia 3T, R5.7, Enhanced MR multi-frame, rescaled pixel values",
         vendor="PHILIPS", manufacturer="Philips", model="Ingenia", field_strength=3.0,
         software_versions="5.7.1\\5.7.1.2", grammar="philips", language="en", enhanced_rate=0.85, rescale=True,
@@ -117,7 +120,7 @@ _PROFILE_LIST = [
         institution="Synthetic Academic Medical Centre", study_weights=_CLINICAL,
     ),
     Profile(
-        name="philips_achieva_15t",
+        name="philips_achieva_15t", generation="R3",
         imitates="Philips Achieva 1.5T, R3.2, classic single-frame files, rescaled pixel values, Dutch/English",
         vendor="PHILIPS", manufacturer="Philips Medical Systems", model="Achieva", field_strength=1.5,
         software_versions="3.2.3\\3.2.3.2", grammar="philips_old", language="en", rescale=True,
@@ -126,7 +129,7 @@ _PROFILE_LIST = [
         institution="Synthetisch Ziekenhuis", noise_scale=(0.9, 1.4), study_weights=_CLINICAL,
     ),
     Profile(
-        name="anonymised_research",
+        name="anonymised_research", generation="VE",
         imitates="Siemens Prisma 3T research data set after anonymisation: descriptions stripped, mosaics",
         vendor="SIEMENS", manufacturer="SIEMENS", model="Prisma", field_strength=3.0,
         software_versions="syngo MR E11", grammar="syngo", language="en", mosaic_rate=0.9,
@@ -135,9 +138,66 @@ _PROFILE_LIST = [
         institution="", study_weights=_RESEARCH,
         mess=Mess(strip_descriptions=0.85, missing_optional=0.15, anonymised_agent=0.5),
     ),
+    Profile(
+        name="siemens_trio_3t_vb17", generation="VB",
+        imitates="Siemens MAGNETOM TrioTim 3T, syngo MR B17 (VB17), research hospital, EPI as mosaics, "
+                 "SE\\EP diffusion",
+        vendor="SIEMENS", manufacturer="SIEMENS", model="TrioTim", field_strength=3.0,
+        software_versions="syngo MR B17", grammar="syngo", language="en", mosaic_rate=0.9,
+        matrix_2d=(256, 320, 384), matrix_3d=(256,), thickness_2d=(4.0, 5.0),
+        coils=("HeadMatrix", "32Ch_Head"), contrast_agents=("Magnevist", "Gadovist"),
+        institution="Synthetic Brain Imaging Centre", study_weights={**_CLINICAL, "research": 4},
+    ),
+    Profile(
+        name="ge_signa_architect_3t", generation="MR30",
+        imitates="GE SIGNA Architect 3T, MR30, 'Ax T2 FSE' style names, MPRAGE-style 3-D T1 next to BRAVO",
+        vendor="GE", manufacturer="GE MEDICAL SYSTEMS", model="SIGNA Architect", field_strength=3.0,
+        software_versions="30\\LX\\MR Software release:MR30.1_R01_2224.a", grammar="ge_title", language="en",
+        matrix_2d=(256, 320, 384), matrix_3d=(256,), thickness_2d=(3.0, 4.0, 5.0),
+        coils=("48HAP", "AIR 48 Head"), contrast_agents=("Gadavist", "CLARISCAN"),
+        institution="Synthetic Neuroscience Institute", study_weights={**_CLINICAL, "research": 3},
+    ),
+    Profile(
+        name="ge_signa_excite_15t_lx", generation="LX",
+        imitates="GE Signa EXCITE/HDxt 1.5T, 12.x/LX era (Genesis habits): RM localisers and FLAIR without TI",
+        vendor="GE", manufacturer="GE MEDICAL SYSTEMS", model="Signa HDxt", field_strength=1.5,
+        software_versions="15\\LX\\MR Software release:15.0_M4_0910.a", grammar="ge_upper", language="en",
+        matrix_2d=(256,), matrix_3d=(256,), thickness_2d=(5.0, 6.0),
+        coils=("8HRBRAIN", "HEAD"), contrast_agents=("MAGNEVIST", "OMNISCAN"),
+        institution="Synthetic District Hospital", noise_scale=(1.0, 1.5), study_weights=_CLINICAL,
+        mess=Mess(empty_description=0.05, missing_agent=0.2),
+    ),
+    Profile(
+        name="philips_intera_15t_r2", generation="R2",
+        imitates="Philips Intera 1.5T, release 2.x, classic files, no b-value on non-diffusion images",
+        vendor="PHILIPS", manufacturer="Philips Medical Systems", model="Intera", field_strength=1.5,
+        software_versions="2.6.3\\2.6.3.4", grammar="philips_old", language="en", rescale=True,
+        matrix_2d=(256,), matrix_3d=(256,), thickness_2d=(5.0, 6.0),
+        coils=("SENSE-head-6", "SENSE-Head-8"), contrast_agents=("Magnevist", "Dotarem"),
+        institution="Synthetic Regional Clinic", noise_scale=(1.0, 1.4), study_weights=_CLINICAL,
+    ),
+    Profile(
+        name="toshiba_titan_3t", generation="TOSHIBA",
+        imitates="Toshiba Vantage Titan 3T, V4.x (manufacturer TOSHIBA_MEC), classic files, b-value public only "
+                 "when > 0",
+        vendor="CANON", manufacturer="TOSHIBA_MEC", model="MRT200PP6", field_strength=3.0,
+        software_versions="V4.50*R208", grammar="canon", language="en",
+        matrix_2d=(256, 320, 384), matrix_3d=(256,), thickness_2d=(4.0, 5.0),
+        coils=("Head SPEEDER", "Head 32ch"), contrast_agents=("Gadovist", "MAGNESCOPE"),
+        institution="Synthetic Tokyo Clinic", study_weights=_CLINICAL,
+    ),
+    Profile(
+        name="uih_umr780_3t", generation="UIH",
+        imitates="United Imaging uMR 780 3T (manufacturer UIH), classic files",
+        vendor="UIH", manufacturer="UIH", model="uMR 780", field_strength=3.0,
+        software_versions="R006", grammar="uih", language="en",
+        matrix_2d=(256, 320, 384), matrix_3d=(256,), thickness_2d=(4.0, 5.0),
+        coils=("H_24", "HNU_48"), contrast_agents=("Gadovist", "Magnevist"),
+        institution="Synthetic People's Hospital", study_weights=_CLINICAL,
+    ),
     # held-out sites: never used for training
     Profile(
-        name="canon_vantage_15t",
+        name="canon_vantage_15t", generation="CANON",
         imitates="Canon Vantage Orian 1.5T, MPower, Enhanced MR multi-frame part of the time",
         vendor="CANON", manufacturer="CANON_MEC", model="Vantage Orian", field_strength=1.5,
         software_versions="V6.0", grammar="canon", language="en", enhanced_rate=0.5,
@@ -146,7 +206,7 @@ _PROFILE_LIST = [
         institution="Synthetic Regional Hospital", noise_scale=(0.9, 1.3), study_weights=_CLINICAL, holdout=True,
     ),
     Profile(
-        name="ge_discovery_750_3t_fr",
+        name="ge_discovery_750_3t_fr", generation="DV",
         imitates="GE Discovery MR750 3T, DV25, French site ('AX T2 FLAIR GADO'), classic files",
         vendor="GE", manufacturer="GE MEDICAL SYSTEMS", model="DISCOVERY MR750", field_strength=3.0,
         software_versions="25\\LX\\MR Software release:DV25.0_R02_1549.b", grammar="ge_upper", language="fr",
@@ -156,7 +216,7 @@ _PROFILE_LIST = [
         mess=Mess(wrong_description=0.08, protocol_only=0.05),
     ),
     Profile(
-        name="siemens_avanto_15t_es",
+        name="siemens_avanto_15t_es", generation="VB",
         imitates="Siemens MAGNETOM Avanto 1.5T, syngo B17 (older), Spanish site, classic files, few mosaics",
         vendor="SIEMENS", manufacturer="SIEMENS", model="Avanto", field_strength=1.5,
         software_versions="syngo MR B17", grammar="syngo", language="es", mosaic_rate=0.4,
@@ -165,9 +225,29 @@ _PROFILE_LIST = [
         institution="Hospital Sintetico", site_prefix="CR_", noise_scale=(1.0, 1.5), study_weights=_CLINICAL,
         holdout=True, mess=Mess(abbreviated=0.2),
     ),
+    Profile(
+        name="philips_elition_3t_r11", generation="R11",
+        imitates="Philips Ingenia Elition 3T, R11, Enhanced MR for most studies (empty ScanningSequence), b=0 on "
+                 "every classic image",
+        vendor="PHILIPS", manufacturer="Philips", model="Ingenia Elition X", field_strength=3.0,
+        software_versions="5.9.0\\5.9.0.1", grammar="philips", language="en", enhanced_rate=0.7, rescale=True,
+        matrix_2d=(320, 400, 448), matrix_3d=(256, 288), thickness_2d=(3.0, 4.0),
+        coils=("dS Head 32ch", "dS HeadNeck 20ch"), contrast_agents=("Gadovist", "Dotarem"),
+        institution="Synthetic Clinique Universitaire", study_weights=_CLINICAL, holdout=True,
+    ),
+    Profile(
+        name="hitachi_airis_03t", generation="HITACHI",
+        imitates="Hitachi AIRIS Vento 0.3T open low-field scanner: long TEs, no EPI perfusion/fMRI/SWI, dual-echo FSE",
+        vendor="HITACHI", manufacturer="Hitachi Medical Corporation", model="AIRIS Vento", field_strength=0.3,
+        software_versions="V5.0F", grammar="hitachi", language="en",
+        matrix_2d=(256,), matrix_3d=(192, 256), thickness_2d=(5.0, 6.0, 7.0),
+        coils=("QD HEAD", "MA HEAD"), contrast_agents=("Magnevist", "Omniscan"),
+        institution="Synthetic Open MRI Clinic", noise_scale=(1.2, 1.8), holdout=True,
+        study_weights={"routine": 6, "stroke": 2, "tumour": 2, "iac": 1, "mra": 1},
+    ),
     # a new site for the site-adaptation experiment (docs/SITE_ADAPTATION.md): never trained on
     Profile(
-        name="canon_galan_3t_anon",
+        name="canon_galan_3t_anon", generation="CANON",
         imitates="Canon Vantage Galan 3T whose archive went through an aggressive anonymiser: descriptions, "
                  "contrast agent and many optional tags (TI, ETL, sequence names) removed",
         vendor="CANON", manufacturer="CANON_MEC", model="Vantage Galan 3T", field_strength=3.0,
@@ -178,7 +258,7 @@ _PROFILE_LIST = [
         mess=Mess(strip_descriptions=0.9, missing_optional=0.6, missing_agent=0.95, anonymised_agent=0.05),
     ),
     Profile(
-        name="ge_signa_15t_reexport",
+        name="ge_signa_15t_reexport", generation="DV",
         imitates="GE SIGNA Explorer 1.5T whose studies reach the archive through a third-party workstation "
                  "that re-exports every image as DERIVED\\SECONDARY, terse upper-case names",
         vendor="GE", manufacturer="GE MEDICAL SYSTEMS", model="SIGNA Explorer", field_strength=1.5,

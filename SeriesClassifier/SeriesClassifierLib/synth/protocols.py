@@ -28,6 +28,7 @@ from .spec import SeriesSpec
 from .vendors import TECHNIQUES, header_style, name_series
 
 STUDY_TYPES = ("routine", "stroke", "tumour", "research", "iac", "mra")
+_SPEC_FIELDS = {f.name for f in dataclasses.fields(SeriesSpec)}
 
 # head coverage (mm) along each plane's normal
 _COVERAGE = {"AXIAL": (120.0, 150.0), "SAGITTAL": (130.0, 150.0), "CORONAL": (140.0, 170.0)}
@@ -50,8 +51,10 @@ _PLANES = {
     "other_mt": {"AXIAL": 0.7, "SAGITTAL": 0.3},
     "other_t1map": {"AXIAL": 0.5, "SAGITTAL": 0.5},
     "other_svs": {"AXIAL": 0.4, "SAGITTAL": 0.3, "CORONAL": 0.3},
+    "t2star_me": {"AXIAL": 0.8, "SAGITTAL": 0.2},
 }
-_ALWAYS_AXIAL = ("t2star", "swi", "dwi", "dti", "dsc", "asl", "asl_3d", "tof", "bold", "fmap_mag", "scout_cal")
+_ALWAYS_AXIAL = ("t2star", "swi", "dwi", "dti", "dsc", "asl", "asl_3d", "asl_m0", "asl_3d_m0", "tof", "bold",
+                 "fmap_mag", "fmap_b0", "fmap_sepi", "scout_cal")
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float, nd: int = 2) -> float:
@@ -75,77 +78,158 @@ class _Ctx:
 # --- parameters ---------------------------------------------------------------------------------------------------
 
 
+def _refocus_flip(ctx: _Ctx, choices: tuple[float, ...]) -> float:
+    """FlipAngle of a spin-echo series as the vendor writes it: Siemens the refocusing angle, most others 90."""
+    rng, v = ctx.rng, ctx.profile.vendor
+    if v == "SIEMENS":
+        return float(rng.choice(choices))
+    if v == "GE" and rng.random() < 0.2:
+        return float(rng.choice([111, 125, 142]))
+    if v == "UIH" and rng.random() < 0.3:
+        return float(rng.choice(choices))
+    return 90.0
+
+
 def _timing(tech: str, ctx: _Ctx) -> dict:
-    """TR/TE/TI/flip/ETL around the vendor's defaults at the profile's field strength."""
-    rng, b3 = ctx.rng, ctx.profile.field_strength >= 2.5
-    v = ctx.profile.vendor
+    """TR/TE/TI/flip/ETL around the vendor's defaults at the profile's field strength.
+
+    Physics sets the field dependence (tissue T1 grows with B0: longer TR/TI for T1 contrast and FLAIR at
+    3 T, shorter at low field; T2* shortens: shorter TE for T2*, SWI, BOLD and DSC at 3 T); habits set the
+    vendor's (Siemens writes the refocusing flip of spin-echo trains, GE/Philips/Canon/Hitachi 90°; GE and
+    Philips 3-D T1 are TFE/BRAVO with a short TR, Siemens MPRAGE the inversion TR; Siemens ASL has no TI).
+    """
+    rng, prof = ctx.rng, ctx.profile
+    fs, v = prof.field_strength, prof.vendor
+    b3, low = fs >= 2.5, fs < 1.0
     u = lambda lo, hi, nd=2: _u(rng, lo, hi, nd)  # noqa: E731
     if tech in ("scout", "scout_mpr"):
-        return dict(repetition_time=u(7.5, 9.0), echo_time=u(3.2, 4.0), flip_angle=20.0)
+        if v == "GE":
+            return dict(repetition_time=u(4.5, 40.0) if rng.random() < 0.7 else u(60, 80), echo_time=u(1.2, 1.8),
+                        flip_angle=30.0)
+        if v == "PHILIPS":
+            if rng.random() < 0.4:  # balanced TFE survey
+                return dict(repetition_time=u(2.9, 3.3), echo_time=u(1.4, 1.7), flip_angle=float(rng.choice([45, 50,
+                                                                                                           60])),
+                            echo_train_length=int(rng.integers(60, 90)))
+            return dict(repetition_time=u(6.5, 15.0), echo_time=u(2.3, 5.4), flip_angle=float(rng.choice([15, 20])),
+                        echo_train_length=int(rng.integers(30, 60)))
+        if v == "HITACHI":
+            return dict(repetition_time=u(30, 60), echo_time=u(6, 10), flip_angle=30.0)
+        return dict(repetition_time=u(7.5, 9.0) if v == "SIEMENS" else u(5, 20), echo_time=u(3.0, 4.0),
+                    flip_angle=20.0)
     if tech == "scout_cal":
         return dict(repetition_time=u(3.0, 4.5), echo_time=u(1.0, 1.6), flip_angle=u(5, 10, 0))
     if tech == "t1_se":
-        etl = None if rng.random() < 0.5 else int(rng.integers(2, 5))
-        return dict(repetition_time=u(450, 650) if not b3 else u(500, 800), echo_time=u(8, 15), flip_angle=90.0,
+        etl = None if rng.random() < 0.5 else int(rng.integers(2, 7))
+        tr = u(350, 500) if low else u(450, 650) if not b3 else u(500, 800)
+        return dict(repetition_time=tr, echo_time=u(8, 15) if not low else u(15, 25), flip_angle=90.0,
                     echo_train_length=etl or 1)
     if tech == "t1_flair":
-        return dict(repetition_time=u(1800, 2600), echo_time=u(8, 20), inversion_time=u(750, 1000) if b3 else
-                    u(700, 860), flip_angle=float(rng.choice([90, 120, 150])),
-                    echo_train_length=int(rng.integers(6, 11)))
+        ti = u(750, 1000) if b3 else u(700, 860) if not low else u(400, 550)
+        return dict(repetition_time=u(1800, 2600), echo_time=u(8, 20), inversion_time=ti,
+                    flip_angle=_refocus_flip(ctx, (90, 120, 150)), echo_train_length=int(rng.integers(6, 11)))
     if tech in ("t1_3d_ir", "t1_mpr"):
-        if v in ("GE", "PHILIPS"):
-            return dict(repetition_time=u(7.0, 9.5), echo_time=u(2.5, 4.0), inversion_time=u(400, 1000),
-                        flip_angle=u(8, 13, 0), echo_train_length=int(rng.integers(150, 260)))
-        return dict(repetition_time=u(1900, 2400), echo_time=u(2.2, 3.6),
-                    inversion_time=u(900, 1100) if b3 else u(1000, 1150), flip_angle=u(7, 9, 0),
+        ge_mprage = v == "GE" and prof.generation in ("MR29", "MR30") and rng.random() < 0.35
+        if ge_mprage:  # MR29/MR30 3D MPRAGE: TR is the inversion repetition
+            return dict(repetition_time=u(2100, 2500), echo_time=u(2.8, 3.6), inversion_time=u(850, 1000),
+                        flip_angle=8.0, echo_train_length=1, ge_mprage=True)
+        if v in ("GE", "PHILIPS", "UIH", "HITACHI"):
+            ti = u(400, 1000) if v != "HITACHI" else u(500, 750)
+            if v == "GE" and b3:
+                ti = float(rng.choice([400, 450, 500, 600, 900]))
+            out = dict(repetition_time=u(6.0, 9.5) if v != "HITACHI" else u(9, 14), echo_time=u(2.5, 4.0),
+                       inversion_time=ti, flip_angle=u(8, 13, 0),
+                       echo_train_length=1 if v == "GE" else int(rng.integers(150, 260)))
+            if v == "PHILIPS" and rng.random() < 0.5:
+                out["inversion_time"] = None  # Philips TFE often keeps the prepulse delay private
+            return out
+        return dict(repetition_time=u(1900, 2530) if b3 else u(2000, 2700), echo_time=u(2.2, 4.2),
+                    inversion_time=u(850, 1200) if b3 else u(1000, 1150), flip_angle=u(7, 9, 0),
                     echo_train_length=1)
     if tech == "t1_3d_gre":
-        return dict(repetition_time=u(5, 12), echo_time=u(2.0, 5.0), flip_angle=u(10, 15, 0), echo_train_length=1)
+        return dict(repetition_time=u(4, 12), echo_time=u(1.8, 5.0), flip_angle=u(10, 20, 0), echo_train_length=1)
     if tech == "t2_tse":
-        return dict(repetition_time=u(3000, 6500), echo_time=u(80, 115), flip_angle=float(rng.choice([120, 150, 180])),
-                    echo_train_length=int(rng.integers(10, 25)))
+        te = u(80, 115) if not low else u(100, 130)
+        return dict(repetition_time=u(3000, 6500), echo_time=te, flip_angle=_refocus_flip(ctx, (120, 150, 180)),
+                    echo_train_length=int(rng.integers(8, 25)))
     if tech == "t2_3d":
-        return dict(repetition_time=u(2500, 3200), echo_time=u(300, 450), flip_angle=120.0,
-                    echo_train_length=int(rng.integers(120, 285)))
+        return dict(repetition_time=u(2500, 3200), echo_time=u(300, 450) if v == "SIEMENS" else u(90, 140),
+                    flip_angle=120.0 if v == "SIEMENS" else 90.0, echo_train_length=int(rng.integers(80, 285)))
     if tech == "haste":
-        return dict(repetition_time=u(1000, 2000), echo_time=u(80, 100), flip_angle=u(150, 180, 0),
+        return dict(repetition_time=u(1000, 2000), echo_time=u(80, 100), flip_angle=_refocus_flip(ctx, (150, 160, 180)),
                     echo_train_length=int(rng.integers(128, 256)))
     if tech == "flair_2d":
-        return dict(repetition_time=u(8000, 11000), echo_time=u(80, 130),
-                    inversion_time=u(2400, 2800) if b3 else u(2200, 2500), flip_angle=150.0,
-                    echo_train_length=int(rng.integers(12, 25)))
+        ti = u(2400, 2800) if b3 else u(2200, 2500) if not low else u(1700, 2000)
+        return dict(repetition_time=u(8000, 11000) if not low else u(6000, 8000), echo_time=u(80, 160),
+                    inversion_time=ti, flip_angle=_refocus_flip(ctx, (150, 180)),
+                    echo_train_length=int(rng.integers(12, 30)))
     if tech == "flair_3d":
-        return dict(repetition_time=u(4800, 8000), echo_time=u(300, 450), inversion_time=u(1600, 2200),
-                    flip_angle=120.0, echo_train_length=int(rng.integers(150, 285)))
+        return dict(repetition_time=u(4800, 8000), echo_time=u(300, 450) if v == "SIEMENS" else u(90, 140),
+                    inversion_time=u(1600, 2200) if not b3 else u(1650, 2500),
+                    flip_angle=120.0 if v == "SIEMENS" else 90.0, echo_train_length=int(rng.integers(150, 285)))
     if tech == "pd_tse":
-        return dict(repetition_time=u(2500, 4000), echo_time=u(8, 30), flip_angle=150.0,
-                    echo_train_length=int(rng.integers(5, 11)))
+        out = dict(repetition_time=u(2300, 4500), echo_time=u(8, 30), flip_angle=_refocus_flip(ctx, (150, 160, 180)),
+                   echo_train_length=int(rng.integers(5, 11)))
+        dual = {"SIEMENS": 0.35, "HITACHI": 0.5, "GE": 0.1, "CANON": 0.2}.get(v, 0.0)
+        if rng.random() < dual:  # PD + T2 dual echo in one series: the PD echo first
+            out["n_echoes"] = 2
+            out["echo_times"] = (out["echo_time"], u(80, 110))
+        return out
     if tech == "t2star":
-        return dict(repetition_time=u(500, 800), echo_time=u(15, 25) if b3 else u(20, 30), flip_angle=u(15, 20, 0),
+        te = u(15, 25) if b3 else u(20, 30) if not low else u(25, 40)
+        return dict(repetition_time=u(500, 800), echo_time=te, flip_angle=u(15, 20, 0) if v != "PHILIPS" else 18.0,
                     echo_train_length=1)
+    if tech == "t2star_me":
+        n = int(rng.integers(4, 9))
+        te1, dte = u(2.5, 6.0), u(3.5, 8.0)
+        return dict(repetition_time=u(30, 55), echo_time=te1, flip_angle=u(12, 20, 0), echo_train_length=n,
+                    n_echoes=n, echo_times=tuple(round(te1 + k * dte, 2) for k in range(n)))
     if tech.startswith("swi"):
         return dict(repetition_time=u(27, 49), echo_time=u(20, 28) if b3 else u(35, 42), flip_angle=u(12, 15, 0),
                     echo_train_length=1)
     if tech in ("dwi", "adc", "dti", "fa", "eadc"):
-        return dict(repetition_time=u(4000, 9000), echo_time=u(60, 100), flip_angle=90.0, echo_train_length=1)
+        te = u(55, 95) if b3 else u(80, 110) if not low else u(100, 130)
+        return dict(repetition_time=u(3000, 10000), echo_time=te, flip_angle=90.0, echo_train_length=1)
     if tech == "dsc":
-        return dict(repetition_time=u(1300, 1800), echo_time=u(25, 35) if b3 else u(40, 50), flip_angle=u(60, 90, 0),
+        return dict(repetition_time=u(1200, 2000), echo_time=u(25, 35) if b3 else u(40, 50), flip_angle=u(60, 90, 0),
                     echo_train_length=1)
-    if tech == "asl":
-        return dict(repetition_time=u(2500, 4000), echo_time=u(11, 20), inversion_time=u(1700, 2000), flip_angle=90.0)
-    if tech == "asl_3d":
-        return dict(repetition_time=u(4500, 5000), echo_time=u(10, 12), inversion_time=u(1500, 2025),
-                    flip_angle=111.0, echo_train_length=int(rng.integers(8, 40)))
+    if tech in ("asl", "asl_m0"):
+        tr = u(2500, 4500) if tech == "asl" else u(2000, 8000)
+        ti = None if v in ("SIEMENS", "PHILIPS", "CANON") else u(1500, 2000)  # Siemens 2D ASL: no TI tag
+        return dict(repetition_time=tr, echo_time=u(11, 14.5) if v == "SIEMENS" else u(11, 18), inversion_time=ti,
+                    flip_angle=90.0)
+    if tech in ("asl_3d", "asl_3d_m0"):
+        if v == "SIEMENS":  # 3-D GRASE: long TE, refocusing flip, no TI
+            return dict(repetition_time=u(3400, 4600), echo_time=u(28, 40), inversion_time=None,
+                        flip_angle=float(rng.choice([120, 150, 180])), echo_train_length=int(rng.integers(20, 64)))
+        if v == "GE":  # 3-D spiral FSE; the post-labelling delay is written as TI
+            return dict(repetition_time=u(4500, 5500), echo_time=u(9.5, 11.5),
+                        inversion_time=float(rng.choice([1525, 2025, 2525])), flip_angle=111.0,
+                        echo_train_length=int(rng.integers(8, 40)))
+        return dict(repetition_time=u(4000, 5000), echo_time=u(10, 16), inversion_time=None, flip_angle=90.0,
+                    echo_train_length=int(rng.integers(8, 40)))
     if tech in ("tof", "mip"):
         return dict(repetition_time=u(20, 25), echo_time=u(3.4, 4.2) if b3 else u(6.0, 7.2), flip_angle=u(18, 25, 0),
                     echo_train_length=1)
     if tech == "ciss":
         return dict(repetition_time=u(5, 10), echo_time=u(2.2, 5.0), flip_angle=u(40, 70, 0), echo_train_length=1)
     if tech == "bold":
-        return dict(repetition_time=u(1500, 3000, 0), echo_time=u(28, 32) if b3 else u(45, 55), flip_angle=u(70, 90, 0),
+        mb = rng.random() < 0.3
+        fa = u(70, 90, 0) if v != "GE" or rng.random() < 0.6 else float(rng.choice([30, 60]))
+        return dict(repetition_time=u(700, 1500, 0) if mb else u(1500, 3000, 0),
+                    echo_time=u(25, 35) if b3 else u(40, 55), flip_angle=fa if not mb else u(50, 65, 0),
                     echo_train_length=1)
     if tech in ("fmap_mag", "fmap_phase"):
-        return dict(repetition_time=u(400, 700), echo_time=4.92 if tech == "fmap_mag" else 7.38, flip_angle=60.0)
+        te1 = u(4.0, 5.2) if b3 else u(4.5, 5.0)
+        te2 = round(te1 + (2.46 if b3 else 4.76), 2)
+        return dict(repetition_time=u(400, 700), echo_time=te1 if tech == "fmap_mag" else te2,
+                    flip_angle=60.0 if v == "SIEMENS" else u(20, 60, 0), echo_times=(te1, te2), echo_time_2=te2)
+    if tech == "fmap_b0":
+        if v == "PHILIPS":
+            return dict(repetition_time=u(30, 130), echo_time=u(2.3, 4.6), flip_angle=u(15, 25, 0), echo_train_length=2)
+        return dict(repetition_time=u(500, 700), echo_time=u(2.0, 3.0), flip_angle=u(20, 60, 0), echo_train_length=1)
+    if tech == "fmap_sepi":
+        return dict(repetition_time=u(5000, 9000), echo_time=u(50, 80), flip_angle=90.0, echo_train_length=1)
     if tech == "other_mt":
         return dict(repetition_time=u(25, 40), echo_time=u(3, 6), flip_angle=u(8, 15, 0))
     if tech == "other_t1map":
@@ -167,7 +251,8 @@ def _geometry(tech: str, plane: str, ctx: _Ctx) -> dict:
         m, th, n = int(rng.choice([64, 96])), _u(rng, 4, 6, 1), int(rng.integers(24, 40))
         sp = th
     elif t.epi:
-        m = int(rng.choice([96, 128, 128, 160])) if tech not in ("bold", "asl") else int(rng.choice([64, 80, 96]))
+        m = int(rng.choice([96, 128, 128, 160])) if tech not in ("bold", "asl", "asl_m0") else int(
+            rng.choice([64, 80, 96]))
         if tech == "dsc":
             m = int(rng.choice([96, 128]))
         if tech in ("dti", "fa", "eadc"):
@@ -190,8 +275,10 @@ def _geometry(tech: str, plane: str, ctx: _Ctx) -> dict:
             n = int(rng.integers(48, 81))
         elif tech.startswith("swi"):
             m, th, n = int(rng.choice([256, 256, 320])), _u(rng, 1.5, 2.5, 1), int(rng.integers(48, 73))
-        elif tech == "asl_3d":
+        elif tech in ("asl_3d", "asl_3d_m0"):
             m, th, n = 64, _u(rng, 3.0, 4.0, 1), int(rng.integers(30, 41))
+        elif tech == "t2star_me":
+            m, th, n = int(rng.choice([256, 256, 320])), _u(rng, 1.0, 2.0, 1), int(rng.integers(48, 97))
         elif tech == "other_t1map":
             m, th, n = 192, _u(rng, 1.5, 2.5, 1), int(rng.integers(60, 81))
         elif tech == "other_mt":
@@ -201,7 +288,7 @@ def _geometry(tech: str, plane: str, ctx: _Ctx) -> dict:
             n = int(np.clip(round(cov / th), 120, 176))
             fov = round(m * th, 0) if rng.random() < 0.6 else fov
         sp = th
-    elif tech in ("fmap_mag", "fmap_phase"):
+    elif tech in ("fmap_mag", "fmap_phase", "fmap_b0"):
         m, th = int(rng.choice([64, 80, 96])), _u(rng, 3.0, 4.0, 1)
         sp = th
         n = int(np.clip(round(cov / sp), 30, 48))
@@ -233,7 +320,8 @@ def _orientation(tech: str, ctx: _Ctx, plane: str | None = None) -> tuple[str, s
     tilt = (float(np.clip(rng.normal(0, 3.0), -8, 8)), float(np.clip(rng.normal(0, 2.0), -6, 6)))
     t = TECHNIQUES[tech]
     rate = ctx.profile.oblique_rate if t.acquisition == "2D" else ctx.profile.oblique_rate / 3
-    if tech not in ("scout", "scout_cal", "scout_mpr", "fmap_mag", "fmap_phase", "other_svs") and rng.random() < rate:
+    if tech not in ("scout", "scout_cal", "scout_mpr", "fmap_mag", "fmap_phase", "fmap_b0", "fmap_sepi",
+                    "other_svs") and rng.random() < rate:
         angle = float(rng.uniform(25, 40)) * float(rng.choice([-1, 1]))
         return "OBLIQUE", plane, (round(angle, 1), round(tilt[1] / 2, 1))
     return plane, plane, (round(tilt[0], 1), round(tilt[1], 1))
@@ -263,10 +351,15 @@ def _spec(tech: str, ctx: _Ctx, *, contrast: bool = False, fs: bool | None = Non
         geo = _geometry(tech, base_plane, ctx)
         geo.update(orientation=orientation, tilt_degrees=tilt)
         timing = _timing(tech, ctx)
+    timing_extra = {k: timing.pop(k) for k in list(timing) if k not in _SPEC_FIELDS}
+    if like is not None:
+        timing_extra = {k: like.extra[k] for k in ("n_echoes", "echo_times", "echo_time_2", "ge_mprage")
+                        if k in like.extra}
     spec = SeriesSpec(
         sequence=code, contrast=contrast, acquisition=t.acquisition, fat_suppressed=bool(fs), derived=t.derived,
         vendor=prof.vendor, field_strength=prof.field_strength, **geo, **timing,
     )
+    spec.extra.update(timing_extra)
     spec.extra["base_plane"] = spec.extra["oblique_base"] = base_plane  # render.py reads oblique_base
     spec.extra["noise_scale"] = _u(rng, *prof.noise_scale)
     spec.extra["study_has_contrast"] = ctx.has_contrast
@@ -288,7 +381,8 @@ def _storage(tech: str, ctx: _Ctx) -> str:
     t = TECHNIQUES[tech]
     if ctx.storage == "enhanced" and tech not in ("scout",) and not (tech == "fa" and ctx.rng.random() < 0.5):
         return "enhanced"
-    if ctx.profile.vendor == "SIEMENS" and tech in ("dti", "bold", "dsc", "asl") and t.epi:
+    if ctx.profile.vendor == "SIEMENS" and tech in ("dti", "bold", "dsc", "asl", "asl_m0", "asl_3d", "asl_3d_m0",
+                                                    "fmap_sepi") and (t.epi or tech.startswith("asl_3d")):
         return "mosaic" if ctx.rng.random() < ctx.profile.mosaic_rate else "classic"
     return "classic"
 
@@ -322,8 +416,16 @@ def _dwi_group(ctx: _Ctx, *, dti: bool = False) -> list[SeriesSpec]:
     return out
 
 
+def _low_field(ctx: _Ctx) -> bool:
+    return ctx.profile.field_strength < 1.0
+
+
 def _swi_group(ctx: _Ctx) -> list[SeriesSpec]:
     rng, v = ctx.rng, ctx.profile.vendor
+    if _low_field(ctx) or v == "HITACHI":
+        return [_spec("t2star", ctx)]  # no SWI at low field
+    if rng.random() < 0.1:
+        return [_spec("t2star_me", ctx)]  # multi-echo GRE (QSM-ready) in place of SWI
     if rng.random() < 0.4 and v != "GE":
         return [_spec("t2star", ctx)]
     mag = _spec("swi_mag", ctx)
@@ -421,6 +523,40 @@ def _occasional(ctx: _Ctx) -> list[SeriesSpec]:
     return out
 
 
+def _fieldmaps(ctx: _Ctx) -> list[SeriesSpec]:
+    """Each vendor's field maps: GRE magnitude + phase difference, GE/Philips B0 map, reverse-PE spin-echo EPI."""
+    rng, v = ctx.rng, ctx.profile.vendor
+    if rng.random() < 0.35:  # a spin-echo EPI pair with opposite phase encoding (for TOPUP)
+        first = _spec("fmap_sepi", ctx, fieldmap_part="sepi")
+        return [first, _spec("fmap_sepi", ctx, like=first, fieldmap_part="sepi")]
+    if v in ("GE", "PHILIPS") and rng.random() < 0.7:
+        b0 = _spec("fmap_b0", ctx, fieldmap_part="b0map")
+        out = [_spec("fmap_mag", ctx, like=b0, fieldmap_part="magnitude")] if rng.random() < 0.6 else []
+        return out + [b0]
+    mag = _spec("fmap_mag", ctx, fieldmap_part="magnitude", n_echoes=2)
+    return [mag, _spec("fmap_phase", ctx, like=mag, fieldmap_part="phasediff",
+                       echo_time=mag.extra.get("echo_time_2", 7.38))]
+
+
+def _asl_group(ctx: _Ctx) -> list[SeriesSpec]:
+    """ASL as each vendor runs it: 2-D EPI PASL/pCASL pairs, 3-D GRASE/spiral, sometimes a separate M0 series."""
+    rng, v = ctx.rng, ctx.profile.vendor
+    if _low_field(ctx):
+        return []
+    three_d = v == "GE" or (v in ("SIEMENS", "PHILIPS", "UIH") and rng.random() < 0.4)
+    if three_d:
+        if v == "GE":
+            main = _spec("asl_3d", ctx, asl_map="CBF")
+        else:
+            main = _spec("asl_3d", ctx, n_temporal=int(rng.integers(2, 7)), asl_map="PAIRS")
+    else:
+        main = _spec("asl", ctx, n_temporal=int(rng.integers(8, 17)), asl_map="PAIRS")
+    out = [main]
+    if v != "GE" and rng.random() < 0.5:
+        out.append(_spec("asl_3d_m0" if three_d else "asl_m0", ctx, like=main, asl_map="M0", n_temporal=1))
+    return out
+
+
 def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
     rng = ctx.rng
     s: list[SeriesSpec] = _scouts(ctx)
@@ -444,13 +580,13 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
         s += _tof_group(ctx)
         if rng.random() < 0.5:
             s.append(_spec("t2_tse", ctx))
-        if rng.random() < 0.6:
+        if rng.random() < 0.6 and not _low_field(ctx):
             ctx.has_contrast = True
             s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(25, 41))))
         if rng.random() < 0.3:
             s.append(_spec("haste", ctx))
         if rng.random() < 0.2:
-            s.append(_spec("asl_3d", ctx, asl_map="CBF"))
+            s += _asl_group(ctx)
     elif kind == "tumour":
         s.append(_spec("t2_tse", ctx))
         s.append(_spec("flair_3d", ctx) if rng.random() < 0.3 else _spec("flair_2d", ctx))
@@ -461,14 +597,9 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
             s.append(pre3d)
         s += _swi_group(ctx)
         if rng.random() < 0.5:
-            s.append(_spec(str(rng.choice(["asl", "asl_3d"])), ctx, n_temporal=1))
-            if s[-1].extra["technique"] == "asl":
-                s[-1].n_temporal = int(rng.integers(8, 17))
-                s[-1].extra["asl_map"] = "PAIRS"
-            else:
-                s[-1].extra["asl_map"] = "CBF"
+            s += _asl_group(ctx)
         ctx.has_contrast = True
-        if rng.random() < 0.7:
+        if rng.random() < 0.7 and not _low_field(ctx):
             s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(25, 41))))
         post3d = _t1_3d(ctx, True)
         s.append(post3d)
@@ -484,12 +615,12 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
         s.append(_spec("t2_3d", ctx))
         s.append(_spec("flair_3d", ctx))
         s += _dwi_group(ctx, dti=True)
-        mag = _spec("fmap_mag", ctx, fieldmap_part="magnitude", n_echoes=2)
-        s.append(mag)
-        s.append(_spec("fmap_phase", ctx, like=mag, fieldmap_part="phasediff", echo_time=7.38))
+        s += _fieldmaps(ctx)
         s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
         if rng.random() < 0.45:
-            s.append(_spec("asl", ctx, n_temporal=int(rng.integers(8, 17)), asl_map="PAIRS"))
+            s += _asl_group(ctx)
+        if rng.random() < 0.25:
+            s.append(_spec("t2star_me", ctx))
         if rng.random() < 0.3:
             s += _swi_group(ctx)
         s += _occasional(ctx)
@@ -518,6 +649,8 @@ def plan_study(profile: Profile, rng: np.random.Generator, kind: str | None = No
     """The series of one study as the profile's site would acquire and export them (naming mess applied)."""
     weights = profile.study_weights or {k: 1.0 for k in STUDY_TYPES}
     kind = kind or _choice(rng, weights)
+    if profile.field_strength < 1.0 and kind == "research":
+        kind = "routine"  # no DTI, fMRI or field maps on a low-field open scanner
     storage = "enhanced" if rng.random() < profile.enhanced_rate else "classic"
     ctx = _Ctx(profile, rng, storage)
     specs = _study(kind, ctx)

@@ -21,9 +21,13 @@ pixels do not depend on how a series is described. ``spec.extra`` keys read here
 - ``swi_part``: not needed (the sequence code decides), accepted for symmetry.
 - ``diffusion_map``: DIFFUSION_DERIVED map, "FA" (default) or "EADC" (exponential ADC).
 - ``asl_map``: PERFUSION_ASL: "CBF" gives one CBF-like volume (also when ``spec.derived``),
-  otherwise ``n_temporal`` volumes alternating control/label.
-- ``fieldmap_part``: FIELDMAP "magnitude" (default; two echoes, per-frame echo numbers)
-  or "phasediff" (signed).
+  "M0" one proton-density reference volume, otherwise ``n_temporal`` volumes alternating
+  control/label.
+- ``fieldmap_part``: FIELDMAP "magnitude" (default; two echoes, per-frame echo numbers),
+  "phasediff" (signed), "b0map" (signed field map in Hz, GE/Philips) or "sepi" (one spin-echo
+  EPI volume, half of a reverse phase-encoding pair).
+- ``n_echoes`` / ``echo_times``: PD (PD + T2 dual echo) and T2STAR_GRE (multi-echo GRE) with more
+  than one echo: one volume per echo, per-frame echo numbers.
 - ``other_kind``: OTHER "T1MAP", "MTR", "CSI" or "MT" (default: chosen by ``rng``).
 - ``oblique_base``: OBLIQUE base plane before tilting ("AXIAL" default, "CORONAL", "SAGITTAL").
 - ``minip_slab_mm``: SWI_MINIP projection slab thickness (default ``slice_thickness``).
@@ -722,16 +726,34 @@ def _flair(ctx):
     return _simple(ctx, lambda p: ph.inversion_recovery(p, tr, te, ti), "void", 5.0)
 
 
+def _echoes(ctx, signal, echo_times, flow: str, snr_base: float) -> RenderedSeries:
+    """One volume per echo time (``signal(p, te)``), per-frame echo numbers, one noise reference."""
+    vols = [tissue_volume(ctx, lambda p, te=te: signal(p, te), flow=flow) for te in echo_times]
+    imgs = sample(ctx, vols)
+    snr = snr_for(ctx, snr_base)
+    ref = _reference(imgs[0])
+    frames = np.concatenate([finish(ctx, im, snr, reference=ref) for im in imgs])
+    n = len(ctx.planes)
+    return _result(ctx, scale(ctx, frames), n_volumes=len(echo_times),
+                   echo_numbers=[e + 1 for e in range(len(echo_times)) for _ in range(n)])
+
+
 def _pd(ctx):
     s = ctx.spec
     tr, te = _v(s.repetition_time, 3000), _v(s.echo_time, 15)
     te = min(te, 40.0)
+    tes = list(s.extra.get("echo_times") or ())
+    if int(s.extra.get("n_echoes", 1)) > 1 and len(tes) > 1:  # PD + T2 dual echo
+        return _echoes(ctx, lambda p, t: ph.spin_echo(p, tr, t), [min(tes[0], 40.0), *tes[1:]], "void", 7.0)
     return _simple(ctx, lambda p: ph.spin_echo(p, tr, te), "void", 7.0)
 
 
 def _t2star(ctx):
     s = ctx.spec
     tr, te, fa = _v(s.repetition_time, 650), _v(s.echo_time, 20), _v(s.flip_angle, 20)
+    tes = list(s.extra.get("echo_times") or ())
+    if int(s.extra.get("n_echoes", 1)) > 1 and len(tes) > 1:  # multi-echo GRE
+        return _echoes(ctx, lambda p, t: ph.spoiled_gre(p, tr, t, fa), tes, "none", 5.0)
     return _simple(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), "none", 5.0)
 
 
@@ -944,6 +966,8 @@ def _asl(ctx):
     cbf = parameter_volume(ctx, cbf_tissue)
     cbf = ndi.gaussian_filter(cbf, 1.2)  # low-resolution readout and label dispersion
     m0_img, cbf_img = sample(ctx, [m0, cbf])
+    if str(s.extra.get("asl_map", "")).upper() == "M0":  # the calibration scan: no labelling, no suppression
+        return _result(ctx, scale(ctx, finish(ctx, m0_img, snr_for(ctx, 4.0)), 400, 1500))
     if s.derived or str(s.extra.get("asl_map", "")).upper() == "CBF":
         # quantified CBF (ml/100 g/min, stored ×10 as several vendors do): noisy, smooth, GM > WM
         noise = ndi.gaussian_filter(ctx.rng.normal(0, 1, cbf_img.shape), (0, 0.7, 0.7)) * ctx.rng.uniform(6, 12)
@@ -1045,6 +1069,17 @@ def _fieldmap(ctx):
     tr, fa = _v(s.repetition_time, 500), _v(s.flip_angle, 60)
     te1 = _v(s.echo_time, 4.92)
     te2 = float(s.extra.get("echo_time_2", te1 + 2.46))
+    if part == "sepi":  # spin-echo EPI b=0 volume (one of a reverse phase-encoding pair)
+        s0 = _epi_s0(ctx, _v(s.echo_time, 65), _v(s.repetition_time, 7000))
+        (img,) = sample(ctx, [s0], epi_shift=epi_shift_map(ctx))
+        return _result(ctx, scale(ctx, epi_artefacts(ctx, finish(ctx, img, snr_for(ctx, 4.0))), 400, 1500))
+    if part == "b0map":  # field map in Hz, as GE and Philips scanners compute it
+        ppm = offresonance_ppm(ctx) + 0.3 * local_field_ppm(ctx)
+        mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te1, fa))
+        img, f = sample(ctx, [mag, ppm])
+        hz = f * 1e-6 * ph.field_tesla_gamma() * ctx.field_strength
+        hz = np.where(img > 0.1 * _reference(img), hz, 0) + ctx.rng.normal(0, 2.0, hz.shape)
+        return _result(ctx, np.clip(hz, -2048, 2047).astype(np.float32), signed=True)
     if part.startswith("phase"):
         ppm = offresonance_ppm(ctx) + 0.3 * local_field_ppm(ctx)
         mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te1, fa))

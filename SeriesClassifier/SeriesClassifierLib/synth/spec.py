@@ -69,3 +69,6 @@ class RenderedSeries:
     b_values: list[float] | None = None  # per frame
     temporal_indices: list[int] | None = None  # per frame
     echo_numbers: list[int] | None = None  # per frame
+    # header-only corpora: frames are tiny placeholders, ``matrix`` is the (rows, columns) the headers
+    # declare, and the writer leaves PixelData out (header readers stop before pixels anyway)
+    matrix: tuple[int, int] | None = None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .habits import epi_factor, vendor_header
 from .profiles import Profile
 from .spec import SeriesSpec
 
@@ -68,12 +69,17 @@ TECHNIQUES: dict[str, Technique] = {
         _t("dsc", "PERFUSION_DSC", "EP", "SK\\SP", "2D", epi=True),
         _t("asl", "PERFUSION_ASL", "EP", "SK\\SP", "2D", epi=True),
         _t("asl_3d", "PERFUSION_ASL", "SE", "SK\\SP", "3D"),
+        _t("asl_m0", "PERFUSION_ASL", "EP", "SK", "2D", epi=True),
+        _t("asl_3d_m0", "PERFUSION_ASL", "SE", "SK", "3D"),
         _t("tof", "TOF_MRA", "GR", "SP\\OSP", "3D"),
         _t("mip", "MRA_MIP", "GR", "SP\\OSP", "3D", derived=True),
         _t("ciss", "CISS", "GR", "SS\\SP", "3D"),
         _t("bold", "FMRI_BOLD", "EP", "SK\\SP", "2D", epi=True),
         _t("fmap_mag", "FIELDMAP", "GR", "SP", "2D"),
         _t("fmap_phase", "FIELDMAP", "GR", "SP", "2D", signed=True),
+        _t("fmap_b0", "FIELDMAP", "GR", "SP", "2D", signed=True),
+        _t("fmap_sepi", "FIELDMAP", "EP", "SK", "2D", epi=True),
+        _t("t2star_me", "T2STAR_GRE", "GR", "SP", "3D"),
         _t("other_mt", "OTHER", "GR", "SP", "3D"),
         _t("other_t1map", "OTHER", "GR", "SP", "3D", derived=True),
         _t("other_svs", "OTHER", "SE", "SK", "2D"),
@@ -119,6 +125,11 @@ _SIEMENS = {
     "other_mt": ["gre_MT_{p}", "fl3d_MT_on"],
     "other_t1map": ["t1_map_vfa_T1_Images", "T1map_{p}"],
     "other_svs": ["svs_se_135_loc", "csi_se_loc_{p}"],
+    "asl_m0": ["{parent}_M0", "pasl_m0", "pcasl_2d_m0", "ep2d_pasl_M0"],
+    "asl_3d_m0": ["tgse_pcasl_M0", "pasl_3d_m0", "pcasl_3d_m0"],
+    "fmap_b0": ["B0map", "b0_map"],
+    "fmap_sepi": ["SpinEchoFieldMap_AP", "SpinEchoFieldMap_PA", "ep2d_se_fmap_PA", "dMRI_revPE_PA"],
+    "t2star_me": ["gre_me_{p}", "gre_3D_multi-echo", "t2star_me_qsm_{p}", "qsm_gre_me_{p}"],
 }
 _SIEMENS_PARENT = {
     "dwi": ["ep2d_diff_3scan_trace_p2", "ep2d_diff_{p}_b1000", "ep2d_diff_3scan_trace_p2_s2"],
@@ -164,6 +175,11 @@ _GE = {
     "other_mt": ["{p} MT GRE", "MTC"],
     "other_t1map": ["T1 MAP", "{p} VFA T1map"],
     "other_svs": ["PROBE-P loc", "{p} PRESS loc"],
+    "asl_m0": ["{p} ASL PD", "ASL M0"],
+    "asl_3d_m0": ["3D ASL PD", "eASL PD reference"],
+    "fmap_b0": ["B0 Map", "{p} B0MAP", "B0map Hz", "Field Map"],
+    "fmap_sepi": ["{p} EPI pepolar=1", "fMRI fieldmap PA", "DTI Reverse blip", "{p} rev PE b0"],
+    "t2star_me": ["{p} 3D mGRE", "{p} Multi-Echo GRE", "QSM mGRE", "{p} SWAN multi echo"],
 }
 
 _PHILIPS = {
@@ -203,6 +219,11 @@ _PHILIPS = {
     "other_mt": ["MTC_FFE", "MT_3D"],
     "other_t1map": ["T1_map", "VFA_T1map"],
     "other_svs": ["PRESS_loc", "SV_PRESS_144"],
+    "asl_m0": ["pCASL_M0", "M0_pCASL", "ASL_M0"],
+    "asl_3d_m0": ["pCASL_3D_M0", "3D_ASL_M0"],
+    "fmap_b0": ["B0_map", "B0map_BH", "B0map", "{p}_B0map"],
+    "fmap_sepi": ["DTI_revPE", "SE_EPI_PA", "fmap_topup", "b0_PA"],
+    "t2star_me": ["mFFE_{p}", "3D_mFFE", "QSM_mFFE", "T2star_mFFE"],
 }
 
 _CANON = {
@@ -242,15 +263,60 @@ _CANON = {
     "other_mt": ["MTC", "MT FE3D"],
     "other_t1map": ["T1 map", "T1 mapping"],
     "other_svs": ["SVS loc", "MRS locator"],
+    "asl_m0": ["ASL M0", "ASL PD"],
+    "asl_3d_m0": ["3D ASL M0"],
+    "fmap_b0": ["B0 map", "Field map Hz"],
+    "fmap_sepi": ["EPI reverse PE", "SE EPI PA"],
+    "t2star_me": ["3D mFFE", "multi echo FE3D", "QSM {p}"],
 }
 
-_TEMPLATES = {"SIEMENS": _SIEMENS, "GE": _GE, "PHILIPS": _PHILIPS, "CANON": _CANON}
+_UIH = {
+    "scout": ["localizer", "3plane_loc", "Localizer"], "scout_cal": ["calibration", "coil_cal"],
+    "scout_mpr": ["localizer_MPR_{p}"],
+    "t1_se": ["t1_fse_{p}{f}{c}", "t1_se_{p}{c}"], "t1_flair": ["t1_flair_{p}{c}", "t1_fse_ir_{p}{c}"],
+    "t1_3d_ir": ["t1_gre_fsp_3d_ir_{p}{c}", "t1_mprage_{p}_iso{c}", "T1_3D_{p}{c}"],
+    "t1_3d_gre": ["t1_gre_fsp_3d_{p}{f}{c}", "t1_quick3d_{p}{c}"], "t1_mpr": ["{parent}_MPR_{p}"],
+    "t2_tse": ["t2_fse_{p}", "t2_fse_{p}_{m}", "T2_{p}"], "t2_3d": ["t2_fse_mx_3d_{p}", "t2_matrix_3d_{p}"],
+    "haste": ["t2_fse_ssh_{p}", "t2_ssfse_{p}"], "flair_2d": ["t2_flair_{p}", "t2_fse_ir_{p}_dark-fluid"],
+    "flair_3d": ["t2_flair_mx_3d_{p}", "flair_3d_{p}"], "pd_tse": ["pd_fse_{p}{f}"],
+    "t2star": ["t2star_gre_{p}", "t2_gre_{p}"], "t2star_me": ["gre_me_3d_{p}", "qsm_gre_{p}"],
+    "swi": ["swi_{p}", "SWI"], "swi_mag": ["swi_mag_{p}", "SWI_MAG"], "swi_phase": ["swi_pha_{p}", "SWI_PHA"],
+    "swi_minip": ["swi_mip_{p}", "SWI_MinIP"], "dwi": ["dwi_epi_{p}_b1000", "DWI_{p}", "epi_dwi_{p}"],
+    "adc": ["dwi_epi_{p}_ADC", "ADC"], "dti": ["dti_epi_{p}_30dir", "DTI"], "fa": ["dti_FA", "FA"],
+    "eadc": ["dwi_eADC", "eADC"], "dsc": ["perf_epi_{p}", "DSC_perfusion"], "asl": ["asl_epi_{p}", "pcasl_2d"],
+    "asl_3d": ["asl_3d_{p}", "pcasl_3d"], "asl_m0": ["asl_epi_M0"], "asl_3d_m0": ["asl_3d_M0"],
+    "tof": ["tof_3d_{p}", "TOF_3D_multi-slab"], "mip": ["tof_3d_MIP", "MIP_{p}"],
+    "ciss": ["t2_fiesta_3d_{p}", "3D_FIESTA"],
+    "bold": ["bold_epi_rest", "fMRI_bold_{p}"], "fmap_mag": ["gre_fieldmap"], "fmap_phase": ["gre_fieldmap"],
+    "fmap_b0": ["B0_map"], "fmap_sepi": ["epi_se_PA", "topup_PA"], "other_mt": ["gre_mt_{p}"],
+    "other_t1map": ["t1_map_{p}"], "other_svs": ["svs_press_loc"],
+}
+
+_HITACHI = {
+    "scout": ["Scanogram", "Survey", "3-plane scano"], "scout_cal": ["Scanogram"], "scout_mpr": ["Scanogram {p}"],
+    "t1_se": ["T1 SE {p}{c}", "T1WI {p}{c}", "T1 {p}{c}"], "t1_flair": ["T1 IR {p}{c}", "T1 FLAIR {p}{c}"],
+    "t1_3d_ir": ["3D T1 RSSG {p}{c}", "MPRAGE {p}{c}"], "t1_3d_gre": ["3D T1 GE {p}{c}", "RSSG 3D {p}{c}"],
+    "t1_mpr": ["MPR {p}"], "t2_tse": ["T2 FSE {p}", "T2WI {p}", "T2 DE {p}"], "t2_3d": ["3D T2 {p}"],
+    "haste": ["SSFSE {p}"], "flair_2d": ["FLAIR {p}", "FLAIR", "FIR {p}"], "flair_3d": ["3D FLAIR"],
+    "pd_tse": ["PD FSE {p}", "PD DE {p}"], "t2star": ["T2* GE {p}", "T2*WI {p}", "GE {p}"],
+    "t2star_me": ["T2* GE multi echo"], "swi": ["BSI {p}"], "swi_mag": ["BSI mag"], "swi_phase": ["BSI phase"],
+    "swi_minip": ["BSI mIP"], "dwi": ["DWI {p}", "DWI", "DWI b800"], "adc": ["ADC", "ADC map"], "dti": ["DTI"],
+    "fa": ["FA"], "eadc": ["eADC"], "dsc": ["Perfusion"], "asl": ["ASL"], "asl_3d": ["3D ASL"], "asl_m0": ["ASL M0"],
+    "asl_3d_m0": ["3D ASL M0"], "tof": ["TOF {p}", "3D TOF", "MRA TOF"], "mip": ["MRA MIP", "MIP {p}"],
+    "ciss": ["3D BASG {p}", "BASG IAC"], "bold": ["BOLD"], "fmap_mag": ["B0 map"], "fmap_phase": ["B0 map"],
+    "fmap_b0": ["B0 map"], "fmap_sepi": ["EPI PA"], "other_mt": ["MTC GE"], "other_t1map": ["T1 map"],
+    "other_svs": ["MRS loc"],
+}
+
+_TEMPLATES = {"SIEMENS": _SIEMENS, "GE": _GE, "PHILIPS": _PHILIPS, "CANON": _CANON, "UIH": _UIH, "HITACHI": _HITACHI}
 
 _PLANE_WORDS = {
     "SIEMENS": {"AXIAL": ["tra", "tra", "ax"], "SAGITTAL": ["sag"], "CORONAL": ["cor"]},
     "GE": {"AXIAL": ["Ax", "AX", "Axial"], "SAGITTAL": ["Sag", "SAG"], "CORONAL": ["Cor", "COR", "Coronal"]},
     "PHILIPS": {"AXIAL": ["TRA", "tra", "AX"], "SAGITTAL": ["SAG", "sag"], "CORONAL": ["COR", "cor"]},
     "CANON": {"AXIAL": ["AX", "Ax", "Axial"], "SAGITTAL": ["SAG", "Sag"], "CORONAL": ["COR", "Cor"]},
+    "UIH": {"AXIAL": ["tra", "ax"], "SAGITTAL": ["sag"], "CORONAL": ["cor"]},
+    "HITACHI": {"AXIAL": ["AX", "Ax"], "SAGITTAL": ["SAG", "Sag"], "CORONAL": ["COR", "Cor"]},
 }
 _PLANE_WORDS_LANG = {
     "fr": {"AXIAL": ["AX", "AXIAL", "AXIALE"], "SAGITTAL": ["SAG", "SAGITTAL"], "CORONAL": ["COR", "CORONAL"]},
@@ -265,7 +331,7 @@ _CONTRAST_WORDS = {
 _PRE_WORDS = {"en": ["_pre", " PRE", " pre"], "de": ["_nativ", "_vor_KM"], "fr": [" SANS", " sans inj"],
               "es": [" SIN", " sin contraste"]}
 _FS_WORDS = {"SIEMENS": ["_fs", "_FS"], "GE": [" FS", " FAT SAT"], "PHILIPS": ["_SPIR", "_SPAIR"],
-             "CANON": [" FS", " FatSat"]}
+             "CANON": [" FS", " FatSat"], "UIH": ["_fs", "_FS"], "HITACHI": [" FS", " FatSat"]}
 _ABBREV = [("FLAIR", "FL"), ("flair", "fl"), ("mprage", "mpr"), ("MPRAGE", "MPR"), ("_tse", "_ts"),
            ("DIFFUSION", "DIFF"), ("PERFUSION", "PERF"), ("Localizer", "Loc"), ("localizer", "loc"),
            ("SWAN", "SWN"), ("t2_", "T2"), ("dark-fluid", "DF"), ("Survey", "Surv"), ("3D TOF", "TOF")]
@@ -334,45 +400,9 @@ def style_name(name: str, profile: Profile, rng: np.random.Generator) -> str:
 
 # --- header conventions -------------------------------------------------------------------------------------------
 
-_SIEMENS_SEQNAME = {
-    "scout": "*fl2d1", "scout_cal": "*fl3d1_ns", "scout_mpr": "*fl3d1_ns", "t1_se": "*se2d1",
-    "t1_flair": "*tir2d1_10", "t1_3d_ir": "*tfl3d1_16ns", "t1_3d_gre": "*fl3d1", "t1_mpr": "*tfl3d1_16ns",
-    "t2_tse": "*tse2d1_15", "t2_3d": "*spc_314ns", "haste": "*h2d1_320", "flair_2d": "*tir2d1_19",
-    "flair_3d": "*spcir_278ns", "pd_tse": "*tse2d1_7", "t2star": "*fl2d1r", "swi": "*swi3d1r",
-    "swi_mag": "*swi3d1r", "swi_phase": "*swi3d1r", "swi_minip": "*swi3d1r", "dwi": "*ep_b1000t",
-    "adc": "*ep_b0_1000", "dti": "*ep_b1000#1", "fa": "*ep_b0_1000", "eadc": "*ep_b0_1000", "dsc": "*epfid2d1_128",
-    "asl": "*epfid2d1_72", "asl_3d": "tgse_pcasl", "tof": "*fl3d1r_t70", "mip": "*fl3d1r_t70", "ciss": "*ci3d1",
-    "bold": "*epfid2d1_64", "fmap_mag": "*fm2d2r", "fmap_phase": "*fm2d2r", "other_mt": "*fl3d1_MT",
-    "other_t1map": "*fl3d1", "other_svs": "*svs_se",
-}
-_GE_PSD = {
-    "scout": "3-plane", "scout_cal": "calibration", "scout_mpr": "3-plane", "t1_se": "memp", "t1_flair": "fse-ir",
-    "t1_3d_ir": "efgre3d", "t1_3d_gre": "efgre3d", "t1_mpr": "efgre3d", "t2_tse": "fse-xl", "t2_3d": "Cube",
-    "haste": "ssfse", "flair_2d": "fse-ir", "flair_3d": "Cube", "pd_tse": "fse-xl", "t2star": "fgre",
-    "swi": "swan", "swi_mag": "swan", "swi_phase": "swan", "swi_minip": "swan", "dwi": "epi2", "adc": "epi2",
-    "dti": "epi2", "fa": "epi2", "eadc": "epi2", "dsc": "epi", "asl": "epi", "asl_3d": "3dasl", "tof": "tof3d",
-    "mip": "tof3d", "ciss": "fiesta3d", "bold": "epiRT", "fmap_mag": "b0map", "fmap_phase": "b0map",
-    "other_mt": "fgre", "other_t1map": "fgre3d", "other_svs": "probe-p",
-}
-_PHILIPS_TECH = {
-    "scout": "FFE", "scout_cal": "FFE", "scout_mpr": "FFE", "t1_se": "SE", "t1_flair": "TIR", "t1_3d_ir": "TFE",
-    "t1_3d_gre": "FFE", "t1_mpr": "TFE", "t2_tse": "TSE", "t2_3d": "TSE", "haste": "TSE", "flair_2d": "TIR",
-    "flair_3d": "TIR", "pd_tse": "TSE", "t2star": "FFE", "swi": "FFE", "swi_mag": "FFE", "swi_phase": "FFE",
-    "swi_minip": "FFE", "dwi": "DwiSE", "adc": "DwiSE", "dti": "DwiSE", "fa": "DwiSE", "eadc": "DwiSE",
-    "dsc": "FEEPI", "asl": "FEEPI", "asl_3d": "TSE", "tof": "FFE", "mip": "FFE", "ciss": "FFE", "bold": "FEEPI",
-    "fmap_mag": "FFE", "fmap_phase": "FFE", "other_mt": "FFE", "other_t1map": "FFE", "other_svs": "SE",
-}
-_CANON_SEQNAME = {
-    "scout": "FE2D", "scout_cal": "FE3D", "scout_mpr": "FE3D", "t1_se": "SE2D", "t1_flair": "FSE2D",
-    "t1_3d_ir": "FE3D", "t1_3d_gre": "FE3D", "t1_mpr": "FE3D", "t2_tse": "FSE2D", "t2_3d": "FSE3D",
-    "haste": "FASE2D", "flair_2d": "FSE2D", "flair_3d": "FSE3D", "pd_tse": "FSE2D", "t2star": "FE2D",
-    "swi": "FE3D", "swi_mag": "FE3D", "swi_phase": "FE3D", "swi_minip": "FE3D", "dwi": "EPI", "adc": "EPI",
-    "dti": "EPI", "fa": "EPI", "eadc": "EPI", "dsc": "EPI", "asl": "EPI", "asl_3d": "FASE3D", "tof": "FE3D",
-    "mip": "FE3D", "ciss": "TrueSSFP3D", "bold": "EPI", "fmap_mag": "FE2D", "fmap_phase": "FE2D",
-    "other_mt": "FE3D", "other_t1map": "FE3D", "other_svs": "SE2D",
-}
-_FS_OPTION = {"SIEMENS": ["FS", "FS", "SFS"], "GE": ["FS", "FAT_SAT"], "PHILIPS": ["SPIR", "SPAIR", "FS"],
-              "CANON": ["FAT_SAT", "FS"]}
+_FS_OPTION = {"SIEMENS": ["FS", "FS", "SFS"], "GE": ["FS", "FAT_SAT"], "PHILIPS": ["FS", "FS", "SPIR", "SPAIR"],
+              "CANON": ["FAT_SAT", "FS"], "UIH": ["FS"], "HITACHI": ["FS", "FAT_SAT"]}
+_FS_TOKENS = {"FS", "SFS", "FAT_SAT", "SPIR", "SPAIR"}
 
 
 def _image_type(tech: str, vendor: str, spec: SeriesSpec) -> tuple[str, ...]:
@@ -434,54 +464,48 @@ def _image_type(tech: str, vendor: str, spec: SeriesSpec) -> tuple[str, ...]:
     return tuple(it.split("\\"))
 
 
-def _scan_options(tech: str, spec: SeriesSpec, profile: Profile, rng: np.random.Generator) -> tuple[str, ...]:
-    vendor = profile.vendor
-    opts: list[str] = []
-    t = TECHNIQUES[tech]
-    if vendor == "GE":
-        opts = {"SE": ["FAST_GEMS", "EDR_GEMS", "FILTERED_GEMS"], "GR": ["FAST_GEMS", "EDR_GEMS", "ACC_GEMS"],
-                "EP": ["EPI_GEMS", "FILTERED_GEMS", "ACC_GEMS"]}.get(t.scanning_sequence[0], ["FILTERED_GEMS"])
-        if "IR" in t.scanning_sequence:
-            opts = ["IR_GEMS", *opts]
-        if t.acquisition == "3D":
-            opts.append("SEQ_GEMS")
-    elif t.epi:
-        opts = ["PFP"]
-    elif tech in ("t2_tse", "flair_2d", "t1_se", "pd_tse"):
-        opts = ["PFP"] if rng.random() < 0.3 else []
-    elif tech == "tof":
-        opts = ["PFP", "SAT2"] if vendor == "SIEMENS" else ["SAT"]
-    elif tech in ("swi", "swi_mag", "swi_phase", "swi_minip", "t2star"):
-        opts = ["FC"] if rng.random() < 0.6 else []
-    if spec.fat_suppressed:
-        opts.append(_pick(rng, _FS_OPTION[vendor]))
-    return tuple(opts)
-
-
 def header_style(tech: str, spec: SeriesSpec, profile: Profile, rng: np.random.Generator) -> None:
-    """Fill the spec's header fields (sequence name, scanning sequence, image type, private tags) in place."""
+    """Fill the spec's header fields (sequence name, scanning sequence, image type, private tags) in place.
+
+    The vendor and software generation decide (habits.py); the technique's defaults are the fallback.
+    """
     t = TECHNIQUES[tech]
     vendor = profile.vendor
-    spec.scanning_sequence = t.scanning_sequence
-    spec.sequence_variant = t.sequence_variant
-    if tech == "tof" and vendor == "SIEMENS":
-        spec.sequence_variant = (*t.sequence_variant, "TOF")
-    spec.scan_options = _scan_options(tech, spec, profile, rng)
-    spec.image_type = _image_type(tech, vendor, spec)
-    if vendor == "SIEMENS":
-        name = _SIEMENS_SEQNAME[tech]
-        if tech == "dwi" and spec.b_values:
-            name = f"*ep_b{int(max(spec.b_values))}t"
-        spec.sequence_name = name
+    for key in ("ge_psd", "philips_technique", "enhanced_habit", "ti_zero", "no_ti", "ge_b_everywhere",
+                "philips_b_everywhere", "public_b_positive_only"):
+        spec.extra.pop(key, None)  # header_style may run again on a copied spec
+    h = vendor_header(tech, spec, profile, rng)
+    spec.scanning_sequence = h.ss or t.scanning_sequence
+    spec.sequence_variant = h.sv or t.sequence_variant
+    opts = list(h.so)
+    if spec.fat_suppressed and not t.epi and not _FS_TOKENS & set(opts):
+        opts.append(_pick(rng, _FS_OPTION[vendor]))
+    spec.scan_options = tuple(opts)
+    # the label follows the header: a fat-suppression token as the vendor writes it (Siemens and Philips EPI
+    # always carry one; GE and Canon EPI often do not)
+    spec.fat_suppressed = bool(_FS_TOKENS & set(opts))
+    it = _image_type(tech, vendor, spec)
+    if h.image_type and it[0] == "ORIGINAL" and not t.derived:
+        it = tuple(h.image_type.split("\\"))
+        if spec.storage == "mosaic" and it[-1] != "MOSAIC":
+            it = (*it, "MOSAIC")
+    spec.image_type = it
+    epi_like = (t.epi and not t.derived) or (vendor == "SIEMENS" and tech in ("asl_3d", "asl_3d_m0"))
+    if vendor in ("SIEMENS", "PHILIPS", "CANON", "UIH") and epi_like:
+        spec.echo_train_length = epi_factor(spec, rng)  # EPI factor, where GE writes 1
+    spec.extra.update(h.extra)
+    if h.extra.get("no_ti"):
+        spec.inversion_time = None
+    if vendor == "PHILIPS":
+        spec.sequence_name = "" if rng.random() < 0.9 else h.extra["philips_technique"]
+        pulse = h.extra["philips_technique"]
     elif vendor == "GE":
-        spec.sequence_name = _GE_PSD[tech]
-        spec.extra["ge_psd"] = _GE_PSD[tech]
+        spec.sequence_name = h.name
         spec.extra["ge_b_offset"] = bool(rng.random() < 0.3)  # some GE releases add 1e9 to the private b-value
-    elif vendor == "PHILIPS":
-        spec.sequence_name = "" if rng.random() < 0.5 else _PHILIPS_TECH[tech]
-        spec.extra["philips_technique"] = _PHILIPS_TECH[tech]
+        pulse = h.extra.get("ge_psd") or h.name
     else:
-        spec.sequence_name = _CANON_SEQNAME[tech]
+        spec.sequence_name = h.name
+        pulse = h.name if vendor == "SIEMENS" else h.name.strip("*")
     spec.extra["technique"] = tech
     spec.derived = spec.image_type[0] == "DERIVED"  # the label follows what the header says
-    spec.extra["pulse_sequence_name"] = _PHILIPS_TECH[tech] if vendor == "PHILIPS" else spec.sequence_name.strip("*")
+    spec.extra["pulse_sequence_name"] = pulse

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -32,6 +34,7 @@ from .spec import RenderedSeries, SeriesSpec
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+FAST_HEADER_FILES = True  # header-only classic series: shared elements encoded once (byte-identical files)
 IMPLEMENTATION_UID = "1.2.826.0.1.3680043.8.498.1"  # pydicom's root, as used by generate_uid
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 
@@ -195,6 +198,8 @@ def _mr_params(ds: Dataset, spec: SeriesSpec, series: SeriesContext, rng_key: in
     ds.EchoTime = _fmt(spec.echo_time, 3)
     if spec.inversion_time is not None:
         ds.InversionTime = _fmt(spec.inversion_time, 1)
+    elif spec.extra.get("ti_zero"):
+        ds.InversionTime = 0  # GE, Hitachi: the tag is there with 0 on series without inversion
     ds.FlipAngle = _fmt(spec.flip_angle, 1)
     ds.EchoTrainLength = spec.echo_train_length if spec.echo_train_length is not None else 1
     ds.NumberOfAverages = 1
@@ -227,6 +232,8 @@ def _private(ds: Dataset, spec: SeriesSpec, profile: Profile, b_value: float | N
     elif v == "GE":
         acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
         acq.add_new(0x9C, "LO", spec.extra.get("ge_psd", ""))
+        if b_value is None and spec.extra.get("ge_b_everywhere"):
+            b_value = 0.0  # GE writes (0043,1039) on every image, 0 where nothing is diffusion weighted
         if b_value is not None:
             parm = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
             # GE writes b in the first value of slop_int_6..9, sometimes offset by 1e9
@@ -235,6 +242,8 @@ def _private(ds: Dataset, spec: SeriesSpec, profile: Profile, b_value: float | N
     elif v == "PHILIPS":
         block = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
         block.add_new(0x20, "LO", spec.extra.get("philips_technique", ""))
+        if b_value is None and spec.extra.get("philips_b_everywhere") and "SharedFunctionalGroupsSequence" not in ds:
+            b_value = 0.0  # classic Philips files from R3 on carry b = 0 on non-diffusion images
         if b_value is not None:
             block.add_new(0x03, "FL", float(b_value))
 
@@ -256,6 +265,13 @@ def _pixel_module(ds: Dataset, px: _Pixels, rows: int, cols: int) -> None:
     ds.PixelRepresentation = 1 if px.signed else 0
 
 
+def _matrix(rendered: RenderedSeries, px: _Pixels) -> tuple[int, int]:
+    """(Rows, Columns) the headers declare: the frames' own, or the declared matrix of a header-only series."""
+    if rendered.matrix is not None:
+        return int(rendered.matrix[0]), int(rendered.matrix[1])
+    return int(px.stored.shape[1]), int(px.stored.shape[2])
+
+
 def _drop(ds: Dataset, spec: SeriesSpec) -> None:
     for keyword in spec.extra.get("drop_tags", ()):
         if keyword in ds:
@@ -275,6 +291,75 @@ def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
 def _save(ds: Dataset, path: Path) -> None:
     ds.file_meta = _file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
     save_dataset(ds, path)  # pydicom 2.4 (Slicer 5.6/5.8) and 3
+
+
+_TEXT_VRS = {"CS", "LO", "SH", "DS", "IS", "ST", "LT", "DA", "TM", "AS"}
+_BINARY_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+
+
+def _encode_simple(elem) -> bytes | None:
+    """Explicit VR little-endian bytes of a short-VR element, as pydicom writes them; None: let pydicom do it."""
+    vr, value = elem.VR, elem.value
+    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    if vr in _TEXT_VRS or vr == "UI":
+        if any(v is None for v in values) or not all(isinstance(v, (str, int, float)) for v in values):
+            return None
+        raw = "\\".join(str(v) for v in values).encode("ascii", errors="strict")
+        if len(raw) % 2:
+            raw += b"\0" if vr == "UI" else b" "
+    elif vr in _BINARY_VRS:
+        raw = struct.pack("<" + _BINARY_VRS[vr] * len(values), *values)
+    else:
+        return None
+    if len(raw) > 0xFFFF:
+        return None
+    return struct.pack("<HH2sH", elem.tag.group, elem.tag.element, vr.encode(), len(raw)) + raw
+
+
+def _encode(ds: Dataset) -> dict[int, bytes]:
+    """Each top-level element of ``ds`` encoded alone (explicit VR little endian), by tag."""
+    out = {}
+    for elem in ds:
+        try:
+            fast = _encode_simple(elem)
+        except (UnicodeEncodeError, struct.error, TypeError):
+            fast = None
+        if fast is not None:
+            out[int(elem.tag)] = fast
+            continue
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        write_data_element(fp, elem)
+        out[int(elem.tag)] = fp.getvalue()
+    return out
+
+
+def _meta_parts(sop_class: str) -> dict[int, bytes]:
+    """The file meta elements that are the same for every file of a series (all but the instance UID)."""
+    meta = _file_meta(sop_class, "1.2")
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    parts = _encode(meta)
+    parts[0x00020001] = _encode(_ds({"FileMetaInformationVersion": b"\x00\x01"}))[0x00020001]
+    parts.pop(0x00020000, None)
+    parts.pop(0x00020003, None)
+    return parts
+
+
+def _save_fast(base: dict[int, bytes], meta: dict[int, bytes], ds: Dataset, path: Path) -> None:
+    """The bytes ``_save`` would write for ``base`` elements + ``ds``, encoding the shared elements once.
+
+    Used for header-only series (thousands of small files): pydicom's per-file encoding of the ~80
+    shared elements and of the file meta group dominated the run time.
+    """
+    elements = dict(base)
+    elements.update(_encode(ds))
+    group = dict(meta)
+    group.update(_encode(_ds({"MediaStorageSOPInstanceUID": ds.SOPInstanceUID})))
+    body = b"".join(group[tag] for tag in sorted(group))
+    head = b"\0" * 128 + b"DICM" + struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(body))
+    path.write_bytes(head + body + b"".join(elements[tag] for tag in sorted(elements)))
 
 
 # --- geometry helpers ---------------------------------------------------------------------------------------------
@@ -307,7 +392,7 @@ def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Pat
     base.ImageType = list(spec.image_type)
     base.PixelSpacing = [_fmt(x, 6) for x in rendered.pixel_spacing]
     base.SliceThickness = _fmt(rendered.slice_thickness, 4)
-    _pixel_module(base, px, px.stored.shape[1], px.stored.shape[2])
+    _pixel_module(base, px, *_matrix(rendered, px))
     if not px.rgb:
         base.RescaleIntercept = px.intercept
         base.RescaleSlope = px.slope
@@ -319,10 +404,14 @@ def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Pat
     if n_volumes > 1 and rendered.temporal_indices is not None:
         base.NumberOfTemporalPositions = n_volumes
     _drop(base, spec)
+    fast = rendered.matrix is not None and FAST_HEADER_FILES  # header-only: encode the shared elements once
+    base_bytes = _encode(base) if fast else {}
+    meta_bytes = _meta_parts(MR_IMAGE_STORAGE) if fast else {}
     paths = []
     for i in range(n):
         ds = Dataset()
-        ds.update(base)
+        if not fast:
+            ds.update(base)
         ds.SOPInstanceUID = make_uid(series.series_uid, "sop", i)
         ds.InstanceNumber = i + 1
         ds.AcquisitionNumber = 1 + (i // per_volume if n_volumes > 1 else 0)
@@ -333,15 +422,23 @@ def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Pat
             ds.TemporalPositionIdentifier = int(rendered.temporal_indices[i]) + 1
         if rendered.echo_numbers is not None:
             ds.EchoNumbers = int(rendered.echo_numbers[i])
+            tes = spec.extra.get("echo_times")
+            if tes and 0 < ds.EchoNumbers <= len(tes) and "EchoTime" in base:
+                ds.EchoTime = _fmt(tes[ds.EchoNumbers - 1], 3)  # multi-echo: each echo its own TE
         else:
             ds.EchoNumbers = 1
         b = None if rendered.b_values is None else float(rendered.b_values[i])
-        if b is not None and _b_value_public(study.profile):
-            ds.DiffusionBValue = b
+        if b is not None and _b_value_public(study.profile) and not (
+                spec.extra.get("public_b_positive_only") and b <= 0):
+            ds.DiffusionBValue = b  # Toshiba-era files: only on b > 0 images
         _private(ds, spec, study.profile, b)
-        ds.PixelData = px.stored[i].tobytes()
+        if rendered.matrix is None:
+            ds.PixelData = px.stored[i].tobytes()
         path = out_dir / f"IM{i + 1:05d}.dcm"
-        _save(ds, path)
+        if fast:
+            _save_fast(base_bytes, meta_bytes, ds, path)
+        else:
+            _save(ds, path)
         paths.append(path)
     return paths
 
@@ -366,7 +463,7 @@ def _csa_header(tags: dict[str, tuple[str, list]]) -> bytes:
 def _write_mosaic(spec, rendered, px, study, series, out_dir: Path) -> list[Path]:
     per_volume, n_volumes = _geometry_groups(rendered)
     grid = math.ceil(math.sqrt(per_volume))
-    r, c = px.stored.shape[1:3]
+    r, c = _matrix(rendered, px)
     base = _common(spec, study, series, MR_IMAGE_STORAGE)
     _mr_params(base, spec, series, series.series_number)
     it = list(spec.image_type)
@@ -389,7 +486,7 @@ def _write_mosaic(spec, rendered, px, study, series, out_dir: Path) -> list[Path
     for v in range(n_volumes):
         frames = px.stored[v * per_volume:(v + 1) * per_volume]
         tile = np.zeros((grid * r, grid * c), dtype=px.stored.dtype)
-        for k, frame in enumerate(frames):
+        for k, frame in enumerate(frames if rendered.matrix is None else []):
             tile[(k // grid) * r:(k // grid + 1) * r, (k % grid) * c:(k % grid + 1) * c] = frame
         first = np.asarray(rendered.positions[v * per_volume], float)
         # Siemens writes the position of the whole mosaic as if it were one image centred like slice 1
@@ -416,7 +513,8 @@ def _write_mosaic(spec, rendered, px, study, series, out_dir: Path) -> list[Path
         csa_block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
         csa_block.add_new(0x08, "CS", "IMAGE NUM 4")
         csa_block.add_new(0x10, "OB", _csa_header(csa))
-        ds.PixelData = tile.tobytes()
+        if rendered.matrix is None:
+            ds.PixelData = tile.tobytes()
         path = out_dir / f"IM{v + 1:05d}.dcm"
         _save(ds, path)
         paths.append(path)
@@ -464,6 +562,8 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
         delattr(ds, kw)
     original = spec.image_type[0] != "DERIVED"
     ds.ImageType = [spec.image_type[0], spec.image_type[1], _image_flavor(spec), _derived_contrast(spec, original)]
+    if spec.extra.get("enhanced_habit") == "philips" and original:
+        ds.ImageType = [spec.image_type[0], spec.image_type[1], _philips_contrast(spec), "NONE"]
     ds.SOPInstanceUID = make_uid(series.series_uid, "sop", 0)
     ds.InstanceNumber = 1
     ds.NumberOfFrames = len(rendered.frames)
@@ -494,12 +594,15 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
             "ContrastBolusIngredientConcentration": 1.0, "ContrastBolusIngredient": "GADOLINIUM"})])
     if original:
         _pulse_sequence(ds, spec)
-    ds.SequenceName = spec.sequence_name  # private habit kept by Philips/Siemens XA at top level
-    ds.ScanningSequence = list(spec.scanning_sequence)
-    ds.SequenceVariant = list(spec.sequence_variant)
+    if spec.extra.get("enhanced_habit") not in ("philips", "siemens_xa"):
+        # Canon and others keep the classic tags at the top level of enhanced objects; Philips and
+        # Siemens XA leave ScanningSequence / SequenceVariant / SequenceName out (PulseSequenceName only)
+        ds.SequenceName = spec.sequence_name
+        ds.ScanningSequence = list(spec.scanning_sequence)
+        ds.SequenceVariant = list(spec.sequence_variant)
     if spec.scan_options:
         ds.ScanOptions = list(spec.scan_options)
-    _pixel_module(ds, px, px.stored.shape[1], px.stored.shape[2])
+    _pixel_module(ds, px, *_matrix(rendered, px))
 
     per_volume, n_volumes = _geometry_groups(rendered)
     shared = Dataset()
@@ -528,7 +631,8 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
         shared.MRTimingAndRelatedParametersSequence = Sequence([_ds(timing)])
         shared.MRModifierSequence = Sequence([_ds({
             "InversionRecovery": _yn(spec.inversion_time is not None),
-            **({"InversionTimes": [_fmt(spec.inversion_time, 1)]} if spec.inversion_time is not None else {}),
+            **({"InversionTimes": [_fmt(spec.inversion_time, 1)]} if spec.inversion_time is not None else
+               {"InversionTimes": [0.0]} if spec.extra.get("ti_zero") else {}),
             "FlowCompensation": "NONE", "Spoiling": "RF" if "GR" in spec.scanning_sequence else "NONE",
             "T2Preparation": "NO", "SpectrallySelectedExcitation": "NONE", "SpatialPresaturation": "NONE",
             "PartialFourier": "NO", "ParallelAcquisition": "YES", "ParallelAcquisitionTechnique": "SENSE"
@@ -565,6 +669,8 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
             "DerivationCodeSequence": Sequence([_ds({"CodeValue": "113076", "CodingSchemeDesignator": "DCM",
                                                      "CodeMeaning": "Segmentation"})])})])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    if p.vendor == "PHILIPS":
+        _private(ds, spec, p, None)  # scanning technique at the top level; b-values live in the frames
 
     diffusion = rendered.b_values is not None
     # every multi-volume series (time points, b-values/directions, echoes) numbers its volumes with
@@ -604,7 +710,9 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
         if diffusion:
             f.MRDiffusionSequence = Sequence([_diffusion_item(spec, rendered, i, vol, b_levels)])
         if rendered.echo_numbers is not None and original:
-            te = float(spec.echo_time or 5.0) * int(rendered.echo_numbers[i])
+            tes = spec.extra.get("echo_times")
+            e = int(rendered.echo_numbers[i])
+            te = float(tes[e - 1]) if tes and 0 < e <= len(tes) else float(spec.echo_time or 5.0) * e
             f.MREchoSequence = Sequence([_ds({"EffectiveEchoTime": round(te, 3)})])
         if rendered.temporal_indices is not None and temporal:
             f.TemporalPositionSequence = Sequence([_ds({
@@ -615,7 +723,8 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     if temporal:
         ds.NumberOfTemporalPositions = n_volumes
     _drop(ds, spec)
-    ds.PixelData = px.stored.tobytes()
+    if rendered.matrix is None:
+        ds.PixelData = px.stored.tobytes()
     path = out_dir / "IM00001.dcm"
     _save(ds, path)
     return [path]
@@ -642,6 +751,22 @@ def _diffusion_item(spec: SeriesSpec, rendered: RenderedSeries, i: int, vol: int
                     "DiffusionGradientDirectionSequence": Sequence([_ds({
                         "DiffusionGradientOrientation": [round(float(x), 6) for x in g]})])})
     return _ds({"DiffusionBValue": b, "DiffusionDirectionality": "ISOTROPIC"})
+
+
+def _philips_contrast(spec: SeriesSpec) -> str:
+    """Philips enhanced ImageType value 3: the weighting its scan technique gives (T1 for most FFE/TFE scans)."""
+    tech = str(spec.extra.get("philips_technique", "")).upper()
+    if tech == "DWISE":
+        return "DIFFUSION"
+    if "TSE" in tech or tech in ("SE", "SEEPI", "GRASE"):
+        return "PROTON_DENSITY" if spec.sequence == "PD" else "T1" if spec.sequence.startswith("T1") else "T2"
+    if tech in ("IR", "TIR"):
+        return "T1" if spec.sequence.startswith("T1") else "T2"
+    if tech == "FEEPI":
+        return "T2_STAR" if spec.sequence != "PERFUSION_ASL" else "PERFUSION"
+    if tech == "T2FFE":
+        return "T2_STAR"
+    return "T1"
 
 
 def _image_flavor(spec: SeriesSpec) -> str:
