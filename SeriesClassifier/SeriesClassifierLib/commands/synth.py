@@ -2,6 +2,9 @@
 
 Writes simulated brain MRI studies as DICOM plus ``OUT/labels.csv``. ``--profile``
 takes several names; ``training`` and ``holdout`` stand for the two groups.
+``--headers-only`` writes the forest's training rows instead (``OUT`` is a ``.jsonl.gz``, the format of
+a bundle's ``forest_train.jsonl.gz``): the same studies, header records read back from header-only
+files, no anatomy rendered (``synth/header_corpus.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extend OUT with studies K..K+N-1 of the same seed (labels.csv keeps the others)")
     parser.add_argument("--study-type", default=None,
                         help="force one protocol: routine, stroke, tumour, research, iac or mra")
+    parser.add_argument("--headers-only", action="store_true",
+                        help="write header records + labels to OUT (.jsonl.gz) without rendering anatomy")
 
 
 def _expand(names: list[str] | None) -> list[str] | None:
@@ -68,6 +73,20 @@ def run(args: argparse.Namespace) -> int:
     if args.study_type is not None and args.study_type not in STUDY_TYPES:
         print(f"synth: unknown study type {args.study_type!r}; known: {', '.join(STUDY_TYPES)}", file=sys.stderr)
         return 2
+    if args.headers_only:
+        from ..synth.header_corpus import generate_header_rows
+
+        def tick(done: int, total: int, n: int) -> None:
+            if done % 25 == 0 or done == total:
+                print(f"study {done}/{total}: {n} series, {time.perf_counter() - start:.0f} s", flush=True)
+
+        series, _ = generate_header_rows(args.studies, args.seed, names, args.out, args.first_study,
+                                         args.study_type, tick)
+        elapsed = time.perf_counter() - start
+        print(f"{args.out}: {len(series)} series in {elapsed:.0f} s "
+              f"({elapsed / max(len(series), 1) * 1000:.0f} ms per series)")
+        return 0
+
     rows = generate_studies(args.out, args.studies, args.seed, names, progress=progress, start=args.first_study,
                             study_type=args.study_type)
     print(f"labels.csv of {args.out} now lists {len(rows)} series")

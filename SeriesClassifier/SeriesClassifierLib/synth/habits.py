@@ -281,6 +281,8 @@ _PHILIPS_TECHNIQUE = {
 def _philips(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
     gen = p.generation or "R5"
     technique = _pick(rng, _PHILIPS_TECHNIQUE.get(tech, ["FFE"]))
+    if tech == "t2star" and spec.extra.get("fe_epi"):
+        technique = "FEEPI"
     base = technique.upper()
     other = ["OTHER"] if _p(rng, 0.3) else []
     if tech == "scout":
@@ -296,6 +298,8 @@ def _philips(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         h = Header(("SE",) if _p(rng, 0.7) else ("EP", "SE"), ("SK",), ["PFP"] if _p(rng, 0.5) else other, "")
     elif base in ("FEEPI",):
         h = Header(("GR",) if _p(rng, 0.8) else ("EP", "GR"), ("SK",) if _p(rng, 0.6) else ("OSP",), ["FS"], "")
+        if tech == "t2star":
+            h.image_type = "ORIGINAL\\PRIMARY\\M_FFE\\M\\FFE"
     elif base == "SEEPI":
         h = Header(("SE",) if _p(rng, 0.7) else ("EP", "SE"), ("SK",), ["FS"], "")
     elif base in ("B-FFE", "BFFE"):

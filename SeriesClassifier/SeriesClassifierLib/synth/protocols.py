@@ -176,6 +176,9 @@ def _timing(tech: str, ctx: _Ctx) -> dict:
             out["echo_times"] = (out["echo_time"], u(80, 110))
         return out
     if tech == "t2star":
+        if v == "PHILIPS" and rng.random() < 0.25:  # "T2W/FE-EPI": a T2*-weighted FFE with an EPI readout
+            return dict(repetition_time=u(900, 3000), echo_time=u(30, 45), flip_angle=float(rng.choice([30, 40, 90])),
+                        echo_train_length=int(rng.integers(7, 31)), fe_epi=True)
         te = u(15, 25) if b3 else u(20, 30) if not low else u(25, 40)
         return dict(repetition_time=u(500, 800), echo_time=te, flip_angle=u(15, 20, 0) if v != "PHILIPS" else 18.0,
                     echo_train_length=1)

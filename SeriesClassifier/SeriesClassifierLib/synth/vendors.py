@@ -197,7 +197,7 @@ _PHILIPS = {
     "flair_2d": ["T2W_FLAIR", "T2W_FLAIR_{p}", "FLAIR_{p}"],
     "flair_3d": ["VISTA_FLAIR", "3D_FLAIR_VISTA", "3D_BRAIN_VIEW_FLAIR", "3D_FLAIR"],
     "pd_tse": ["PDW_TSE", "PDW_TSE_{p}"],
-    "t2star": ["T2*W_FFE", "T2* SENSE", "FFE_T2*", "T2*_FFE_{p}"],
+    "t2star": ["T2*W_FFE", "T2* SENSE", "FFE_T2*", "T2*_FFE_{p}", "T2W/FE-EPI"],
     "swi": ["SWIp", "SWIp_{p}"],
     "swi_mag": ["SWIp_M", "SWIp_mag"],
     "swi_phase": ["SWIp_P", "SWIp_pha"],
