@@ -113,7 +113,13 @@ def _siemens(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         ss = ("SE", "EP") if gen == "VB" or _p(rng, 0.2) else ("EP",)
         bmax = int(max(spec.b_values)) if spec.b_values else 1000
         name = {"dwi": f"{star}ep_b{bmax}t", "dti": f"{star}ep_b0"}.get(tech, f"{star}ep_b0_{bmax}")
+        if tech == "dti" and _p(rng, 0.3):
+            name = f"{star}ep_b{bmax}#{int(rng.integers(1, 31))}"
         h = Header(ss, ("SK", "SP"), (["PFP"] if _p(rng, 0.5) else []) + [_pick(rng, ["FS", "FS", "SFS"])], name)
+        if tech == "dti" and spec.storage == "classic" and gen == "VB" and _p(rng, 0.5):
+            h.image_type = "ORIGINAL\\PRIMARY\\M\\ND\\NORM"  # older syngo raw diffusion: a plain magnitude
+        if tech in ("dti", "dwi") and gen == "VB" and _p(rng, 0.4):
+            h.extra["no_private_b"] = True  # b only in the CSA header (not read), (0019,100C) absent
     elif tech == "dsc":
         h = Header(("EP",), _pick(rng, [("SK",), ("SK", "SP")]), ["PFP", "FS"] if _p(rng, 0.5) else ["FS"],
                    f"{star}epfid2d1_{m}")
@@ -189,6 +195,11 @@ def _ge(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
     elif tech == "t1_3d_gre":
         h = Header(("GR",), ("SS", "SP") if _p(rng, 0.6) else ("SP",), ["FAST_GEMS", *edr, *acc], "", None,
                    {"ge_psd": _pick(rng, ["efgre3d", "fspgr3d", "efgre3d"])})
+    elif tech in ("t2_tse", "pd_tse", "t1_se") and old and _p(rng, 0.4):
+        # Genesis-era files: RM / NONE on spin-echo series too, the name in SequenceName
+        h = Header(("RM",), ("NONE",), _pick(rng, [["FC", "EDR_GEMS"], ["GRAPH_GEMS", "EDR_GEMS"], ["SP"]]),
+                   "fse" if int(spec.echo_train_length or 1) > 1 else "se", _pick(rng, ["ORIGINAL\\PRIMARY", None]),
+                   {"ge_psd": ""})
     elif tech in ("t2_tse", "pd_tse"):
         psd = _pick(rng, ["fse-xl", "fse-xl", "frfse", "PROPELLER"]) if not old else "fse"
         h = Header(("SE",), ("SK",) if _p(rng, 0.7) else ("SK", "SP") if not old else ("SK",),
@@ -248,7 +259,7 @@ def _ge(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
                    "ORIGINAL\\PRIMARY\\OTHER", {"ge_psd": _pick(rng, ["b0map", "fgre", "B0map"])})
     elif tech == "fmap_sepi":
         h = Header(("EP", "SE"), ("NONE",), ["EPI_GEMS", "PFF"] + acc, "", "ORIGINAL\\PRIMARY\\OTHER",
-                   {"ge_psd": _pick(rng, ["epi2_pepolar", "epi_pepolar", "epi2"])})
+                   {"ge_psd": _pick(rng, ["epi2_pepolar", "epi_pepolar"])})
     elif tech == "other_svs":
         h = Header(("SE",), ("NONE",), [], "", None, {"ge_psd": "probe-p"})
     else:

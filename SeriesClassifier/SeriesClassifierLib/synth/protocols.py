@@ -406,6 +406,8 @@ def _dwi_group(ctx: _Ctx, *, dti: bool = False) -> list[SeriesSpec]:
     b = (0.0, 1000.0) if rng.random() < 0.7 else (0.0, 500.0, 1000.0)
     if prof.field_strength >= 2.5 and rng.random() < 0.15:
         b = (0.0, 1000.0, 2000.0)
+    elif rng.random() < 0.12:
+        b = (0.0, float(rng.choice([800.0, 1500.0, 2000.0, 3000.0])))
     src = _spec("dwi", ctx, b_values=b)
     out = []
     if prof.vendor == "SIEMENS" and rng.random() < prof.mosaic_rate * 0.4:
@@ -516,7 +518,7 @@ def _mprs(src: SeriesSpec, ctx: _Ctx) -> list[SeriesSpec]:
 def _occasional(ctx: _Ctx) -> list[SeriesSpec]:
     """PD, HASTE and OTHER turn up now and then in any protocol."""
     rng, out = ctx.rng, []
-    if rng.random() < 0.2:
+    if rng.random() < 0.3:
         out.append(_spec("pd_tse", ctx))
     if rng.random() < 0.15:
         out.append(_spec("haste", ctx))
@@ -591,6 +593,8 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
         if rng.random() < 0.2:
             s += _asl_group(ctx)
     elif kind == "tumour":
+        if rng.random() < 0.25 and not _low_field(ctx):  # presurgical language/motor fMRI
+            s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
         s.append(_spec("t2_tse", ctx))
         s.append(_spec("flair_3d", ctx) if rng.random() < 0.3 else _spec("flair_2d", ctx))
         s += _dwi_group(ctx)
@@ -620,6 +624,8 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
         s += _dwi_group(ctx, dti=True)
         s += _fieldmaps(ctx)
         s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
+        if rng.random() < 0.35:  # a second run (task or rest)
+            s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
         if rng.random() < 0.45:
             s += _asl_group(ctx)
         if rng.random() < 0.25:

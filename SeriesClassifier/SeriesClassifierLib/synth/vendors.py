@@ -472,7 +472,7 @@ def header_style(tech: str, spec: SeriesSpec, profile: Profile, rng: np.random.G
     t = TECHNIQUES[tech]
     vendor = profile.vendor
     for key in ("ge_psd", "philips_technique", "enhanced_habit", "ti_zero", "no_ti", "ge_b_everywhere",
-                "philips_b_everywhere", "public_b_positive_only"):
+                "philips_b_everywhere", "public_b_positive_only", "no_private_b"):
         spec.extra.pop(key, None)  # header_style may run again on a copied spec
     h = vendor_header(tech, spec, profile, rng)
     spec.scanning_sequence = h.ss or t.scanning_sequence
@@ -492,7 +492,9 @@ def header_style(tech: str, spec: SeriesSpec, profile: Profile, rng: np.random.G
     spec.image_type = it
     epi_like = (t.epi and not t.derived) or (vendor == "SIEMENS" and tech in ("asl_3d", "asl_3d_m0"))
     if vendor in ("SIEMENS", "PHILIPS", "CANON", "UIH") and epi_like:
-        spec.echo_train_length = epi_factor(spec, rng)  # EPI factor, where GE writes 1
+        # the EPI factor, where GE writes 1; syngo VB 2-D EPI wrote 1 as well
+        vb_one = profile.generation == "VB" and t.epi and rng.random() < 0.8
+        spec.echo_train_length = 1 if vb_one else epi_factor(spec, rng)
     spec.extra.update(h.extra)
     if h.extra.get("no_ti"):
         spec.inversion_time = None

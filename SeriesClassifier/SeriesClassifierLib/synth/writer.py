@@ -226,7 +226,7 @@ def _private(ds: Dataset, spec: SeriesSpec, profile: Profile, b_value: float | N
     v = profile.vendor
     if v == "SIEMENS":
         block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
-        if b_value is not None:
+        if b_value is not None and not spec.extra.get("no_private_b"):
             block.add_new(0x0C, "IS", int(round(b_value)))
             block.add_new(0x0D, "CS", "DIRECTIONAL" if b_value > 0 else "NONE")
     elif v == "GE":
