@@ -528,6 +528,11 @@ def _occasional(ctx: _Ctx) -> list[SeriesSpec]:
     return out
 
 
+def _bold_volumes(rng: np.random.Generator) -> int:
+    """Time points of a BOLD run: mostly a real run, now and then a short test run or a few exported volumes."""
+    return int(rng.integers(2, 7)) if rng.random() < 0.15 else int(rng.integers(20, 41))
+
+
 def _fieldmaps(ctx: _Ctx) -> list[SeriesSpec]:
     """Each vendor's field maps: GRE magnitude + phase difference, GE/Philips B0 map, reverse-PE spin-echo EPI."""
     rng, v = ctx.rng, ctx.profile.vendor
@@ -594,7 +599,7 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
             s += _asl_group(ctx)
     elif kind == "tumour":
         if rng.random() < 0.25 and not _low_field(ctx):  # presurgical language/motor fMRI
-            s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
+            s.append(_spec("bold", ctx, n_temporal=_bold_volumes(rng)))
         s.append(_spec("t2_tse", ctx))
         s.append(_spec("flair_3d", ctx) if rng.random() < 0.3 else _spec("flair_2d", ctx))
         s += _dwi_group(ctx)
@@ -623,9 +628,9 @@ def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
         s.append(_spec("flair_3d", ctx))
         s += _dwi_group(ctx, dti=True)
         s += _fieldmaps(ctx)
-        s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
+        s.append(_spec("bold", ctx, n_temporal=_bold_volumes(rng)))
         if rng.random() < 0.35:  # a second run (task or rest)
-            s.append(_spec("bold", ctx, n_temporal=int(rng.integers(20, 41))))
+            s.append(_spec("bold", ctx, n_temporal=_bold_volumes(rng)))
         if rng.random() < 0.45:
             s += _asl_group(ctx)
         if rng.random() < 0.25:
