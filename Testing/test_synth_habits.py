@@ -13,11 +13,13 @@ import json
 import numpy as np
 import pydicom
 import pytest
-from test_synth_writer import fake_phantom, fake_render
+from synth_fakes import fake_phantom, fake_render
 
-from SeriesClassifierLib.site_training import read_base_rows
-from SeriesClassifierLib.synth.generate import generate_studies
-from SeriesClassifierLib.synth.header_corpus import generate_header_rows, header_render, make_header_phantom
+from SeriesClassifierLib.commands.synth import generate_header_rows
+from SeriesClassifierLib.synth.generate import generate_studies, read_label_rows
+from SeriesClassifierLib.synth.header_corpus import header_render, make_header_phantom
+from SeriesClassifierLib.training.header_rows import read_study
+from SeriesClassifierLib.training.site_training import read_base_rows
 from SeriesClassifierLib.synth.profiles import HOLDOUT_PROFILES, PROFILES, TRAINING_PROFILES
 from SeriesClassifierLib.synth.protocols import plan_study
 from SeriesClassifierLib.vocabulary import load_vocabulary
@@ -181,14 +183,10 @@ def test_header_corpus_reads_like_a_rendered_corpus(tmp_path):
     names = ["toshiba_titan_3t", "ge_signa_architect_3t"]
     fast, fast_labels = generate_header_rows(2, seed=8, profiles=names)
     generate_studies(tmp_path, 2, seed=8, profiles=names, make_phantom=fake_phantom, render=fake_render)
-    from SeriesClassifierLib.synth.header_corpus import read_study_series
-
     slow = []
-    from SeriesClassifierLib.synth.generate import read_labels
-
-    rows = read_labels(tmp_path / "labels.csv")
+    rows = read_label_rows(tmp_path / "labels.csv")
     for study in sorted(tmp_path.glob("study_*")):
-        slow += read_study_series(study, rows)
+        slow += read_study(study, rows)[0]
     assert {s.series_uid for s in fast} == {s.series_uid for s in slow} == set(fast_labels)
     keys = ("ScanningSequence", "SequenceVariant", "ScanOptions", "SequenceName", "RepetitionTime", "EchoTime",
             "InversionTime", "FlipAngle", "EchoTrainLength", "ImageType", "BValues", "Rows", "Columns",

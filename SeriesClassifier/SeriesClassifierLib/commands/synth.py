@@ -4,7 +4,7 @@ Writes simulated brain MRI studies as DICOM plus ``OUT/labels.csv``. ``--profile
 takes several names; ``training`` and ``holdout`` stand for the two groups.
 ``--headers-only`` writes the forest's training rows instead (``OUT`` is a ``.jsonl.gz``, the format of
 a bundle's ``forest_train.jsonl.gz``): the same studies, header records read back from header-only
-files, no anatomy rendered (``synth/header_corpus.py``).
+files, no anatomy rendered (``synth/header_corpus.py`` writes, ``training/header_rows.py`` reads).
 """
 
 from __future__ import annotations
@@ -74,14 +74,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"synth: unknown study type {args.study_type!r}; known: {', '.join(STUDY_TYPES)}", file=sys.stderr)
         return 2
     if args.headers_only:
-        from ..synth.header_corpus import generate_header_rows
-
-        def tick(done: int, total: int, n: int) -> None:
-            if done % 25 == 0 or done == total:
-                print(f"study {done}/{total}: {n} series, {time.perf_counter() - start:.0f} s", flush=True)
-
         series, _ = generate_header_rows(args.studies, args.seed, names, args.out, args.first_study,
-                                         args.study_type, tick)
+                                         args.study_type, start_time=start)
         elapsed = time.perf_counter() - start
         print(f"{args.out}: {len(series)} series in {elapsed:.0f} s "
               f"({elapsed / max(len(series), 1) * 1000:.0f} ms per series)")
@@ -91,3 +85,24 @@ def run(args: argparse.Namespace) -> int:
                             study_type=args.study_type)
     print(f"labels.csv of {args.out} now lists {len(rows)} series")
     return 0
+
+
+def generate_header_rows(n_studies: int, seed: int, profiles=None, out=None, first_study: int = 0,
+                         study_type: str | None = None, start_time: float | None = None):
+    """The forest's training rows of ``n_studies`` generated studies without rendering anatomy.
+
+    (series, labels by series uid); with ``out`` also written as a ``forest_train.jsonl.gz``-format file.
+    Lives in the face because it joins the generator (synth) and the engine's header reading (training),
+    which the layers keep apart.
+    """
+    from ..synth.header_corpus import header_studies
+    from ..training.header_rows import header_rows
+
+    t0 = time.perf_counter() if start_time is None else start_time
+
+    def tick(done: int, n: int) -> None:
+        if start_time is not None and (done % 25 == 0 or done == n_studies):
+            print(f"study {done}/{n_studies}: {n} series, {time.perf_counter() - t0:.0f} s", flush=True)
+
+    return header_rows(header_studies(n_studies, seed, profiles, first_study, study_type), out, tick)
+

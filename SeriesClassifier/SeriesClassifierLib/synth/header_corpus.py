@@ -1,31 +1,22 @@
-"""A fast header corpus: the forest's training rows without rendering anatomy.
+"""A fast header corpus: the forest's training rows without rendering anatomy (the generating half).
 
-The metadata forest learns from header records only (the engine's ``Series`` after header
-reading). ``generate_header_rows`` plans studies exactly as ``generate_studies`` does (same
-profiles, seeds, protocols, names, mess), replaces the renderer by ``header_render`` (the real
-slice geometry, the real frame structure: b-values, time points, echoes, signedness, but 2×2
-placeholder pixels), writes the DICOM files with the real writer (the declared matrix in
-Rows/Columns, no PixelData), reads them back with the real header reader
-(``sources.iter_series_refs`` → ``headers.read_series`` → ``features.add_study_context``), and
-keeps the records with their labels. What the forest sees is what the engine reads from the files.
-
-    python -m SeriesClassifierLib.synth.header_corpus OUT.jsonl.gz --studies 300 --seed 1 --profile training
-    seriesclassifier synth OUT.jsonl.gz --headers-only --studies 300 --seed 1
-
-The output has the format of a bundle's ``forest_train.jsonl.gz`` (``site_training.write_base_rows``):
-one JSON line per series, ``{"series": …, "labels": {…}}``, read back by ``read_base_rows``.
+The metadata forest learns from header records only (the engine's ``Series`` after header reading).
+``header_studies`` plans studies exactly as ``generate_studies`` does (same profiles, seeds, protocols,
+names, mess), replaces the renderer by ``header_render`` (the real slice geometry and frame structure:
+b-values, time points, echoes, signedness, with 2×2 placeholder pixels) and writes the DICOM files with
+the real writer (the declared matrix in Rows/Columns, no PixelData; shared elements encoded once, the
+files byte-identical to the slow path). ``training.header_rows`` reads them back with the engine's
+header reader and writes the rows; ``seriesclassifier synth OUT.jsonl.gz --headers-only`` joins the two.
+The generator stays independent of the classifier: nothing here reads headers.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+import shutil
 import tempfile
-import time
-from dataclasses import asdict
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import numpy as np
 
@@ -106,91 +97,25 @@ def header_render(spec: SeriesSpec, phantom: object, rng: np.random.Generator) -
     )
 
 
-def read_study_series(study_dir: Path, rows: list[LabelRow]) -> list:
-    """The engine's header records of one written study (what ``train`` reads from a corpus)."""
-    from ..features import add_study_context
-    from ..headers import read_series
-    from ..sources import iter_series_refs
-
-    wanted = {r.series_uid for r in rows}
-    series = [read_series(ref) for ref in iter_series_refs(study_dir) if ref.series_uid in wanted]
-    add_study_context(series)
-    return series
-
-
-def generate_header_rows(
+def header_studies(
     n_studies: int,
     seed: int,
     profiles: list[str] | tuple[str, ...] | None = None,
-    out: str | Path | None = None,
     start: int = 0,
     study_type: str | None = None,
-    progress: Callable[[int, int, int], None] | None = None,
     scratch: str | Path | None = None,
-) -> tuple[list, dict[str, dict[str, str]]]:
-    """Header records and labels of ``n_studies`` generated studies (profiles in turn), without anatomy.
+) -> Iterator[tuple[Path, list[LabelRow]]]:
+    """Studies ``start … start+n_studies-1`` of ``seed`` as header-only files, one at a time.
 
-    Studies ``start … start+n_studies-1`` of ``seed`` get the same plans (names, parameters, mess) as
-    ``generate_studies`` gives them; only pixels differ (none are stored). With ``out`` the rows are
-    written as gzipped JSON lines (``site_training.write_base_rows``). Returns (series, labels by uid).
+    Yields (study folder, label rows); the folder is deleted when the consumer asks for the next study.
+    The plans (names, parameters, mess) are those ``generate_studies`` gives the same seed and index.
     """
-    from ..site_training import write_base_rows
-
     chosen = get_profiles(profiles)
-    all_series: list = []
-    labels: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="synth_headers_", dir=scratch) as tmp:
-        for k, i in enumerate(range(start, start + n_studies)):
-            profile = chosen[i % len(chosen)]
-            study_root = Path(tmp) / f"s{i}"
-            rows = generate_study(study_root, profile, seed, i, make_header_phantom, header_render, study_type)
-            series = read_study_series(study_root, rows)
-            by_uid = {r.series_uid: r for r in rows}
-            for s in series:
-                row = asdict(by_uid[s.series_uid])
-                row["field_strength"] = str(row["field_strength"])
-                labels[s.series_uid] = row
-            all_series += series
-            _rmtree(study_root)
-            if progress is not None:
-                progress(k + 1, n_studies, len(series))
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        write_base_rows(out, all_series, labels)
-    return all_series, labels
+        for i in range(start, start + n_studies):
+            root = Path(tmp) / f"s{i}"
+            rows = generate_study(root, chosen[i % len(chosen)], seed, i, make_header_phantom, header_render,
+                                  study_type)
+            yield root, rows
+            shutil.rmtree(root, ignore_errors=True)
 
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="output .jsonl.gz")
-    parser.add_argument("--studies", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", nargs="+", default=None, help="profiles or groups (training, holdout, site)")
-    parser.add_argument("--first-study", type=int, default=0)
-    parser.add_argument("--study-type", default=None)
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-
-    def progress(done: int, total: int, n: int) -> None:
-        if done % 25 == 0 or done == total:
-            print(f"study {done}/{total} ({n} series), {time.perf_counter() - t0:.0f} s", flush=True)
-
-    try:
-        series, _ = generate_header_rows(args.studies, args.seed, args.profile, args.out, args.first_study,
-                                         args.study_type, progress)
-    except ValueError as exc:
-        print(f"header corpus: {exc}", file=sys.stderr)
-        return 2
-    dt = time.perf_counter() - t0
-    print(f"{len(series)} series in {dt:.1f} s ({dt / max(len(series), 1) * 1000:.0f} ms per series) -> {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
