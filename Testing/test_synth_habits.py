@@ -18,10 +18,10 @@ from synth_fakes import fake_phantom, fake_render
 from SeriesClassifierLib.commands.synth import generate_header_rows
 from SeriesClassifierLib.synth.generate import generate_studies, read_label_rows
 from SeriesClassifierLib.synth.header_corpus import header_render, make_header_phantom
-from SeriesClassifierLib.training.header_rows import read_study
-from SeriesClassifierLib.training.site_training import read_base_rows
 from SeriesClassifierLib.synth.profiles import HOLDOUT_PROFILES, PROFILES, TRAINING_PROFILES
 from SeriesClassifierLib.synth.protocols import plan_study
+from SeriesClassifierLib.training.header_rows import read_study
+from SeriesClassifierLib.training.site_training import read_base_rows
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
 VOCAB = load_vocabulary()
