@@ -19,6 +19,8 @@ How each figure is made, so none is measured on data its model saw:
   (study context, novelty, not-brain, stripped headers).
 - **leave-one-vendor-out on generated data**: forests fitted on the generated rows of all but
   one vendor, scored on that vendor.
+- **generated held-out profiles** (``--gen-heldout``): the bundle's recipe (generated rows plus
+  every trainable real source) scored on header rows of profiles no training row comes from.
 
 Intervals are 95 % bootstrap percentiles over studies (series of one study move together).
 Writes metrics.json, predictions.csv, confusion_<model>.png, summary.md and
@@ -163,6 +165,25 @@ def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, dict]:
     return result
 
 
+def generated_heldout(series, labels, gen_series, gen_labels, held_path: Path, args) -> dict:
+    """The bundle's recipe (generated rows + every trainable real source) on held-out generated profiles."""
+    real = [s for s in series if labels[s.series_uid]["source"] not in RESEARCH_ONLY]
+    forest = fit_forest(gen_series + real, {**gen_labels, **labels}, n_estimators=args.trees, seed=args.seed,
+                        field_dropout=args.field_dropout,
+                        sample_weight=[1.0] * len(gen_series) + [args.real_weight] * len(real))
+    held, held_labels = read_base_rows(held_path)
+    outputs = forest.predict_many(held)
+    result: dict[str, dict] = {}
+    for profile in sorted({held_labels[s.series_uid].get("profile", "") for s in held}):
+        pairs = [(o, held_labels[s.series_uid]["sequence"]) for s, o in zip(held, outputs)
+                 if held_labels[s.series_uid].get("profile", "") == profile]
+        wrong = [o.sequence.probability for o, t in pairs if o.sequence.label != t]
+        result[profile] = {"n": len(pairs), "accuracy": round(1 - len(wrong) / len(pairs), 4),
+                           "wrong_at_p_ge_0.9": int(sum(p >= 0.9 for p in wrong))}
+        log(f"generated held-out {profile}: {result[profile]}")
+    return result
+
+
 # ----------------------------------------------------------------------------- scoring
 
 
@@ -278,6 +299,11 @@ def summary_markdown(metrics: dict) -> str:
                   "|---|---|---|---|"]
         for vendor, m in metrics["generated_leave_one_vendor_out"].items():
             lines.append(f"| {vendor} | {m['n']} | {m['accuracy']:.3f} | {m['wrong_at_p_ge_0.9']} |")
+    if metrics.get("generated_heldout_profiles"):
+        lines += ["", "| generated held-out profile | series | forest accuracy | wrong at p ≥ 0.9 |",
+                  "|---|---|---|---|"]
+        for profile, m in metrics["generated_heldout_profiles"].items():
+            lines.append(f"| {profile} | {m['n']} | {m['accuracy']:.3f} | {m['wrong_at_p_ge_0.9']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -296,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trees", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-lovo", action="store_true", help="skip leave-one-vendor-out on generated rows")
+    ap.add_argument("--gen-heldout", type=Path, help="generated header rows of held-out profiles to score the "
+                    "bundle's recipe on (seriesclassifier synth OUT.jsonl.gz --headers-only --profile holdout)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -327,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_lovo:
         metrics["generated_leave_one_vendor_out"] = leave_one_vendor_out(gen_series, gen_labels, args)
+    if args.gen_heldout:
+        metrics["generated_heldout_profiles"] = generated_heldout(series, labels, gen_series, gen_labels,
+                                                                  args.gen_heldout, args)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     (args.out / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
     (args.out / "ensemble_fitted.json").write_text(json.dumps(metrics["ensemble_fitted_on_all"], indent=1),
