@@ -199,7 +199,8 @@ def test_from_a_base_with_a_cnn_fine_tunes_its_heads_only(corpus, tmp_path):
     assert config["training"]["fine_tune"]["trained"] == "heads only"
     assert 0 < config["training"]["fine_tune"]["n_series"] < len(truth)  # the site's test studies left out
     assert load_bundle(new).cnn is not None
-    assert not list(new.glob("*.npz")) and not list(new.glob("*.csv"))
+    # nothing left over but the bundle itself (forest_trees.npz is the forest: models/forest_arrays.py)
+    assert not [p for p in new.glob("*.npz") if p.name != "forest_trees.npz"] and not list(new.glob("*.csv"))
 
 
 def test_a_reexporting_site_writes_secondary_image_types_but_keeps_true_labels(tmp_path):
