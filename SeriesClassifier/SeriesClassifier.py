@@ -1342,10 +1342,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         head = self.ui.gradcamHeadComboBox.currentData or "sequence"
         cls = self.ui.gradcamClassComboBox.currentData
         if not cls:
-            prediction = self.logic.predictions[uid]
-            task = getattr(prediction, head, None) if head in ("sequence", "orientation") else (
-                prediction.attributes.get(head))
-            cls = task.label if task is not None else ""
+            cls = self.logic.predictions[uid].predicted_class(head) or ""
         return head, cls
 
     def onShowCurrentSeries(self) -> None:

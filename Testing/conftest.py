@@ -1,4 +1,12 @@
-"""Test-run settings shared by every file.
+"""Shared test set-up.
+
+Helpers live in plain modules beside the tests, never in test modules (a test module imports no other
+test module; ``test_layering.py`` checks it):
+
+- ``dicom_factory``: every DICOM file the tests write by hand;
+- ``synth_fakes``: specs and a fake renderer for the generator's writer;
+- ``worker_stubs``: a stand-in model bundle for the worker (also used by the worker subprocesses);
+- ``bids_tools``: running dcm2bids / heudiconv.
 
 torch: the CNN's tests need it. The main run (Python 3.11, the CPU build installed first) runs them all;
 the runs under Slicer's other Pythons (.ci/run: 3.9 with Slicer 5.8's packages, 3.12) have no CPU build
@@ -9,9 +17,14 @@ files below (which import torch at the top) are not even collected there.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
+
+TESTING = Path(__file__).resolve().parent
+if str(TESTING) not in sys.path:  # the helpers import the same under pytest's importlib mode
+    sys.path.insert(0, str(TESTING))
 
 TORCH_FILES = {"test_aggregate.py", "test_cnn.py", "test_gradcam.py"}  # import torch at module level
 HAVE_TORCH = importlib.util.find_spec("torch") is not None

@@ -1,11 +1,17 @@
-"""Small hand-made MR DICOM files for the engine tests (header-focused, 8×8 pixels).
+"""The one place the tests write DICOM files by hand (small MR series).
 
-Not a simulator: just enough header variety to exercise sources, header reading,
-features and a toy forest quickly. The generator (synth/) makes realistic studies.
+- ``write_classic_series`` / ``write_enhanced_series`` / ``write_sr`` / ``write_toy_corpus`` /
+  ``read_toy_corpus``: header variety (8×8 pixels) for sources, header reading, features and a toy forest;
+- ``write_classic`` / ``write_enhanced`` / ``write_mosaic`` / ``make_toy_corpus``: pixel-exact series
+  (shuffled files, reversed frames, mosaics) for slice sampling, the CNN and Grad-CAM;
+- ``write_series``: a tiny classic series for the worker, the Slicer Logic and MRML tests.
+
+Not a simulator: the generator (synth/) makes realistic studies.
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -227,33 +233,220 @@ def write_toy_corpus(root: Path, n_per_class: int = 12, seed: int = 0) -> dict[s
     return labels
 
 
-class FlatPhantom:
-    """Just enough of a phantom for the generator's slice geometry (tests that need headers, not images)."""
+def read_toy_corpus(root: Path, n_per_class: int = 12, seed: int = 0) -> tuple[list, list[str]]:
+    """``write_toy_corpus`` then read back: (series, their sequence labels), in the source's order."""
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
 
-    brain_center = np.zeros(3)
+    labels = write_toy_corpus(root, n_per_class=n_per_class, seed=seed)
+    series = [read_series(r) for r in iter_series_refs(root)]
+    return series, [labels[s.series_uid] for s in series]
 
-    def template_to_world(self, points):
-        return np.asarray(points, dtype=float)
+
+# ------------------------------------------------------------------ pixel-exact series (slices, CNN, Grad-CAM)
 
 
-def cheap_render(spec, phantom, rng):
-    """The generator's geometry and per-frame values with 16×16 flat images: realistic headers, fast."""
-    from SeriesClassifierLib.synth.render import slice_geometry
-    from SeriesClassifierLib.synth.spec import RenderedSeries
+def _image_base(sop_class: str, series_uid: str, rows: int, cols: int) -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.StudyInstanceUID = "1.2.3.4"
+    ds.SeriesInstanceUID = series_uid
+    ds.PatientID = "TEST"
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelSpacing = [1.0, 1.0]
+    return ds
 
-    planes = slice_geometry(spec, phantom, rng)
-    volumes = len(spec.b_values) if spec.b_values else max(int(spec.n_temporal or 1), 1)
-    per_frame = {}
-    if spec.b_values:
-        per_frame["b_values"] = [float(b) for b in spec.b_values for _ in planes]
-    elif volumes > 1:
-        per_frame["temporal_indices"] = [v for v in range(volumes) for _ in planes]
-    return RenderedSeries(
-        frames=np.full((len(planes) * volumes, 16, 16), 100.0, dtype=np.float32),
-        positions=[tuple(float(x) for x in p.origin) for p in planes] * volumes,
-        orientations=[tuple(float(x) for x in (*p.row, *p.col)) for p in planes] * volumes,
-        pixel_spacing=(float(spec.pixel_spacing[0]), float(spec.pixel_spacing[1])),
-        slice_thickness=float(spec.slice_thickness),
-        signed="PHASE" in spec.sequence or spec.sequence == "FIELDMAP",
-        **per_frame,
-    )
+
+def _normal(iop):
+    return np.cross(np.array(iop[:3]), np.array(iop[3:]))
+
+
+def write_classic(folder: Path, images: np.ndarray, iop=AXIAL, spacing: float = 5.0, series_uid: str | None = None,
+                  b_values: list[float] | None = None, shuffle_seed: int | None = 0,
+                  positions: list | None = None, iops: list | None = None) -> list[Path]:
+    """One file per image; positions along the normal; files written in shuffled order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    n = len(images)
+    files = []
+    for i in range(n):
+        this_iop = iops[i] if iops else iop
+        ds = _image_base(MR_IMAGE, series_uid, images.shape[1], images.shape[2])
+        ds.ImageOrientationPatient = list(this_iop)
+        pos = positions[i] if positions else list(_normal(this_iop) * spacing * i)
+        ds.ImagePositionPatient = [float(v) for v in pos]
+        ds.InstanceNumber = i + 1
+        if b_values is not None:
+            ds.DiffusionBValue = float(b_values[i])
+        ds.PixelData = np.ascontiguousarray(images[i].astype(np.uint16)).tobytes()
+        f = folder / f"IM{i:04d}.dcm"
+        save_dataset(ds, f)
+        files.append(f)
+    if shuffle_seed is not None:
+        files = list(np.random.default_rng(shuffle_seed).permutation(files))
+    return [Path(f) for f in files]
+
+
+def write_enhanced(folder: Path, frames: np.ndarray, iop=AXIAL, spacing: float = 5.0,
+                   series_uid: str | None = None) -> Path:
+    """One Enhanced MR object; per-frame positions in PlanePositionSequence, frames in reverse order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = _image_base(ENHANCED_MR, series_uid or generate_uid(), frames.shape[1], frames.shape[2])
+    ds.NumberOfFrames = len(frames)
+    shared = Dataset()
+    po = Dataset()
+    po.ImageOrientationPatient = list(iop)
+    shared.PlaneOrientationSequence = Sequence([po])
+    pm = Dataset()
+    pm.PixelSpacing = [1.0, 1.0]
+    pm.SliceThickness = spacing
+    shared.PixelMeasuresSequence = Sequence([pm])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    n = len(frames)
+    order = list(range(n))[::-1]  # stored from top to bottom: the reader must sort
+    for i in order:
+        item = Dataset()
+        pp = Dataset()
+        pp.ImagePositionPatient = [float(v) for v in _normal(iop) * spacing * i]
+        item.PlanePositionSequence = Sequence([pp])
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.PixelData = np.ascontiguousarray(frames[order].astype(np.uint16)).tobytes()
+    f = folder / "enhanced.dcm"
+    save_dataset(ds, f)
+    return f
+
+
+def write_mosaic(folder: Path, volumes: list[np.ndarray], b_values: list[float], iop=AXIAL,
+                 spacing: float = 4.0, with_count: bool = True, series_uid: str | None = None) -> list[Path]:
+    """Siemens-style mosaics: one file per volume (b-value), tiles row-major, (0019,100a) = n."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    files = []
+    for v, (vol, b) in enumerate(zip(volumes, b_values)):
+        n, tr, tc = vol.shape
+        side = int(np.ceil(np.sqrt(n)))
+        mosaic = np.zeros((side * tr, side * tc), dtype=np.uint16)
+        for t in range(n):
+            r, c = divmod(t, side)
+            mosaic[r * tr : (r + 1) * tr, c * tc : (c + 1) * tc] = vol[t]
+        ds = _image_base(MR_IMAGE, series_uid, side * tr, side * tc)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE", "ND", "MOSAIC"]
+        ds.ImageOrientationPatient = list(iop)
+        ds.ImagePositionPatient = [0.0, 0.0, 0.0]
+        ds.AcquisitionMatrix = [tr, 0, 0, tc]
+        ds.SpacingBetweenSlices = spacing
+        ds.InstanceNumber = v + 1
+        ds.AcquisitionNumber = 1
+        ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+        if with_count:
+            ds.add_new((0x0019, 0x100A), "US", n)
+        ds.add_new((0x0019, 0x100C), "IS", str(int(b)))
+        ds.PixelData = mosaic.tobytes()
+        f = folder / f"MOSAIC{v:03d}.dcm"
+        save_dataset(ds, f)
+        files.append(f)
+    return files
+
+
+def numbered_volume(n: int, rows: int = 32, cols: int = 32) -> np.ndarray:
+    """Slice i has a bright square whose size grows with i and intensity 100*(i+1): easy to identify."""
+    vol = np.full((n, rows, cols), 5, dtype=np.uint16)
+    for i in range(n):
+        h = 2 + (i % (rows // 2 - 2))
+        vol[i, rows // 2 - h // 2 : rows // 2 + h // 2 + 1, cols // 2 - h // 2 : cols // 2 + h // 2 + 1] = 100 * (i + 1)
+        vol[i, 0, 0] = i  # a marker pixel
+    return vol
+
+
+def pattern_image(kind: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """A head-like disk whose inner pattern depends on ``kind`` (0..n): learnable toy classes."""
+    yy, xx = np.mgrid[:size, :size]
+    c = size / 2 + rng.normal(0, 1.5, 2)
+    r = np.hypot(yy - c[0], xx - c[1])
+    img = np.where(r < size * 0.4, 400.0, 20.0)
+    if kind % 3 == 0:
+        img[r < size * 0.2] = 1500  # bright centre ("CSF")
+    elif kind % 3 == 1:
+        img[(r > size * 0.3) & (r < size * 0.4)] = 1500  # bright rim
+    else:
+        img[::4, :] *= 3.0  # stripes ("vessels")
+    img += rng.normal(0, 15, img.shape)
+    return np.clip(img, 0, 4000)
+
+
+def make_toy_corpus(root: Path, classes: list[str], per_class: int, profiles: list[str], seed: int = 0,
+                    n_slices: int = 6) -> Path:
+    """A corpus folder + labels.csv (the generator's format) with learnable toy classes."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ci, code in enumerate(classes):
+        for j in range(per_class):
+            profile = profiles[j % len(profiles)]
+            iop = [AXIAL, SAGITTAL, CORONAL][j % 3]
+            uid = generate_uid()
+            images = np.stack([pattern_image(ci, rng) for _ in range(n_slices)])
+            write_classic(root / f"s{ci}_{j}", images, iop=iop, series_uid=uid)
+            rows.append({"series_uid": uid, "study_uid": "1.2.3.4", "sequence": code,
+                         "orientation": ["AXIAL", "SAGITTAL", "CORONAL"][j % 3],
+                         "contrast": "PRE", "acquisition": "2D", "fat_suppressed": "NO", "derived": "NO",
+                         "vendor": "TEST", "field_strength": "3", "profile": profile})
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+# ------------------------------------------------------------------ a tiny series (worker, Slicer Logic, MRML)
+
+
+def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0, 0, 1, 0), number: int = 1,
+                 size: int = 4) -> str:
+    """A tiny classic MR series (size×size pixels, a bright blob in one corner); returns its SeriesInstanceUID."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = generate_uid(entropy_srcs=[description, str(folder)])
+    normal = np.cross(iop[:3], iop[3:])
+    for k in range(n_slices):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = MR_IMAGE
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = MR_IMAGE
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(k)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.Modality = "MR"
+        ds.PatientID = "P1"
+        ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", str(folder.parent)])
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesNumber = number
+        ds.InstanceNumber = k + 1
+        ds.SeriesDescription = description
+        ds.ImageOrientationPatient = list(iop)
+        ds.ImagePositionPatient = [float(v) for v in normal * 5.0 * k]
+        ds.PixelSpacing = [1.0, 1.0]
+        ds.SliceThickness = 5.0
+        ds.RepetitionTime = 500.0
+        ds.EchoTime = 10.0
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        pixels = np.full((size, size), 100, np.uint16)
+        pixels[: size // 2, : size // 2] = 1000 + 10 * k
+        ds.PixelData = pixels.tobytes()
+        save_dataset(ds, folder / f"im{k:03d}.dcm")
+    return series_uid

@@ -5,16 +5,14 @@ and dcm2bids and heudiconv run on the DICOM. The BIDS trees must hold exactly th
 from __future__ import annotations
 
 import csv
-import subprocess
 
 import pytest
-from test_bids_tools import TOOL_ENV, _niftis, _tool
+from bids_tools import niftis, run_dcm2bids, run_heudiconv
 
 from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.dicom.headers import read_series
 from SeriesClassifierLib.dicom.sources import iter_series_refs
 from SeriesClassifierLib.labels.bids import bids_names
-from SeriesClassifierLib.labels.export import export
 from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
 
@@ -58,15 +56,8 @@ def generated(tmp_path_factory):
 @pytest.mark.slow
 def test_dcm2bids_on_a_generated_study(generated):
     root, records, expected = generated
-    config = root / "dcm2bids.json"
-    config.write_text(export(records, "dcm2bids", anonymise=True))
-    out = root / "dcm2bids_out"
-    result = subprocess.run(
-        [_tool("dcm2bids"), "-d", str(root / "dicom"), "-p", "01", "-c", str(config), "-o", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert _niftis(out) == expected, result.stdout[-4000:]
+    out, result = run_dcm2bids(records, root / "dicom", root, timeout=300)
+    assert niftis(out) == expected, result.stdout[-4000:]
     dwi = [name for name in expected if "/dwi/" in name and name.endswith("_dwi.nii.gz")]
     for name in dwi:  # diffusion gradients travel with the image
         assert (out / name.replace(".nii.gz", ".bval")).exists()
@@ -75,14 +66,6 @@ def test_dcm2bids_on_a_generated_study(generated):
 @pytest.mark.slow
 def test_heudiconv_on_a_generated_study(generated):
     root, records, expected = generated
-    heuristic = root / "heuristic.py"
-    heuristic.write_text(export(records, "heudiconv", anonymise=True))
-    out = root / "heudiconv_out"
     files = sorted(str(p) for p in (root / "dicom").rglob("*") if p.is_file() and p.suffix != ".csv")
-    result = subprocess.run(
-        [_tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
-         "-o", str(out), "--overwrite"],
-        capture_output=True, text=True, timeout=300, cwd=root, env=TOOL_ENV,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert _niftis(out) == expected, result.stderr[-4000:]
+    out, result = run_heudiconv(records, files, root, timeout=300)
+    assert niftis(out) == expected, result.stderr[-4000:]

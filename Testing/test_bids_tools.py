@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from bids_tools import niftis, run_dcm2bids, run_heudiconv
 from dicom_factory import AXIAL, SAGITTAL, recipe_headers, write_classic_series
 
-from SeriesClassifierLib.labels.export import export
 from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
 
@@ -53,15 +49,6 @@ def _write_fieldmap(dicom: Path) -> list[tuple[str, int]]:
 
 
 # heudiconv's usage telemetry would try the network: off, so an offline CI never waits on it
-TOOL_ENV = {**os.environ, "NO_ET": "1", "OMP_NUM_THREADS": "1"}
-
-
-def _tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    assert found, f"{name} is not installed: pip install -e '.[dev]'"
-    return found
-
-
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("bids_tools")
@@ -93,22 +80,11 @@ def study(tmp_path_factory):
     return root, dicom, records
 
 
-def _niftis(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.glob("sub-*/**/*.nii.gz")}
-
-
 @pytest.mark.slow
 def test_dcm2bids_reproduces_the_labels(study):
     root, dicom, records = study
-    config = root / "dcm2bids_config.json"
-    config.write_text(export(records, "dcm2bids", anonymise=True))
-    out = root / "dcm2bids_out"
-    result = subprocess.run(
-        [_tool("dcm2bids"), "-d", str(dicom), "-p", "01", "-c", str(config), "-o", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert _niftis(out) == set(EXPECTED.values()), result.stdout[-3000:]
+    out, result = run_dcm2bids(records, dicom, root)
+    assert niftis(out) == set(EXPECTED.values()), result.stdout[-3000:]
     for name in EXPECTED.values():
         assert (out / name.replace(".nii.gz", ".json")).exists()
     # the sidecars stay anonymous (dcm2niix -ba y)
@@ -119,14 +95,5 @@ def test_dcm2bids_reproduces_the_labels(study):
 @pytest.mark.slow
 def test_heudiconv_reproduces_the_labels(study):
     root, dicom, records = study
-    heuristic = root / "heuristic.py"
-    heuristic.write_text(export(records, "heudiconv", anonymise=True))
-    out = root / "heudiconv_out"
-    files = sorted(str(p) for p in dicom.rglob("*.dcm"))
-    result = subprocess.run(
-        [_tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
-         "-o", str(out), "--overwrite"],
-        capture_output=True, text=True, timeout=120, cwd=root, env=TOOL_ENV,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert _niftis(out) == set(EXPECTED.values()), result.stderr[-3000:]
+    out, result = run_heudiconv(records, sorted(str(p) for p in dicom.rglob("*.dcm")), root)
+    assert niftis(out) == set(EXPECTED.values()), result.stderr[-3000:]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dicom_factory import make_toy_corpus
 from pydicom.data import get_testdata_file
-from test_slices_data import make_toy_corpus
 
 from SeriesClassifierLib.models.cnn import CnnConfig, CnnModel, SeriesNet, count_parameters
 from SeriesClassifierLib.series import Series

@@ -16,7 +16,7 @@ def _out(name: str, probs: dict[str, float]) -> ModelOutput:
     return ModelOutput(name, sequence=TaskPrediction.from_probabilities(full))
 
 
-def test_log_linear_pooling_sharpens_agreement_and_leaves_a_lone_model_alone():
+def test_log_linear_pooling_sharpens_agreement_and_tempers_a_lone_model_by_its_weight():
     params = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 1.0})
     forest = _out("forest", {"FLAIR_2D": 0.7, "DWI": 0.3})
     cnn = _out("cnn", {"FLAIR_2D": 0.6, "T1_3D_PRE": 0.4})
@@ -24,7 +24,21 @@ def test_log_linear_pooling_sharpens_agreement_and_leaves_a_lone_model_alone():
     assert both.label == "FLAIR_2D"
     assert both.probability > 0.95  # two independent votes for FLAIR, the rest vetoed by one model each
     alone = combine({"cnn": cnn}, params).sequence
-    assert alone.probabilities == cnn.sequence.probabilities
+    assert alone.probabilities == pytest.approx(cnn.sequence.probabilities, abs=1e-3)  # weight 1: unchanged
+    # a weight under 1 (fitted on shifted data) softens a lone model's confidence too
+    softened = combine({"cnn": cnn}, EnsembleParams(method="log_linear", weights={"cnn": 0.5})).sequence
+    assert softened.label == "FLAIR_2D" and 0.5 < softened.probability < 0.6
+
+
+def test_a_dissent_counts_as_far_as_the_fitted_weight_trusts_the_model():
+    forest = _out("forest", {"DWI": 0.99, "FLAIR_2D": 0.01})
+    cnn = _out("cnn", {"FLAIR_2D": 0.9, "DWI": 0.1})
+    trusted = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 1.0}, review_threshold=0.0,
+                             disagreement_confidence=0.5)
+    assert combine({"forest": forest, "cnn": cnn}, trusted).needs_review
+    # a CNN whose weight was fitted near zero on real data: its 0.9 is not a confident dissent
+    distrusted = EnsembleParams.from_dict({**trusted.to_dict(), "weights": {"forest": 1.0, "cnn": 0.1}})
+    assert not combine({"forest": forest, "cnn": cnn}, distrusted).needs_review
 
 
 def test_a_weak_dissent_does_not_flag_but_a_confident_one_does():

@@ -48,7 +48,7 @@ def test_header_tokens_are_prefixed_and_descriptions_optional():
 def test_missing_values_are_nan_never_a_sentinel():
     f = numeric_features(make_series(RepetitionTime=500.0))
     assert f["tr"] == 500.0
-    assert math.isnan(f["te"]) and math.isnan(f["ti"]) and math.isnan(f["b_max"])
+    assert math.isnan(f["te"]) and math.isnan(f["ti"]) and math.isnan(f["phys:b_max"])
     assert f["plane:AXIAL"] == 1.0 and f["normal_z"] == pytest.approx(1.0)
 
 

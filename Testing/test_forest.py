@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from dicom_factory import RECIPES, recipe_headers, write_classic_series, write_toy_corpus
+from dicom_factory import RECIPES, read_toy_corpus, recipe_headers, write_classic_series, write_toy_corpus
 
 from SeriesClassifierLib.dicom.headers import read_series
 from SeriesClassifierLib.dicom.sources import iter_series_refs
@@ -18,9 +18,7 @@ from SeriesClassifierLib.models.forest import ForestModel, normalise_label
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
-    labels = write_toy_corpus(root / "train", n_per_class=9, seed=0)
-    series = [read_series(r) for r in iter_series_refs(root / "train")]
-    y = [labels[s.series_uid] for s in series]
+    series, y = read_toy_corpus(root / "train", n_per_class=9, seed=0)
     targets = {"sequence": y, "acquisition": ["3D" if "3D" in c else "2D" for c in y],
                "derived": ["YES" if c == "DWI" else "NO" for c in y]}
     forest = ForestModel(n_estimators=40).fit(series, targets)
@@ -156,3 +154,15 @@ def test_the_bundled_forest_is_small_trusted_and_documented():
     assert config["version"] and config["heldout"]["tasks"]["sequence"]["accuracy"] >= 0.97
     card = (folder / "MODEL_CARD.md").read_text()
     assert "seriesclassifier train" in card and "Held-out" in card and "McGill" in card
+
+
+def test_cnn_and_forest_calibration_errors_use_one_binning():
+    """The CNN's training metrics and the forest's report the same ECE for the same predictions."""
+    from SeriesClassifierLib.training.cnn_train import expected_calibration_error as cnn_ece
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(5), size=400)
+    y = rng.integers(0, 5, size=400)
+    correct = p.argmax(axis=1) == y
+    assert cnn_ece(p.max(axis=1), correct) == pytest.approx(expected_calibration_error(p, y))
+    assert np.isnan(cnn_ece(np.array([]), np.array([], dtype=bool)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_slices_data import AXIAL, CORONAL, SAGITTAL, numbered_volume, write_classic, write_mosaic
+from dicom_factory import AXIAL, CORONAL, SAGITTAL, numbered_volume, write_classic, write_mosaic
 
 from SeriesClassifierLib.dicom.slices import SliceOptions, sample_series
 from SeriesClassifierLib.models.cnn import CnnModel

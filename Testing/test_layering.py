@@ -163,3 +163,14 @@ def test_graph_is_parsed_from_source_including_lazy_and_relative_imports(tmp_pat
     assert (f"{ENGINE}.dicom.headers", f"{ENGINE}.models.forest") in graph
     assert set(violations(graph)) == {(f"{ENGINE}.dicom.headers", f"{ENGINE}.models"),
                                       (f"{ENGINE}.dicom.headers", f"{ENGINE}.models.forest")}
+
+
+def test_no_test_module_imports_another_test_module():
+    """Shared helpers go to helper modules (dicom_factory, synth_fakes, …), not into test modules."""
+    offenders = []
+    for path in sorted((ROOT / "Testing").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert not offenders, offenders

@@ -238,7 +238,7 @@ def test_colour_and_results_tables_round_trip_through_a_saved_scene(scene, tmp_p
 def test_overlay_matches_every_file_of_a_real_oblique_dicom_series(scene, tmp_path):
     """From DICOM files through the engine's header reading: each file's pixels land on whole voxels."""
     import pydicom
-    from test_worker import write_series
+    from dicom_factory import write_series
 
     from SeriesClassifierLib.dicom.headers import read_series
     from SeriesClassifierLib.dicom.sources import iter_series_refs

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from dicom_factory import SAGITTAL, recipe_headers, write_classic_series, write_sr, write_toy_corpus
+from dicom_factory import SAGITTAL, read_toy_corpus, recipe_headers, write_classic_series, write_sr
 
 from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.dicom.headers import read_series
@@ -18,9 +18,7 @@ from SeriesClassifierLib.run.pipeline import classify
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundle")
-    labels = write_toy_corpus(root / "train", n_per_class=6, seed=1)
-    series = [read_series(r) for r in iter_series_refs(root / "train")]
-    y = [labels[s.series_uid] for s in series]
+    series, y = read_toy_corpus(root / "train", n_per_class=6, seed=1)
     contrast = ["PRE"] * (len(y) - 3) + ["POST"] * 3
     forest = ForestModel(n_estimators=30).fit(series, {"sequence": y, "contrast": contrast})
     forest.save(root / "models", extra={"version": "test"})
@@ -231,14 +229,13 @@ def test_cli_train_writes_a_loadable_bundle(study, tmp_path):
 
 
 def test_demo_generates_classifies_and_prints_a_table(monkeypatch, capsys, bundle_dir):
-    from dicom_factory import FlatPhantom, cheap_render
-
     from SeriesClassifierLib.synth import generate
+    from SeriesClassifierLib.synth.flat import FlatPhantom, flat_render
 
     real = generate.generate_studies
 
     def fast(out_dir, n_studies, seed, profiles=None, **kwargs):
-        return real(out_dir, n_studies, seed, profiles, make_phantom=lambda rng: FlatPhantom(), render=cheap_render)
+        return real(out_dir, n_studies, seed, profiles, make_phantom=lambda rng: FlatPhantom(), render=flat_render)
 
     monkeypatch.setattr(generate, "generate_studies", fast)
     assert main(["demo", "--models", str(bundle_dir), "--no-cnn", "--seed", "3"]) == 0
@@ -277,3 +274,56 @@ def test_cli_gradcam_without_a_cnn_is_refused(bundle_dir, study, tmp_path, capsy
     assert main(["classify", str(study[0]), "--out", str(tmp_path / "r.csv"), "--models", str(bundle_dir),
                  "--gradcam", str(tmp_path / "cams"), "--quiet"]) == 2
     assert "needs the CNN" in capsys.readouterr().err
+
+
+def _confident(model: str, label: str, novelty: list[str] | None = None) -> ModelOutput:
+    return ModelOutput(model=model, sequence=TaskPrediction.from_probabilities({label: 0.99, "OTHER": 0.01}),
+                       novelty=list(novelty or []))
+
+
+def _read_one(root, cls, **extra):
+    rng = np.random.default_rng(3)
+    headers = {**recipe_headers(cls, rng), **extra}
+    write_classic_series(root, headers, n=3, iop=SAGITTAL, description="")
+    return read_series(next(iter_series_refs(root)))
+
+
+def test_decide_sends_a_non_brain_series_and_novelty_to_review_with_the_reason(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5), version="t")
+    knee = _read_one(tmp_path / "knee", "T2_2D", BodyPartExamined="KNEE")
+    p = decide(knee, {"forest": _confident("forest", "T2_2D")}, bundle)
+    assert p.sequence.label == "T2_2D" and p.needs_review
+    assert any("'KNEE'" in r for r in p.reasons)
+    head = _read_one(tmp_path / "head", "T2_2D", BodyPartExamined="HEAD")
+    assert not decide(head, {"forest": _confident("forest", "T2_2D")}, bundle).needs_review
+    strange = decide(head, {"forest": _confident("forest", "T2_2D", ["header terms rare or absent: ss:RM"])}, bundle)
+    assert strange.needs_review and "forest: header terms rare or absent: ss:RM" in strange.reasons
+
+
+def test_decide_moves_a_pre_contrast_t1_to_post_when_its_header_names_an_agent(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5), version="t")
+    t1 = _read_one(tmp_path / "t1", "T1_3D_PRE", ContrastBolusAgent="Magnevist")
+    p = decide(t1, {"forest": _confident("forest", "T1_3D_PRE")}, bundle)
+    assert p.sequence.label == "T1_3D_POST"
+    assert any(r.startswith("post-contrast from the study: its ContrastBolusAgent") for r in p.reasons)
+
+
+def test_predict_all_is_the_loop_classify_runs(bundle_dir, tmp_path):
+    """classify = read_all_series + predict_all: the same predictions, in the same order, with progress."""
+    from SeriesClassifierLib.run.pipeline import predict_all, read_all_series, resolve_refs
+
+    root = tmp_path / "study"
+    write_classic_series(root / "a", recipe_headers("T2_2D", np.random.default_rng(1)), n=3)
+    write_classic_series(root / "b", recipe_headers("DWI", np.random.default_rng(2)), n=4, iop=SAGITTAL)
+    bundle = load_bundle(bundle_dir, load_cnn=False)
+    seen = []
+    via_classify = [p.to_dict() for p in classify(root, bundle, use_cnn=False)]
+    pairs = list(predict_all(read_all_series(resolve_refs(root)), bundle, use_cnn=False,
+                             progress=lambda done, total, uid: seen.append((done, total))))
+    assert [p.to_dict() for _, p in pairs] == via_classify
+    assert [s.series_uid for s, _ in pairs] == [p["series_uid"] for p in via_classify]
+    assert seen == [(1, 2), (2, 2)]

@@ -14,6 +14,7 @@ from SeriesClassifierLib.dicom.headers import read_series
 from SeriesClassifierLib.dicom.sources import iter_series_refs
 from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.models.bundle import load_bundle
+from SeriesClassifierLib.models.forest_arrays import ARRAYS_FILE
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
 from SeriesClassifierLib.run.pipeline import classify
 from SeriesClassifierLib.training.evaluate import compare_bundles, read_any_labels
@@ -199,8 +200,8 @@ def test_from_a_base_with_a_cnn_fine_tunes_its_heads_only(corpus, tmp_path):
     assert config["training"]["fine_tune"]["trained"] == "heads only"
     assert 0 < config["training"]["fine_tune"]["n_series"] < len(truth)  # the site's test studies left out
     assert load_bundle(new).cnn is not None
-    # nothing left over but the bundle itself (forest_trees.npz is the forest: models/forest_arrays.py)
-    assert not [p for p in new.glob("*.npz") if p.name != "forest_trees.npz"] and not list(new.glob("*.csv"))
+    # the forest's own tree arrays are the only .npz; no site pixels, no labels file
+    assert [p.name for p in new.glob("*.npz")] == [ARRAYS_FILE] and not list(new.glob("*.csv"))
 
 
 def test_a_reexporting_site_writes_secondary_image_types_but_keeps_true_labels(tmp_path):

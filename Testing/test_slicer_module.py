@@ -384,7 +384,7 @@ def slicer_logic(tmp_path_factory):
     real_slicer = pytest.importorskip("slicer")
     if not hasattr(real_slicer, "vtkMRMLScene"):
         pytest.fail("the installed 'slicer' package is not slicer-core", pytrace=False)
-    from test_worker import write_series
+    from dicom_factory import write_series
 
     from SeriesClassifierLib.dicom.headers import read_series
     from SeriesClassifierLib.dicom.sources import iter_series_refs

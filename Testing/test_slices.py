@@ -6,8 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
-from test_slices_data import (
+from dicom_factory import (
     AXIAL,
     CORONAL,
     SAGITTAL,
@@ -16,6 +15,7 @@ from test_slices_data import (
     write_enhanced,
     write_mosaic,
 )
+from pydicom.data import get_testdata_file
 
 from SeriesClassifierLib.dicom import slices
 from SeriesClassifierLib.dicom.slices import (

@@ -9,10 +9,10 @@ import hashlib
 import numpy as np
 import pydicom
 import pytest
-from test_synth_writer import fake_phantom, fake_render
+from synth_fakes import fake_phantom, fake_render
 
 from SeriesClassifierLib.commands.cli import main
-from SeriesClassifierLib.synth.generate import LABEL_COLUMNS, generate_studies, read_labels
+from SeriesClassifierLib.synth.generate import LABEL_COLUMNS, generate_studies, read_label_rows
 from SeriesClassifierLib.synth.profiles import HOLDOUT_PROFILES, PROFILES, TRAINING_PROFILES, get_profiles
 from SeriesClassifierLib.synth.protocols import STUDY_TYPES, plan_study
 from SeriesClassifierLib.vocabulary import load_vocabulary
@@ -127,7 +127,7 @@ def test_labels_csv_has_exactly_the_columns_and_one_row_per_series(small_corpus)
     with open(out / "labels.csv", newline="") as f:
         reader = csv.reader(f)
         assert tuple(next(reader)) == LABEL_COLUMNS
-    assert read_labels(out / "labels.csv") == rows
+    assert read_label_rows(out / "labels.csv") == rows
     found = {}
     for path in out.rglob("*.dcm"):
         ds = pydicom.dcmread(path, stop_before_pixels=True)

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from synth_fakes import small
 
 from SeriesClassifierLib.synth import physics
 from SeriesClassifierLib.synth.anatomy import BASE_TISSUES, make_phantom
@@ -20,35 +21,6 @@ THRESHOLD = VOCAB.oblique_threshold_degrees
 @pytest.fixture(scope="module")
 def phantom():
     return make_phantom(np.random.default_rng(7))
-
-
-def small(code: str, **kw) -> SeriesSpec:
-    """A small but anatomically sensible spec: 64×64, 3.6 mm pixels (230 mm FOV), 5 mm slices."""
-    base = dict(
-        sequence=code,
-        orientation="AXIAL",
-        rows=64,
-        columns=64,
-        pixel_spacing=(3.6, 3.6),
-        slice_thickness=5.0,
-        slice_spacing=6.0,
-        n_slices=12,
-        field_strength=3.0,
-    )
-    if code in ("DWI",):
-        base["b_values"] = (0.0, 1000.0)
-    if code in ("PERFUSION_DSC", "FMRI_BOLD", "PERFUSION_ASL"):
-        base["n_temporal"] = 6 if code != "PERFUSION_DSC" else 30
-    if code in ("PERFUSION_DSC",):
-        base["contrast"] = True
-    if code in ("SWI_MINIP",):
-        base["extra"] = {"minip_slab_mm": 12.0}
-    if code == "SCOUT":
-        base.update(orientation="MIXED", n_slices=9)
-    if code in ("MRA_MIP",):
-        base.update(n_slices=3, orientation="CORONAL")
-    base.update(kw)
-    return SeriesSpec(**base)
 
 
 def n_volumes(rs: RenderedSeries, spec: SeriesSpec) -> int:

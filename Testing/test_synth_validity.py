@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from test_synth_writer import _write, make_spec
+from synth_fakes import make_spec, write_fake_series
 
 from SeriesClassifierLib.synth.profiles import PROFILES
 
@@ -130,7 +130,7 @@ def _case_spec(tech, profile, orientation):
 @pytest.mark.parametrize("tech,profile,storage,orientation", CASES)
 def test_required_attributes_present(tmp_path, tech, profile, storage, orientation):
     spec = _case_spec(tech, profile, orientation)
-    _, paths = _write(tmp_path, spec, profile, storage=storage)
+    _, paths = write_fake_series(tmp_path, spec, profile, storage=storage)
     for path in paths:
         ds = pydicom.dcmread(path)
         assert iod_problems(ds, tuple(spec.extra.get("drop_tags", ()))) == [], path
@@ -152,7 +152,7 @@ def test_dcm2niix_is_installed():
 @pytest.mark.parametrize("tech,profile,storage,orientation", CASES)
 def test_dcm2niix_converts_with_matching_orientation(tmp_path, tech, profile, storage, orientation):
     spec = _case_spec(tech, profile, orientation)
-    rendered, _ = _write(tmp_path / "dcm", spec, profile, storage=storage)
+    rendered, _ = write_fake_series(tmp_path / "dcm", spec, profile, storage=storage)
     out = tmp_path / "nii"
     out.mkdir()
     subprocess.run(["dcm2niix", "-b", "n", "-z", "n", "-o", str(out), str(tmp_path / "dcm")],

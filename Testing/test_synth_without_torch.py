@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_synth_render import small
+from synth_fakes import small
 
 from SeriesClassifierLib.synth import render
 from SeriesClassifierLib.synth.anatomy import make_phantom

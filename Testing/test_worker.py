@@ -9,64 +9,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from dicom_factory import write_series
+from worker_stubs import stub_bundle
 
-from SeriesClassifierLib.models.ensemble import EnsembleParams
-from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
-from SeriesClassifierLib.pydicom_compat import save_dataset
+from SeriesClassifierLib.prediction import SeriesPrediction
 from SeriesClassifierLib.run import worker
 from SeriesClassifierLib.series import Geometry
-from SeriesClassifierLib.vocabulary import load_vocabulary
 
 ENGINE_DIR = Path(worker.__file__).resolve().parent.parent.parent  # SeriesClassifier/ (worker is in run/)
-MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
-
-
-def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0, 0, 1, 0), number: int = 1,
-                 size: int = 4) -> str:
-    """A tiny classic MR series (size×size pixels, a bright blob in one corner); returns its SeriesInstanceUID."""
-    folder.mkdir(parents=True, exist_ok=True)
-    series_uid = generate_uid(entropy_srcs=[description, str(folder)])
-    normal = np.cross(iop[:3], iop[3:])
-    for k in range(n_slices):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = MR_IMAGE
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = MR_IMAGE
-        ds.SOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(k)])
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.Modality = "MR"
-        ds.PatientID = "P1"
-        ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", str(folder.parent)])
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = number
-        ds.InstanceNumber = k + 1
-        ds.SeriesDescription = description
-        ds.ImageOrientationPatient = list(iop)
-        ds.ImagePositionPatient = [float(v) for v in normal * 5.0 * k]
-        ds.PixelSpacing = [1.0, 1.0]
-        ds.SliceThickness = 5.0
-        ds.RepetitionTime = 500.0
-        ds.EchoTime = 10.0
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        pixels = np.full((size, size), 100, np.uint16)
-        pixels[: size // 2, : size // 2] = 1000 + 10 * k
-        ds.PixelData = pixels.tobytes()
-        save_dataset(ds, folder / f"im{k:03d}.dcm")
-    return series_uid
 
 
 @pytest.fixture(scope="module")
@@ -78,29 +32,6 @@ def study(tmp_path_factory) -> tuple[Path, dict[str, str]]:
         "BROKEN": write_series(root / "s3", "BROKEN", number=3),
     }
     return root, uids
-
-
-class DescriptionForest:
-    """Stands in for the forest: reads the class from the description; BROKEN raises; can be slow/noisy."""
-
-    def __init__(self, delay: float = 0.0, noisy: bool = False):
-        self.delay, self.noisy = delay, noisy
-
-    def predict(self, series) -> ModelOutput:
-        if self.noisy:
-            print("a library printing to stdout")  # must not reach the event stream
-        time.sleep(self.delay)
-        if series.series_description == "BROKEN":
-            raise RuntimeError("cannot classify this one")
-        codes = load_vocabulary().sequence_codes
-        probs = {c: (0.9 if c == series.series_description else 0.1 / (len(codes) - 1)) for c in codes}
-        return ModelOutput("forest", sequence=TaskPrediction.from_probabilities(probs),
-                           orientation=TaskPrediction("AXIAL", 1.0, {"AXIAL": 1.0}))
-
-
-def stub_bundle(**forest_kwargs) -> SimpleNamespace:
-    return SimpleNamespace(forest=DescriptionForest(**forest_kwargs), cnn=None, ensemble=EnsembleParams(),
-                           version="stub-1", problems=[])
 
 
 def args_for(*argv: str) -> argparse.Namespace:
@@ -212,7 +143,7 @@ def test_a_selection_is_read_with_its_study_siblings_but_only_it_is_classified(s
                 "context_only": uid != uids["T2_2D"]}
                for uid, d in ((uids["T2_2D"], "s1"), (uids["FLAIR_2D"], "s2"), (uids["BROKEN"], "s3"))]
     manifest = worker.write_manifest(tmp_path / "m.json", entries)
-    refs, context, unknown = worker.list_series(manifest)
+    refs, context, unknown = worker.select_series(manifest)
     assert [r.series_uid for r in refs] == [uids["T2_2D"]] and len(context) == 3 and unknown == []
     pools = []
     real = pipeline.read_all_series
@@ -271,7 +202,7 @@ SCRIPT = textwrap.dedent(
     import sys
     from types import SimpleNamespace
     sys.path.insert(0, {testing!r})
-    from test_worker import stub_bundle
+    from worker_stubs import stub_bundle
     from SeriesClassifierLib.run import worker
     raise SystemExit(worker.main(sys.argv[1:], bundle=stub_bundle(delay={delay}, noisy=True)))
     """

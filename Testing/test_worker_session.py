@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_worker import write_series
+from dicom_factory import write_series
 
 from SeriesClassifierLib.run.worker_session import SubprocessTransport, WorkerSession
 
@@ -20,7 +20,7 @@ SERVE_SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np
     sys.path.insert(0, {testing!r})
-    from test_worker import stub_bundle
+    from worker_stubs import stub_bundle
     from SeriesClassifierLib.run import worker
 
     def fake_gradcam(bundle, series, head, target):

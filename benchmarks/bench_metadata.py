@@ -23,48 +23,15 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
-
-class _FlatPhantom:
-    """Just enough of a phantom for the generator's slice geometry."""
-
-    brain_center = np.zeros(3)
-
-    def template_to_world(self, points):
-        return np.asarray(points, dtype=float)
-
-
-def _cheap_render(spec, phantom, rng):
-    from SeriesClassifierLib.synth.render import slice_geometry
-    from SeriesClassifierLib.synth.spec import RenderedSeries
-
-    planes = slice_geometry(spec, phantom, rng)
-    volumes = len(spec.b_values) if spec.b_values else max(int(spec.n_temporal or 1), 1)
-    n = len(planes) * volumes
-    per_frame = {}
-    if spec.b_values:
-        per_frame["b_values"] = [float(b) for b in spec.b_values for _ in planes]
-    elif volumes > 1:
-        per_frame["temporal_indices"] = [v for v in range(volumes) for _ in planes]
-    return RenderedSeries(
-        frames=np.full((n, 16, 16), 100.0, dtype=np.float32),
-        positions=[tuple(float(x) for x in p.origin) for p in planes] * volumes,
-        orientations=[tuple(float(x) for x in (*p.row, *p.col)) for p in planes] * volumes,
-        pixel_spacing=(float(spec.pixel_spacing[0]), float(spec.pixel_spacing[1])),
-        slice_thickness=float(spec.slice_thickness),
-        signed="PHASE" in spec.sequence or spec.sequence == "FIELDMAP",
-        **per_frame,
-    )
-
 
 def build_archive(out: Path, studies: int, seed: int) -> None:
+    from SeriesClassifierLib.synth.flat import FlatPhantom, flat_render
     from SeriesClassifierLib.synth.generate import generate_studies
 
     if (out / "labels.csv").is_file() and (out / ".complete").is_file():
         return
     t0 = time.time()
-    generate_studies(out, studies, seed, make_phantom=lambda rng: _FlatPhantom(), render=_cheap_render)
+    generate_studies(out, studies, seed, make_phantom=lambda rng: FlatPhantom(), render=flat_render)
     (out / ".complete").write_text("ok")
     print(f"archive: {studies} studies written in {time.time() - t0:.0f} s")
 

@@ -46,10 +46,10 @@ def grid(corpus: str, models: str | None, out: str) -> None:
 
     from SeriesClassifierLib.dicom.slices import sample_series
     from SeriesClassifierLib.models.gradcam import gradcam
-    from SeriesClassifierLib.training.cnn_train import read_labels, series_files
+    from SeriesClassifierLib.training.cnn_train import label_rows, series_files
 
     model = _model(models)
-    rows = read_labels(Path(corpus) / "labels.csv")
+    rows = label_rows(Path(corpus) / "labels.csv")
     files = series_files(corpus)
     first = {}
     for r in rows:

@@ -19,8 +19,8 @@ import numpy as np
 
 
 def load(path: Path, cache: Path):
-    from SeriesClassifierLib.commands.train import read_all
     from SeriesClassifierLib.training.evaluate import read_labels
+    from SeriesClassifierLib.training.forest_training import read_all
 
     labels = read_labels(path / "labels.csv")
     series = [s for s in read_all(path, cache) if not s.skipped and s.series_uid in labels]
@@ -42,9 +42,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 
-    from SeriesClassifierLib.commands.train import without_context, without_vendor_names
     from SeriesClassifierLib.models.features import FeatureExtractor
     from SeriesClassifierLib.models.forest import normalise_label
+    from SeriesClassifierLib.training.header_augment import drop_header_fields
 
     cache = Path(args.cache_dir)
     train, train_labels = load(Path(args.train), cache / "train.jsonl")
@@ -62,8 +62,8 @@ def main(argv=None) -> int:
     }
     settings = [(False, True, 0.0), (False, False, 0.0), (False, True, 0.3), (True, True, 0.0), (True, True, 0.3)]
     for descriptions, context, names in settings:
-        tr = without_vendor_names(without_context(train, 0.15 if context else 1.0, 0), names, 0)
-        he = held if context else without_context(held, 1.0, 0)
+        tr = drop_header_fields(train, names, 0, context_rate=0.15 if context else 1.0)
+        he = held if context else drop_header_fields(held, 0.0, 0, context_rate=1.0)
         extractor = FeatureExtractor(use_description=descriptions).fit(tr)
         X_tr, X_he = extractor.transform(tr), extractor.transform(he)
         for name, make in models.items():
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
             pred = make().fit(X_tr, y_train).predict(X_he)
             acc, f1 = float(np.mean(pred == y_held)), macro_f1(y_held, pred)
             print(f"{name:14s} desc={'on ' if descriptions else 'off'} context={'on ' if context else 'off'} "
-                  f"name-dropout={names:.1f}  acc {acc:.4f}  macro-F1 {f1:.4f}  ({time.time() - t0:.0f} s)",
+                  f"field-dropout={names:.1f}  acc {acc:.4f}  macro-F1 {f1:.4f}  ({time.time() - t0:.0f} s)",
                   flush=True)
     return 0
 

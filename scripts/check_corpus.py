@@ -21,7 +21,7 @@ import pydicom
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
 from test_synth_validity import iod_problems, nifti_normal_lps  # noqa: E402
 
-from SeriesClassifierLib.synth.generate import read_labels  # noqa: E402
+from SeriesClassifierLib.synth.generate import read_label_rows  # noqa: E402
 
 AXES = {"SAGITTAL": 0, "CORONAL": 1, "AXIAL": 2}
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--max-studies", type=int, default=None)
     args = parser.parse_args(argv)
-    rows = {r.series_uid: r for r in read_labels(args.corpus / "labels.csv")}
+    rows = {r.series_uid: r for r in read_label_rows(args.corpus / "labels.csv")}
     studies = sorted(p for p in args.corpus.glob("study_*") if p.is_dir())[: args.max_studies]
     counts: collections.Counter = collections.Counter()
     failures = []

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 
-from SeriesClassifierLib.synth.generate import generate_study, read_labels, write_labels  # noqa: E402
+from SeriesClassifierLib.synth.generate import generate_study, read_label_rows, write_labels  # noqa: E402
 from SeriesClassifierLib.synth.profiles import PROFILES, TRAINING_PROFILES  # noqa: E402
 from SeriesClassifierLib.vocabulary import load_vocabulary  # noqa: E402
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or args.work
     if args.data is None:
         _generate(args.work, codes, args.seed, args.max_studies)
-    rows = read_labels(data / "labels.csv")
+    rows = read_label_rows(data / "labels.csv")
     folders = {}
     for folder in sorted(p for p in data.glob("study_*/s*") if p.is_dir()):
         ds = pydicom.dcmread(sorted(folder.glob("*.dcm"))[0], stop_before_pixels=True)

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from SeriesClassifierLib.commands.cli import main as cli
-from SeriesClassifierLib.commands.train import read_all
 from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.models.bundle import load_bundle
 from SeriesClassifierLib.models.ensemble import combine
 from SeriesClassifierLib.training.evaluate import read_labels
+from SeriesClassifierLib.training.forest_training import read_all
 from SeriesClassifierLib.training.site_training import split_by_study
 
 

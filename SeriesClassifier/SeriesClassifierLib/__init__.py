@@ -52,6 +52,7 @@ _PUBLIC = {
     "NotDicomError": "errors",
     "SliceReadError": "errors",
     "StoreError": "errors",
+    "TrainingError": "errors",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

@@ -23,6 +23,10 @@ class StoreError(SeriesClassifierError, RuntimeError):
     """The store file cannot be used (newer schema, not a store, unwritable)."""
 
 
+class TrainingError(SeriesClassifierError, ValueError):
+    """Training cannot start: unusable labels, or no labelled series to learn from."""
+
+
 class Cancelled(BaseException):
     """SIGTERM/SIGINT arrived at the worker: stop after telling the module.
 
@@ -31,4 +35,4 @@ class Cancelled(BaseException):
     """
 
 
-__all__ = ["Cancelled", "NotDicomError", "SeriesClassifierError", "SliceReadError", "StoreError"]
+__all__ = ["Cancelled", "NotDicomError", "SeriesClassifierError", "SliceReadError", "StoreError", "TrainingError"]

@@ -37,6 +37,7 @@ class ModelOutput:
     attributes: dict[str, TaskPrediction] = field(default_factory=dict)
     reason: str = ""
     slice_profile: list[dict[str, float]] | None = None  # per sampled slice: sequence label -> probability
+    novelty: list[str] = field(default_factory=list)  # why this series is unlike the model's training data
 
 
 @dataclass
@@ -59,6 +60,17 @@ class SeriesPrediction:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def task(self, head: str) -> TaskPrediction | None:
+        """What one head said: ``sequence``, ``orientation`` or an auxiliary attribute's code."""
+        if head in ("sequence", "orientation"):
+            return getattr(self, head)
+        return self.attributes.get(head)
+
+    def predicted_class(self, head: str) -> str | None:
+        """The class a head predicted (the default target of Grad-CAM), None when the head said nothing."""
+        task = self.task(head)
+        return task.label if task is not None else None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SeriesPrediction:

@@ -78,6 +78,17 @@ class Vocabulary:
                 return a
         raise KeyError(f"unknown attribute {code!r}; valid: {', '.join(self.attribute_codes)}")
 
+    def post_contrast_of(self, code: str) -> str | None:
+        """The post-contrast class of a pre-contrast one (T1_3D_PRE → T1_3D_POST): same BIDS suffix and acquisition."""
+        pre = self.sequence(code)
+        if pre.contrast != "PRE" or pre.bids is None:
+            return None
+        for s in self.sequences:
+            if (s.contrast == "POST" and s.acquisition == pre.acquisition and s.bids is not None
+                    and s.bids.suffix == pre.bids.suffix):
+                return s.code
+        return None
+
     def check_sequence(self, code: str) -> str:
         """Return the code if valid; raise ValueError listing the valid codes otherwise."""
         if code not in self.sequence_codes:

@@ -42,7 +42,7 @@ def add_models_argument(parser: argparse.ArgumentParser) -> None:
                         "(default: the bundled models)")
 
 
-def list_series(path: str) -> list:
+def series_under(path: str) -> list:
     """The series under ``path`` (SeriesRef), or StoreError saying why not."""
     from ..dicom.sources import iter_series_refs
 

@@ -71,7 +71,7 @@ def run(args) -> int:
 def _classify(path: Path, args) -> tuple[list, list | None]:
     """Predictions of --models and, with --baseline, of the baseline bundle on the same read series."""
     from ..models.bundle import load_bundle
-    from ..run.pipeline import predict_series, read_all_series, resolve_refs
+    from ..run.pipeline import predict_all, read_all_series, resolve_refs
     from .classify import ProgressBar
 
     use = {"use_forest": not args.no_forest, "use_cnn": not args.no_cnn}
@@ -79,10 +79,5 @@ def _classify(path: Path, args) -> tuple[list, list | None]:
     if args.baseline:
         bundles.append(load_bundle(args.baseline, load_forest=use["use_forest"], load_cnn=use["use_cnn"]))
     series = read_all_series(resolve_refs(path))
-    progress = ProgressBar(True)
-    results: list[list] = [[] for _ in bundles]
-    for done, s in enumerate(series, start=1):
-        for bundle, out in zip(bundles, results):
-            out.append(predict_series(s, bundle, **use))
-        progress(done, len(series), s.series_uid)
+    results = [[p for _, p in predict_all(series, bundle, **use, progress=ProgressBar(True))] for bundle in bundles]
     return results[0], (results[1] if args.baseline else None)

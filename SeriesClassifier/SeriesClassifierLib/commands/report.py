@@ -10,7 +10,7 @@ from ..labels.export import write_export
 from ..labels.report import build_report, report_items
 from ..labels.store import LabelRecord, StoreError
 from ..labels.thumbnail import middle_image
-from ._store_args import add_store_argument, ensure_predictions, list_series, open_store
+from ._store_args import add_store_argument, ensure_predictions, open_store, series_under
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def _gradcam_images(models: str | None, files: dict[str, list[Path]]):
 
 def run(args: argparse.Namespace) -> int:
     try:
-        refs = list_series(args.path)
+        refs = series_under(args.path)
         files = {ref.series_uid: list(ref.files) for ref in refs}
         with open_store(args) as store:
             ensure_predictions(store, args.path, args.models, refs=refs)

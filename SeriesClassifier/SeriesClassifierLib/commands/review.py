@@ -7,7 +7,7 @@ import sys
 
 from ..labels.review import ReviewSession, review_order
 from ..labels.store import StoreError
-from ._store_args import add_models_argument, add_store_argument, ensure_predictions, list_series, open_store
+from ._store_args import add_models_argument, add_store_argument, ensure_predictions, open_store, series_under
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         # a person will look at each series: listing them first is cheap beside that
-        refs = list_series(args.path) if args.path else None
+        refs = series_under(args.path) if args.path else None
         with open_store(args, create=bool(args.path)) as store:
             ensure_predictions(store, args.path, args.models, refs=refs)
             records = review_order(store.records(), include_reviewed=args.all)

@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from ..series import Geometry, InstanceInfo, Series, SeriesRef
+from .geometry import slice_spacing
 from .orientation import summarize
 from .sources import read_grouping_tags
 from .tags import GE_PULSE_SEQUENCE, PHILIPS_SCANNING_TECHNIQUE, SIEMENS_MOSAIC_IMAGES, b_value, private_value
@@ -42,7 +43,7 @@ _FOREST_KEYWORDS = (
     "SequenceVariant", "ScanOptions", "MRAcquisitionType", "SequenceName", "RepetitionTime", "EchoTime",
     "InversionTime", "FlipAngle", "EchoTrainLength", "ContrastBolusAgent", "SliceThickness",
     "SpacingBetweenSlices", "PixelSpacing", "Rows", "Columns", "ImageOrientationPatient", "DiffusionBValue",
-    "NumberOfTemporalPositions", "SeriesNumber", "SeriesDescription", "ProtocolName",
+    "NumberOfTemporalPositions", "SeriesNumber", "SeriesDescription", "ProtocolName", "BodyPartExamined",
 )
 PRECACHE_TAGS = tuple(
     f"{tag >> 16:04X},{tag & 0xFFFF:04X}" for tag in (pydicom.datadict.tag_for_keyword(k) for k in _FOREST_KEYWORDS)
@@ -210,6 +211,7 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
         "SeriesTime": _text(ds.get("SeriesTime")) or _text(ds.get("AcquisitionTime")),
         "Modality": _text(ds.get("Modality")),
         "Manufacturer": _text(ds.get("Manufacturer")),
+        "BodyPartExamined": _text(ds.get("BodyPartExamined")),
         "ManufacturerModelName": _text(ds.get("ManufacturerModelName")),
         "MagneticFieldStrength": _to_float(ds.get("MagneticFieldStrength")),
         "SeriesDescription": _text(ds.get("SeriesDescription")),
@@ -289,11 +291,8 @@ def _geometry(
     normal = planes.main_normal
     positions = sorted(set(positions), key=lambda p: float(np.dot(normal, p)))
     spacing = spacing_tag
-    along = np.array([float(np.dot(normal, p)) for p in positions])
-    if planes.n_planes == 1 and len(along) > 1:
-        steps = np.diff(np.unique(np.round(along, 3)))
-        if steps.size:
-            spacing = float(np.median(steps))
+    if planes.n_planes == 1:
+        spacing = slice_spacing(positions, normal) or spacing_tag
     distinct_iops = []
     for iop in orientations:
         rounded = tuple(round(v, 4) for v in iop)
@@ -345,14 +344,30 @@ def read_series(ref: SeriesRef) -> Series:
 
 
 def _read_into(ref: SeriesRef, series: Series) -> None:
+    infos = _sorted_instances(ref, series)
+    if not infos:
+        return
+    datasets = _read_representatives(infos, series)
+    if not datasets:
+        series.skip_reason = "no file with a readable header"
+        return
+    values = _identify(series, datasets[0])
+    if series.skip_reason:
+        series.header = values
+        return
+    _fill_header(series, infos, datasets, values)
+
+
+def _sorted_instances(ref: SeriesRef, series: Series) -> list[InstanceInfo]:
+    """The series' instances sorted along the slice normal (files and image count set); [] with a skip reason."""
     if not ref.files:
         gone = f" ({len(ref.missing)} listed files missing)" if ref.missing else ""
         series.skip_reason = "no readable files" + gone
-        return
+        return []
     infos = _ensure_instances(ref, series)
     if not infos:
         series.skip_reason = "no readable files"
-        return
+        return []
     iops = [i.orientation for i in infos if i.orientation]
     normal = None
     if iops:
@@ -363,9 +378,12 @@ def _read_into(ref: SeriesRef, series: Series) -> None:
     infos.sort(key=_sort_key(normal))
     series.files = [i.path for i in infos]
     series.n_images = len(infos)
+    return infos
 
-    # Representatives in acquisition order (instance number): a DWI or time series is written volume
-    # by volume, so first/middle/last catch b0 and the highest b, the first and last time point.
+
+def _read_representatives(infos: list[InstanceInfo], series: Series) -> list[Dataset]:
+    """Full headers of a few files, in acquisition order (instance number): a DWI or time series is written
+    volume by volume, so first/middle/last catch b0 and the highest b, the first and last time point."""
     acquisition = sorted(infos, key=lambda i: (i.instance_number is None, i.instance_number or 0))
     datasets: list[Dataset] = []
     for index in _representatives(len(acquisition)):
@@ -379,10 +397,11 @@ def _read_into(ref: SeriesRef, series: Series) -> None:
             series.warnings.append(f"{path}: header incomplete (file truncated?), left out")
             continue
         datasets.append(ds)
-    if not datasets:
-        series.skip_reason = "no file with a readable header"
-        return
-    first = datasets[0]
+    return datasets
+
+
+def _identify(series: Series, first: Dataset) -> dict[str, Any]:
+    """The series-wide values; identity fields the source did not know; the skip reason for non-images."""
     values = _series_values(first)
     series.modality = values["Modality"]
     series.series_description = values["SeriesDescription"] or series.series_description
@@ -392,24 +411,23 @@ def _read_into(ref: SeriesRef, series: Series) -> None:
     if not series.patient_id:
         series.patient_id = _text(first.get("PatientID"))
     series.skip_reason = skip_reason_for(values["SOPClassUID"], values["Modality"], values["Rows"] is not None)
-    if series.skip_reason:
-        series.header = values
-        return
+    return values
 
+
+def _fill_header(series: Series, infos: list[InstanceInfo], datasets: list[Dataset], values: dict[str, Any]) -> None:
+    """Per-frame values merged over the representatives, frame counts, mosaic tiles and geometry."""
+    first = datasets[0]
     enhanced = any(
         "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds for ds in datasets
     )
     if enhanced:
         per_frame, orientations, positions = _enhanced_frames(datasets)
+        frames_read = sum(int(_to_float(ds.get("NumberOfFrames")) or 1) for ds in datasets)
+        n_frames = round(frames_read * len(infos) / len(datasets))
     else:
         per_frame = [_classic_values(ds) for ds in datasets]
         orientations = [i.orientation for i in infos if i.orientation]
         positions = [i.position for i in infos if i.position]
-
-    if enhanced:
-        frames_read = sum(int(_to_float(ds.get("NumberOfFrames")) or 1) for ds in datasets)
-        n_frames = round(frames_read * len(infos) / len(datasets))
-    else:
         n_frames = len(infos)
     mosaic = values["MosaicImages"]
     rows, columns = values["Rows"], values["Columns"]
@@ -426,16 +444,8 @@ def _read_into(ref: SeriesRef, series: Series) -> None:
     header["NumberOfPositions"] = n_positions
     header["ImagesPerPosition"] = (n_frames / n_positions) if positions else None
     series.header = header
-    series.geometry = _geometry(
-        rows,
-        columns,
-        header.get("PixelSpacing"),
-        header.get("SliceThickness"),
-        header.get("SpacingBetweenSlices"),
-        orientations,
-        positions,
-        series,
-    )
+    series.geometry = _geometry(rows, columns, header.get("PixelSpacing"), header.get("SliceThickness"),
+                                header.get("SpacingBetweenSlices"), orientations, positions, series)
     if series.geometry is None and not series.warnings:
         series.warnings.append(f"series {series.series_uid}: no image geometry (ImageOrientationPatient missing)")
 

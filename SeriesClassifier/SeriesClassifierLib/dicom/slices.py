@@ -37,6 +37,7 @@ import pydicom
 from ..errors import SliceReadError
 from ..pydicom_compat import frame_pixels
 from ..series import Geometry
+from .geometry import slice_spacing
 from .tags import PRIVATE_READ_TAGS, b_value, mosaic_images
 
 _HEADER_TAGS = [
@@ -361,12 +362,7 @@ def _geometry(images: list[ImageRef]) -> Geometry:
         o = ref.orientation or iop
         if o not in orientations:
             orientations.append(o)
-    spacing_between = None
-    if len(positions) > 1 and first.orientation is not None:
-        n = _normal(iop)
-        d = np.diff([float(np.dot(p, n)) for p in positions])
-        d = d[np.abs(d) > 1e-3]
-        spacing_between = float(np.median(np.abs(d))) if len(d) else None
+    spacing_between = slice_spacing(positions, _normal(iop)) if first.orientation is not None else None
     return Geometry(
         rows=first.rows,
         columns=first.columns,

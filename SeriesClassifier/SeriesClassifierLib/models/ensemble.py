@@ -68,10 +68,11 @@ _FLOOR = 1e-4  # a model's zero is never certain: keeps one model from vetoing a
 
 
 def _pool(predictions: list[tuple[float, TaskPrediction]], method: str = "mean") -> TaskPrediction | None:
-    if len(predictions) == 1:
-        return predictions[0][1]
+    # Log-linear weights are fitted on held-out data: they also calibrate a model that answers alone.
     if method == "log_linear" and predictions:
         return _log_linear(predictions)
+    if len(predictions) == 1:
+        return predictions[0][1]
     return _mean(predictions)
 
 
@@ -93,6 +94,13 @@ def _mean(predictions: list[tuple[float, TaskPrediction]]) -> TaskPrediction | N
         for label, prob in p.probabilities.items():
             mixed[label] = mixed.get(label, 0.0) + w * prob / total
     return TaskPrediction.from_probabilities(mixed)
+
+
+def _trusted_confidence(params: EnsembleParams, name: str, prediction: TaskPrediction) -> float:
+    """A model's top probability as far as its fitted weight trusts it (p^w renormalised, log-linear only)."""
+    if params.method != "log_linear":
+        return prediction.probability
+    return _log_linear([(_weight(params, name), prediction)]).probability
 
 
 def _weight(params: EnsembleParams, name: str) -> float:
@@ -143,8 +151,8 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
                 + (f" (also {', '.join(runner)})" if runner else "")
             )
         tops = {n: o.sequence for n, o in answered.items() if o.sequence is not None}
-        dissent = [p for p in tops.values()
-                   if p.label != sequence.label and p.probability >= params.disagreement_confidence]
+        dissent = [p for n, p in tops.items()
+                   if p.label != sequence.label and _trusted_confidence(params, n, p) >= params.disagreement_confidence]
         if params.flag_disagreement and len(tops) > 1 and dissent:
             review.append("models disagree: " + ", ".join(f"{n} {p.label} {p.probability:.2f}"
                                                           for n, p in tops.items()))

@@ -25,6 +25,7 @@ import numpy as np
 from ..dicom.orientation import angle_to_axes, summarize
 from ..series import Series
 from ..vocabulary import load_vocabulary
+from .physics import physics_features
 
 # Header fields whose values are token lists, with the prefix their tokens carry.
 TOKEN_FIELDS = {
@@ -125,7 +126,7 @@ def _manufacturer(text: str) -> str:
     return "other"
 
 
-def _contrast_agent(value: Any) -> float:
+def contrast_agent(value: Any) -> float:
     """1 named agent, 0 explicitly none, NaN absent or anonymised (unknown, never 'given')."""
     if value is None:
         return math.nan
@@ -141,7 +142,6 @@ def numeric_features(series: Series) -> dict[str, float]:
     """Physics, geometry and counting features of one series; NaN where unknown."""
     h = series.header
     g = series.geometry
-    b_values = [float(b) for b in h.get("BValues") or []]
     spacing = h.get("PixelSpacing") or (list(g.pixel_spacing) if g else None)
     ps = [_num(v) for v in (spacing or [])][:2] or [math.nan, math.nan]
     rows, cols = _num(h.get("Rows")), _num(h.get("Columns"))
@@ -168,10 +168,7 @@ def numeric_features(series: Series) -> dict[str, float]:
         else _num(h.get("TemporalPositions") or math.nan),
         "n_echo_times": float(len(h.get("EchoTimes") or [])) if h.get("EchoTimes") else math.nan,
         "mosaic": _num(h.get("MosaicImages")),
-        "b_max": max(b_values) if b_values else math.nan,
-        "b_min": min(b_values) if b_values else math.nan,
-        "n_b": float(len(b_values)) if b_values else math.nan,
-        "contrast_agent": _contrast_agent(h.get("ContrastBolusAgent")),
+        "contrast_agent": contrast_agent(h.get("ContrastBolusAgent")),
         "acq_3d": {"3D": 1.0, "2D": 0.0}.get(str(h.get("MRAcquisitionType") or "").upper(), math.nan),
         "signed_pixels": _num(h.get("PixelRepresentation")),
         "enhanced": 1.0 if h.get("Enhanced") else 0.0,
@@ -182,6 +179,7 @@ def numeric_features(series: Series) -> dict[str, float]:
     manufacturer = _manufacturer(str(h.get("Manufacturer") or ""))
     for m in _MANUFACTURERS:
         f[f"vendor:{m}"] = 1.0 if manufacturer == m else 0.0
+    f.update(physics_features(h, series.n_images, series.n_frames))
     f.update(_geometry_features(series))
     context = h.get("StudyContext") or {}
     for key in CONTEXT_KEYS:
@@ -235,7 +233,7 @@ def add_study_context(series: Sequence[Series]) -> None:
     for members in studies.values():
         members = sorted(members, key=_order_key)
         signatures = [_signature(s) for s in members]
-        agents = [_contrast_agent(s.header.get("ContrastBolusAgent")) == 1.0 for s in members]
+        agents = [contrast_agent(s.header.get("ContrastBolusAgent")) == 1.0 for s in members]
         dynamic = [_dynamic(s) for s in members]
         n = len(members)
         for i, s in enumerate(members):

@@ -29,6 +29,7 @@ from ..vocabulary import load_vocabulary
 from .calibration import TemperatureScaler
 from .features import FeatureExtractor, header_tokens, numeric_features
 from .forest_arrays import ARRAYS_FILE, has_forest_arrays, load_forest_arrays, save_forest_arrays
+from .novelty import class_ranges, out_of_range, unseen_terms
 
 FOREST_FILE = "forest.skops"
 CONFIG_FILE = "forest.json"
@@ -109,7 +110,7 @@ _PHYSICS = (
     ("tr", "TR", " ms"),
     ("te", "TE", " ms"),
     ("flip", "flip", "°"),
-    ("b_max", "b", ""),
+    ("phys:b_max", "b", ""),
     ("etl", "ETL", ""),
     ("temporal_positions", "time points", ""),
 )
@@ -168,6 +169,7 @@ class ForestModel:
         self.class_tokens: dict[str, dict[str, float]] = {}  # class -> token -> P(class | token)
         self.physics_order: list[str] = [name for name, _, _ in _PHYSICS]
         self.class_physics: dict[str, list[str]] = {}  # class -> physics values that set it apart, best first
+        self.class_ranges: dict[str, dict[str, list[float]]] = {}  # class -> header value -> training range
         self.oob: dict[str, dict[str, Any]] = {}  # task -> {"probabilities", "y", "classes"} from fitting
         self.info: dict[str, Any] = {}
 
@@ -230,6 +232,7 @@ class ForestModel:
             importance = dict(zip(self.extractor.feature_names, est.feature_importances_))
             self.physics_order = sorted((n for n, _, _ in _PHYSICS), key=lambda n: -importance.get(n, 0.0))
         self.class_physics = _class_physics(series, labels)
+        self.class_ranges = class_ranges(series, labels)
 
     # ------------------------------------------------------------------ predicting
 
@@ -258,6 +261,7 @@ class ForestModel:
             )
             out = ModelOutput(model=self.name, sequence=sequence, orientation=orientation, attributes=per_task)
             out.reason = self.explain(s, sequence.label if sequence else None)
+            out.novelty = self.novelty(s, sequence.label if sequence else None)
             outputs.append(out)
         return outputs
 
@@ -291,6 +295,17 @@ class ForestModel:
             text += f" → {label}"
         return text.strip()
 
+    def novelty(self, series: Series, label: str | None) -> list[str]:
+        """Why this series is unlike the forest's training data (empty when it is not)."""
+        reasons = []
+        unseen = unseen_terms(header_tokens(series.header), set(self.extractor.tokens))
+        if unseen:
+            reasons.append("header terms rare or absent in training: " + ", ".join(unseen))
+        strays = out_of_range(series.header, label, self.class_ranges) if label else []
+        if strays:
+            reasons.append("unlike its class in training: " + "; ".join(strays))
+        return reasons
+
     # ------------------------------------------------------------------ storage
 
     def config(self) -> dict[str, Any]:
@@ -306,6 +321,7 @@ class ForestModel:
             "class_tokens": self.class_tokens,
             "physics_order": self.physics_order,
             "class_physics": self.class_physics,
+            "class_ranges": self.class_ranges,
             "info": self.info,
         }
 
@@ -364,5 +380,6 @@ class ForestModel:
         model.class_tokens = config.get("class_tokens", {})
         model.physics_order = config.get("physics_order", model.physics_order)
         model.class_physics = config.get("class_physics", {})
+        model.class_ranges = config.get("class_ranges", {})
         model.info = config.get("info", {})
         return model

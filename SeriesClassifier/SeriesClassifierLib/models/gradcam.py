@@ -16,13 +16,14 @@ overlaid. Multi-plane (MIXED) series get one file per plane.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..dicom.geometry import ijk_to_lps
 from ..dicom.slices import SampledSlices, sample_series
 from ..series import Geometry
 from .aggregate import mean_log_prob
@@ -119,21 +120,9 @@ def gradcam_series(model: CnnModel, series, head: str = "sequence", target: str 
 
 
 def _affine_lps(geometry: Geometry, indices: list[int]) -> np.ndarray:
-    """4×4 (column i, row j, slice k) → LPS mm for the slices ``indices`` of the grid."""
-    iop = np.asarray(geometry.orientations[0], dtype=float)
-    row_dir, col_dir = iop[:3], iop[3:]  # direction of increasing column index, of increasing row index
-    dr, dc = (float(s) for s in geometry.pixel_spacing)
-    positions = np.asarray([geometry.positions[i] for i in indices], dtype=float)
-    if len(positions) > 1:
-        step = (positions[-1] - positions[0]) / (len(positions) - 1)
-    else:
-        step = np.cross(row_dir, col_dir) * float(geometry.spacing_between_slices or geometry.slice_thickness or 1.0)
-    a = np.eye(4)
-    a[:3, 0] = row_dir * dc
-    a[:3, 1] = col_dir * dr
-    a[:3, 2] = step
-    a[:3, 3] = positions[0]
-    return a
+    """4×4 (column i, row j, slice k) → LPS mm for the slices ``indices`` of the grid (one plane)."""
+    return ijk_to_lps(replace(geometry, orientations=geometry.orientations[:1],
+                              positions=[geometry.positions[i] for i in indices]))
 
 
 def write_nrrd(path: str | Path, volume: np.ndarray, affine_lps: np.ndarray) -> Path:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..dicom.headers import read_series
 from ..dicom.sources import iter_series_refs
 from ..models.bundle import ModelBundle, load_bundle
+from ..models.context import apply_contrast_context
 from ..models.ensemble import combine
 from ..models.features import add_study_context
+from ..models.novelty import not_brain_reason
 from ..prediction import ModelOutput, SeriesPrediction
 from ..series import Series, SeriesRef
 
@@ -74,27 +76,40 @@ def predict_series(
     series: Series, bundle: ModelBundle, *, use_forest: bool = True, use_cnn: bool = True
 ) -> SeriesPrediction:
     """Classify one read series with the bundle's models; never raises for one series."""
-    prediction = _base(series, bundle)
     if series.skipped:
+        prediction = _base(series, bundle)
         prediction.error = f"skipped: {series.skip_reason}"
         prediction.reasons = list(series.warnings)
         return prediction
-    outputs: dict[str, ModelOutput] = {}
-    failures: list[str] = []
     models = []
     if use_forest and bundle.forest is not None:
         models.append(("forest", bundle.forest))
     if use_cnn and bundle.cnn is not None:
         models.append(("cnn", bundle.cnn))
+    if not models:
+        prediction = _base(series, bundle)
+        prediction.error = "no model to run (none in the bundle, or all disabled)"
+        return prediction
+    outputs: dict[str, ModelOutput] = {}
+    failures: list[str] = []
     for name, model in models:
         try:
             outputs[name] = model.predict(series)
         except Exception as exc:  # noqa: BLE001 - one model failing leaves the other
             log.exception("%s failed on series %s", name, series.series_uid)
             failures.append(f"{name} failed: {type(exc).__name__}: {exc}")
-    if not models:
-        prediction.error = "no model to run (none in the bundle, or all disabled)"
-        return prediction
+    return decide(series, outputs, bundle, failures)
+
+
+def decide(
+    series: Series, outputs: dict[str, ModelOutput], bundle: ModelBundle, failures: list[str] | None = None
+) -> SeriesPrediction:
+    """The prediction from what the models said: ensemble, study context, and every reason for review.
+
+    Separate from running the models so an evaluation can decide again from stored model outputs.
+    """
+    prediction = _base(series, bundle)
+    review = list(failures or [])
     voters = dict(outputs)
     if "forest" in outputs and not has_acquisition_parameters(series):
         # Trees still vote on an empty header, and confidently: never unreviewed, and with nothing at all
@@ -102,23 +117,31 @@ def predict_series(
         evidence = has_header_evidence(series)
         if not evidence and len(outputs) > 1:
             del voters["forest"]
-            failures.append("header stripped (no TR/TE, ImageType or sequence name): forest left out, CNN alone")
+            review.append("header stripped (no TR/TE, ImageType or sequence name): forest left out, CNN alone")
         elif not evidence:
-            failures.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
+            review.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
         else:
-            failures.append("header has no MR acquisition parameters (TR/TE): the forest's answer rests on "
-                            "ImageType and names only")
+            review.append("header has no MR acquisition parameters (TR/TE): the forest's answer rests on "
+                          "ImageType and names only")
     combined = combine(voters, bundle.ensemble)
-    prediction.sequence = combined.sequence
+    sequence = combined.sequence
+    context_note = None
+    if sequence is not None:
+        sequence, context_note = apply_contrast_context(sequence, series)
+    review += [f"{name}: {note}" for name, o in voters.items() for note in o.novelty]
+    not_brain = not_brain_reason(series)
+    if not_brain:
+        review.append(not_brain)
+    prediction.sequence = sequence
     prediction.orientation = combined.orientation
     prediction.attributes = combined.attributes
-    prediction.needs_review = combined.needs_review or bool(failures)
-    prediction.reasons = combined.reasons + failures + series.warnings
+    prediction.needs_review = combined.needs_review or bool(review)
+    prediction.reasons = combined.reasons + review + ([context_note] if context_note else []) + series.warnings
     prediction.models = outputs
     cnn_out = outputs.get("cnn")
     prediction.slice_profile = getattr(cnn_out, "slice_profile", None)
-    if combined.sequence is None:
-        prediction.error = "; ".join(failures + [o.reason for o in outputs.values() if o.reason]) or "no prediction"
+    if sequence is None:
+        prediction.error = "; ".join(review + [o.reason for o in outputs.values() if o.reason]) or "no prediction"
     return prediction
 
 
@@ -137,15 +160,31 @@ def classify(
     the headers or pixels again (Grad-CAM writers) without reading the source twice.
     """
     bundle = models if models is not None else load_bundle(load_cnn=use_cnn)
-    refs = resolve_refs(path_or_refs)
-    all_series = read_all_series(refs)
-    for done, series in enumerate(all_series, start=1):
-        prediction = predict_series(series, bundle, use_forest=use_forest, use_cnn=use_cnn)
+    all_series = read_all_series(resolve_refs(path_or_refs))
+    for series, prediction in predict_all(all_series, bundle, use_forest=use_forest, use_cnn=use_cnn,
+                                          progress=progress):
         if on_result is not None:
             on_result(series, prediction)
         yield prediction
+
+
+def predict_all(
+    series: Sequence[Series],
+    bundle: ModelBundle,
+    *,
+    use_forest: bool = True,
+    use_cnn: bool = True,
+    progress: Progress | None = None,
+) -> Iterator[tuple[Series, SeriesPrediction]]:
+    """The predict loop over series already read (``read_all_series``): (series, prediction) as each finishes.
+
+    Every caller that classifies several series goes through here (``classify``, evaluation, training's
+    held-out and site figures); the worker keeps its own loop for cancellation and per-series events.
+    """
+    for done, s in enumerate(series, start=1):
+        yield s, predict_series(s, bundle, use_forest=use_forest, use_cnn=use_cnn)
         if progress is not None:
-            progress(done, len(all_series), series.series_uid)
+            progress(done, len(series), s.series_uid)
 
 
 def read_all_series(refs: Iterable[SeriesRef]) -> list[Series]:

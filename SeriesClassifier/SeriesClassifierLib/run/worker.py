@@ -129,7 +129,7 @@ def read_manifest_selection(path: str | os.PathLike) -> tuple[list[SeriesRef], l
     return refs, selected
 
 
-def list_series(
+def select_series(
     source: str | os.PathLike, series_uids: Sequence[str] | None = None
 ) -> tuple[list[SeriesRef], list[SeriesRef], list[str]]:
     """(the series to classify in order, every series of their studies the source has, requested UIDs the
@@ -329,11 +329,6 @@ def _gradcam(bundle: Any, series: Any, head: str, target: str | None) -> tuple[n
     return np.asarray(result.heatmap), result.geometry, result.target
 
 
-def _predicted_class(prediction: Any, head: str) -> str | None:
-    task = getattr(prediction, head, None) if head in ("sequence", "orientation") else prediction.attributes.get(head)
-    return task.label if task is not None else None
-
-
 def prediction_from_event(event: dict) -> Any:
     """The SeriesPrediction a ``prediction`` event carries."""
     from ..prediction import SeriesPrediction
@@ -347,7 +342,7 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None, between: Calla
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # as MONAIAuto3DSeg does: torch then sees no GPU
     try:
-        refs, context, unknown = list_series(args.source, args.series_uids)
+        refs, context, unknown = select_series(args.source, args.series_uids)
     except (OSError, ValueError) as e:
         emit({"type": "error", "message": f"{args.source}: {e}"})
         return EXIT_USAGE
@@ -410,7 +405,7 @@ def run(args: argparse.Namespace, emit: Emit, bundle: Any = None, between: Calla
 
 def _emit_gradcam(args: argparse.Namespace, bundle: Any, series: Any, prediction: Any, emit: Emit) -> bool:
     head = args.gradcam_head
-    target = args.gradcam_class or (_predicted_class(prediction, head) if prediction is not None else None)
+    target = args.gradcam_class or (prediction.predicted_class(head) if prediction is not None else None)
     try:
         heat, geometry, target = _gradcam(bundle, series, head, target)
         path = save_heatmap(

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dicom.geometry import ijk_to_lps
 from ..prediction import SeriesPrediction
 from ..series import Geometry
 from ..vocabulary import load_vocabulary
@@ -34,64 +35,9 @@ HEAT_COLOR_TABLE_NAME = "SeriesClassifierHeat"
 # opacity (the panel's slider) blends them over the anatomy.
 HEAT_THRESHOLD = 0.2
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-# Two image planes whose normals differ by less than this are the same plane (header rounding).
-_SAME_PLANE_RADIANS = math.radians(0.5)
 
 
 # --------------------------------------------------------------------------- geometry (numpy only)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    if n == 0.0:
-        raise ValueError("ImageOrientationPatient has a zero-length direction")
-    return v / n
-
-
-def ijk_to_lps(geometry: Geometry) -> np.ndarray:
-    """4×4 matrix taking voxel (i=column, j=row, k=slice, 1) to DICOM patient coordinates (LPS, mm).
-
-    Slices are taken in ``geometry.positions`` order; the slice step is the mean step between the
-    first and last positions, so a stack acquired with a gantry tilt (positions not along the normal)
-    keeps its real, sheared geometry instead of being squared off.
-    """
-    if not geometry.orientations:
-        raise ValueError("series has no ImageOrientationPatient: cannot place an overlay")
-    if not geometry.positions:
-        raise ValueError("series has no ImagePositionPatient: cannot place an overlay")
-    iop = np.asarray(geometry.orientations[0], dtype=float)
-    if iop.shape != (6,):
-        raise ValueError(f"ImageOrientationPatient must have 6 values, got {iop.size}")
-    row_dir, col_dir = _unit(iop[:3]), _unit(iop[3:])
-    normal = _unit(np.cross(row_dir, col_dir))
-    for other in geometry.orientations[1:]:
-        o = np.asarray(other, dtype=float)
-        other_normal = _unit(np.cross(_unit(o[:3]), _unit(o[3:])))
-        if math.acos(min(1.0, abs(float(normal @ other_normal)))) > _SAME_PLANE_RADIANS:
-            raise ValueError(
-                f"series has {len(geometry.orientations)} image planes (MIXED): one overlay volume cannot cover them"
-            )
-    row_spacing, col_spacing = (float(s) for s in geometry.pixel_spacing)
-    positions = np.asarray(geometry.positions, dtype=float).reshape(-1, 3)
-    if len(positions) > 1:
-        step = (positions[-1] - positions[0]) / (len(positions) - 1)
-        _warn_if_uneven(positions, step)
-    else:
-        thickness = geometry.spacing_between_slices or geometry.slice_thickness or 1.0
-        step = normal * float(thickness)
-    m = np.eye(4)
-    m[:3, 0] = row_dir * col_spacing  # i runs along a row: next column
-    m[:3, 1] = col_dir * row_spacing  # j runs down a column: next row
-    m[:3, 2] = step
-    m[:3, 3] = positions[0]
-    return m
-
-
-def _warn_if_uneven(positions: np.ndarray, step: np.ndarray) -> None:
-    expected = positions[0] + np.outer(np.arange(len(positions)), step)
-    worst = float(np.max(np.linalg.norm(positions - expected, axis=1)))
-    if worst > 0.01 * max(float(np.linalg.norm(step)), 1e-6):
-        log.warning("slices lie up to %.2f mm off a regular grid; the overlay uses the mean step", worst)
 
 
 def ijk_to_ras(geometry: Geometry) -> np.ndarray:

@@ -153,7 +153,7 @@ def write_labels(rows: list[LabelRow], path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def read_labels(path: str | Path) -> list[LabelRow]:
+def read_label_rows(path: str | Path) -> list[LabelRow]:
     with open(path, newline="", encoding="utf-8") as f:
         return [LabelRow(**{**r, "field_strength": float(r["field_strength"])}) for r in csv.DictReader(f)]
 
@@ -179,7 +179,7 @@ def generate_studies(
     out.mkdir(parents=True, exist_ok=True)
     indices = range(start, start + n_studies)
     redo = {make_uid(f"seed{seed}/study{i:05d}", "study") for i in indices}
-    kept = [r for r in read_labels(out / "labels.csv") if r.study_uid not in redo] if start and (
+    kept = [r for r in read_label_rows(out / "labels.csv") if r.study_uid not in redo] if start and (
         out / "labels.csv").exists() else []
     rows: list[LabelRow] = []
     for n, i in enumerate(indices):

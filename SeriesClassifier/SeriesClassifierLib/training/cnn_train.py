@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -55,9 +54,11 @@ ATTRIBUTE_WEIGHT = 0.25
 # ----------------------------------------------------------------------------- corpus → cache
 
 
-def read_labels(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k.strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+def label_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a labels CSV, one per series (``training.evaluate.read_labels`` reads it)."""
+    from .evaluate import read_labels as read_labels_by_uid
+
+    return list(read_labels_by_uid(path).values())
 
 
 def series_files(corpus: str | Path) -> dict[str, list[Path]]:
@@ -153,7 +154,7 @@ def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers:
     """Sample every labelled series of a corpus once; reuse ``out`` when it exists."""
     out = Path(out)
     corpus = Path(corpus)
-    rows = read_labels(labels_csv or corpus / "labels.csv")
+    rows = label_rows(labels_csv or corpus / "labels.csv")
     if out.is_file():
         cached = Cache.load(out)
         if cached.n_labels == len(rows):
@@ -368,16 +369,15 @@ def _classification_metrics(y: np.ndarray, pred: np.ndarray, conf: np.ndarray, c
     }
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    if len(confidence) == 0:
-        return float("nan")
-    edges = np.linspace(0, 1, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (confidence > lo) & (confidence <= hi)
-        if m.any():
-            ece += m.mean() * abs(confidence[m].mean() - correct[m].mean())
-    return float(ece)
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """ECE from top-1 confidences and whether each was right, binned as the forest's figures are
+    (models/calibration.py), so the two models' model-card figures compare."""
+    from ..models.calibration import expected_calibration_error as ece_of_probabilities
+
+    confidence = np.asarray(confidence, dtype=float)
+    # a two-column table whose row maximum is the confidence (column 0), and column 0 is right when correct
+    probabilities = np.column_stack([confidence, np.zeros_like(confidence)])
+    return ece_of_probabilities(probabilities, np.where(np.asarray(correct, dtype=bool), 0, 1))
 
 
 def plot_confusion(matrix, classes: list[str], path: str | Path, title: str) -> None:
@@ -462,29 +462,12 @@ def train_cnn(
         config.widths = list(widths)
     tag = f"k{k}_s{size}{'_clahe' if clahe else ''}"
     corpora = [train] if isinstance(train, (str, Path)) else list(train)
-    if labels_csv is not None and len(corpora) != 1:
-        raise ValueError("a labels file override needs exactly one training corpus")
-    cache = Cache.concat([build_cache(c, config, cache_dir / f"{Path(c).name}_{tag}.npz", workers, labels_csv)
-                          for c in corpora])
-    if exclude_profiles:
-        cache = cache.subset_series(~np.isin(cache.profiles, exclude_profiles))
-    val_profile = val_profile or choose_val_profile(cache)
-    is_val = cache.profiles == val_profile
-    train_c, val_c = cache.subset_series(~is_val), cache.subset_series(is_val)
-    log.info("train: %d series / %d slices; validation profile %r: %d series", len(train_c.uids),
-             len(train_c.images), val_profile, len(val_c.uids))
-
+    train_c, val_c, val_profile = _training_caches(corpora, config, cache_dir, tag, workers, labels_csv,
+                                                   exclude_profiles, val_profile)
     net = SeriesNet(config)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     ckpt = out / "checkpoint.pt"
-    start_epoch, best, bad_epochs, history = 0, -1.0, 0, []
-    if resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=True)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        start_epoch, best, bad_epochs = int(state["epoch"]) + 1, float(state["best"]), int(state["bad_epochs"])
-        history = json.loads(state["history_json"])
-        log.info("resumed from %s at epoch %d (best %.4f)", ckpt, start_epoch, best)
+    start_epoch, best, bad_epochs, history = _restore(ckpt, net, opt) if resume else (0, -1.0, 0, [])
     per_epoch = samples_per_epoch or len(train_c.images)
     steps = max(1, per_epoch // batch_size)
     # on resume the schedule continues where it was (the optimizer state carries initial_lr); the total may grow
@@ -500,15 +483,9 @@ def train_cnn(
         ep_rng = np.random.default_rng(seed * 1000 + epoch)  # resumable: depends on the epoch only
         gen.manual_seed(seed * 1000 + epoch)
         idx_all = ep_rng.choice(len(train_c.images), size=steps * batch_size, p=weights)
-        t0, total = time.time(), 0.0
-        for s in range(steps):
-            x, targets = augmented_batch(train_c, idx_all[s * batch_size : (s + 1) * batch_size], flippable, gen)
-            loss = multitask_loss(net(x), targets, config, focal_gamma)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
+        t0 = time.time()
+        total = _train_steps(net, opt, sched, train_c, idx_all.reshape(steps, batch_size), flippable, gen, config,
+                             focal_gamma)
         model = CnnModel(net.eval(), config)
         metrics = evaluate(model, val_c) if len(val_c.uids) else {"sequence": {"accuracy": 0.0}}
         score = metrics["sequence"]["accuracy"]
@@ -547,25 +524,75 @@ def train_cnn(
     model.config.metrics = {"validation_profile": {"sequence_accuracy": best}}
     if test:
         test_cache = build_cache(test, config, cache_dir / f"{Path(test).name}_{tag}.npz", workers)
-        metrics = evaluate(model, test_cache)
-        result["test"] = _public(metrics)
-        model.config.metrics["test"] = {
-            "data": str(test), "n_series": metrics["n_series"],
-            "sequence_accuracy": metrics["sequence"]["accuracy"], "sequence_macro_f1": metrics["sequence"]["macro_f1"],
-            "sequence_ece": metrics["sequence"]["ece"], "orientation_accuracy": metrics["orientation"]["accuracy"],
-            **{f"{a}_accuracy": metrics[a]["accuracy"] for a in config.attributes},
-        }
-        docs = Path(docs_dir) if docs_dir else out
-        plot_confusion(metrics["sequence"]["confusion"], config.sequence_classes, docs / "cnn_confusion_sequence.png",
-                       f"CNN alone (no headers), held-out profiles: acc {metrics['sequence']['accuracy']:.3f}, "
-                       f"macro-F1 {metrics['sequence']['macro_f1']:.3f}")
-        plot_confusion(metrics["orientation"]["confusion"], config.orientation_codes,
-                       docs / "cnn_confusion_orientation.png",
-                       f"CNN orientation, held-out: acc {metrics['orientation']['accuracy']:.3f}")
-        log.info("test: %s", json.dumps(model.config.metrics["test"]))
+        result["test"] = _test_metrics(model, test_cache, str(test), Path(docs_dir) if docs_dir else out)
     model.save(out)
     (out / "cnn_metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
+
+
+def _training_caches(corpora: list, config: CnnConfig, cache_dir: Path, tag: str, workers: int,
+                     labels_csv: str | Path | None, exclude_profiles: list[str] | None,
+                     val_profile: str | None) -> tuple[Cache, Cache, str]:
+    """(training cache, validation cache, validation profile): the corpora sampled once, held-out profiles out."""
+    if labels_csv is not None and len(corpora) != 1:
+        raise ValueError("a labels file override needs exactly one training corpus")
+    cache = Cache.concat([build_cache(c, config, cache_dir / f"{Path(c).name}_{tag}.npz", workers, labels_csv)
+                          for c in corpora])
+    if exclude_profiles:
+        cache = cache.subset_series(~np.isin(cache.profiles, exclude_profiles))
+    val_profile = val_profile or choose_val_profile(cache)
+    is_val = cache.profiles == val_profile
+    train_c, val_c = cache.subset_series(~is_val), cache.subset_series(is_val)
+    log.info("train: %d series / %d slices; validation profile %r: %d series", len(train_c.uids),
+             len(train_c.images), val_profile, len(val_c.uids))
+    return train_c, val_c, val_profile
+
+
+def _restore(ckpt: Path, net: SeriesNet, opt) -> tuple[int, float, int, list]:
+    """(next epoch, best score, epochs without improvement, history) from a checkpoint; a fresh start without."""
+    if not ckpt.is_file():
+        return 0, -1.0, 0, []
+    state = torch.load(ckpt, weights_only=True)
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["opt"])
+    start_epoch, best, bad_epochs = int(state["epoch"]) + 1, float(state["best"]), int(state["bad_epochs"])
+    log.info("resumed from %s at epoch %d (best %.4f)", ckpt, start_epoch, best)
+    return start_epoch, best, bad_epochs, json.loads(state["history_json"])
+
+
+def _train_steps(net: SeriesNet, opt, sched, train_c: Cache, batches: np.ndarray, flippable, gen, config: CnnConfig,
+                 focal_gamma: float) -> float:
+    """One epoch's optimisation steps over the given batches of slice indices; the summed loss."""
+    total = 0.0
+    for batch in batches:
+        x, targets = augmented_batch(train_c, batch, flippable, gen)
+        loss = multitask_loss(net(x), targets, config, focal_gamma)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item()
+    return total
+
+
+def _test_metrics(model: CnnModel, test_cache: Cache, test_name: str, docs: Path) -> dict:
+    """Held-out metrics into the model's config, confusion matrices as pictures; the public metrics."""
+    config = model.config
+    metrics = evaluate(model, test_cache)
+    config.metrics["test"] = {
+        "data": test_name, "n_series": metrics["n_series"],
+        "sequence_accuracy": metrics["sequence"]["accuracy"], "sequence_macro_f1": metrics["sequence"]["macro_f1"],
+        "sequence_ece": metrics["sequence"]["ece"], "orientation_accuracy": metrics["orientation"]["accuracy"],
+        **{f"{a}_accuracy": metrics[a]["accuracy"] for a in config.attributes},
+    }
+    plot_confusion(metrics["sequence"]["confusion"], config.sequence_classes, docs / "cnn_confusion_sequence.png",
+                   f"CNN alone (no headers), held-out profiles: acc {metrics['sequence']['accuracy']:.3f}, "
+                   f"macro-F1 {metrics['sequence']['macro_f1']:.3f}")
+    plot_confusion(metrics["orientation"]["confusion"], config.orientation_codes,
+                   docs / "cnn_confusion_orientation.png",
+                   f"CNN orientation, held-out: acc {metrics['orientation']['accuracy']:.3f}")
+    log.info("test: %s", json.dumps(config.metrics["test"]))
+    return _public(metrics)
 
 
 def _public(metrics: dict) -> dict:

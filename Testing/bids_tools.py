@@ -1,0 +1,51 @@
+"""Running dcm2bids and heudiconv from the tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+TOOL_ENV = {**os.environ, "NO_ET": "1", "OMP_NUM_THREADS": "1"}
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    assert found, f"{name} is not installed: pip install -e '.[dev]'"
+    return found
+
+
+def niftis(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.glob("sub-*/**/*.nii.gz")}
+
+
+def run_dcm2bids(records, dicom: Path, work: Path, timeout: int = 120) -> tuple[Path, subprocess.CompletedProcess]:
+    """Write our dcm2bids config for ``records`` into ``work`` and run dcm2bids on ``dicom``; it must succeed."""
+    from SeriesClassifierLib.labels.export import export
+
+    config = work / "dcm2bids_config.json"
+    config.write_text(export(records, "dcm2bids", anonymise=True))
+    out = work / "dcm2bids_out"
+    result = subprocess.run([tool("dcm2bids"), "-d", str(dicom), "-p", "01", "-c", str(config), "-o", str(out)],
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result
+
+
+def run_heudiconv(records, files: list[str], work: Path,
+                  timeout: int = 120) -> tuple[Path, subprocess.CompletedProcess]:
+    """Write our heudiconv heuristic for ``records`` into ``work`` and run heudiconv on ``files``; it must succeed."""
+    from SeriesClassifierLib.labels.export import export
+
+    heuristic = work / "heuristic.py"
+    heuristic.write_text(export(records, "heudiconv", anonymise=True))
+    out = work / "heudiconv_out"
+    result = subprocess.run(
+        [tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
+         "-o", str(out), "--overwrite"],
+        capture_output=True, text=True, timeout=timeout, cwd=work, env=TOOL_ENV,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result

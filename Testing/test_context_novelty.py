@@ -1,0 +1,67 @@
+"""Study context (contrast) and novelty (what the models cannot know) with their reasons."""
+
+from SeriesClassifierLib.models.context import apply_contrast_context, contrast_evidence
+from SeriesClassifierLib.models.features import add_study_context
+from SeriesClassifierLib.models.novelty import class_ranges, not_brain_reason, out_of_range, unseen_terms
+from SeriesClassifierLib.prediction import TaskPrediction
+from SeriesClassifierLib.series import Series
+
+
+def _series(uid="1", **header) -> Series:
+    return Series(series_uid=uid, study_uid="study", files=[], header=dict(header))
+
+
+T1_PRE = TaskPrediction.from_probabilities({"T1_3D_PRE": 0.8, "T1_3D_POST": 0.15, "FLAIR_3D": 0.05})
+
+
+def test_a_contrast_marked_description_moves_pre_to_post_and_says_why():
+    s = _series(SeriesDescription="sag 3d gre +c", ContrastBolusAgent="")
+    moved, note = apply_contrast_context(T1_PRE, s)
+    assert moved.label == "T1_3D_POST" and abs(moved.probability - 0.8) < 1e-9
+    assert "'sag 3d gre +c'" in note
+
+
+def test_no_evidence_and_non_t1_classes_stay():
+    assert apply_contrast_context(T1_PRE, _series(SeriesDescription="t1_mprage_sag")) == (T1_PRE, None)
+    flair = TaskPrediction.from_probabilities({"FLAIR_2D": 0.9, "T2_2D": 0.1})
+    assert apply_contrast_context(flair, _series(SeriesDescription="FLAIR post gad"))[1] is None
+
+
+def test_an_earlier_series_naming_an_agent_makes_a_later_t1_post():
+    first = _series("1", SeriesTime="100000", ContrastBolusAgent="Gadovist")
+    later = _series("2", SeriesTime="101000", ContrastBolusAgent="")
+    earlier = _series("0", SeriesTime="095000", ContrastBolusAgent="")
+    add_study_context([first, later, earlier])
+    assert "earlier series" in contrast_evidence(later)
+    assert contrast_evidence(earlier) is None
+    assert "'Gadovist'" in contrast_evidence(first)  # its own header names the agent
+
+
+def test_a_bold_run_before_the_t1_is_not_contrast():
+    bold = _series("1", SeriesTime="100000", ScanningSequence=["EP"], NumberOfTemporalPositions=200)
+    t1 = _series("2", SeriesTime="101000")
+    add_study_context([bold, t1])
+    assert contrast_evidence(t1) is None
+
+
+def test_not_brain_from_body_part():
+    assert "KNEE" in not_brain_reason(_series(BodyPartExamined="KNEE"))
+    assert not_brain_reason(_series(BodyPartExamined="MR Lever")) is not None
+    for head in ("HEAD", "BRAIN", "Kopf", "SKULL", ""):
+        assert not_brain_reason(_series(BodyPartExamined=head)) is None
+    assert not_brain_reason(_series()) is None
+
+
+def test_unseen_defined_terms_only():
+    known = {"ss:SE", "it:ORIGINAL"}
+    # ImageType and ScanOptions words past the defined ones differ at every site: not news
+    assert unseen_terms(["ss:SE", "ss:RM", "it:GDC", "so:S2_0", "sn:newname", "it:ORIGINAL"], known) == ["ss:RM"]
+
+
+def test_a_value_outside_its_class_range_is_named():
+    train = [_series(str(i), EchoTime=60.0 + i, RepetitionTime=4000.0 + 10 * i) for i in range(40)]
+    ranges = class_ranges(train, ["DWI"] * 40)
+    assert out_of_range({"EchoTime": 70.0, "RepetitionTime": 4100.0}, "DWI", ranges) == []
+    strays = out_of_range({"EchoTime": 3.0, "RepetitionTime": 4100.0}, "DWI", ranges)
+    assert len(strays) == 1 and strays[0].startswith("TE 3 ms (DWI in training: 60")
+    assert out_of_range({"EchoTime": 3.0}, "SWI", ranges) == []  # no range known for the class

@@ -1,0 +1,29 @@
+"""SeriesPrediction: one answer to 'what did this head predict' for the worker and the Slicer module."""
+
+from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
+
+
+def test_a_heads_predicted_class():
+    p = SeriesPrediction(
+        series_uid="1",
+        sequence=TaskPrediction("T1_3D_POST", 0.9),
+        orientation=TaskPrediction("AXIAL", 1.0),
+        attributes={"contrast": TaskPrediction("post", 0.8)},
+    )
+    assert p.predicted_class("sequence") == "T1_3D_POST"
+    assert p.predicted_class("orientation") == "AXIAL"
+    assert p.predicted_class("contrast") == "post"
+    assert p.predicted_class("fat_suppression") is None
+    assert SeriesPrediction(series_uid="2").predicted_class("sequence") is None
+    assert SeriesPrediction.from_dict(p.to_dict()).task("contrast") == p.task("contrast")
+
+
+def test_the_module_and_the_worker_ask_the_prediction():
+    """Neither face keeps its own copy of the head → task lookup."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for path in (root / "SeriesClassifier" / "SeriesClassifier.py",
+                 root / "SeriesClassifier" / "SeriesClassifierLib" / "run" / "worker.py"):
+        text = path.read_text(encoding="utf-8")
+        assert 'if head in ("sequence", "orientation")' not in text, path

@@ -1,0 +1,315 @@
+"""The real scanner development set: forest, CNN and ensemble, per vendor and per class.
+
+    python benchmarks/real_dev.py --data REALDEV --out docs/real_dev [--manifest real_dev.tsv]
+
+REALDEV is the folder ``build_real_dev.py`` writes (``../shared/real-dev``): one folder per
+series and ``labels.csv`` (series_uid, sequence, orientation, vendor, case, source). Nothing
+here is in CI: the data are fetched from public repositories, not shipped.
+
+How each figure is made, so none is measured on data its model saw:
+
+- **forest**: leave-source-out. For each source repository, a forest is fitted with the
+  bundled recipe (``training.forest_training.fit_forest``) on the generated training rows plus
+  the real series of every *other* source (each weighted ``--real-weight``), then predicts the
+  left-out source. Research-only sources (``RESEARCH_ONLY``) are never trained on.
+- **CNN**: the bundled CNN as is; it was trained on generated images only.
+- **ensemble**: nested leave-source-out. For each source, the pooling weights and the review
+  threshold are fitted (``ensemble.fit_params``) on the other sources' forest and CNN outputs,
+  then ``pipeline.decide`` answers for the left-out source with everything the product does
+  (study context, novelty, not-brain, stripped headers).
+- **leave-one-vendor-out on generated data**: forests fitted on the generated rows of all but
+  one vendor, scored on that vendor.
+
+Intervals are 95 % bootstrap percentiles over studies (series of one study move together).
+Writes metrics.json, predictions.csv, confusion_<model>.png, summary.md and
+ensemble_fitted.json (the pooling fitted on every source's outputs, for the bundle) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from SeriesClassifierLib.models.bundle import ModelBundle, default_models_dir, load_bundle
+from SeriesClassifierLib.models.ensemble import EnsembleParams, fit_params
+from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction
+from SeriesClassifierLib.run.pipeline import decide, read_all_series, resolve_refs
+from SeriesClassifierLib.series import Series
+from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
+from SeriesClassifierLib.training.forest_training import fit_forest
+from SeriesClassifierLib.training.site_training import BASE_ROWS, read_base_rows
+
+# OsiriX samples: research and teaching use only; evaluate on them, never train on them.
+RESEARCH_ONLY = ("orthanc-mirrors/orthanc-tests",)
+WEIGHT_GRID = np.exp(np.linspace(np.log(0.1), np.log(3.0), 18))  # bounded: no model may be raised to p^8
+TARGET_ACCURACY = 0.98  # of the series not sent to review
+
+
+def log(msg: str) -> None:
+    print(f"[real_dev {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def read_real(data: Path, cache: Path) -> tuple[list[Series], dict[str, dict[str, str]]]:
+    with open(data / "labels.csv", newline="", encoding="utf-8") as f:
+        labels = {r["series_uid"]: r for r in csv.DictReader(f)}
+    if cache.is_file():
+        series = [Series.from_dict(json.loads(line)) for line in cache.read_text(encoding="utf-8").splitlines()]
+        from SeriesClassifierLib.models.features import add_study_context
+
+        add_study_context(series)
+    else:
+        series = read_all_series(resolve_refs(data))
+        cache.write_text("\n".join(json.dumps(s.to_dict()) for s in series), encoding="utf-8")
+    series = [s for s in series if s.series_uid in labels and not s.skipped]
+    log(f"{len(series)} labelled real series from {data}")
+    return series, labels
+
+
+def add_anatomy(labels: dict[str, dict[str, str]], manifest: Path | None) -> None:
+    if manifest is None or not manifest.is_file():
+        return
+    with open(manifest, newline="", encoding="utf-8") as f:
+        anatomy = {r["series_uid"]: r["anatomy"] for r in csv.DictReader(f, delimiter="\t")}
+    for uid, row in labels.items():
+        row["anatomy"] = anatomy.get(uid, "")
+
+
+def output_from_dict(d: dict) -> ModelOutput:
+    return SeriesPrediction.from_dict({"series_uid": "", "models": {"m": d}}).models["m"]
+
+
+def cnn_outputs(series: list[Series], cache: Path) -> dict[str, ModelOutput]:
+    if cache.is_file():
+        return {k: output_from_dict(v) for k, v in json.loads(cache.read_text(encoding="utf-8")).items()}
+    cnn = load_bundle(load_forest=False).cnn
+    out: dict[str, ModelOutput] = {}
+    for s in series:
+        try:
+            out[s.series_uid] = cnn.predict(s)
+        except Exception as exc:  # noqa: BLE001 - a series without usable pixels has no CNN answer
+            log(f"cnn: no answer for {s.series_uid}: {exc}")
+    from dataclasses import asdict
+
+    cache.write_text(json.dumps({k: asdict(v) for k, v in out.items()}), encoding="utf-8")
+    return out
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def forest_leave_source_out(series, labels, gen_series, gen_labels, args) -> dict[str, ModelOutput]:
+    sources = sorted({labels[s.series_uid]["source"] for s in series})
+    out: dict[str, ModelOutput] = {}
+    for i, source in enumerate(sources, 1):
+        real = [s for s in series if labels[s.series_uid]["source"] not in (source, *RESEARCH_ONLY)]
+        train = gen_series + real
+        weights = [1.0] * len(gen_series) + [args.real_weight] * len(real)
+        forest = fit_forest(train, {**gen_labels, **labels}, n_estimators=args.trees, seed=args.seed,
+                            field_dropout=args.field_dropout, sample_weight=weights)
+        held = [s for s in series if labels[s.series_uid]["source"] == source]
+        for s, o in zip(held, forest.predict_many(held)):
+            out[s.series_uid] = o
+        log(f"forest fold {i}/{len(sources)} {source}: {len(held)} series")
+    return out
+
+
+def outputs_for(uid: str, forest: dict, cnn: dict, use: tuple[str, ...]) -> dict[str, ModelOutput]:
+    return {name: m[uid] for name, m in (("forest", forest), ("cnn", cnn)) if name in use and uid in m}
+
+
+def fit_pooling(uids: list[str], forest: dict, cnn: dict, labels: dict) -> EnsembleParams:
+    base = EnsembleParams.load(default_models_dir())
+    outputs = [outputs_for(u, forest, cnn, ("forest", "cnn")) for u in uids]
+    return fit_params(outputs, [labels[u]["sequence"] for u in uids], base=base, target_accuracy=TARGET_ACCURACY,
+                      grid=WEIGHT_GRID)
+
+
+def ensemble_nested(series, labels, forest, cnn, use=("forest", "cnn")) -> dict[str, SeriesPrediction]:
+    out = {}
+    for source in sorted({labels[s.series_uid]["source"] for s in series}):
+        others = [s.series_uid for s in series if labels[s.series_uid]["source"] != source]
+        bundle = ModelBundle(ensemble=fit_pooling(others, forest, cnn, labels), version=f"fold-{source}")
+        for s in series:
+            if labels[s.series_uid]["source"] == source:
+                out[s.series_uid] = decide(s, outputs_for(s.series_uid, forest, cnn, use), bundle)
+    return out
+
+
+def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, dict]:
+    result = {}
+    for vendor in sorted({gen_labels[s.series_uid].get("vendor", "") for s in gen_series} - {""}):
+        train = [s for s in gen_series if gen_labels[s.series_uid].get("vendor") != vendor]
+        held = [s for s in gen_series if gen_labels[s.series_uid].get("vendor") == vendor]
+        forest = fit_forest(train, gen_labels, n_estimators=args.trees, seed=args.seed,
+                            field_dropout=args.field_dropout)
+        pred = [o.sequence.label for o in forest.predict_many(held)]
+        truth = [gen_labels[s.series_uid]["sequence"] for s in held]
+        conf = [o.sequence.probability for o in forest.predict_many(held)]
+        wrong = [c for p, t, c in zip(pred, truth, conf) if p != t]
+        result[vendor] = {"n": len(held), "accuracy": round(float(np.mean(np.array(pred) == np.array(truth))), 4),
+                          "wrong_at_p_ge_0.9": int(sum(c >= 0.9 for c in wrong))}
+        log(f"leave-one-vendor-out {vendor}: {result[vendor]}")
+    return result
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def study_bootstrap(correct_by_study: dict[str, list[bool]], reps: int = 2000, seed: int = 0) -> list[float]:
+    studies = list(correct_by_study)
+    if not studies:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(reps):
+        pick = rng.integers(0, len(studies), len(studies))
+        values = [v for i in pick for v in correct_by_study[studies[i]]]
+        stats.append(np.mean(values) if values else np.nan)
+    return [round(float(np.nanpercentile(stats, 2.5)), 3), round(float(np.nanpercentile(stats, 97.5)), 3)]
+
+
+def score(rows: list[dict], key: str) -> dict:
+    """Accuracy of column ``key`` overall, per vendor, with a study-clustered interval."""
+    scored = [r for r in rows if r[key]]
+    by_study: dict[str, list[bool]] = defaultdict(list)
+    for r in scored:
+        by_study[r["study"]].append(r[key] == r["truth"])
+    vendors = sorted({r["vendor"] for r in scored})
+    return {
+        "n": len(scored),
+        "correct": sum(r[key] == r["truth"] for r in scored),
+        "accuracy": round(float(np.mean([r[key] == r["truth"] for r in scored])), 4) if scored else None,
+        "interval_95_by_study": study_bootstrap(by_study),
+        "per_vendor": {v: f"{sum(r[key] == r['truth'] for r in scored if r['vendor'] == v)}/"
+                          f"{sum(r['vendor'] == v for r in scored)}" for v in vendors},
+    }
+
+
+def review_figures(rows: list[dict]) -> dict:
+    accepted = [r for r in rows if not r["review"]]
+    by_study: dict[str, list[bool]] = defaultdict(list)
+    for r in accepted:
+        by_study[r["study"]].append(r["ensemble"] == r["truth"])
+    wrong = [r for r in rows if r["ensemble"] != r["truth"]]
+    return {
+        "sent_to_review": f"{sum(r['review'] for r in rows)}/{len(rows)}",
+        "review_fraction": round(sum(r["review"] for r in rows) / len(rows), 4),
+        "accepted_correct": f"{sum(r['ensemble'] == r['truth'] for r in accepted)}/{len(accepted)}",
+        "accepted_accuracy": round(float(np.mean([r["ensemble"] == r["truth"] for r in accepted])), 4)
+        if accepted else None,
+        "accepted_interval_95_by_study": study_bootstrap(by_study),
+        "wrong_caught": f"{sum(r['review'] for r in wrong)}/{len(wrong)}",
+    }
+
+
+def make_rows(series, labels, forest, cnn, ensemble) -> list[dict]:
+    rows = []
+    for s in series:
+        lab, p = labels[s.series_uid], ensemble[s.series_uid]
+        f, c = forest.get(s.series_uid), cnn.get(s.series_uid)
+        rows.append({
+            "case": lab["case"], "source": lab["source"], "vendor": lab["vendor"], "study": s.study_uid,
+            "anatomy": lab.get("anatomy", ""), "truth": lab["sequence"],
+            "forest": f.sequence.label if f and f.sequence else "",
+            "forest_p": round(f.sequence.probability, 3) if f and f.sequence else "",
+            "cnn": c.sequence.label if c and c.sequence else "",
+            "cnn_p": round(c.sequence.probability, 3) if c and c.sequence else "",
+            "ensemble": p.sequence.label if p.sequence else "",
+            "ensemble_p": round(p.sequence.probability, 3) if p.sequence else "",
+            "review": p.needs_review,
+            "orientation_truth": lab["orientation"],
+            "orientation": p.orientation.label if p.orientation else "",
+            "reasons": " | ".join(p.reasons),
+        })
+    return rows
+
+
+def confusion(rows: list[dict], key: str, path: Path, title: str) -> None:
+    scored = [r for r in rows if r[key]]
+    report = task_metrics([r["truth"] for r in scored], [r[key] for r in scored])
+    plot_confusion(report, path, title)
+
+
+def per_class(rows: list[dict]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for cls in sorted({r["truth"] for r in rows}):
+        sub = [r for r in rows if r["truth"] == cls]
+        out[cls] = {k: f"{sum(r[k] == cls for r in sub if r[k])}/{sum(1 for r in sub if r[k])}"
+                    for k in ("forest", "cnn", "ensemble")}
+        out[cls]["review"] = f"{sum(r['review'] for r in sub)}/{len(sub)}"
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--manifest", type=Path, help="real_dev.tsv, for the anatomy column (brain-only figures)")
+    ap.add_argument("--gen-rows", type=Path, default=default_models_dir() / BASE_ROWS,
+                    help="generated training header rows (default: the bundle's)")
+    ap.add_argument("--real-weight", type=float, default=10.0)
+    ap.add_argument("--field-dropout", type=float, default=0.3)
+    ap.add_argument("--trees", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-lovo", action="store_true", help="skip leave-one-vendor-out on generated rows")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    series, labels = read_real(args.data, args.out / "real_headers.jsonl")
+    add_anatomy(labels, args.manifest)
+    gen_series, gen_labels = read_base_rows(args.gen_rows)
+    log(f"{len(gen_series)} generated training rows from {args.gen_rows}")
+    cnn = cnn_outputs(series, args.out / "cnn_outputs.json")
+    forest = forest_leave_source_out(series, labels, gen_series, gen_labels, args)
+    ensemble = ensemble_nested(series, labels, forest, cnn)
+    forest_alone = ensemble_nested(series, labels, forest, cnn, use=("forest",))
+    rows = make_rows(series, labels, forest, cnn, ensemble)
+    for r, s in zip(rows, series):
+        r["forest_alone_review"] = forest_alone[s.series_uid].needs_review
+
+    brain = [r for r in rows if r["anatomy"].startswith("brain")]
+    metrics = {
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "n_series": len(rows), "n_studies": len({r["study"] for r in rows}),
+        "forest_leave_source_out": score(rows, "forest"),
+        "cnn": score(rows, "cnn"),
+        "ensemble": score(rows, "ensemble"),
+        "review": review_figures(rows),
+        "orientation": f"{sum(r['orientation'] == r['orientation_truth'] for r in rows)}/{len(rows)}",
+        "brain_only": {k: score(brain, k) for k in ("forest", "cnn", "ensemble")} | {"review": review_figures(brain)}
+        if brain else None,
+        "per_class": per_class(rows),
+        "ensemble_fitted_on_all": fit_pooling([s.series_uid for s in series], forest, cnn, labels).to_dict(),
+    }
+    if not args.no_lovo:
+        metrics["generated_leave_one_vendor_out"] = leave_one_vendor_out(gen_series, gen_labels, args)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    (args.out / "ensemble_fitted.json").write_text(json.dumps(metrics["ensemble_fitted_on_all"], indent=1),
+                                                   encoding="utf-8")
+    with open(args.out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    for key, title in (("forest", "forest, leave-source-out"), ("cnn", "CNN (generated training only)"),
+                       ("ensemble", "ensemble, nested leave-source-out")):
+        confusion(rows, key, args.out / f"confusion_{key}.png", f"real development set: {title}")
+    print(json.dumps({k: metrics[k] for k in ("forest_leave_source_out", "cnn", "ensemble", "review",
+                                              "orientation")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
