@@ -19,8 +19,8 @@ import numpy as np
 
 
 def load(path: Path, cache: Path):
+    from SeriesClassifierLib.training.corpus import read_all
     from SeriesClassifierLib.training.evaluate import read_labels
-    from SeriesClassifierLib.training.forest_training import read_all
 
     labels = read_labels(path / "labels.csv")
     series = [s for s in read_all(path, cache) if not s.skipped and s.series_uid in labels]

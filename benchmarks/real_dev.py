@@ -152,9 +152,10 @@ def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, dict]:
         held = [s for s in gen_series if gen_labels[s.series_uid].get("vendor") == vendor]
         forest = fit_forest(train, gen_labels, n_estimators=args.trees, seed=args.seed,
                             field_dropout=args.field_dropout)
-        pred = [o.sequence.label for o in forest.predict_many(held)]
+        outputs = forest.predict_many(held)
+        pred = [o.sequence.label for o in outputs]
         truth = [gen_labels[s.series_uid]["sequence"] for s in held]
-        conf = [o.sequence.probability for o in forest.predict_many(held)]
+        conf = [o.sequence.probability for o in outputs]
         wrong = [c for p, t, c in zip(pred, truth, conf) if p != t]
         result[vendor] = {"n": len(held), "accuracy": round(float(np.mean(np.array(pred) == np.array(truth))), 4),
                           "wrong_at_p_ge_0.9": int(sum(c >= 0.9 for c in wrong))}
@@ -250,6 +251,36 @@ def per_class(rows: list[dict]) -> dict[str, dict[str, str]]:
     return out
 
 
+def summary_markdown(metrics: dict) -> str:
+    """The tables docs/REAL_DATA.md quotes."""
+    f, c, e, r = (metrics[k] for k in ("forest_leave_source_out", "cnn", "ensemble", "review"))
+    vendors = sorted(e["per_vendor"])
+    lines = ["| model | all | 95 % (by study) | " + " | ".join(vendors) + " |",
+             "|---|---|---|" + "---|" * len(vendors)]
+    for name, m in (("forest, leave-source-out", f), ("CNN (pixels only)", c), ("ensemble, nested LSO", e)):
+        lines.append(f"| {name} | {m['correct']}/{m['n']} ({m['accuracy']:.1%}) | {m['interval_95_by_study'][0]:.2f}–"
+                     f"{m['interval_95_by_study'][1]:.2f} | " + " | ".join(m["per_vendor"].get(v, "–") for v in vendors)
+                     + " |")
+    lines += ["", f"Sent to review: {r['sent_to_review']} ({r['review_fraction']:.0%}); right among the rest: "
+              f"{r['accepted_correct']} (95 % by study {r['accepted_interval_95_by_study'][0]:.2f}–"
+              f"{r['accepted_interval_95_by_study'][1]:.2f}); wrong answers sent to review: {r['wrong_caught']}. "
+              f"Orientation: {metrics['orientation']}.", "",
+              "| class | forest | CNN | ensemble | sent to review |", "|---|---|---|---|---|"]
+    for cls, m in metrics["per_class"].items():
+        lines.append(f"| {cls} | {m['forest']} | {m['cnn']} | {m['ensemble']} | {m['review']} |")
+    if metrics.get("brain_only"):
+        b = metrics["brain_only"]
+        lines += ["", "Brain and head series only: " + ", ".join(
+            f"{k} {b[k]['correct']}/{b[k]['n']}" for k in ("forest", "cnn", "ensemble"))
+            + f"; review {b['review']['sent_to_review']}, right among the rest {b['review']['accepted_correct']}."]
+    if metrics.get("generated_leave_one_vendor_out"):
+        lines += ["", "| generated, vendor left out | series | forest accuracy | wrong at p ≥ 0.9 |",
+                  "|---|---|---|---|"]
+        for vendor, m in metrics["generated_leave_one_vendor_out"].items():
+            lines.append(f"| {vendor} | {m['n']} | {m['accuracy']:.3f} | {m['wrong_at_p_ge_0.9']} |")
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -297,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_lovo:
         metrics["generated_leave_one_vendor_out"] = leave_one_vendor_out(gen_series, gen_labels, args)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    (args.out / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
     (args.out / "ensemble_fitted.json").write_text(json.dumps(metrics["ensemble_fitted_on_all"], indent=1),
                                                    encoding="utf-8")
     with open(args.out / "predictions.csv", "w", newline="", encoding="utf-8") as f:

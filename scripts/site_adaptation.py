@@ -24,8 +24,8 @@ from SeriesClassifierLib.commands.cli import main as cli
 from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.models.bundle import load_bundle
 from SeriesClassifierLib.models.ensemble import combine
+from SeriesClassifierLib.training.corpus import read_all
 from SeriesClassifierLib.training.evaluate import read_labels
-from SeriesClassifierLib.training.forest_training import read_all
 from SeriesClassifierLib.training.site_training import split_by_study
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..series import Series
-from .forest_training import log
+from .corpus import log
 
 BASE_ROWS = "forest_train.jsonl.gz"
 

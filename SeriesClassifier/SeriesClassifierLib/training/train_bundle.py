@@ -19,19 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrainingError
-from .forest_training import (
-    calibration_summary,
-    class_counts,
-    compact_report,
-    evaluate_forest,
-    fit_forest,
-    log,
-    read_all,
-    review_threshold_from_oob,
-    split_by_profile,
-    training_targets,
-    write_labels_csv,
-)
+from .corpus import log, read_all, split_by_profile, write_labels_csv
+from .forest_training import fit_forest, training_targets
 from .header_augment import FIELD_DROPOUT
 from .site_training import (
     BASE_ROWS,
@@ -85,6 +74,70 @@ def read_training_labels(path: Path) -> dict[str, dict[str, str]]:
         log(f"{len(labels)} verified labels from the store {path}: {sources.get('corrected', 0)} corrected, "
             f"{sources.get('accepted', 0)} accepted (unreviewed predictions are not training labels)")
     return labels
+
+
+# ----------------------------------------------------------------------------- the forest's figures
+
+
+def review_threshold_from_oob(forest) -> float:
+    """The ensemble's review threshold from the forest's calibrated out-of-bag sequence predictions."""
+    from ..models.calibration import review_threshold
+
+    oob = forest.oob.get("sequence")
+    if not oob:
+        return 0.7
+    p = forest.scalers["sequence"].transform(oob["probabilities"])
+    return review_threshold(p.max(axis=1), p.argmax(axis=1) == oob["y"], target_accuracy=0.99)
+
+
+def evaluate_forest(forest, series: list, labels: dict, params) -> dict:
+    from ..models.bundle import ModelBundle
+    from ..run.pipeline import predict_all
+    from .evaluate import evaluate_predictions
+
+    bundle = ModelBundle(forest=forest, ensemble=params, version="candidate")
+    predictions = [p for _, p in predict_all(series, bundle, use_cnn=False)]
+    return evaluate_predictions(predictions, labels)
+
+
+def calibration_summary(forest) -> dict:
+    """ECE of the out-of-bag sequence probabilities before and after temperature scaling."""
+    from ..models.calibration import expected_calibration_error
+
+    oob = forest.oob.get("sequence")
+    if not oob:
+        return {}
+    raw = oob["probabilities"]
+    cal = forest.scalers["sequence"].transform(raw)
+    return {
+        "temperature": round(forest.scalers["sequence"].temperature, 4),
+        "oob_ece_raw": round(expected_calibration_error(raw, oob["y"]), 4),
+        "oob_ece_calibrated": round(expected_calibration_error(cal, oob["y"]), 4),
+    }
+
+
+def class_counts(values: list) -> dict[str, int]:
+    from ..models.forest import normalise_label
+
+    counts: dict[str, int] = {}
+    for v in values:
+        label = normalise_label("sequence", v)
+        if label:
+            counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def compact_report(report: dict | None) -> dict | None:
+    """Held-out metrics without the bulky confusion matrices, for forest.json."""
+    if report is None:
+        return None
+    tasks = {
+        task: {k: v for k, v in r.items() if k not in {"confusion", "classes"}} for task, r in report["tasks"].items()
+    }
+    return {**{k: v for k, v in report.items() if k != "tasks"}, "tasks": tasks}
+
+
+# ----------------------------------------------------------------------------- the run
 
 
 def _forest_settings(options: TrainOptions) -> tuple[str, int, bool]:
