@@ -1,5 +1,7 @@
 """Study context (contrast) and novelty (what the models cannot know) with their reasons."""
 
+from __future__ import annotations
+
 from SeriesClassifierLib.models.context import apply_contrast_context, contrast_evidence
 from SeriesClassifierLib.models.features import add_study_context
 from SeriesClassifierLib.models.novelty import class_ranges, not_brain_reason, out_of_range, unseen_terms

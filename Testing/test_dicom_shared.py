@@ -1,5 +1,7 @@
 """One reading of b-values and mosaic counts for both models (dicom/tags.py)."""
 
+from __future__ import annotations
+
 import numpy as np
 import pytest
 from dicom_factory import recipe_headers, write_classic_series
@@ -67,6 +69,7 @@ def test_slice_spacing_ignores_order_and_repeats():
     assert slice_spacing([(0, 0, 1.0), (0, 0, 1.0)], (0, 0, 1)) is None
 
 
+@pytest.mark.torch  # Grad-CAM imports torch
 def test_gradcam_files_and_slicer_overlays_share_one_voxel_to_lps_matrix():
     """Header cosines are often not exactly unit length: both writers normalise them the same way."""
     from SeriesClassifierLib.dicom.geometry import ijk_to_lps

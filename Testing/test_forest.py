@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import numpy as np
 import pytest
 from dicom_factory import RECIPES, read_toy_corpus, recipe_headers, write_classic_series, write_toy_corpus
@@ -156,6 +158,7 @@ def test_the_bundled_forest_is_small_trusted_and_documented():
     assert "seriesclassifier train" in card and "Held-out" in card and "McGill" in card
 
 
+@pytest.mark.torch  # the CNN training module imports torch
 def test_cnn_and_forest_calibration_errors_use_one_binning():
     """The CNN's training metrics and the forest's report the same ECE for the same predictions."""
     from SeriesClassifierLib.training.cnn_train import expected_calibration_error as cnn_ece

@@ -1,5 +1,7 @@
 """Header dropout for training: copies lose fields, the caller's series never do."""
 
+from __future__ import annotations
+
 from SeriesClassifierLib.series import Series
 from SeriesClassifierLib.training.header_augment import TOKEN_FIELDS, VENDOR_NAME_FIELDS, drop_header_fields
 

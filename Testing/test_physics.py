@@ -1,5 +1,7 @@
 """Vendor-neutral physics features: what a header says, whatever the vendor's words."""
 
+from __future__ import annotations
+
 import math
 
 from SeriesClassifierLib.models.physics import b_values, physics_features, weighting

@@ -1,5 +1,7 @@
 """SeriesPrediction: one answer to 'what did this head predict' for the worker and the Slicer module."""
 
+from __future__ import annotations
+
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
 
 

@@ -1,5 +1,7 @@
 """The package's public API (``__all__``) and its one errors module."""
 
+from __future__ import annotations
+
 import subprocess
 import sys
 

@@ -1,6 +1,8 @@
 """The bundled forest on the real files pydicom and pydicom-data ship: nothing crashes, every
 series gets a prediction or a clear reason why not. Run with -s to see the table."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import pydicom.data

@@ -210,6 +210,15 @@ def test_module_file_compiles_for_slicers_python():
         assert any(isinstance(n, ast.ClassDef) and n.name == cls for n in tree.body), cls
 
 
+@pytest.mark.parametrize("path", sorted(ROOT.joinpath("Testing").glob("*.py")), ids=lambda p: p.name)
+def test_test_modules_run_on_slicers_python(path):
+    """The engine's tests also run under Python 3.9 (.ci/run): annotations such as ``list[str] | None`` in a
+    signature are evaluated at import there unless annotations are postponed."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 9))
+    assert any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations"
+               for a in n.names) for n in tree.body), f"{path.name}: add 'from __future__ import annotations'"
+
+
 @pytest.mark.parametrize("path", sorted((MODULE_DIR / ENGINE).rglob("*.py")), ids=lambda p: p.name)
 def test_engine_parses_for_slicers_python(path):
     """Slicer 5.6 ships Python 3.9; the engine runs inside it (worker and in-process)."""
