@@ -329,3 +329,16 @@ def test_predict_all_is_the_loop_classify_runs(bundle_dir, tmp_path):
     assert [p.to_dict() for _, p in pairs] == via_classify
     assert [s.series_uid for s, _ in pairs] == [p["series_uid"] for p in via_classify]
     assert seen == [(1, 2), (2, 2)]
+
+
+def test_the_review_reason_names_the_answer_after_the_study_context(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.9), version="t")
+    t1 = _read_one(tmp_path / "t1", "T1_3D_PRE", ContrastBolusAgent="Magnevist")
+    unsure = ModelOutput(model="forest",
+                         sequence=TaskPrediction.from_probabilities({"T1_3D_PRE": 0.6, "T1_3D_POST": 0.4}))
+    p = decide(t1, {"forest": unsure}, bundle)
+    assert p.sequence.label == "T1_3D_POST" and p.needs_review
+    assert any(r.startswith("low confidence T1_3D_POST 0.60") for r in p.reasons)
+    assert not any("low confidence T1_3D_PRE" in r for r in p.reasons)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -107,8 +107,17 @@ def _weight(params: EnsembleParams, name: str) -> float:
     return float(params.weights.get(name, 1.0))
 
 
-def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = None) -> Combined:
-    """The ensemble answer from any subset of models (``{name: ModelOutput}``)."""
+# adjust(pooled sequence) → (sequence, note or None): evidence beyond the models, applied before the review rules
+Adjust = Callable[[TaskPrediction], "tuple[TaskPrediction, str | None]"]
+
+
+def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = None,
+            adjust: Adjust | None = None) -> Combined:
+    """The ensemble answer from any subset of models (``{name: ModelOutput}``).
+
+    ``adjust`` may change the pooled sequence (study context: pre → post contrast) before the review rules
+    look at it, so the reasons name the answer the user sees.
+    """
     params = params or EnsembleParams()
     reasons: list[str] = []
     review: list[str] = []
@@ -116,6 +125,10 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
 
     seq_votes = [(_weight(params, n), o.sequence) for n, o in answered.items() if o.sequence is not None]
     sequence = _pool(seq_votes, params.method)
+    if sequence is not None and adjust is not None:
+        sequence, note = adjust(sequence)
+        if note:
+            reasons.append(note)
 
     exact = answered.get(params.exact_orientation_model)
     if exact is not None and exact.orientation is not None:

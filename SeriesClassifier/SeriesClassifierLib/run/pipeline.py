@@ -123,11 +123,8 @@ def decide(
         else:
             review.append("header has no MR acquisition parameters (TR/TE): the forest's answer rests on "
                           "ImageType and names only")
-    combined = combine(voters, bundle.ensemble)
+    combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_contrast_context(pooled, series))
     sequence = combined.sequence
-    context_note = None
-    if sequence is not None:
-        sequence, context_note = apply_contrast_context(sequence, series)
     review += [f"{name}: {note}" for name, o in voters.items() for note in o.novelty]
     not_brain = not_brain_reason(series)
     if not_brain:
@@ -136,7 +133,7 @@ def decide(
     prediction.orientation = combined.orientation
     prediction.attributes = combined.attributes
     prediction.needs_review = combined.needs_review or bool(review)
-    prediction.reasons = combined.reasons + review + ([context_note] if context_note else []) + series.warnings
+    prediction.reasons = combined.reasons + review + series.warnings
     prediction.models = outputs
     cnn_out = outputs.get("cnn")
     prediction.slice_profile = getattr(cnn_out, "slice_profile", None)
