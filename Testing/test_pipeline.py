@@ -10,11 +10,12 @@ from dicom_factory import SAGITTAL, read_toy_corpus, recipe_headers, write_class
 from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.dicom.headers import read_series
 from SeriesClassifierLib.dicom.sources import iter_series_refs
-from SeriesClassifierLib.models.bundle import ModelBundle, load_bundle, write_model_card
+from SeriesClassifierLib.models.bundle import ModelBundle, load_bundle
 from SeriesClassifierLib.models.ensemble import EnsembleParams, combine
 from SeriesClassifierLib.models.forest import ForestModel
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
 from SeriesClassifierLib.run.pipeline import classify
+from SeriesClassifierLib.training.model_card import write_model_card
 
 
 @pytest.fixture(scope="module")

@@ -202,8 +202,8 @@ def _cnn(options: TrainOptions, out: Path, train: list, labels: dict) -> str | N
 def train_bundle(options: TrainOptions) -> Path:
     """Train and write a models bundle into ``options.out``; TrainingError when the data cannot be used."""
     from .. import __version__
-    from ..models.bundle import write_model_card
     from ..models.ensemble import EnsembleParams
+    from .model_card import write_model_card
 
     data, out, base = Path(options.data), Path(options.out), Path(options.base) if options.base else None
     labels = read_training_labels(options.labels_path)
@@ -236,6 +236,7 @@ def train_bundle(options: TrainOptions) -> Path:
         "data": str(data),
         "labels": str(options.labels_path),
         "n_series": len(train),
+        "n_base_rows": len(fit_series) - len(train),
         "profiles": sorted({labels[s.series_uid].get("profile", "") for s in train} - {""}),
         "heldout_profiles": sorted({held_labels[s.series_uid].get("profile", "") for s in held} - {""}),
         "heldout_data": str(options.eval_data or data),
