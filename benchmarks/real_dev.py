@@ -13,10 +13,10 @@ How each figure is made, so none is measured on data its model saw:
   the real series of every *other* source (each weighted ``--real-weight``), then predicts the
   left-out source. Research-only sources (``RESEARCH_ONLY``) are never trained on.
 - **CNN**: the bundled CNN as is; it was trained on generated images only.
-- **ensemble**: nested leave-source-out. For each source, the pooling weights and the review
-  threshold are fitted (``ensemble.fit_params``) on the other sources' forest and CNN outputs,
-  then ``pipeline.decide`` answers for the left-out source with everything the product does
-  (study context, novelty, not-brain, stripped headers).
+- **ensemble**: nested leave-source-out. For each source, the pooling weights (``ensemble.fit_params``)
+  and then the review threshold with every review rule in place (``training.review_fit``) are fitted
+  on the other sources' forest and CNN outputs, then ``pipeline.decide`` answers for the left-out
+  source with everything the product does (study context, novelty, not-brain, stripped headers).
 - **leave-one-vendor-out on generated data**: forests fitted on the generated rows of all but
   one vendor, scored on that vendor.
 - **generated held-out profiles** (``--gen-heldout``): the bundle's recipe (generated rows plus
@@ -46,6 +46,7 @@ from SeriesClassifierLib.run.pipeline import decide, read_all_series, resolve_re
 from SeriesClassifierLib.series import Series
 from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
 from SeriesClassifierLib.training.forest_training import fit_forest
+from SeriesClassifierLib.training.review_fit import fit_review_threshold
 from SeriesClassifierLib.training.site_training import BASE_ROWS, read_base_rows
 
 # OsiriX samples: research and teaching use only; evaluate on them, never train on them.
@@ -129,17 +130,21 @@ def outputs_for(uid: str, forest: dict, cnn: dict, use: tuple[str, ...]) -> dict
     return {name: m[uid] for name, m in (("forest", forest), ("cnn", cnn)) if name in use and uid in m}
 
 
-def fit_pooling(uids: list[str], forest: dict, cnn: dict, labels: dict) -> EnsembleParams:
+def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict) -> EnsembleParams:
+    """Pooling weights (NLL), then the review threshold with every review rule in place (training.review_fit)."""
     base = EnsembleParams.load(default_models_dir())
+    uids = [s.series_uid for s in fit_series]
     outputs = [outputs_for(u, forest, cnn, ("forest", "cnn")) for u in uids]
-    return fit_params(outputs, [labels[u]["sequence"] for u in uids], base=base, target_accuracy=TARGET_ACCURACY,
-                      grid=WEIGHT_GRID)
+    truth = [labels[u]["sequence"] for u in uids]
+    params = fit_params(outputs, truth, base=base, target_accuracy=TARGET_ACCURACY, grid=WEIGHT_GRID)
+    params.review_threshold = fit_review_threshold(fit_series, outputs, truth, params, TARGET_ACCURACY)
+    return params
 
 
 def ensemble_nested(series, labels, forest, cnn, use=("forest", "cnn")) -> dict[str, SeriesPrediction]:
     out = {}
     for source in sorted({labels[s.series_uid]["source"] for s in series}):
-        others = [s.series_uid for s in series if labels[s.series_uid]["source"] != source]
+        others = [s for s in series if labels[s.series_uid]["source"] != source]
         bundle = ModelBundle(ensemble=fit_pooling(others, forest, cnn, labels), version=f"fold-{source}")
         for s in series:
             if labels[s.series_uid]["source"] == source:
@@ -351,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "brain_only": {k: score(brain, k) for k in ("forest", "cnn", "ensemble")} | {"review": review_figures(brain)}
         if brain else None,
         "per_class": per_class(rows),
-        "ensemble_fitted_on_all": fit_pooling([s.series_uid for s in series], forest, cnn, labels).to_dict(),
+        "ensemble_fitted_on_all": fit_pooling(series, forest, cnn, labels).to_dict(),
     }
     if not args.no_lovo:
         metrics["generated_leave_one_vendor_out"] = leave_one_vendor_out(gen_series, gen_labels, args)
