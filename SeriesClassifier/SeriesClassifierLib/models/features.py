@@ -25,6 +25,7 @@ import numpy as np
 from ..dicom.orientation import angle_to_axes, summarize
 from ..series import Series
 from ..vocabulary import load_vocabulary
+from .physics import number as _num
 from .physics import physics_features
 
 # Header fields whose values are token lists, with the prefix their tokens carry.
@@ -103,14 +104,6 @@ def header_tokens(header: dict[str, Any], with_description: bool = False) -> lis
         for key in DESCRIPTION_FIELDS:
             out.update(f"desc:{t}" for t in description_tokens(str(header.get(key) or "")))
     return sorted(out)
-
-
-def _num(value: Any) -> float:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return f if math.isfinite(f) else math.nan
 
 
 def _manufacturer(text: str) -> str:
