@@ -1,9 +1,9 @@
-"""The thinned CNN training corpus (training/cnn_corpus.py): fewer planes, same slice physics."""
+"""The thinned CNN training corpus (synth/cnn_corpus.py): fewer planes, same slice physics."""
 
 from __future__ import annotations
 
+from SeriesClassifierLib.synth.cnn_corpus import thin_spec
 from SeriesClassifierLib.synth.spec import SeriesSpec
-from SeriesClassifierLib.training.cnn_corpus import thin_spec
 
 
 def test_thin_spec_keeps_thickness_and_covers_the_central_stack():

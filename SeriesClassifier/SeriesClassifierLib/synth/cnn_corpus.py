@@ -1,13 +1,13 @@
 """A CNN training corpus: whole generated studies, with only the slices the CNN can sample rendered.
 
-    python -m SeriesClassifierLib.training.cnn_corpus OUT --studies N --seed S [--profile NAME ...] [--slices 10]
+    python -m SeriesClassifierLib.synth.cnn_corpus OUT --studies N --seed S [--profile NAME ...] [--slices 10]
 
 The CNN reads K (8) slices from the central 70 % of a series (``dicom.slices.sample_indices``).
 Rendering all 176 partitions of a 3-D T1 to keep 8 of them is most of the generator's time, so
 each spec is thinned before rendering: ``--slices`` planes (default 10) spread over the central
 75 % of the planned stack, same slice thickness (partial volume unchanged), same matrix, pixel
 size, timing, b-values and time points. Headers are written from the planned spec, so the files
-are an ordinary corpus for ``cnn_train`` (labels.csv, one folder per series); they are not a
+are an ordinary corpus for ``training.cnn_train`` (labels.csv, one folder per series); they are not a
 header-model corpus (the slice count no longer matches the plan).
 """
 
@@ -17,7 +17,7 @@ import argparse
 import dataclasses
 import time
 
-from ..synth.spec import SeriesSpec
+from .spec import SeriesSpec
 
 
 def thin_spec(spec: SeriesSpec, n: int = 10, span: float = 0.75) -> SeriesSpec:
@@ -31,7 +31,7 @@ def thin_spec(spec: SeriesSpec, n: int = 10, span: float = 0.75) -> SeriesSpec:
 
 
 def thin_renderer(n: int = 10):
-    from ..synth.render import render_series
+    from .render import render_series
 
     def render(spec, phantom, rng):
         return render_series(thin_spec(spec, n), phantom, rng)
@@ -40,15 +40,14 @@ def thin_renderer(n: int = 10):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..commands.synth import _expand
-    from ..synth.generate import generate_studies
+    from .generate import generate_studies
 
-    p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.training.cnn_corpus",
+    p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.synth.cnn_corpus",
                                 description=__doc__.splitlines()[0])
     p.add_argument("out")
     p.add_argument("--studies", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--profile", nargs="+", default=None, help="site profiles (default: the training profiles)")
+    p.add_argument("--profile", nargs="+", default=None, help="profiles or groups (default: training)")
     p.add_argument("--slices", type=int, default=10, help="planes rendered per stack (default 10)")
     p.add_argument("--first-study", type=int, default=0)
     args = p.parse_args(argv)
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"study {done}/{total}: {len(rows)} series ({rows[0].profile if rows else '-'}), "
               f"{time.perf_counter() - start:.0f} s", flush=True)
 
-    rows = generate_studies(args.out, args.studies, args.seed, _expand(args.profile), render=thin_renderer(args.slices),
+    rows = generate_studies(args.out, args.studies, args.seed, args.profile, render=thin_renderer(args.slices),
                             progress=progress, start=args.first_study)
     print(f"labels.csv of {args.out} now lists {len(rows)} series")
     return 0
