@@ -119,6 +119,20 @@ def test_augmentation_keeps_shape_range_and_only_flips_where_allowed():
     assert 0.2 < float(flipped) < 0.8  # about half flipped
 
 
+def test_augmentation_fills_and_adds_padding_bars():
+    """Bars must not tell the class: some images lose theirs (noise floor), some get new ones."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.zeros(256, 1, 32, 32)
+    x[:, :, 8:24, :] = 0.6  # rectangular-FOV padding bars at the top and bottom
+    y = augment(x.clone(), torch.zeros(256, dtype=torch.bool), gen)
+    filled = float((y[:, :, :2, 12:20].mean(dim=(1, 2, 3)) > 0.004).float().mean())
+    assert 0.3 < filled < 0.9
+    square = torch.full((256, 1, 32, 32), 0.6)
+    y2 = augment(square, torch.zeros(256, dtype=torch.bool), gen)
+    barred = float((y2[:, :, :, 12:20].amax(dim=(1, 3))[:, :1] < 0.05).float().mean())
+    assert 0.05 < barred < 0.6
+
+
 def test_toy_training_learns_and_writes_model_card_fields(toy):
     result = toy["result"]
     assert result["val_profile"] in {"pA", "pB", "pC"}

@@ -23,6 +23,17 @@ def phantom():
     return make_phantom(np.random.default_rng(7))
 
 
+@pytest.fixture
+def no_site_effects(monkeypatch):
+    """Physics checks measure tissue means: no padding bars, background suppression, smoothing, FOV shift or motion,
+    and a good SNR (the random noise floor is a nuisance here)."""
+    from SeriesClassifierLib.synth import render
+
+    for name in ("BAR_RATE", "BACKGROUND_RATE", "SMOOTH_RATE", "OFFCENTRE_RATE", "MOTION_RATE"):
+        monkeypatch.setattr(render, name, 0.0)
+    monkeypatch.setattr(render, "SNR_RANGE", (30.0, 60.0))
+
+
 def n_volumes(rs: RenderedSeries, spec: SeriesSpec) -> int:
     return len(rs.positions) // spec.n_slices if spec.orientation != "MIXED" else 1
 
@@ -81,7 +92,7 @@ def means(code: str, phantom, tissues=("CSF", "WM", "GM"), threshold=0.85, seed=
     return out
 
 
-def test_t2_csf_bright_t1_csf_dark(phantom):
+def test_t2_csf_bright_t1_csf_dark(phantom, no_site_effects):
     t2 = means("T2_2D", phantom, repetition_time=4500, echo_time=95)
     assert t2["CSF"] > 1.5 * t2["WM"]
     assert t2["GM"] > t2["WM"]
@@ -98,14 +109,14 @@ def test_t2_csf_bright_t1_csf_dark(phantom):
     assert ciss["CSF"] > 2 * ciss["WM"]
 
 
-def test_flair_nulls_csf_and_shows_lesions(phantom):
+def test_flair_nulls_csf_and_shows_lesions(phantom, no_site_effects):
     flair = means("FLAIR_2D", phantom, repetition_time=9000, inversion_time=2500, echo_time=100)
     assert flair["CSF"] < 0.35 * flair["WM"]
     flair3d = means("FLAIR_3D", phantom, acquisition="3D", repetition_time=5000, echo_time=380)
     assert flair3d["CSF"] < 0.35 * flair3d["WM"]
 
 
-def test_flair_lesions_bright():
+def test_flair_lesions_bright(no_site_effects):
     # a phantom with MS plaques: seeds vary, so search a few
     for seed in range(30):
         ph = make_phantom(np.random.default_rng(seed))
@@ -122,7 +133,7 @@ def test_flair_lesions_bright():
     assert rs.frames[lesion].mean() > 1.15 * rs.frames[wm].mean()
 
 
-def test_contrast_enhances_vessels(phantom):
+def test_contrast_enhances_vessels(phantom, no_site_effects):
     kw = dict(acquisition="3D", inversion_time=900, repetition_time=2000, flip_angle=9, slice_thickness=2.0,
               slice_spacing=2.0, n_slices=40, pixel_spacing=(2.0, 2.0), rows=112, columns=112)
     tissues = ("WM", "VEIN", "DURA")
@@ -132,7 +143,7 @@ def test_contrast_enhances_vessels(phantom):
     assert post["DURA"] / post["WM"] > pre["DURA"] / pre["WM"]
 
 
-def test_diffusion_contrast(phantom):
+def test_diffusion_contrast(phantom, no_site_effects):
     kw = dict(rows=96, columns=96, pixel_spacing=(2.4, 2.4), fat_suppressed=True)
     adc = means("ADC", phantom, b_values=(0.0, 1000.0), **kw)
     assert adc["CSF"] > 2000 and 450 < adc["WM"] < 1100 and adc["CSF"] > 2.5 * adc["WM"]
@@ -144,20 +155,20 @@ def test_diffusion_contrast(phantom):
     assert max(fa.values()) <= 1000
 
 
-def test_tof_arteries_brightest(phantom):
+def test_tof_arteries_brightest(phantom, no_site_effects):
     tof = means("TOF_MRA", phantom, ("ARTERY", "WM", "GM"), threshold=0.6, acquisition="3D", slice_thickness=1.0,
                 slice_spacing=1.0, n_slices=60, rows=128, columns=128, pixel_spacing=(1.0, 1.0))
     assert tof["ARTERY"] > 2.0 * max(tof["WM"], tof["GM"])
 
 
-def test_swi_veins_dark(phantom):
+def test_swi_veins_dark(phantom, no_site_effects):
     kw = dict(acquisition="3D", slice_thickness=2.0, slice_spacing=2.0, n_slices=40, rows=128, columns=128,
               pixel_spacing=(1.5, 1.5))
     swi = means("SWI", phantom, ("VEIN", "WM"), threshold=0.6, **kw)
     assert swi["VEIN"] < 0.7 * swi["WM"]
 
 
-def test_dsc_bolus_darkens_grey_matter(phantom):
+def test_dsc_bolus_darkens_grey_matter(phantom, no_site_effects):
     spec = small("PERFUSION_DSC", repetition_time=1500, echo_time=30)
     rs = render_series(spec, phantom, np.random.default_rng(4))
     n = spec.n_slices
@@ -167,7 +178,7 @@ def test_dsc_bolus_darkens_grey_matter(phantom):
     assert curve[-1] > curve.min()  # recovers after the first pass
 
 
-def test_fat_suppression_darkens_fat(phantom):
+def test_fat_suppression_darkens_fat(phantom, no_site_effects):
     tissues = ("FAT", "WM")
     plain = means("T1_2D_POST", phantom, tissues, threshold=0.6, contrast=True, repetition_time=550, echo_time=12)
     fs = means("T1_2D_POST", phantom, tissues, threshold=0.6, contrast=True, repetition_time=550, echo_time=12,
@@ -175,7 +186,7 @@ def test_fat_suppression_darkens_fat(phantom):
     assert fs["FAT"] / fs["WM"] < 0.5 * plain["FAT"] / plain["WM"]
 
 
-def test_field_strength_changes_contrast(phantom):
+def test_field_strength_changes_contrast(phantom, no_site_effects):
     p15 = physics.tissue_params(1.5)
     p3 = physics.tissue_params(3.0)
     wm = p15.index("WM")
@@ -236,7 +247,7 @@ def test_mixed_localizer_has_three_planes(phantom):
     assert rs.frames.shape[0] == 9
 
 
-def test_mip_frames_project_vessels(phantom):
+def test_mip_frames_project_vessels(phantom, no_site_effects):
     spec = small("MRA_MIP", rows=96, columns=96, pixel_spacing=(2.0, 2.0), n_slices=5, acquisition="3D", derived=True)
     rs = render_series(spec, phantom, np.random.default_rng(10))
     assert rs.frames.shape == (5, 96, 96)
@@ -292,7 +303,7 @@ def test_bad_spec_is_named():
         render_series(small("T2_2D", rows=0), ph, np.random.default_rng(0))
 
 
-def test_motion_ghosts_spread_signal_along_phase_encode(phantom, monkeypatch):
+def test_motion_ghosts_spread_signal_along_phase_encode(phantom, no_site_effects, monkeypatch):
     from SeriesClassifierLib.synth import render
 
     spec = small("T2_2D", rows=96, columns=96, pixel_spacing=(2.4, 2.4))
@@ -321,3 +332,55 @@ def test_epi_distortion_field_near_air(phantom):
     shift = render.epi_shift_map(ctx)
     assert np.percentile(np.abs(shift[brain]), 99.5) > 1.0
     assert np.median(np.abs(shift[brain])) < 1.0
+
+
+# ---------------------------------------------------------------- no shortcuts keyed to the sequence
+
+
+def _has_bars(frames: np.ndarray) -> bool:
+    """Zero rows (or columns) at two opposite edges of every frame: padding bars."""
+    rows = (frames[:, :2] == 0).all() and (frames[:, -2:] == 0).all()
+    cols = (frames[:, :, :2] == 0).all() and (frames[:, :, -2:] == 0).all()
+    return bool(rows or cols)
+
+
+@pytest.mark.parametrize("code", ["T1_3D_PRE", "DWI", "FMRI_BOLD", "T2_2D"])
+def test_padding_bars_on_every_kind_of_series(code, phantom, monkeypatch):
+    from SeriesClassifierLib.synth import render
+
+    monkeypatch.setattr(render, "BACKGROUND_RATE", 0.0)
+    kw = {"acquisition": "3D"} if code.endswith("3D_PRE") else {}
+    seen = [_has_bars(render_series(small(code, n_slices=4, **kw), phantom, np.random.default_rng(s)).frames)
+            for s in range(16)]
+    # BAR_RATE of the series, whatever the sequence, 2-D or 3-D, EPI or not
+    assert 1 <= sum(seen) <= 13
+
+
+def test_adc_background_is_not_systematically_zero(phantom):
+    corners = []
+    for s in range(8):
+        f = render_series(small("ADC", n_slices=4), phantom, np.random.default_rng(s)).frames
+        corners.append(float(np.abs(f[:, 2:8, 2:8]).mean()))
+    assert any(c == 0 for c in corners) and any(c > 0 for c in corners)
+
+
+def test_snr_does_not_depend_on_the_sequence(phantom):
+    from SeriesClassifierLib.synth import render
+
+    values = set()
+    for code, base in (("T2_2D", 6.0), ("DWI", 4.5), ("PERFUSION_ASL", 0.6), ("T1_3D_PRE", 9.0)):
+        ctx = render._Context(small(code), phantom, np.random.default_rng(3), [], 3.0)
+        values.add(round(render.snr_for(ctx, base), 6))
+    assert len(values) == 1
+
+
+def test_site_effects_draw_the_same_whatever_the_sequence(phantom):
+    """The decision to add bars / suppress the background uses the same draws for every kind of image."""
+    from SeriesClassifierLib.synth import render
+
+    frames = np.ones((3, 32, 32), np.float32)
+    out = []
+    for code in ("T1_2D_PRE", "ADC", "DWI"):
+        ctx = render._Context(small(code), phantom, np.random.default_rng(5), [], 3.0)
+        out.append(render.site_effects(ctx, frames.copy()))
+    assert all(np.array_equal(out[0], o) for o in out[1:])

@@ -51,8 +51,13 @@ def test_the_generator_imports_torch_nowhere_else():
 
     folder = Path(render.__file__).parent
     for path in folder.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # the one allowed place: render._torch, which returns None when torch is absent
+        allowed = [(f.lineno, f.end_lineno) for f in ast.walk(tree)
+                   if isinstance(f, ast.FunctionDef) and f.name == "_torch" and path.name == "render.py"]
+        for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(n.split(".")[0] == "torch" for n in names):
-                assert path.name == "render.py" and node.lineno < 325, f"{path.name}:{node.lineno} imports torch"
+                inside = any(lo <= node.lineno <= hi for lo, hi in allowed)
+                assert inside, f"{path.name}:{node.lineno} imports torch outside render._torch"

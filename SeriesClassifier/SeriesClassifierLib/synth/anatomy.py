@@ -714,8 +714,9 @@ def _pose(t: Template, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
 
     angles = rng.normal(0, [4.0, 3.0, 3.0])  # pitch (about L-R) largest: chin up/down
     rot = Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
-    scale = np.exp(rng.normal(0, 0.04, 3)) * np.exp(rng.normal(0, 0.04))
-    scale = np.clip(scale, 0.9, 1.1)
+    # head size and shape: children to large adults, round and long heads (the CNN must not learn one brain)
+    scale = np.exp(rng.normal(0, 0.05, 3)) * np.exp(rng.normal(0, 0.06))
+    scale = np.clip(scale, 0.82, 1.18)
     # brain centre somewhere near the magnet's isocentre
     world_center = np.array([rng.normal(0, 3), rng.normal(10, 8), rng.normal(20, 15)])
     # world = rot·diag(scale)·(template - c_t) + c_w  ->  template = diag(1/s)·rotᵀ·(world - c_w) + c_t
@@ -756,7 +757,7 @@ def make_phantom(rng: np.random.Generator) -> Phantom:
     t = load_template()
     w2t, world_center = _pose(t, rng)
     atrophy = float(rng.uniform(1.0, 4.0)) if rng.random() < 0.4 else 0.0
-    disp, disp_aff = _displacement(rng, rng.uniform(1.0, 3.0), atrophy)
+    disp, disp_aff = _displacement(rng, rng.uniform(1.5, 5.0), atrophy)
     info: dict = {"atrophy_mm": round(atrophy, 1)} if atrophy else {}
     overlays = _lesions(t, rng, info) + _arteries(rng) + _veins(t, rng)
     params = {

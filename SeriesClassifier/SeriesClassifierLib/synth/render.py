@@ -36,10 +36,21 @@ pixels do not depend on how a series is described. ``spec.extra`` keys read here
 
 Everything else comes from ``rng``: the same spec, phantom and seed give identical pixels.
 About 8 % of non-EPI series get head-motion ghosts (``MOTION_RATE``).
+
+Nothing a classifier could use as a shortcut is keyed to the sequence (docs/CNN_SHORTCUTS.md):
+the SNR (hence the noise floor) of a series is drawn from one wide range whatever the
+sequence; relaxation parameters get a per-series jitter (tissue orderings stay, magnitudes
+move); and ``site_effects`` applies, at the same rates to every kind of series, what real
+scanners and PACS do to images: zero padding bars (``BAR_RATE``), background suppression
+outside the head (``BACKGROUND_RATE``), reconstruction smoothing / zero-filled interpolation
+(``SMOOTH_RATE``) and an off-centre field of view that cuts the head (``OFFCENTRE_RATE``).
+Quantitative maps (ADC, FA, eADC, T1 map, MTR, CBF) zero their background only at random
+(``MAP_MASK_RATE``), as some vendors do and others do not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +66,14 @@ PLANES = {
     "SAGITTAL": (np.array([0, 1.0, 0]), np.array([0, 0, -1.0])),
     "CORONAL": (np.array([1.0, 0, 0]), np.array([0, 0, -1.0])),
 }
+# site effects, the same for every sequence (see the module docstring)
+BAR_RATE = 0.35  # zero padding bars top/bottom (or left/right) inside the image
+BACKGROUND_RATE = 0.2  # everything outside the head set to zero
+SMOOTH_RATE = 0.35  # in-plane reconstruction filter / zero-filled interpolation
+OFFCENTRE_RATE = 0.2  # field of view shifted in-plane so the head touches or leaves the edge
+MAP_MASK_RATE = 0.5  # quantitative maps with a zeroed background
+SNR_RANGE = (6.0, 80.0)  # log-uniform, every sequence alike
+CONTRAST_JITTER = 0.1  # per-series log-normal jitter of PD, T1, T2, T2* (all tissues; a third of it per tissue)
 EPI_SEQUENCES = {"DWI", "ADC", "DIFFUSION_DERIVED", "PERFUSION_DSC", "FMRI_BOLD"}
 SPIN_ECHO_SEQUENCES = {"T1_2D_PRE", "T1_2D_POST", "T2_2D", "T2_3D", "T2_HASTE", "FLAIR_2D", "FLAIR_3D", "PD"}
 # anchors for stacks that cover a region rather than the whole brain (MNI RAS mm)
@@ -181,9 +200,18 @@ class _Context:
     def params(self, contrast: bool | None = None, enhancing: dict | None = None) -> ph.TissueParams:
         c = self.spec.contrast if contrast is None else contrast
         p = self.phantom.params
-        return ph.tissue_params(
+        tp = ph.tissue_params(
             self.field_strength, c, p.get("gd_dose", 1.0), enhancing, p.get("t1_scale", 1.0), p.get("t2_scale", 1.0)
         )
+        if CONTRAST_JITTER > 0:
+            # one draw per series: the magnitudes move, the orderings a sequence implies mostly stay
+            if "jitter" not in self.bias:
+                common = self.rng.normal(0, CONTRAST_JITTER, (4, 1))  # all tissues together: orderings stay
+                own = self.rng.normal(0, CONTRAST_JITTER / 3, (4, len(tp.names)))
+                self.bias["jitter"] = np.exp(common + own)
+            j = self.bias["jitter"]
+            tp = dataclasses.replace(tp, pd=tp.pd * j[0], t1=tp.t1 * j[1], t2=tp.t2 * j[2], t2s=tp.t2s * j[3])
+        return tp
 
 
 def _adjust(ctx: _Context, values: np.ndarray, p: ph.TissueParams, flow: str, fat_sat: bool) -> np.ndarray:
@@ -515,8 +543,8 @@ def bias_field(ctx: _Context) -> np.ndarray:
     rng = ctx.rng
     center = ctx.phantom.brain_center
     coils = center + rng.normal(0, 1, (4, 3)) * np.array([70, 80, 60])
-    weights = rng.uniform(0.0, 0.25, 4)
-    strength = 0.15 if ctx.field_strength < 2 else 0.3
+    weights = rng.uniform(0.0, 0.45, 4)
+    strength = 0.25 if ctx.field_strength < 2 else 0.45
     central = rng.uniform(0.0, strength)  # dielectric brightening at the centre (3 T)
     fields = []
     for plane in ctx.planes:
@@ -559,20 +587,19 @@ def motion_ghosts(ctx: _Context, img: np.ndarray) -> np.ndarray:
     return np.abs(np.fft.ifft(spectrum, axis=1)).astype(np.float32)
 
 
-def snr_for(ctx: _Context, base: float) -> float:
-    """SNR scales with voxel volume and field strength; ``base`` is the sequence's SNR at 1 mm³, 3 T, 2-D.
+def snr_for(ctx: _Context, base: float | None = None) -> float:
+    """The series' SNR (tissue signal / noise σ): one log-uniform draw in ``SNR_RANGE`` per series.
 
-    3-D encoding averages over all partitions (about ×2.5 here); a site profile may add noise
-    (``extra["noise_scale"]``, > 1 = noisier).
+    The same range for every sequence, so the noise floor says nothing about the class
+    (``base``, the sequence's nominal SNR, is accepted for the callers and not used). A
+    subject's ``snr_factor`` and a site profile's ``extra["noise_scale"]`` (> 1 = noisier) apply.
     """
-    s = ctx.spec
-    voxel = float(s.pixel_spacing[0] * s.pixel_spacing[1] * s.slice_thickness)
-    # protocols at 1.5 T buy back part of the lost SNR (bigger voxels, more averages): ~B0^0.7
-    snr = base * voxel**0.75 * (ctx.field_strength / 3.0) ** 0.7 * ctx.phantom.params.get("snr_factor", 1.0)
-    if s.acquisition == "3D":
-        snr *= 2.5
-    snr /= max(float(s.extra.get("noise_scale", 1.0) or 1.0), 0.1)
-    return float(np.clip(snr * ctx.rng.uniform(0.8, 1.25), 3.0, 200.0))
+    if "snr" not in ctx.bias:
+        lo, hi = np.log(SNR_RANGE[0]), np.log(SNR_RANGE[1])
+        ctx.bias["snr"] = float(np.exp(ctx.rng.uniform(lo, hi)))
+    snr = ctx.bias["snr"] * ctx.phantom.params.get("snr_factor", 1.0)
+    snr /= max(float(ctx.spec.extra.get("noise_scale", 1.0) or 1.0), 0.1)
+    return float(np.clip(snr, 2.5, 200.0))
 
 
 def finish(ctx: _Context, img: np.ndarray, snr: float, reference: float | None = None, bias: bool = True) -> np.ndarray:
@@ -647,8 +674,49 @@ def _v(value, default):
     return default if value is None else float(value)
 
 
+def site_effects(ctx: _Context, frames: np.ndarray, signed: bool = False) -> np.ndarray:
+    """What scanners and PACS do to the final images, at the same rates for every sequence.
+
+    Reconstruction smoothing (``SMOOTH_RATE``; magnitude images), background suppression outside
+    the head (``BACKGROUND_RATE``; magnitude images) and zero padding bars at two opposite edges
+    (``BAR_RATE``), each decided once per series from ``ctx.rng`` (always the same draws, so the
+    random stream does not depend on the outcome)."""
+    rng = ctx.rng
+    smooth, sigma = rng.random() < SMOOTH_RATE, rng.uniform(0.4, 1.2)
+    suppress, level, grow = rng.random() < BACKGROUND_RATE, rng.uniform(0.04, 0.15), int(rng.integers(0, 4))
+    bars, along_rows = rng.random() < BAR_RATE, rng.random() < 0.75
+    widths = rng.uniform(0.03, 0.2, 2)
+    if rng.random() < 0.5:
+        widths[1] = widths[0]
+    out = np.asarray(frames, np.float32)
+    if smooth and not signed:
+        out = ndi.gaussian_filter(out, (0, sigma, sigma)).astype(np.float32)
+    if suppress and not signed:
+        sub = out.ravel()[:: max(1, out.size // 200_000)]
+        threshold = level * float(np.percentile(sub, 99) or 1.0)
+        out = out.copy()
+        for i in range(len(out)):
+            m = ndi.binary_closing(out[i] > threshold, iterations=2)
+            m = ndi.binary_fill_holes(m)
+            if grow:
+                m = ndi.binary_dilation(m, iterations=grow)
+            out[i] *= m
+    if bars:
+        out = out.copy() if out is frames else out
+        size = out.shape[1] if along_rows else out.shape[2]
+        a, b = (int(round(w * size)) for w in widths)
+        if along_rows:
+            out[:, :a] = 0
+            out[:, size - b :] = 0
+        else:
+            out[:, :, :a] = 0
+            out[:, :, size - b :] = 0
+    return out
+
+
 def _result(ctx: _Context, frames: np.ndarray, n_volumes: int = 1, signed: bool = False, **per_frame) -> RenderedSeries:
     planes = ctx.planes
+    frames = site_effects(ctx, frames, signed)
     positions = [tuple(float(x) for x in p.origin) for p in planes] * n_volumes
     orientations = [tuple(float(x) for x in (*p.row, *p.col)) for p in planes] * n_volumes
     return RenderedSeries(
@@ -812,7 +880,7 @@ def _swi_processed(ctx, minip: bool = False):
     if minip:
         slab = float(ctx.spec.extra.get("minip_slab_mm", ctx.spec.slice_thickness))
         (img,) = sample(ctx, [swi], thickness=slab, reduce="min", depth_step=1.5)
-        img = finish(ctx, img, snr_for(ctx, 5.0) * 2)
+        img = finish(ctx, img, snr_for(ctx, 5.0))
     else:
         (img,) = sample(ctx, [swi])
         img = finish(ctx, img, snr_for(ctx, 5.0))
@@ -872,20 +940,32 @@ def _dwi(ctx):
 
 
 def _adc_from(ctx, b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ADC (mm²/s) from a b=0 and a b image that went through the same scanner effects (noise, ghost).
+
+    Inside the head the log-ratio is the tissue's ADC; outside it is the log-ratio of noise,
+    which some vendors show and others mask to zero (``mask_map``)."""
     s0, sb = _diffusion_images(ctx, [0.0, b])
-    snr = snr_for(ctx, 4.5) * 1.7  # averaged over directions
+    snr = snr_for(ctx, 4.5)
     ref = _reference(s0)
     n0, nb = finish(ctx, s0, snr, reference=ref), finish(ctx, sb, snr, reference=ref)
+    ghosted = epi_artefacts(ctx, np.concatenate([n0, nb]))
+    n0, nb = ghosted[: len(n0)], ghosted[len(n0) :]
     mask = ndi.binary_opening(n0 > 0.15 * ref, iterations=1)
-    adc = np.log(np.maximum(n0, 1e-6) / np.maximum(nb, 1e-6)) / b
-    adc = np.where(mask, np.clip(adc, 0, 0.004095), 0)  # stored as 1e-6 mm²/s in 12 bits
+    adc = np.clip(np.log(np.maximum(n0, 1e-6) / np.maximum(nb, 1e-6)) / b, 0, 0.004095)  # 1e-6 mm²/s, 12 bits
     return adc, mask, n0
+
+
+def mask_map(ctx: _Context, img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A quantitative map's background: zeroed at ``MAP_MASK_RATE``, else left as computed (decided per series)."""
+    if "map_mask" not in ctx.bias:
+        ctx.bias["map_mask"] = bool(ctx.rng.random() < MAP_MASK_RATE)
+    return np.where(mask, img, 0).astype(np.float32) if ctx.bias["map_mask"] else img.astype(np.float32)
 
 
 def _adc(ctx):
     b = max(ctx.spec.b_values) if ctx.spec.b_values else 1000.0
-    adc, _, _ = _adc_from(ctx, b or 1000.0)
-    return _result(ctx, epi_artefacts(ctx, (adc * 1e6).astype(np.float32)))
+    adc, mask, _ = _adc_from(ctx, b or 1000.0)
+    return _result(ctx, mask_map(ctx, np.clip(adc * 1e6, 0, 4095), mask))
 
 
 def _diffusion_derived(ctx):
@@ -893,7 +973,7 @@ def _diffusion_derived(ctx):
     b = max(ctx.spec.b_values) if ctx.spec.b_values else 1000.0
     adc, mask, _ = _adc_from(ctx, b or 1000.0)
     if kind == "EADC":
-        return _result(ctx, np.where(mask, np.exp(-(b or 1000.0) * adc) * 1000, 0).astype(np.float32))
+        return _result(ctx, mask_map(ctx, np.exp(-(b or 1000.0) * adc) * 1000, mask))
     p = ctx.params(False)
     fa_vol = parameter_volume(ctx, p.fa)
     wm = ctx.phantom.fractions["WM"]
@@ -901,8 +981,9 @@ def _diffusion_derived(ctx):
     fa_vol = fa_vol + 0.25 * wm**3 * ndi.gaussian_filter(wm, 2.0) ** 2
     (fa,) = sample(ctx, [fa_vol])
     fa = fa + ctx.rng.normal(0, 0.04, fa.shape) + 0.12 * ctx.rng.random(fa.shape) * (adc > 0.002)
-    fa = np.where(mask, np.clip(fa, 0, 1), 0)
-    return _result(ctx, (fa * 1000).astype(np.float32))
+    # the FA of pure noise is high and speckled
+    fa = np.where(mask, fa, ctx.rng.beta(4, 2, fa.shape))
+    return _result(ctx, mask_map(ctx, np.clip(fa, 0, 1) * 1000, mask))
 
 
 def _dsc(ctx):
@@ -971,7 +1052,8 @@ def _asl(ctx):
     if s.derived or str(s.extra.get("asl_map", "")).upper() == "CBF":
         # quantified CBF (ml/100 g/min, stored ×10 as several vendors do): noisy, smooth, GM > WM
         noise = ndi.gaussian_filter(ctx.rng.normal(0, 1, cbf_img.shape), (0, 0.7, 0.7)) * ctx.rng.uniform(6, 12)
-        img = np.clip(cbf_img * bias_field(ctx) + noise * (m0_img > 0.05 * m0_img.max()), 0, None)
+        img = np.clip(cbf_img * bias_field(ctx) + noise, 0, None)
+        img = mask_map(ctx, img, m0_img > 0.05 * m0_img.max())
         return _result(ctx, np.clip(img * 10, 0, 4095).astype(np.float32))
     n_t = max(int(s.n_temporal), 2)
     bgs = ctx.rng.uniform(0.1, 0.3)  # background suppression leaves this fraction of static tissue
@@ -1108,8 +1190,9 @@ def _other(ctx):
         t1 = parameter_volume(ctx, p.t1)
         pd = tissue_volume(ctx, lambda q: q.pd)
         img, pdi = sample(ctx, [t1, pd])
-        img = np.where(pdi > 0.2, img * (1 + ctx.rng.normal(0, 0.03, img.shape)), 0)
-        return _result(ctx, np.clip(img, 0, 4095).astype(np.float32))
+        noise_t1 = ctx.rng.uniform(0, 4000, img.shape)  # a fit to noise gives any T1
+        img = np.where(pdi > 0.2, img * (1 + ctx.rng.normal(0, 0.03, img.shape)), noise_t1)
+        return _result(ctx, np.clip(mask_map(ctx, img, pdi > 0.2), 0, 4095))
     if kind == "MTR":
         mtr = {n: 0.0 for n in p.names} | {
             "WM": 48.0,
@@ -1125,8 +1208,8 @@ def _other(ctx):
         m = parameter_volume(ctx, mtr)
         pd = tissue_volume(ctx, lambda q: q.pd)
         img, pdi = sample(ctx, [m, pd])
-        img = np.where(pdi > 0.2, img + ctx.rng.normal(0, 2, img.shape), 0) * 10
-        return _result(ctx, np.clip(img, 0, 1000).astype(np.float32))
+        img = np.where(pdi > 0.2, img + ctx.rng.normal(0, 2, img.shape), ctx.rng.uniform(0, 60, img.shape)) * 10
+        return _result(ctx, np.clip(mask_map(ctx, img, pdi > 0.2), 0, 1000))
     if kind == "CSI":
         # a metabolite map: NAA-like signal from neurons, coarse 16×16 grid, interpolated for display
         naa = parameter_volume(
@@ -1194,8 +1277,18 @@ def render_series(spec: SeriesSpec, phantom: Phantom, rng: np.random.Generator) 
         raise ValueError(f"render: bad matrix {spec.rows}x{spec.columns}x{spec.n_slices} for {spec.sequence}")
     with _single_thread():
         planes = slice_geometry(spec, phantom, rng)
+        offcentre(planes, spec, rng)
         ctx = _Context(spec, phantom, rng, planes, float(spec.field_strength or 1.5), spec.sequence in EPI_SEQUENCES)
         return recipe(ctx)
+
+
+def offcentre(planes: list[Plane], spec: SeriesSpec, rng: np.random.Generator) -> None:
+    """At ``OFFCENTRE_RATE``, shift the field of view in-plane by up to 18 % of its size (any sequence)."""
+    move, (du, dv) = rng.random() < OFFCENTRE_RATE, rng.uniform(-0.18, 0.18, 2)
+    if not move:
+        return
+    for p in planes:
+        p.origin = p.origin + du * p.shape[1] * p.spacing[1] * p.row + dv * p.shape[0] * p.spacing[0] * p.col
 
 
 class _single_thread:

@@ -11,7 +11,8 @@
    will. The --val corpus (held-out profiles) is used only for the final test.
 3. Train: weighted sampler (1/sqrt class frequency) for balance, augmentation
    on the batch (rotation, zoom, shift, left-right flip for axial/coronal slices
-   only, gamma, noise, blur, bias field), weighted multi-task loss (sequence 1,
+   only, padding bars filled or added, background zeroed, gamma, noise, blur,
+   bias field), weighted multi-task loss (sequence 1,
    plane 0.5, each attribute 0.25), optional focal loss. A checkpoint after
    every epoch (``--resume`` continues from it); the best epoch on the
    validation profile is exported as cnn.safetensors + cnn.json.
@@ -227,22 +228,56 @@ def _index(values: list[str], value: str) -> int:
 # ----------------------------------------------------------------------------- augmentation
 
 
+def _edge_zero_bands(x: torch.Tensor) -> torch.Tensor:
+    """(B,1,S,S) → bool mask of the all-zero rows/columns at the image edges (padding bars)."""
+    zero_rows = x.amax(dim=-1)[:, 0] <= 0  # (B, S)
+    zero_cols = x.amax(dim=-2)[:, 0] <= 0
+    s = x.shape[-1]
+
+    def band(z):
+        lead = torch.cumprod(z.int(), dim=1).sum(dim=1, keepdim=True)
+        trail = torch.cumprod(z.flip(1).int(), dim=1).sum(dim=1, keepdim=True)
+        i = torch.arange(s)[None]
+        return (i < lead) | (i >= s - trail)
+
+    return (band(zero_rows)[:, None, :, None] | band(zero_cols)[:, None, None, :])
+
+
 def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Batch augmentation of (B,1,S,S) images in [0,1]; left-right flips only where anatomically valid."""
+    """Batch augmentation of (B,1,S,S) images in [0,1]; left-right flips only where anatomically valid.
+
+    Besides geometry and intensity, the generator's possible shortcuts are broken on the batch:
+    padding bars are filled with a noise floor (half of the images that have them) or added (a
+    quarter of all images), and the background outside the head is zeroed in some.
+    """
     b = x.shape[0]
 
     def u(lo, hi, n=b):
         return torch.rand(n, generator=gen) * (hi - lo) + lo
 
-    angle = u(-15, 15) * math.pi / 180
-    scale = u(0.87, 1.15)
+    angle = u(-20, 20) * math.pi / 180
+    scale = u(0.75, 1.3)
     flip = torch.where((torch.rand(b, generator=gen) < 0.5) & flippable, -1.0, 1.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos * flip, -sin, u(-0.08, 0.08)
-    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin * flip, cos, u(-0.08, 0.08)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos * flip, -sin, u(-0.1, 0.1)
+    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin * flip, cos, u(-0.1, 0.1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # padding bars removed: the zero bands at the edges get a noise floor
+    fill = (torch.rand(b, 1, 1, 1, generator=gen) < 0.5) & _edge_zero_bands(x)
+    floor = torch.randn(x.shape, generator=gen).abs() * u(0.005, 0.06).view(b, 1, 1, 1)
+    x = torch.where(fill, floor, x)
+    # padding bars added: zero bands at two opposite edges
+    size = x.shape[-1]
+    add = torch.rand(b, generator=gen) < 0.25
+    rows = torch.rand(b, generator=gen) < 0.75
+    w1, w2 = (u(0.03, 0.2) * size).long(), (u(0.03, 0.2) * size).long()
+    i = torch.arange(size)[None]
+    band = ((i < w1[:, None]) | (i >= size - w2[:, None])) & add[:, None]  # (B, S)
+    mask = torch.where(rows[:, None, None], band[:, :, None].expand(-1, -1, size),
+                       band[:, None, :].expand(-1, size, -1))[:, None]
+    x = x.masked_fill(mask, 0.0)
     # smooth multiplicative bias field
     field = F.interpolate(torch.randn(b, 1, 3, 3, generator=gen), size=x.shape[-2:], mode="bicubic",
                           align_corners=False)
@@ -261,11 +296,16 @@ def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator) -> t
         k = torch.tensor([0.25, 0.5, 0.25])
         k2 = (k[:, None] * k[None, :])[None, None]
         x[blur] = F.conv2d(F.pad(x[blur], (1, 1, 1, 1), mode="replicate"), k2)
+    # background suppression: zero outside a smoothed threshold of the object
+    suppress = (torch.rand(b, 1, 1, 1, generator=gen) < 0.15).float()
+    smooth = F.avg_pool2d(x, 9, stride=1, padding=4)
+    keep = (smooth > u(0.03, 0.12).view(b, 1, 1, 1)).float()
+    x = x * (1 - suppress + suppress * keep)
     # gamma
-    gamma = torch.exp(u(-0.35, 0.35)).view(b, 1, 1, 1)
+    gamma = torch.exp(u(-0.4, 0.4)).view(b, 1, 1, 1)
     x = x.clamp(0, 1.5) ** gamma
     # Rician-like noise
-    sigma = (u(0, 0.04) * (torch.rand(b, generator=gen) < 0.5).float()).view(b, 1, 1, 1)
+    sigma = (u(0, 0.06) * (torch.rand(b, generator=gen) < 0.5).float()).view(b, 1, 1, 1)
     n1 = torch.randn(x.shape, generator=gen) * sigma
     n2 = torch.randn(x.shape, generator=gen) * sigma
     x = torch.sqrt((x + n1) ** 2 + n2**2)
