@@ -24,15 +24,15 @@ GRID = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
 
 
 def accepted_accuracy(series: Sequence[Series], outputs: Sequence[dict[str, ModelOutput]], truth: Sequence[str],
-                      params: EnsembleParams) -> tuple[float, int]:
-    """(accuracy of the series no rule sends to review, how many those are) under ``params``."""
+                      params: EnsembleParams) -> float:
+    """Accuracy of the series no rule sends to review under ``params`` (1.0 when every series is reviewed)."""
     bundle = ModelBundle(ensemble=params, version="review-fit")
     accepted = []
     for s, o, t in zip(series, outputs, truth):
         p = decide(s, o, bundle)
         if not p.needs_review:
             accepted.append(p.sequence is not None and p.sequence.label == t)
-    return (float(np.mean(accepted)) if accepted else 1.0), len(accepted)
+    return float(np.mean(accepted)) if accepted else 1.0
 
 
 def fit_review_threshold(series: Sequence[Series], outputs: Sequence[dict[str, ModelOutput]],
@@ -42,7 +42,7 @@ def fit_review_threshold(series: Sequence[Series], outputs: Sequence[dict[str, M
     best_t, best_acc = float(grid[-1]), -1.0
     for t in grid:
         trial = EnsembleParams.from_dict({**params.to_dict(), "review_threshold": float(t)})
-        acc, _ = accepted_accuracy(series, outputs, truth, trial)
+        acc = accepted_accuracy(series, outputs, truth, trial)
         if acc >= target_accuracy:
             return float(t)
         if acc > best_acc:
