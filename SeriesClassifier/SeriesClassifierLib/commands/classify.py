@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..prediction import SeriesPrediction
+from ..prediction import REVIEW, UNKNOWN, SeriesPrediction
 from ..vocabulary import load_vocabulary
 
 CSV_COLUMNS = [
@@ -22,6 +22,7 @@ CSV_COLUMNS = [
     "orientation",
     "orientation_probability",
     "needs_review",
+    "outcome",
 ]
 
 
@@ -50,6 +51,7 @@ def csv_row(p: SeriesPrediction, attribute_codes: list[str]) -> dict[str, object
         "orientation": p.orientation.label if p.orientation else "",
         "orientation_probability": f"{p.orientation.probability:.4f}" if p.orientation else "",
         "needs_review": int(p.needs_review),
+        "outcome": p.outcome,
     }
     for code in attribute_codes:
         a = p.attributes.get(code)
@@ -64,7 +66,8 @@ def csv_row(p: SeriesPrediction, attribute_codes: list[str]) -> dict[str, object
 def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".json":
-        data = {"series": [dict(p.to_dict(), top3=p.sequence.top(3) if p.sequence else []) for p in predictions]}
+        data = {"series": [dict(p.to_dict(), outcome=p.outcome, top3=p.sequence.top(3) if p.sequence else [])
+                           for p in predictions]}
         out.write_text(json.dumps(data, indent=1), encoding="utf-8")
         return
     codes = load_vocabulary().attribute_codes
@@ -145,6 +148,8 @@ def run(args) -> int:
     write_results(predictions, out)
     if not args.quiet:
         skipped = sum(1 for p in predictions if p.error)
-        review = sum(1 for p in predictions if p.needs_review and not p.error)
-        print(f"{len(predictions)} series ({skipped} not classified, {review} need review) → {out}", file=sys.stderr)
+        review = sum(1 for p in predictions if p.outcome == REVIEW)
+        unknown = sum(1 for p in predictions if p.outcome == UNKNOWN)
+        print(f"{len(predictions)} series ({skipped} not classified, {review} need review, {unknown} unknown) → {out}",
+              file=sys.stderr)
     return 0

@@ -29,6 +29,7 @@ ENSEMBLE_FILE = "ensemble.json"
 class EnsembleParams:
     weights: dict[str, float] = field(default_factory=lambda: {"forest": 1.0, "cnn": 1.0})
     review_threshold: float = 0.7  # top sequence probability below this → needs_review
+    unknown_threshold: float = 0.0  # below this the answer is no better than a guess: outcome "unknown" (0: never)
     attribute_review_threshold: float = 0.0  # 0: attributes never send a series to review on their own
     exact_orientation_model: str = "forest"  # whose orientation comes from geometry (exact when present)
     flag_disagreement: bool = True

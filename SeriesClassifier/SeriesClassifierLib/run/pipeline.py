@@ -20,7 +20,7 @@ from ..models.context import apply_contrast_context
 from ..models.ensemble import combine
 from ..models.features import add_study_context
 from ..models.novelty import not_brain_reason
-from ..prediction import ModelOutput, SeriesPrediction
+from ..prediction import ModelOutput, SeriesPrediction, TaskPrediction
 from ..series import Series, SeriesRef
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def decide(
     prediction = _base(series, bundle)
     review = list(failures or [])
     voters = dict(outputs)
+    blind = False  # nothing in the header or the pixels to read
     if "forest" in outputs and not has_acquisition_parameters(series):
         # Trees still vote on an empty header, and confidently: never unreviewed, and with nothing at all
         # to read (stripped headers) the CNN answers alone when it can.
@@ -119,6 +120,7 @@ def decide(
             del voters["forest"]
             review.append("header stripped (no TR/TE, ImageType or sequence name): forest left out, CNN alone")
         elif not evidence:
+            blind = True
             review.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
         else:
             review.append("header has no MR acquisition parameters (TR/TE): the forest's answer rests on "
@@ -132,7 +134,8 @@ def decide(
     prediction.sequence = sequence
     prediction.orientation = combined.orientation
     prediction.attributes = combined.attributes
-    prediction.needs_review = combined.needs_review or bool(review)
+    prediction.unknown = unknown_reason(sequence, bundle.ensemble.unknown_threshold, not_brain, blind)
+    prediction.needs_review = combined.needs_review or bool(review) or prediction.unknown is not None
     prediction.reasons = combined.reasons + review + series.warnings
     prediction.models = outputs
     cnn_out = outputs.get("cnn")
@@ -140,6 +143,25 @@ def decide(
     if sequence is None:
         prediction.error = "; ".join(review + [o.reason for o in outputs.values() if o.reason]) or "no prediction"
     return prediction
+
+
+def unknown_reason(sequence: TaskPrediction | None, threshold: float, not_brain: str | None,
+                   blind: bool) -> str | None:
+    """Why the models cannot tell what a series is, or None when their answer means something.
+
+    The best guess stays in the prediction for the reviewer; an export or a count of what a study
+    holds must not take it for an answer.
+    """
+    if sequence is None:
+        return None  # a failure, not an unknown
+    if not_brain:
+        return f"not brain MR ({not_brain})"
+    if blind:
+        return "nothing to read: no acquisition parameters, ImageType or sequence name, and no image"
+    if sequence.probability < threshold:
+        return (f"the models cannot tell: best guess {sequence.label} at {sequence.probability:.2f} "
+                f"(answers below {threshold:.2f} are right too rarely to count)")
+    return None
 
 
 def classify(
