@@ -12,7 +12,8 @@ HELDOUT: generated header rows of held-out profiles (``seriesclassifier synth OU
   (order in the study, same protocol before, dynamic run before) are all that is left.
 
 Prints the accuracy on T1 pre/post for each, and how often the repeat hint (the last of several series of
-one protocol, in a study naming no agent; sent to review) was right where it moved an answer; a benchmark (generated data, figures to read), not a test.
+one protocol, in a study naming no agent; sent to review) was right where it moved an answer. A benchmark
+(generated data, figures to read), not a test.
 """
 
 from __future__ import annotations
