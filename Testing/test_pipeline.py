@@ -379,3 +379,19 @@ def test_a_stripped_header_with_no_image_is_unknown(tmp_path):
         bare.header.pop(key, None)
     p = decide(bare, {"forest": _confident("forest", "T2_2D")}, bundle)
     assert p.outcome == "unknown" and p.unknown.startswith("nothing to read")
+
+
+def test_an_abstaining_cnn_leaves_the_answer_to_the_forest_and_says_so(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5, method="log_linear",
+                                                 weights={"forest": 1.0, "cnn": 1.0}), version="t")
+    head = _read_one(tmp_path / "head", "T2_2D", BodyPartExamined="HEAD")
+    cnn = _confident("cnn", "DWI")
+    cnn.abstain = "images unlike its training images"
+    p = decide(head, {"forest": _confident("forest", "T2_2D"), "cnn": cnn}, bundle)
+    assert p.sequence.label == "T2_2D" and p.outcome == "classified"  # no dissent from a model left out
+    assert "cnn left out: images unlike its training images" in p.reasons
+    alone = decide(head, {"cnn": cnn}, bundle)
+    assert alone.sequence.label == "DWI" and alone.needs_review
+    assert "cnn: images unlike its training images" in alone.reasons

@@ -38,6 +38,7 @@ class ModelOutput:
     reason: str = ""
     slice_profile: list[dict[str, float]] | None = None  # per sampled slice: sequence label -> probability
     novelty: list[str] = field(default_factory=list)  # why this series is unlike the model's training data
+    abstain: str | None = None  # why this model's answer should not count for this series (the others decide)
 
 
 # What became of one series, for people and exports: the models' answer stands, a person should look,

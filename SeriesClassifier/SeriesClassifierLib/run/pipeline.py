@@ -101,6 +101,37 @@ def predict_series(
     return decide(series, outputs, bundle, failures)
 
 
+def _weigh_the_header(series: Series, outputs: dict[str, ModelOutput]
+                      ) -> tuple[dict[str, ModelOutput], list[str], bool]:
+    """(voters, review reasons, blind): a forest with little or nothing to read is flagged or left out.
+
+    Trees still vote on an empty header, and confidently: never unreviewed, and with nothing at all to
+    read (stripped headers) the CNN answers alone when it can; ``blind`` when nothing is left at all.
+    """
+    voters = dict(outputs)
+    if "forest" not in outputs or has_acquisition_parameters(series):
+        return voters, [], False
+    if has_header_evidence(series):
+        return voters, ["header has no MR acquisition parameters (TR/TE): the forest's answer rests on "
+                        "ImageType and names only"], False
+    if len(outputs) > 1:
+        del voters["forest"]
+        return voters, ["header stripped (no TR/TE, ImageType or sequence name): forest left out, CNN alone"], False
+    return voters, ["header has no MR acquisition parameters (TR/TE): the forest's answer is a guess"], True
+
+
+def _without_abstainers(voters: dict[str, ModelOutput]) -> tuple[dict[str, ModelOutput], list[str], list[str]]:
+    """(voters, notes, review reasons): a model that abstains leaves the answer to the others.
+
+    The CNN abstains on images unlike its training images, where it is mostly wrong, and wrong with
+    confidence; alone, it still answers, and the series goes to review saying why.
+    """
+    kept = {name: o for name, o in voters.items() if not o.abstain}
+    if kept:
+        return kept, [f"{name} left out: {o.abstain}" for name, o in voters.items() if o.abstain], []
+    return voters, [], [f"{name}: {o.abstain}" for name, o in voters.items()]
+
+
 def decide(
     series: Series, outputs: dict[str, ModelOutput], bundle: ModelBundle, failures: list[str] | None = None
 ) -> SeriesPrediction:
@@ -109,22 +140,10 @@ def decide(
     Separate from running the models so an evaluation can decide again from stored model outputs.
     """
     prediction = _base(series, bundle)
-    review = list(failures or [])
-    voters = dict(outputs)
-    blind = False  # nothing in the header or the pixels to read
-    if "forest" in outputs and not has_acquisition_parameters(series):
-        # Trees still vote on an empty header, and confidently: never unreviewed, and with nothing at all
-        # to read (stripped headers) the CNN answers alone when it can.
-        evidence = has_header_evidence(series)
-        if not evidence and len(outputs) > 1:
-            del voters["forest"]
-            review.append("header stripped (no TR/TE, ImageType or sequence name): forest left out, CNN alone")
-        elif not evidence:
-            blind = True
-            review.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
-        else:
-            review.append("header has no MR acquisition parameters (TR/TE): the forest's answer rests on "
-                          "ImageType and names only")
+    voters, review, blind = _weigh_the_header(series, outputs)
+    review = list(failures or []) + review
+    voters, left_out, alone = _without_abstainers(voters)
+    review += alone
     combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_contrast_context(pooled, series))
     sequence = combined.sequence
     review += [f"{name}: {note}" for name, o in voters.items() for note in o.novelty]
@@ -136,7 +155,7 @@ def decide(
     prediction.attributes = combined.attributes
     prediction.unknown = unknown_reason(sequence, bundle.ensemble.unknown_threshold, not_brain, blind)
     prediction.needs_review = combined.needs_review or bool(review) or prediction.unknown is not None
-    prediction.reasons = combined.reasons + review + series.warnings
+    prediction.reasons = combined.reasons + review + left_out + series.warnings
     prediction.models = outputs
     cnn_out = outputs.get("cnn")
     prediction.slice_profile = getattr(cnn_out, "slice_profile", None)
