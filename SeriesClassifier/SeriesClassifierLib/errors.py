@@ -15,6 +15,10 @@ class NotDicomError(SeriesClassifierError, ValueError):
     """The file is not a DICOM file (or nothing usable could be read from it)."""
 
 
+class BudgetError(SeriesClassifierError, ValueError):
+    """A file declares more than it holds or than the engine will allocate (``dicom/budget.py``)."""
+
+
 class SliceReadError(SeriesClassifierError):
     """The series has no pixels the CNN can use; the message says why."""
 
@@ -35,4 +39,5 @@ class Cancelled(BaseException):
     """
 
 
-__all__ = ["Cancelled", "NotDicomError", "SeriesClassifierError", "SliceReadError", "StoreError", "TrainingError"]
+__all__ = ["BudgetError", "Cancelled", "NotDicomError", "SeriesClassifierError", "SliceReadError", "StoreError",
+           "TrainingError"]

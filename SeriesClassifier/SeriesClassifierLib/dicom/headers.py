@@ -26,11 +26,20 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from ..errors import BudgetError
 from ..series import Geometry, InstanceInfo, Series, SeriesRef
+from .budget import check_pixels, read_dataset
 from .geometry import slice_spacing
 from .orientation import summarize
 from .sources import read_grouping_tags
-from .tags import GE_PULSE_SEQUENCE, PHILIPS_SCANNING_TECHNIQUE, SIEMENS_MOSAIC_IMAGES, b_value, private_value
+from .tags import (
+    GE_PULSE_SEQUENCE,
+    PHILIPS_SCANNING_TECHNIQUE,
+    SIEMENS_MOSAIC_IMAGES,
+    b_value,
+    mosaic_images,
+    private_value,
+)
 from .tags import to_float as _to_float
 
 log = logging.getLogger(__name__)
@@ -242,7 +251,11 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
 
 
 def _read_header(path: Path) -> Dataset:
-    return pydicom.dcmread(path, stop_before_pixels=True, defer_size=_DEFER, force=True)
+    """The header without pixels, within the budgets; a file declaring impossible pixels is refused."""
+    ds = read_dataset(path, stop_before_pixels=True, defer_size=_DEFER, force=True)
+    if "Rows" in ds and "Columns" in ds:
+        check_pixels(path, ds, mosaic_images(ds), stored=False)
+    return ds
 
 
 def _sort_key(normal: np.ndarray | None):
@@ -349,7 +362,8 @@ def _read_into(ref: SeriesRef, series: Series) -> None:
         return
     datasets = _read_representatives(infos, series)
     if not datasets:
-        series.skip_reason = "no file with a readable header"
+        why = f": {series.warnings[-1]}" if series.warnings else ""
+        series.skip_reason = "no file with a readable header" + why
         return
     values = _identify(series, datasets[0])
     if series.skip_reason:
@@ -390,6 +404,9 @@ def _read_representatives(infos: list[InstanceInfo], series: Series) -> list[Dat
         path = acquisition[index].path
         try:
             ds = _read_header(path)
+        except BudgetError as exc:
+            series.warnings.append(str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001
             series.warnings.append(f"{path}: header unreadable ({type(exc).__name__}: {exc})")
             continue

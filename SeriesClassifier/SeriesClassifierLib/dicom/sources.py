@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from pydicom.filereader import read_partial
 from pydicom.tag import Tag
 
 from ..errors import NotDicomError
 from ..series import InstanceInfo, SeriesRef
+from .budget import read_dataset
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +204,8 @@ _GEOMETRY_KEYWORDS = {"ImagePositionPatient", "ImageOrientationPatient"}
 
 def _read_grouping_tags_pydicom(path: Path) -> tuple[dict, InstanceInfo]:
     has_preamble = looks_like_dicom(path)
-    with open(path, "rb") as fp:
-        # Files without the preamble are only accepted when they parse to something with UIDs.
-        ds = read_partial(fp, stop_when=_stop_after_grouping, force=not has_preamble, specific_tags=_GROUPING_TAGS)
+    # Files without the preamble are only accepted when they parse to something with UIDs.
+    ds = read_dataset(path, stop_when=_stop_after_grouping, force=not has_preamble, specific_tags=_GROUPING_TAGS)
     meta_class = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "") or "")
     values = {
         "SOPClassUID": str(ds.get("SOPClassUID", "") or meta_class),
