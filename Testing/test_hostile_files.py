@@ -223,3 +223,47 @@ def test_the_cnn_reads_the_good_images_of_a_series_holding_hostile_files(tmp_pat
     good = predictions[uid]
     assert good.sequence is not None and good.models["cnn"].sequence is not None
     assert "zz_bad" in good.models["cnn"].reason  # the left-out files are named
+
+
+# ----------------------------------------------------------------------------- item 3: one bad value, one file
+
+
+def _with_bytes(path: Path, old: bytes, new: bytes) -> Path:
+    data = path.read_bytes()
+    assert old in data
+    path.write_bytes(data.replace(old, new))
+    return path
+
+
+def test_a_non_numeric_pixel_spacing_in_one_file_costs_that_value_not_the_series(tmp_path):
+    uid, files = _good(tmp_path)
+    _with_bytes(files[1], b"DS\x08\x001.0\\1.0 ", b"DS\x08\x00abc\\1.0 ")  # the middle representative
+    (ref,) = FolderSource(tmp_path)
+    series = read_series(ref)
+    assert series.skip_reason is None and series.n_images == 3
+    assert series.header["PixelSpacing"] == [1.0, 1.0]  # from the files whose value is a number
+    assert any("im001.dcm" in w and "PixelSpacing 'abc" in w for w in series.warnings), series.warnings
+    assert len(build_stack(files)) == 3
+
+
+@pytest.mark.parametrize("value", [b"nan\\nan ", b"1e999\\1 ", b"\\\\\\\\\\\\\\ "], ids=["nan", "inf", "empty"])
+def test_non_finite_numbers_are_absent_not_nan(tmp_path, value):
+    _, files = _good(tmp_path)
+    padded = value + b" " * (8 - len(value)) if len(value) < 8 else value
+    _with_bytes(files[0], b"DS\x08\x001.0\\1.0 ", b"DS" + len(padded).to_bytes(2, "little") + padded)
+    (ref,) = FolderSource(tmp_path)
+    series = read_series(ref)
+    assert series.skip_reason is None
+    assert series.header["PixelSpacing"] == [1.0, 1.0]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_nan_orientation_in_one_file_is_named_and_left_out_of_the_geometry(tmp_path):
+    _, files = _good(tmp_path)
+    ds = pydicom.dcmread(files[2])
+    ds.ImageOrientationPatient = ["nan", "0", "0", "0", "1", "0"]
+    save_dataset(ds, files[2])
+    (ref,) = FolderSource(tmp_path)
+    series = read_series(ref)
+    assert series.skip_reason is None and series.orientation == "AXIAL"
+    assert any("im002.dcm" in w and "ImageOrientationPatient" in w for w in series.warnings), series.warnings

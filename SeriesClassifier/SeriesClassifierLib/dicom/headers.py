@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from ..errors import BudgetError
@@ -39,6 +40,7 @@ from .tags import (
     b_value,
     mosaic_images,
     private_value,
+    to_floats,
 )
 from .tags import to_float as _to_float
 
@@ -123,6 +125,37 @@ def _to_strings(value: Any) -> list[str]:
         return [str(value).strip()]
 
 
+def _spacing(value: Any) -> list[float] | None:
+    floats = to_floats(value, 2)
+    return list(floats) if floats else None
+
+
+def _int(value: Any) -> int | None:
+    f = _to_float(value)
+    return None if f is None else int(f)
+
+
+# Numbers whose value in one file may be garbage; named in a warning, then read as absent.
+_NUMERIC_KEYWORDS = ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "RepetitionTime", "EchoTime",
+                     "InversionTime", "FlipAngle", "EchoTrainLength", "ImageOrientationPatient",
+                     "ImagePositionPatient", "MagneticFieldStrength", "NumberOfFrames")
+
+
+def _unreadable_numbers(ds: Dataset) -> list[str]:
+    """'keyword value' for each number of the file that is present but not a (finite) number."""
+    bad = []
+    for keyword in _NUMERIC_KEYWORDS:
+        try:
+            value = ds.get(keyword)
+        except Exception:  # noqa: BLE001 - pydicom may fail converting a malformed value
+            bad.append(f"{keyword} (undecodable)")
+            continue
+        if value not in (None, "", b"") and to_floats(value) is None:
+            shown = "\\".join(map(str, value)) if isinstance(value, (list, tuple, MultiValue)) else str(value)
+            bad.append(f"{keyword} '{shown[:40]}'")
+    return bad
+
+
 def _text(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return value.decode("ascii", "ignore").strip("\x00 ")
@@ -159,7 +192,7 @@ def _classic_values(ds: Dataset) -> dict[str, Any]:
         "EchoTrainLength": _to_float(ds.get("EchoTrainLength")) or _to_float(ds.get("RFEchoTrainLength")),
         "SliceThickness": _to_float(ds.get("SliceThickness")),
         "SpacingBetweenSlices": _to_float(ds.get("SpacingBetweenSlices")),
-        "PixelSpacing": [float(v) for v in ds.get("PixelSpacing") or []][:2] or None,
+        "PixelSpacing": _spacing(ds.get("PixelSpacing")),
         "BValue": b_value(ds),
         "TemporalPosition": _to_float(ds.get("TemporalPositionIdentifier")),
         "EchoNumber": _to_float(ds.get("EchoNumbers")),
@@ -188,18 +221,12 @@ def _frame_values(ds: Dataset, frame: Dataset | None) -> dict[str, Any]:
         "BValue": _to_float(diffusion.get("DiffusionBValue")) if diffusion is not None else None,
         "SliceThickness": _to_float(measures.get("SliceThickness")) if measures is not None else None,
         "SpacingBetweenSlices": _to_float(measures.get("SpacingBetweenSlices")) if measures is not None else None,
-        "PixelSpacing": ([float(v) for v in measures.get("PixelSpacing") or []][:2] or None)
-        if measures is not None
-        else None,
+        "PixelSpacing": _spacing(measures.get("PixelSpacing")) if measures is not None else None,
         "TemporalPosition": _to_float(content.get("TemporalPositionIndex")) if content is not None else None,
         "EchoNumber": None,
         "ImageType": _to_strings(frame_type.get("FrameType")) if frame_type is not None else [],
-        "orientation": tuple(float(v) for v in plane.ImageOrientationPatient)
-        if plane is not None and "ImageOrientationPatient" in plane
-        else None,
-        "position": tuple(float(v) for v in position.ImagePositionPatient)
-        if position is not None and "ImagePositionPatient" in position
-        else None,
+        "orientation": to_floats(plane.get("ImageOrientationPatient"), 6) if plane is not None else None,
+        "position": to_floats(position.get("ImagePositionPatient"), 3) if position is not None else None,
     }
 
 
@@ -234,9 +261,9 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
         "ContrastBolusAgent": None
         if agent is None and not contrast_seq
         else _text(agent) or ("SEQUENCE" if contrast_seq else ""),
-        "Rows": int(ds.Rows) if "Rows" in ds else None,
-        "Columns": int(ds.Columns) if "Columns" in ds else None,
-        "PixelRepresentation": int(ds.PixelRepresentation) if "PixelRepresentation" in ds else None,
+        "Rows": _int(ds.get("Rows")),
+        "Columns": _int(ds.get("Columns")),
+        "PixelRepresentation": _int(ds.get("PixelRepresentation")),
         "PhotometricInterpretation": _text(ds.get("PhotometricInterpretation")),
         "NumberOfFrames": int(_to_float(ds.get("NumberOfFrames")) or 1),
         "NumberOfTemporalPositions": _to_float(ds.get("NumberOfTemporalPositions")),
@@ -390,6 +417,10 @@ def _sorted_instances(ref: SeriesRef, series: Series) -> list[InstanceInfo]:
         except ValueError:
             normal = None
     infos.sort(key=_sort_key(normal))
+    without = [i.path.name for i in infos if not i.orientation]
+    if iops and without:  # NaN or garbage where the others have a plane
+        series.warnings.append(f"{len(without)} file(s) without a usable ImageOrientationPatient "
+                               f"(e.g. {without[0]}): left out of the geometry")
     series.files = [i.path for i in infos]
     series.n_images = len(infos)
     return infos
@@ -413,6 +444,9 @@ def _read_representatives(infos: list[InstanceInfo], series: Series) -> list[Dat
         if "SeriesInstanceUID" not in ds and "SOPClassUID" not in ds:
             series.warnings.append(f"{path}: header incomplete (file truncated?), left out")
             continue
+        bad = _unreadable_numbers(ds)
+        if bad:
+            series.warnings.append(f"{path.name}: not a number, read as absent: {', '.join(bad)}")
         datasets.append(ds)
     return datasets
 
@@ -509,6 +543,7 @@ def _enhanced_frames(datasets: list[Dataset]) -> tuple[list[dict[str, Any]], lis
             for key, value in top.items():
                 if v.get(key) in (None, []) and value not in (None, []):
                     v[key] = value
-        if not orientations and "ImageOrientationPatient" in ds:
-            orientations.append(tuple(float(x) for x in ds.ImageOrientationPatient))
+        top_iop = to_floats(ds.get("ImageOrientationPatient"), 6)
+        if not orientations and top_iop:
+            orientations.append(top_iop)
     return per_frame, orientations, positions

@@ -162,8 +162,8 @@ def _floats(value, n: int | None = None) -> tuple[float, ...] | None:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
-    if n is not None and len(out) != n:
-        return None
+    if (n is not None and len(out) != n) or not all(math.isfinite(v) for v in out):
+        return None  # a NaN position or orientation is no geometry
     return out
 
 
@@ -178,9 +178,10 @@ def _number(value) -> float | None:
     if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
         value = value[0] if len(value) else None
     try:
-        return float(value)
+        f = float(value)
     except (TypeError, ValueError):
         return None
+    return f if math.isfinite(f) else None
 
 
 def _is_mosaic(ds) -> bool:

@@ -14,6 +14,7 @@ Slicer databases are read through anything that behaves like ``slicer.dicomDatab
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import struct
@@ -59,7 +60,7 @@ def _floats(value, n: int) -> tuple[float, ...] | None:
         values = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
-    return values if len(values) == n else None
+    return values if len(values) == n and all(math.isfinite(v) for v in values) else None
 
 
 def _int_or_none(value) -> int | None:
