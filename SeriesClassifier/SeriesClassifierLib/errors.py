@@ -19,6 +19,10 @@ class BudgetError(SeriesClassifierError, ValueError):
     """A file declares more than it holds or than the engine will allocate (``dicom/budget.py``)."""
 
 
+class BundleError(SeriesClassifierError, ValueError):
+    """A model bundle that must not be used: checksum differs, or contents out of range (NaN weights, …)."""
+
+
 class SliceReadError(SeriesClassifierError):
     """The series has no pixels the CNN can use; the message says why."""
 
@@ -39,5 +43,5 @@ class Cancelled(BaseException):
     """
 
 
-__all__ = ["BudgetError", "Cancelled", "NotDicomError", "SeriesClassifierError", "SliceReadError", "StoreError",
-           "TrainingError"]
+__all__ = ["BudgetError", "BundleError", "Cancelled", "NotDicomError", "SeriesClassifierError", "SliceReadError",
+           "StoreError", "TrainingError"]

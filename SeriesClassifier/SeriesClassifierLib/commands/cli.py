@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from ..errors import SeriesClassifierError
+
 # name -> one-line help; the module is commands/<name>.py (beside this file)
 COMMANDS = {
     "synth": "generate simulated brain MRI studies as DICOM",
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SeriesClassifierError as exc:  # the engine's own refusals (bad bundle, store, budget) are messages
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -202,6 +202,7 @@ def _cnn(options: TrainOptions, out: Path, train: list, labels: dict) -> str | N
 def train_bundle(options: TrainOptions) -> Path:
     """Train and write a models bundle into ``options.out``; TrainingError when the data cannot be used."""
     from .. import __version__
+    from ..models.bundle import write_manifest
     from ..models.ensemble import EnsembleParams
     from .model_card import write_model_card
 
@@ -252,6 +253,7 @@ def train_bundle(options: TrainOptions) -> Path:
     if options.write_base_rows:
         write_base_rows(out / BASE_ROWS, train, labels)
     write_model_card(out, forest, params, report, training, version, notes=[n for n in [cnn_note] if n])
+    write_manifest(out)  # last: the checksums of what the bundle holds now
     if site_test:
         compare_on_site(out, base, site_test, labels)
     log(f"bundle written to {out}")
