@@ -375,6 +375,7 @@ def read_series(ref: SeriesRef) -> Series:
     )
     for path in ref.missing:
         series.warnings.append(f"{path}: listed in {ref.source or 'the source'} but missing, left out")
+    series.warnings.extend(ref.notes)
     try:
         _read_into(ref, series)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one series, not the run
@@ -423,7 +424,30 @@ def _sorted_instances(ref: SeriesRef, series: Series) -> list[InstanceInfo]:
                                f"(e.g. {without[0]}): left out of the geometry")
     series.files = [i.path for i in infos]
     series.n_images = len(infos)
+    series.conflicts.extend(series_conflicts(infos))
     return infos
+
+
+# What the files of one series share; files that differ here were merged from another series.
+_MUST_AGREE = (("StudyInstanceUID", "study_uid"), ("Modality", "modality"),
+               ("FrameOfReferenceUID", "frame_of_reference"), ("SeriesNumber", "series_number"),
+               ("SeriesDescription", "series_description"))
+
+
+def series_conflicts(infos: list[InstanceInfo]) -> list[str]:
+    """One line per attribute on which the files of one SeriesInstanceUID disagree (empty values aside)."""
+    out = []
+    for label, attr in _MUST_AGREE:
+        groups: dict[str, list[str]] = {}
+        for info in infos:
+            value = getattr(info, attr, "")
+            if value:
+                groups.setdefault(value, []).append(info.path.name)
+        if len(groups) > 1:
+            ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+            parts = "; ".join(f"{len(names)} with '{value[:64]}' (e.g. {names[0]})" for value, names in ranked[:3])
+            out.append(f"files of one SeriesInstanceUID disagree on {label}: {parts} (merged from another series?)")
+    return out
 
 
 def _read_representatives(infos: list[InstanceInfo], series: Series) -> list[Dataset]:
@@ -468,6 +492,10 @@ def _identify(series: Series, first: Dataset) -> dict[str, Any]:
 def _fill_header(series: Series, infos: list[InstanceInfo], datasets: list[Dataset], values: dict[str, Any]) -> None:
     """Per-frame values merged over the representatives, frame counts, mosaic tiles and geometry."""
     first = datasets[0]
+    sizes = {(_int(ds.get("Rows")), _int(ds.get("Columns"))) for ds in datasets} - {(None, None)}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{r}×{c}" for r, c in sorted(sizes, key=str))
+        series.conflicts.append(f"files of one SeriesInstanceUID have different image sizes ({shown})")
     enhanced = any(
         "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds for ds in datasets
     )

@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 DATABASE_FILENAME = "ctkDICOM.sql"
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
-# Everything grouping needs sits before (0020,0052): reading stops there, which skips the
+# Everything grouping needs sits up to (0020,0052): reading stops there, which skips the
 # large private blocks (Siemens CSA, GE, Philips) and per-frame functional groups.
-_GROUPING_LAST_TAG = Tag(0x0020, 0x0037)
+_GROUPING_LAST_TAG = Tag(0x0020, 0x0052)
 _GROUPING_TAGS = [
     Tag(0x0008, 0x0016),  # SOPClassUID
     Tag(0x0008, 0x0018),  # SOPInstanceUID
@@ -45,9 +45,11 @@ _GROUPING_TAGS = [
     Tag(0x0010, 0x0020),  # PatientID
     Tag(0x0020, 0x000D),  # StudyInstanceUID
     Tag(0x0020, 0x000E),  # SeriesInstanceUID
+    Tag(0x0020, 0x0011),  # SeriesNumber
     Tag(0x0020, 0x0013),  # InstanceNumber
     Tag(0x0020, 0x0032),  # ImagePositionPatient
     Tag(0x0020, 0x0037),  # ImageOrientationPatient
+    Tag(0x0020, 0x0052),  # FrameOfReferenceUID
 ]
 
 
@@ -88,9 +90,11 @@ _KEYWORDS = {
     0x00100020: "PatientID",
     0x0020000D: "StudyInstanceUID",
     0x0020000E: "SeriesInstanceUID",
+    0x00200011: "SeriesNumber",
     0x00200013: "InstanceNumber",
     0x00200032: "ImagePositionPatient",
     0x00200037: "ImageOrientationPatient",
+    0x00200052: "FrameOfReferenceUID",
 }
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"}
 _UNDEFINED = 0xFFFFFFFF
@@ -194,6 +198,11 @@ def read_grouping_tags(path: Path) -> tuple[dict, InstanceInfo]:
             instance_number=_int_or_none(scanned.get("InstanceNumber", "").strip() or None),
             position=_split_floats(scanned.get("ImagePositionPatient"), 3),
             orientation=_split_floats(scanned.get("ImageOrientationPatient"), 6),
+            study_uid=values["StudyInstanceUID"],
+            modality=values["Modality"],
+            frame_of_reference=values["FrameOfReferenceUID"],
+            series_number=values["SeriesNumber"].strip(),
+            series_description=values["SeriesDescription"],
         )
         del values["InstanceNumber"]
         return values, info
@@ -216,6 +225,8 @@ def _read_grouping_tags_pydicom(path: Path) -> tuple[dict, InstanceInfo]:
         "PatientID": str(ds.get("PatientID", "") or ""),
         "StudyInstanceUID": str(ds.get("StudyInstanceUID", "") or ""),
         "SeriesInstanceUID": str(ds.get("SeriesInstanceUID", "") or ""),
+        "FrameOfReferenceUID": str(ds.get("FrameOfReferenceUID", "") or ""),
+        "SeriesNumber": str(ds.get("SeriesNumber", "") or "").strip(),
     }
     if not has_preamble and not (values["SeriesInstanceUID"] or values["SOPClassUID"]):
         raise NotDicomError(f"{path}: not a DICOM file")
@@ -225,8 +236,55 @@ def _read_grouping_tags_pydicom(path: Path) -> tuple[dict, InstanceInfo]:
         instance_number=_int_or_none(ds.get("InstanceNumber")),
         position=_floats(ds.get("ImagePositionPatient"), 3),
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        study_uid=values["StudyInstanceUID"],
+        modality=values["Modality"],
+        frame_of_reference=values["FrameOfReferenceUID"],
+        series_number=values["SeriesNumber"],
+        series_description=values["SeriesDescription"],
     )
     return values, info
+
+
+class _Duplicates:
+    """Files that share a SOPInstanceUID: a copy of an instance counts once, different images all count.
+
+    A copy lies in the same series at the same place with the same number; anything else reusing the UID
+    (another series, another slice) is a different image, kept, and named in a note of each series.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[tuple[str, InstanceInfo]]] = {}
+        self.copies: dict[str, list[str]] = {}
+        self.reused: dict[str, list[str]] = {}
+
+    def is_copy(self, uid: str, info: InstanceInfo) -> bool:
+        sop = info.sop_instance_uid
+        if not sop:
+            return False
+        earlier = self.seen.setdefault(sop, [])
+        for other_uid, other in earlier:
+            if other_uid == uid and (other.position, other.orientation, other.instance_number) == (
+                    info.position, info.orientation, info.instance_number):
+                self.copies.setdefault(uid, []).append(f"{info.path.name} (copy of {other.path.name})")
+                return True
+        if earlier:
+            other_uid, other = earlier[0]
+            where = "" if other_uid == uid else f" of series {other_uid}"
+            note = f"{info.path.name} and {other.path.name}{where} (different images)"
+            self.reused.setdefault(uid, []).append(note)
+            if other_uid != uid:
+                self.reused.setdefault(other_uid, []).append(f"{other.path.name} and {info.path.name} of series {uid}")
+        earlier.append((uid, info))
+        return False
+
+    def notes(self, uid: str) -> list[str]:
+        out = []
+        for items, what in ((self.copies.get(uid, []), "duplicate file(s) of one instance, counted once"),
+                            (self.reused.get(uid, []), "file(s) reusing another file's SOPInstanceUID, all kept")):
+            if items:
+                more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+                out.append(f"{len(items)} {what}: {'; '.join(items[:3])}{more}")
+        return out
 
 
 class FolderSource:
@@ -261,7 +319,7 @@ class FolderSource:
         if not self.root.exists():
             raise FileNotFoundError(f"{self.root}: no such file or folder")
         refs: dict[str, SeriesRef] = {}
-        seen_sops: set[str] = set()
+        duplicates = _Duplicates()
         for path in self._files():
             try:
                 if path.stat().st_size == 0 or path.name.upper() == "DICOMDIR":
@@ -286,11 +344,8 @@ class FolderSource:
                 self.problems.append(f"{path}: DICOM file without SeriesInstanceUID, not grouped")
                 log.warning(self.problems[-1])
                 continue
-            sop = values["SOPInstanceUID"]
-            if sop and sop in seen_sops:
+            if duplicates.is_copy(uid, info):
                 continue  # the same instance copied twice would count double
-            if sop:
-                seen_sops.add(sop)
             ref = refs.get(uid)
             if ref is None:
                 ref = refs[uid] = SeriesRef(
@@ -303,6 +358,8 @@ class FolderSource:
                 )
             ref.files.append(path)
             ref.instances.append(info)
+        for uid, ref in refs.items():
+            ref.notes.extend(duplicates.notes(uid))  # told with the series' other warnings
         yield from refs.values()
 
 

@@ -109,7 +109,7 @@ def decide(
     Separate from running the models so an evaluation can decide again from stored model outputs.
     """
     prediction = _base(series, bundle)
-    review = list(failures or [])
+    review = list(failures or []) + list(series.conflicts)  # contradicting files: never unreviewed
     voters = dict(outputs)
     if "forest" in outputs and not has_acquisition_parameters(series):
         # Trees still vote on an empty header, and confidently: never unreviewed, and with nothing at all
