@@ -31,6 +31,14 @@ class StoreError(SeriesClassifierError, RuntimeError):
     """The store file cannot be used (newer schema, not a store, unwritable)."""
 
 
+class DicomDatabaseError(SeriesClassifierError, ValueError):
+    """A Slicer DICOM database (ctkDICOM.sql) that cannot be read: corrupt, locked, truncated, unknown schema."""
+
+
+class OutputError(SeriesClassifierError, OSError):
+    """An output file cannot be written (bad path, read-only folder, full disk); nothing partial is left."""
+
+
 class TrainingError(SeriesClassifierError, ValueError):
     """Training cannot start: unusable labels, or no labelled series to learn from."""
 
@@ -43,5 +51,5 @@ class Cancelled(BaseException):
     """
 
 
-__all__ = ["BudgetError", "BundleError", "Cancelled", "NotDicomError", "SeriesClassifierError", "SliceReadError",
-           "StoreError", "TrainingError"]
+__all__ = ["BudgetError", "BundleError", "Cancelled", "DicomDatabaseError", "NotDicomError", "OutputError",
+           "SeriesClassifierError", "SliceReadError", "StoreError", "TrainingError"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 
 from ..errors import SeriesClassifierError
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     except SeriesClassifierError as exc:  # the engine's own refusals (bad bundle, store, budget) are messages
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.Error) as exc:  # disk, path and database faults: a message, never a traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 
 from pydicom.tag import Tag
 
-from ..errors import NotDicomError
+from ..errors import DicomDatabaseError, NotDicomError
 from ..series import InstanceInfo, SeriesRef
 from .budget import read_dataset
 
@@ -396,43 +396,54 @@ class SqliteDicomDatabase:
         self.path = directory / DATABASE_FILENAME
         if not self.path.is_file():
             raise FileNotFoundError(f"{directory}: no {DATABASE_FILENAME} here, not a Slicer DICOM database")
-        # mode=ro: never change (or lock for writing) a user's database, even while Slicer has it open.
-        self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-        columns = {row[1] for row in self._con.execute("PRAGMA table_info(Images)")}
+        try:
+            # mode=ro: never change (or lock for writing) a user's database, even while Slicer has it open.
+            self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            columns = {row[1] for row in self._query("PRAGMA table_info(Images)")}
+        except sqlite3.Error as e:
+            raise DicomDatabaseError(f"{self.path}: not a readable DICOM database ({e})") from e
         if not {"Filename", "SeriesInstanceUID"} <= columns:
-            raise ValueError(f"{self.path}: table Images lacks Filename/SeriesInstanceUID, not a CTK DICOM database")
+            raise DicomDatabaseError(f"{self.path}: table Images lacks Filename/SeriesInstanceUID, "
+                                     "not a CTK DICOM database")
         self.has_url = "URL" in columns
         self.schema_version = self._schema_version()
         self.unreachable: dict[str, list[str]] = {}  # series uid -> entries that name no local file
 
     def _schema_version(self) -> str:
         try:
-            row = self._con.execute("SELECT Version FROM SchemaInfo").fetchone()
-        except sqlite3.DatabaseError:
+            rows = self._query("SELECT Version FROM SchemaInfo")
+        except DicomDatabaseError:  # schema 0.7 databases may lack the table
             return ""
-        return str(row[0]) if row else ""
+        return str(rows[0][0]) if rows else ""
 
     def close(self) -> None:
         self._con.close()
 
+    def _query(self, sql: str, params: tuple = ()) -> list:
+        """All rows of a query; a corrupt, locked or foreign database is a DicomDatabaseError naming the file."""
+        try:
+            return self._con.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise DicomDatabaseError(f"{self.path}: cannot read ({e})") from e
+
     def patients(self) -> list[str]:
-        return [str(r[0]) for r in self._con.execute("SELECT UID FROM Patients ORDER BY UID")]
+        return [str(r[0]) for r in self._query("SELECT UID FROM Patients ORDER BY UID")]
 
     def studiesForPatient(self, patient: str) -> list[str]:  # noqa: N802
-        rows = self._con.execute(
+        rows = self._query(
             "SELECT StudyInstanceUID FROM Studies WHERE PatientsUID = ? ORDER BY StudyDate, StudyTime", (patient,)
         )
         return [r[0] for r in rows]
 
     def seriesForStudy(self, study: str) -> list[str]:  # noqa: N802
-        rows = self._con.execute(
+        rows = self._query(
             "SELECT SeriesInstanceUID FROM Series WHERE StudyInstanceUID = ? ORDER BY SeriesNumber", (study,)
         )
         return [r[0] for r in rows]
 
     def orphan_series(self) -> list[str]:
         """Series that have images but no Series/Study row (half-indexed databases)."""
-        rows = self._con.execute(
+        rows = self._query(
             "SELECT DISTINCT i.SeriesInstanceUID FROM Images i LEFT JOIN Series s "
             "ON i.SeriesInstanceUID = s.SeriesInstanceUID LEFT JOIN Studies st "
             "ON s.StudyInstanceUID = st.StudyInstanceUID WHERE s.SeriesInstanceUID IS NULL "
@@ -442,7 +453,7 @@ class SqliteDicomDatabase:
 
     def filesForSeries(self, series: str) -> list[str]:  # noqa: N802
         url = ", URL" if self.has_url else ", ''"
-        rows = self._con.execute(
+        rows = self._query(
             f"SELECT Filename{url} FROM Images WHERE SeriesInstanceUID = ? ORDER BY Filename", (series,)
         )
         files = []
@@ -455,25 +466,34 @@ class SqliteDicomDatabase:
         return files
 
     def series_info(self, series: str) -> dict[str, str]:
-        row = self._con.execute(
+        rows = self._query(
             "SELECT s.StudyInstanceUID, s.SeriesDescription, p.PatientID FROM Series s "
             "LEFT JOIN Studies st ON s.StudyInstanceUID = st.StudyInstanceUID "
             "LEFT JOIN Patients p ON st.PatientsUID = p.UID WHERE s.SeriesInstanceUID = ?",
             (series,),
-        ).fetchone()
-        if not row:
+        )
+        if not rows:
             return {}
+        row = rows[0]
         return {"study_uid": row[0] or "", "series_description": row[1] or "", "patient_id": row[2] or ""}
 
     def _resolve(self, filename: str, address: str) -> Path | None:
         if filename:
             path = Path(filename)
-            return path if path.is_absolute() else self.directory / path
+            if path.is_absolute():  # linked in place: the user's own files
+                return path
+            inside = os.path.normpath(self.directory / path)
+            # a relative entry names a copy inside the database folder; "../" out of it is not followed
+            return Path(inside) if _within(inside, os.path.normpath(self.directory)) else None
         if address:
             parsed = urlparse(address)
             if parsed.scheme == "file":
                 return Path(unquote(parsed.path))
         return None
+
+
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
 
 
 class DicomDatabaseSource:

@@ -44,6 +44,10 @@ from ..prediction import SeriesPrediction
 from ..vocabulary import Vocabulary, load_vocabulary
 
 SCHEMA_VERSION = 2
+# SQLite header field (offset 68) marking a file as a label store: "SClb". Only a file carrying it, or a
+# store written before it existed (our tables, schema 1..2), is opened; Slicer's ctkDICOM.sql never is.
+APPLICATION_ID = 0x53436C62
+_OUR_TABLES = {"predictions", "events"}
 SOURCES = ("slicer", "cli", "review", "import", "api")
 STATES = ("unreviewed", "accepted", "corrected")
 BUSY_TIMEOUT_MS = 30_000
@@ -202,16 +206,50 @@ class LabelStore:
     def __init__(self, path: str | Path, vocabulary: Vocabulary | None = None, create: bool = True):
         self.path = Path(path)
         self.vocabulary = vocabulary or load_vocabulary()
-        if not self.path.exists():
+        if self.path.name == "ctkDICOM.sql":
+            raise StoreError(f"{self.path}: that is Slicer's DICOM database, not a label store "
+                             f"(the default store is {default_store_path(self.path)})")
+        existed = self.path.exists()
+        if not existed:
             if not create:
                 raise StoreError(f"no label store at {self.path}")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"{self.path}: cannot create its folder ({e.strerror or e})") from e
+        elif self.path.is_dir():
+            raise StoreError(f"{self.path}: a folder, not a label store file")
+        elif self.path.stat().st_size == 0:  # a new store is made by SQLite, never adopted from an empty file
+            raise StoreError(f"{self.path}: an empty file, not a label store (remove it to start a new store)")
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            if existed:
+                self._check_ours()  # before anything writes (WAL, migrations) to someone else's file
+            else:  # marked first, so a file left by a crash before the schema is still known as ours
+                self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self._configure()
             self._migrate()
-        except sqlite3.DatabaseError as e:
+        except sqlite3.Error as e:
             raise StoreError(f"{self.path}: not a usable label store ({e})") from e
+
+    def _check_ours(self) -> None:
+        c = self._conn
+        app = c.execute("PRAGMA application_id").fetchone()[0]
+        if app == APPLICATION_ID:
+            pass
+        elif app != 0:
+            raise StoreError(f"{self.path}: an SQLite file of another application (application_id {app:#x}), "
+                             "not a label store; nothing was changed")
+        else:
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            if not (tables >= _OUR_TABLES and version >= 1):  # a store from before APPLICATION_ID is adopted
+                shown = ", ".join(sorted(tables)[:5]) or "none"
+                raise StoreError(f"{self.path}: an SQLite file that is not a label store (tables: {shown}); "
+                                 "nothing was changed")
+        check = c.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StoreError(f"{self.path}: the store is damaged ({check}); copy it aside and restore a backup")
 
     # -- connection ---------------------------------------------------------------------------------------------
 
@@ -230,7 +268,8 @@ class LabelStore:
                 f"{self.path} has schema version {version}; this SeriesClassifier understands up to "
                 f"{SCHEMA_VERSION}: update SeriesClassifier rather than risk the labels"
             )
-        if version == SCHEMA_VERSION:
+        marked = self._conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        if version == SCHEMA_VERSION and marked:
             return
         with self._write() as c:
             # re-read inside the lock: another process may have migrated meanwhile
@@ -239,17 +278,28 @@ class LabelStore:
                 _MIGRATIONS[version](c)
                 version += 1
                 c.execute(f"PRAGMA user_version = {version}")
+            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         c = self._conn
-        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:  # locked past the timeout, read-only file or folder
+            raise StoreError(f"{self.path}: cannot write ({e})") from e
         try:
             yield c
-        except BaseException:
+        except BaseException as e:
             c.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"{self.path}: write failed, nothing recorded ({e})") from e
             raise
-        c.execute("COMMIT")
+        try:
+            c.execute("COMMIT")
+        except sqlite3.Error as e:  # a full disk shows here: the transaction is not acknowledged
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: write failed, nothing recorded ({e})") from e
 
     def close(self) -> None:
         self._conn.close()
