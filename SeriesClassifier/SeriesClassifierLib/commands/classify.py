@@ -65,6 +65,7 @@ def csv_row(p: SeriesPrediction, attribute_codes: list[str]) -> dict[str, object
 def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
     """The results file, written atomically (write_export): a full disk leaves no partial file."""
     from ..labels.export import write_export
+    from ..labels.safe_text import csv_cell
 
     if out.suffix.lower() == ".json":
         data = {"series": [dict(p.to_dict(), top3=p.sequence.top(3) if p.sequence else []) for p in predictions]}
@@ -76,7 +77,7 @@ def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     for p in predictions:
-        writer.writerow(csv_row(p, codes))
+        writer.writerow({k: csv_cell(v) for k, v in csv_row(p, codes).items()})  # no formula from a header
     write_export(text.getvalue(), out)
 
 

@@ -13,6 +13,7 @@ import sqlite3
 import sys
 
 from ..errors import SeriesClassifierError
+from ..labels.safe_text import printable
 
 # name -> one-line help; the module is commands/<name>.py (beside this file)
 COMMANDS = {
@@ -56,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except SeriesClassifierError as exc:  # the engine's own refusals (bad bundle, store, budget) are messages
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return 2
     except (OSError, sqlite3.Error) as exc:  # disk, path and database faults: a message, never a traceback
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"error: {where}{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        print(printable(f"error: {where}{getattr(exc, 'strerror', None) or exc}"), file=sys.stderr)
         return 1
 
 

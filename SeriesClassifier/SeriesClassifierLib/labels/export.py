@@ -20,6 +20,7 @@ from .. import __version__
 from ..errors import OutputError
 from ..vocabulary import Vocabulary, load_vocabulary
 from .bids import BidsName, bids_names, dcm2bids_config, heudiconv_heuristic
+from .safe_text import csv_cell
 from .store import LabelRecord, record_row, utc_now
 
 FORMATS = ("csv", "json", "bids", "dcm2bids", "heudiconv")
@@ -107,7 +108,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return str(csv_cell(value))  # a description "=HYPERLINK(…)" stays text in a spreadsheet
 
 
 def to_csv(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None) -> str:
