@@ -267,3 +267,20 @@ def test_a_nan_orientation_in_one_file_is_named_and_left_out_of_the_geometry(tmp
     series = read_series(ref)
     assert series.skip_reason is None and series.orientation == "AXIAL"
     assert any("im002.dcm" in w and "ImageOrientationPatient" in w for w in series.warnings), series.warnings
+
+
+@pytest.mark.parametrize("value", [b"inf ", b"1e999 ", b"nan "], ids=["inf", "1e999", "nan"])
+def test_an_integer_string_pydicom_cannot_convert_costs_that_value(tmp_path, value):
+    """Found by test_fuzz_headers.py: an IS of 'inf' raised OverflowError on access and lost the series."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    _, files = _good(tmp_path)
+    ds = pydicom.dcmread(files[1])
+    ds[0x00180091] = RawDataElement(Tag(0x00180091), "IS", len(value), value, 0, False, True)  # EchoTrainLength
+    save_dataset(ds, files[1])
+    (ref,) = FolderSource(tmp_path)
+    series = read_series(ref)
+    assert series.skip_reason is None and series.header["RepetitionTime"] == 500.0
+    assert any("im001.dcm" in w and "EchoTrainLength" in w for w in series.warnings), series.warnings
+    assert len(build_stack(files)) == 3

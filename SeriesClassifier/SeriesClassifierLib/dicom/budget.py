@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
 from pydicom.misc import size_in_bytes
@@ -134,7 +135,44 @@ def read_dataset(
     if guard.disorder > MAX_OUT_OF_ORDER:
         raise BudgetError(f"{path}: more than {MAX_OUT_OF_ORDER} out-of-order elements (zeros or garbage, "
                           "not a DICOM data set), left out")
+    ds._undecodable = drop_undecodable(ds)  # named by header reading as "not a number"
     return ds
+
+
+_NUMBER_VRS = {"DS", "IS"}
+_MAX_DEPTH = 4  # sequences inside sequences (functional groups nest two or three deep)
+
+
+def drop_undecodable(ds: Dataset, depth: int = 0) -> list[str]:
+    """Remove the number strings pydicom cannot convert (an IS of ``inf`` raises OverflowError on access, and
+    would lose the whole file wherever it is read); returns their keywords. Other values stay raw and lazy."""
+    bad: list[str] = []
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        vr = getattr(raw, "VR", None) or _dictionary_vr(tag)
+        if vr not in _NUMBER_VRS and vr != "SQ":
+            continue
+        try:
+            value = ds[tag].value
+        except Exception:  # noqa: BLE001 - whatever pydicom raises on a value it cannot convert
+            bad.append(_keyword(tag))
+            del ds[tag]
+            continue
+        if vr == "SQ" and depth < _MAX_DEPTH:
+            for item in value or []:
+                bad.extend(drop_undecodable(item, depth + 1))
+    return bad
+
+
+def _dictionary_vr(tag: Any) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def _keyword(tag: Any) -> str:
+    return keyword_for_tag(tag) or str(Tag(tag))
 
 
 # ----------------------------------------------------------------------------- deflate

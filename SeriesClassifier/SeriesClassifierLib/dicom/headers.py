@@ -468,7 +468,7 @@ def _read_representatives(infos: list[InstanceInfo], series: Series) -> list[Dat
         if "SeriesInstanceUID" not in ds and "SOPClassUID" not in ds:
             series.warnings.append(f"{path}: header incomplete (file truncated?), left out")
             continue
-        bad = _unreadable_numbers(ds)
+        bad = [f"{k} (undecodable)" for k in getattr(ds, "_undecodable", [])] + _unreadable_numbers(ds)
         if bad:
             series.warnings.append(f"{path.name}: not a number, read as absent: {', '.join(bad)}")
         datasets.append(ds)

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -209,28 +211,51 @@ class LabelStore:
         if self.path.name == "ctkDICOM.sql":
             raise StoreError(f"{self.path}: that is Slicer's DICOM database, not a label store "
                              f"(the default store is {default_store_path(self.path)})")
-        existed = self.path.exists()
-        if not existed:
+        if not self.path.exists():
             if not create:
                 raise StoreError(f"no label store at {self.path}")
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise StoreError(f"{self.path}: cannot create its folder ({e.strerror or e})") from e
-        elif self.path.is_dir():
+            self._create_new()
+        if self.path.is_dir():
             raise StoreError(f"{self.path}: a folder, not a label store file")
-        elif self.path.stat().st_size == 0:  # a new store is made by SQLite, never adopted from an empty file
+        if self.path.stat().st_size == 0:  # stores are made whole (_create_new): an empty file is someone else's
             raise StoreError(f"{self.path}: an empty file, not a label store (remove it to start a new store)")
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            if existed:
-                self._check_ours()  # before anything writes (WAL, migrations) to someone else's file
-            else:  # marked first, so a file left by a crash before the schema is still known as ours
-                self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self._check_ours()  # before anything writes (WAL, migrations) to someone else's file
             self._configure()
             self._migrate()
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: not a usable label store ({e})") from e
+
+    def _create_new(self) -> None:
+        """Make the store in a temporary file, then link it into place.
+
+        No process ever sees a half-made store (so an empty file can be refused as not ours), and when several
+        create the same store at once, one link wins and every process opens that one.
+        """
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".new")
+            os.close(fd)
+            tmp = Path(name)
+            self._conn = sqlite3.connect(name, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self._configure()
+            self._migrate()
+            self._conn.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            except OSError:  # a filesystem without hard links: a rename, unless someone was faster
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"{self.path}: cannot create the store ({getattr(e, 'strerror', None) or e})") from e
+        finally:
+            for leftover in ((tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")) if tmp else ()):
+                leftover.unlink(missing_ok=True)
 
     def _check_ours(self) -> None:
         c = self._conn
