@@ -10,12 +10,14 @@ read headers"), slice listing raises nothing but SliceReadError, features are nu
 fails inside ``predict_series``. A crash found becomes a named test in ``test_hostile_files.py``.
 
 Short in CI (``SERIESCLASSIFIER_FUZZ=ci``, the default: 40 examples per property); on demand
-``SERIESCLASSIFIER_FUZZ=long`` runs 2,000 per property. Times are never asserted (``deadline=None``).
+``SERIESCLASSIFIER_FUZZ=long`` runs 2,000 per property
+(``SERIESCLASSIFIER_FUZZ_EXAMPLES`` to change). Times are never asserted (``deadline=None``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -39,13 +41,15 @@ from SeriesClassifierLib.pydicom_compat import save_dataset
 from SeriesClassifierLib.run.pipeline import predict_series
 
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=int(os.environ.get("SERIESCLASSIFIER_FUZZ_EXAMPLES", 2000)),
+                          deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PROFILE = os.environ.get("SERIESCLASSIFIER_FUZZ", "ci")
 
 
 
-@pytest.fixture(scope="module")
-def bundle():
+@functools.lru_cache(maxsize=1)
+def _bundle():
+    """Not a fixture: hypothesis prints a failing example's arguments, and a bundle's repr is its model card."""
     return load_bundle(load_cnn=False)
 
 
@@ -57,8 +61,9 @@ def good(tmp_path_factory) -> list[Path]:
     return sorted(folder.glob("*.dcm"))
 
 
-def _check_study(folder: Path, bundle) -> None:
+def _check_study(folder: Path) -> None:
     """Everything downstream of a folder holding the damaged file; fails on any unexpected exception."""
+    bundle = _bundle()
     for ref in FolderSource(folder):  # grouping: never raises
         series = read_series(ref)
         assert not (series.skip_reason or "").startswith("could not read headers"), series.skip_reason
@@ -86,7 +91,7 @@ _edit = st.tuples(st.floats(0, 1), st.sampled_from(["set", "insert", "delete"]),
 
 @settings(settings.get_profile(PROFILE))
 @given(edits=st.lists(_edit, min_size=1, max_size=6), cut=st.none() | st.floats(0, 1))
-def test_damaged_bytes_never_crash_the_header_path(bundle, good, edits, cut):
+def test_damaged_bytes_never_crash_the_header_path(good, edits, cut):
     data = bytearray(good[0].read_bytes())
     for where, kind, blob in edits:
         pos = int(where * len(data))
@@ -99,7 +104,7 @@ def test_damaged_bytes_never_crash_the_header_path(bundle, good, edits, cut):
     if cut is not None:
         data = data[: int(cut * len(data))]
     with _study_with(bytes(data), good[1]) as folder:
-        _check_study(Path(folder), bundle)
+        _check_study(Path(folder))
 
 
 _NUMERIC = ["PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "RepetitionTime", "EchoTime", "FlipAngle",
@@ -111,7 +116,7 @@ _text = st.text(st.characters(codec="ascii", exclude_characters="\x00"), max_siz
 
 @settings(settings.get_profile(PROFILE))
 @given(values=st.dictionaries(st.sampled_from(_NUMERIC), _text, min_size=1, max_size=5))
-def test_garbage_values_never_crash_the_header_path(bundle, good, values):
+def test_garbage_values_never_crash_the_header_path(good, values):
     ds = pydicom.dcmread(good[0])
     for keyword, text in values.items():
         tag = pydicom.datadict.tag_for_keyword(keyword)
@@ -125,4 +130,4 @@ def test_garbage_values_never_crash_the_header_path(bundle, good, values):
         except Exception:  # noqa: BLE001 - pydicom would not write it: nothing to read either
             return
         shutil.copy(good[1], Path(tmp) / "good.dcm")
-        _check_study(Path(tmp), bundle)
+        _check_study(Path(tmp))

@@ -284,3 +284,26 @@ def test_an_integer_string_pydicom_cannot_convert_costs_that_value(tmp_path, val
     assert series.skip_reason is None and series.header["RepetitionTime"] == 500.0
     assert any("im001.dcm" in w and "EchoTrainLength" in w for w in series.warnings), series.warnings
     assert len(build_stack(files)) == 3
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("damage", ["unknown VR", "odd-length US"])
+def test_an_element_pydicom_cannot_decode_costs_that_element(tmp_path, damage):
+    """Found by test_fuzz_headers.py: a damaged VR ('DS' → 'BS') or a US of odd length raised on access
+    (NotImplementedError, BytesLengthException) and lost the series or its pixels."""
+    _, files = _good(tmp_path)
+    data = files[1].read_bytes()
+    if damage == "unknown VR":  # SliceThickness (0018,0050) DS → BS
+        files[1].write_bytes(_with_bytes(files[1], b"\x18\x00\x50\x00DS", b"\x18\x00\x50\x00BS").read_bytes())
+        keyword = "SliceThickness"
+    else:  # Columns (0028,0011) US of length 2 → 3, its value running into the next element
+        at = data.find(b"\x28\x00\x11\x00US\x02\x00")
+        files[1].write_bytes(data[:at] + b"\x28\x00\x11\x00US\x03\x00" + data[at + 8 : at + 10] + b"\x00"
+                             + data[at + 10 :])
+        keyword = "Columns"
+    (ref,) = FolderSource(tmp_path)
+    series = read_series(ref)
+    assert series.skip_reason is None and series.n_images == 3
+    assert len(build_stack(files)) >= 2  # the damaged file may lose its image, never the others
+    if damage == "unknown VR":
+        assert any("im001.dcm" in w and keyword in w for w in series.warnings), series.warnings

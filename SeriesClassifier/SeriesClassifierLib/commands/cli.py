@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sqlite3
 import sys
 
@@ -63,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(printable(f"error: {where}{getattr(exc, 'strerror', None) or exc}"), file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug met on someone's data: one line, the traceback only when asked for
+        if os.environ.get("SERIESCLASSIFIER_DEBUG"):
+            raise
+        print(printable(f"error: {command} failed: {type(exc).__name__}: {exc} (set SERIESCLASSIFIER_DEBUG=1 "
+                        "for the traceback)"), file=sys.stderr)
+        return 70  # EX_SOFTWARE
 
 
 if __name__ == "__main__":

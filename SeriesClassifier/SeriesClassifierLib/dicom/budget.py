@@ -139,17 +139,26 @@ def read_dataset(
     return ds
 
 
-_NUMBER_VRS = {"DS", "IS"}
+# numbers, as text or binary: converted on access, raising on garbage (an IS of "inf", a US of odd length)
+_NUMBER_VRS = {"DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "AT", "SV", "UV", "US or SS"}
+_KNOWN_VRS = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV",
+              "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV",
+              "OB or OW", "US or SS", "US or OW", "US or SS or OW"}  # the last: ambiguous VRs of the dictionary
 _MAX_DEPTH = 4  # sequences inside sequences (functional groups nest two or three deep)
 
 
 def drop_undecodable(ds: Dataset, depth: int = 0) -> list[str]:
-    """Remove the number strings pydicom cannot convert (an IS of ``inf`` raises OverflowError on access, and
-    would lose the whole file wherever it is read); returns their keywords. Other values stay raw and lazy."""
+    """Remove what pydicom cannot convert: an unknown VR (damaged bytes) and numbers such as an IS of ``inf``
+    (OverflowError on access) or a US of odd length, any of which would lose the whole file wherever it is
+    read; returns their keywords. Other values (text, pixels, deferred blobs) stay raw and lazy."""
     bad: list[str] = []
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
         vr = getattr(raw, "VR", None) or _dictionary_vr(tag)
+        if vr is not None and str(vr) not in _KNOWN_VRS:  # damaged bytes: pydicom raises on any access
+            bad.append(_keyword(tag))
+            del ds[tag]
+            continue
         if vr not in _NUMBER_VRS and vr != "SQ":
             continue
         try:

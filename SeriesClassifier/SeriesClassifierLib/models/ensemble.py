@@ -193,6 +193,8 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
     if sequence is None:
         review.append("no model could classify the sequence")
     else:
+        # a model that ran and said nothing (pixels unreadable, say) leaves the answer to the others: look at it
+        review += [f"{n} gave no answer" for n, o in answered.items() if o.sequence is None]
         if sequence.probability < params.review_threshold:
             runner = [f"{lbl} {p:.2f}" for lbl, p in sequence.top(3)[1:] if p > 0.05]
             review.append(
