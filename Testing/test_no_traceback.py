@@ -101,3 +101,13 @@ def test_a_bad_worker_manifest_is_an_error_event(tmp_path, manifest, capsys):
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert any(e["type"] == "error" and "selection.json" in e["message"] for e in lines), lines
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_train_with_a_code_outside_the_vocabulary_is_told_before_any_work(tmp_path, good, capsys):
+    uid = write_series(tmp_path / "data" / "s", "T2", n_slices=2, size=4)
+    (tmp_path / "labels.csv").write_text(f"series_uid,sequence\n{uid},T1_MPRAGE\n")
+    code = main(["train", "--data", str(tmp_path / "data"), "--labels", str(tmp_path / "labels.csv"),
+                 "--out", str(tmp_path / "m"), "--no-cnn"])
+    err = capsys.readouterr().err
+    assert code == 2 and "labels.csv" in err and "T1_MPRAGE" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()

@@ -69,11 +69,29 @@ def read_training_labels(path: Path) -> dict[str, dict[str, str]]:
         labels = read_any_labels(path)
     except (ValueError, StoreError) as exc:
         raise TrainingError(f"labels: {exc} (give --labels)") from exc
+    _check_codes(labels, path)
     if any("label_source" in row for row in labels.values()):
         sources = Counter(row.get("label_source", "") for row in labels.values())
         log(f"{len(labels)} verified labels from the store {path}: {sources.get('corrected', 0)} corrected, "
             f"{sources.get('accepted', 0)} accepted (unreviewed predictions are not training labels)")
     return labels
+
+
+def _check_codes(labels: dict[str, dict[str, str]], path: Path) -> None:
+    """Every label a vocabulary code, before any series is read (an unknown one failed deep in fitting)."""
+    from ..models.forest import normalise_label
+    from ..vocabulary import load_vocabulary
+
+    tasks = ["sequence", *load_vocabulary().attribute_codes]
+    bad = []
+    for uid, row in labels.items():
+        for task in tasks:
+            try:
+                normalise_label(task, row.get(task) or "")
+            except ValueError as exc:
+                bad.append(f"series {uid}: {exc}")
+    if bad:
+        raise TrainingError(f"{path}: {len(bad)} label(s) not in the vocabulary; the first: {bad[0]}")
 
 
 # ----------------------------------------------------------------------------- the forest's figures
