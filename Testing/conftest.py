@@ -29,7 +29,12 @@ if str(TESTING) not in sys.path:  # the helpers import the same under pytest's i
 TORCH_FILES = {"test_aggregate.py", "test_cnn.py", "test_gradcam.py"}  # import torch at module level
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
-collect_ignore = [] if HAVE_TORCH else sorted(TORCH_FILES)
+# The fuzzing harness needs hypothesis (a dev extra); Slicer's Pythons in .ci/run have only the engine's
+# requirements and leave it out explicitly, as the torch files.
+HYPOTHESIS_FILES = {"test_fuzz_headers.py"}
+HAVE_HYPOTHESIS = importlib.util.find_spec("hypothesis") is not None
+
+collect_ignore = ([] if HAVE_TORCH else sorted(TORCH_FILES)) + ([] if HAVE_HYPOTHESIS else sorted(HYPOTHESIS_FILES))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -231,3 +231,16 @@ def test_the_novelty_reference_is_saved_and_loaded_with_the_weights(tmp_path):
     np.testing.assert_allclose(loaded.novelty.reference, model.novelty.reference, rtol=1e-6)
     assert loaded.novelty.threshold == pytest.approx(model.novelty.threshold)
     assert json.loads((tmp_path / "cnn.json").read_text())["novelty"]["k"] == 5
+
+
+def test_a_damaged_novelty_reference_is_refused_naming_the_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from SeriesClassifierLib.errors import BundleError
+
+    _novelty_model(np.random.default_rng(2)).save(tmp_path)
+    tensors = load_file(str(tmp_path / "cnn.safetensors"))
+    tensors["novelty.reference"][0, 0] = float("nan")
+    save_file(tensors, str(tmp_path / "cnn.safetensors"))
+    with pytest.raises(BundleError, match="cnn.safetensors: the embedding novelty holds NaN"):
+        CnnModel.load(tmp_path)

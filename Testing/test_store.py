@@ -156,13 +156,13 @@ def test_newer_schema_is_refused_and_garbage_is_reported(tmp_path):
         LabelStore(tmp_path / "missing.sqlite", create=False)
 
 
-def test_migration_from_an_empty_version_0_file(tmp_path):
+def test_an_empty_file_is_not_made_a_store(tmp_path):
+    """Issue 17 item 8: a 0-byte file may be anything a user pointed at; a new store is made by SQLite itself."""
     path = tmp_path / "old.sqlite"
     sqlite3.connect(path).close()  # an empty file: version 0
-    with LabelStore(path) as s:
-        assert s.schema_version == SCHEMA_VERSION
-        s.correct("1", sequence="PD")
-        assert s.current("1").sequence == "PD"
+    with pytest.raises(StoreError, match="an empty file, not a label store"):
+        LabelStore(path)
+    assert path.stat().st_size == 0
 
 
 def test_default_store_path(tmp_path):

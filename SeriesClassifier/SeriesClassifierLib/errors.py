@@ -15,12 +15,28 @@ class NotDicomError(SeriesClassifierError, ValueError):
     """The file is not a DICOM file (or nothing usable could be read from it)."""
 
 
+class BudgetError(SeriesClassifierError, ValueError):
+    """A file declares more than it holds or than the engine will allocate (``dicom/budget.py``)."""
+
+
+class BundleError(SeriesClassifierError, ValueError):
+    """A model bundle that must not be used: checksum differs, or contents out of range (NaN weights, …)."""
+
+
 class SliceReadError(SeriesClassifierError):
     """The series has no pixels the CNN can use; the message says why."""
 
 
 class StoreError(SeriesClassifierError, RuntimeError):
     """The store file cannot be used (newer schema, not a store, unwritable)."""
+
+
+class DicomDatabaseError(SeriesClassifierError, ValueError):
+    """A Slicer DICOM database (ctkDICOM.sql) that cannot be read: corrupt, locked, truncated, unknown schema."""
+
+
+class OutputError(SeriesClassifierError, OSError):
+    """An output file cannot be written (bad path, read-only folder, full disk); nothing partial is left."""
 
 
 class TrainingError(SeriesClassifierError, ValueError):
@@ -35,4 +51,5 @@ class Cancelled(BaseException):
     """
 
 
-__all__ = ["Cancelled", "NotDicomError", "SeriesClassifierError", "SliceReadError", "StoreError", "TrainingError"]
+__all__ = ["BudgetError", "BundleError", "Cancelled", "DicomDatabaseError", "NotDicomError", "OutputError",
+           "SeriesClassifierError", "SliceReadError", "StoreError", "TrainingError"]

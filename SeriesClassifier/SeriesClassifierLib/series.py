@@ -26,6 +26,12 @@ class InstanceInfo:
     instance_number: int | None = None
     position: tuple[float, float, float] | None = None  # ImagePositionPatient
     orientation: tuple[float, ...] | None = None  # ImageOrientationPatient (6)
+    # What one series' files must agree on; a file that differs came from elsewhere (``series_conflicts``).
+    study_uid: str = ""
+    modality: str = ""
+    frame_of_reference: str = ""  # FrameOfReferenceUID
+    series_number: str = ""
+    series_description: str = ""
 
 
 @dataclass
@@ -40,6 +46,7 @@ class SeriesRef:
     series_description: str = ""  # when the source knows it without reading files
     instances: list[InstanceInfo] = field(default_factory=list)  # per file, when the source read them
     missing: list[Path] = field(default_factory=list)  # files the source lists but that are gone
+    notes: list[str] = field(default_factory=list)  # what grouping noticed (duplicate instances), for the user
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Series:
     orientation: str | None = None  # from geometry, a vocabulary code
     skip_reason: str | None = None  # set when this is not something we classify (SR, PR, …)
     warnings: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # files that contradict each other: always reviewed
 
     @property
     def skipped(self) -> bool:

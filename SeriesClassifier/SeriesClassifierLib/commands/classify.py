@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -64,19 +65,23 @@ def csv_row(p: SeriesPrediction, attribute_codes: list[str]) -> dict[str, object
 
 
 def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """The results file, written atomically (write_export): a full disk leaves no partial file."""
+    from ..labels.export import write_export
+    from ..labels.safe_text import csv_cell
+
     if out.suffix.lower() == ".json":
         data = {"series": [dict(p.to_dict(), outcome=p.outcome, top3=p.sequence.top(3) if p.sequence else [])
                            for p in predictions]}
-        out.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        write_export(json.dumps(data, indent=1), out)
         return
     codes = load_vocabulary().attribute_codes
     columns = CSV_COLUMNS + [c for code in codes for c in (code, f"{code}_probability")] + ["top3", "reason", "error"]
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for p in predictions:
-            writer.writerow(csv_row(p, codes))
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for p in predictions:
+        writer.writerow({k: csv_cell(v) for k, v in csv_row(p, codes).items()})  # no formula from a header
+    write_export(text.getvalue(), out)
 
 
 def gradcam_writer(cnn, out_dir: Path):
@@ -123,6 +128,9 @@ def run(args) -> int:
     if args.no_cnn and args.no_forest:
         print("--no-cnn and --no-forest together leave no model to run", file=sys.stderr)
         return 2
+    from ..labels.export import check_writable
+
+    check_writable(out)  # before the run's work, not after it (OutputError: a message from cli.main)
     try:
         bundle = load_bundle(args.models, load_forest=not args.no_forest, load_cnn=not args.no_cnn)
     except FileNotFoundError as exc:

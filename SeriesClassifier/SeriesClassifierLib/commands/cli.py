@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sqlite3
 import sys
+
+from ..errors import SeriesClassifierError
+from ..labels.safe_text import printable
 
 # name -> one-line help; the module is commands/<name>.py (beside this file)
 COMMANDS = {
@@ -52,6 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SeriesClassifierError as exc:  # the engine's own refusals (bad bundle, store, budget) are messages
+        print(f"error: {printable(exc)}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:  # disk, path and database faults: a message, never a traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(printable(f"error: {where}{getattr(exc, 'strerror', None) or exc}"), file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug met on someone's data: one line, the traceback only when asked for
+        if os.environ.get("SERIESCLASSIFIER_DEBUG"):
+            raise
+        print(printable(f"error: {command} failed: {type(exc).__name__}: {exc} (set SERIESCLASSIFIER_DEBUG=1 "
+                        "for the traceback)"), file=sys.stderr)
+        return 70  # EX_SOFTWARE
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ def _import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         print(f"error: {path}: cannot read ({e})", file=sys.stderr)
         return 1
+    if not rows or not any(k in rows[0] for k in ("series_uid", "SeriesInstanceUID")):
+        print(f"error: {path}: no label rows (a header line naming series_uid and the label columns, "
+              "then one row per series)", file=sys.stderr)
+        return 1
     try:
         with LabelStore(store_path(args)) as store:
             recorded, problems = store.import_labels(rows, user=args.user, batch=hashlib.sha256(data).hexdigest())

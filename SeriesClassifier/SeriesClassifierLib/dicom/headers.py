@@ -24,13 +24,24 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
+from ..errors import BudgetError
 from ..series import Geometry, InstanceInfo, Series, SeriesRef
+from .budget import check_pixels, read_dataset
 from .geometry import slice_spacing
 from .orientation import summarize
 from .sources import read_grouping_tags
-from .tags import GE_PULSE_SEQUENCE, PHILIPS_SCANNING_TECHNIQUE, SIEMENS_MOSAIC_IMAGES, b_value, private_value
+from .tags import (
+    GE_PULSE_SEQUENCE,
+    PHILIPS_SCANNING_TECHNIQUE,
+    SIEMENS_MOSAIC_IMAGES,
+    b_value,
+    mosaic_images,
+    private_value,
+    to_floats,
+)
 from .tags import to_float as _to_float
 
 log = logging.getLogger(__name__)
@@ -114,6 +125,37 @@ def _to_strings(value: Any) -> list[str]:
         return [str(value).strip()]
 
 
+def _spacing(value: Any) -> list[float] | None:
+    floats = to_floats(value, 2)
+    return list(floats) if floats else None
+
+
+def _int(value: Any) -> int | None:
+    f = _to_float(value)
+    return None if f is None else int(f)
+
+
+# Numbers whose value in one file may be garbage; named in a warning, then read as absent.
+_NUMERIC_KEYWORDS = ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "RepetitionTime", "EchoTime",
+                     "InversionTime", "FlipAngle", "EchoTrainLength", "ImageOrientationPatient",
+                     "ImagePositionPatient", "MagneticFieldStrength", "NumberOfFrames")
+
+
+def _unreadable_numbers(ds: Dataset) -> list[str]:
+    """'keyword value' for each number of the file that is present but not a (finite) number."""
+    bad = []
+    for keyword in _NUMERIC_KEYWORDS:
+        try:
+            value = ds.get(keyword)
+        except Exception:  # noqa: BLE001 - pydicom may fail converting a malformed value
+            bad.append(f"{keyword} (undecodable)")
+            continue
+        if value not in (None, "", b"") and to_floats(value) is None:
+            shown = "\\".join(map(str, value)) if isinstance(value, (list, tuple, MultiValue)) else str(value)
+            bad.append(f"{keyword} '{shown[:40]}'")
+    return bad
+
+
 def _text(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return value.decode("ascii", "ignore").strip("\x00 ")
@@ -150,7 +192,7 @@ def _classic_values(ds: Dataset) -> dict[str, Any]:
         "EchoTrainLength": _to_float(ds.get("EchoTrainLength")) or _to_float(ds.get("RFEchoTrainLength")),
         "SliceThickness": _to_float(ds.get("SliceThickness")),
         "SpacingBetweenSlices": _to_float(ds.get("SpacingBetweenSlices")),
-        "PixelSpacing": [float(v) for v in ds.get("PixelSpacing") or []][:2] or None,
+        "PixelSpacing": _spacing(ds.get("PixelSpacing")),
         "BValue": b_value(ds),
         "TemporalPosition": _to_float(ds.get("TemporalPositionIdentifier")),
         "EchoNumber": _to_float(ds.get("EchoNumbers")),
@@ -179,18 +221,12 @@ def _frame_values(ds: Dataset, frame: Dataset | None) -> dict[str, Any]:
         "BValue": _to_float(diffusion.get("DiffusionBValue")) if diffusion is not None else None,
         "SliceThickness": _to_float(measures.get("SliceThickness")) if measures is not None else None,
         "SpacingBetweenSlices": _to_float(measures.get("SpacingBetweenSlices")) if measures is not None else None,
-        "PixelSpacing": ([float(v) for v in measures.get("PixelSpacing") or []][:2] or None)
-        if measures is not None
-        else None,
+        "PixelSpacing": _spacing(measures.get("PixelSpacing")) if measures is not None else None,
         "TemporalPosition": _to_float(content.get("TemporalPositionIndex")) if content is not None else None,
         "EchoNumber": None,
         "ImageType": _to_strings(frame_type.get("FrameType")) if frame_type is not None else [],
-        "orientation": tuple(float(v) for v in plane.ImageOrientationPatient)
-        if plane is not None and "ImageOrientationPatient" in plane
-        else None,
-        "position": tuple(float(v) for v in position.ImagePositionPatient)
-        if position is not None and "ImagePositionPatient" in position
-        else None,
+        "orientation": to_floats(plane.get("ImageOrientationPatient"), 6) if plane is not None else None,
+        "position": to_floats(position.get("ImagePositionPatient"), 3) if position is not None else None,
     }
 
 
@@ -225,9 +261,9 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
         "ContrastBolusAgent": None
         if agent is None and not contrast_seq
         else _text(agent) or ("SEQUENCE" if contrast_seq else ""),
-        "Rows": int(ds.Rows) if "Rows" in ds else None,
-        "Columns": int(ds.Columns) if "Columns" in ds else None,
-        "PixelRepresentation": int(ds.PixelRepresentation) if "PixelRepresentation" in ds else None,
+        "Rows": _int(ds.get("Rows")),
+        "Columns": _int(ds.get("Columns")),
+        "PixelRepresentation": _int(ds.get("PixelRepresentation")),
         "PhotometricInterpretation": _text(ds.get("PhotometricInterpretation")),
         "NumberOfFrames": int(_to_float(ds.get("NumberOfFrames")) or 1),
         "NumberOfTemporalPositions": _to_float(ds.get("NumberOfTemporalPositions")),
@@ -242,7 +278,11 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
 
 
 def _read_header(path: Path) -> Dataset:
-    return pydicom.dcmread(path, stop_before_pixels=True, defer_size=_DEFER, force=True)
+    """The header without pixels, within the budgets; a file declaring impossible pixels is refused."""
+    ds = read_dataset(path, stop_before_pixels=True, defer_size=_DEFER, force=True)
+    if "Rows" in ds and "Columns" in ds:
+        check_pixels(path, ds, mosaic_images(ds), stored=False)
+    return ds
 
 
 def _sort_key(normal: np.ndarray | None):
@@ -335,6 +375,7 @@ def read_series(ref: SeriesRef) -> Series:
     )
     for path in ref.missing:
         series.warnings.append(f"{path}: listed in {ref.source or 'the source'} but missing, left out")
+    series.warnings.extend(ref.notes)
     try:
         _read_into(ref, series)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one series, not the run
@@ -349,7 +390,8 @@ def _read_into(ref: SeriesRef, series: Series) -> None:
         return
     datasets = _read_representatives(infos, series)
     if not datasets:
-        series.skip_reason = "no file with a readable header"
+        why = f": {series.warnings[-1]}" if series.warnings else ""
+        series.skip_reason = "no file with a readable header" + why
         return
     values = _identify(series, datasets[0])
     if series.skip_reason:
@@ -376,9 +418,36 @@ def _sorted_instances(ref: SeriesRef, series: Series) -> list[InstanceInfo]:
         except ValueError:
             normal = None
     infos.sort(key=_sort_key(normal))
+    without = [i.path.name for i in infos if not i.orientation]
+    if iops and without:  # NaN or garbage where the others have a plane
+        series.warnings.append(f"{len(without)} file(s) without a usable ImageOrientationPatient "
+                               f"(e.g. {without[0]}): left out of the geometry")
     series.files = [i.path for i in infos]
     series.n_images = len(infos)
+    series.conflicts.extend(series_conflicts(infos))
     return infos
+
+
+# What the files of one series share; files that differ here were merged from another series.
+_MUST_AGREE = (("StudyInstanceUID", "study_uid"), ("Modality", "modality"),
+               ("FrameOfReferenceUID", "frame_of_reference"), ("SeriesNumber", "series_number"),
+               ("SeriesDescription", "series_description"))
+
+
+def series_conflicts(infos: list[InstanceInfo]) -> list[str]:
+    """One line per attribute on which the files of one SeriesInstanceUID disagree (empty values aside)."""
+    out = []
+    for label, attr in _MUST_AGREE:
+        groups: dict[str, list[str]] = {}
+        for info in infos:
+            value = getattr(info, attr, "")
+            if value:
+                groups.setdefault(value, []).append(info.path.name)
+        if len(groups) > 1:
+            ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+            parts = "; ".join(f"{len(names)} with '{value[:64]}' (e.g. {names[0]})" for value, names in ranked[:3])
+            out.append(f"files of one SeriesInstanceUID disagree on {label}: {parts} (merged from another series?)")
+    return out
 
 
 def _read_representatives(infos: list[InstanceInfo], series: Series) -> list[Dataset]:
@@ -390,12 +459,18 @@ def _read_representatives(infos: list[InstanceInfo], series: Series) -> list[Dat
         path = acquisition[index].path
         try:
             ds = _read_header(path)
+        except BudgetError as exc:
+            series.warnings.append(str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001
             series.warnings.append(f"{path}: header unreadable ({type(exc).__name__}: {exc})")
             continue
         if "SeriesInstanceUID" not in ds and "SOPClassUID" not in ds:
             series.warnings.append(f"{path}: header incomplete (file truncated?), left out")
             continue
+        bad = [f"{k} (undecodable)" for k in getattr(ds, "_undecodable", [])] + _unreadable_numbers(ds)
+        if bad:
+            series.warnings.append(f"{path.name}: not a number, read as absent: {', '.join(bad)}")
         datasets.append(ds)
     return datasets
 
@@ -417,6 +492,10 @@ def _identify(series: Series, first: Dataset) -> dict[str, Any]:
 def _fill_header(series: Series, infos: list[InstanceInfo], datasets: list[Dataset], values: dict[str, Any]) -> None:
     """Per-frame values merged over the representatives, frame counts, mosaic tiles and geometry."""
     first = datasets[0]
+    sizes = {(_int(ds.get("Rows")), _int(ds.get("Columns"))) for ds in datasets} - {(None, None)}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{r}×{c}" for r, c in sorted(sizes, key=str))
+        series.conflicts.append(f"files of one SeriesInstanceUID have different image sizes ({shown})")
     enhanced = any(
         "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds for ds in datasets
     )
@@ -492,6 +571,7 @@ def _enhanced_frames(datasets: list[Dataset]) -> tuple[list[dict[str, Any]], lis
             for key, value in top.items():
                 if v.get(key) in (None, []) and value not in (None, []):
                     v[key] = value
-        if not orientations and "ImageOrientationPatient" in ds:
-            orientations.append(tuple(float(x) for x in ds.ImageOrientationPatient))
+        top_iop = to_floats(ds.get("ImageOrientationPatient"), 6)
+        if not orientations and top_iop:
+            orientations.append(top_iop)
     return per_frame, orientations, positions

@@ -34,9 +34,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from ..errors import SliceReadError
+from ..errors import BudgetError, SliceReadError
 from ..pydicom_compat import decodable, frame_pixels
 from ..series import Geometry
+from .budget import check_mosaic, check_pixels, read_dataset
 from .geometry import slice_spacing
 from .tags import PRIVATE_READ_TAGS, b_value, mosaic_images
 
@@ -58,6 +59,7 @@ _HEADER_TAGS = [
     "DiffusionBValue",
     "AcquisitionMatrix",
     "SamplesPerPixel",
+    "BitsAllocated",
     "PixelData",  # only its presence; stop_before_pixels skips the value
     *PRIVATE_READ_TAGS,  # b-values and the mosaic count, with their private creators
 ]
@@ -160,8 +162,8 @@ def _floats(value, n: int | None = None) -> tuple[float, ...] | None:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
-    if n is not None and len(out) != n:
-        return None
+    if (n is not None and len(out) != n) or not all(math.isfinite(v) for v in out):
+        return None  # a NaN position or orientation is no geometry
     return out
 
 
@@ -176,9 +178,10 @@ def _number(value) -> float | None:
     if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
         value = value[0] if len(value) else None
     try:
-        return float(value)
+        f = float(value)
     except (TypeError, ValueError):
         return None
+    return f if math.isfinite(f) else None
 
 
 def _is_mosaic(ds) -> bool:
@@ -215,6 +218,7 @@ def _image_refs_of_file(path: Path, ds, order_base: int) -> list[ImageRef]:
         return _enhanced_refs(path, order_base, n_frames, rows, cols, spacing, ipp, iop, b, time_key)
     if _is_mosaic(ds) and rows and cols:
         n, side = _mosaic_layout(ds)
+        check_mosaic(path, n, rows, cols)
         tr, tc = rows // side, cols // side
         positions = _mosaic_positions(ipp, iop, rows, cols, tr, tc, spacing, ds, n)
         return [
@@ -241,7 +245,7 @@ def _mosaic_positions(ipp, iop, rows, cols, tr, tc, spacing, ds, n):
 
 
 def _enhanced_refs(path, order_base, n_frames, rows, cols, spacing, ipp, iop, b, time_key) -> list[ImageRef]:
-    full = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    full = read_dataset(path, stop_before_pixels=True, force=True)
     shared = full.get("SharedFunctionalGroupsSequence")
     shared = shared[0] if shared else None
     per_frame = full.get("PerFrameFunctionalGroupsSequence") or []
@@ -314,7 +318,10 @@ def build_stack(files: list[Path] | list[str]) -> Stack:
     for i, f in enumerate(files):
         path = Path(f)
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=True)
+            ds = read_dataset(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=True)
+        except BudgetError as exc:
+            notes.append(str(exc))
+            continue
         except Exception as exc:  # one unreadable file must not stop the series
             notes.append(f"{path.name}: unreadable header ({exc.__class__.__name__}: {exc})")
             continue
@@ -322,7 +329,10 @@ def build_stack(files: list[Path] | list[str]) -> Stack:
             notes.append(f"{path.name}: no image (no Rows/Columns)")
             continue
         try:
+            check_pixels(path, ds)  # before any loop over frames or tiles
             refs.extend(_image_refs_of_file(path, ds, order_base=i * 100000))
+        except BudgetError as exc:
+            notes.append(str(exc))
         except Exception as exc:
             notes.append(f"{path.name}: cannot list frames ({exc.__class__.__name__}: {exc})")
     if not refs:
@@ -403,14 +413,15 @@ def _central(n: int, k: int, fraction: float) -> list[int]:
 def read_slice(ref: ImageRef, cache: dict | None = None) -> np.ndarray:
     """Decode one image as float32 (rows, columns); greyscale, MONOCHROME1 inverted."""
     if ref.frame is not None:
-        ds = pydicom.dcmread(ref.path, stop_before_pixels=True, specific_tags=["PhotometricInterpretation"])
+        ds = read_dataset(ref.path, stop_before_pixels=True, specific_tags=["PhotometricInterpretation"])
         pixels = frame_pixels(ref.path, ref.frame)  # pydicom 3 decodes one frame; 2.4 (Slicer 5.8) all
     else:
         key = str(ref.path)
         if cache is not None and key in cache:
             ds, pixels = cache[key]
         else:
-            ds = decodable(pydicom.dcmread(ref.path, force=True))
+            ds = decodable(read_dataset(ref.path, force=True))  # a bare data set has no transfer syntax
+            check_pixels(ref.path, ds)
             pixels = ds.pixel_array
             if cache is not None:
                 cache[key] = (ds, pixels)

@@ -14,6 +14,7 @@ Slicer databases are read through anything that behaves like ``slicer.dicomDatab
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import struct
@@ -22,20 +23,20 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from pydicom.filereader import read_partial
 from pydicom.tag import Tag
 
-from ..errors import NotDicomError
+from ..errors import DicomDatabaseError, NotDicomError
 from ..series import InstanceInfo, SeriesRef
+from .budget import read_dataset
 
 log = logging.getLogger(__name__)
 
 DATABASE_FILENAME = "ctkDICOM.sql"
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
-# Everything grouping needs sits before (0020,0052): reading stops there, which skips the
+# Everything grouping needs sits up to (0020,0052): reading stops there, which skips the
 # large private blocks (Siemens CSA, GE, Philips) and per-frame functional groups.
-_GROUPING_LAST_TAG = Tag(0x0020, 0x0037)
+_GROUPING_LAST_TAG = Tag(0x0020, 0x0052)
 _GROUPING_TAGS = [
     Tag(0x0008, 0x0016),  # SOPClassUID
     Tag(0x0008, 0x0018),  # SOPInstanceUID
@@ -44,9 +45,11 @@ _GROUPING_TAGS = [
     Tag(0x0010, 0x0020),  # PatientID
     Tag(0x0020, 0x000D),  # StudyInstanceUID
     Tag(0x0020, 0x000E),  # SeriesInstanceUID
+    Tag(0x0020, 0x0011),  # SeriesNumber
     Tag(0x0020, 0x0013),  # InstanceNumber
     Tag(0x0020, 0x0032),  # ImagePositionPatient
     Tag(0x0020, 0x0037),  # ImageOrientationPatient
+    Tag(0x0020, 0x0052),  # FrameOfReferenceUID
 ]
 
 
@@ -59,7 +62,7 @@ def _floats(value, n: int) -> tuple[float, ...] | None:
         values = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
-    return values if len(values) == n else None
+    return values if len(values) == n and all(math.isfinite(v) for v in values) else None
 
 
 def _int_or_none(value) -> int | None:
@@ -87,9 +90,11 @@ _KEYWORDS = {
     0x00100020: "PatientID",
     0x0020000D: "StudyInstanceUID",
     0x0020000E: "SeriesInstanceUID",
+    0x00200011: "SeriesNumber",
     0x00200013: "InstanceNumber",
     0x00200032: "ImagePositionPatient",
     0x00200037: "ImageOrientationPatient",
+    0x00200052: "FrameOfReferenceUID",
 }
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UT", b"UN", b"UC", b"UR", b"SV", b"UV"}
 _UNDEFINED = 0xFFFFFFFF
@@ -193,6 +198,11 @@ def read_grouping_tags(path: Path) -> tuple[dict, InstanceInfo]:
             instance_number=_int_or_none(scanned.get("InstanceNumber", "").strip() or None),
             position=_split_floats(scanned.get("ImagePositionPatient"), 3),
             orientation=_split_floats(scanned.get("ImageOrientationPatient"), 6),
+            study_uid=values["StudyInstanceUID"],
+            modality=values["Modality"],
+            frame_of_reference=values["FrameOfReferenceUID"],
+            series_number=values["SeriesNumber"].strip(),
+            series_description=values["SeriesDescription"],
         )
         del values["InstanceNumber"]
         return values, info
@@ -204,9 +214,8 @@ _GEOMETRY_KEYWORDS = {"ImagePositionPatient", "ImageOrientationPatient"}
 
 def _read_grouping_tags_pydicom(path: Path) -> tuple[dict, InstanceInfo]:
     has_preamble = looks_like_dicom(path)
-    with open(path, "rb") as fp:
-        # Files without the preamble are only accepted when they parse to something with UIDs.
-        ds = read_partial(fp, stop_when=_stop_after_grouping, force=not has_preamble, specific_tags=_GROUPING_TAGS)
+    # Files without the preamble are only accepted when they parse to something with UIDs.
+    ds = read_dataset(path, stop_when=_stop_after_grouping, force=not has_preamble, specific_tags=_GROUPING_TAGS)
     meta_class = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "") or "")
     values = {
         "SOPClassUID": str(ds.get("SOPClassUID", "") or meta_class),
@@ -216,6 +225,8 @@ def _read_grouping_tags_pydicom(path: Path) -> tuple[dict, InstanceInfo]:
         "PatientID": str(ds.get("PatientID", "") or ""),
         "StudyInstanceUID": str(ds.get("StudyInstanceUID", "") or ""),
         "SeriesInstanceUID": str(ds.get("SeriesInstanceUID", "") or ""),
+        "FrameOfReferenceUID": str(ds.get("FrameOfReferenceUID", "") or ""),
+        "SeriesNumber": str(ds.get("SeriesNumber", "") or "").strip(),
     }
     if not has_preamble and not (values["SeriesInstanceUID"] or values["SOPClassUID"]):
         raise NotDicomError(f"{path}: not a DICOM file")
@@ -225,8 +236,55 @@ def _read_grouping_tags_pydicom(path: Path) -> tuple[dict, InstanceInfo]:
         instance_number=_int_or_none(ds.get("InstanceNumber")),
         position=_floats(ds.get("ImagePositionPatient"), 3),
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        study_uid=values["StudyInstanceUID"],
+        modality=values["Modality"],
+        frame_of_reference=values["FrameOfReferenceUID"],
+        series_number=values["SeriesNumber"],
+        series_description=values["SeriesDescription"],
     )
     return values, info
+
+
+class _Duplicates:
+    """Files that share a SOPInstanceUID: a copy of an instance counts once, different images all count.
+
+    A copy lies in the same series at the same place with the same number; anything else reusing the UID
+    (another series, another slice) is a different image, kept, and named in a note of each series.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[tuple[str, InstanceInfo]]] = {}
+        self.copies: dict[str, list[str]] = {}
+        self.reused: dict[str, list[str]] = {}
+
+    def is_copy(self, uid: str, info: InstanceInfo) -> bool:
+        sop = info.sop_instance_uid
+        if not sop:
+            return False
+        earlier = self.seen.setdefault(sop, [])
+        for other_uid, other in earlier:
+            if other_uid == uid and (other.position, other.orientation, other.instance_number) == (
+                    info.position, info.orientation, info.instance_number):
+                self.copies.setdefault(uid, []).append(f"{info.path.name} (copy of {other.path.name})")
+                return True
+        if earlier:
+            other_uid, other = earlier[0]
+            where = "" if other_uid == uid else f" of series {other_uid}"
+            note = f"{info.path.name} and {other.path.name}{where} (different images)"
+            self.reused.setdefault(uid, []).append(note)
+            if other_uid != uid:
+                self.reused.setdefault(other_uid, []).append(f"{other.path.name} and {info.path.name} of series {uid}")
+        earlier.append((uid, info))
+        return False
+
+    def notes(self, uid: str) -> list[str]:
+        out = []
+        for items, what in ((self.copies.get(uid, []), "duplicate file(s) of one instance, counted once"),
+                            (self.reused.get(uid, []), "file(s) reusing another file's SOPInstanceUID, all kept")):
+            if items:
+                more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+                out.append(f"{len(items)} {what}: {'; '.join(items[:3])}{more}")
+        return out
 
 
 class FolderSource:
@@ -261,7 +319,7 @@ class FolderSource:
         if not self.root.exists():
             raise FileNotFoundError(f"{self.root}: no such file or folder")
         refs: dict[str, SeriesRef] = {}
-        seen_sops: set[str] = set()
+        duplicates = _Duplicates()
         for path in self._files():
             try:
                 if path.stat().st_size == 0 or path.name.upper() == "DICOMDIR":
@@ -286,11 +344,8 @@ class FolderSource:
                 self.problems.append(f"{path}: DICOM file without SeriesInstanceUID, not grouped")
                 log.warning(self.problems[-1])
                 continue
-            sop = values["SOPInstanceUID"]
-            if sop and sop in seen_sops:
+            if duplicates.is_copy(uid, info):
                 continue  # the same instance copied twice would count double
-            if sop:
-                seen_sops.add(sop)
             ref = refs.get(uid)
             if ref is None:
                 ref = refs[uid] = SeriesRef(
@@ -303,6 +358,8 @@ class FolderSource:
                 )
             ref.files.append(path)
             ref.instances.append(info)
+        for uid, ref in refs.items():
+            ref.notes.extend(duplicates.notes(uid))  # told with the series' other warnings
         yield from refs.values()
 
 
@@ -339,43 +396,54 @@ class SqliteDicomDatabase:
         self.path = directory / DATABASE_FILENAME
         if not self.path.is_file():
             raise FileNotFoundError(f"{directory}: no {DATABASE_FILENAME} here, not a Slicer DICOM database")
-        # mode=ro: never change (or lock for writing) a user's database, even while Slicer has it open.
-        self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-        columns = {row[1] for row in self._con.execute("PRAGMA table_info(Images)")}
+        try:
+            # mode=ro: never change (or lock for writing) a user's database, even while Slicer has it open.
+            self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            columns = {row[1] for row in self._query("PRAGMA table_info(Images)")}
+        except sqlite3.Error as e:
+            raise DicomDatabaseError(f"{self.path}: not a readable DICOM database ({e})") from e
         if not {"Filename", "SeriesInstanceUID"} <= columns:
-            raise ValueError(f"{self.path}: table Images lacks Filename/SeriesInstanceUID, not a CTK DICOM database")
+            raise DicomDatabaseError(f"{self.path}: table Images lacks Filename/SeriesInstanceUID, "
+                                     "not a CTK DICOM database")
         self.has_url = "URL" in columns
         self.schema_version = self._schema_version()
         self.unreachable: dict[str, list[str]] = {}  # series uid -> entries that name no local file
 
     def _schema_version(self) -> str:
         try:
-            row = self._con.execute("SELECT Version FROM SchemaInfo").fetchone()
-        except sqlite3.DatabaseError:
+            rows = self._query("SELECT Version FROM SchemaInfo")
+        except DicomDatabaseError:  # schema 0.7 databases may lack the table
             return ""
-        return str(row[0]) if row else ""
+        return str(rows[0][0]) if rows else ""
 
     def close(self) -> None:
         self._con.close()
 
+    def _query(self, sql: str, params: tuple = ()) -> list:
+        """All rows of a query; a corrupt, locked or foreign database is a DicomDatabaseError naming the file."""
+        try:
+            return self._con.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise DicomDatabaseError(f"{self.path}: cannot read ({e})") from e
+
     def patients(self) -> list[str]:
-        return [str(r[0]) for r in self._con.execute("SELECT UID FROM Patients ORDER BY UID")]
+        return [str(r[0]) for r in self._query("SELECT UID FROM Patients ORDER BY UID")]
 
     def studiesForPatient(self, patient: str) -> list[str]:  # noqa: N802
-        rows = self._con.execute(
+        rows = self._query(
             "SELECT StudyInstanceUID FROM Studies WHERE PatientsUID = ? ORDER BY StudyDate, StudyTime", (patient,)
         )
         return [r[0] for r in rows]
 
     def seriesForStudy(self, study: str) -> list[str]:  # noqa: N802
-        rows = self._con.execute(
+        rows = self._query(
             "SELECT SeriesInstanceUID FROM Series WHERE StudyInstanceUID = ? ORDER BY SeriesNumber", (study,)
         )
         return [r[0] for r in rows]
 
     def orphan_series(self) -> list[str]:
         """Series that have images but no Series/Study row (half-indexed databases)."""
-        rows = self._con.execute(
+        rows = self._query(
             "SELECT DISTINCT i.SeriesInstanceUID FROM Images i LEFT JOIN Series s "
             "ON i.SeriesInstanceUID = s.SeriesInstanceUID LEFT JOIN Studies st "
             "ON s.StudyInstanceUID = st.StudyInstanceUID WHERE s.SeriesInstanceUID IS NULL "
@@ -385,7 +453,7 @@ class SqliteDicomDatabase:
 
     def filesForSeries(self, series: str) -> list[str]:  # noqa: N802
         url = ", URL" if self.has_url else ", ''"
-        rows = self._con.execute(
+        rows = self._query(
             f"SELECT Filename{url} FROM Images WHERE SeriesInstanceUID = ? ORDER BY Filename", (series,)
         )
         files = []
@@ -398,25 +466,34 @@ class SqliteDicomDatabase:
         return files
 
     def series_info(self, series: str) -> dict[str, str]:
-        row = self._con.execute(
+        rows = self._query(
             "SELECT s.StudyInstanceUID, s.SeriesDescription, p.PatientID FROM Series s "
             "LEFT JOIN Studies st ON s.StudyInstanceUID = st.StudyInstanceUID "
             "LEFT JOIN Patients p ON st.PatientsUID = p.UID WHERE s.SeriesInstanceUID = ?",
             (series,),
-        ).fetchone()
-        if not row:
+        )
+        if not rows:
             return {}
+        row = rows[0]
         return {"study_uid": row[0] or "", "series_description": row[1] or "", "patient_id": row[2] or ""}
 
     def _resolve(self, filename: str, address: str) -> Path | None:
         if filename:
             path = Path(filename)
-            return path if path.is_absolute() else self.directory / path
+            if path.is_absolute():  # linked in place: the user's own files
+                return path
+            inside = os.path.normpath(self.directory / path)
+            # a relative entry names a copy inside the database folder; "../" out of it is not followed
+            return Path(inside) if _within(inside, os.path.normpath(self.directory)) else None
         if address:
             parsed = urlparse(address)
             if parsed.scheme == "file":
                 return Path(unquote(parsed.path))
         return None
+
+
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
 
 
 class DicomDatabaseSource:

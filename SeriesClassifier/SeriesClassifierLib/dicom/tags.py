@@ -60,6 +60,28 @@ def to_float(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def to_floats(value: Any, n: int | None = None) -> tuple[float, ...] | None:
+    """Finite floats of a multi-valued number (``n`` of them when given); None when any is not a number.
+
+    One file's ``PixelSpacing`` of ``abc\\1`` must cost that value, not the series.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("ascii", "ignore").strip("\x00 ")
+    if isinstance(value, str):
+        value = value.split("\\")
+    elif isinstance(value, (int, float)):  # DS/IS single values are float/int subclasses
+        value = (value,)
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in out) or (n is not None and len(out) < n):
+        return None
+    return out[:n] if n is not None else out
+
+
 def private_value(ds, tag: PrivateTag) -> Any:
     """A private value by its creator; the usual element number (block 0x10) when the creator is not there."""
     try:

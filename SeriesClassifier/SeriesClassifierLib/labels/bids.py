@@ -23,6 +23,7 @@ configs unless asked for.
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 from collections import defaultdict
@@ -183,7 +184,7 @@ def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -
     """
     descriptions = []
     for n in _selected(names, include_derived):  # in the records' order: patient, study, series number
-        uid = n.series_uid
+        uid = glob.escape(n.series_uid)  # a UID of "*" must not match every sidecar
         if n.suffix == FIELDMAP_SUFFIX:
             files = [("magnitude1", [f"*_{uid}_e1.json"]), ("magnitude2", [f"*_{uid}_e2.json"]),
                      (n.suffix, [f"*_{uid}.json", f"*_{uid}_ph.json", f"*_{uid}_e2_ph.json"])]

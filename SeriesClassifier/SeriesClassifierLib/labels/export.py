@@ -10,13 +10,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..errors import OutputError
 from ..vocabulary import Vocabulary, load_vocabulary
 from .bids import BidsName, bids_names, dcm2bids_config, heudiconv_heuristic
+from .safe_text import csv_cell
 from .store import LabelRecord, record_row, utc_now
 
 FORMATS = ("csv", "json", "bids", "dcm2bids", "heudiconv")
@@ -104,7 +108,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return str(csv_cell(value))  # a description "=HYPERLINK(…)" stays text in a spreadsheet
 
 
 def to_csv(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None) -> str:
@@ -161,10 +165,39 @@ def export(
 
 
 def write_export(text: str, out: str | Path) -> Path:
+    """Write ``text`` to ``out`` atomically: a temporary file beside it, then a rename.
+
+    A reader never sees half a file, and a failure (full disk, read-only folder, a folder named ``out``)
+    leaves the old file as it was and no temporary behind; OutputError names the file and the reason.
+    """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    # write then rename: a reader never sees half a file
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_dir():
+            raise IsADirectoryError(21, "is a folder")
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except OSError as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {e.strerror or e}") from e
     return out
+
+
+def check_writable(out: str | Path) -> None:
+    """Fail before the work when ``out`` cannot be written (OutputError), not after it."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_dir():
+            raise IsADirectoryError(21, "is a folder")
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise OutputError(f"cannot write {out}: {e.strerror or e}") from e

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import __version__
+from .safe_text import scrub_paths
 from .store import LabelRecord, utc_now
 from .thumbnail import render_png
 
@@ -57,6 +58,15 @@ def _e(text: object) -> str:
     return html.escape("" if text is None else str(text), quote=True)
 
 
+def _told(text: str, record: LabelRecord, anonymise: bool) -> str:
+    """A message for the page; anonymised, without file or folder names (a folder may be named after the
+    patient) and without the patient's ID."""
+    if not anonymise:
+        return text
+    p = record.prediction
+    return scrub_paths(text, p.patient_id if p else "", p.study_uid if p else "")
+
+
 def _card(item: ReportItem, anonymise: bool) -> str:
     r = item.record
     p = r.prediction
@@ -73,14 +83,14 @@ def _card(item: ReportItem, anonymise: bool) -> str:
         else:
             picture = f'<img class="thumb" alt="series image" src="{plain}">'
     else:
-        picture = f'<div class="noimage">{_e(item.image_note or "no image")}</div>'
+        picture = f'<div class="noimage">{_e(_told(item.image_note or "no image", r, anonymise))}</div>'
     number = "?" if not p or p.series_number is None else p.series_number
     description = (p.series_description if p else "") or "(no description)"
     agree_class, agree_text = agreement(r)
     lines = [f'<div class="{" ".join(classes)}" data-uid="{_e(r.series_uid)}">', picture, '<div class="info">']
     lines.append(f'<div class="title"><span class="num">#{_e(number)}</span> {_e(description)}</div>')
     if p and p.error:
-        lines.append(f'<div class="error">could not classify: {_e(p.error)}</div>')
+        lines.append(f'<div class="error">could not classify: {_e(_told(p.error, r, anonymise))}</div>')
     if p and p.sequence:
         conf = p.sequence.probability
         lines.append(
@@ -96,7 +106,7 @@ def _card(item: ReportItem, anonymise: bool) -> str:
         lines.append(_profile_svg(p.slice_profile, p.sequence.label))
     lines.append(f'<div class="agree {agree_class}">{_e(agree_text)}</div>')
     if flagged:
-        why = "; ".join(p.reasons) if p and p.reasons else "low confidence"
+        why = _told("; ".join(p.reasons), r, anonymise) if p and p.reasons else "low confidence"
         text = "needs review" if todo else "was flagged"
         lines.append(f'<div class="flag{"" if todo else " done"}" title="{_e(why)}">{text}</div>')
     if r.state == "corrected":

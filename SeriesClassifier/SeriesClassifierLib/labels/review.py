@@ -18,6 +18,7 @@ from typing import TextIO
 
 from ..prediction import SeriesPrediction
 from ..vocabulary import Vocabulary
+from .safe_text import printable
 from .store import LabelRecord, LabelStore
 
 KEYS = "[Enter/y] accept · CODE correct · o CODE orientation · n TEXT note · s skip · b back · q quit · ? codes"
@@ -134,7 +135,7 @@ class ReviewSession:
         self.vocabulary = store.vocabulary
 
     def _say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(printable(text), file=self.out, flush=True)  # a description's escape sequences stay off the terminal
 
     def _ask(self) -> str | None:
         print("> ", end="", file=self.out, flush=True)

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -44,6 +46,10 @@ from ..prediction import SeriesPrediction
 from ..vocabulary import Vocabulary, load_vocabulary
 
 SCHEMA_VERSION = 2
+# SQLite header field (offset 68) marking a file as a label store: "SClb". Only a file carrying it, or a
+# store written before it existed (our tables, schema 1..2), is opened; Slicer's ctkDICOM.sql never is.
+APPLICATION_ID = 0x53436C62
+_OUR_TABLES = {"predictions", "events"}
 SOURCES = ("slicer", "cli", "review", "import", "api")
 STATES = ("unreviewed", "accepted", "corrected")
 BUSY_TIMEOUT_MS = 30_000
@@ -202,16 +208,73 @@ class LabelStore:
     def __init__(self, path: str | Path, vocabulary: Vocabulary | None = None, create: bool = True):
         self.path = Path(path)
         self.vocabulary = vocabulary or load_vocabulary()
+        if self.path.name == "ctkDICOM.sql":
+            raise StoreError(f"{self.path}: that is Slicer's DICOM database, not a label store "
+                             f"(the default store is {default_store_path(self.path)})")
         if not self.path.exists():
             if not create:
                 raise StoreError(f"no label store at {self.path}")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_new()
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: a folder, not a label store file")
+        if self.path.stat().st_size == 0:  # stores are made whole (_create_new): an empty file is someone else's
+            raise StoreError(f"{self.path}: an empty file, not a label store (remove it to start a new store)")
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._check_ours()  # before anything writes (WAL, migrations) to someone else's file
             self._configure()
             self._migrate()
-        except sqlite3.DatabaseError as e:
+        except sqlite3.Error as e:
             raise StoreError(f"{self.path}: not a usable label store ({e})") from e
+
+    def _create_new(self) -> None:
+        """Make the store in a temporary file, then link it into place.
+
+        No process ever sees a half-made store (so an empty file can be refused as not ours), and when several
+        create the same store at once, one link wins and every process opens that one.
+        """
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".new")
+            os.close(fd)
+            tmp = Path(name)
+            self._conn = sqlite3.connect(name, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self._configure()
+            self._migrate()
+            self._conn.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            except OSError:  # a filesystem without hard links: a rename, unless someone was faster
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"{self.path}: cannot create the store ({getattr(e, 'strerror', None) or e})") from e
+        finally:
+            for leftover in ((tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")) if tmp else ()):
+                leftover.unlink(missing_ok=True)
+
+    def _check_ours(self) -> None:
+        c = self._conn
+        app = c.execute("PRAGMA application_id").fetchone()[0]
+        if app == APPLICATION_ID:
+            pass
+        elif app != 0:
+            raise StoreError(f"{self.path}: an SQLite file of another application (application_id {app:#x}), "
+                             "not a label store; nothing was changed")
+        else:
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            if not (tables >= _OUR_TABLES and version >= 1):  # a store from before APPLICATION_ID is adopted
+                shown = ", ".join(sorted(tables)[:5]) or "none"
+                raise StoreError(f"{self.path}: an SQLite file that is not a label store (tables: {shown}); "
+                                 "nothing was changed")
+        check = c.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StoreError(f"{self.path}: the store is damaged ({check}); copy it aside and restore a backup")
 
     # -- connection ---------------------------------------------------------------------------------------------
 
@@ -230,7 +293,8 @@ class LabelStore:
                 f"{self.path} has schema version {version}; this SeriesClassifier understands up to "
                 f"{SCHEMA_VERSION}: update SeriesClassifier rather than risk the labels"
             )
-        if version == SCHEMA_VERSION:
+        marked = self._conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        if version == SCHEMA_VERSION and marked:
             return
         with self._write() as c:
             # re-read inside the lock: another process may have migrated meanwhile
@@ -239,17 +303,28 @@ class LabelStore:
                 _MIGRATIONS[version](c)
                 version += 1
                 c.execute(f"PRAGMA user_version = {version}")
+            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         c = self._conn
-        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:  # locked past the timeout, read-only file or folder
+            raise StoreError(f"{self.path}: cannot write ({e})") from e
         try:
             yield c
-        except BaseException:
+        except BaseException as e:
             c.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"{self.path}: write failed, nothing recorded ({e})") from e
             raise
-        c.execute("COMMIT")
+        try:
+            c.execute("COMMIT")
+        except sqlite3.Error as e:  # a full disk shows here: the transaction is not acknowledged
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: write failed, nothing recorded ({e})") from e
 
     def close(self) -> None:
         self._conn.close()

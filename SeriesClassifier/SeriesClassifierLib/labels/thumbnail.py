@@ -58,10 +58,12 @@ def _middle_out(items: list) -> list:
 
 
 def _whole_file_image(path: Path) -> np.ndarray | None:
-    import pydicom
+    from ..dicom.budget import check_pixels, read_dataset
 
     try:
-        pixels = np.asarray(pydicom.dcmread(path).pixel_array, dtype=np.float32)
+        ds = read_dataset(path)
+        check_pixels(path, ds)  # before decoding: a declared 65535² image must not be allocated
+        pixels = np.asarray(ds.pixel_array, dtype=np.float32)
     except Exception:
         return None
     while pixels.ndim > 2 and pixels.shape[-1] not in (3, 4):

@@ -5,16 +5,24 @@ forest as plain arrays; an older bundle's ``forest.skops`` is still read),
 ``cnn.safetensors`` + ``cnn.json`` (the slice CNN), ``ensemble.json`` (weights, review
 threshold) and ``MODEL_CARD.md``. Missing models are simply absent from the bundle; the
 pipeline uses what is there. The bundled folder is ``Resources/Models``.
+
+``bundle_manifest.json`` holds the SHA-256 of every model file, written when a bundle is made
+(``write_manifest``) and checked on load: a model whose files differ from it (damaged, replaced, or
+added without it) is refused with the file named. A folder without a manifest (a bundle made by hand)
+loads, with the contents still checked (forest indices, finite weights and temperatures, dtypes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import BundleError
 from ..resources import default_models_dir
 from .ensemble import EnsembleParams
 from .forest import CONFIG_FILE, FOREST_FILE, ForestModel
@@ -24,6 +32,14 @@ log = logging.getLogger(__name__)
 
 CARD_FILE = "MODEL_CARD.md"
 CNN_WEIGHTS = "cnn.safetensors"
+MANIFEST_FILE = "bundle_manifest.json"
+MANIFEST_FORMAT = "seriesclassifier-bundle-manifest"
+# The files each model is made of (the card is prose and not checked).
+MODEL_FILES = {
+    "forest": (ARRAYS_FILE, "forest_trees.json", CONFIG_FILE, FOREST_FILE, "forest_train.jsonl.gz"),
+    "cnn": (CNN_WEIGHTS, "cnn.json"),
+    "ensemble": ("ensemble.json",),
+}
 
 
 @dataclass
@@ -60,6 +76,51 @@ def bundle_version(models_dir: Path) -> str:
     return "+".join(versions)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: str | Path) -> Path:
+    """Record the SHA-256 of every model file present (temporary file, then rename)."""
+    folder = Path(folder)
+    names = sorted(n for files in MODEL_FILES.values() for n in files if (folder / n).is_file())
+    manifest = {"format": MANIFEST_FORMAT, "version": 1, "files": {n: _sha256(folder / n) for n in names}}
+    tmp = folder / (MANIFEST_FILE + ".part")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST_FILE)
+    return folder / MANIFEST_FILE
+
+
+def manifest_problems(folder: str | Path) -> dict[str, str]:
+    """{model: why} for each model whose files differ from the manifest; {} without a manifest."""
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
+            raise ValueError("not a bundle manifest")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BundleError(f"{path}: unreadable ({e})") from e
+    problems = {}
+    for model, names in MODEL_FILES.items():
+        for name in names:
+            present, listed = (folder / name).is_file(), name in files
+            if present and not listed:
+                problems[model] = f"{folder / name}: not in {MANIFEST_FILE} (added after the bundle was made)"
+            elif listed and not present:
+                problems[model] = f"{folder / name}: listed in {MANIFEST_FILE} but missing"
+            elif present and _sha256(folder / name) != files[name]:
+                problems[model] = f"{folder / name}: checksum differs from {MANIFEST_FILE} (damaged or replaced)"
+    return problems
+
+
 def load_bundle(
     models_dir: str | Path | None = None, *, load_forest: bool = True, load_cnn: bool = True
 ) -> ModelBundle:
@@ -71,13 +132,18 @@ def load_bundle(
     folder = Path(models_dir) if models_dir is not None else default_models_dir()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: models folder not found")
+    damaged = manifest_problems(folder)
+    if "ensemble" in damaged:  # every answer goes through it: no bundle without it
+        raise BundleError(damaged["ensemble"])
     bundle = ModelBundle(path=folder, ensemble=EnsembleParams.load(folder), version=bundle_version(folder))
     card = folder / CARD_FILE
     bundle.card = card.read_text(encoding="utf-8") if card.is_file() else ""
     present = False
     if (folder / ARRAYS_FILE).is_file() or (folder / FOREST_FILE).is_file():
         present = True
-        if load_forest:
+        if load_forest and "forest" in damaged:
+            bundle.problems.append(f"forest: {damaged['forest']}")
+        elif load_forest:
             try:
                 bundle.forest = ForestModel.load(folder)
             except Exception as exc:  # noqa: BLE001 - a broken model must not hide the others
@@ -85,7 +151,9 @@ def load_bundle(
                 log.warning("forest not loaded from %s: %s", folder, exc)
     if (folder / CNN_WEIGHTS).is_file():
         present = True
-        if load_cnn:
+        if load_cnn and "cnn" in damaged:
+            bundle.problems.append(f"cnn: {damaged['cnn']}")
+        elif load_cnn:
             try:
                 from .cnn import CnnModel  # torch is imported only when a CNN is there to use
 
@@ -95,4 +163,6 @@ def load_bundle(
                 log.warning("cnn not loaded from %s: %s", folder, exc)
     if not present:
         raise FileNotFoundError(f"{folder}: no models here (expected {ARRAYS_FILE} and/or {CNN_WEIGHTS})")
+    if bundle.problems and not bundle.model_names and (load_forest or load_cnn):
+        raise BundleError(f"{folder}: no usable model: " + "; ".join(bundle.problems))
     return bundle

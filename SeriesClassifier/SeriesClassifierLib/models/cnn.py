@@ -23,6 +23,7 @@ is unpickled.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,12 +32,14 @@ import torch
 from torch import nn
 
 from ..dicom.slices import SampledSlices, SliceOptions, SliceReadError, sample_series
+from ..errors import BundleError
 from ..prediction import ModelOutput, TaskPrediction
 from ..vocabulary import Vocabulary, load_vocabulary
 from .aggregate import MIXED, LearnedAggregator, MeanLogProb, SliceGRU, orientation_from_slices
 from .novelty import EmbeddingNovelty
 
 WEIGHTS_NAME = "cnn.safetensors"
+NOVELTY_TENSOR = "novelty.reference"
 CONFIG_NAME = "cnn.json"
 
 
@@ -142,6 +145,59 @@ class SeriesNet(nn.Module):
         return self.heads(self.features(x))
 
 
+_MAX_WIDTH = 4096  # channels or hidden units of any layer (the bundled network has at most 176)
+_MAX_CLASSES = 10_000
+
+
+def _check_sizes(config: CnnConfig, path: Path) -> None:
+    """Refuse sizes that would allocate a huge network before any tensor is compared with them."""
+    sizes = [*config.widths, config.seq_hidden, config.gru_hidden]
+    if not all(isinstance(v, int) and 0 < v <= _MAX_WIDTH for v in sizes) or len(config.widths) != 5:
+        raise BundleError(f"{path}: layer sizes {sizes} are not 5 widths and hidden sizes in 1..{_MAX_WIDTH}")
+    heads = [config.sequence_classes, config.orientation_classes, *config.attributes.values()]
+    if not all(0 < len(h) <= _MAX_CLASSES for h in heads):
+        raise BundleError(f"{path}: a head with no classes or more than {_MAX_CLASSES}")
+
+
+def _checked_state(module: nn.Module, tensors: dict, prefix: str, path: Path) -> dict:
+    """The module's state from the file: every tensor there, of the module's shape and dtype, and finite.
+
+    ``load_state_dict`` would cast int8 weights silently and accept NaN, which gives every series one answer.
+    """
+    state = {}
+    for name, expected in module.state_dict().items():
+        t = tensors.get(prefix + name)
+        if t is None:
+            raise BundleError(f"{path}: tensor {prefix + name} missing")
+        if t.dtype != expected.dtype or t.shape != expected.shape:
+            raise BundleError(f"{path}: tensor {prefix + name} is {t.dtype} {tuple(t.shape)}, "
+                              f"expected {expected.dtype} {tuple(expected.shape)}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise BundleError(f"{path}: tensor {prefix + name} holds NaN or infinite values")
+        state[name] = t
+    extra = sorted(k for k in tensors if k.startswith(prefix) and k[len(prefix):] not in state)
+    if extra:
+        raise BundleError(f"{path}: tensors this network does not have: {', '.join(extra[:5])}")
+    return state
+
+
+def _checked_novelty(tensors: dict, config: CnnConfig, path: Path) -> EmbeddingNovelty | None:
+    """The embedding novelty stored with the weights, if any: finite, one row per reference series."""
+    reference = tensors.get(NOVELTY_TENSOR)
+    if reference is None or not config.novelty:
+        return None
+    if reference.dim() != 2 or reference.shape[1] != config.widths[-1] or reference.shape[0] == 0:
+        raise BundleError(f"{path}: {NOVELTY_TENSOR} is {tuple(reference.shape)}, expected (n, {config.widths[-1]})")
+    try:
+        threshold, k = float(config.novelty["threshold"]), int(config.novelty["k"])
+        percentile = float(config.novelty["percentile"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{path.with_suffix('.json')}: novelty needs threshold, k and percentile ({e})") from e
+    if not (bool(torch.isfinite(reference).all()) and math.isfinite(threshold) and k >= 1):
+        raise BundleError(f"{path}: the embedding novelty holds NaN or infinite values, or k < 1")
+    return EmbeddingNovelty(reference=reference.float().numpy(), threshold=threshold, k=k, percentile=percentile)
+
+
 def head_classes(config: CnnConfig) -> dict[str, list[str]]:
     return {"sequence": config.sequence_classes, "orientation": config.orientation_classes, **config.attributes}
 
@@ -177,21 +233,22 @@ class CnnModel:
         if not weights.is_file() or not config_path.is_file():
             raise FileNotFoundError(f"CNN model needs {weights} and {config_path}")
         config = CnnConfig.from_json(config_path.read_text(encoding="utf-8"))
-        tensors = load_file(str(weights))
+        _check_sizes(config, config_path)  # before the network is allocated from them
+        try:
+            tensors = load_file(str(weights))
+        except Exception as e:  # noqa: BLE001 - a damaged or foreign file
+            raise BundleError(f"{weights}: not a readable safetensors file ({type(e).__name__}: {e})") from e
         net = SeriesNet(config)
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        unknown = sorted(k for k in tensors if not k.startswith(("net.", "agg.")) and k != NOVELTY_TENSOR)
+        if unknown:
+            raise BundleError(f"{weights}: tensors this network does not have: {', '.join(unknown[:5])}")
+        net.load_state_dict(_checked_state(net, tensors, "net.", weights))
         gru = None
-        gru_state = {k[4:]: v for k, v in tensors.items() if k.startswith("agg.")}
-        if gru_state:
+        if any(k.startswith("agg.") for k in tensors):
             module = SliceGRU(config.widths[-1], len(config.sequence_classes), config.gru_hidden)
-            module.load_state_dict(gru_state)
+            module.load_state_dict(_checked_state(module, tensors, "agg.", weights))
             gru = LearnedAggregator(module.eval())
-        novelty = None
-        if "novelty.reference" in tensors and config.novelty:
-            novelty = EmbeddingNovelty(reference=tensors["novelty.reference"].float().numpy(),
-                                       threshold=float(config.novelty["threshold"]), k=int(config.novelty["k"]),
-                                       percentile=float(config.novelty["percentile"]))
-        return cls(net, config, gru, novelty)
+        return cls(net, config, gru, _checked_novelty(tensors, config, weights))
 
     def save(self, folder: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -202,7 +259,7 @@ class CnnModel:
         if self._gru is not None:
             tensors.update({f"agg.{k}": v.detach().contiguous() for k, v in self._gru.module.state_dict().items()})
         if self.novelty is not None:
-            tensors["novelty.reference"] = torch.from_numpy(np.ascontiguousarray(self.novelty.reference,
+            tensors[NOVELTY_TENSOR] = torch.from_numpy(np.ascontiguousarray(self.novelty.reference,
                                                                                  dtype=np.float32))
             self.config.novelty = {**self.config.novelty, "threshold": self.novelty.threshold,
                                    "k": self.novelty.k, "percentile": self.novelty.percentile}

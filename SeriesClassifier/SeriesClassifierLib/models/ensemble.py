@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from ..errors import BundleError
 from ..prediction import ModelOutput, TaskPrediction
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -51,10 +52,45 @@ class EnsembleParams:
 
     @classmethod
     def load(cls, folder: str | Path) -> EnsembleParams:
+        """The folder's settings (defaults without a file); BundleError naming the file when any is unusable."""
         path = Path(folder) / ENSEMBLE_FILE
         if not path.is_file():
             return cls()
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BundleError(f"{path}: not readable ({e})") from e
+        if not isinstance(data, dict):
+            raise BundleError(f"{path}: not a JSON object")
+        problem = _params_problem(data)
+        if problem:
+            raise BundleError(f"{path}: {problem}")
+        return cls.from_dict(data)
+
+
+def _finite(value: Any, low: float, high: float) -> bool:
+    # bool is an int: "true" is no weight; NaN fails every comparison, so it fails here too
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def _params_problem(d: dict[str, Any]) -> str | None:
+    """What makes ensemble settings unusable (NaN weights turn every series into one class, unflagged)."""
+    weights = d.get("weights", {})
+    if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
+        return "weights must be an object of model name to number"
+    for name, w in weights.items():
+        if not _finite(w, 0.0, 1e3):
+            return f"weight of {name!r} is {w!r}, not a finite number in 0..1000"
+    if weights and not any(w > 0 for w in weights.values()):
+        return "every weight is 0: no model would count"
+    for key in ("review_threshold", "attribute_review_threshold", "disagreement_confidence"):
+        if key in d and not _finite(d[key], 0.0, 1.0):
+            return f"{key} is {d[key]!r}, not a number in 0..1"
+    if d.get("method", "mean") not in ("mean", "log_linear"):
+        return f"method {d.get('method')!r} is neither 'mean' nor 'log_linear'"
+    if not isinstance(d.get("flag_disagreement", True), bool):
+        return "flag_disagreement must be true or false"
+    return None
 
 
 class Combined(NamedTuple):
@@ -159,6 +195,8 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
     if sequence is None:
         review.append("no model could classify the sequence")
     else:
+        # a model that ran and said nothing (pixels unreadable, say) leaves the answer to the others: look at it
+        review += [f"{n} gave no answer" for n, o in answered.items() if o.sequence is None]
         if sequence.probability < params.review_threshold:
             runner = [f"{lbl} {p:.2f}" for lbl, p in sequence.top(3)[1:] if p > 0.05]
             review.append(

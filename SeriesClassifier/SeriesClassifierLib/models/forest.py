@@ -23,12 +23,19 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
+from ..errors import BundleError
 from ..prediction import ModelOutput, TaskPrediction
 from ..series import Series
 from ..vocabulary import load_vocabulary
 from .calibration import TemperatureScaler
 from .features import FeatureExtractor, header_tokens, numeric_features
-from .forest_arrays import ARRAYS_FILE, has_forest_arrays, load_forest_arrays, save_forest_arrays
+from .forest_arrays import (
+    ARRAYS_FILE,
+    checked_from_sklearn,
+    has_forest_arrays,
+    load_forest_arrays,
+    save_forest_arrays,
+)
 from .novelty import class_ranges, out_of_range, unseen_terms
 
 FOREST_FILE = "forest.skops"
@@ -355,7 +362,7 @@ class ForestModel:
             isinstance(e, (RandomForestClassifier, ExtraTreesClassifier)) for e in estimators.values()
         ):
             raise ValueError(f"{path}: not a forest file (expected a dict of tree ensembles per task)")
-        return estimators
+        return {task: checked_from_sklearn(str(task), est, path) for task, est in estimators.items()}
 
     @classmethod
     def load(cls, folder: str | Path) -> ForestModel:
@@ -366,6 +373,7 @@ class ForestModel:
         else:  # a bundle written before forest_arrays.py: skops, trusted types only
             estimators = cls._load_skops(path, config_path)
         config = json.loads(config_path.read_text(encoding="utf-8"))
+        temperatures = _checked_temperatures(config.get("temperatures", {}), config_path)
         model = cls(
             FeatureExtractor.from_dict(config["features"]),
             kind=config.get("kind", "random_forest"),
@@ -374,7 +382,7 @@ class ForestModel:
             random_state=int(config.get("random_state", 0)),
         )
         model.estimators = dict(estimators)
-        model.scalers = {t: TemperatureScaler(float(v)) for t, v in config.get("temperatures", {}).items()}
+        model.scalers = {t: TemperatureScaler(v) for t, v in temperatures.items()}
         for task in model.estimators:
             model.scalers.setdefault(task, TemperatureScaler())
         model.class_tokens = config.get("class_tokens", {})
@@ -383,3 +391,16 @@ class ForestModel:
         model.class_ranges = config.get("class_ranges", {})
         model.info = config.get("info", {})
         return model
+
+
+def _checked_temperatures(temperatures: Any, path: Path) -> dict[str, float]:
+    """Calibration temperatures, each finite and positive: NaN or 0 gives every series the same answer."""
+    if not isinstance(temperatures, dict):
+        raise BundleError(f"{path}: temperatures must be an object of task to number")
+    out = {}
+    for task, t in temperatures.items():
+        ok = isinstance(t, (int, float)) and not isinstance(t, bool) and 1e-3 <= t <= 1e3  # NaN fails too
+        if not ok:
+            raise BundleError(f"{path}: temperature of {task!r} is {t!r}, not a finite number in 0.001..1000")
+        out[str(task)] = float(t)
+    return out

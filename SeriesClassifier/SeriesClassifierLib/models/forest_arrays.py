@@ -78,34 +78,9 @@ class ArrayForest:
     @classmethod
     def from_sklearn(cls, forest: Any) -> ArrayForest:
         """Arrays from a fitted scikit-learn RandomForestClassifier / ExtraTreesClassifier (one output)."""
-        if getattr(forest, "n_outputs_", 1) != 1:
-            raise ValueError("only single-output forests are supported")
-        lefts, rights, feats, thrs, miss, values, offsets = [], [], [], [], [], [], [0]
-        for est in forest.estimators_:
-            tree = est.tree_
-            n = int(tree.node_count)
-            left = np.asarray(tree.children_left[:n], dtype=np.int64)
-            right = np.asarray(tree.children_right[:n], dtype=np.int64)
-            try:  # scikit-learn >= 1.3 records where missing values went
-                missing = np.asarray(tree.missing_go_to_left[:n], dtype=bool)
-            except AttributeError:
-                missing = np.zeros(n, dtype=bool)
-            value = np.array(tree.value[:n, 0, :], dtype=np.float64)
-            leaf = left == -1
-            totals = value.sum(axis=1)
-            if not np.allclose(totals[leaf], 1.0):  # scikit-learn < 1.4 stores counts: its predict_proba divides
-                value = value / np.where(totals > 0, totals, 1.0)[:, None]
-            value[~leaf] = 0.0  # only leaves are ever read; zeros compress to nothing
-            lefts.append(left)
-            rights.append(right)
-            feats.append(np.where(leaf, -1, np.asarray(tree.feature[:n], dtype=np.int64)))
-            thrs.append(np.where(leaf, 0.0, np.asarray(tree.threshold[:n], dtype=np.float64)))
-            miss.append(missing & ~leaf)
-            values.append(value)
-            offsets.append(offsets[-1] + n)
-        return cls(forest.classes_, forest.n_features_in_, np.array(offsets), np.concatenate(lefts),
-                   np.concatenate(rights), np.concatenate(feats), np.concatenate(thrs), np.concatenate(miss),
-                   np.concatenate(values))
+        classes, n_features, a = sklearn_arrays(forest)
+        return cls(classes, n_features, a["node_offsets"], a["children_left"], a["children_right"], a["feature"],
+                   a["threshold"], a["missing_left"], a["value"])
 
     def _prepare(self) -> None:
         """Global child indices (leaves point at themselves) and the number of steps to a leaf."""
@@ -167,6 +142,53 @@ class ArrayForest:
             "missing_left": self.missing_left.astype(np.uint8),
             "value": self.value.astype(np.float64),
         }
+
+
+def sklearn_arrays(forest: Any) -> tuple[Any, int, dict[str, np.ndarray]]:
+    """(classes, number of features, node arrays) of a scikit-learn forest, children local to each tree."""
+    if getattr(forest, "n_outputs_", 1) != 1:
+        raise ValueError("only single-output forests are supported")
+    lefts, rights, feats, thrs, miss, values, offsets = [], [], [], [], [], [], [0]
+    for est in forest.estimators_:
+        tree = est.tree_
+        n = int(tree.node_count)
+        left = np.asarray(tree.children_left[:n], dtype=np.int64)
+        right = np.asarray(tree.children_right[:n], dtype=np.int64)
+        try:  # scikit-learn >= 1.3 records where missing values went
+            missing = np.asarray(tree.missing_go_to_left[:n], dtype=bool)
+        except AttributeError:
+            missing = np.zeros(n, dtype=bool)
+        value = np.array(tree.value[:n, 0, :], dtype=np.float64)
+        leaf = left == -1
+        totals = value.sum(axis=1)
+        if not np.allclose(totals[leaf], 1.0):  # scikit-learn < 1.4 stores counts: its predict_proba divides
+            value = value / np.where(totals > 0, totals, 1.0)[:, None]
+        value[~leaf] = 0.0  # only leaves are ever read; zeros compress to nothing
+        lefts.append(left)
+        rights.append(right)
+        feats.append(np.where(leaf, -1, np.asarray(tree.feature[:n], dtype=np.int64)))
+        thrs.append(np.where(leaf, 0.0, np.asarray(tree.threshold[:n], dtype=np.float64)))
+        miss.append(missing & ~leaf)
+        values.append(value)
+        offsets.append(offsets[-1] + n)
+    arrays = {"node_offsets": np.array(offsets, dtype=np.int64), "children_left": np.concatenate(lefts),
+              "children_right": np.concatenate(rights), "feature": np.concatenate(feats),
+              "threshold": np.concatenate(thrs), "missing_left": np.concatenate(miss), "value": np.concatenate(values)}
+    return forest.classes_, int(forest.n_features_in_), arrays
+
+
+def checked_from_sklearn(task: str, forest: Any, path: str | Path) -> ArrayForest:
+    """A scikit-learn forest read from a file, as checked arrays; ForestArraysError naming the file otherwise.
+
+    A skops file of trusted types only can still hold a child index of 10⁹, which scikit-learn's C code
+    follows out of memory (SIGSEGV): its trees are checked as an arrays file is, and never run by scikit-learn.
+    """
+    try:
+        classes, n_features, arrays = sklearn_arrays(forest)
+    except Exception as e:  # noqa: BLE001 - whatever the file built, it is not a usable forest
+        raise ForestArraysError(f"{path} [{task}]: not a usable forest ({type(e).__name__}: {e})") from e
+    meta = {"classes": [str(c) for c in classes], "n_features": n_features}
+    return _checked_forest(task, meta, {f"{task}__{k}": v for k, v in arrays.items()}, Path(path))
 
 
 def _max_depth(left: np.ndarray, right: np.ndarray, offsets: np.ndarray) -> int:
@@ -273,9 +295,10 @@ def _checked_forest(task: str, meta: Any, z: Any, path: Path) -> ArrayForest:
     if not isinstance(n_features, int) or not 0 < n_features < 10**6:
         raise fail(f"bad number of features {n_features!r}")
     arrays = {}
+    names = set(z.files if hasattr(z, "files") else z)  # an .npz, or the arrays of a loaded scikit-learn forest
     for name in _FIELDS:
         key = f"{task}__{name}"
-        if key not in z.files:
+        if key not in names:
             raise fail(f"array {name} missing")
         a = z[key]
         if a.dtype.kind not in ("i", "u", "f", "b"):

@@ -141,7 +141,7 @@ def decide(
     """
     prediction = _base(series, bundle)
     voters, review, blind = _weigh_the_header(series, outputs)
-    review = list(failures or []) + review
+    review = list(failures or []) + list(series.conflicts) + review  # contradicting files: never unreviewed
     voters, left_out, alone = _without_abstainers(voters)
     review += alone
     combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_contrast_context(pooled, series))

@@ -105,13 +105,18 @@ def read_manifest_selection(path: str | os.PathLike) -> tuple[list[SeriesRef], l
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable series manifest ({e})") from e
-    if doc.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: not a SeriesClassifier series manifest (format {doc.get('format')!r})")
-    if int(doc.get("version", 0)) > MANIFEST_VERSION:
-        raise ValueError(f"{path}: manifest version {doc.get('version')} is newer than this worker understands")
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"{path}: not a SeriesClassifier series manifest (format {got!r})")
+    if not isinstance(doc.get("version", 0), int) or doc.get("version", 0) > MANIFEST_VERSION:
+        raise ValueError(f"{path}: manifest version {doc.get('version')!r} is not one this worker understands")
+    entries = doc.get("series", [])
+    problem = _entries_problem(entries)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     source = str(doc.get("source") or path)
     refs, selected = [], []
-    for entry in doc.get("series", []):
+    for entry in entries:
         if not entry.get("context_only"):
             selected.append(entry["series_uid"])
         files = [Path(f) for f in entry.get("files", [])]
@@ -127,6 +132,19 @@ def read_manifest_selection(path: str | os.PathLike) -> tuple[list[SeriesRef], l
             )
         )
     return refs, selected
+
+
+def _entries_problem(entries: object) -> str | None:
+    """Why the manifest's series list cannot be read (a hand-made or damaged manifest), or None."""
+    if not isinstance(entries, list):
+        return "'series' must be a list"
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("series_uid"), str) or not entry["series_uid"]:
+            return f"series entry {i} has no series_uid"
+        files = entry.get("files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            return f"series entry {i} ({entry['series_uid']}): 'files' must be a list of paths"
+    return None
 
 
 def select_series(

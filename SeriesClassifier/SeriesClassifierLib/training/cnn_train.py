@@ -770,6 +770,10 @@ def main(argv: list[str] | None = None) -> int:
         clahe=args.clahe, k=args.k, size=args.size, fit_gru=not args.no_gru, resume=args.resume,
         command=command, docs_dir=args.docs, labels_csv=args.labels, widths=args.widths,
     )
+    from ..models.bundle import MANIFEST_FILE, write_manifest
+
+    if (out / MANIFEST_FILE).is_file():  # a CNN trained into a bundle: its checksums change with it
+        write_manifest(out)
     return 0
 
 

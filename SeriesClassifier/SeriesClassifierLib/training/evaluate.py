@@ -27,17 +27,20 @@ NO_PREDICTION = "(none)"
 def read_labels(path: str | Path) -> dict[str, dict[str, str]]:
     """labels CSV → {series_uid: {column: value}}; raises ValueError naming the file when unusable."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        uid_column = next((c for c in ("series_uid", "SeriesInstanceUID") if c in columns), None)
-        if uid_column is None:
-            raise ValueError(f"{path}: needs a series_uid column (has: {', '.join(columns) or 'nothing'})")
-        out = {}
-        for row in reader:
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            if row.get(uid_column):
-                out[row[uid_column]] = row
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            uid_column = next((c for c in ("series_uid", "SeriesInstanceUID") if c in columns), None)
+            if uid_column is None:
+                raise ValueError(f"{path}: needs a series_uid column (has: {', '.join(columns) or 'nothing'})")
+            out = {}
+            for row in reader:
+                row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                if row.get(uid_column):
+                    out[row[uid_column]] = row
+    except (OSError, UnicodeDecodeError, csv.Error) as e:  # a binary file, a folder, a vanished file
+        raise ValueError(f"{path}: not a readable labels CSV ({e})") from e
     return out
 
 

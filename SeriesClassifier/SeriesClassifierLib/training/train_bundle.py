@@ -69,11 +69,29 @@ def read_training_labels(path: Path) -> dict[str, dict[str, str]]:
         labels = read_any_labels(path)
     except (ValueError, StoreError) as exc:
         raise TrainingError(f"labels: {exc} (give --labels)") from exc
+    _check_codes(labels, path)
     if any("label_source" in row for row in labels.values()):
         sources = Counter(row.get("label_source", "") for row in labels.values())
         log(f"{len(labels)} verified labels from the store {path}: {sources.get('corrected', 0)} corrected, "
             f"{sources.get('accepted', 0)} accepted (unreviewed predictions are not training labels)")
     return labels
+
+
+def _check_codes(labels: dict[str, dict[str, str]], path: Path) -> None:
+    """Every label a vocabulary code, before any series is read (an unknown one failed deep in fitting)."""
+    from ..models.forest import normalise_label
+    from ..vocabulary import load_vocabulary
+
+    tasks = ["sequence", *load_vocabulary().attribute_codes]
+    bad = []
+    for uid, row in labels.items():
+        for task in tasks:
+            try:
+                normalise_label(task, row.get(task) or "")
+            except ValueError as exc:
+                bad.append(f"series {uid}: {exc}")
+    if bad:
+        raise TrainingError(f"{path}: {len(bad)} label(s) not in the vocabulary; the first: {bad[0]}")
 
 
 # ----------------------------------------------------------------------------- the forest's figures
@@ -202,6 +220,7 @@ def _cnn(options: TrainOptions, out: Path, train: list, labels: dict) -> str | N
 def train_bundle(options: TrainOptions) -> Path:
     """Train and write a models bundle into ``options.out``; TrainingError when the data cannot be used."""
     from .. import __version__
+    from ..models.bundle import write_manifest
     from ..models.ensemble import EnsembleParams
     from .model_card import write_model_card
 
@@ -252,6 +271,7 @@ def train_bundle(options: TrainOptions) -> Path:
     if options.write_base_rows:
         write_base_rows(out / BASE_ROWS, train, labels)
     write_model_card(out, forest, params, report, training, version, notes=[n for n in [cnn_note] if n])
+    write_manifest(out)  # last: the checksums of what the bundle holds now
     if site_test:
         compare_on_site(out, base, site_test, labels)
     log(f"bundle written to {out}")
