@@ -80,11 +80,18 @@ def test_cli_label_and_export(store_path, tmp_path, capsys):
     assert main(["label", "1.1", "--sequence", "T1_3D_PRE", "--store", str(store_path), "--user", "bob"]) == 0
     assert "1.1: T1_3D_PRE AXIAL (corrected)" in capsys.readouterr().out
     assert main(["label", "1.1", "--sequence", "T1", "--store", str(store_path)]) == 1
+    assert "'T1' is ambiguous: T1_2D_PRE, T1_2D_POST" in capsys.readouterr().err
+    assert main(["label", "1.1", "--sequence", "T1W", "--store", str(store_path)]) == 1
     assert "valid codes: SCOUT" in capsys.readouterr().err
+    # the same matching as review's answers: a unique prefix, any case
+    assert main(["label", "1.1", "--sequence", "flair_2", "--orientation", "cor", "--store", str(store_path)]) == 0
+    assert "1.1: FLAIR_2D CORONAL (corrected)" in capsys.readouterr().out
+    assert main(["label", "1.1", "--sequence", "t1_3d_pr", "--orientation", "AXIAL", "--store",
+                 str(store_path)]) == 0
     assert main(["label", "9.9", "--sequence", "PD", "--store", str(store_path)]) == 1
     assert "not in" in capsys.readouterr().err
     assert main(["label", "1.2", "--accept", "--store", str(store_path)]) == 0
-    assert main(["label", "1.1", "--attribute", "contrast=PRE", "--store", str(store_path)]) == 0
+    assert main(["label", "1.1", "--attribute", "contr=pre", "--store", str(store_path)]) == 0
     out = tmp_path / "out" / "labels.csv"
     assert main(["export", "--store", str(store_path), "--format", "csv", "--out", str(out), "--anonymise"]) == 0
     rows = list(csv.DictReader(out.open()))
@@ -130,9 +137,21 @@ def test_label_finds_the_store_of_the_current_folder(tmp_path, monkeypatch, caps
         s.record_predictions([prediction("5.5", "PD", 1)])
     monkeypatch.chdir(folder)
     assert main(["label", "5.5", "--sequence", "T2_2D"]) == 0
+    # elsewhere: the store is found among those the commands wrote (the label above was one)
     monkeypatch.chdir(tmp_path)
+    assert main(["label", "5.5", "--sequence", "PD"]) == 0
+    assert "5.5: PD AXIAL" in capsys.readouterr().out
+    # a user whose commands never wrote it: told how to name it
+    monkeypatch.setenv("SERIESCLASSIFIER_STATE_DIR", str(tmp_path / "other-user"))
     assert main(["label", "5.5", "--sequence", "T2_2D"]) == 1
-    assert "give a PATH" in capsys.readouterr().err
+    assert "give --path FOLDER or --store FILE" in capsys.readouterr().err
+    # two stores knowing the series: ambiguous, never a guess
+    with LabelStore(tmp_path / "copy.sqlite") as s:
+        s.record_predictions([prediction("5.5", "PD", 1)])
+    monkeypatch.chdir(folder)
+    assert main(["label", "5.5", "--accept", "--store", str(tmp_path / "copy.sqlite")]) == 0
+    assert main(["label", "5.5", "--accept"]) == 1
+    assert "in several label stores" in capsys.readouterr().err
 
 
 def test_label_history(store_path, capsys):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -183,16 +184,21 @@ def test_cli_classify_csv_and_json(bundle_dir, study, tmp_path):
     with open(tmp_path / "r.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(truth)
-    for col in ("series_uid", "study_uid", "series_description", "n_images", "sequence", "sequence_probability",
-                "orientation", "orientation_probability", "needs_review", "contrast", "acquisition",
-                "fat_suppressed", "derived"):
+    for col in ("series_uid", "study_uid", "series_description", "n_images", "predicted_sequence",
+                "predicted_sequence_probability", "predicted_top3", "predicted_orientation",
+                "predicted_orientation_probability", "needs_review", "attribute_contrast", "attribute_acquisition",
+                "attribute_fat_suppressed", "attribute_derived"):
         assert col in rows[0]
-    assert {r["sequence"] for r in rows if r["sequence"]} == {c for c in truth.values() if c}
+    assert {r["predicted_sequence"] for r in rows if r["predicted_sequence"]} == {c for c in truth.values() if c}
+    one = next(r for r in rows if r["predicted_sequence"])
+    assert re.fullmatch(r"([A-Z0-9_]+:[01]\.\d{4};){0,2}[A-Z0-9_]+:[01]\.\d{4}", one["predicted_top3"])
+    assert one["predicted_top3"].startswith(one["predicted_sequence"] + ":")
+    assert one["needs_review"] in ("true", "false")
     assert main(["classify", str(root), "--out", str(tmp_path / "r.json"), "--models", str(bundle_dir),
                  "--quiet"]) == 0
     data = json.loads((tmp_path / "r.json").read_text())["series"]
     one = next(d for d in data if d["sequence"])
-    assert one["top3"] and one["reasons"] and "forest" in one["models"]
+    assert one["predicted_top3"] and one["reasons"] and "forest" in one["models"]
 
 
 def test_cli_refuses_bad_arguments(bundle_dir, study, tmp_path, capsys):

@@ -21,6 +21,10 @@ class TaskPrediction:
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
 
+    def top_text(self, k: int = 3) -> str:
+        """``T1_3D_POST:0.7000;FLAIR_2D:0.2000;PD:0.1000``: the one spelling of top-k in every table we write."""
+        return ";".join(f"{label}:{p:.4f}" for label, p in self.top(k))
+
     @classmethod
     def from_probabilities(cls, probabilities: dict[str, float]) -> TaskPrediction:
         label, p = max(probabilities.items(), key=lambda kv: kv[1])
@@ -47,7 +51,8 @@ class SeriesPrediction:
     patient_id: str = ""
     series_number: int | None = None
     series_description: str = ""
-    n_images: int = 0
+    n_images: int = 0  # files
+    n_frames: int = 0  # image frames over all files (an enhanced multi-frame file holds many)
     sequence: TaskPrediction | None = None
     orientation: TaskPrediction | None = None
     attributes: dict[str, TaskPrediction] = field(default_factory=dict)

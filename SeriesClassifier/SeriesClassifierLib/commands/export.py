@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..labels.export import FORMATS, export, select, write_export
+from ..labels.export import FORMATS, export, export_summary, select, write_export
 from ..labels.store import StoreError
 from ._store_args import add_models_argument, add_store_argument, ensure_predictions, open_store
 
@@ -46,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         out = write_export(text, args.out)
-        print(f"wrote {args.format} for {len(records)} series to {out}", file=sys.stderr)
+        summary = export_summary(records, args.format, vocabulary, args.include_derived)
+        print(f"wrote {args.format} for {summary} to {out}", file=sys.stderr)
     return 0

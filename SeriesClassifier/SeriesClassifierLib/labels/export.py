@@ -56,6 +56,10 @@ def csv_columns(vocabulary: Vocabulary) -> list[str]:
         "bids_entities",
         "bids_filename",
         "bids_derived",
+        "n_images",
+        "n_frames",
+        "reason",
+        "error",
     ]
 
 
@@ -74,6 +78,11 @@ def export_rows(
         row = record_row(r)
         top = r.prediction.sequence.top(3) if r.prediction and r.prediction.sequence else []
         row["predicted_top3"] = [[label, round(p, 4)] for label, p in top]
+        p = r.prediction
+        row["n_images"] = p.n_images if p else None
+        row["n_frames"] = (p.n_frames or p.n_images) if p else None
+        row["reason"] = " | ".join(p.reasons[:3]) if p else None
+        row["error"] = p.error if p else None
         name = names.get(r.series_uid)
         row["bids"] = name.to_dict() if name else None
         if anonymise:
@@ -85,7 +94,11 @@ def export_rows(
 
 def _flat(row: dict[str, Any], vocabulary: Vocabulary) -> dict[str, Any]:
     flat = {k: v for k, v in row.items() if k not in ("attributes", "bids", "predicted_sequence_probabilities")}
+    # the spelling of TaskPrediction.top_text, as classify's CSV writes it
     flat["predicted_top3"] = ";".join(f"{label}:{p:.4f}" for label, p in row["predicted_top3"])
+    for key in ("predicted_sequence_probability", "predicted_orientation_probability"):
+        if flat.get(key) is not None:
+            flat[key] = f"{flat[key]:.4f}"  # as classify writes them: 0.5980, not 0.598
     for code in vocabulary.attribute_codes:
         flat[f"attribute_{code}"] = row["attributes"].get(code)
     bids = row["bids"] or {}
@@ -158,6 +171,22 @@ def export(
     if fmt == "dcm2bids":
         return json.dumps(dcm2bids_config(names, include_derived), indent=2) + "\n"
     return heudiconv_heuristic(names, include_derived, version=__version__)
+
+
+def export_summary(
+    records: Sequence[LabelRecord], fmt: str, vocabulary: Vocabulary | None = None, include_derived: bool = False
+) -> str:
+    """What an export holds, counted the way its file counts: '19 of 37 series (12 derived left out: …)'."""
+    if fmt in ("csv", "json"):
+        return f"{len(records)} series"
+    names = bids_names(records, vocabulary or load_vocabulary())
+    kept = [n for n in names.values() if include_derived or not n.derived or fmt == "bids"]
+    left = []
+    if len(kept) < len(names):
+        left.append(f"{len(names) - len(kept)} derived left out (--include-derived keeps them)")
+    if len(names) < len(records):
+        left.append(f"{len(records) - len(names)} with no BIDS place (OTHER, unlabelled)")
+    return f"{len(kept)} of {len(records)} series" + (f" ({'; '.join(left)})" if left else "")
 
 
 def write_export(text: str, out: str | Path) -> Path:

@@ -43,6 +43,7 @@ def _base(series: Series, bundle: ModelBundle) -> SeriesPrediction:
         series_number=series.series_number,
         series_description=series.series_description,
         n_images=series.n_images,
+        n_frames=series.n_frames,
         model_version=bundle.version,
     )
 
