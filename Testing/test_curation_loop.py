@@ -62,6 +62,13 @@ def test_readme_sequence_classify_label_export(study, tmp_path, monkeypatch, cap
                        "predicted_orientation", "needs_review", "n_images", "model_version"):
             assert exported[u][column] == row[column], column
     assert re.fullmatch(r"([A-Z0-9_]+:[01]\.\d{4};){2}[A-Z0-9_]+:[01]\.\d{4}", exported[uid]["predicted_top3"])
+    # and the report: the same names and spelling on each card, still without classifying again
+    assert main(["report", str(root), "--out", str(tmp_path / "r.html")]) == 0
+    assert "classifying" not in capsys.readouterr().err
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    for u, row in exported.items():
+        assert (f'data-uid="{u}" data-predicted-sequence="{row["predicted_sequence"]}" '
+                f'data-predicted-top3="{row["predicted_top3"]}" data-label-sequence="{row["label_sequence"]}"') in html
 
 
 @pytest.fixture(scope="module")
