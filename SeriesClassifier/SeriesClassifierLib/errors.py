@@ -27,6 +27,10 @@ class TrainingError(SeriesClassifierError, ValueError):
     """Training cannot start: unusable labels, or no labelled series to learn from."""
 
 
+class MissingDependencyError(SeriesClassifierError, ImportError):
+    """An optional part needs packages that are not installed; the message says what to install."""
+
+
 class Cancelled(BaseException):
     """SIGTERM/SIGINT arrived at the worker: stop after telling the module.
 
@@ -35,4 +39,5 @@ class Cancelled(BaseException):
     """
 
 
-__all__ = ["Cancelled", "NotDicomError", "SeriesClassifierError", "SliceReadError", "StoreError", "TrainingError"]
+__all__ = ["Cancelled", "MissingDependencyError", "NotDicomError", "SeriesClassifierError", "SliceReadError",
+           "StoreError", "TrainingError"]

@@ -50,8 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         parser.print_help()
         return 2
+    from ..errors import MissingDependencyError
+
     try:
         return int(_load(command).run(args) or 0)
+    except MissingDependencyError as exc:  # an optional extra not installed: say what to install, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
