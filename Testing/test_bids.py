@@ -16,7 +16,8 @@ def rec(uid, sequence, number, patient="P-1", study="S1"):
 
 
 def test_names_follow_vocabulary_and_bids_entity_order():
-    names = bids_names([rec("1", "T1_3D_POST", 3), rec("2", "SWI_PHASE", 4), rec("3", "FMRI_BOLD", 5)])
+    names = bids_names([rec("1", "T1_3D_POST", 3), rec("2", "SWI_PHASE", 4), rec("3", "FMRI_BOLD", 5)],
+                       anonymise=False)
     assert names["1"].filename == "sub-P1/anat/sub-P1_acq-3D_ce-gadolinium_T1w.nii.gz"
     assert names["2"].stem == "sub-P1_part-phase_swi"
     assert names["3"].filename == "sub-P1/func/sub-P1_task-rest_bold.nii.gz"
@@ -33,7 +34,7 @@ def test_classes_without_mapping_are_left_out_and_derived_are_flagged():
 
 def test_runs_numbered_by_series_number_only_where_names_collide():
     records = [rec("a", "FLAIR_2D", 9), rec("b", "FLAIR_2D", 4), rec("c", "FLAIR_3D", 5), rec("d", "FLAIR_2D", 7)]
-    names = bids_names(records)
+    names = bids_names(records, anonymise=False)
     assert names["b"].entities["run"] == "01" and names["d"].entities["run"] == "02"
     assert names["a"].entities["run"] == "03"
     assert "run" not in names["c"].entities
@@ -47,7 +48,7 @@ def test_runs_are_per_subject_and_sessions_appear_with_several_studies():
         rec("c", "T2_2D", 4, patient="Y", study="S3"),
         rec("d", "T2_2D", 5, patient="Y", study="S3"),
     ]
-    names = bids_names(records)
+    names = bids_names(records, anonymise=False)
     assert names["a"].filename == "sub-X/anat/sub-X_acq-2D_T2w.nii.gz"
     assert names["b"].filename == "sub-Y/ses-01/anat/sub-Y_ses-01_acq-2D_T2w.nii.gz"
     assert names["c"].stem == "sub-Y_ses-02_acq-2D_run-01_T2w"
@@ -56,8 +57,8 @@ def test_runs_are_per_subject_and_sessions_appear_with_several_studies():
 
 def test_subject_labels():
     assert bids_label("PAT 1/x_y") == "PAT1xy"
-    assert subject_labels(["b", "a", "b"], anonymise=True) == {"a": "01", "b": "02"}
-    labels = subject_labels(["A-1", "A_1", ""])
+    assert subject_labels(["b", "a", "b"]) == {"a": "01", "b": "02"}  # anonymous unless asked
+    labels = subject_labels(["A-1", "A_1", ""], anonymise=False)
     assert labels[""] == "unknown" and sorted([labels["A-1"], labels["A_1"]]) == ["A1", "A12"]
 
 
@@ -91,7 +92,7 @@ def test_heudiconv_heuristic_is_valid_python_with_the_table():
 
 def test_field_maps_pair_into_runs_and_split_per_file_in_configs():
     records = [rec("m1", "FIELDMAP", 5), rec("p1", "FIELDMAP", 6), rec("m2", "FIELDMAP", 20), rec("p2", "FIELDMAP", 21)]
-    names = bids_names(records)
+    names = bids_names(records, anonymise=False)
     assert [names[u].entities.get("run") for u in ("m1", "p1", "m2", "p2")] == ["01", "01", "02", "02"]
     assert "run" not in bids_names(records[:2])["m1"].entities  # one magnitude + phase pair: no run
     descriptions = dcm2bids_config(bids_names(records[:1]))["descriptions"]

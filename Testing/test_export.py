@@ -34,7 +34,7 @@ def store_path(tmp_path):
 
 def test_csv_has_the_documented_columns_and_values(store_path):
     with LabelStore(store_path) as s:
-        text = export(s.records(), "csv")
+        text = export(s.records(), "csv", anonymise=False)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == csv_columns(load_vocabulary())
     first, second = rows
@@ -52,7 +52,7 @@ def test_csv_has_the_documented_columns_and_values(store_path):
 
 def test_json_document(store_path):
     with LabelStore(store_path) as s:
-        doc = json.loads(export(s.records(), "json"))
+        doc = json.loads(export(s.records(), "json", anonymise=False))
     assert doc["format"] == "seriesclassifier-labels" and doc["format_version"] == 1 and not doc["anonymised"]
     series = {row["series_uid"]: row for row in doc["series"]}
     assert series["1.1"]["predicted_sequence_probabilities"]["T1_3D_POST"] == 0.7
@@ -61,12 +61,20 @@ def test_json_document(store_path):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "bids", "dcm2bids", "heudiconv"])
-def test_anonymise_leaves_identifiers_out_of_every_format(store_path, fmt):
+def test_identifiers_are_left_out_of_every_format_by_default(store_path, fmt, tmp_path, capsys):
     with LabelStore(store_path) as s:
-        text = export(s.records(), fmt, anonymise=True)
+        text = export(s.records(), fmt)
     assert "PAT-7" not in text and "PAT7" not in text and "Smith" not in text
     if fmt in ("csv", "json", "bids"):
         assert "sub-01" in text
+    # the command line: the same by default, identifiers only when asked for
+    out = tmp_path / "out.txt"
+    assert main(["export", "--store", str(store_path), "--format", fmt, "--out", str(out)]) == 0
+    assert "PAT7" not in out.read_text() and "Smith" not in out.read_text()
+    assert main(["export", "--store", str(store_path), "--format", fmt, "--out", str(out), "--identifiers"]) == 0
+    assert ("PAT7" in out.read_text()) is (fmt in ("csv", "json", "bids"))  # the configs name no subject
+    assert main(["export", "--store", str(store_path), "--format", fmt, "--out", str(out), "--identifiers",
+                 "--anonymise"]) == 2
 
 
 def test_reviewed_only(store_path):

@@ -17,11 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, required=True, help="what to write")
     parser.add_argument("--out", required=True, metavar="FILE", help="output file ('-' for standard output)")
     parser.add_argument(
-        "--anonymise",
-        "--anonymize",
+        "--identifiers",
         action="store_true",
-        help="leave patient identifiers out (patient ID, notes); number subjects 01, 02, …",
+        help="keep patient identifiers: PatientID column and notes, BIDS subjects named from PatientIDs "
+        "(default: left out, subjects numbered 01, 02, …)",
     )
+    parser.add_argument("--anonymise", "--anonymize", action="store_true",
+                        help="the default now; accepted so older scripts keep working")
     parser.add_argument("--reviewed-only", action="store_true", help="only series a person accepted or corrected")
     parser.add_argument(
         "--include-derived",
@@ -41,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not records:
         print("warning: no series to export", file=sys.stderr)
-    text = export(records, args.format, vocabulary, anonymise=args.anonymise, include_derived=args.include_derived)
+    if args.identifiers and args.anonymise:
+        print("error: --identifiers and --anonymise contradict each other", file=sys.stderr)
+        return 2
+    text = export(records, args.format, vocabulary, anonymise=not args.identifiers,
+                  include_derived=args.include_derived)
     if args.out == "-":
         sys.stdout.write(text)
     else:

@@ -99,8 +99,9 @@ def bids_label(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", text or "")
 
 
-def subject_labels(patient_ids: Sequence[str], anonymise: bool = False) -> dict[str, str]:
-    """patient_id -> subject label: the patient ID made BIDS-safe, or 01, 02, … when anonymising."""
+def subject_labels(patient_ids: Sequence[str], anonymise: bool = True) -> dict[str, str]:
+    """patient_id -> subject label: 01, 02, … (in patient ID order), or with ``anonymise=False`` the patient
+    ID made BIDS-safe. Anonymous by default: a BIDS tree is made to be shared."""
     unique = sorted(set(patient_ids))
     if anonymise:
         width = max(2, len(str(len(unique))))
@@ -119,7 +120,7 @@ def subject_labels(patient_ids: Sequence[str], anonymise: bool = False) -> dict[
 
 
 def bids_names(
-    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = False
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = True
 ) -> dict[str, BidsName]:
     """series_uid -> BidsName for every record whose current label has a BIDS mapping.
 

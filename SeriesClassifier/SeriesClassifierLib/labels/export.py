@@ -1,8 +1,9 @@
 """Exports of the label store: CSV and JSON tables, the BIDS mapping, dcm2bids and heudiconv configs.
 
 Columns are stable and documented in docs/EXPORTS.md; add new ones at the end.
-``anonymise`` leaves out what identifies a patient (patient ID, free-text notes)
-and numbers subjects 01, 02, … instead of using patient IDs.
+``anonymise`` (the default: privacy unless asked otherwise) leaves out what identifies a
+patient (patient ID, free-text notes) and numbers subjects 01, 02, … instead of using patient
+IDs; ``anonymise=False`` keeps them, for the site's own use.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def select(records: Sequence[LabelRecord], reviewed_only: bool = False) -> list[
 
 
 def export_rows(
-    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = False
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = True
 ) -> list[dict[str, Any]]:
     """One dict per series: the store's columns joined with the BIDS mapping (JSON structure)."""
     vocabulary = vocabulary or load_vocabulary()
@@ -132,7 +133,7 @@ def to_csv(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None)
     return buffer.getvalue()
 
 
-def to_json(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None, anonymise: bool = False) -> str:
+def to_json(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None, anonymise: bool = True) -> str:
     vocabulary = vocabulary or load_vocabulary()
     document = {
         "format": "seriesclassifier-labels",
@@ -155,7 +156,7 @@ def export(
     records: Sequence[LabelRecord],
     fmt: str,
     vocabulary: Vocabulary | None = None,
-    anonymise: bool = False,
+    anonymise: bool = True,
     include_derived: bool = False,
 ) -> str:
     """The text of one export format for ``records``."""
