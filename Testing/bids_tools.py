@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -49,3 +50,12 @@ def run_heudiconv(records, files: list[str], work: Path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, result
+
+
+def names_outside_schema(paths: list[str], bids_version: str = "1.11.0") -> list[str]:
+    """The paths the BIDS schema does not accept, as bidsschematools' ``bst pre-receive-hook`` says."""
+    description = json.dumps({"Name": "SeriesClassifier test", "BIDSVersion": bids_version, "DatasetType": "raw"})
+    text = "\n".join(["bids-hook-v2", description, "0001", *paths]) + "\n"
+    result = subprocess.run([tool("bst"), "pre-receive-hook"], input=text, capture_output=True, text=True, timeout=120)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    return [line for line in result.stdout.splitlines() if line.strip()]

@@ -31,6 +31,7 @@ def generated(tmp_path_factory):
         # a model that calls everything T2_2D: the imported labels must win
         predictions.append(SeriesPrediction(
             s.series_uid, s.study_uid, s.patient_id, s.series_number, s.series_description, n_images=s.n_images,
+            image_type=list(s.header.get("ImageType") or []),
             sequence=TaskPrediction.from_probabilities({"T2_2D": 0.6, "OTHER": 0.4})))
     with LabelStore(store_path) as store:
         store.record_predictions(predictions)
@@ -42,7 +43,7 @@ def generated(tmp_path_factory):
     names = bids_names(records, anonymise=True)
     expected = set()
     for n in names.values():
-        if n.derived:
+        if n.derived or not n.in_raw_tree:
             continue
         if n.suffix == "phasediff":  # the configs split a field map per file (magnitude echoes, phase)
             expected |= {n.filename.replace("_phasediff.", f"_{s}.") for s in ("magnitude1", "magnitude2")}

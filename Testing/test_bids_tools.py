@@ -29,6 +29,9 @@ EXPECTED = {
     7: "sub-01/fmap/sub-01_magnitude1.nii.gz",
     77: "sub-01/fmap/sub-01_magnitude2.nii.gz",
     8: "sub-01/fmap/sub-01_phasediff.nii.gz",
+    # a PD/T2 dual-echo series (9): one series, two echoes -> echo-1 and echo-2, not two runs
+    9: "sub-01/anat/sub-01_echo-1_PDw.nii.gz",
+    99: "sub-01/anat/sub-01_echo-2_PDw.nii.gz",
 }
 FIELDMAP = dict(ScanningSequence=["GR"], SequenceVariant=["SP"], RepetitionTime=488.0, FlipAngle=60.0,
                 MRAcquisitionType="2D", SequenceName="*fm2d2r")
@@ -46,6 +49,17 @@ def _write_fieldmap(dicom: Path) -> list[tuple[str, int]]:
     phase, _ = write_classic_series(dicom / "s8", headers, n=4, iop=AXIAL, study_uid="1.2.3.4",
                                     description="gre_field_mapping")
     return [(magnitude, 7), (phase, 8)]
+
+
+def _write_dual_echo(dicom: Path) -> str:
+    uid = None
+    for echo, te in ((1, 12.0), (2, 90.0)):
+        headers = dict(ScanningSequence=["SE"], SequenceVariant=["SK"], RepetitionTime=3000.0, FlipAngle=90.0,
+                       MRAcquisitionType="2D", SeriesNumber=9, EchoNumbers=echo, EchoTime=te, EchoTrainLength=7,
+                       ImageType=["ORIGINAL", "PRIMARY", "M", "ND"])
+        uid, _ = write_classic_series(dicom / "s9", headers, n=4, iop=AXIAL, study_uid="1.2.3.4", series_uid=uid,
+                                      description="pd_t2_tse_dual", name_files=f"e{echo}_" + "{i:03d}.dcm")
+    return uid
 
 
 # heudiconv's usage telemetry would try the network: off, so an offline CI never waits on it
@@ -72,6 +86,8 @@ def study(tmp_path_factory):
     for uid, number in _write_fieldmap(dicom):
         predictions.append(SeriesPrediction(uid, "1.2.3.4", "P1", number, "gre_field_mapping",
                                             sequence=TaskPrediction.from_probabilities({"FIELDMAP": 0.9})))
+    predictions.append(SeriesPrediction(_write_dual_echo(dicom), "1.2.3.4", "P1", 9, "pd_t2_tse_dual",
+                                        sequence=TaskPrediction.from_probabilities({"PD": 0.9})))
     store.record_predictions(predictions)
     for uid, code in corrections.items():
         store.correct(uid, sequence=code, user="tester", source="cli")

@@ -53,6 +53,7 @@ class SeriesPrediction:
     series_description: str = ""
     n_images: int = 0  # files
     n_frames: int = 0  # image frames over all files (an enhanced multi-frame file holds many)
+    image_type: list[str] = field(default_factory=list)  # ImageType values (TRACEW, EXP, MPR … pick BIDS names)
     sequence: TaskPrediction | None = None
     orientation: TaskPrediction | None = None
     attributes: dict[str, TaskPrediction] = field(default_factory=dict)

@@ -16,9 +16,12 @@ Converter configurations:
   UID in the file name: exact, one config for every subject, sidecars still anonymous.
 - heudiconv: ``infotodict`` looks each ``seqinfo.series_uid`` up in a table.
 
-Derived classes (ADC, MIP, SWI minIP, …) have no place in raw BIDS; they get a
-mapping (flagged ``derived``) for the tables but are left out of the converter
-configs unless asked for.
+Names follow the BIDS schema (1.11; checked with bidsschematools in the tests). Scanner-made
+images the schema has (dwi ``ADC``, ``trace``, ``FA``, ``colFA``, ``expADC``) keep raw names but
+are flagged ``derived``; classes the schema has no suffix for (SWI processed images and minIPs, MIPs,
+DSC perfusion) and reformats (MPR) go under a folder validators skip (the vocabulary's ``location``:
+``derivatives/scanner`` or ``sourcedata/nonbids``). Converter configs leave derived and non-BIDS
+series out unless asked for.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class BidsName:
     session: str | None = None
     entities: dict[str, str] = field(default_factory=dict)  # besides sub/ses, run included when needed
     derived: bool = False
+    location: str = ""  # "" for the raw tree; else a folder outside it (see the module docstring)
 
     @property
     def entity_string(self) -> str:
@@ -75,7 +79,12 @@ class BidsName:
     def filename(self) -> str:
         """Path relative to the BIDS root, e.g. ``sub-01/anat/sub-01_acq-3D_T1w.nii.gz``."""
         folder = f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
-        return f"{folder}/{self.datatype}/{self.stem}.nii.gz"
+        prefix = f"{self.location}/" if self.location else ""
+        return f"{prefix}{folder}/{self.datatype}/{self.stem}.nii.gz"
+
+    @property
+    def in_raw_tree(self) -> bool:
+        return not self.location
 
     def to_dict(self) -> dict:
         return {
@@ -86,6 +95,7 @@ class BidsName:
             "entities": dict(_ordered(self.entities)),
             "filename": self.filename,
             "derived": self.derived,
+            "location": self.location,
         }
 
 
@@ -147,11 +157,42 @@ def bids_names(
         study_list = sorted(studies_of[pid])
         session = f"{study_list.index(studies[r.series_uid]) + 1:02d}" if len(study_list) > 1 else None
         entities = {k: bids_label(v) for k, v in mapping.entities.items()}
-        names[r.series_uid] = BidsName(
-            r.series_uid, mapping.datatype, mapping.suffix, subjects[pid], session, entities, mapping.derived
-        )
+        name = BidsName(r.series_uid, mapping.datatype, mapping.suffix, subjects[pid], session, entities,
+                        mapping.derived, mapping.location)
+        names[r.series_uid] = _series_variant(name, r)
     _number_runs(names, {r.series_uid: r for r in records})
     return names
+
+
+# ImageType values (upper case) that name what the scanner made
+_TRACE = {"TRACEW", "TRACE"}
+_EXP_ADC = {"EXP", "EADC", "EXPADC"}
+_COLOUR = {"COLFA", "COLOR", "COLOUR", "RGB"}
+_REFORMAT = {"MPR", "REFORMATTED", "CURVED", "CPR"}
+_DESCRIPTION_TOKENS = re.compile(r"[A-Za-z]+")
+
+
+def _series_variant(name: BidsName, record: LabelRecord) -> BidsName:
+    """What the class alone cannot say, read from the series' ImageType (else its description).
+
+    A Siemens TRACEW is ``trace``, not ``dwi``; an exponential ADC is ``expADC`` and a colour FA
+    ``colFA``, not ``FA``; a reformat (MPR) of another series is not raw data and goes under
+    ``derivatives/scanner`` with ``rec-MPR``.
+    """
+    p = record.prediction
+    tokens = {t.strip().upper() for t in (p.image_type if p else [])}
+    words = {w.upper() for w in _DESCRIPTION_TOKENS.findall(p.series_description if p else "")}
+    if name.datatype == "dwi" and name.suffix == "dwi" and (tokens | words) & _TRACE:
+        name.suffix, name.derived = "trace", True
+    elif name.datatype == "dwi" and name.suffix == "FA":
+        if (tokens | words) & _EXP_ADC:
+            name.suffix = "expADC"
+        elif (tokens | words) & _COLOUR:
+            name.suffix = "colFA"
+    if "DERIVED" in tokens and tokens & _REFORMAT and name.in_raw_tree:
+        name.derived, name.location = True, "derivatives/scanner"
+        name.entities["rec"] = "MPR"
+    return name
 
 
 def _number_runs(names: dict[str, BidsName], records: dict[str, LabelRecord]) -> None:
@@ -173,8 +214,9 @@ def _number_runs(names: dict[str, BidsName], records: dict[str, LabelRecord]) ->
             names[uid].entities["run"] = f"{k // per_run + 1:02d}"
 
 
-def _selected(names: dict[str, BidsName], include_derived: bool) -> list[BidsName]:
-    return [n for n in names.values() if include_derived or not n.derived]
+def selected_for_conversion(names: dict[str, BidsName], include_derived: bool) -> list[BidsName]:
+    """What a converter config converts: raw series; with ``include_derived`` also derived and non-BIDS ones."""
+    return [n for n in names.values() if include_derived or not (n.derived or n.location)]
 
 
 def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -> dict:
@@ -183,21 +225,37 @@ def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -
     Run it per subject/session: ``dcm2bids -d DICOM_DIR -p <subject> [-s <session>] -c config.json``.
     """
     descriptions = []
-    for n in _selected(names, include_derived):  # in the records' order: patient, study, series number
-        uid = n.series_uid
-        if n.suffix == FIELDMAP_SUFFIX:
-            files = [("magnitude1", [f"*_{uid}_e1.json"]), ("magnitude2", [f"*_{uid}_e2.json"]),
-                     (n.suffix, [f"*_{uid}.json", f"*_{uid}_ph.json", f"*_{uid}_e2_ph.json"])]
-        else:
-            files = [(n.suffix, [f"*_{uid}.json", f"*_{uid}_*.json"])]
-        for suffix, patterns in files:
+    for n in selected_for_conversion(names, include_derived):  # in the records' order: patient, study, series number
+        for suffix, patterns, extra in _dcm2bids_files(n):
             description = {"datatype": n.datatype, "suffix": suffix, "criteria": {"SidecarFilename": {"any": patterns}}}
-            if n.entities:
-                description["custom_entities"] = n.entity_string
+            entities = "_".join(x for x in (n.entity_string, extra) if x)
+            if entities:
+                description["custom_entities"] = entities
             if n.datatype == "func" and "task" in n.entities:
                 description["sidecar_changes"] = {"TaskName": n.entities["task"]}
             descriptions.append(description)
     return {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": descriptions}
+
+
+# dcm2niix names the echoes of a multi-echo series _e1, _e2, …: each its own echo- entity (BIDS), never two runs
+MAX_ECHOES = 5  # multi-echo BOLD and T2* rarely have more; later echoes stay unconverted (dcm2bids says so)
+ECHO_DATATYPES = ("anat", "func", "perf")  # where the schema has the echo entity
+
+
+def _dcm2bids_files(n: BidsName) -> list[tuple[str, list[str], str]]:
+    """(suffix, sidecar file name patterns, extra entity) for each file dcm2niix makes of one series.
+
+    The patterns of one series never overlap (dcm2bids skips a sidecar that two descriptions match).
+    """
+    uid = n.series_uid
+    if n.suffix == FIELDMAP_SUFFIX:
+        return [("magnitude1", [f"*_{uid}_e1.json"], ""), ("magnitude2", [f"*_{uid}_e2.json"], ""),
+                (n.suffix, [f"*_{uid}.json", f"*_{uid}_ph.json", f"*_{uid}_e2_ph.json"], "")]
+    if n.datatype not in ECHO_DATATYPES:
+        return [(n.suffix, [f"*_{uid}.json", f"*_{uid}_*.json"], "")]
+    files = [(n.suffix, [f"*_{uid}.json", f"*_{uid}_[!e]*.json"], "")]
+    files += [(n.suffix, [f"*_{uid}_e{k}.json", f"*_{uid}_e{k}_*.json"], f"echo-{k}") for k in range(1, MAX_ECHOES + 1)]
+    return files
 
 
 HEUDICONV_TEMPLATE = '''"""heudiconv heuristic written by SeriesClassifier{version_note}.
@@ -237,7 +295,7 @@ def infotodict(seqinfo):
 def heudiconv_heuristic(names: dict[str, BidsName], include_derived: bool = False, version: str = "") -> str:
     """Source of a heudiconv heuristic module that reproduces ``names``."""
     entries = []
-    for n in _selected(names, include_derived):
+    for n in selected_for_conversion(names, include_derived):
         tail = "_".join(p for p in (n.entity_string, n.suffix) if p)
         entries.append(f"    {json.dumps(n.series_uid)}: ({json.dumps(n.datatype)}, {json.dumps(tail)}),")
     series = "{\n" + "\n".join(entries) + "\n}" if entries else "{}"

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import __version__
 from ..vocabulary import Vocabulary, load_vocabulary
-from .bids import BidsName, bids_names, dcm2bids_config, heudiconv_heuristic
+from .bids import BidsName, bids_names, dcm2bids_config, heudiconv_heuristic, selected_for_conversion
 from .store import LabelRecord, record_row, utc_now
 
 FORMATS = ("csv", "json", "bids", "dcm2bids", "heudiconv")
@@ -61,6 +61,7 @@ def csv_columns(vocabulary: Vocabulary) -> list[str]:
         "n_frames",
         "reason",
         "error",
+        "bids_location",
     ]
 
 
@@ -110,6 +111,7 @@ def _flat(row: dict[str, Any], vocabulary: Vocabulary) -> dict[str, Any]:
     flat["bids_entities"] = "_".join(f"{k}-{v}" for k, v in (bids.get("entities") or {}).items())
     flat["bids_filename"] = bids.get("filename")
     flat["bids_derived"] = bids.get("derived")
+    flat["bids_location"] = bids.get("location")
     return flat
 
 
@@ -181,10 +183,10 @@ def export_summary(
     if fmt in ("csv", "json"):
         return f"{len(records)} series"
     names = bids_names(records, vocabulary or load_vocabulary())
-    kept = [n for n in names.values() if include_derived or not n.derived or fmt == "bids"]
+    kept = list(names.values()) if fmt == "bids" else selected_for_conversion(names, include_derived)
     left = []
     if len(kept) < len(names):
-        left.append(f"{len(names) - len(kept)} derived left out (--include-derived keeps them)")
+        left.append(f"{len(names) - len(kept)} derived or outside BIDS left out (--include-derived keeps them)")
     if len(names) < len(records):
         left.append(f"{len(records) - len(names)} with no BIDS place (OTHER, unlabelled)")
     return f"{len(kept)} of {len(records)} series" + (f" ({'; '.join(left)})" if left else "")

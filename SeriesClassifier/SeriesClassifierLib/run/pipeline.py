@@ -44,6 +44,7 @@ def _base(series: Series, bundle: ModelBundle) -> SeriesPrediction:
         series_description=series.series_description,
         n_images=series.n_images,
         n_frames=series.n_frames,
+        image_type=[str(t) for t in (series.header.get("ImageType") or [])],
         model_version=bundle.version,
     )
 
