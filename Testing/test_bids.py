@@ -164,3 +164,12 @@ def test_every_raw_name_is_in_the_bids_schema():
     assert names_outside_schema(raw + echoes) == []
     outside = {n.filename.split("/sub-")[0] for n in names.values() if not n.in_raw_tree}
     assert outside == {"derivatives/scanner", "sourcedata/nonbids"}
+
+
+def test_a_description_does_not_override_a_known_image_type():
+    """Siemens names the raw b-images series of a trace protocol "…_trace" too: the ImageType decides."""
+    names = bids_names([rec("b", "DWI", 5, description="ep2d_diff_3scan_trace_p2",
+                            image_type=["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]),
+                        rec("t", "DWI", 6, description="ep2d_diff_3scan_trace_p2_TRACEW"),
+                        rec("e", "DIFFUSION_DERIVED", 7, description="dwi_EXP")])
+    assert (names["b"].suffix, names["t"].suffix, names["e"].suffix) == ("dwi", "trace", "expADC")

@@ -181,13 +181,14 @@ def _series_variant(name: BidsName, record: LabelRecord) -> BidsName:
     """
     p = record.prediction
     tokens = {t.strip().upper() for t in (p.image_type if p else [])}
-    words = {w.upper() for w in _DESCRIPTION_TOKENS.findall(p.series_description if p else "")}
-    if name.datatype == "dwi" and name.suffix == "dwi" and (tokens | words) & _TRACE:
+    # the description only when the ImageType is unknown: Siemens names the b-images series "…_trace" too
+    evidence = tokens or {w.upper() for w in _DESCRIPTION_TOKENS.findall(p.series_description if p else "")}
+    if name.datatype == "dwi" and name.suffix == "dwi" and evidence & _TRACE:
         name.suffix, name.derived = "trace", True
     elif name.datatype == "dwi" and name.suffix == "FA":
-        if (tokens | words) & _EXP_ADC:
+        if evidence & _EXP_ADC:
             name.suffix = "expADC"
-        elif (tokens | words) & _COLOUR:
+        elif evidence & _COLOUR:
             name.suffix = "colFA"
     if "DERIVED" in tokens and tokens & _REFORMAT and name.in_raw_tree:
         name.derived, name.location = True, "derivatives/scanner"
