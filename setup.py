@@ -21,5 +21,5 @@ setup(
     install_requires=read_requirements(("core", "cli", "torch")),
     package_dir={"": "SeriesClassifier", "SeriesClassifierLib.Resources": "SeriesClassifier/Resources"},
     packages=[*find_packages("SeriesClassifier", include=["SeriesClassifierLib*"]), "SeriesClassifierLib.Resources"],
-    package_data={"SeriesClassifierLib.Resources": ["*.txt", "*.json", "Models/*", "UI/*", "Icons/*"]},
+    package_data={"SeriesClassifierLib.Resources": ["*.txt", "*.json", "*.py", "Models/*", "UI/*", "Icons/*"]},
 )

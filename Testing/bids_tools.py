@@ -42,7 +42,12 @@ def run_heudiconv(records, files: list[str], work: Path,
 
     heuristic = work / "heuristic.py"
     heuristic.write_text(export(records, "heudiconv", anonymise=True))
-    out = work / "heudiconv_out"
+    return run_heudiconv_with(heuristic, files, work, work / "heudiconv_out", timeout)
+
+
+def run_heudiconv_with(heuristic: Path, files: list[str], work: Path, out: Path,
+                       timeout: int = 120) -> tuple[Path, subprocess.CompletedProcess]:
+    """Run heudiconv with a heuristic file on ``files`` (subject 01) into ``out``; it must succeed."""
     result = subprocess.run(
         [tool("heudiconv"), "--files", *files, "-s", "01", "-f", str(heuristic), "-c", "dcm2niix", "-b",
          "-o", str(out), "--overwrite"],

@@ -70,3 +70,43 @@ def test_heudiconv_on_a_generated_study(generated):
     files = sorted(str(p) for p in (root / "dicom").rglob("*") if p.is_file() and p.suffix != ".csv")
     out, result = run_heudiconv(records, files, root, timeout=300)
     assert niftis(out) == expected, result.stderr[-4000:]
+
+
+@pytest.mark.slow
+def test_reusable_heudiconv_heuristic_classifies_a_study_it_was_not_made_from(generated, tmp_path):
+    """The reusable heuristic carries no series UIDs: heudiconv runs the classifier on each series of a study
+    it has never seen and places it where ``export`` would (each series on its own, like the heuristic)."""
+    import shutil
+
+    from bids_tools import names_outside_schema, run_heudiconv_with
+
+    from SeriesClassifierLib.labels.store import derive_record
+    from SeriesClassifierLib.models.bundle import load_bundle
+    from SeriesClassifierLib.resources import default_models_dir
+    from SeriesClassifierLib.run.pipeline import predict_series
+
+    root, _, _ = generated
+    # the forest alone, so this process (which may have no torch) and heudiconv's Python agree on the models
+    models = tmp_path / "models"
+    shutil.copytree(default_models_dir(), models, ignore=shutil.ignore_patterns("cnn.*"))
+    heuristic = tmp_path / "heuristic.py"
+    assert main(["export", "--format", "heudiconv", "--reusable", "--models", str(models),
+                 "--out", str(heuristic)]) == 0
+    text = heuristic.read_text()
+    refs = list(iter_series_refs(root / "dicom"))
+    assert not any(ref.series_uid in text for ref in refs) and f"MODELS = {str(models)!r}" in text
+    bundle = load_bundle(models)
+    records = [derive_record(r.series_uid, predict_series(read_series(r), bundle), "", []) for r in refs]
+    expected = set()
+    names = bids_names(records)
+    for n in names.values():
+        if n.derived or not n.in_raw_tree:
+            continue
+        if n.suffix == "phasediff":
+            expected |= {n.filename.replace("_phasediff.", f"_{s}.") for s in ("magnitude1", "magnitude2")}
+        expected.add(n.filename)
+    assert len(expected) >= 3
+    files = sorted(str(p) for p in (root / "dicom").rglob("*") if p.is_file() and p.suffix != ".csv")
+    out, result = run_heudiconv_with(heuristic, files, tmp_path, tmp_path / "bids", timeout=600)
+    assert niftis(out) == expected, result.stderr[-4000:]
+    assert names_outside_schema(sorted(expected)) == []

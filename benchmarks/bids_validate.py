@@ -78,7 +78,8 @@ def main() -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="sc-bids-"))
     study = work / "dicom"
     env = dict(os.environ, SERIESCLASSIFIER_STATE_DIR=str(work / "state"))
-    run([*CLI, "synth", study, "--studies", args.studies, "--seed", args.seed], env=env)
+    if not (study / "labels.csv").exists():  # a --work folder from an earlier run keeps its studies
+        run([*CLI, "synth", study, "--studies", args.studies, "--seed", args.seed], env=env)
     t = time.perf_counter()
     run([*CLI, "classify", study, "--out", work / "results.csv"], env=env)
     print(f"classify: {time.perf_counter() - t:.1f} s")
@@ -90,15 +91,13 @@ def main() -> int:
         extra = ["--include-derived"] if args.include_derived else []
         run([*CLI, "export", study, "--format", fmt, "--out", config, *extra], env=env)
         tree = work / f"bids_{fmt}"
-        mapping = json.loads(run([*CLI, "export", study, "--format", "bids", "--out", "-"], env=env).stdout)
-        subjects = sorted({m["subject"] for m in mapping.values()})
-        if fmt == "dcm2bids":
-            for subject in subjects:
-                run(["dcm2bids", "-d", study, "-p", subject, "-c", config, "-o", tree], env={**env, "NO_ET": "1"})
-        else:
-            files = sorted(str(p) for p in study.rglob("*") if p.is_file() and p.suffix != ".csv"
-                           and ".seriesclassifier" not in p.parts)
-            for subject in subjects:
+        # one generated study per patient: each study folder is one subject (numbered like the export: by folder)
+        for k, folder in enumerate(sorted(p for p in study.iterdir() if p.is_dir() and p.name.startswith("study"))):
+            subject = f"{k + 1:02d}"
+            if fmt == "dcm2bids":
+                run(["dcm2bids", "-d", folder, "-p", subject, "-c", config, "-o", tree], env={**env, "NO_ET": "1"})
+            else:
+                files = sorted(str(p) for p in folder.rglob("*.dcm"))
                 run(["heudiconv", "--files", *files, "-s", subject, "-f", config, "-c", "dcm2niix", "-b",
                      "-o", tree, "--overwrite"], env={**env, "NO_ET": "1"})
         prepare_tree(tree)

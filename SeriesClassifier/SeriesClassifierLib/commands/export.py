@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..labels.bids import reusable_heudiconv_heuristic
 from ..labels.export import FORMATS, export, export_summary, select, write_export
 from ..labels.store import StoreError
 from ._store_args import add_models_argument, add_store_argument, ensure_predictions, open_store
@@ -30,9 +31,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also put derived series (ADC, MIP, minIP, …) into the dcm2bids/heudiconv configs",
     )
+    parser.add_argument(
+        "--reusable",
+        action="store_true",
+        help="heudiconv: a heuristic that classifies each series of any new subject itself (no series UIDs "
+        "inside; --models names the models it uses); without it the heuristic lists this dataset's series",
+    )
+
+
+def _reusable(args: argparse.Namespace) -> int:
+    """The reusable heuristic needs no store: it carries the models' path, not the labels."""
+    from pathlib import Path
+
+    from .. import __version__
+
+    models = str(Path(args.models).resolve()) if args.models else None
+    text = reusable_heudiconv_heuristic(models, args.include_derived, version=__version__)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        print(f"wrote a reusable heudiconv heuristic to {write_export(text, args.out)}", file=sys.stderr)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.reusable:
+        if args.format != "heudiconv":
+            print("error: --reusable is for --format heudiconv", file=sys.stderr)
+            return 2
+        return _reusable(args)
     try:
         with open_store(args, create=bool(args.path)) as store:
             ensure_predictions(store, args.path, args.models)

@@ -240,7 +240,8 @@ def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -
 
 # dcm2niix names the echoes of a multi-echo series _e1, _e2, …: each its own echo- entity (BIDS), never two runs
 MAX_ECHOES = 5  # multi-echo BOLD and T2* rarely have more; later echoes stay unconverted (dcm2bids says so)
-ECHO_DATATYPES = ("anat", "func", "perf")  # where the schema has the echo entity
+# where the schema has the echo entity and the validators agree (npm bids-validator 1.15 refuses echo- on asl)
+ECHO_DATATYPES = ("anat", "func")
 
 
 def _dcm2bids_files(n: BidsName) -> list[tuple[str, list[str], str]]:
@@ -291,6 +292,24 @@ def infotodict(seqinfo):
         info.setdefault(key, []).append(s.series_id)
     return info
 '''
+
+
+def reusable_heudiconv_heuristic(models: str | None = None, include_derived: bool = False, version: str = "") -> str:
+    """Source of the heudiconv heuristic that classifies each series of any subject (no UIDs inside).
+
+    The module is ``Resources/heudiconv_heuristic.py`` with its settings filled in.
+    """
+    from ..resources import resource_path
+
+    source = resource_path("heudiconv_heuristic.py").read_text(encoding="utf-8")
+    settings = {
+        "MODELS = None": f"MODELS = {models!r}",
+        "INCLUDE_DERIVED = False": f"INCLUDE_DERIVED = {bool(include_derived)!r}",
+        'WRITTEN_BY = "SeriesClassifier"': f"WRITTEN_BY = {('SeriesClassifier ' + version).strip()!r}",
+    }
+    for default, value in settings.items():
+        source = source.replace(default, value, 1)
+    return source
 
 
 def heudiconv_heuristic(names: dict[str, BidsName], include_derived: bool = False, version: str = "") -> str:

@@ -17,7 +17,13 @@ from typing import Any
 
 from .. import __version__
 from ..vocabulary import Vocabulary, load_vocabulary
-from .bids import BidsName, bids_names, dcm2bids_config, heudiconv_heuristic, selected_for_conversion
+from .bids import (
+    BidsName,
+    bids_names,
+    dcm2bids_config,
+    heudiconv_heuristic,
+    selected_for_conversion,
+)
 from .store import LabelRecord, record_row, utc_now
 
 FORMATS = ("csv", "json", "bids", "dcm2bids", "heudiconv")
