@@ -24,12 +24,21 @@ def niftis(folder: Path) -> set[str]:
 
 def run_dcm2bids(records, dicom: Path, work: Path, timeout: int = 120) -> tuple[Path, subprocess.CompletedProcess]:
     """Write our dcm2bids config for ``records`` into ``work`` and run dcm2bids on ``dicom``; it must succeed."""
+    import json
+
     from SeriesClassifierLib.labels.export import export
 
-    config = work / "dcm2bids_config.json"
-    config.write_text(export(records, "dcm2bids", anonymise=True))
+    return run_dcm2bids_with(json.loads(export(records, "dcm2bids", anonymise=True)), dicom, work, timeout)
+
+
+def run_dcm2bids_with(config: dict, dicom: Path, work: Path,
+                      timeout: int = 120) -> tuple[Path, subprocess.CompletedProcess]:
+    """Run dcm2bids with ``config`` on ``dicom`` (subject 01) into ``work/dcm2bids_out``; it must succeed."""
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "dcm2bids_config.json"
+    path.write_text(json.dumps(config, indent=2))
     out = work / "dcm2bids_out"
-    result = subprocess.run([tool("dcm2bids"), "-d", str(dicom), "-p", "01", "-c", str(config), "-o", str(out)],
+    result = subprocess.run([tool("dcm2bids"), "-d", str(dicom), "-p", "01", "-c", str(path), "-o", str(out)],
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, result

@@ -110,3 +110,42 @@ def test_reusable_heudiconv_heuristic_classifies_a_study_it_was_not_made_from(ge
     out, result = run_heudiconv_with(heuristic, files, tmp_path, tmp_path / "bids", timeout=600)
     assert niftis(out) == expected, result.stderr[-4000:]
     assert names_outside_schema(sorted(expected)) == []
+
+
+def _truth_records(dicom) -> list:
+    """Records of a generated study labelled by the generator itself (ImageType from the headers)."""
+    from SeriesClassifierLib.labels.store import derive_record
+
+    truth = {r["series_uid"]: r for r in csv.DictReader((dicom / "labels.csv").open())}
+    records = []
+    for ref in iter_series_refs(dicom):
+        s = read_series(ref)
+        p = SeriesPrediction(s.series_uid, s.study_uid, s.patient_id, s.series_number, s.series_description,
+                             image_type=list(s.header.get("ImageType") or []),
+                             sequence=TaskPrediction.from_probabilities({truth[s.series_uid]["sequence"]: 1.0}))
+        records.append(derive_record(s.series_uid, p, "", []))
+    return records
+
+
+@pytest.mark.slow
+def test_reusable_dcm2bids_rules_convert_a_study_they_were_not_made_from(generated, tmp_path):
+    """Rules made from three generated studies of a site profile, run on a fourth of the same profile: what they
+    convert lands where that study's own labels say; nothing is placed under a wrong name."""
+    from bids_tools import run_dcm2bids_with
+
+    from SeriesClassifierLib.labels.bids import reusable_dcm2bids_config
+    from SeriesClassifierLib.synth.generate import generate_studies
+
+    root, _, _ = generated
+    profile = next(csv.DictReader((root / "dicom" / "labels.csv").open()))["profile"]
+    generate_studies(tmp_path / "site", n_studies=3, seed=7, profiles=[profile])
+    config, _problems = reusable_dcm2bids_config(_truth_records(tmp_path / "site"))
+    other = tmp_path / "other"
+    generate_studies(other, n_studies=1, seed=6, profiles=[profile])
+    names = bids_names(_truth_records(other))
+    wanted = {n.filename for n in names.values() if not n.derived and n.in_raw_tree}
+    wanted |= {f.replace("_phasediff.", f"_magnitude{k}.") for f in wanted if "_phasediff." in f for k in (1, 2)}
+    out, result = run_dcm2bids_with(config, other / "study_0000", tmp_path / "work", timeout=300)
+    converted = niftis(out)
+    assert converted and converted <= wanted, result.stdout[-3000:]
+    print(f"reusable dcm2bids rules: {len(converted)} of {len(wanted)} files converted, none misplaced")

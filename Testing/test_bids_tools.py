@@ -113,3 +113,21 @@ def test_heudiconv_reproduces_the_labels(study):
     root, dicom, records = study
     out, result = run_heudiconv(records, sorted(str(p) for p in dicom.rglob("*.dcm")), root)
     assert niftis(out) == set(EXPECTED.values()), result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_reusable_dcm2bids_rules_reproduce_the_labels_without_uids(study):
+    """Rules from what each name's series share (description; ImageType where a description is shared):
+    no UID inside, and on this study they give the same tree as the exact config."""
+    import json
+
+    from bids_tools import run_dcm2bids_with
+
+    from SeriesClassifierLib.labels.bids import reusable_dcm2bids_config
+
+    root, dicom, records = study
+    config, problems = reusable_dcm2bids_config(records)
+    text = json.dumps(config)
+    assert problems == [] and not any(r.series_uid in text for r in records)
+    out, result = run_dcm2bids_with(config, dicom, root / "reusable")
+    assert niftis(out) == set(EXPECTED.values()), result.stdout[-3000:]

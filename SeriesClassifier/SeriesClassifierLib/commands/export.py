@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
-from ..labels.bids import reusable_heudiconv_heuristic
+from ..labels.bids import reusable_dcm2bids_config, reusable_heudiconv_heuristic
 from ..labels.export import FORMATS, export, export_summary, select, write_export
 from ..labels.store import StoreError
 from ._store_args import add_models_argument, add_store_argument, ensure_predictions, open_store
@@ -34,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reusable",
         action="store_true",
-        help="heudiconv: a heuristic that classifies each series of any new subject itself (no series UIDs "
-        "inside; --models names the models it uses); without it the heuristic lists this dataset's series",
+        help="configs for the next subjects, with no series UIDs inside: heudiconv, a heuristic that classifies "
+        "each series itself (--models names the models it uses); dcm2bids, rules made from what the labelled "
+        "series of each BIDS name share (description, ImageType). Without it both list this dataset's series",
     )
 
 
@@ -55,10 +57,10 @@ def _reusable(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.reusable:
-        if args.format != "heudiconv":
-            print("error: --reusable is for --format heudiconv", file=sys.stderr)
-            return 2
+    if args.reusable and args.format not in ("heudiconv", "dcm2bids"):
+        print("error: --reusable is for --format heudiconv or dcm2bids", file=sys.stderr)
+        return 2
+    if args.reusable and args.format == "heudiconv":
         return _reusable(args)
     try:
         with open_store(args, create=bool(args.path)) as store:
@@ -70,6 +72,17 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not records:
         print("warning: no series to export", file=sys.stderr)
+    if args.reusable:  # dcm2bids rules from the labelled series
+        config, problems = reusable_dcm2bids_config(records, vocabulary, args.include_derived)
+        for problem in problems:
+            print(f"warning: {problem}", file=sys.stderr)
+        text = json.dumps(config, indent=2) + "\n"
+        if args.out == "-":
+            sys.stdout.write(text)
+        else:
+            print(f"wrote {len(config['descriptions'])} reusable dcm2bids rules from {len(records)} series to "
+                  f"{write_export(text, args.out)}", file=sys.stderr)
+        return 0
     if args.identifiers and args.anonymise:
         print("error: --identifiers and --anonymise contradict each other", file=sys.stderr)
         return 2

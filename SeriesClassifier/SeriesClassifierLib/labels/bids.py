@@ -30,7 +30,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..vocabulary import Vocabulary, load_vocabulary
 from .store import LabelRecord
@@ -238,25 +238,102 @@ def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -
     return {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": descriptions}
 
 
+def _glob_literal(text: str) -> str:
+    """``text`` as an fnmatch pattern matching only itself (dcm2bids compares criteria with fnmatch)."""
+    return "".join(f"[{c}]" if c in "[]*?" else c for c in text)
+
+
+# reusable configs have no UID in the file name: dcm2niix ends it with this marker, after which come its own
+# suffixes (_e1, _ph, …), so the same per-file patterns apply
+REUSABLE_MARK = "sc"
+REUSABLE_DCM2NIIX_OPTIONS = f"-b y -ba y -z y -f %3s_%p_{REUSABLE_MARK}"
+
+
+def reusable_dcm2bids_config(
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, include_derived: bool = False
+) -> tuple[dict, list[str]]:
+    """A dcm2bids (v3) config for the next subjects of the same site: (config, what could not become a rule).
+
+    One rule per SeriesDescription and ImageType the labelled series of a BIDS name had (the ImageType
+    also where dcm2niix appends MAGNITUDE/PHASE to it). No UID, nothing subject-specific; dcm2bids numbers
+    runs itself. Echoes and field-map files are
+    told apart by dcm2niix's file suffixes as in the exact config. A description that still leads to two
+    names, or a series without one, is reported instead of guessed.
+    """
+    names = bids_names(records, vocabulary)
+    kept = {n.series_uid for n in selected_for_conversion(names, include_derived)}
+    by_description: dict[str, dict[tuple, dict]] = defaultdict(dict)
+    problems = []
+    for r in records:
+        n = names.get(r.series_uid)
+        if n is None or r.series_uid not in kept:
+            continue
+        p = r.prediction
+        description = (p.series_description if p else "").strip()
+        if not description:
+            problems.append(f"series {r.series_uid}: no SeriesDescription to make a rule from")
+            continue
+        n = replace(n, entities={k: v for k, v in n.entities.items() if k != "run"})
+        by_description[description].setdefault(tuple(p.image_type), {})[(n.datatype, n.suffix, n.entity_string)] = n
+    rules = []
+    for description, by_type in sorted(by_description.items()):
+        match = {"SeriesDescription": _glob_literal(description)}
+        for image_type, named in sorted(by_type.items()):
+            if len(named) > 1:
+                problems.append(f"{description!r}: series with the same description and ImageType are labelled "
+                                f"{' and '.join(sorted(k[1] for k in named))}; no rule")
+                continue
+            # the ImageType too, always: descriptions are wrong or reused often enough (a T2* protocol named
+            # "SWI_Images" at one visit) that a description alone would misplace series
+            criteria = {**match, "ImageType": _image_type_patterns(image_type)} if image_type else match
+            rules += _rules(next(iter(named.values())), criteria)
+    return {"dcm2niixOptions": REUSABLE_DCM2NIIX_OPTIONS, "descriptions": rules}, problems
+
+
+# what dcm2niix appends to a sidecar's ImageType (Siemens magnitude/phase images): a DICOM ImageType matches
+# with or without it
+_DCM2NIIX_IMAGE_TYPE_TAILS = ([], ["MAGNITUDE"], ["PHASE"], ["REAL"], ["IMAGINARY"])
+
+
+def _image_type_patterns(image_type: tuple) -> dict:
+    values = [_glob_literal(str(v)) for v in image_type]
+    return {"any": [values + tail for tail in _DCM2NIIX_IMAGE_TYPE_TAILS]}
+
+
+def _rules(n: BidsName, match: dict) -> list[dict]:
+    out = []
+    for suffix, patterns, extra in _dcm2bids_files(n, stem=f"*_{REUSABLE_MARK}"):
+        description = {"datatype": n.datatype, "suffix": suffix,
+                       "criteria": {**match, "SidecarFilename": {"any": patterns}}}
+        entities = "_".join(x for x in (n.entity_string, extra) if x)
+        if entities:
+            description["custom_entities"] = entities
+        if n.datatype == "func" and "task" in n.entities:
+            description["sidecar_changes"] = {"TaskName": n.entities["task"]}
+        out.append(description)
+    return out
+
+
 # dcm2niix names the echoes of a multi-echo series _e1, _e2, …: each its own echo- entity (BIDS), never two runs
 MAX_ECHOES = 5  # multi-echo BOLD and T2* rarely have more; later echoes stay unconverted (dcm2bids says so)
 # where the schema has the echo entity and the validators agree (npm bids-validator 1.15 refuses echo- on asl)
 ECHO_DATATYPES = ("anat", "func")
 
 
-def _dcm2bids_files(n: BidsName) -> list[tuple[str, list[str], str]]:
+def _dcm2bids_files(n: BidsName, stem: str = "") -> list[tuple[str, list[str], str]]:
     """(suffix, sidecar file name patterns, extra entity) for each file dcm2niix makes of one series.
 
-    The patterns of one series never overlap (dcm2bids skips a sidecar that two descriptions match).
+    ``stem``: the glob of the file name before dcm2niix's own suffixes (``*_<uid>`` by default). The
+    patterns of one series never overlap (dcm2bids skips a sidecar that two descriptions match).
     """
-    uid = n.series_uid
+    stem = stem or f"*_{n.series_uid}"
     if n.suffix == FIELDMAP_SUFFIX:
-        return [("magnitude1", [f"*_{uid}_e1.json"], ""), ("magnitude2", [f"*_{uid}_e2.json"], ""),
-                (n.suffix, [f"*_{uid}.json", f"*_{uid}_ph.json", f"*_{uid}_e2_ph.json"], "")]
+        return [("magnitude1", [f"{stem}_e1.json"], ""), ("magnitude2", [f"{stem}_e2.json"], ""),
+                (n.suffix, [f"{stem}.json", f"{stem}_ph.json", f"{stem}_e2_ph.json"], "")]
     if n.datatype not in ECHO_DATATYPES:
-        return [(n.suffix, [f"*_{uid}.json", f"*_{uid}_*.json"], "")]
-    files = [(n.suffix, [f"*_{uid}.json", f"*_{uid}_[!e]*.json"], "")]
-    files += [(n.suffix, [f"*_{uid}_e{k}.json", f"*_{uid}_e{k}_*.json"], f"echo-{k}") for k in range(1, MAX_ECHOES + 1)]
+        return [(n.suffix, [f"{stem}.json", f"{stem}_*.json"], "")]
+    files = [(n.suffix, [f"{stem}.json", f"{stem}_[!e]*.json"], "")]
+    files += [(n.suffix, [f"{stem}_e{k}.json", f"{stem}_e{k}_*.json"], f"echo-{k}") for k in range(1, MAX_ECHOES + 1)]
     return files
 
 
