@@ -25,8 +25,8 @@ def rec(uid, sequence, number, patient="P-1", study="S1", image_type=(), descrip
 
 
 def test_names_follow_vocabulary_and_bids_entity_order():
-    names = bids_names([rec("1", "T1_3D_POST", 3), rec("2", "SWI_PHASE", 4), rec("3", "FMRI_BOLD", 5)],
-                       anonymise=False)
+    names = bids_names([rec("1", "T1_3D_POST", 3), rec("2", "SWI_PHASE", 4),
+                        rec("3", "FMRI_BOLD", 5, description="ep2d_bold_moco")], anonymise=False)
     assert names["1"].filename == "sub-P1/anat/sub-P1_acq-3D_ce-gadolinium_T1w.nii.gz"
     assert names["2"].stem == "sub-P1_acq-swi_part-phase_T2starw"  # BIDS 1.11 has no swi suffix
     assert names["3"].filename == "sub-P1/func/sub-P1_task-rest_bold.nii.gz"
@@ -72,7 +72,7 @@ def test_subject_labels():
 
 
 def test_dcm2bids_config_matches_uid_in_file_name():
-    names = bids_names([rec("1.2.3", "T1_3D_PRE", 1), rec("1.2.30", "FMRI_BOLD", 2)])
+    names = bids_names([rec("1.2.3", "T1_3D_PRE", 1), rec("1.2.30", "FMRI_BOLD", 2, description="rs_fMRI")])
     config = json.loads(json.dumps(dcm2bids_config(names)))
     assert "-ba y" in config["dcm2niixOptions"] and "%j" in config["dcm2niixOptions"]
     first = config["descriptions"][0]
@@ -173,3 +173,15 @@ def test_a_description_does_not_override_a_known_image_type():
                         rec("t", "DWI", 6, description="ep2d_diff_3scan_trace_p2_TRACEW"),
                         rec("e", "DIFFUSION_DERIVED", 7, description="dwi_EXP")])
     assert (names["b"].suffix, names["t"].suffix, names["e"].suffix) == ("dwi", "trace", "expADC")
+
+
+def test_bold_task_label_comes_from_the_description():
+    from SeriesClassifierLib.labels.bids import task_label
+
+    assert task_label("fMRI_task-nback_run1") == "nback"
+    assert task_label("ep2d_bold_moco_rest") == "rest"
+    assert task_label("bold_fingertap_mb4_2.5mm") == "fingertap"
+    assert task_label("ep2d_bold_moco_p2_ax") == "rest"  # nothing but acquisition words: the vocabulary's default
+    names = bids_names([rec("1", "FMRI_BOLD", 1, description="BOLD_motor_task")])
+    assert names["1"].filename == "sub-01/func/sub-01_task-motor_bold.nii.gz"
+    assert dcm2bids_config(names)["descriptions"][0]["sidecar_changes"] == {"TaskName": "motor"}

@@ -172,6 +172,28 @@ _REFORMAT = {"MPR", "REFORMATTED", "CURVED", "CPR"}
 _DESCRIPTION_TOKENS = re.compile(r"[A-Za-z]+")
 
 
+# words of BOLD series descriptions that say how it was acquired, not which task it was
+_BOLD_WORDS = {
+    "bold", "fmri", "ep", "epi", "d", "mb", "sms", "moco", "mosaic", "pace", "p", "ms", "tra", "ax", "axial", "sag",
+    "cor", "func", "fe", "ge", "gre", "se", "mux", "ipat", "grappa", "sense", "te", "tr", "x", "s", "run", "fs",
+    "iso", "mm", "ap", "pa", "lr", "rl", "sbref", "ref", "scan", "series", "task", "cmrr", "bw", "hz",
+}
+_REST_WORDS = {"rest", "resting", "rs", "restingstate", "rsfmri"}
+
+
+def task_label(description: str, default: str = "rest") -> str:
+    """BIDS ``task-`` label of a BOLD series from its description: an explicit ``task-X``/``task_X``, resting
+    state, else the first word that is not about the acquisition (``bold_fingertap_mb4`` → fingertap)."""
+    explicit = re.search(r"task[-_ ]?([A-Za-z0-9]+)", description or "", re.I)
+    if explicit:
+        return bids_label(explicit.group(1))
+    words = [w.lower() for w in _DESCRIPTION_TOKENS.findall(description or "")]
+    if any(w in _REST_WORDS for w in words):
+        return "rest"
+    task = next((w for w in words if w not in _BOLD_WORDS and len(w) > 1), None)
+    return bids_label(task) if task else default
+
+
 def _series_variant(name: BidsName, record: LabelRecord) -> BidsName:
     """What the class alone cannot say, read from the series' ImageType (else its description).
 
@@ -190,6 +212,8 @@ def _series_variant(name: BidsName, record: LabelRecord) -> BidsName:
             name.suffix = "expADC"
         elif evidence & _COLOUR:
             name.suffix = "colFA"
+    if name.datatype == "func" and "task" in name.entities:
+        name.entities["task"] = task_label(p.series_description if p else "", name.entities["task"])
     if "DERIVED" in tokens and tokens & _REFORMAT and name.in_raw_tree:
         name.derived, name.location = True, "derivatives/scanner"
         name.entities["rec"] = "MPR"
