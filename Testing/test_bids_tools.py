@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ STUDY = [
     (4, "FLAIR_2D", "T2_2D", AXIAL, "T2_2D"),  # the model was wrong; the correction must win
     (5, "SCOUT", None, AXIAL, "T1_2D_PRE"),  # no BIDS mapping: not converted
     (6, "ADC", None, AXIAL, "T2_2D"),  # derived: left out of raw BIDS by default
+    (10, "DWI", None, AXIAL, "DWI"),  # what the field map corrects: listed in its IntendedFor
 ]
 EXPECTED = {
     1: "sub-01/anat/sub-01_acq-3D_ce-gadolinium_T1w.nii.gz",
@@ -32,6 +34,7 @@ EXPECTED = {
     # a PD/T2 dual-echo series (9): one series, two echoes -> echo-1 and echo-2, not two runs
     9: "sub-01/anat/sub-01_echo-1_PDw.nii.gz",
     99: "sub-01/anat/sub-01_echo-2_PDw.nii.gz",
+    10: "sub-01/dwi/sub-01_dwi.nii.gz",
 }
 FIELDMAP = dict(ScanningSequence=["GR"], SequenceVariant=["SP"], RepetitionTime=488.0, FlipAngle=60.0,
                 MRAcquisitionType="2D", SequenceName="*fm2d2r")
@@ -103,6 +106,9 @@ def test_dcm2bids_reproduces_the_labels(study):
     assert niftis(out) == set(EXPECTED.values()), result.stdout[-3000:]
     for name in EXPECTED.values():
         assert (out / name.replace(".nii.gz", ".json")).exists()
+    # the field map says what it corrects (dcm2bids writes BIDS URIs from the config's ids)
+    intended = json.loads((out / EXPECTED[8].replace(".nii.gz", ".json")).read_text())["IntendedFor"]
+    assert intended in ("bids::" + EXPECTED[10], ["bids::" + EXPECTED[10]])  # BIDS allows a string or a list
     # the sidecars stay anonymous (dcm2niix -ba y)
     sidecar = (out / EXPECTED[1].replace(".nii.gz", ".json")).read_text()
     assert "PatientName" not in sidecar and "P1" not in sidecar
@@ -113,6 +119,10 @@ def test_heudiconv_reproduces_the_labels(study):
     root, dicom, records = study
     out, result = run_heudiconv(records, sorted(str(p) for p in dicom.rglob("*.dcm")), root)
     assert niftis(out) == set(EXPECTED.values()), result.stderr[-3000:]
+    intended = json.loads((out / EXPECTED[8].replace(".nii.gz", ".json")).read_text())["IntendedFor"]
+    intended = [intended] if isinstance(intended, str) else intended
+    # heudiconv lists every image of the session it finds closest to the field map; the DWI among them
+    assert EXPECTED[10].split("sub-01/", 1)[1] in [p.split("sub-01/", 1)[-1] for p in intended]
 
 
 @pytest.mark.slow

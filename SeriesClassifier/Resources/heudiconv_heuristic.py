@@ -19,6 +19,8 @@ MODELS = None  # a models folder; None: the models bundled with SeriesClassifier
 INCLUDE_DERIVED = False
 WRITTEN_BY = "SeriesClassifier"
 FIELDMAP_SUFFIX = "phasediff"
+# heudiconv writes each field map's IntendedFor: the BOLD/DWI runs it is closest to in time
+POPULATE_INTENDED_FOR_OPTS = {"matching_parameters": ["Force"], "criterion": "Closest"}
 
 
 @lru_cache(maxsize=1)

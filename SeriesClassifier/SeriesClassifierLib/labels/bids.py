@@ -258,8 +258,26 @@ def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -
                 description["custom_entities"] = entities
             if n.datatype == "func" and "task" in n.entities:
                 description["sidecar_changes"] = {"TaskName": n.entities["task"]}
-            descriptions.append(description)
-    return {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": descriptions}
+            descriptions.append((n, description))
+    _link_fieldmaps(descriptions)
+    return {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": [d for _, d in descriptions]}
+
+
+# what a field map corrects: BIDS wants the field map to say so (IntendedFor), as dcm2bids writes it from ids
+FIELDMAP_TARGETS = ("func", "dwi")
+
+
+def _link_fieldmaps(descriptions: list[tuple[BidsName, dict]]) -> None:
+    """Give the BOLD and diffusion descriptions ids and list them in the IntendedFor of their session's field maps."""
+    targets: dict[tuple, list[str]] = defaultdict(list)
+    for k, (n, description) in enumerate(descriptions):
+        if n.datatype in FIELDMAP_TARGETS:
+            description["id"] = f"sc{k:03d}"
+            targets[(n.subject, n.session)].append(description["id"])
+    for n, description in descriptions:
+        ids = targets.get((n.subject, n.session))
+        if n.datatype == "fmap" and ids:
+            description.setdefault("sidecar_changes", {})["IntendedFor"] = list(ids)
 
 
 def _glob_literal(text: str) -> str:
@@ -370,6 +388,9 @@ Run: heudiconv --files DICOM_DIR -s <subject> [-ss <session>] -f this_file.py -c
 
 # SeriesInstanceUID -> (datatype, name after the subject/session prefix)
 SERIES = {series}
+
+# heudiconv writes each field map's IntendedFor: the BOLD/DWI runs it is closest to in time
+POPULATE_INTENDED_FOR_OPTS = {{"matching_parameters": ["Force"], "criterion": "Closest"}}
 
 
 def create_key(template, outtype=("nii.gz",), annotation_classes=None):
