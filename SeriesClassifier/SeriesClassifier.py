@@ -810,7 +810,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     DISPLAY_COLUMNS = [
         "series_number", "series_description", "n_images", "sequence", "sequence_probability", "orientation",
         "orientation_probability", "attr_contrast", "attr_acquisition", "attr_fat_suppressed", "attr_derived",
-        "agreement", "needs_review", "label_sequence", "label_orientation", "review_state",
+        "agreement", "needs_review", "outcome", "label_sequence", "label_orientation", "review_state",
     ]
     UID_ROLE = qt.Qt.UserRole + 1
 
@@ -1133,6 +1133,8 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = values["sequence_probability"]
         color = qt.QColor(255, 205, 205) if (p != p or p < 0.5) else qt.QColor(255, 236, 190) if p < 0.8 else (
             qt.QColor(214, 242, 214))
+        if values["outcome"] == "unknown":  # the sequence shown is a guess, whatever its probability
+            color = qt.QColor(220, 220, 220)
         for column, name in enumerate(self._columns):
             value = values[name]
             item = qt.QTableWidgetItem()

@@ -13,6 +13,7 @@ from dicom_factory import make_toy_corpus
 from pydicom.data import get_testdata_file
 
 from SeriesClassifierLib.models.cnn import CnnConfig, CnnModel, SeriesNet, count_parameters
+from SeriesClassifierLib.models.novelty import EmbeddingNovelty
 from SeriesClassifierLib.series import Series
 from SeriesClassifierLib.training.cnn_train import Cache, augment, build_cache, evaluate, main, train_cnn
 from SeriesClassifierLib.vocabulary import load_vocabulary
@@ -197,3 +198,36 @@ def test_cache_rebuilt_when_the_corpus_grows_and_corpora_concatenate(tmp_path):
     assert len(both.uids) == 6 and len(both.images) == len(first.images) + len(grown.images)
     assert both.series_index.max() == 5
     assert set(both.series_index[len(first.images):].tolist()) == {2, 3, 4, 5}
+
+
+def _novelty_model(rng) -> CnnModel:
+    model = CnnModel.new(widths=[8, 8, 8, 8, 8])
+    reference = rng.normal(size=(40, 8)) + np.array([5.0] + [0.0] * 7)  # training embeddings point one way
+    held_out = rng.normal(size=(20, 8)) + np.array([5.0] + [0.0] * 7)
+    model.novelty = EmbeddingNovelty.fit(reference, held_out, percentile=95.0, k=5)
+    return model
+
+
+def _slice_outputs(model: CnnModel, embedding: np.ndarray) -> dict[str, np.ndarray]:
+    n = len(model.config.sequence_classes)
+    return {"sequence": np.full((2, n), 1.0 / n), "orientation": np.full((2, 4), 0.25),
+            **{a: np.full((2, len(v)), 1.0 / len(v)) for a, v in model.config.attributes.items()},
+            "embedding": np.stack([embedding, embedding])}
+
+
+def test_the_cnn_abstains_on_images_unlike_its_training_images():
+    rng = np.random.default_rng(0)
+    model = _novelty_model(rng)
+    familiar = model.output_from_slices(_slice_outputs(model, np.array([5.0] + [0.0] * 7)))
+    assert familiar.abstain is None
+    strange = model.output_from_slices(_slice_outputs(model, np.array([0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0])))
+    assert strange.abstain.startswith("images unlike its training images (embedding distance")
+
+
+def test_the_novelty_reference_is_saved_and_loaded_with_the_weights(tmp_path):
+    model = _novelty_model(np.random.default_rng(1))
+    model.save(tmp_path)
+    loaded = CnnModel.load(tmp_path)
+    np.testing.assert_allclose(loaded.novelty.reference, model.novelty.reference, rtol=1e-6)
+    assert loaded.novelty.threshold == pytest.approx(model.novelty.threshold)
+    assert json.loads((tmp_path / "cnn.json").read_text())["novelty"]["k"] == 5

@@ -18,13 +18,14 @@ T1_PRE = TaskPrediction.from_probabilities({"T1_3D_PRE": 0.8, "T1_3D_POST": 0.15
 
 def test_a_contrast_marked_description_moves_pre_to_post_and_says_why():
     s = _series(SeriesDescription="sag 3d gre +c", ContrastBolusAgent="")
-    moved, note = apply_contrast_context(T1_PRE, s)
+    moved, note, confirm = apply_contrast_context(T1_PRE, s)
+    assert not confirm  # the description says so: a fact of the header
     assert moved.label == "T1_3D_POST" and abs(moved.probability - 0.8) < 1e-9
     assert "'sag 3d gre +c'" in note
 
 
 def test_no_evidence_and_non_t1_classes_stay():
-    assert apply_contrast_context(T1_PRE, _series(SeriesDescription="t1_mprage_sag")) == (T1_PRE, None)
+    assert apply_contrast_context(T1_PRE, _series(SeriesDescription="t1_mprage_sag")) == (T1_PRE, None, False)
     flair = TaskPrediction.from_probabilities({"FLAIR_2D": 0.9, "T2_2D": 0.1})
     assert apply_contrast_context(flair, _series(SeriesDescription="FLAIR post gad"))[1] is None
 
@@ -37,6 +38,35 @@ def test_an_earlier_series_naming_an_agent_makes_a_later_t1_post():
     assert "earlier series" in contrast_evidence(later)
     assert contrast_evidence(earlier) is None
     assert "'Gadovist'" in contrast_evidence(first)  # its own header names the agent
+
+
+def _study_of_t1s(**agents):
+    """Three series in time order: a T1 SE, a FLAIR, the same T1 SE again."""
+    t1 = {"ScanningSequence": ["SE"], "MRAcquisitionType": "2D", "ImageType": ["ORIGINAL"], "SequenceName": "se2d1"}
+    first = _series("1", SeriesTime="100000", **t1, ContrastBolusAgent=agents.get("first", ""))
+    flair = _series("2", SeriesTime="100500", ScanningSequence=["SE", "IR"], InversionTime=2500.0,
+                    MRAcquisitionType="2D", ImageType=["ORIGINAL"], SequenceName="tir2d1")
+    again = _series("3", SeriesTime="101000", **t1, ContrastBolusAgent=agents.get("again", ""))
+    add_study_context([first, flair, again])
+    return first, again
+
+
+T1_2D = TaskPrediction.from_probabilities({"T1_2D_PRE": 0.9, "T1_2D_POST": 0.1})
+
+
+def test_the_repeat_of_a_t1_protocol_is_post_contrast_for_a_person_to_confirm():
+    first, again = _study_of_t1s()
+    moved, note, confirm = apply_contrast_context(T1_2D, again)
+    assert moved.label == "T1_2D_POST" and confirm and "a person should confirm" in note
+    assert apply_contrast_context(T1_2D, first) == (T1_2D, None, False)  # the first of them stays pre
+
+
+def test_a_named_agent_in_the_study_overrules_the_repeat_hint():
+    first, again = _study_of_t1s(first="Gadovist")  # named on the first: it is post; the repeat is too
+    assert apply_contrast_context(T1_2D, again)[2] is False
+    _, again = _study_of_t1s(again="Gadovist")
+    moved, _, confirm = apply_contrast_context(T1_2D, again)
+    assert moved.label == "T1_2D_POST" and not confirm
 
 
 def test_a_bold_run_before_the_t1_is_not_contrast():

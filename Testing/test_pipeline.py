@@ -349,3 +349,55 @@ def test_the_review_reason_names_the_answer_after_the_study_context(tmp_path):
     assert p.sequence.label == "T1_3D_POST" and p.needs_review
     assert any(r.startswith("low confidence T1_3D_POST 0.60") for r in p.reasons)
     assert not any("low confidence T1_3D_PRE" in r for r in p.reasons)
+
+
+def test_decide_says_unknown_when_the_models_cannot_tell_and_keeps_the_guess(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.6, unknown_threshold=0.45), version="t")
+    head = _read_one(tmp_path / "head", "T2_2D", BodyPartExamined="BRAIN")
+    guess = ModelOutput(model="forest",
+                        sequence=TaskPrediction.from_probabilities({"T2_2D": 0.4, "PD": 0.35, "FLAIR_2D": 0.25}))
+    p = decide(head, {"forest": guess}, bundle)
+    assert p.outcome == "unknown" and p.needs_review
+    assert p.sequence.label == "T2_2D"  # the reviewer still sees the best guess
+    assert "best guess T2_2D at 0.40" in p.unknown
+    unsure = ModelOutput(model="forest", sequence=TaskPrediction.from_probabilities({"T2_2D": 0.55, "PD": 0.45}))
+    assert decide(head, {"forest": unsure}, bundle).outcome == "review"
+    assert decide(head, {"forest": _confident("forest", "T2_2D")}, bundle).outcome == "classified"
+
+
+def test_a_non_brain_series_is_unknown_whatever_the_confidence(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5), version="t")
+    knee = _read_one(tmp_path / "knee", "T2_2D", BodyPartExamined="KNEE")
+    p = decide(knee, {"forest": _confident("forest", "T2_2D")}, bundle)
+    assert p.outcome == "unknown" and p.unknown.startswith("not brain MR") and "'KNEE'" in p.unknown
+
+
+def test_a_stripped_header_with_no_image_is_unknown(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5), version="t")
+    bare = _read_one(tmp_path / "bare", "T2_2D")
+    for key in ("RepetitionTime", "EchoTime", "ImageType", "ScanningSequence", "SequenceName"):
+        bare.header.pop(key, None)
+    p = decide(bare, {"forest": _confident("forest", "T2_2D")}, bundle)
+    assert p.outcome == "unknown" and p.unknown.startswith("nothing to read")
+
+
+def test_an_abstaining_cnn_leaves_the_answer_to_the_forest_and_says_so(tmp_path):
+    from SeriesClassifierLib.run.pipeline import decide
+
+    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5, method="log_linear",
+                                                 weights={"forest": 1.0, "cnn": 1.0}), version="t")
+    head = _read_one(tmp_path / "head", "T2_2D", BodyPartExamined="HEAD")
+    cnn = _confident("cnn", "DWI")
+    cnn.abstain = "images unlike its training images"
+    p = decide(head, {"forest": _confident("forest", "T2_2D"), "cnn": cnn}, bundle)
+    assert p.sequence.label == "T2_2D" and p.outcome == "classified"  # no dissent from a model left out
+    assert "cnn left out: images unlike its training images" in p.reasons
+    alone = decide(head, {"cnn": cnn}, bundle)
+    assert alone.sequence.label == "DWI" and alone.needs_review
+    assert "cnn: images unlike its training images" in alone.reasons

@@ -29,3 +29,15 @@ def test_the_module_and_the_worker_ask_the_prediction():
                  root / "SeriesClassifier" / "SeriesClassifierLib" / "run" / "worker.py"):
         text = path.read_text(encoding="utf-8")
         assert 'if head in ("sequence", "orientation")' not in text, path
+
+
+def test_the_outcome_says_what_became_of_the_series():
+    seq = TaskPrediction.from_probabilities({"T2_2D": 0.9, "PD": 0.1})
+    assert SeriesPrediction(series_uid="1", sequence=seq).outcome == "classified"
+    assert SeriesPrediction(series_uid="1", sequence=seq, needs_review=True).outcome == "review"
+    unknown = SeriesPrediction(series_uid="1", sequence=seq, needs_review=True, unknown="the models cannot tell")
+    assert unknown.outcome == "unknown"
+    assert SeriesPrediction.from_dict(unknown.to_dict()).unknown == "the models cannot tell"
+    assert SeriesPrediction(series_uid="1", error="skipped: no pixels").outcome == "failed"
+    old = {k: v for k, v in unknown.to_dict().items() if k != "unknown"}  # stored before outcomes existed
+    assert SeriesPrediction.from_dict(old).outcome == "review"

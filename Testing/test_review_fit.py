@@ -5,7 +5,7 @@ from __future__ import annotations
 from SeriesClassifierLib.models.ensemble import EnsembleParams
 from SeriesClassifierLib.prediction import ModelOutput, TaskPrediction
 from SeriesClassifierLib.series import Series
-from SeriesClassifierLib.training.review_fit import fit_review_threshold
+from SeriesClassifierLib.training.review_fit import fit_review_threshold, fit_unknown_threshold
 
 PARAMS = EnsembleParams(method="log_linear", weights={"forest": 1.0})
 
@@ -31,3 +31,36 @@ def test_a_confident_error_another_rule_catches_leaves_the_threshold_low():
 def test_unsure_errors_raise_the_threshold_just_above_them():
     cases = [_case(i, "T2_2D", 0.9) for i in range(10)] + [_case(10, "DWI", 0.57), _case(11, "DWI", 0.52)]
     assert _fit(cases, ["T2_2D"] * 10 + ["SCOUT", "SCOUT"]) == 0.6
+
+
+def _guess(i: int, label: str):
+    """A series the forest answers at 0.40 against two runners-up at 0.30."""
+    s, _ = _case(i, label, 0.5)
+    probabilities = {label: 0.4, "OTHER": 0.3, "SCOUT": 0.3}
+    return s, {"forest": ModelOutput(model="forest", sequence=TaskPrediction.from_probabilities(probabilities))}
+
+
+def _fit_unknown(cases, truth, params=PARAMS):
+    series, outputs = zip(*cases)
+    return fit_unknown_threshold(list(series), list(outputs), truth, params)
+
+
+def test_the_unknown_threshold_sits_above_the_answers_that_are_mostly_wrong():
+    sure = [_case(i, "T2_2D", 0.9) for i in range(10)]
+    guesses = [_guess(10 + i, "DWI") for i in range(4)]  # one right in four
+    threshold = _fit_unknown(sure + guesses, ["T2_2D"] * 10 + ["DWI"] + ["T1_2D_PRE"] * 3,
+                             EnsembleParams(method="log_linear", weights={"forest": 1.0}, review_threshold=0.6))
+    assert threshold == 0.55  # the highest grid step below review (0.6) with the guesses, and no sure answer, under it
+
+
+def test_no_unknown_threshold_when_unsure_answers_are_still_mostly_right():
+    cases = [_case(i, "T2_2D", 0.9) for i in range(10)] + [_guess(10 + i, "DWI") for i in range(4)]
+    assert _fit_unknown(cases, ["T2_2D"] * 10 + ["DWI"] * 3 + ["T1_2D_PRE"]) == 0.0
+
+
+def test_series_already_unknown_for_another_reason_do_not_set_the_threshold():
+    not_head = [_guess(10 + i, "DWI") for i in range(4)]
+    for s, _ in not_head:
+        s.header["BodyPartExamined"] = "KNEE"
+    cases = [_case(i, "T2_2D", 0.9) for i in range(10)] + not_head
+    assert _fit_unknown(cases, ["T2_2D"] * 10 + ["T1_2D_PRE"] * 4) == 0.0

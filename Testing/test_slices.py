@@ -5,6 +5,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pydicom
+import pydicom.filebase
+import pydicom.filewriter
 import pytest
 from dicom_factory import (
     AXIAL,
@@ -29,6 +32,7 @@ from SeriesClassifierLib.dicom.slices import (
     sample_indices,
     sample_series,
 )
+from SeriesClassifierLib.pydicom_compat import PYDICOM_VERSION
 
 
 def _markers(stack, indices=None):
@@ -132,7 +136,8 @@ def test_mixed_planes_sample_every_plane(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["MR_small.dcm", "MR2_J2KR.dcm", "MR_small_RLE.dcm", "emri_small_jpeg_ls_lossless.dcm"]
+    "name", ["MR_small.dcm", "MR2_J2KR.dcm", "MR_small_RLE.dcm", "emri_small_jpeg_ls_lossless.dcm",
+             "JPEG-LL.dcm"]  # JPEG lossless process 14, as GE and OsiriX archives store MR (pylibjpeg-libjpeg)
 )
 @pytest.mark.torch  # the CNN's slice resizing
 def test_real_pydicom_files_give_fixed_size_slices(name):
@@ -143,6 +148,27 @@ def test_real_pydicom_files_give_fixed_size_slices(name):
     assert s.images.dtype == np.float32
     assert s.images.min() >= 0.0 and s.images.max() <= 1.0
     assert s.images.std() > 0.05  # an image, not a blank
+
+
+def test_a_file_without_preamble_or_file_meta_still_gives_its_pixels(tmp_path):
+    """Old archives hold bare datasets (ACR-NEMA style); the headers were read, so must the pixels be."""
+    [written] = write_classic(tmp_path / "s", numbered_volume(1))
+    ds = pydicom.dcmread(written)
+    expected = ds.pixel_array.astype(np.float32)
+    bare = tmp_path / "bare.dcm"
+    with open(bare, "wb") as fp:  # the dataset alone, implicit VR little endian, no 128-byte preamble
+        pydicom.filewriter.write_dataset(pydicom.filebase.DicomFileLike(fp), _implicit(ds))
+    [ref] = build_stack([bare]).images
+    np.testing.assert_array_equal(read_slice(ref), expected)
+
+
+def _implicit(ds):
+    del ds.file_meta
+    if PYDICOM_VERSION >= (3, 0):
+        ds.set_original_encoding(True, True)
+    else:
+        ds.is_implicit_VR, ds.is_little_endian = True, True
+    return ds
 
 
 def test_unreadable_pixels_raise_a_clear_message():

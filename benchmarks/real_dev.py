@@ -41,12 +41,12 @@ import numpy as np
 
 from SeriesClassifierLib.models.bundle import ModelBundle, default_models_dir, load_bundle
 from SeriesClassifierLib.models.ensemble import EnsembleParams, fit_params
-from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction
+from SeriesClassifierLib.prediction import OUTCOMES, ModelOutput, SeriesPrediction
 from SeriesClassifierLib.run.pipeline import decide, read_all_series, resolve_refs
 from SeriesClassifierLib.series import Series
 from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
 from SeriesClassifierLib.training.forest_training import fit_forest
-from SeriesClassifierLib.training.review_fit import fit_review_threshold
+from SeriesClassifierLib.training.review_fit import fit_review_threshold, fit_unknown_threshold
 from SeriesClassifierLib.training.site_training import BASE_ROWS, read_base_rows
 
 # OsiriX samples: research and teaching use only; evaluate on them, never train on them.
@@ -138,6 +138,7 @@ def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict)
     truth = [labels[u]["sequence"] for u in uids]
     params = fit_params(outputs, truth, base=base, target_accuracy=TARGET_ACCURACY, grid=WEIGHT_GRID)
     params.review_threshold = fit_review_threshold(fit_series, outputs, truth, params, TARGET_ACCURACY)
+    params.unknown_threshold = fit_unknown_threshold(fit_series, outputs, truth, params)
     return params
 
 
@@ -236,6 +237,8 @@ def review_figures(rows: list[dict]) -> dict:
         if accepted else None,
         "accepted_interval_95_by_study": study_bootstrap(by_study),
         "wrong_caught": f"{sum(r['review'] for r in wrong)}/{len(wrong)}",
+        "outcomes": {o: f"{sum(r['ensemble'] == r['truth'] for r in rows if r['outcome'] == o)} right of "
+                        f"{sum(r['outcome'] == o for r in rows)}" for o in OUTCOMES},
     }
 
 
@@ -254,6 +257,7 @@ def make_rows(series, labels, forest, cnn, ensemble) -> list[dict]:
             "ensemble": p.sequence.label if p.sequence else "",
             "ensemble_p": round(p.sequence.probability, 3) if p.sequence else "",
             "review": p.needs_review,
+            "outcome": p.outcome,
             "orientation_truth": lab["orientation"],
             "orientation": p.orientation.label if p.orientation else "",
             "reasons": " | ".join(p.reasons),
@@ -291,6 +295,7 @@ def summary_markdown(metrics: dict) -> str:
               f"{r['accepted_correct']} (95 % by study {r['accepted_interval_95_by_study'][0]:.2f}–"
               f"{r['accepted_interval_95_by_study'][1]:.2f}); wrong answers sent to review: {r['wrong_caught']}. "
               f"Orientation: {metrics['orientation']}.", "",
+              "Outcomes: " + "; ".join(f"{o} {v}" for o, v in r["outcomes"].items()) + ".", "",
               "| class | forest | CNN | ensemble | sent to review |", "|---|---|---|---|---|"]
     for cls, m in metrics["per_class"].items():
         lines.append(f"| {cls} | {m['forest']} | {m['cnn']} | {m['ensemble']} | {m['review']} |")

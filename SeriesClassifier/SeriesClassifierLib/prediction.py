@@ -42,6 +42,13 @@ class ModelOutput:
     reason: str = ""
     slice_profile: list[dict[str, float]] | None = None  # per sampled slice: sequence label -> probability
     novelty: list[str] = field(default_factory=list)  # why this series is unlike the model's training data
+    abstain: str | None = None  # why this model's answer should not count for this series (the others decide)
+
+
+# What became of one series, for people and exports: the models' answer stands, a person should look,
+# the models cannot tell (their best guess is kept only as a hint), or the series could not be classified.
+CLASSIFIED, REVIEW, UNKNOWN, FAILED = "classified", "review", "unknown", "failed"
+OUTCOMES = (CLASSIFIED, REVIEW, UNKNOWN, FAILED)
 
 
 @dataclass
@@ -63,6 +70,16 @@ class SeriesPrediction:
     slice_profile: list[dict[str, float]] | None = None  # per sampled slice: label → probability
     model_version: str = ""
     error: str | None = None  # set when the series could not be classified; the rest still ran
+    unknown: str | None = None  # why the models cannot tell what this series is (its guess stays in sequence)
+
+    @property
+    def outcome(self) -> str:
+        """``classified``, ``review``, ``unknown`` or ``failed`` (see OUTCOMES)."""
+        if self.error or self.sequence is None:
+            return FAILED
+        if self.unknown:
+            return UNKNOWN
+        return REVIEW if self.needs_review else CLASSIFIED
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,7 +7,9 @@ their own DICOM plugins call APIs pydicom 3 removed, so the engine must run on b
   pydicom 2.4 spells it ``save_as(path, write_like_original=False)``;
 - one frame of a multi-frame object: ``pydicom.pixels.pixel_array(path, index=i)`` (pydicom 3,
   decodes only that frame) — pydicom 2.4 has no ``pydicom.pixels``, so the whole pixel array is
-  decoded and the frame taken from it.
+  decoded and the frame taken from it;
+- the encoding a file without file meta was read in: ``original_encoding`` (pydicom 3) against
+  ``is_implicit_VR``/``is_little_endian`` (2.4).
 """
 
 from __future__ import annotations
@@ -28,6 +30,31 @@ def save_dataset(ds: Any, path: str | os.PathLike) -> None:
         ds.save_as(path, enforce_file_format=True)
     else:
         ds.save_as(path, write_like_original=False)
+
+
+def decodable(ds: Any) -> Any:
+    """``ds`` with a transfer syntax to decode its pixels by, taken from how it was read when it has none.
+
+    Old files without a preamble or file meta (ACR-NEMA style, read with ``force``) are still valid
+    uncompressed images; pydicom refuses their pixels only for want of the (0002,0010) element.
+    """
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return ds
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if PYDICOM_VERSION >= (3, 0):
+        implicit, little = ds.original_encoding
+    else:
+        implicit, little = ds.is_implicit_VR, ds.is_little_endian
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    if implicit:
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    else:
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    return ds
 
 
 def frame_pixels(path: str | os.PathLike, index: int) -> np.ndarray:

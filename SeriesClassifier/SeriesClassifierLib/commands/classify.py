@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..labels.store import LabelStore, StoreError
-from ..prediction import SeriesPrediction
+from ..prediction import REVIEW, UNKNOWN, SeriesPrediction
 from ..vocabulary import load_vocabulary
 from ._predictions import ModelChoice, ProgressBar, classify_refs, up_to_date
 from ._store_args import add_store_argument, open_store, series_under
@@ -28,7 +28,7 @@ CSV_COLUMNS = [
     "predicted_orientation",
     "predicted_orientation_probability",
 ]
-TAIL_COLUMNS = ["needs_review", "reason", "error", "model_version"]
+TAIL_COLUMNS = ["needs_review", "outcome", "reason", "error", "model_version"]
 
 
 def add_arguments(parser) -> None:
@@ -71,6 +71,7 @@ def csv_row(p: SeriesPrediction, attribute_codes: list[str]) -> dict[str, object
         row[f"attribute_{code}"] = a.label if a else ""
         row[f"attribute_{code}_probability"] = f"{a.probability:.4f}" if a else ""
     row["needs_review"] = _bool(p.needs_review)
+    row["outcome"] = p.outcome
     row["reason"] = " | ".join(p.reasons[:3])
     row["error"] = p.error or ""
     row["model_version"] = p.model_version
@@ -85,7 +86,8 @@ def csv_columns(attribute_codes: list[str]) -> list[str]:
 def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".json":
-        data = {"series": [dict(p.to_dict(), predicted_top3=p.sequence.top(3) if p.sequence else [])
+        data = {"series": [dict(p.to_dict(), outcome=p.outcome,
+                                predicted_top3=p.sequence.top(3) if p.sequence else [])
                            for p in predictions]}
         out.write_text(json.dumps(data, indent=1), encoding="utf-8")
         return
@@ -169,8 +171,9 @@ def run(args) -> int:
         write_results(predictions, out)
     if not args.quiet:
         skipped = sum(1 for p in predictions if p.error)
-        review = sum(1 for p in predictions if p.needs_review and not p.error)
+        review = sum(1 for p in predictions if p.outcome == REVIEW)
+        unknown = sum(1 for p in predictions if p.outcome == UNKNOWN)
         where = [str(x) for x in (out, store.path if store is not None else None) if x is not None]
         print(f"{len(predictions)} series ({classified} classified now, {skipped} not classified, {review} need "
-              f"review) → {' and '.join(where) or 'nowhere (no store, no --out)'}", file=sys.stderr)
+              f"review, {unknown} unknown) → {' and '.join(where) or 'nowhere (no store, no --out)'}", file=sys.stderr)
     return 0

@@ -27,6 +27,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def run(args) -> int:
     from ..models.bundle import load_bundle
+    from ..prediction import REVIEW, UNKNOWN
     from ..run.pipeline import classify
     from ..synth.generate import generate_studies
     from ..training.evaluate import read_labels
@@ -54,7 +55,7 @@ def run(args) -> int:
                 label,
                 f"{p.sequence.probability:.2f}" if p.sequence else "",
                 p.orientation.label if p.orientation else "-",
-                "REVIEW" if p.needs_review else "",
+                {REVIEW: "REVIEW", UNKNOWN: "UNKNOWN"}.get(p.outcome, ""),
                 "ok" if label == expected else f"truth {expected}",
                 why[:70],
             ])

@@ -35,7 +35,7 @@ import numpy as np
 import pydicom
 
 from ..errors import SliceReadError
-from ..pydicom_compat import frame_pixels
+from ..pydicom_compat import decodable, frame_pixels
 from ..series import Geometry
 from .geometry import slice_spacing
 from .tags import PRIVATE_READ_TAGS, b_value, mosaic_images
@@ -241,7 +241,7 @@ def _mosaic_positions(ipp, iop, rows, cols, tr, tc, spacing, ds, n):
 
 
 def _enhanced_refs(path, order_base, n_frames, rows, cols, spacing, ipp, iop, b, time_key) -> list[ImageRef]:
-    full = pydicom.dcmread(path, stop_before_pixels=True)
+    full = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     shared = full.get("SharedFunctionalGroupsSequence")
     shared = shared[0] if shared else None
     per_frame = full.get("PerFrameFunctionalGroupsSequence") or []
@@ -314,7 +314,7 @@ def build_stack(files: list[Path] | list[str]) -> Stack:
     for i, f in enumerate(files):
         path = Path(f)
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=True)
         except Exception as exc:  # one unreadable file must not stop the series
             notes.append(f"{path.name}: unreadable header ({exc.__class__.__name__}: {exc})")
             continue
@@ -410,7 +410,7 @@ def read_slice(ref: ImageRef, cache: dict | None = None) -> np.ndarray:
         if cache is not None and key in cache:
             ds, pixels = cache[key]
         else:
-            ds = pydicom.dcmread(ref.path)
+            ds = decodable(pydicom.dcmread(ref.path, force=True))
             pixels = ds.pixel_array
             if cache is not None:
                 cache[key] = (ds, pixels)

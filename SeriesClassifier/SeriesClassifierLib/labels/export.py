@@ -68,6 +68,7 @@ def csv_columns(vocabulary: Vocabulary) -> list[str]:
         "reason",
         "error",
         "bids_location",
+        "outcome",
     ]
 
 
@@ -91,6 +92,7 @@ def export_rows(
         row["n_frames"] = (p.n_frames or p.n_images) if p else None
         row["reason"] = " | ".join(p.reasons[:3]) if p else None
         row["error"] = p.error if p else None
+        row["outcome"] = p.outcome if p else None
         name = names.get(r.series_uid)
         row["bids"] = name.to_dict() if name else None
         if anonymise:

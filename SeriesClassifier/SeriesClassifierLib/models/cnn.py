@@ -34,6 +34,7 @@ from ..dicom.slices import SampledSlices, SliceOptions, SliceReadError, sample_s
 from ..prediction import ModelOutput, TaskPrediction
 from ..vocabulary import Vocabulary, load_vocabulary
 from .aggregate import MIXED, LearnedAggregator, MeanLogProb, SliceGRU, orientation_from_slices
+from .novelty import EmbeddingNovelty
 
 WEIGHTS_NAME = "cnn.safetensors"
 CONFIG_NAME = "cnn.json"
@@ -55,6 +56,7 @@ class CnnConfig:
     vocabulary_version: str = ""
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    novelty: dict = field(default_factory=dict)  # EmbeddingNovelty's threshold, k, percentile (reference in weights)
 
     @classmethod
     def from_vocabulary(cls, vocabulary: Vocabulary | None = None, **kwargs) -> CnnConfig:
@@ -149,11 +151,13 @@ class CnnModel:
 
     name = "cnn"
 
-    def __init__(self, net: SeriesNet, config: CnnConfig, aggregator: LearnedAggregator | None = None):
+    def __init__(self, net: SeriesNet, config: CnnConfig, aggregator: LearnedAggregator | None = None,
+                 novelty: EmbeddingNovelty | None = None):
         self.net = net.eval()
         self.config = config
         self.aggregator = aggregator if config.aggregator == "gru" and aggregator is not None else MeanLogProb()
         self._gru = aggregator
+        self.novelty = novelty
 
     @classmethod
     def new(cls, vocabulary: Vocabulary | None = None, **config_kwargs) -> CnnModel:
@@ -182,7 +186,12 @@ class CnnModel:
             module = SliceGRU(config.widths[-1], len(config.sequence_classes), config.gru_hidden)
             module.load_state_dict(gru_state)
             gru = LearnedAggregator(module.eval())
-        return cls(net, config, gru)
+        novelty = None
+        if "novelty.reference" in tensors and config.novelty:
+            novelty = EmbeddingNovelty(reference=tensors["novelty.reference"].float().numpy(),
+                                       threshold=float(config.novelty["threshold"]), k=int(config.novelty["k"]),
+                                       percentile=float(config.novelty["percentile"]))
+        return cls(net, config, gru, novelty)
 
     def save(self, folder: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -192,6 +201,11 @@ class CnnModel:
         tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
         if self._gru is not None:
             tensors.update({f"agg.{k}": v.detach().contiguous() for k, v in self._gru.module.state_dict().items()})
+        if self.novelty is not None:
+            tensors["novelty.reference"] = torch.from_numpy(np.ascontiguousarray(self.novelty.reference,
+                                                                                 dtype=np.float32))
+            self.config.novelty = {**self.config.novelty, "threshold": self.novelty.threshold,
+                                   "k": self.novelty.k, "percentile": self.novelty.percentile}
         save_file(tensors, str(folder / WEIGHTS_NAME))
         (folder / CONFIG_NAME).write_text(self.config.to_json(), encoding="utf-8")
         return folder / WEIGHTS_NAME
@@ -230,8 +244,11 @@ class CnnModel:
             for name, values in self.config.attributes.items()
         }
         profile = [dict(zip(classes["sequence"], (float(p) for p in row))) for row in probs["sequence"]]
+        abstain = None
+        if self.novelty is not None and slice_out.get("embedding") is not None:
+            abstain = self.novelty.note(np.asarray(slice_out["embedding"]).mean(axis=0))
         return ModelOutput(model=self.name, sequence=seq, orientation=ori, attributes=attrs, reason=reason,
-                           slice_profile=profile)
+                           slice_profile=profile, abstain=abstain)
 
     def predict_sampled(self, sampled: SampledSlices) -> ModelOutput:
         reason = f"{len(sampled.slice_indices)} slice(s) of {len(sampled.stack)}"

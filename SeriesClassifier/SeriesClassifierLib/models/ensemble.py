@@ -29,6 +29,7 @@ ENSEMBLE_FILE = "ensemble.json"
 class EnsembleParams:
     weights: dict[str, float] = field(default_factory=lambda: {"forest": 1.0, "cnn": 1.0})
     review_threshold: float = 0.7  # top sequence probability below this → needs_review
+    unknown_threshold: float = 0.0  # below this the answer is no better than a guess: outcome "unknown" (0: never)
     attribute_review_threshold: float = 0.0  # 0: attributes never send a series to review on their own
     exact_orientation_model: str = "forest"  # whose orientation comes from geometry (exact when present)
     flag_disagreement: bool = True
@@ -107,8 +108,9 @@ def _weight(params: EnsembleParams, name: str) -> float:
     return float(params.weights.get(name, 1.0))
 
 
-# adjust(pooled sequence) → (sequence, note or None): evidence beyond the models, applied before the review rules
-Adjust = Callable[[TaskPrediction], "tuple[TaskPrediction, str | None]"]
+# adjust(pooled sequence) → (sequence, note or None, confirm): evidence beyond the models, applied before the
+# review rules; ``confirm`` sends the series to review with the note (a hint, not a fact of the header)
+Adjust = Callable[[TaskPrediction], "tuple[TaskPrediction, str | None, bool]"]
 
 
 def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = None,
@@ -126,9 +128,9 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
     seq_votes = [(_weight(params, n), o.sequence) for n, o in answered.items() if o.sequence is not None]
     sequence = _pool(seq_votes, params.method)
     if sequence is not None and adjust is not None:
-        sequence, note = adjust(sequence)
+        sequence, note, confirm = adjust(sequence)
         if note:
-            reasons.append(note)
+            (review if confirm else reasons).append(note)
 
     exact = answered.get(params.exact_orientation_model)
     if exact is not None and exact.orientation is not None:

@@ -10,12 +10,16 @@ person reads in the review list:
   ImageType values past the second are vendor words, new at every site, so they are not checked;
 - a physics value lies outside what the predicted class had in training (a "DWI" with
   TE 3 ms is not a DWI the forest knows).
+
+The CNN has its own check, on the pixels: ``EmbeddingNovelty``, the distance from a series'
+image embedding to the nearest images of its training kind.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,3 +79,45 @@ def out_of_range(header: dict[str, Any], label: str, ranges: dict[str, dict[str,
         if v < lo / RANGE_FACTOR or v > hi * RANGE_FACTOR:
             out.append(f"{name} {v:.3g}{unit} ({label} in training: {lo:.3g}–{hi:.3g}{unit})")
     return out
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+@dataclass
+class EmbeddingNovelty:
+    """Images unlike the CNN's training images: cosine distance to the k nearest reference embeddings.
+
+    The reference is the mean embedding of generated series like the training data; the threshold a
+    percentile of the same distance on held-out generated profiles, so nothing real sets it. On the
+    real development set the distance separates the CNN's wrong answers from its right ones better
+    than its own confidence does (docs/REAL_DATA.md); beyond the threshold the CNN abstains.
+    """
+
+    reference: np.ndarray  # (n, D) unit vectors
+    threshold: float
+    k: int = 5
+    percentile: float = 95.0
+
+    @classmethod
+    def fit(cls, reference: np.ndarray, held_out: np.ndarray, percentile: float = 95.0, k: int = 5
+            ) -> EmbeddingNovelty:
+        novelty = cls(_unit_rows(reference), threshold=float("inf"), k=k, percentile=percentile)
+        novelty.threshold = float(np.percentile(novelty.distances(held_out), percentile))
+        return novelty
+
+    def distances(self, embeddings: np.ndarray) -> np.ndarray:
+        """(m, D) series embeddings → (m,) mean cosine distance to their k nearest references."""
+        similarity = _unit_rows(np.atleast_2d(embeddings)) @ self.reference.T
+        k = min(self.k, self.reference.shape[0])
+        return 1.0 - np.sort(similarity, axis=1)[:, -k:].mean(axis=1)
+
+    def note(self, embedding: np.ndarray) -> str | None:
+        """Why the CNN should not be trusted on this series, or None."""
+        distance = float(self.distances(embedding)[0])
+        if distance <= self.threshold:
+            return None
+        return (f"images unlike its training images (embedding distance {distance:.2f}; "
+                f"{self.percentile:g} % of held-out generated series lie within {self.threshold:.2f})")

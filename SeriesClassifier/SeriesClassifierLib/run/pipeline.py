@@ -20,7 +20,7 @@ from ..models.context import apply_contrast_context
 from ..models.ensemble import combine
 from ..models.features import add_study_context
 from ..models.novelty import not_brain_reason
-from ..prediction import ModelOutput, SeriesPrediction
+from ..prediction import ModelOutput, SeriesPrediction, TaskPrediction
 from ..series import Series, SeriesRef
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,37 @@ def predict_series(
     return decide(series, outputs, bundle, failures)
 
 
+def _weigh_the_header(series: Series, outputs: dict[str, ModelOutput]
+                      ) -> tuple[dict[str, ModelOutput], list[str], bool]:
+    """(voters, review reasons, blind): a forest with little or nothing to read is flagged or left out.
+
+    Trees still vote on an empty header, and confidently: never unreviewed, and with nothing at all to
+    read (stripped headers) the CNN answers alone when it can; ``blind`` when nothing is left at all.
+    """
+    voters = dict(outputs)
+    if "forest" not in outputs or has_acquisition_parameters(series):
+        return voters, [], False
+    if has_header_evidence(series):
+        return voters, ["header has no MR acquisition parameters (TR/TE): the forest's answer rests on "
+                        "ImageType and names only"], False
+    if len(outputs) > 1:
+        del voters["forest"]
+        return voters, ["header stripped (no TR/TE, ImageType or sequence name): forest left out, CNN alone"], False
+    return voters, ["header has no MR acquisition parameters (TR/TE): the forest's answer is a guess"], True
+
+
+def _without_abstainers(voters: dict[str, ModelOutput]) -> tuple[dict[str, ModelOutput], list[str], list[str]]:
+    """(voters, notes, review reasons): a model that abstains leaves the answer to the others.
+
+    The CNN abstains on images unlike its training images, where it is mostly wrong, and wrong with
+    confidence; alone, it still answers, and the series goes to review saying why.
+    """
+    kept = {name: o for name, o in voters.items() if not o.abstain}
+    if kept:
+        return kept, [f"{name} left out: {o.abstain}" for name, o in voters.items() if o.abstain], []
+    return voters, [], [f"{name}: {o.abstain}" for name, o in voters.items()]
+
+
 def decide(
     series: Series, outputs: dict[str, ModelOutput], bundle: ModelBundle, failures: list[str] | None = None
 ) -> SeriesPrediction:
@@ -111,20 +142,10 @@ def decide(
     Separate from running the models so an evaluation can decide again from stored model outputs.
     """
     prediction = _base(series, bundle)
-    review = list(failures or [])
-    voters = dict(outputs)
-    if "forest" in outputs and not has_acquisition_parameters(series):
-        # Trees still vote on an empty header, and confidently: never unreviewed, and with nothing at all
-        # to read (stripped headers) the CNN answers alone when it can.
-        evidence = has_header_evidence(series)
-        if not evidence and len(outputs) > 1:
-            del voters["forest"]
-            review.append("header stripped (no TR/TE, ImageType or sequence name): forest left out, CNN alone")
-        elif not evidence:
-            review.append("header has no MR acquisition parameters (TR/TE): the forest's answer is a guess")
-        else:
-            review.append("header has no MR acquisition parameters (TR/TE): the forest's answer rests on "
-                          "ImageType and names only")
+    voters, review, blind = _weigh_the_header(series, outputs)
+    review = list(failures or []) + review
+    voters, left_out, alone = _without_abstainers(voters)
+    review += alone
     combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_contrast_context(pooled, series))
     sequence = combined.sequence
     review += [f"{name}: {note}" for name, o in voters.items() for note in o.novelty]
@@ -134,14 +155,34 @@ def decide(
     prediction.sequence = sequence
     prediction.orientation = combined.orientation
     prediction.attributes = combined.attributes
-    prediction.needs_review = combined.needs_review or bool(review)
-    prediction.reasons = combined.reasons + review + series.warnings
+    prediction.unknown = unknown_reason(sequence, bundle.ensemble.unknown_threshold, not_brain, blind)
+    prediction.needs_review = combined.needs_review or bool(review) or prediction.unknown is not None
+    prediction.reasons = combined.reasons + review + left_out + series.warnings
     prediction.models = outputs
     cnn_out = outputs.get("cnn")
     prediction.slice_profile = getattr(cnn_out, "slice_profile", None)
     if sequence is None:
         prediction.error = "; ".join(review + [o.reason for o in outputs.values() if o.reason]) or "no prediction"
     return prediction
+
+
+def unknown_reason(sequence: TaskPrediction | None, threshold: float, not_brain: str | None,
+                   blind: bool) -> str | None:
+    """Why the models cannot tell what a series is, or None when their answer means something.
+
+    The best guess stays in the prediction for the reviewer; an export or a count of what a study
+    holds must not take it for an answer.
+    """
+    if sequence is None:
+        return None  # a failure, not an unknown
+    if not_brain:
+        return f"not brain MR ({not_brain})"
+    if blind:
+        return "nothing to read: no acquisition parameters, ImageType or sequence name, and no image"
+    if sequence.probability < threshold:
+        return (f"the models cannot tell: best guess {sequence.label} at {sequence.probability:.2f} "
+                f"(answers below {threshold:.2f} are right too rarely to count)")
+    return None
 
 
 def classify(

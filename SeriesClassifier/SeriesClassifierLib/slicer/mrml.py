@@ -239,6 +239,7 @@ def result_columns() -> list[Column]:
         Column("cnn_sequence", "string", "CNN"),
         Column("agreement", "string", "Agree"),
         Column("needs_review", "bool", "Review?"),
+        Column("outcome", "string", "Outcome"),
         Column("reasons", "string", "Why"),
         Column("label_sequence", "string", "Corrected sequence"),
         Column("label_orientation", "string", "Corrected orientation"),
@@ -289,6 +290,7 @@ def result_row(prediction: SeriesPrediction, label: Any = None) -> dict[str, Any
     row["cnn_sequence"] = cnn.sequence.label if cnn and cnn.sequence else ""
     row["agreement"] = agreement(prediction)
     row["needs_review"] = bool(prediction.needs_review)
+    row["outcome"] = prediction.outcome
     row["reasons"] = "; ".join(prediction.reasons)
     row["label_sequence"] = _label_field(label, "sequence") or ""
     row["label_orientation"] = _label_field(label, "orientation") or ""

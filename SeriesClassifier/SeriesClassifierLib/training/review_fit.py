@@ -48,3 +48,29 @@ def fit_review_threshold(series: Sequence[Series], outputs: Sequence[dict[str, M
         if acc > best_acc:
             best_t, best_acc = float(t), acc
     return best_t
+
+
+UNKNOWN_GRID = tuple(np.round(np.arange(0.2, 0.951, 0.05), 2))
+
+
+def fit_unknown_threshold(series: Sequence[Series], outputs: Sequence[dict[str, ModelOutput]],
+                          truth: Sequence[str], params: EnsembleParams, max_accuracy: float = 0.34,
+                          min_count: int = 3, grid: Sequence[float] = UNKNOWN_GRID) -> float:
+    """The highest confidence below which the answers are right at most ``max_accuracy`` of the time.
+
+    Below it the outcome is "unknown": a guess right one time in three is a hint for the reviewer, not
+    an answer to count or export. Kept under the review threshold so "review" (an answer to check)
+    stays its own tier; 0.0 when no threshold leaves ``min_count`` series below it that bad.
+    """
+    trial = EnsembleParams.from_dict({**params.to_dict(), "unknown_threshold": 0.0})
+    bundle = ModelBundle(ensemble=trial, version="unknown-fit")
+    scored = []
+    for s, o, t in zip(series, outputs, truth):
+        p = decide(s, o, bundle)
+        if p.sequence is not None and p.unknown is None:  # already unknown for another reason: not evidence here
+            scored.append((p.sequence.probability, p.sequence.label == t))
+    for threshold in sorted((t for t in grid if t < params.review_threshold), reverse=True):
+        below = [right for confidence, right in scored if confidence < threshold]
+        if len(below) >= min_count and np.mean(below) <= max_accuracy:
+            return float(threshold)
+    return 0.0

@@ -1,0 +1,115 @@
+"""A blind evaluation: the bundled product, as a user runs it, on real series it was never developed on.
+
+    python benchmarks/blind_eval.py --data BLIND --labels docs/blind/labels.csv --out docs/blind
+
+BLIND is a folder of real scanner series that no model, threshold or choice was fitted or tuned on
+(not the real development set); ``labels.csv`` (series_uid, sequence, confidence, vendor, folder,
+source, description) was written from the folder names and the sources' READMEs *before* this was
+run. Run it once per bundle: a test set used to choose anything is no longer a test set.
+
+Writes predictions.csv, metrics.json, confusion_ensemble.png and summary.md to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+from SeriesClassifierLib.models.bundle import load_bundle
+from SeriesClassifierLib.prediction import OUTCOMES
+from SeriesClassifierLib.run.pipeline import classify
+from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
+
+
+def read_labels(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fp:
+        return {row["series_uid"]: row for row in csv.DictReader(fp)}
+
+
+def prediction_rows(data: Path, labels: dict[str, dict[str, str]]) -> list[dict]:
+    rows = []
+    for p in classify(data, load_bundle()):
+        lab = labels.get(p.series_uid)
+        if lab is None:
+            continue
+        forest, cnn = p.models.get("forest"), p.models.get("cnn")
+        rows.append({
+            "folder": lab["folder"], "vendor": lab["vendor"], "source": lab["source"], "truth": lab["sequence"],
+            "label_confidence": lab["confidence"],
+            "ensemble": p.sequence.label if p.sequence else "",
+            "ensemble_p": round(p.sequence.probability, 3) if p.sequence else "",
+            "forest": forest.sequence.label if forest and forest.sequence else "",
+            "cnn": cnn.sequence.label if cnn and cnn.sequence else "",
+            "outcome": p.outcome, "reasons": " | ".join(p.reasons), "unknown": p.unknown or "",
+        })
+    return rows
+
+
+def tally(rows: list[dict], key: str) -> str:
+    return f"{sum(r[key] == r['truth'] for r in rows)}/{len(rows)}"
+
+
+def metrics_of(rows: list[dict]) -> dict:
+    vendors = sorted({r["vendor"] for r in rows})
+    accepted = [r for r in rows if r["outcome"] == "classified"]
+    return {
+        "n": len(rows),
+        "ensemble": tally(rows, "ensemble"), "forest": tally(rows, "forest"),
+        "cnn": tally([r for r in rows if r["cnn"]], "cnn"),
+        "per_vendor": {v: {k: tally([r for r in rows if r["vendor"] == v], k) for k in ("forest", "cnn", "ensemble")}
+                       for v in vendors},
+        "per_class": {c: tally([r for r in rows if r["truth"] == c], "ensemble")
+                      for c in sorted({r["truth"] for r in rows})},
+        "outcomes": {o: f"{sum(r['ensemble'] == r['truth'] for r in rows if r['outcome'] == o)} right of "
+                        f"{sum(r['outcome'] == o for r in rows)}" for o in OUTCOMES},
+        "right_among_classified": tally(accepted, "ensemble"),
+        "confident_wrong": [f"{r['folder']}: {r['truth']} read as {r['ensemble']} ({r['ensemble_p']})"
+                            for r in accepted if r["ensemble"] != r["truth"]],
+        "label_confidence": dict(Counter(r["label_confidence"] for r in rows)),
+    }
+
+
+def summary_markdown(m: dict) -> str:
+    lines = [f"Series: {m['n']} ({', '.join(f'{k} {v}' for k, v in m['label_confidence'].items())} labels).", "",
+             "| | all | " + " | ".join(m["per_vendor"]) + " |", "|---|---|" + "---|" * len(m["per_vendor"])]
+    for key in ("forest", "cnn", "ensemble"):
+        lines.append(f"| {key} | {m[key]} | " + " | ".join(v[key] for v in m["per_vendor"].values()) + " |")
+    lines += ["", "Outcomes: " + "; ".join(f"{o} {v}" for o, v in m["outcomes"].items()) + ".",
+              f"Right among the classified (not sent to review, not unknown): {m['right_among_classified']}.", "",
+              "| class | ensemble |", "|---|---|"]
+    lines += [f"| {c} | {v} |" for c, v in m["per_class"].items()]
+    if m["confident_wrong"]:
+        lines += ["", "Wrong and not sent to review:", *[f"- {w}" for w in m["confident_wrong"]]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--labels", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = prediction_rows(args.data, read_labels(args.labels))
+    with open(args.out / "predictions.csv", "w", newline="", encoding="utf-8") as fp:
+        writer = csv.DictWriter(fp, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    metrics = metrics_of(rows)
+    report = task_metrics([r["truth"] for r in rows], [r["ensemble"] or "-" for r in rows])
+    plot_confusion(report, args.out / "confusion_ensemble.png", "Ensemble, blind real series")
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    (args.out / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
+    print(summary_markdown(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

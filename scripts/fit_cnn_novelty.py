@@ -1,0 +1,66 @@
+"""Fit the CNN's embedding novelty (models.novelty.EmbeddingNovelty) and store it with the CNN's weights.
+
+    python scripts/fit_cnn_novelty.py --models SeriesClassifier/Resources/Models \
+        --reference REFERENCE_CORPUS --held-out HELDOUT_CORPUS [--percentile 95] [--k 5]
+
+REFERENCE_CORPUS: generated studies of the training profiles
+(``python -m SeriesClassifierLib.synth.cnn_corpus REF --studies 40 --seed 903``);
+HELDOUT_CORPUS: generated studies of the held-out profiles
+(``python -m SeriesClassifierLib.synth.cnn_corpus HELD --studies 15 --seed 904 --profile holdout``).
+Each series' mean slice embedding joins the reference; the threshold is the ``--percentile`` of the
+held-out series' distances. No real image sets anything here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from SeriesClassifierLib.models.cnn import CnnModel
+from SeriesClassifierLib.models.novelty import EmbeddingNovelty
+from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
+
+
+def series_embeddings(model: CnnModel, corpus: Path) -> np.ndarray:
+    """(n, D): the mean slice embedding of every series of ``corpus`` the CNN can read."""
+    rows = []
+    for series in read_all_series(resolve_refs(corpus)):
+        if series.skipped:
+            continue
+        try:
+            sampled = model.sample(series)
+        except Exception as exc:  # noqa: BLE001 - a series without pixels is left out, said once
+            print(f"left out {series.series_uid}: {exc}", file=sys.stderr)
+            continue
+        rows.append(model.infer(sampled.images)["embedding"].mean(axis=0))
+    return np.stack(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", required=True, type=Path, help="folder with cnn.safetensors + cnn.json (rewritten)")
+    ap.add_argument("--reference", required=True, type=Path)
+    ap.add_argument("--held-out", required=True, type=Path)
+    ap.add_argument("--percentile", type=float, default=95.0)
+    ap.add_argument("--k", type=int, default=5)
+    args = ap.parse_args(argv)
+    model = CnnModel.load(args.models)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = series_embeddings(model, args.reference)
+        held_out = series_embeddings(model, args.held_out)
+    model.novelty = EmbeddingNovelty.fit(reference, held_out, percentile=args.percentile, k=args.k)
+    model.config.novelty = {"reference_series": len(reference), "held_out_series": len(held_out),
+                            "command": "python scripts/fit_cnn_novelty.py " + " ".join(argv or sys.argv[1:])}
+    model.save(args.models)
+    print(f"reference {len(reference)} series, held-out {len(held_out)}; threshold {model.novelty.threshold:.3f} "
+          f"({args.percentile:g} % of held-out within)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
