@@ -170,3 +170,28 @@ def test_classify_on_a_read_only_folder_still_writes_its_results(study, tmp_path
     assert main(["classify", str(root), "--out", str(out), "--no-cnn"]) == 0
     assert "predictions not recorded in a label store" in capsys.readouterr().err
     assert len(_rows(out)) == len(truth)
+
+
+def test_progress_is_shown_on_a_terminal_only():
+    from SeriesClassifierLib.commands._predictions import ProgressBar
+
+    class Stream(io.StringIO):
+        def __init__(self, tty: bool):
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    piped, terminal = Stream(False), Stream(True)
+    for stream in (piped, terminal):
+        bar = ProgressBar(stream=stream)
+        for done in range(1, 4):
+            bar(done, 3)
+    assert piped.getvalue() == ""  # pipes, logs, CI: quiet
+    text = terminal.getvalue()
+    assert "1/3 series" in text and "3/3 series" in text and "/s" in text and text.endswith("\n")
+    assert any("s left" in line for line in text.split("\r")[1:3])  # count, rate and time left while it runs
+    quiet = Stream(True)
+    ProgressBar(enabled=False, stream=quiet)(1, 3)
+    assert quiet.getvalue() == ""
