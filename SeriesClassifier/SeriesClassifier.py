@@ -103,7 +103,7 @@ if parameterNodeWrapper is not None:
         # A slider (ctkSliderWidget) only binds to a bounded float: Slicer's GUI connector raises for a bare
         # float, and since every connector is built before any is connected, nothing would be bound at all.
         overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
-        anonymise: bool = False
+        anonymise: bool = True  # privacy by default: subjects 01, 02, …, no PatientID or notes in exports
 
 
 #
@@ -746,7 +746,7 @@ class SeriesClassifierLogic(ScriptedLoadableModuleLogic):
 
     # ------------------------------------------------------------------ export and sample
 
-    def export(self, fmt: str, path: str, anonymise: bool = False) -> str:
+    def export(self, fmt: str, path: str, anonymise: bool = True) -> str:
         from SeriesClassifierLib.labels.export import export, write_export
 
         store = self.store()

@@ -41,3 +41,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if Path(str(item.fspath)).name in TORCH_FILES:
             item.add_marker(pytest.mark.torch)
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path_factory, monkeypatch):
+    """The commands note the label stores they write (for ``label UID`` from anywhere): never in the real home."""
+    monkeypatch.setenv("SERIESCLASSIFIER_STATE_DIR", str(tmp_path_factory.mktemp("state")))

@@ -2,23 +2,33 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import replace
 
-from SeriesClassifierLib.labels.bids import bids_label, bids_names, dcm2bids_config, heudiconv_heuristic, subject_labels
+from SeriesClassifierLib.labels.bids import (
+    ECHO_DATATYPES,
+    bids_label,
+    bids_names,
+    dcm2bids_config,
+    heudiconv_heuristic,
+    subject_labels,
+)
 from SeriesClassifierLib.labels.store import derive_record
 from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
 
 
-def rec(uid, sequence, number, patient="P-1", study="S1"):
+def rec(uid, sequence, number, patient="P-1", study="S1", image_type=(), description=None):
     p = SeriesPrediction(
-        uid, study, patient, number, f"desc {number}", sequence=TaskPrediction.from_probabilities({sequence: 1.0})
+        uid, study, patient, number, description or f"desc {number}",
+        sequence=TaskPrediction.from_probabilities({sequence: 1.0}), image_type=list(image_type),
     )
     return derive_record(uid, p, "m", [])
 
 
 def test_names_follow_vocabulary_and_bids_entity_order():
-    names = bids_names([rec("1", "T1_3D_POST", 3), rec("2", "SWI_PHASE", 4), rec("3", "FMRI_BOLD", 5)])
+    names = bids_names([rec("1", "T1_3D_POST", 3), rec("2", "SWI_PHASE", 4),
+                        rec("3", "FMRI_BOLD", 5, description="ep2d_bold_moco")], anonymise=False)
     assert names["1"].filename == "sub-P1/anat/sub-P1_acq-3D_ce-gadolinium_T1w.nii.gz"
-    assert names["2"].stem == "sub-P1_part-phase_swi"
+    assert names["2"].stem == "sub-P1_acq-swi_part-phase_T2starw"  # BIDS 1.11 has no swi suffix
     assert names["3"].filename == "sub-P1/func/sub-P1_task-rest_bold.nii.gz"
 
 
@@ -33,7 +43,7 @@ def test_classes_without_mapping_are_left_out_and_derived_are_flagged():
 
 def test_runs_numbered_by_series_number_only_where_names_collide():
     records = [rec("a", "FLAIR_2D", 9), rec("b", "FLAIR_2D", 4), rec("c", "FLAIR_3D", 5), rec("d", "FLAIR_2D", 7)]
-    names = bids_names(records)
+    names = bids_names(records, anonymise=False)
     assert names["b"].entities["run"] == "01" and names["d"].entities["run"] == "02"
     assert names["a"].entities["run"] == "03"
     assert "run" not in names["c"].entities
@@ -47,7 +57,7 @@ def test_runs_are_per_subject_and_sessions_appear_with_several_studies():
         rec("c", "T2_2D", 4, patient="Y", study="S3"),
         rec("d", "T2_2D", 5, patient="Y", study="S3"),
     ]
-    names = bids_names(records)
+    names = bids_names(records, anonymise=False)
     assert names["a"].filename == "sub-X/anat/sub-X_acq-2D_T2w.nii.gz"
     assert names["b"].filename == "sub-Y/ses-01/anat/sub-Y_ses-01_acq-2D_T2w.nii.gz"
     assert names["c"].stem == "sub-Y_ses-02_acq-2D_run-01_T2w"
@@ -56,19 +66,24 @@ def test_runs_are_per_subject_and_sessions_appear_with_several_studies():
 
 def test_subject_labels():
     assert bids_label("PAT 1/x_y") == "PAT1xy"
-    assert subject_labels(["b", "a", "b"], anonymise=True) == {"a": "01", "b": "02"}
-    labels = subject_labels(["A-1", "A_1", ""])
+    assert subject_labels(["b", "a", "b"]) == {"a": "01", "b": "02"}  # anonymous unless asked
+    labels = subject_labels(["A-1", "A_1", ""], anonymise=False)
     assert labels[""] == "unknown" and sorted([labels["A-1"], labels["A_1"]]) == ["A1", "A12"]
 
 
 def test_dcm2bids_config_matches_uid_in_file_name():
-    names = bids_names([rec("1.2.3", "T1_3D_PRE", 1), rec("1.2.30", "FMRI_BOLD", 2)])
+    names = bids_names([rec("1.2.3", "T1_3D_PRE", 1), rec("1.2.30", "FMRI_BOLD", 2, description="rs_fMRI")])
     config = json.loads(json.dumps(dcm2bids_config(names)))
     assert "-ba y" in config["dcm2niixOptions"] and "%j" in config["dcm2niixOptions"]
-    first, second = config["descriptions"]
-    assert first["criteria"]["SidecarFilename"]["any"] == ["*_1.2.3.json", "*_1.2.3_*.json"]  # not 1.2.30
+    first = config["descriptions"][0]
+    assert first["criteria"]["SidecarFilename"]["any"] == ["*_1.2.3.json", "*_1.2.3_[!e]*.json"]  # not 1.2.30
     assert first["custom_entities"] == "acq-3D" and first["datatype"] == "anat"
-    assert second["sidecar_changes"] == {"TaskName": "rest"}
+    # each echo of a multi-echo series (dcm2niix's _e1, _e2, …) is its own echo- entity, not another run
+    echo2 = config["descriptions"][2]
+    assert echo2["criteria"]["SidecarFilename"]["any"] == ["*_1.2.3_e2.json", "*_1.2.3_e2_*.json"]
+    assert echo2["custom_entities"] == "acq-3D_echo-2"
+    bold = [d for d in config["descriptions"] if d["datatype"] == "func"]
+    assert bold and all(d["sidecar_changes"] == {"TaskName": "rest"} for d in bold)
 
 
 def test_heudiconv_heuristic_is_valid_python_with_the_table():
@@ -91,7 +106,7 @@ def test_heudiconv_heuristic_is_valid_python_with_the_table():
 
 def test_field_maps_pair_into_runs_and_split_per_file_in_configs():
     records = [rec("m1", "FIELDMAP", 5), rec("p1", "FIELDMAP", 6), rec("m2", "FIELDMAP", 20), rec("p2", "FIELDMAP", 21)]
-    names = bids_names(records)
+    names = bids_names(records, anonymise=False)
     assert [names[u].entities.get("run") for u in ("m1", "p1", "m2", "p2")] == ["01", "01", "02", "02"]
     assert "run" not in bids_names(records[:2])["m1"].entities  # one magnitude + phase pair: no run
     descriptions = dcm2bids_config(bids_names(records[:1]))["descriptions"]
@@ -99,3 +114,74 @@ def test_field_maps_pair_into_runs_and_split_per_file_in_configs():
         ("magnitude1", ["*_m1_e1.json"]), ("magnitude2", ["*_m1_e2.json"]),
         ("phasediff", ["*_m1.json", "*_m1_ph.json", "*_m1_e2_ph.json"]),
     ]
+
+
+def test_image_type_picks_the_scanner_derivative_names_of_the_schema():
+    names = bids_names([
+        rec("t", "DWI", 1, image_type=["DERIVED", "PRIMARY", "DIFFUSION", "TRACEW", "ND"]),
+        rec("d", "DWI", 2, image_type=["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]),
+        rec("e", "DIFFUSION_DERIVED", 3, image_type=["DERIVED", "PRIMARY", "DIFFUSION", "EXP", "ND"]),
+        rec("c", "DIFFUSION_DERIVED", 4, description="dti_ColFA"),
+        rec("f", "DIFFUSION_DERIVED", 5, image_type=["DERIVED", "PRIMARY", "FA"]),
+        rec("m", "T1_3D_PRE", 6, image_type=["DERIVED", "PRIMARY", "MPR", "ND", "NORM"]),
+        rec("o", "T1_3D_PRE", 7, image_type=["ORIGINAL", "PRIMARY", "M", "ND"]),
+    ])
+    assert {u: n.suffix for u, n in names.items()} == {"t": "trace", "d": "dwi", "e": "expADC", "c": "colFA",
+                                                        "f": "FA", "m": "T1w", "o": "T1w"}
+    assert names["t"].derived and not names["d"].derived
+    # a reformat is not raw data: outside the raw tree, so the acquired 3D T1 is not renamed run-01
+    assert names["m"].filename == "derivatives/scanner/sub-01/anat/sub-01_acq-3D_rec-MPR_T1w.nii.gz"
+    assert names["o"].filename == "sub-01/anat/sub-01_acq-3D_T1w.nii.gz"
+    assert [d["criteria"]["SidecarFilename"]["any"][0] for d in dcm2bids_config(names)["descriptions"]
+            if d.get("custom_entities", "").count("echo") == 0] == ["*_d.json", "*_o.json"]
+
+
+def test_classes_outside_the_schema_go_to_a_folder_validators_skip():
+    names = bids_names([rec("s", "SWI", 1), rec("n", "SWI_MINIP", 2), rec("p", "PERFUSION_DSC", 3),
+                        rec("a", "MRA_MIP", 4), rec("g", "SWI_MAG", 5)])
+    assert names["s"].filename == "derivatives/scanner/sub-01/anat/sub-01_rec-swi_swi.nii.gz"
+    assert names["p"].filename == "sourcedata/nonbids/sub-01/perf/sub-01_dsc.nii.gz"
+    assert names["g"].filename == "sub-01/anat/sub-01_acq-swi_part-mag_T2starw.nii.gz"
+    assert [d["custom_entities"] for d in dcm2bids_config(names)["descriptions"]][0] == "acq-swi_part-mag"
+    assert {d["suffix"] for d in dcm2bids_config(names)["descriptions"]} == {"T2starw"}
+
+
+def test_every_raw_name_is_in_the_bids_schema():
+    """Every class, alone and with the entities the mapping adds (ses, run, echo), checked by bidsschematools."""
+    from bids_tools import names_outside_schema
+
+    from SeriesClassifierLib.vocabulary import load_vocabulary
+
+    codes = [s.code for s in load_vocabulary().sequences if s.bids is not None]
+    records = [rec(f"{c}.{k}", c, 10 * i + k, study=f"S{k % 2}") for i, c in enumerate(codes) for k in (1, 2)]
+    records.append(rec("trace", "DWI", 999, image_type=["DERIVED", "PRIMARY", "DIFFUSION", "TRACEW"]))
+    records.append(rec("exp", "DIFFUSION_DERIVED", 998, image_type=["DERIVED", "PRIMARY", "DIFFUSION", "EXP"]))
+    names = bids_names(records)
+    raw = [n.filename for n in names.values() if n.in_raw_tree]
+    echoes = [replace(n, entities={**n.entities, "echo": "2"}).filename for n in names.values()
+              if n.in_raw_tree and n.datatype in ECHO_DATATYPES and n.suffix != "angio"]
+    assert any("ses-02" in f and "run-" not in f for f in raw) and any("_trace." in f for f in raw)
+    assert names_outside_schema(raw + echoes) == []
+    outside = {n.filename.split("/sub-")[0] for n in names.values() if not n.in_raw_tree}
+    assert outside == {"derivatives/scanner", "sourcedata/nonbids"}
+
+
+def test_a_description_does_not_override_a_known_image_type():
+    """Siemens names the raw b-images series of a trace protocol "…_trace" too: the ImageType decides."""
+    names = bids_names([rec("b", "DWI", 5, description="ep2d_diff_3scan_trace_p2",
+                            image_type=["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]),
+                        rec("t", "DWI", 6, description="ep2d_diff_3scan_trace_p2_TRACEW"),
+                        rec("e", "DIFFUSION_DERIVED", 7, description="dwi_EXP")])
+    assert (names["b"].suffix, names["t"].suffix, names["e"].suffix) == ("dwi", "trace", "expADC")
+
+
+def test_bold_task_label_comes_from_the_description():
+    from SeriesClassifierLib.labels.bids import task_label
+
+    assert task_label("fMRI_task-nback_run1") == "nback"
+    assert task_label("ep2d_bold_moco_rest") == "rest"
+    assert task_label("bold_fingertap_mb4_2.5mm") == "fingertap"
+    assert task_label("ep2d_bold_moco_p2_ax") == "rest"  # nothing but acquisition words: the vocabulary's default
+    names = bids_names([rec("1", "FMRI_BOLD", 1, description="BOLD_motor_task")])
+    assert names["1"].filename == "sub-01/func/sub-01_task-motor_bold.nii.gz"
+    assert dcm2bids_config(names)["descriptions"][0]["sidecar_changes"] == {"TaskName": "motor"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ STUDY = [
     (4, "FLAIR_2D", "T2_2D", AXIAL, "T2_2D"),  # the model was wrong; the correction must win
     (5, "SCOUT", None, AXIAL, "T1_2D_PRE"),  # no BIDS mapping: not converted
     (6, "ADC", None, AXIAL, "T2_2D"),  # derived: left out of raw BIDS by default
+    (10, "DWI", None, AXIAL, "DWI"),  # what the field map corrects: listed in its IntendedFor
 ]
 EXPECTED = {
     1: "sub-01/anat/sub-01_acq-3D_ce-gadolinium_T1w.nii.gz",
@@ -29,6 +31,10 @@ EXPECTED = {
     7: "sub-01/fmap/sub-01_magnitude1.nii.gz",
     77: "sub-01/fmap/sub-01_magnitude2.nii.gz",
     8: "sub-01/fmap/sub-01_phasediff.nii.gz",
+    # a PD/T2 dual-echo series (9): one series, two echoes -> echo-1 and echo-2, not two runs
+    9: "sub-01/anat/sub-01_echo-1_PDw.nii.gz",
+    99: "sub-01/anat/sub-01_echo-2_PDw.nii.gz",
+    10: "sub-01/dwi/sub-01_dwi.nii.gz",
 }
 FIELDMAP = dict(ScanningSequence=["GR"], SequenceVariant=["SP"], RepetitionTime=488.0, FlipAngle=60.0,
                 MRAcquisitionType="2D", SequenceName="*fm2d2r")
@@ -46,6 +52,17 @@ def _write_fieldmap(dicom: Path) -> list[tuple[str, int]]:
     phase, _ = write_classic_series(dicom / "s8", headers, n=4, iop=AXIAL, study_uid="1.2.3.4",
                                     description="gre_field_mapping")
     return [(magnitude, 7), (phase, 8)]
+
+
+def _write_dual_echo(dicom: Path) -> str:
+    uid = None
+    for echo, te in ((1, 12.0), (2, 90.0)):
+        headers = dict(ScanningSequence=["SE"], SequenceVariant=["SK"], RepetitionTime=3000.0, FlipAngle=90.0,
+                       MRAcquisitionType="2D", SeriesNumber=9, EchoNumbers=echo, EchoTime=te, EchoTrainLength=7,
+                       ImageType=["ORIGINAL", "PRIMARY", "M", "ND"])
+        uid, _ = write_classic_series(dicom / "s9", headers, n=4, iop=AXIAL, study_uid="1.2.3.4", series_uid=uid,
+                                      description="pd_t2_tse_dual", name_files=f"e{echo}_" + "{i:03d}.dcm")
+    return uid
 
 
 # heudiconv's usage telemetry would try the network: off, so an offline CI never waits on it
@@ -72,6 +89,8 @@ def study(tmp_path_factory):
     for uid, number in _write_fieldmap(dicom):
         predictions.append(SeriesPrediction(uid, "1.2.3.4", "P1", number, "gre_field_mapping",
                                             sequence=TaskPrediction.from_probabilities({"FIELDMAP": 0.9})))
+    predictions.append(SeriesPrediction(_write_dual_echo(dicom), "1.2.3.4", "P1", 9, "pd_t2_tse_dual",
+                                        sequence=TaskPrediction.from_probabilities({"PD": 0.9})))
     store.record_predictions(predictions)
     for uid, code in corrections.items():
         store.correct(uid, sequence=code, user="tester", source="cli")
@@ -87,6 +106,9 @@ def test_dcm2bids_reproduces_the_labels(study):
     assert niftis(out) == set(EXPECTED.values()), result.stdout[-3000:]
     for name in EXPECTED.values():
         assert (out / name.replace(".nii.gz", ".json")).exists()
+    # the field map says what it corrects (dcm2bids writes BIDS URIs from the config's ids)
+    intended = json.loads((out / EXPECTED[8].replace(".nii.gz", ".json")).read_text())["IntendedFor"]
+    assert intended in ("bids::" + EXPECTED[10], ["bids::" + EXPECTED[10]])  # BIDS allows a string or a list
     # the sidecars stay anonymous (dcm2niix -ba y)
     sidecar = (out / EXPECTED[1].replace(".nii.gz", ".json")).read_text()
     assert "PatientName" not in sidecar and "P1" not in sidecar
@@ -97,3 +119,25 @@ def test_heudiconv_reproduces_the_labels(study):
     root, dicom, records = study
     out, result = run_heudiconv(records, sorted(str(p) for p in dicom.rglob("*.dcm")), root)
     assert niftis(out) == set(EXPECTED.values()), result.stderr[-3000:]
+    intended = json.loads((out / EXPECTED[8].replace(".nii.gz", ".json")).read_text())["IntendedFor"]
+    intended = [intended] if isinstance(intended, str) else intended
+    # heudiconv lists every image of the session it finds closest to the field map; the DWI among them
+    assert EXPECTED[10].split("sub-01/", 1)[1] in [p.split("sub-01/", 1)[-1] for p in intended]
+
+
+@pytest.mark.slow
+def test_reusable_dcm2bids_rules_reproduce_the_labels_without_uids(study):
+    """Rules from what each name's series share (description; ImageType where a description is shared):
+    no UID inside, and on this study they give the same tree as the exact config."""
+    import json
+
+    from bids_tools import run_dcm2bids_with
+
+    from SeriesClassifierLib.labels.bids import reusable_dcm2bids_config
+
+    root, dicom, records = study
+    config, problems = reusable_dcm2bids_config(records)
+    text = json.dumps(config)
+    assert problems == [] and not any(r.series_uid in text for r in records)
+    out, result = run_dcm2bids_with(config, dicom, root / "reusable")
+    assert niftis(out) == set(EXPECTED.values()), result.stdout[-3000:]

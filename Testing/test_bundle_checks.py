@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import read_toy_corpus
+from dicom_factory import read_toy_corpus, write_series
 
 from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.errors import BundleError
@@ -126,8 +126,9 @@ def test_a_skops_forest_of_trusted_types_with_a_wild_child_index_is_refused(toy_
 
 def test_the_cli_refuses_a_hostile_bundle_with_a_message(bundled, tmp_path, capsys):
     _edit_json(bundled / "ensemble.json", lambda d: d["weights"].update(forest=float("nan")))
-    code = main(["classify", str(tmp_path), "--out", str(tmp_path / "out.csv"), "--models", str(bundled),
-                 "--no-cnn", "--quiet"])
+    write_series(tmp_path / "study", "t2_tse_tra")  # a series to classify: models are loaded only for one
+    code = main(["classify", str(tmp_path / "study"), "--out", str(tmp_path / "out.csv"), "--models", str(bundled),
+                 "--no-cnn", "--quiet", "--store", str(tmp_path / "labels.db")])
     err = capsys.readouterr().err
     assert code == 2
     assert "ensemble.json" in err and "Traceback" not in err

@@ -40,3 +40,13 @@ def test_python_dash_m_runs_the_command_line():
     out = subprocess.run([sys.executable, "-m", "SeriesClassifierLib", "--help"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and "seriesclassifier" in out.stdout
+
+
+def test_version(capsys):
+    import pytest
+
+    from SeriesClassifierLib import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"seriesclassifier {__version__}"

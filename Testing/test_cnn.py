@@ -215,13 +215,13 @@ def _slice_outputs(model: CnnModel, embedding: np.ndarray) -> dict[str, np.ndarr
             "embedding": np.stack([embedding, embedding])}
 
 
-def test_the_cnn_abstains_on_images_unlike_its_training_images():
+def test_the_cnn_says_when_images_are_unlike_its_training_images():
     rng = np.random.default_rng(0)
     model = _novelty_model(rng)
     familiar = model.output_from_slices(_slice_outputs(model, np.array([5.0] + [0.0] * 7)))
-    assert familiar.abstain is None
+    assert familiar.unfamiliar is None
     strange = model.output_from_slices(_slice_outputs(model, np.array([0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0])))
-    assert strange.abstain.startswith("images unlike its training images (embedding distance")
+    assert strange.unfamiliar.startswith("images unlike its training images (embedding distance")
 
 
 def test_the_novelty_reference_is_saved_and_loaded_with_the_weights(tmp_path):

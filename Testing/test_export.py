@@ -34,7 +34,7 @@ def store_path(tmp_path):
 
 def test_csv_has_the_documented_columns_and_values(store_path):
     with LabelStore(store_path) as s:
-        text = export(s.records(), "csv")
+        text = export(s.records(), "csv", anonymise=False)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == csv_columns(load_vocabulary())
     first, second = rows
@@ -52,7 +52,7 @@ def test_csv_has_the_documented_columns_and_values(store_path):
 
 def test_json_document(store_path):
     with LabelStore(store_path) as s:
-        doc = json.loads(export(s.records(), "json"))
+        doc = json.loads(export(s.records(), "json", anonymise=False))
     assert doc["format"] == "seriesclassifier-labels" and doc["format_version"] == 1 and not doc["anonymised"]
     series = {row["series_uid"]: row for row in doc["series"]}
     assert series["1.1"]["predicted_sequence_probabilities"]["T1_3D_POST"] == 0.7
@@ -61,12 +61,20 @@ def test_json_document(store_path):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "bids", "dcm2bids", "heudiconv"])
-def test_anonymise_leaves_identifiers_out_of_every_format(store_path, fmt):
+def test_identifiers_are_left_out_of_every_format_by_default(store_path, fmt, tmp_path, capsys):
     with LabelStore(store_path) as s:
-        text = export(s.records(), fmt, anonymise=True)
+        text = export(s.records(), fmt)
     assert "PAT-7" not in text and "PAT7" not in text and "Smith" not in text
     if fmt in ("csv", "json", "bids"):
         assert "sub-01" in text
+    # the command line: the same by default, identifiers only when asked for
+    out = tmp_path / "out.txt"
+    assert main(["export", "--store", str(store_path), "--format", fmt, "--out", str(out)]) == 0
+    assert "PAT7" not in out.read_text() and "Smith" not in out.read_text()
+    assert main(["export", "--store", str(store_path), "--format", fmt, "--out", str(out), "--identifiers"]) == 0
+    assert ("PAT7" in out.read_text()) is (fmt in ("csv", "json", "bids"))  # the configs name no subject
+    assert main(["export", "--store", str(store_path), "--format", fmt, "--out", str(out), "--identifiers",
+                 "--anonymise"]) == 2
 
 
 def test_reviewed_only(store_path):
@@ -80,11 +88,18 @@ def test_cli_label_and_export(store_path, tmp_path, capsys):
     assert main(["label", "1.1", "--sequence", "T1_3D_PRE", "--store", str(store_path), "--user", "bob"]) == 0
     assert "1.1: T1_3D_PRE AXIAL (corrected)" in capsys.readouterr().out
     assert main(["label", "1.1", "--sequence", "T1", "--store", str(store_path)]) == 1
+    assert "'T1' is ambiguous: T1_2D_PRE, T1_2D_POST" in capsys.readouterr().err
+    assert main(["label", "1.1", "--sequence", "T1W", "--store", str(store_path)]) == 1
     assert "valid codes: SCOUT" in capsys.readouterr().err
+    # the same matching as review's answers: a unique prefix, any case
+    assert main(["label", "1.1", "--sequence", "flair_2", "--orientation", "cor", "--store", str(store_path)]) == 0
+    assert "1.1: FLAIR_2D CORONAL (corrected)" in capsys.readouterr().out
+    assert main(["label", "1.1", "--sequence", "t1_3d_pr", "--orientation", "AXIAL", "--store",
+                 str(store_path)]) == 0
     assert main(["label", "9.9", "--sequence", "PD", "--store", str(store_path)]) == 1
     assert "not in" in capsys.readouterr().err
     assert main(["label", "1.2", "--accept", "--store", str(store_path)]) == 0
-    assert main(["label", "1.1", "--attribute", "contrast=PRE", "--store", str(store_path)]) == 0
+    assert main(["label", "1.1", "--attribute", "contr=pre", "--store", str(store_path)]) == 0
     out = tmp_path / "out" / "labels.csv"
     assert main(["export", "--store", str(store_path), "--format", "csv", "--out", str(out), "--anonymise"]) == 0
     rows = list(csv.DictReader(out.open()))
@@ -97,7 +112,8 @@ def test_cli_label_and_export(store_path, tmp_path, capsys):
 def test_cli_export_to_stdout(store_path, capsys):
     assert main(["export", "--store", str(store_path), "--format", "dcm2bids", "--out", "-"]) == 0
     config = json.loads(capsys.readouterr().out)
-    assert len(config["descriptions"]) == 2
+    plain = [d for d in config["descriptions"] if "echo-" not in d.get("custom_entities", "")]
+    assert len(plain) == 2  # one per series, plus one per possible echo of each
 
 
 def test_cli_label_import_csv(store_path, tmp_path, capsys):
@@ -130,9 +146,21 @@ def test_label_finds_the_store_of_the_current_folder(tmp_path, monkeypatch, caps
         s.record_predictions([prediction("5.5", "PD", 1)])
     monkeypatch.chdir(folder)
     assert main(["label", "5.5", "--sequence", "T2_2D"]) == 0
+    # elsewhere: the store is found among those the commands wrote (the label above was one)
     monkeypatch.chdir(tmp_path)
+    assert main(["label", "5.5", "--sequence", "PD"]) == 0
+    assert "5.5: PD AXIAL" in capsys.readouterr().out
+    # a user whose commands never wrote it: told how to name it
+    monkeypatch.setenv("SERIESCLASSIFIER_STATE_DIR", str(tmp_path / "other-user"))
     assert main(["label", "5.5", "--sequence", "T2_2D"]) == 1
-    assert "give a PATH" in capsys.readouterr().err
+    assert "give --path FOLDER or --store FILE" in capsys.readouterr().err
+    # two stores knowing the series: ambiguous, never a guess
+    with LabelStore(tmp_path / "copy.sqlite") as s:
+        s.record_predictions([prediction("5.5", "PD", 1)])
+    monkeypatch.chdir(folder)
+    assert main(["label", "5.5", "--accept", "--store", str(tmp_path / "copy.sqlite")]) == 0
+    assert main(["label", "5.5", "--accept"]) == 1
+    assert "in several label stores" in capsys.readouterr().err
 
 
 def test_label_history(store_path, capsys):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -183,16 +184,21 @@ def test_cli_classify_csv_and_json(bundle_dir, study, tmp_path):
     with open(tmp_path / "r.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(truth)
-    for col in ("series_uid", "study_uid", "series_description", "n_images", "sequence", "sequence_probability",
-                "orientation", "orientation_probability", "needs_review", "contrast", "acquisition",
-                "fat_suppressed", "derived"):
+    for col in ("series_uid", "study_uid", "series_description", "n_images", "predicted_sequence",
+                "predicted_sequence_probability", "predicted_top3", "predicted_orientation",
+                "predicted_orientation_probability", "needs_review", "attribute_contrast", "attribute_acquisition",
+                "attribute_fat_suppressed", "attribute_derived"):
         assert col in rows[0]
-    assert {r["sequence"] for r in rows if r["sequence"]} == {c for c in truth.values() if c}
+    assert {r["predicted_sequence"] for r in rows if r["predicted_sequence"]} == {c for c in truth.values() if c}
+    one = next(r for r in rows if r["predicted_sequence"])
+    assert re.fullmatch(r"([A-Z0-9_]+:[01]\.\d{4};){0,2}[A-Z0-9_]+:[01]\.\d{4}", one["predicted_top3"])
+    assert one["predicted_top3"].startswith(one["predicted_sequence"] + ":")
+    assert one["needs_review"] in ("true", "false")
     assert main(["classify", str(root), "--out", str(tmp_path / "r.json"), "--models", str(bundle_dir),
                  "--quiet"]) == 0
     data = json.loads((tmp_path / "r.json").read_text())["series"]
     one = next(d for d in data if d["sequence"])
-    assert one["top3"] and one["reasons"] and "forest" in one["models"]
+    assert one["predicted_top3"] and one["reasons"] and "forest" in one["models"]
 
 
 def test_cli_refuses_bad_arguments(bundle_dir, study, tmp_path, capsys):
@@ -381,17 +387,18 @@ def test_a_stripped_header_with_no_image_is_unknown(tmp_path):
     assert p.outcome == "unknown" and p.unknown.startswith("nothing to read")
 
 
-def test_an_abstaining_cnn_leaves_the_answer_to_the_forest_and_says_so(tmp_path):
+def test_an_unfamiliar_cnn_still_votes_beside_the_forest_and_alone_is_a_guess(tmp_path):
     from SeriesClassifierLib.run.pipeline import decide
 
     bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5, method="log_linear",
                                                  weights={"forest": 1.0, "cnn": 1.0}), version="t")
     head = _read_one(tmp_path / "head", "T2_2D", BodyPartExamined="HEAD")
     cnn = _confident("cnn", "DWI")
-    cnn.abstain = "images unlike its training images"
+    cnn.unfamiliar = "images unlike its training images"
     p = decide(head, {"forest": _confident("forest", "T2_2D"), "cnn": cnn}, bundle)
-    assert p.sequence.label == "T2_2D" and p.outcome == "classified"  # no dissent from a model left out
-    assert "cnn left out: images unlike its training images" in p.reasons
+    assert p.outcome == "review" and any(r.startswith("models disagree") for r in p.reasons)  # its dissent counts
+    assert "cnn: images unlike its training images" in p.reasons
+    assert p.unknown is None
     alone = decide(head, {"cnn": cnn}, bundle)
-    assert alone.sequence.label == "DWI" and alone.needs_review
-    assert "cnn: images unlike its training images" in alone.reasons
+    assert alone.sequence.label == "DWI" and alone.outcome == "unknown"
+    assert "has not seen anything like this series" in alone.unknown

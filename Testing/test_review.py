@@ -160,3 +160,15 @@ def test_invalid_answers_do_not_repeat_the_series_but_changes_do(store):
     _, out = run_session(store, "t1\nzz\no ax\nq\n")
     assert out.count("[1/4]") == 2  # shown, not again after two bad answers, again after the orientation changed
     assert "unknown sequence code 'zz'" in out
+
+
+def test_describe_names_the_study_and_counts_frames():
+    from SeriesClassifierLib.labels.review import describe
+    from SeriesClassifierLib.labels.store import derive_record
+
+    p = prediction("1.9", "FLAIR_2D", 0.8, number=2)
+    p.study_uid, p.patient_id, p.n_images, p.n_frames = "1.2.3.4.5.6.7.8.9", "P7", 1, 48
+    text = describe(derive_record("1.9", p, "", []), "[1/1]")
+    assert "series 2 “" in text and "of study ….6.7.8.9 (patient P7)" in text and "48 frames in 1 file" in text
+    p.n_images = p.n_frames = 1
+    assert "  1 image  " in describe(derive_record("1.9", p, "", []))

@@ -71,6 +71,6 @@ def test_classify_review_export_report(toy, monkeypatch, capsys, tmp_path):
     write_toy_corpus(study / "added", n_per_class=1, seed=9)
     monkeypatch.setattr("sys.stdin", io.StringIO("q\n"))
     assert main(["review", str(study), "--models", str(models)]) == 0
-    assert "classifying 5 series of" in capsys.readouterr().err
+    assert "classifying 5 series (5 unchanged, from the store)" in capsys.readouterr().err
     with LabelStore(store_file) as store:
         assert len(store.predicted_uids()) == 10 and store.current(next(iter(truth))).n_events <= 1

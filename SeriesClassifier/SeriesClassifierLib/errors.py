@@ -43,6 +43,10 @@ class TrainingError(SeriesClassifierError, ValueError):
     """Training cannot start: unusable labels, or no labelled series to learn from."""
 
 
+class MissingDependencyError(SeriesClassifierError, ImportError):
+    """An optional part needs packages that are not installed; the message says what to install."""
+
+
 class Cancelled(BaseException):
     """SIGTERM/SIGINT arrived at the worker: stop after telling the module.
 
@@ -51,5 +55,5 @@ class Cancelled(BaseException):
     """
 
 
-__all__ = ["BudgetError", "BundleError", "Cancelled", "DicomDatabaseError", "NotDicomError", "OutputError",
-           "SeriesClassifierError", "SliceReadError", "StoreError", "TrainingError"]
+__all__ = ["BudgetError", "BundleError", "Cancelled", "DicomDatabaseError", "MissingDependencyError", "NotDicomError",
+           "OutputError", "SeriesClassifierError", "SliceReadError", "StoreError", "TrainingError"]

@@ -21,6 +21,10 @@ class TaskPrediction:
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
 
+    def top_text(self, k: int = 3) -> str:
+        """``T1_3D_POST:0.7000;FLAIR_2D:0.2000;PD:0.1000``: the one spelling of top-k in every table we write."""
+        return ";".join(f"{label}:{p:.4f}" for label, p in self.top(k))
+
     @classmethod
     def from_probabilities(cls, probabilities: dict[str, float]) -> TaskPrediction:
         label, p = max(probabilities.items(), key=lambda kv: kv[1])
@@ -38,7 +42,7 @@ class ModelOutput:
     reason: str = ""
     slice_profile: list[dict[str, float]] | None = None  # per sampled slice: sequence label -> probability
     novelty: list[str] = field(default_factory=list)  # why this series is unlike the model's training data
-    abstain: str | None = None  # why this model's answer should not count for this series (the others decide)
+    unfamiliar: str | None = None  # why this series is unlike what the model learnt from: its answer is a guess
 
 
 # What became of one series, for people and exports: the models' answer stands, a person should look,
@@ -54,7 +58,9 @@ class SeriesPrediction:
     patient_id: str = ""
     series_number: int | None = None
     series_description: str = ""
-    n_images: int = 0
+    n_images: int = 0  # files
+    n_frames: int = 0  # image frames over all files (an enhanced multi-frame file holds many)
+    image_type: list[str] = field(default_factory=list)  # ImageType values (TRACEW, EXP, MPR … pick BIDS names)
     sequence: TaskPrediction | None = None
     orientation: TaskPrediction | None = None
     attributes: dict[str, TaskPrediction] = field(default_factory=dict)

@@ -7,6 +7,8 @@ they never go back to the source.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,31 @@ class SeriesRef:
     instances: list[InstanceInfo] = field(default_factory=list)  # per file, when the source read them
     missing: list[Path] = field(default_factory=list)  # files the source lists but that are gone
     notes: list[str] = field(default_factory=list)  # what grouping noticed (duplicate instances), for the user
+
+    def content_key(self) -> str:
+        """A fingerprint of the series' files: name (relative to the source), size and modification time.
+
+        Only ``stat`` calls, no reads: a stored prediction is reused while this stays the same. Paths are
+        taken relative to the source so a study moved with its folder keeps its key; a copy that resets
+        modification times gets a new key and is classified again, which costs time but is never wrong.
+        """
+        entries = []
+        for path in self.files:
+            try:
+                st = os.stat(path)
+                stamp = f"{st.st_size}:{st.st_mtime_ns}"
+            except OSError:
+                stamp = "gone"
+            entries.append(f"{_relative(path, self.source)}|{stamp}")
+        entries += [f"{_relative(path, self.source)}|missing" for path in self.missing]
+        return hashlib.sha256("\n".join(sorted(entries)).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def _relative(path: Path, root: str) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix() if root else Path(path).name
+    except ValueError:  # outside the source (a database linking files in place): the path itself
+        return Path(path).as_posix()
 
 
 @dataclass

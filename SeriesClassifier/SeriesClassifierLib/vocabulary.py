@@ -19,7 +19,10 @@ class BidsMapping:
     datatype: str
     suffix: str
     entities: dict[str, str] = field(default_factory=dict)
-    derived: bool = False
+    derived: bool = False  # computed by the scanner (ADC, MIP, minIP, …): converter configs leave it out by default
+    # "" for the raw BIDS tree; else where a class with no place in the BIDS schema goes (a folder validators
+    # skip: "derivatives/scanner" for scanner-made images, "sourcedata/nonbids" for raw data BIDS has no suffix for)
+    location: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ def _parse(data: dict) -> Vocabulary:
     for s in data["sequence"]:
         bids = s.get("bids")
         mapping = (
-            BidsMapping(bids["datatype"], bids["suffix"], dict(bids.get("entities", {})), bool(bids.get("derived")))
+            BidsMapping(bids["datatype"], bids["suffix"], dict(bids.get("entities", {})), bool(bids.get("derived")),
+                        str(bids.get("location") or ""))
             if bids
             else None
         )

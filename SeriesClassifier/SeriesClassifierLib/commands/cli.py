@@ -35,7 +35,10 @@ def _load(name: str):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = argparse.ArgumentParser(prog="seriesclassifier", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"seriesclassifier {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -52,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         parser.print_help()
         return 2
+    from ..errors import MissingDependencyError
+
     try:
         return int(_load(command).run(args) or 0)
+    except MissingDependencyError as exc:  # an optional extra not installed: say what to install, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,6 +1,8 @@
 """``seriesclassifier evaluate PATH --labels labels.csv|STORE --out DIR [--baseline MODELDIR]``.
 
-PATH is a folder (or Slicer database) to classify now, or a results JSON from ``classify``.
+PATH is a folder (or Slicer database), or a results JSON from ``classify``. For a folder, the predictions
+``classify`` recorded in its label store are reused while the files and the models are the same; only new
+or changed series are classified (and recorded).
 Writes metrics.json and confusion PNGs; with ``--baseline`` the same series are also
 classified by a second bundle (read once, predicted twice) and comparison.json/.md say
 what changed, series by series.
@@ -23,6 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-cnn", action="store_true", help="headers only")
     parser.add_argument("--no-forest", action="store_true", help="pixels only")
     parser.add_argument("--title", default="", help="title prefix for the pictures")
+    parser.add_argument("--store", metavar="PATH", help="label store whose predictions are reused and completed "
+                        "(default: PATH's own, as for classify)")
 
 
 def run(args) -> int:
@@ -51,7 +55,11 @@ def run(args) -> int:
     if is_results:
         predictions, baseline = read_predictions(path), None
     else:
-        predictions, baseline = _classify(path, args)
+        try:
+            predictions, baseline = _classify(path, args)
+        except (StoreError, FileNotFoundError) as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
     report = evaluate_predictions(predictions, labels)
     written = write_report(report, args.out, args.title)
     for line in summary_lines(report):
@@ -69,15 +77,27 @@ def run(args) -> int:
 
 
 def _classify(path: Path, args) -> tuple[list, list | None]:
-    """Predictions of --models and, with --baseline, of the baseline bundle on the same read series."""
-    from ..models.bundle import load_bundle
-    from ..run.pipeline import predict_all, read_all_series, resolve_refs
-    from .classify import ProgressBar
+    """Predictions of --models (reused from PATH's label store where still valid, new ones recorded there)
+    and, with --baseline, of the baseline bundle on the same series (never recorded: it is the comparison)."""
+    from ..labels.store import StoreError
+    from ._predictions import ModelChoice, ProgressBar, classify_refs, up_to_date
+    from ._store_args import open_store, series_under
 
     use = {"use_forest": not args.no_forest, "use_cnn": not args.no_cnn}
-    bundles = [load_bundle(args.models, load_forest=use["use_forest"], load_cnn=use["use_cnn"])]
+    refs = series_under(str(path))
+    choice = ModelChoice(args.models, **use)
+    try:
+        store = open_store(args)
+    except (StoreError, OSError) as exc:  # a read-only folder: classify without keeping the answers
+        print(f"warning: no label store ({exc}); classifying without one", file=sys.stderr)
+        store = None
+    if store is None:
+        predictions, _ = classify_refs(refs, refs, choice, progress=ProgressBar())
+    else:
+        with store:
+            predictions, _ = up_to_date(store, refs, choice)
+    baseline = None
     if args.baseline:
-        bundles.append(load_bundle(args.baseline, load_forest=use["use_forest"], load_cnn=use["use_cnn"]))
-    series = read_all_series(resolve_refs(path))
-    results = [[p for _, p in predict_all(series, bundle, **use, progress=ProgressBar(True))] for bundle in bundles]
-    return results[0], (results[1] if args.baseline else None)
+        print("classifying with the baseline models", file=sys.stderr)
+        baseline, _ = classify_refs(refs, refs, ModelChoice(args.baseline, **use), progress=ProgressBar())
+    return predictions, baseline

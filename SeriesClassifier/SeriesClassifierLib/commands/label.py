@@ -9,8 +9,10 @@ import io
 import sys
 from pathlib import Path
 
+from ..labels.review import resolve_code
 from ..labels.store import LabelStore, StoreError
-from ._store_args import add_store_argument, store_path
+from ..vocabulary import load_vocabulary
+from ._store_args import add_store_argument, find_store_of, remember_store, store_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record the labels of a CSV instead (series_uid + sequence/orientation/attribute columns; "
         "e.g. a generator's labels.csv or an edited export)",
     )
-    parser.add_argument("--sequence", metavar="CODE", help="sequence code from the vocabulary")
-    parser.add_argument("--orientation", metavar="CODE", help="orientation code from the vocabulary")
+    parser.add_argument("--sequence", metavar="CODE",
+                        help="sequence code, or a unique prefix of one in any case (flair_2 → FLAIR_2D)")
+    parser.add_argument("--orientation", metavar="CODE", help="orientation code or a unique prefix (ax → AXIAL)")
     parser.add_argument(
         "--attribute", metavar="NAME=VALUE", action="append", default=[], help="auxiliary attribute, repeatable"
     )
@@ -36,14 +39,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_argument(parser)
 
 
+def _code(text: str | None, codes: list[str], what: str) -> str | None:
+    """The code ``text`` names, matched as ``review`` matches answers (exact or unique prefix, any case)."""
+    if text is None:
+        return None
+    code, error = resolve_code(text, codes, what)
+    if error:
+        raise ValueError(error)
+    return code
+
+
 def _attributes(pairs: list[str]) -> dict[str, str]:
+    vocabulary = load_vocabulary()
     out = {}
     for pair in pairs:
         if "=" not in pair:
             raise ValueError(f"--attribute {pair!r}: expected NAME=VALUE")
-        name, value = pair.split("=", 1)
-        out[name.strip()] = value.strip()
+        name, value = (x.strip() for x in pair.split("=", 1))
+        name = _code(name, list(vocabulary.attribute_codes), "attribute")
+        out[name] = _code(value, list(vocabulary.attribute(name).values), f"{name} value")
     return out
+
+
+def _label_store(args: argparse.Namespace) -> Path:
+    """The store named by --store/--path, else the one store (here or recently written) that knows the series."""
+    if args.store or args.path or args.allow_unknown:
+        return store_path(args)
+    return find_store_of(args.series_uid)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -92,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
         print("error: give a SERIES_UID or --import CSV", file=sys.stderr)
         return 2
     try:
-        with LabelStore(store_path(args), create=args.allow_unknown) as store:
+        vocabulary = load_vocabulary()
+        sequence = _code(args.sequence, list(vocabulary.sequence_codes), "sequence")
+        orientation = _code(args.orientation, list(vocabulary.orientation_codes), "orientation")
+        attributes = _attributes(args.attribute)
+        with LabelStore(_label_store(args), create=args.allow_unknown) as store:
+            remember_store(store.path)
             if store.current(args.series_uid) is None and not args.allow_unknown:
                 print(
                     f"error: series {args.series_uid} is not in {store.path} (typo? use --allow-unknown to label "
@@ -107,9 +134,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 store.correct(
                     args.series_uid,
-                    sequence=args.sequence,
-                    orientation=args.orientation,
-                    attributes=_attributes(args.attribute),
+                    sequence=sequence,
+                    orientation=orientation,
+                    attributes=attributes,
                     user=args.user,
                     note=args.note,
                     source="cli",
@@ -119,4 +146,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {str(e).strip(chr(34))}", file=sys.stderr)
         return 1
     print(f"{record.series_uid}: {record.sequence} {record.orientation or ''} ({record.state})".replace("  ", " "))
+    print(f"recorded in {store.path}", file=sys.stderr)
     return 0

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="FILE", help="HTML file to write")
     parser.add_argument("--title", default="SeriesClassifier report", help="page title")
     parser.add_argument("--gradcam", action="store_true", help="overlay the CNN's Grad-CAM (needs the CNN model)")
-    parser.add_argument("--models", metavar="DIR", help="models folder: to classify PATH when the store has no "
-                        "predictions, and for --gradcam (default: the bundled models)")
+    parser.add_argument("--models", metavar="DIR", help="models folder: to classify the series of PATH the store "
+                        "has no prediction for, and for --gradcam (default: the bundled models)")
     parser.add_argument("--anonymise", "--anonymize", action="store_true",
                         help="leave patient IDs, study UIDs and notes out of the page")
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         refs = series_under(args.path)
         files = {ref.series_uid: list(ref.files) for ref in refs}
         with open_store(args) as store:
-            ensure_predictions(store, args.path, args.models, refs=refs)
+            ensure_predictions(store, args.path, args.models, refs=refs, strict=False)  # --models: for Grad-CAM
             records = store.records()
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)

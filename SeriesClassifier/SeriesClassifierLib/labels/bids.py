@@ -16,9 +16,12 @@ Converter configurations:
   UID in the file name: exact, one config for every subject, sidecars still anonymous.
 - heudiconv: ``infotodict`` looks each ``seqinfo.series_uid`` up in a table.
 
-Derived classes (ADC, MIP, SWI minIP, …) have no place in raw BIDS; they get a
-mapping (flagged ``derived``) for the tables but are left out of the converter
-configs unless asked for.
+Names follow the BIDS schema (1.11; checked with bidsschematools in the tests). Scanner-made
+images the schema has (dwi ``ADC``, ``trace``, ``FA``, ``colFA``, ``expADC``) keep raw names but
+are flagged ``derived``; classes the schema has no suffix for (SWI processed images and minIPs, MIPs,
+DSC perfusion) and reformats (MPR) go under a folder validators skip (the vocabulary's ``location``:
+``derivatives/scanner`` or ``sourcedata/nonbids``). Converter configs leave derived and non-BIDS
+series out unless asked for.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..vocabulary import Vocabulary, load_vocabulary
 from .store import LabelRecord
@@ -56,6 +59,7 @@ class BidsName:
     session: str | None = None
     entities: dict[str, str] = field(default_factory=dict)  # besides sub/ses, run included when needed
     derived: bool = False
+    location: str = ""  # "" for the raw tree; else a folder outside it (see the module docstring)
 
     @property
     def entity_string(self) -> str:
@@ -76,7 +80,12 @@ class BidsName:
     def filename(self) -> str:
         """Path relative to the BIDS root, e.g. ``sub-01/anat/sub-01_acq-3D_T1w.nii.gz``."""
         folder = f"sub-{self.subject}" + (f"/ses-{self.session}" if self.session else "")
-        return f"{folder}/{self.datatype}/{self.stem}.nii.gz"
+        prefix = f"{self.location}/" if self.location else ""
+        return f"{prefix}{folder}/{self.datatype}/{self.stem}.nii.gz"
+
+    @property
+    def in_raw_tree(self) -> bool:
+        return not self.location
 
     def to_dict(self) -> dict:
         return {
@@ -87,6 +96,7 @@ class BidsName:
             "entities": dict(_ordered(self.entities)),
             "filename": self.filename,
             "derived": self.derived,
+            "location": self.location,
         }
 
 
@@ -100,8 +110,9 @@ def bids_label(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", text or "")
 
 
-def subject_labels(patient_ids: Sequence[str], anonymise: bool = False) -> dict[str, str]:
-    """patient_id -> subject label: the patient ID made BIDS-safe, or 01, 02, … when anonymising."""
+def subject_labels(patient_ids: Sequence[str], anonymise: bool = True) -> dict[str, str]:
+    """patient_id -> subject label: 01, 02, … (in patient ID order), or with ``anonymise=False`` the patient
+    ID made BIDS-safe. Anonymous by default: a BIDS tree is made to be shared."""
     unique = sorted(set(patient_ids))
     if anonymise:
         width = max(2, len(str(len(unique))))
@@ -120,7 +131,7 @@ def subject_labels(patient_ids: Sequence[str], anonymise: bool = False) -> dict[
 
 
 def bids_names(
-    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = False
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = True
 ) -> dict[str, BidsName]:
     """series_uid -> BidsName for every record whose current label has a BIDS mapping.
 
@@ -147,11 +158,67 @@ def bids_names(
         study_list = sorted(studies_of[pid])
         session = f"{study_list.index(studies[r.series_uid]) + 1:02d}" if len(study_list) > 1 else None
         entities = {k: bids_label(v) for k, v in mapping.entities.items()}
-        names[r.series_uid] = BidsName(
-            r.series_uid, mapping.datatype, mapping.suffix, subjects[pid], session, entities, mapping.derived
-        )
+        name = BidsName(r.series_uid, mapping.datatype, mapping.suffix, subjects[pid], session, entities,
+                        mapping.derived, mapping.location)
+        names[r.series_uid] = _series_variant(name, r)
     _number_runs(names, {r.series_uid: r for r in records})
     return names
+
+
+# ImageType values (upper case) that name what the scanner made
+_TRACE = {"TRACEW", "TRACE"}
+_EXP_ADC = {"EXP", "EADC", "EXPADC"}
+_COLOUR = {"COLFA", "COLOR", "COLOUR", "RGB"}
+_REFORMAT = {"MPR", "REFORMATTED", "CURVED", "CPR"}
+_DESCRIPTION_TOKENS = re.compile(r"[A-Za-z]+")
+
+
+# words of BOLD series descriptions that say how it was acquired, not which task it was
+_BOLD_WORDS = {
+    "bold", "fmri", "ep", "epi", "d", "mb", "sms", "moco", "mosaic", "pace", "p", "ms", "tra", "ax", "axial", "sag",
+    "cor", "func", "fe", "ge", "gre", "se", "mux", "ipat", "grappa", "sense", "te", "tr", "x", "s", "run", "fs",
+    "iso", "mm", "ap", "pa", "lr", "rl", "sbref", "ref", "scan", "series", "task", "cmrr", "bw", "hz",
+}
+_REST_WORDS = {"rest", "resting", "rs", "restingstate", "rsfmri"}
+
+
+def task_label(description: str, default: str = "rest") -> str:
+    """BIDS ``task-`` label of a BOLD series from its description: an explicit ``task-X``/``task_X``, resting
+    state, else the first word that is not about the acquisition (``bold_fingertap_mb4`` → fingertap)."""
+    explicit = re.search(r"task[-_ ]?([A-Za-z0-9]+)", description or "", re.I)
+    if explicit:
+        return bids_label(explicit.group(1))
+    words = [w.lower() for w in _DESCRIPTION_TOKENS.findall(description or "")]
+    if any(w in _REST_WORDS for w in words):
+        return "rest"
+    task = next((w for w in words if w not in _BOLD_WORDS and len(w) > 1), None)
+    return bids_label(task) if task else default
+
+
+def _series_variant(name: BidsName, record: LabelRecord) -> BidsName:
+    """What the class alone cannot say, read from the series' ImageType (else its description).
+
+    A Siemens TRACEW is ``trace``, not ``dwi``; an exponential ADC is ``expADC`` and a colour FA
+    ``colFA``, not ``FA``; a reformat (MPR) of another series is not raw data and goes under
+    ``derivatives/scanner`` with ``rec-MPR``.
+    """
+    p = record.prediction
+    tokens = {t.strip().upper() for t in (p.image_type if p else [])}
+    # the description only when the ImageType is unknown: Siemens names the b-images series "…_trace" too
+    evidence = tokens or {w.upper() for w in _DESCRIPTION_TOKENS.findall(p.series_description if p else "")}
+    if name.datatype == "dwi" and name.suffix == "dwi" and evidence & _TRACE:
+        name.suffix, name.derived = "trace", True
+    elif name.datatype == "dwi" and name.suffix == "FA":
+        if evidence & _EXP_ADC:
+            name.suffix = "expADC"
+        elif evidence & _COLOUR:
+            name.suffix = "colFA"
+    if name.datatype == "func" and "task" in name.entities:
+        name.entities["task"] = task_label(p.series_description if p else "", name.entities["task"])
+    if "DERIVED" in tokens and tokens & _REFORMAT and name.in_raw_tree:
+        name.derived, name.location = True, "derivatives/scanner"
+        name.entities["rec"] = "MPR"
+    return name
 
 
 def _number_runs(names: dict[str, BidsName], records: dict[str, LabelRecord]) -> None:
@@ -173,8 +240,9 @@ def _number_runs(names: dict[str, BidsName], records: dict[str, LabelRecord]) ->
             names[uid].entities["run"] = f"{k // per_run + 1:02d}"
 
 
-def _selected(names: dict[str, BidsName], include_derived: bool) -> list[BidsName]:
-    return [n for n in names.values() if include_derived or not n.derived]
+def selected_for_conversion(names: dict[str, BidsName], include_derived: bool) -> list[BidsName]:
+    """What a converter config converts: raw series; with ``include_derived`` also derived and non-BIDS ones."""
+    return [n for n in names.values() if include_derived or not (n.derived or n.location)]
 
 
 def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -> dict:
@@ -183,21 +251,134 @@ def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -
     Run it per subject/session: ``dcm2bids -d DICOM_DIR -p <subject> [-s <session>] -c config.json``.
     """
     descriptions = []
-    for n in _selected(names, include_derived):  # in the records' order: patient, study, series number
-        uid = glob.escape(n.series_uid)  # a UID of "*" must not match every sidecar
-        if n.suffix == FIELDMAP_SUFFIX:
-            files = [("magnitude1", [f"*_{uid}_e1.json"]), ("magnitude2", [f"*_{uid}_e2.json"]),
-                     (n.suffix, [f"*_{uid}.json", f"*_{uid}_ph.json", f"*_{uid}_e2_ph.json"])]
-        else:
-            files = [(n.suffix, [f"*_{uid}.json", f"*_{uid}_*.json"])]
-        for suffix, patterns in files:
+    for n in selected_for_conversion(names, include_derived):  # in the records' order: patient, study, series number
+        stem = f"*_{glob.escape(n.series_uid)}"  # a UID of "*" must not match every sidecar
+        for suffix, patterns, extra in _dcm2bids_files(n, stem):
             description = {"datatype": n.datatype, "suffix": suffix, "criteria": {"SidecarFilename": {"any": patterns}}}
-            if n.entities:
-                description["custom_entities"] = n.entity_string
+            entities = "_".join(x for x in (n.entity_string, extra) if x)
+            if entities:
+                description["custom_entities"] = entities
             if n.datatype == "func" and "task" in n.entities:
                 description["sidecar_changes"] = {"TaskName": n.entities["task"]}
-            descriptions.append(description)
-    return {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": descriptions}
+            descriptions.append((n, description))
+    _link_fieldmaps(descriptions)
+    return {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": [d for _, d in descriptions]}
+
+
+# what a field map corrects: BIDS wants the field map to say so (IntendedFor), as dcm2bids writes it from ids
+FIELDMAP_TARGETS = ("func", "dwi")
+
+
+def _link_fieldmaps(descriptions: list[tuple[BidsName, dict]]) -> None:
+    """Give the BOLD and diffusion descriptions ids and list them in the IntendedFor of their session's field maps."""
+    targets: dict[tuple, list[str]] = defaultdict(list)
+    for k, (n, description) in enumerate(descriptions):
+        if n.datatype in FIELDMAP_TARGETS:
+            description["id"] = f"sc{k:03d}"
+            targets[(n.subject, n.session)].append(description["id"])
+    for n, description in descriptions:
+        ids = targets.get((n.subject, n.session))
+        if n.datatype == "fmap" and ids:
+            description.setdefault("sidecar_changes", {})["IntendedFor"] = list(ids)
+
+
+def _glob_literal(text: str) -> str:
+    """``text`` as an fnmatch pattern matching only itself (dcm2bids compares criteria with fnmatch)."""
+    return "".join(f"[{c}]" if c in "[]*?" else c for c in text)
+
+
+# reusable configs have no UID in the file name: dcm2niix ends it with this marker, after which come its own
+# suffixes (_e1, _ph, …), so the same per-file patterns apply
+REUSABLE_MARK = "sc"
+REUSABLE_DCM2NIIX_OPTIONS = f"-b y -ba y -z y -f %3s_%p_{REUSABLE_MARK}"
+
+
+def reusable_dcm2bids_config(
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, include_derived: bool = False
+) -> tuple[dict, list[str]]:
+    """A dcm2bids (v3) config for the next subjects of the same site: (config, what could not become a rule).
+
+    One rule per SeriesDescription and ImageType the labelled series of a BIDS name had (the ImageType
+    also where dcm2niix appends MAGNITUDE/PHASE to it). No UID, nothing subject-specific; dcm2bids numbers
+    runs itself. Echoes and field-map files are
+    told apart by dcm2niix's file suffixes as in the exact config. A description that still leads to two
+    names, or a series without one, is reported instead of guessed.
+    """
+    names = bids_names(records, vocabulary)
+    kept = {n.series_uid for n in selected_for_conversion(names, include_derived)}
+    by_description: dict[str, dict[tuple, dict]] = defaultdict(dict)
+    problems = []
+    for r in records:
+        n = names.get(r.series_uid)
+        if n is None or r.series_uid not in kept:
+            continue
+        p = r.prediction
+        description = (p.series_description if p else "").strip()
+        if not description:
+            problems.append(f"series {r.series_uid}: no SeriesDescription to make a rule from")
+            continue
+        n = replace(n, entities={k: v for k, v in n.entities.items() if k != "run"})
+        by_description[description].setdefault(tuple(p.image_type), {})[(n.datatype, n.suffix, n.entity_string)] = n
+    rules = []
+    for description, by_type in sorted(by_description.items()):
+        match = {"SeriesDescription": _glob_literal(description)}
+        for image_type, named in sorted(by_type.items()):
+            if len(named) > 1:
+                problems.append(f"{description!r}: series with the same description and ImageType are labelled "
+                                f"{' and '.join(sorted(k[1] for k in named))}; no rule")
+                continue
+            # the ImageType too, always: descriptions are wrong or reused often enough (a T2* protocol named
+            # "SWI_Images" at one visit) that a description alone would misplace series
+            criteria = {**match, "ImageType": _image_type_patterns(image_type)} if image_type else match
+            rules += _rules(next(iter(named.values())), criteria)
+    return {"dcm2niixOptions": REUSABLE_DCM2NIIX_OPTIONS, "descriptions": rules}, problems
+
+
+# what dcm2niix appends to a sidecar's ImageType (Siemens magnitude/phase images): a DICOM ImageType matches
+# with or without it
+_DCM2NIIX_IMAGE_TYPE_TAILS = ([], ["MAGNITUDE"], ["PHASE"], ["REAL"], ["IMAGINARY"])
+
+
+def _image_type_patterns(image_type: tuple) -> dict:
+    values = [_glob_literal(str(v)) for v in image_type]
+    return {"any": [values + tail for tail in _DCM2NIIX_IMAGE_TYPE_TAILS]}
+
+
+def _rules(n: BidsName, match: dict) -> list[dict]:
+    out = []
+    for suffix, patterns, extra in _dcm2bids_files(n, stem=f"*_{REUSABLE_MARK}"):
+        description = {"datatype": n.datatype, "suffix": suffix,
+                       "criteria": {**match, "SidecarFilename": {"any": patterns}}}
+        entities = "_".join(x for x in (n.entity_string, extra) if x)
+        if entities:
+            description["custom_entities"] = entities
+        if n.datatype == "func" and "task" in n.entities:
+            description["sidecar_changes"] = {"TaskName": n.entities["task"]}
+        out.append(description)
+    return out
+
+
+# dcm2niix names the echoes of a multi-echo series _e1, _e2, …: each its own echo- entity (BIDS), never two runs
+MAX_ECHOES = 5  # multi-echo BOLD and T2* rarely have more; later echoes stay unconverted (dcm2bids says so)
+# where the schema has the echo entity and the validators agree (npm bids-validator 1.15 refuses echo- on asl)
+ECHO_DATATYPES = ("anat", "func")
+
+
+def _dcm2bids_files(n: BidsName, stem: str = "") -> list[tuple[str, list[str], str]]:
+    """(suffix, sidecar file name patterns, extra entity) for each file dcm2niix makes of one series.
+
+    ``stem``: the glob of the file name before dcm2niix's own suffixes (``*_<uid>`` by default). The
+    patterns of one series never overlap (dcm2bids skips a sidecar that two descriptions match).
+    """
+    stem = stem or f"*_{n.series_uid}"
+    if n.suffix == FIELDMAP_SUFFIX:
+        return [("magnitude1", [f"{stem}_e1.json"], ""), ("magnitude2", [f"{stem}_e2.json"], ""),
+                (n.suffix, [f"{stem}.json", f"{stem}_ph.json", f"{stem}_e2_ph.json"], "")]
+    if n.datatype not in ECHO_DATATYPES:
+        return [(n.suffix, [f"{stem}.json", f"{stem}_*.json"], "")]
+    files = [(n.suffix, [f"{stem}.json", f"{stem}_[!e]*.json"], "")]
+    files += [(n.suffix, [f"{stem}_e{k}.json", f"{stem}_e{k}_*.json"], f"echo-{k}") for k in range(1, MAX_ECHOES + 1)]
+    return files
 
 
 HEUDICONV_TEMPLATE = '''"""heudiconv heuristic written by SeriesClassifier{version_note}.
@@ -209,6 +390,9 @@ Run: heudiconv --files DICOM_DIR -s <subject> [-ss <session>] -f this_file.py -c
 
 # SeriesInstanceUID -> (datatype, name after the subject/session prefix)
 SERIES = {series}
+
+# heudiconv writes each field map's IntendedFor: the BOLD/DWI runs it is closest to in time
+POPULATE_INTENDED_FOR_OPTS = {{"matching_parameters": ["Force"], "criterion": "Closest"}}
 
 
 def create_key(template, outtype=("nii.gz",), annotation_classes=None):
@@ -234,10 +418,28 @@ def infotodict(seqinfo):
 '''
 
 
+def reusable_heudiconv_heuristic(models: str | None = None, include_derived: bool = False, version: str = "") -> str:
+    """Source of the heudiconv heuristic that classifies each series of any subject (no UIDs inside).
+
+    The module is ``Resources/heudiconv_heuristic.py`` with its settings filled in.
+    """
+    from ..resources import resource_path
+
+    source = resource_path("heudiconv_heuristic.py").read_text(encoding="utf-8")
+    settings = {
+        "MODELS = None": f"MODELS = {models!r}",
+        "INCLUDE_DERIVED = False": f"INCLUDE_DERIVED = {bool(include_derived)!r}",
+        'WRITTEN_BY = "SeriesClassifier"': f"WRITTEN_BY = {('SeriesClassifier ' + version).strip()!r}",
+    }
+    for default, value in settings.items():
+        source = source.replace(default, value, 1)
+    return source
+
+
 def heudiconv_heuristic(names: dict[str, BidsName], include_derived: bool = False, version: str = "") -> str:
     """Source of a heudiconv heuristic module that reproduces ``names``."""
     entries = []
-    for n in _selected(names, include_derived):
+    for n in selected_for_conversion(names, include_derived):
         tail = "_".join(p for p in (n.entity_string, n.suffix) if p)
         entries.append(f"    {json.dumps(n.series_uid)}: ({json.dumps(n.datatype)}, {json.dumps(tail)}),")
     series = "{\n" + "\n".join(entries) + "\n}" if entries else "{}"

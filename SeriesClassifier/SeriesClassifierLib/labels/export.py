@@ -1,8 +1,9 @@
 """Exports of the label store: CSV and JSON tables, the BIDS mapping, dcm2bids and heudiconv configs.
 
 Columns are stable and documented in docs/EXPORTS.md; add new ones at the end.
-``anonymise`` leaves out what identifies a patient (patient ID, free-text notes)
-and numbers subjects 01, 02, … instead of using patient IDs.
+``anonymise`` (the default: privacy unless asked otherwise) leaves out what identifies a
+patient (patient ID, free-text notes) and numbers subjects 01, 02, … instead of using patient
+IDs; ``anonymise=False`` keeps them, for the site's own use.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import Any
 from .. import __version__
 from ..errors import OutputError
 from ..vocabulary import Vocabulary, load_vocabulary
-from .bids import BidsName, bids_names, dcm2bids_config, heudiconv_heuristic
+from .bids import (
+    BidsName,
+    bids_names,
+    dcm2bids_config,
+    heudiconv_heuristic,
+    selected_for_conversion,
+)
 from .safe_text import csv_cell
 from .store import LabelRecord, record_row, utc_now
 
@@ -60,6 +67,12 @@ def csv_columns(vocabulary: Vocabulary) -> list[str]:
         "bids_entities",
         "bids_filename",
         "bids_derived",
+        "n_images",
+        "n_frames",
+        "reason",
+        "error",
+        "bids_location",
+        "outcome",
     ]
 
 
@@ -68,7 +81,7 @@ def select(records: Sequence[LabelRecord], reviewed_only: bool = False) -> list[
 
 
 def export_rows(
-    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = False
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = True
 ) -> list[dict[str, Any]]:
     """One dict per series: the store's columns joined with the BIDS mapping (JSON structure)."""
     vocabulary = vocabulary or load_vocabulary()
@@ -78,6 +91,12 @@ def export_rows(
         row = record_row(r)
         top = r.prediction.sequence.top(3) if r.prediction and r.prediction.sequence else []
         row["predicted_top3"] = [[label, round(p, 4)] for label, p in top]
+        p = r.prediction
+        row["n_images"] = p.n_images if p else None
+        row["n_frames"] = (p.n_frames or p.n_images) if p else None
+        row["reason"] = " | ".join(p.reasons[:3]) if p else None
+        row["error"] = p.error if p else None
+        row["outcome"] = p.outcome if p else None
         name = names.get(r.series_uid)
         row["bids"] = name.to_dict() if name else None
         if anonymise:
@@ -89,7 +108,11 @@ def export_rows(
 
 def _flat(row: dict[str, Any], vocabulary: Vocabulary) -> dict[str, Any]:
     flat = {k: v for k, v in row.items() if k not in ("attributes", "bids", "predicted_sequence_probabilities")}
+    # the spelling of TaskPrediction.top_text, as classify's CSV writes it
     flat["predicted_top3"] = ";".join(f"{label}:{p:.4f}" for label, p in row["predicted_top3"])
+    for key in ("predicted_sequence_probability", "predicted_orientation_probability"):
+        if flat.get(key) is not None:
+            flat[key] = f"{flat[key]:.4f}"  # as classify writes them: 0.5980, not 0.598
     for code in vocabulary.attribute_codes:
         flat[f"attribute_{code}"] = row["attributes"].get(code)
     bids = row["bids"] or {}
@@ -100,6 +123,7 @@ def _flat(row: dict[str, Any], vocabulary: Vocabulary) -> dict[str, Any]:
     flat["bids_entities"] = "_".join(f"{k}-{v}" for k, v in (bids.get("entities") or {}).items())
     flat["bids_filename"] = bids.get("filename")
     flat["bids_derived"] = bids.get("derived")
+    flat["bids_location"] = bids.get("location")
     return flat
 
 
@@ -123,7 +147,7 @@ def to_csv(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None)
     return buffer.getvalue()
 
 
-def to_json(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None, anonymise: bool = False) -> str:
+def to_json(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None, anonymise: bool = True) -> str:
     vocabulary = vocabulary or load_vocabulary()
     document = {
         "format": "seriesclassifier-labels",
@@ -146,7 +170,7 @@ def export(
     records: Sequence[LabelRecord],
     fmt: str,
     vocabulary: Vocabulary | None = None,
-    anonymise: bool = False,
+    anonymise: bool = True,
     include_derived: bool = False,
 ) -> str:
     """The text of one export format for ``records``."""
@@ -162,6 +186,22 @@ def export(
     if fmt == "dcm2bids":
         return json.dumps(dcm2bids_config(names, include_derived), indent=2) + "\n"
     return heudiconv_heuristic(names, include_derived, version=__version__)
+
+
+def export_summary(
+    records: Sequence[LabelRecord], fmt: str, vocabulary: Vocabulary | None = None, include_derived: bool = False
+) -> str:
+    """What an export holds, counted the way its file counts: '19 of 37 series (12 derived left out: …)'."""
+    if fmt in ("csv", "json"):
+        return f"{len(records)} series"
+    names = bids_names(records, vocabulary or load_vocabulary())
+    kept = list(names.values()) if fmt == "bids" else selected_for_conversion(names, include_derived)
+    left = []
+    if len(kept) < len(names):
+        left.append(f"{len(names) - len(kept)} derived or outside BIDS left out (--include-derived keeps them)")
+    if len(names) < len(records):
+        left.append(f"{len(records) - len(names)} with no BIDS place (OTHER, unlabelled)")
+    return f"{len(kept)} of {len(records)} series" + (f" ({'; '.join(left)})" if left else "")
 
 
 def write_export(text: str, out: str | Path) -> Path:

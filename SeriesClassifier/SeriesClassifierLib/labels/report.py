@@ -87,7 +87,13 @@ def _card(item: ReportItem, anonymise: bool) -> str:
     number = "?" if not p or p.series_number is None else p.series_number
     description = (p.series_description if p else "") or "(no description)"
     agree_class, agree_text = agreement(r)
-    lines = [f'<div class="{" ".join(classes)}" data-uid="{_e(r.series_uid)}">', picture, '<div class="info">']
+    # the export's column names and spellings, so a script reading the page reads the CSV the same way
+    data = {"predicted-sequence": p.sequence.label if p and p.sequence else "",
+            "predicted-top3": p.sequence.top_text(3) if p and p.sequence else "",
+            "label-sequence": r.sequence or "", "review-state": r.state}
+    attributes = "".join(f' data-{k}="{_e(v)}"' for k, v in data.items())
+    lines = [f'<div class="{" ".join(classes)}" data-uid="{_e(r.series_uid)}"{attributes}>', picture,
+             '<div class="info">']
     lines.append(f'<div class="title"><span class="num">#{_e(number)}</span> {_e(description)}</div>')
     if p and p.error:
         lines.append(f'<div class="error">could not classify: {_e(_told(p.error, r, anonymise))}</div>')

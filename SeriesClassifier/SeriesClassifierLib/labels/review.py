@@ -73,6 +73,19 @@ def review_order(records: Sequence[LabelRecord], include_reviewed: bool = False)
     return sorted(todo, key=lambda r: (not (r.prediction and r.prediction.needs_review), _confidence(r)))
 
 
+def images_text(n_files: int, n_frames: int = 0) -> str:
+    """'24 images', '1 image', or '48 frames in 1 file' for multi-frame objects (frames are what a person counts)."""
+    if n_frames and n_frames != n_files:
+        return f"{n_frames} frames in {n_files} file{'s' if n_files != 1 else ''}"
+    return f"{n_files} image{'s' if n_files != 1 else ''}"
+
+
+def study_text(p: SeriesPrediction) -> str:
+    """Which study a series belongs to: series numbers repeat across studies, so a number alone is ambiguous."""
+    study = f"study …{p.study_uid[-8:]}" if p.study_uid else "an unknown study"
+    return f"{study} (patient {p.patient_id})" if p.patient_id else study
+
+
 def _task(t) -> str:
     return f"{t.label} {t.probability:.2f}" if t else "—"
 
@@ -83,8 +96,8 @@ def describe(r: LabelRecord, position: str = "") -> str:
     lines = []
     if p:
         number = "?" if p.series_number is None else p.series_number
-        lines.append(f"{position} series {number} “{p.series_description or '(no description)'}”  "
-                     f"{p.n_images} images  uid {r.series_uid}")
+        lines.append(f"{position} series {number} “{p.series_description or '(no description)'}” of "
+                     f"{study_text(p)}  {images_text(p.n_images, p.n_frames)}  uid {r.series_uid}")
         if p.error:
             lines.append(f"  could not classify: {p.error}")
         flag = "   NEEDS REVIEW" if p.needs_review else ""

@@ -45,9 +45,9 @@ from ..errors import StoreError
 from ..prediction import SeriesPrediction
 from ..vocabulary import Vocabulary, load_vocabulary
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # SQLite header field (offset 68) marking a file as a label store: "SClb". Only a file carrying it, or a
-# store written before it existed (our tables, schema 1..2), is opened; Slicer's ctkDICOM.sql never is.
+# store written before it existed (our tables, schema 1 or later), is opened; Slicer's ctkDICOM.sql never is.
 APPLICATION_ID = 0x53436C62
 _OUR_TABLES = {"predictions", "events"}
 SOURCES = ("slicer", "cli", "review", "import", "api")
@@ -127,8 +127,21 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute(_CURRENT_LABELS_VIEW)
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """What each prediction was made from, so commands reuse it instead of classifying again.
+
+    ``content_key``: the series' files when it was classified (``SeriesRef.content_key``); ``model_key``:
+    the models folder's version and the models run. NULL for predictions recorded before (or by a
+    caller that does not know): the commands treat those as unchanged unless told which models to use.
+    """
+    conn.execute("ALTER TABLE predictions ADD COLUMN content_key TEXT")
+    conn.execute("ALTER TABLE predictions ADD COLUMN model_key TEXT")
+
+
 # from-version -> function bringing the file to from-version + 1, run inside one transaction
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3,
+}
 
 
 @dataclass
@@ -344,9 +357,16 @@ class LabelStore:
 
     # -- writing ------------------------------------------------------------------------------------------------
 
-    def record_predictions(self, predictions: Iterable[SeriesPrediction]) -> int:
-        """Keep the models' answers (replacing older ones for the same series); returns how many."""
+    def record_predictions(
+        self, predictions: Iterable[SeriesPrediction], keys: dict[str, tuple[str, str]] | None = None
+    ) -> int:
+        """Keep the models' answers (replacing older ones for the same series); returns how many.
+
+        ``keys``: series_uid -> (content_key, model_key), what each prediction was made from (see
+        ``prediction_keys``); a series without keys gets NULL, "made from something unknown".
+        """
         now = utc_now()
+        keys = keys or {}
         rows = [
             (
                 p.series_uid,
@@ -359,18 +379,20 @@ class LabelStore:
                 now,
                 p.sequence.label if p.sequence else None,
                 p.orientation.label if p.orientation else None,
+                *keys.get(p.series_uid, (None, None)),
             )
             for p in predictions
         ]
         with self._write() as c:
             c.executemany(
                 "INSERT INTO predictions (series_uid, study_uid, patient_id, series_number, series_description, "
-                "model_version, prediction_json, recorded_at, predicted_sequence, predicted_orientation) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(series_uid) DO UPDATE SET "
+                "model_version, prediction_json, recorded_at, predicted_sequence, predicted_orientation, content_key, "
+                "model_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(series_uid) DO UPDATE SET "
                 "study_uid=excluded.study_uid, patient_id=excluded.patient_id, series_number=excluded.series_number, "
                 "series_description=excluded.series_description, model_version=excluded.model_version, "
                 "prediction_json=excluded.prediction_json, recorded_at=excluded.recorded_at, "
-                "predicted_sequence=excluded.predicted_sequence, predicted_orientation=excluded.predicted_orientation",
+                "predicted_sequence=excluded.predicted_sequence, predicted_orientation=excluded.predicted_orientation, "
+                "content_key=excluded.content_key, model_key=excluded.model_key",
                 rows,
             )
         return len(rows)
@@ -558,6 +580,20 @@ class LabelStore:
 
     def current(self, series_uid: str) -> LabelRecord | None:
         return self._record(self._conn, series_uid)
+
+    def prediction_keys(self) -> dict[str, tuple[str | None, str | None]]:
+        """series_uid -> (content_key, model_key) of every stored prediction (None where unknown)."""
+        rows = self._conn.execute("SELECT series_uid, content_key, model_key FROM predictions").fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def predictions(self, series_uids: Iterable[str]) -> dict[str, SeriesPrediction]:
+        """The stored predictions of these series (those the store has)."""
+        out = {}
+        for uid in series_uids:
+            p = self.prediction(uid)
+            if p is not None:
+                out[uid] = p
+        return out
 
     def predicted_uids(self) -> set[str]:
         return {r[0] for r in self._conn.execute("SELECT series_uid FROM predictions").fetchall()}

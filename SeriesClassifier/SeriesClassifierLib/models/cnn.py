@@ -301,11 +301,11 @@ class CnnModel:
             for name, values in self.config.attributes.items()
         }
         profile = [dict(zip(classes["sequence"], (float(p) for p in row))) for row in probs["sequence"]]
-        abstain = None
+        unfamiliar = None
         if self.novelty is not None and slice_out.get("embedding") is not None:
-            abstain = self.novelty.note(np.asarray(slice_out["embedding"]).mean(axis=0))
+            unfamiliar = self.novelty.note(np.asarray(slice_out["embedding"]).mean(axis=0))
         return ModelOutput(model=self.name, sequence=seq, orientation=ori, attributes=attrs, reason=reason,
-                           slice_profile=profile, abstain=abstain)
+                           slice_profile=profile, unfamiliar=unfamiliar)
 
     def predict_sampled(self, sampled: SampledSlices) -> ModelOutput:
         reason = f"{len(sampled.slice_indices)} slice(s) of {len(sampled.stack)}"

@@ -93,7 +93,9 @@ class EmbeddingNovelty:
     The reference is the mean embedding of generated series like the training data; the threshold a
     percentile of the same distance on held-out generated profiles, so nothing real sets it. On the
     real development set the distance separates the CNN's wrong answers from its right ones better
-    than its own confidence does (docs/REAL_DATA.md); beyond the threshold the CNN abstains.
+    than its own confidence does (docs/REAL_DATA.md). Beyond the threshold the CNN's answer is marked
+    unfamiliar: beside the forest it still votes (on the development set its dissent caught more
+    errors than dropping it saved), alone it is a guess (outcome "unknown").
     """
 
     reference: np.ndarray  # (n, D) unit vectors

@@ -43,6 +43,8 @@ def _base(series: Series, bundle: ModelBundle) -> SeriesPrediction:
         series_number=series.series_number,
         series_description=series.series_description,
         n_images=series.n_images,
+        n_frames=series.n_frames,
+        image_type=[str(t) for t in (series.header.get("ImageType") or [])],
         model_version=bundle.version,
     )
 
@@ -120,16 +122,14 @@ def _weigh_the_header(series: Series, outputs: dict[str, ModelOutput]
     return voters, ["header has no MR acquisition parameters (TR/TE): the forest's answer is a guess"], True
 
 
-def _without_abstainers(voters: dict[str, ModelOutput]) -> tuple[dict[str, ModelOutput], list[str], list[str]]:
-    """(voters, notes, review reasons): a model that abstains leaves the answer to the others.
+def _unfamiliar(voters: dict[str, ModelOutput]) -> tuple[list[str], bool]:
+    """(notes, guess): what the models say is unlike their training; ``guess`` when every voter says so.
 
-    The CNN abstains on images unlike its training images, where it is mostly wrong, and wrong with
-    confidence; alone, it still answers, and the series goes to review saying why.
+    Beside another model an unfamiliar one still votes: on the real development set its dissent sent
+    more wrong answers to review than dropping it put right (docs/REAL_DATA.md).
     """
-    kept = {name: o for name, o in voters.items() if not o.abstain}
-    if kept:
-        return kept, [f"{name} left out: {o.abstain}" for name, o in voters.items() if o.abstain], []
-    return voters, [], [f"{name}: {o.abstain}" for name, o in voters.items()]
+    notes = [f"{name}: {o.unfamiliar}" for name, o in voters.items() if o.unfamiliar]
+    return notes, bool(voters) and len(notes) == len(voters)
 
 
 def decide(
@@ -142,8 +142,7 @@ def decide(
     prediction = _base(series, bundle)
     voters, review, blind = _weigh_the_header(series, outputs)
     review = list(failures or []) + list(series.conflicts) + review  # contradicting files: never unreviewed
-    voters, left_out, alone = _without_abstainers(voters)
-    review += alone
+    unfamiliar, guess = _unfamiliar(voters)
     combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_contrast_context(pooled, series))
     sequence = combined.sequence
     review += [f"{name}: {note}" for name, o in voters.items() for note in o.novelty]
@@ -153,9 +152,9 @@ def decide(
     prediction.sequence = sequence
     prediction.orientation = combined.orientation
     prediction.attributes = combined.attributes
-    prediction.unknown = unknown_reason(sequence, bundle.ensemble.unknown_threshold, not_brain, blind)
+    prediction.unknown = unknown_reason(sequence, bundle.ensemble.unknown_threshold, not_brain, blind, guess)
     prediction.needs_review = combined.needs_review or bool(review) or prediction.unknown is not None
-    prediction.reasons = combined.reasons + review + left_out + series.warnings
+    prediction.reasons = combined.reasons + review + unfamiliar + series.warnings
     prediction.models = outputs
     cnn_out = outputs.get("cnn")
     prediction.slice_profile = getattr(cnn_out, "slice_profile", None)
@@ -165,7 +164,7 @@ def decide(
 
 
 def unknown_reason(sequence: TaskPrediction | None, threshold: float, not_brain: str | None,
-                   blind: bool) -> str | None:
+                   blind: bool, unfamiliar: bool = False) -> str | None:
     """Why the models cannot tell what a series is, or None when their answer means something.
 
     The best guess stays in the prediction for the reviewer; an export or a count of what a study
@@ -177,6 +176,8 @@ def unknown_reason(sequence: TaskPrediction | None, threshold: float, not_brain:
         return f"not brain MR ({not_brain})"
     if blind:
         return "nothing to read: no acquisition parameters, ImageType or sequence name, and no image"
+    if unfamiliar:
+        return "the only model that answered has not seen anything like this series: its answer is a guess"
     if sequence.probability < threshold:
         return (f"the models cannot tell: best guess {sequence.label} at {sequence.probability:.2f} "
                 f"(answers below {threshold:.2f} are right too rarely to count)")

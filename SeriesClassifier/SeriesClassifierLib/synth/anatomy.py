@@ -41,12 +41,15 @@ Coordinates: the template grid is in MNI space expressed in DICOM LPS (mm).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from ..errors import MissingDependencyError
 
 BASE_TISSUES = ("GM", "WM", "CSF", "FAT", "BONE", "MUSCLE", "EYE", "DURA", "CHOROID", "PITUITARY")
 OVERLAY_TISSUES = ("MS", "EDEMA", "NECROSIS", "TUMOR", "STROKE", "BLEED", "ARTERY", "VEIN")
@@ -152,11 +155,22 @@ class Phantom:
 # ---------------------------------------------------------------- template (once per process)
 
 
-def _package_file(package: str, relative: str) -> str:
-    import importlib
+GENERATOR_INSTALL = "pip install 'seriesclassifier[synth]'"
 
-    mod = importlib.import_module(package)
-    path = os.path.join(os.path.dirname(mod.__file__), relative)
+
+def _missing(what: str) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"the simulated-study generator needs {what} (nibabel reads, nilearn and pydeface ship the anatomy "
+        f"templates); they are an optional extra: {GENERATOR_INSTALL}"
+    )
+
+
+def _package_file(package: str, relative: str) -> str:
+    """A data file shipped inside ``package``, found without importing it (pydeface's import pulls nipype)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing(f"{package}, which is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], relative)
     if not os.path.exists(path):
         raise FileNotFoundError(f"anatomy source {path} missing: reinstall {package}")
     return path
@@ -219,7 +233,10 @@ def _ellipsoid_field(points: np.ndarray, center: np.ndarray, radii: np.ndarray, 
 @lru_cache(maxsize=1)
 def load_template() -> Template:
     """Build the base tissue maps from the packaged templates (≈2–4 s, once per process)."""
-    import nibabel as nib
+    try:
+        import nibabel as nib
+    except ImportError:
+        raise _missing("nibabel, which is not installed") from None
 
     mni_dir = "datasets/data/"
     t1_img = nib.load(_package_file("nilearn", mni_dir + "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"))
