@@ -84,6 +84,8 @@ def test_every_command_on_every_bad_input_ends_in_an_exit_code(tmp_path, good, c
     assert code != 70, err  # the last-resort handler: a bug, not a message
     if kind in ("missing", "broken-db", "foreign-sqlite", "empty-file") and command in ("label", "review", "export"):
         assert code != 0 and err.strip(), err
+    if command == "label-import":  # no input here is a labels CSV: nothing imported is a failure, not exit 0
+        assert code != 0 and err.strip(), err
 
 
 @pytest.mark.parametrize("manifest", [
@@ -111,3 +113,12 @@ def test_train_with_a_code_outside_the_vocabulary_is_told_before_any_work(tmp_pa
     err = capsys.readouterr().err
     assert code == 2 and "labels.csv" in err and "T1_MPRAGE" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
+
+
+def test_evaluate_with_only_unknown_codes_fails_and_names_them(tmp_path, good, capsys):
+    uid = write_series(tmp_path / "data" / "s", "T2", n_slices=2, size=4)
+    (tmp_path / "labels.csv").write_text(f"series_uid,sequence\n{uid},T1_MPRAGE\n")
+    code = main(["evaluate", str(tmp_path / "data"), "--labels", str(tmp_path / "labels.csv"),
+                 "--out", str(tmp_path / "ev"), "--no-cnn"])
+    err = capsys.readouterr().err
+    assert code == 2 and "1 of 1 labels not in the vocabulary" in err and "T1_MPRAGE" in err
