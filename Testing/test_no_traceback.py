@@ -122,3 +122,21 @@ def test_evaluate_with_only_unknown_codes_fails_and_names_them(tmp_path, good, c
                  "--out", str(tmp_path / "ev"), "--no-cnn"])
     err = capsys.readouterr().err
     assert code == 2 and "1 of 1 labels not in the vocabulary" in err and "T1_MPRAGE" in err
+
+
+def test_the_event_reader_keeps_long_lines_bounded_and_the_events_around_them(monkeypatch):
+    """Issue 17 item 10: a 20 MB line took 10 s (every chunk re-joined and re-split the whole buffer) and
+    held it all in memory. Chunks without a newline are now only kept, and a line beyond the cap is dropped."""
+    from SeriesClassifierLib.run import worker
+
+    monkeypatch.setattr(worker, "MAX_EVENT_LINE", 1 << 20)
+    reader = worker.EventReader()
+    events = reader.feed(b'{"type": "start", "to')
+    events += reader.feed(b'tal": 2}\n{"type": "log", "message": "')
+    for _ in range(40):  # 2.5 MB of one line in 64 kB chunks, as QProcess delivers them
+        events += reader.feed(b"x" * 65536)
+    assert reader._pending_size == 0  # dropped at the cap, not kept
+    events += reader.feed(b'"}\n{"type": "result", "series_uid": "1"}\n{"type": "done"}')
+    events += reader.flush()
+    assert [e["type"] for e in events] == ["start", "log", "result", "done"]
+    assert events[0]["total"] == 2 and "dropped" in events[1]["message"]
