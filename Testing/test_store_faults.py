@@ -198,3 +198,30 @@ def test_database_entries_leading_out_of_its_folder_are_not_followed(tmp_path):
     (ref,) = SlicerDatabaseSource(tmp_path / "db")
     assert ref.files == [tmp_path / "db" / "dicom" / "im000.dcm"]
     assert [str(p) for p in ref.missing] == ["../outside/im000.dcm"]
+
+
+def test_a_fault_at_the_end_of_a_run_leaves_the_results_written_so_far(tmp_path, monkeypatch, capsys):
+    """Results are written as the run goes (every WRITE_EVERY_SECONDS, 0 here) and atomically: a full disk at
+    the final write leaves the last complete table, not nothing and not half a file."""
+    import csv
+
+    from SeriesClassifierLib.commands import classify as classify_command
+    from SeriesClassifierLib.errors import OutputError
+
+    for k in range(3):
+        write_series(tmp_path / "study" / f"s{k}", f"T2 {k}", n_slices=2, size=4, number=k + 1)
+    real = classify_command.write_results
+
+    def disk_fills_at_the_third(predictions, out):
+        if len(predictions) >= 3:
+            raise OutputError(f"cannot write {out}: No space left on device")
+        real(predictions, out)
+
+    monkeypatch.setattr(classify_command, "WRITE_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(classify_command, "write_results", disk_fills_at_the_third)
+    out = tmp_path / "results.csv"
+    code = main(["classify", str(tmp_path / "study"), "--out", str(out), "--no-cnn", "--quiet"])
+    err = _no_traceback(capsys)
+    assert code != 0 and "No space left on device" in err
+    assert len(list(csv.DictReader(out.open()))) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "study"]

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
 from ..prediction import SeriesPrediction
@@ -97,6 +98,33 @@ def gradcam_writer(cnn, out_dir: Path):
     return write
 
 
+WRITE_EVERY_SECONDS = 10.0  # how often a long run's results so far are written out
+
+
+class IncrementalResults:
+    """An ``on_result`` hook that rewrites the results file (atomically) every WRITE_EVERY_SECONDS.
+
+    A fault late in a long run (a full disk at the end, a crash) then leaves the series done until the last
+    write, instead of nothing; the final write after the run is the whole table, as before.
+    """
+
+    def __init__(self, out: Path, then=None):
+        self.out, self.then, self.done = out, then, []
+        self.last = time.monotonic()
+
+    def __call__(self, series, prediction: SeriesPrediction) -> None:
+        if self.then is not None:
+            self.then(series, prediction)
+        self.done.append(prediction)
+        if time.monotonic() - self.last < WRITE_EVERY_SECONDS:
+            return
+        try:
+            write_results(self.done, self.out)
+        except OSError as exc:  # OutputError; the run goes on and the final write reports it
+            print(f"warning: results so far not written: {exc}", file=sys.stderr)
+        self.last = time.monotonic()
+
+
 class ProgressBar:
     """A one-line bar on stderr, only when stderr is a terminal."""
 
@@ -142,6 +170,7 @@ def run(args) -> int:
                   file=sys.stderr)
             return 2
         on_result = gradcam_writer(bundle.cnn, Path(args.gradcam))
+    on_result = IncrementalResults(out, on_result)
     try:
         predictions = list(
             classify(args.path, bundle, use_forest=not args.no_forest, use_cnn=not args.no_cnn,
