@@ -84,6 +84,8 @@ def test_every_command_on_every_bad_input_ends_in_an_exit_code(tmp_path, good, c
     assert code != 70, err  # the last-resort handler: a bug, not a message
     if kind in ("missing", "broken-db", "foreign-sqlite", "empty-file") and command in ("label", "review", "export"):
         assert code != 0 and err.strip(), err
+    if command == "label-import":  # no input here is a labels CSV: nothing imported is a failure, not exit 0
+        assert code != 0 and err.strip(), err
 
 
 @pytest.mark.parametrize("manifest", [
@@ -111,3 +113,30 @@ def test_train_with_a_code_outside_the_vocabulary_is_told_before_any_work(tmp_pa
     err = capsys.readouterr().err
     assert code == 2 and "labels.csv" in err and "T1_MPRAGE" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
+
+
+def test_evaluate_with_only_unknown_codes_fails_and_names_them(tmp_path, good, capsys):
+    uid = write_series(tmp_path / "data" / "s", "T2", n_slices=2, size=4)
+    (tmp_path / "labels.csv").write_text(f"series_uid,sequence\n{uid},T1_MPRAGE\n")
+    code = main(["evaluate", str(tmp_path / "data"), "--labels", str(tmp_path / "labels.csv"),
+                 "--out", str(tmp_path / "ev"), "--no-cnn"])
+    err = capsys.readouterr().err
+    assert code == 2 and "1 of 1 labels not in the vocabulary" in err and "T1_MPRAGE" in err
+
+
+def test_the_event_reader_keeps_long_lines_bounded_and_the_events_around_them(monkeypatch):
+    """Issue 17 item 10: a 20 MB line took 10 s (every chunk re-joined and re-split the whole buffer) and
+    held it all in memory. Chunks without a newline are now only kept, and a line beyond the cap is dropped."""
+    from SeriesClassifierLib.run import worker
+
+    monkeypatch.setattr(worker, "MAX_EVENT_LINE", 1 << 20)
+    reader = worker.EventReader()
+    events = reader.feed(b'{"type": "start", "to')
+    events += reader.feed(b'tal": 2}\n{"type": "log", "message": "')
+    for _ in range(40):  # 2.5 MB of one line in 64 kB chunks, as QProcess delivers them
+        events += reader.feed(b"x" * 65536)
+    assert reader._pending_size == 0  # dropped at the cap, not kept
+    events += reader.feed(b'"}\n{"type": "result", "series_uid": "1"}\n{"type": "done"}')
+    events += reader.flush()
+    assert [e["type"] for e in events] == ["start", "log", "result", "done"]
+    assert events[0]["total"] == 2 and "dropped" in events[1]["message"]

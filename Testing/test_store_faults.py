@@ -198,3 +198,29 @@ def test_database_entries_leading_out_of_its_folder_are_not_followed(tmp_path):
     (ref,) = SlicerDatabaseSource(tmp_path / "db")
     assert ref.files == [tmp_path / "db" / "dicom" / "im000.dcm"]
     assert [str(p) for p in ref.missing] == ["../outside/im000.dcm"]
+
+
+def test_a_fault_at_the_end_of_a_run_loses_no_classification(tmp_path, monkeypatch, capsys):
+    """Every prediction is in the label store as its series finishes: a full disk at the final write of the
+    table loses no work, and the next classify writes the table without classifying again."""
+    import csv
+
+    from SeriesClassifierLib.commands import classify as classify_command
+    from SeriesClassifierLib.errors import OutputError
+
+    for k in range(3):
+        write_series(tmp_path / "study" / f"s{k}", f"T2 {k}", n_slices=2, size=4, number=k + 1)
+
+    def disk_full(predictions, out):
+        raise OutputError(f"cannot write {out}: No space left on device")
+
+    monkeypatch.setattr(classify_command, "write_results", disk_full)
+    out, store = tmp_path / "results.csv", tmp_path / "labels.sqlite"
+    args = ["classify", str(tmp_path / "study"), "--out", str(out), "--no-cnn", "--store", str(store)]
+    assert main([*args, "--quiet"]) != 0
+    assert "No space left on device" in _no_traceback(capsys)
+    assert not out.exists()
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert "0 classified now" in capsys.readouterr().err
+    assert len(list(csv.DictReader(out.open()))) == 3

@@ -48,6 +48,14 @@ def run(args) -> int:
     except (ValueError, StoreError) as exc:
         print(f"labels: {exc} (give --labels)", file=sys.stderr)
         return 2
+    from ..training.evaluate import unknown_codes
+
+    unknown, given = unknown_codes(labels)
+    if unknown:  # scored as absent, they would give empty or flattering metrics without a word
+        print(f"{'error' if len(unknown) == given else 'warning'}: {labels_path}: {len(unknown)} of {given} labels "
+              f"not in the vocabulary, left out; the first: {unknown[0]}", file=sys.stderr)
+        if len(unknown) == given:
+            return 2
     is_results = path.is_file() and path.suffix.lower() == ".json"
     if args.baseline and is_results:
         print("--baseline needs DICOM to classify, not a results JSON", file=sys.stderr)

@@ -224,25 +224,54 @@ def load_heatmap(path: str | os.PathLike) -> tuple[np.ndarray, Geometry, dict]:
 # --------------------------------------------------------------------------- reading the stream (module side)
 
 
+MAX_EVENT_LINE = 16 << 20  # bytes; the worker's events are a few hundred bytes, a longer line is not one
+
+
 class EventReader:
     """Turns the worker's stdout, in whatever chunks QProcess delivers, into events.
 
     A line that is not JSON (a stray print from a library) becomes ``{"type": "log", "message": line}``.
+    Chunks without a newline are only kept, never re-scanned (re-joining and splitting the whole buffer on
+    every chunk made a 20 MB line cost 10 s inside Slicer), and a line beyond MAX_EVENT_LINE is dropped
+    with a log event instead of growing without bound.
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._overflow = False  # inside a line that was too long: dropped up to its newline
 
     def feed(self, data: bytes | str) -> list[dict]:
         if isinstance(data, str):
             data = data.encode("utf-8")
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        return [e for e in (self._parse(line) for line in lines) if e is not None]
+        if b"\n" not in data:
+            return self._hold(data)
+        head, *middle, tail = data.split(b"\n")
+        events = self._end_line(head)
+        events += [e for e in (self._parse(line) for line in middle) if e is not None]
+        return events + self._hold(tail)
 
     def flush(self) -> list[dict]:
-        rest, self._buffer = self._buffer, b""
-        event = self._parse(rest)
+        return self._end_line(b"")
+
+    def _hold(self, chunk: bytes) -> list[dict]:
+        if self._overflow or not chunk:
+            return []
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+        if self._pending_size <= MAX_EVENT_LINE:
+            return []
+        self._pending, self._pending_size, self._overflow = [], 0, True
+        return [{"type": "log", "message": f"worker output line longer than {MAX_EVENT_LINE} bytes dropped"}]
+
+    def _end_line(self, head: bytes) -> list[dict]:
+        """The line that ``head`` completes (held chunks first); nothing for the end of a dropped line."""
+        line = b"".join(self._pending) + head
+        dropped = self._overflow
+        self._pending, self._pending_size, self._overflow = [], 0, False
+        if dropped:
+            return []
+        event = self._parse(line)
         return [event] if event is not None else []
 
     @staticmethod

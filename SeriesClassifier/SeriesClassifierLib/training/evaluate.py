@@ -95,6 +95,24 @@ def _truth(row: dict[str, str], task: str) -> str | None:
         return None
 
 
+def unknown_codes(labels: dict[str, dict[str, str]], tasks: tuple[str, ...] = ("sequence", "orientation")
+                  ) -> tuple[list[str], int]:
+    """(labels whose code is not in the vocabulary, as "series: why"; how many labels were given at all)."""
+    from ..models.forest import normalise_label
+
+    bad, given = [], 0
+    for uid, row in labels.items():
+        for task in tasks:
+            if not row.get(task):
+                continue
+            given += 1
+            try:
+                normalise_label(task, row[task])
+            except ValueError as exc:
+                bad.append(f"series {uid}: {exc}")
+    return bad, given
+
+
 def task_metrics(truth: list[str], pred: list[str], probs: list[dict[str, float]] | None = None) -> dict[str, Any]:
     """accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix and ECE for one task."""
     classes = sorted(set(truth) | (set(pred) - {NO_PREDICTION}))
