@@ -159,3 +159,23 @@ def test_precache_tags_name_the_forests_standard_tags():
     assert all(len(t) == 9 and t[4] == "," for t in PRECACHE_TAGS)
     # RepetitionTime, EchoTime, InversionTime, ImageType, DiffusionBValue
     assert {"0018,0080", "0018,0081", "0018,0082", "0008,0008", "0018,9087"} <= set(PRECACHE_TAGS)
+
+
+def test_large_private_blobs_are_read_when_asked_for_after_the_bounded_read(tmp_path):
+    """A Siemens CSA header (tens of KB) is deferred while the header is read within the budgets; asking for
+    it later must read it from the file, not fail on the closed bounded reader (every real Siemens series
+    did: 'seek of closed file')."""
+    import pydicom
+
+    from SeriesClassifierLib.pydicom_compat import save_dataset
+
+    uid, files = write_classic_series(tmp_path / "s", recipe_headers("T1_3D_PRE", np.random.default_rng(0)), n=3)
+    blob = bytes(range(256)) * 256  # 64 KB, above the deferral size
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True).add_new(0x10, "OB", blob)
+        save_dataset(ds, f)
+    series = read_series(next(iter(FolderSource(tmp_path))))
+    assert not series.skipped, series.skip_reason
+    header = headers._read_header(files[0])
+    assert header[0x0029, 0x1010].value == blob

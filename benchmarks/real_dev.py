@@ -242,6 +242,21 @@ def review_figures(rows: list[dict]) -> dict:
     }
 
 
+def unfamiliar_figures(series, labels, forest, cnn) -> dict:
+    """The CNN's embedding novelty on real series: how its right and wrong answers split, and what dropping an
+    unfamiliar CNN from the ensemble would do (the product keeps its vote: models.novelty.EmbeddingNovelty)."""
+    answered = [(u, o) for u, o in cnn.items() if o.sequence is not None]
+    flagged = [(u, o) for u, o in answered if o.unfamiliar]
+    kept = [(u, o) for u, o in answered if not o.unfamiliar]
+    right = lambda pairs: sum(o.sequence.label == labels[u]["sequence"] for u, o in pairs)  # noqa: E731
+    dropped = ensemble_nested(series, labels, forest, {u: o for u, o in cnn.items() if not o.unfamiliar})
+    rows = make_rows(series, labels, forest, cnn, dropped)
+    return {"cnn_right_among_unfamiliar": f"{right(flagged)}/{len(flagged)}",
+            "cnn_right_among_familiar": f"{right(kept)}/{len(kept)}",
+            "ensemble_if_unfamiliar_cnn_dropped": score(rows, "ensemble"),
+            "review_if_unfamiliar_cnn_dropped": review_figures(rows)}
+
+
 def make_rows(series, labels, forest, cnn, ensemble) -> list[dict]:
     rows = []
     for s in series:
@@ -281,6 +296,15 @@ def per_class(rows: list[dict]) -> dict[str, dict[str, str]]:
     return out
 
 
+def unfamiliar_lines(u: dict | None) -> list[str]:
+    if not u:
+        return []
+    d, r = u["ensemble_if_unfamiliar_cnn_dropped"], u["review_if_unfamiliar_cnn_dropped"]
+    return [f"CNN embedding novelty: right {u['cnn_right_among_unfamiliar']} where it marks the images unfamiliar, "
+            f"{u['cnn_right_among_familiar']} elsewhere. Dropping the unfamiliar CNN from the ensemble would give "
+            f"{d['correct']}/{d['n']}, review {r['sent_to_review']}, right among the rest {r['accepted_correct']}.", ""]
+
+
 def summary_markdown(metrics: dict) -> str:
     """The tables docs/REAL_DATA.md quotes."""
     f, c, e, r = (metrics[k] for k in ("forest_leave_source_out", "cnn", "ensemble", "review"))
@@ -296,6 +320,7 @@ def summary_markdown(metrics: dict) -> str:
               f"{r['accepted_interval_95_by_study'][1]:.2f}); wrong answers sent to review: {r['wrong_caught']}. "
               f"Orientation: {metrics['orientation']}.", "",
               "Outcomes: " + "; ".join(f"{o} {v}" for o, v in r["outcomes"].items()) + ".", "",
+              *unfamiliar_lines(metrics.get("cnn_unfamiliar")),
               "| class | forest | CNN | ensemble | sent to review |", "|---|---|---|---|---|"]
     for cls, m in metrics["per_class"].items():
         lines.append(f"| {cls} | {m['forest']} | {m['cnn']} | {m['ensemble']} | {m['review']} |")
@@ -362,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         if brain else None,
         "per_class": per_class(rows),
         "ensemble_fitted_on_all": fit_pooling(series, forest, cnn, labels).to_dict(),
+        "cnn_unfamiliar": unfamiliar_figures(series, labels, forest, cnn),
     }
     if not args.no_lovo:
         metrics["generated_leave_one_vendor_out"] = leave_one_vendor_out(gen_series, gen_labels, args)

@@ -132,6 +132,11 @@ def read_dataset(
     with _BoundedFile(path, HEADER_SECONDS if seconds is None else seconds) as fp:
         tags = None if specific_tags is None else [Tag(t) for t in specific_tags]  # keywords, as dcmread
         ds = read_partial(fp, guard, defer_size=size_in_bytes(defer_size), force=force, specific_tags=tags)
+    # A deferred value (a CSA blob, an icon) is read when asked for, by pydicom reopening the file by its name;
+    # the bounded reader is closed by then. Its length was read within the file's real size.
+    ds.filename, ds.fileobj_type = str(path), open
+    if getattr(ds, "buffer", None) is not None:  # pydicom 3 prefers an open buffer over the name
+        ds.buffer = None
     if guard.disorder > MAX_OUT_OF_ORDER:
         raise BudgetError(f"{path}: more than {MAX_OUT_OF_ORDER} out-of-order elements (zeros or garbage, "
                           "not a DICOM data set), left out")
@@ -153,7 +158,9 @@ def drop_undecodable(ds: Dataset, depth: int = 0) -> list[str]:
     read; returns their keywords. Other values (text, pixels, deferred blobs) stay raw and lazy."""
     bad: list[str] = []
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
+        raw = ds._dict.get(tag)  # as stored: a deferred value stays on disk (get_item would read it)
+        if getattr(raw, "value", 0) is None and getattr(raw, "length", 0):
+            continue  # deferred: a large value, never one of the numbers checked here
         vr = getattr(raw, "VR", None) or _dictionary_vr(tag)
         if vr is not None and str(vr) not in _KNOWN_VRS:  # damaged bytes: pydicom raises on any access
             bad.append(_keyword(tag))

@@ -1,0 +1,135 @@
+"""Can the real development set teach the CNN? Leave-source-out probes on real pixels.
+
+    python benchmarks/cnn_real_probe.py --data REALDEV [--fine-tune] [--epochs 15]
+
+REALDEV is the folder ``build_real_dev.py`` writes (``../shared/real-dev``). Each series is read as the
+product reads it (K slices), and three CNN figures on real pixels are printed, series right / series:
+
+- the bundled CNN as it is;
+- a linear probe: logistic regression on the bundled CNN's slice embeddings, trained on the real series of
+  every other source (leave-source-out), series answer = mean log-probability over its slices;
+- ``--fine-tune``: the whole bundled CNN trained further on real slices of the other sources, five folds of
+  sources (class-balanced sampling, the training augmentation), the same series answer.
+
+The OsiriX samples (research and teaching use only) are never trained on. A benchmark: the data are fetched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+RESEARCH_ONLY = ("orthanc-mirrors/orthanc-tests",)
+
+
+def real_slices(data: Path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(images (n, S, S), series uid per image, bundled CNN embedding per image, labels by uid)."""
+    from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
+
+    with open(data / "labels.csv", newline="", encoding="utf-8") as fp:
+        labels = {r["series_uid"]: r for r in csv.DictReader(fp)}
+    images, uids = [], []
+    for s in read_all_series(resolve_refs(data)):
+        if s.series_uid not in labels or s.skipped:
+            continue
+        try:
+            sampled = model.sample(s)
+        except Exception as exc:  # noqa: BLE001 - a series without pixels is left out, said once
+            print(f"left out {labels[s.series_uid]['case']}: {exc}", file=sys.stderr)
+            continue
+        images += list(sampled.images)
+        uids += [s.series_uid] * len(sampled.images)
+    images = np.stack(images).astype(np.float32)
+    return images, np.array(uids), model.infer(images)["embedding"], labels
+
+
+def series_right(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict) -> int:
+    return sum(classes[int(np.argmax(log_p[uids == u].mean(axis=0)))] == labels[u]["sequence"]
+               for u in dict.fromkeys(uids))
+
+
+def linear_probe(emb, uids, y, sources, classes) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    log_p = np.full((len(uids), len(classes)), -30.0)
+    for source in np.unique(sources):
+        test, train = sources == source, (sources != source) & ~np.isin(sources, RESEARCH_ONLY)
+        scaler = StandardScaler().fit(emb[train])
+        clf = LogisticRegression(C=0.01, max_iter=2000, class_weight="balanced")
+        clf.fit(scaler.transform(emb[train]), y[train])
+        cols = [classes.index(c) for c in clf.classes_]
+        log_p[np.ix_(test, cols)] = clf.predict_log_proba(scaler.transform(emb[test]))
+    return log_p
+
+
+def fine_tune(models: Path, images, y, sources, classes, epochs: int) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    from SeriesClassifierLib.models.cnn import CnnModel
+    from SeriesClassifierLib.training.cnn_train import augment
+
+    rng = np.random.default_rng(0)
+    groups = sorted(set(sources))
+    rng.shuffle(groups)
+    target = np.array([classes.index(c) for c in y])
+    log_p = np.zeros((len(y), len(classes)))
+    for k in range(5):
+        test = np.isin(sources, groups[k::5])
+        train = ~test & ~np.isin(sources, RESEARCH_ONLY)
+        net = CnnModel.load(models).net
+        opt = torch.optim.AdamW(net.parameters(), lr=5e-4, weight_decay=1e-3)
+        gen = torch.Generator().manual_seed(k)
+        counts = np.bincount(target[train], minlength=len(classes))
+        weight = np.where(train, 1 / np.sqrt(counts[target].clip(1)), 0.0)
+        weight /= weight.sum()
+        net.train()
+        for _ in range(epochs * max(1, int(train.sum()) // 32)):
+            idx = rng.choice(len(y), 32, p=weight)
+            x = augment(torch.as_tensor(images[idx])[:, None], torch.zeros(32, dtype=torch.bool), gen)
+            loss = F.cross_entropy(net(x)["sequence"], torch.as_tensor(target[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            log_p[test] = torch.log_softmax(net(torch.as_tensor(images[test])[:, None])["sequence"], 1).numpy()
+    return log_p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from SeriesClassifierLib.models.cnn import CnnModel
+    from SeriesClassifierLib.resources import default_models_dir
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--models", type=Path, default=default_models_dir())
+    ap.add_argument("--fine-tune", action="store_true")
+    ap.add_argument("--epochs", type=int, default=15)
+    args = ap.parse_args(argv)
+    model = CnnModel.load(args.models)
+    classes = model.config.sequence_classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images, uids, emb, labels = real_slices(args.data, model)
+        y = np.array([labels[u]["sequence"] for u in uids])
+        sources = np.array([labels[u]["source"] for u in uids])
+        n = len(set(uids))
+        bundled = np.log(model.infer(images)["sequence"] + 1e-9)
+        print(f"bundled CNN: {series_right(bundled, uids, classes, labels)}/{n}")
+        probe = linear_probe(emb, uids, y, sources, classes)
+        print(f"linear probe on its embeddings, leave-source-out: {series_right(probe, uids, classes, labels)}/{n}")
+        if args.fine_tune:
+            tuned = fine_tune(args.models, images, y, sources, classes, args.epochs)
+            print(f"whole CNN fine-tuned, five folds of sources: {series_right(tuned, uids, classes, labels)}/{n}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
