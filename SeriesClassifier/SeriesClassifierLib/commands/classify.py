@@ -154,6 +154,8 @@ def run(args) -> int:
         except FileNotFoundError as exc:
             print(f"models: {exc}", file=sys.stderr)
             return 2
+        for problem in bundle.problems:
+            print(f"warning: {problem}", file=sys.stderr)
         if bundle.cnn is None:
             print("--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)",
                   file=sys.stderr)
