@@ -7,7 +7,11 @@
 2. imports the generator's labels as corrections (``label --import``), exports the dcm2bids config and the
    heudiconv heuristic (anonymous subjects, the default), converts the DICOM with each tool;
 3. runs the BIDS validator (npm ``bids-validator``, if on PATH) on each tree and prints its error and warning
-   counts, and every NIfTI that is not where the export's mapping said.
+   counts;
+4. with ``--reusable``: generates one more study of the first study's site profile (another seed), converts it
+   with the reusable configs (dcm2bids rules made from the labelled studies; the heudiconv heuristic that
+   classifies), and counts the files named as that study's own labels say, those named otherwise, those missed,
+   and the validator's errors.
 
 Needs the dev extra (dcm2bids, heudiconv, dcm2niix) and ``npm install -g bids-validator``.
 """
@@ -72,6 +76,7 @@ def main() -> int:
     parser.add_argument("--studies", type=int, default=1)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--work", help="keep everything in this folder (default: a temporary one)")
+    parser.add_argument("--reusable", action="store_true", help="also step 4: the reusable configs on a new study")
     parser.add_argument("--include-derived", action="store_true",
                         help="also convert derived and non-BIDS series (ADC, trace, MIP, …)")
     args = parser.parse_args()
@@ -104,8 +109,67 @@ def main() -> int:
         niftis = sorted(p.relative_to(tree).as_posix() for p in tree.glob("sub-*/**/*.nii.gz"))
         results[fmt] = {"niftis": len(niftis), **validate(tree)}
         print(f"{fmt}: {results[fmt]}")
+    if args.reusable:
+        results["reusable"] = reusable(work, study, args.seed + 100, env)
     print(json.dumps(results, indent=1))
     return 0
+
+
+def truth_names(dicom: Path) -> set[str]:
+    """Raw BIDS files a generated study should give, from the generator's own labels."""
+    import csv
+
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
+    from SeriesClassifierLib.labels.bids import bids_names
+    from SeriesClassifierLib.labels.store import derive_record
+    from SeriesClassifierLib.prediction import SeriesPrediction, TaskPrediction
+
+    truth = {r["series_uid"]: r["sequence"] for r in csv.DictReader((dicom / "labels.csv").open())}
+    records = []
+    for ref in iter_series_refs(dicom):
+        s = read_series(ref)
+        p = SeriesPrediction(s.series_uid, s.study_uid, s.patient_id, s.series_number, s.series_description,
+                             image_type=list(s.header.get("ImageType") or []),
+                             sequence=TaskPrediction.from_probabilities({truth[s.series_uid]: 1.0}))
+        records.append(derive_record(s.series_uid, p, "", []))
+    wanted = set()
+    for n in bids_names(records).values():
+        if not n.derived and n.in_raw_tree:
+            wanted.add(n.filename)
+            if n.suffix == "phasediff":
+                wanted |= {n.filename.replace("_phasediff.", f"_magnitude{k}.") for k in (1, 2)}
+    return wanted
+
+
+def reusable(work: Path, study: Path, seed: int, env: dict) -> dict:
+    """Step 4: the reusable configs on a study they were not made from."""
+    import csv
+
+    profile = next(csv.DictReader((study / "labels.csv").open()))["profile"]
+    new = work / "new_study"
+    if not (new / "labels.csv").exists():
+        run([*CLI, "synth", new, "--studies", 1, "--seed", seed, "--profile", profile], env=env)
+    folder = next(p for p in sorted(new.iterdir()) if p.is_dir())
+    wanted = truth_names(new)
+    rules, heuristic = work / "rules.json", work / "reusable_heuristic.py"
+    run([*CLI, "export", study, "--format", "dcm2bids", "--reusable", "--out", rules], env=env)
+    run([*CLI, "export", "--format", "heudiconv", "--reusable", "--out", heuristic], env=env)
+    out = {}
+    for tool, tree in (("dcm2bids", work / "reusable_dcm2bids"), ("heudiconv", work / "reusable_heudiconv")):
+        shutil.rmtree(tree, ignore_errors=True)
+        if tool == "dcm2bids":
+            run(["dcm2bids", "-d", folder, "-p", "01", "-c", rules, "-o", tree], env={**env, "NO_ET": "1"})
+        else:
+            files = sorted(str(p) for p in folder.rglob("*.dcm"))
+            run(["heudiconv", "--files", *files, "-s", "01", "-f", heuristic, "-c", "dcm2niix", "-b", "-o", tree,
+                 "--overwrite"], env={**env, "NO_ET": "1"})
+        prepare_tree(tree)
+        got = {p.relative_to(tree).as_posix() for p in tree.glob("sub-*/**/*.nii.gz")}
+        out[tool] = {"wanted": len(wanted), "named_right": len(got & wanted), "named_otherwise": sorted(got - wanted),
+                     "missed": len(wanted - got), **validate(tree)}
+        print(f"reusable {tool}: {out[tool]}")
+    return out
 
 
 if __name__ == "__main__":

@@ -103,7 +103,10 @@ def classify_refs(
     on_result=None,
     bundle=None,
 ) -> tuple[list[SeriesPrediction], dict[str, tuple[str, str]]]:
-    """Predictions for ``todo`` and their store keys; the other series of their studies are read for context."""
+    """Predictions for ``todo`` and their store keys; the other series of their studies are read for context.
+
+    ``bundle``: the models of ``choice`` already loaded (else loaded here).
+    """
     from ..models.bundle import load_bundle
     from ..run.pipeline import predict_all, read_all_series
 
@@ -136,10 +139,12 @@ def up_to_date(
     quiet: bool = False,
     on_result=None,
     err: TextIO | None = None,
+    bundle=None,
 ) -> tuple[list[SeriesPrediction], int]:
     """Predictions for every series of ``refs`` (in their order) and how many were classified now.
 
     Reused from the store where still valid; the rest classified, recorded in the store, then returned.
+    ``bundle``: the models of ``choice`` if the caller has them loaded already.
     """
     err = err or sys.stderr
     todo = list(refs) if force else stale(store, refs, choice)
@@ -151,7 +156,7 @@ def up_to_date(
                   file=err)
         try:
             predictions, keys = classify_refs(todo, refs, choice, progress=ProgressBar(not quiet),
-                                              on_result=on_result)
+                                              on_result=on_result, bundle=bundle)
         except FileNotFoundError as e:  # no models, or files gone meanwhile
             raise StoreError(f"cannot classify: {e}") from e
         store.record_predictions(predictions, keys)

@@ -130,12 +130,15 @@ def _open_store(args) -> LabelStore | None:
         return None
 
 
-def _predict(args, refs: list, store: LabelStore | None, on_result) -> tuple[list[SeriesPrediction], int]:
+def _predict(args, refs: list, store: LabelStore | None, gradcam) -> tuple[list[SeriesPrediction], int]:
+    """With ``gradcam`` (bundle, hook) every series is classified again with that bundle: the maps need pixels."""
     choice = ModelChoice(args.models, use_forest=not args.no_forest, use_cnn=not args.no_cnn)
-    force = args.force or on_result is not None
+    bundle, on_result = gradcam or (None, None)
     if store is not None:
-        return up_to_date(store, refs, choice, force=force, quiet=args.quiet, on_result=on_result)
-    predictions, _ = classify_refs(refs, refs, choice, progress=ProgressBar(not args.quiet), on_result=on_result)
+        return up_to_date(store, refs, choice, force=args.force or gradcam is not None, quiet=args.quiet,
+                          on_result=on_result, bundle=bundle)
+    predictions, _ = classify_refs(refs, refs, choice, progress=ProgressBar(not args.quiet), on_result=on_result,
+                                   bundle=bundle)
     return predictions, len(predictions)
 
 
@@ -151,25 +154,27 @@ def run(args) -> int:
         from ..labels.export import check_writable
 
         check_writable(out)  # before the run's work, not after it (OutputError: a message from cli.main)
-    on_result = None
+    gradcam = None
     if args.gradcam:
         from ..models.bundle import load_bundle
 
         try:
-            cnn = None if args.no_cnn else load_bundle(args.models, load_forest=False).cnn
+            bundle = load_bundle(args.models, load_forest=not args.no_forest, load_cnn=not args.no_cnn)
         except FileNotFoundError as exc:
             print(f"models: {exc}", file=sys.stderr)
             return 2
-        if cnn is None:
+        for problem in bundle.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+        if bundle.cnn is None:
             print("--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)",
                   file=sys.stderr)
             return 2
-        on_result = gradcam_writer(cnn, Path(args.gradcam))
+        gradcam = (bundle, gradcam_writer(bundle.cnn, Path(args.gradcam)))
     try:
         refs = series_under(args.path)
         store = _open_store(args)
         try:
-            predictions, classified = _predict(args, refs, store, on_result)
+            predictions, classified = _predict(args, refs, store, gradcam)
         finally:
             if store is not None:
                 store.close()
