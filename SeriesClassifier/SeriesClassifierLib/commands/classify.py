@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..prediction import SeriesPrediction
@@ -34,6 +35,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gradcam", metavar="DIR",
                         help="also write each series' Grad-CAM for its predicted sequence into DIR: NRRD on the "
                              "series' voxel grid (LPS) and a PNG of the sampled slices; needs the CNN")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="classify in N local worker processes (whole studies per task); results and their "
+                             "order are the same as in one process")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="classify on a running dask.distributed scheduler (e.g. tcp://host:8786; "
+                             'pip install "seriesclassifier[dask]"); workers must see PATH and the models')
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
 
 
@@ -61,12 +68,24 @@ def csv_row(p: SeriesPrediction, attribute_codes: list[str]) -> dict[str, object
     return row
 
 
-def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
+def write_results(predictions: Iterable[SeriesPrediction], out: Path) -> int:
+    """Write each prediction as it comes (an archive's results are never all in memory); returns the count.
+
+    Each one is flushed at once, so the file can be followed while an archive runs.
+
+    The JSON is laid out as ``json.dumps({"series": [...]}, indent=1)`` would write it.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
     if out.suffix.lower() == ".json":
-        data = {"series": [dict(p.to_dict(), top3=p.sequence.top(3) if p.sequence else []) for p in predictions]}
-        out.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        return
+        with open(out, "w", encoding="utf-8") as f:
+            f.write('{\n "series": [')
+            for n, p in enumerate(predictions, start=1):
+                item = json.dumps(dict(p.to_dict(), top3=p.sequence.top(3) if p.sequence else []), indent=1)
+                f.write(("," if n > 1 else "") + "\n  " + item.replace("\n", "\n  "))
+                f.flush()
+            f.write("\n ]\n}" if n else "]\n}")
+        return n
     codes = load_vocabulary().attribute_codes
     columns = CSV_COLUMNS + [c for code in codes for c in (code, f"{code}_probability")] + ["top3", "reason", "error"]
     with open(out, "w", newline="", encoding="utf-8") as f:
@@ -74,22 +93,16 @@ def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
         writer.writeheader()
         for p in predictions:
             writer.writerow(csv_row(p, codes))
+            f.flush()  # each row on disk as its series finishes: a stopped run keeps what was done
+            n += 1
+    return n
 
 
 def gradcam_writer(cnn, out_dir: Path):
     """A pipeline ``on_result`` hook writing each series' Grad-CAM; a failure costs that map only."""
-    from ..models.gradcam import gradcam_series, write_gradcam
+    from ..run.stream import gradcam_writer as writer  # the same hook the worker processes use
 
-    def write(series, prediction: SeriesPrediction) -> None:
-        if prediction.error or series.skipped or "cnn" not in prediction.models:
-            return
-        target = prediction.sequence.label if prediction.sequence else None
-        try:
-            write_gradcam(gradcam_series(cnn, series, "sequence", target), series, out_dir)
-        except Exception as exc:  # noqa: BLE001 - odd pixels must not stop the other series
-            print(f"warning: no Grad-CAM for series {series.series_uid}: {exc}", file=sys.stderr)
-
-    return write
+    return writer(cnn, out_dir)
 
 
 class ProgressBar:
@@ -109,9 +122,41 @@ class ProgressBar:
         sys.stderr.flush()
 
 
+def _load_models(args, driver_only: bool):
+    """The bundle, or an exit code. With workers the models run in them: here the CNN is only looked for."""
+    from ..models.bundle import CNN_WEIGHTS, load_bundle
+
+    try:
+        bundle = load_bundle(args.models, load_forest=not args.no_forest, load_cnn=not (args.no_cnn or driver_only))
+    except FileNotFoundError as exc:
+        print(f"models: {exc}", file=sys.stderr)
+        return 2
+    for problem in bundle.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    has_cnn = (bundle.path / CNN_WEIGHTS).is_file() if driver_only else bundle.cnn is not None
+    if args.gradcam and (args.no_cnn or not has_cnn):
+        print("--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)",
+              file=sys.stderr)
+        return 2
+    return bundle
+
+
+class _Tally:
+    """Counts what streams past, for the summary line."""
+
+    def __init__(self, predictions: Iterable[SeriesPrediction]):
+        self.predictions, self.skipped, self.review = predictions, 0, 0
+
+    def __iter__(self):
+        for p in self.predictions:
+            self.skipped += bool(p.error)
+            self.review += bool(p.needs_review and not p.error)
+            yield p
+
+
 def run(args) -> int:
-    from ..models.bundle import load_bundle
-    from ..run.pipeline import classify
+    from ..run.pipeline import resolve_refs
+    from ..run.stream import classify_stream
 
     out = Path(args.out)
     if out.suffix.lower() not in {".csv", ".json"}:
@@ -120,31 +165,28 @@ def run(args) -> int:
     if args.no_cnn and args.no_forest:
         print("--no-cnn and --no-forest together leave no model to run", file=sys.stderr)
         return 2
-    try:
-        bundle = load_bundle(args.models, load_forest=not args.no_forest, load_cnn=not args.no_cnn)
-    except FileNotFoundError as exc:
-        print(f"models: {exc}", file=sys.stderr)
+    if args.workers < 0:
+        print("--workers: a number of processes, 0 or more", file=sys.stderr)
         return 2
-    for problem in bundle.problems:
-        print(f"warning: {problem}", file=sys.stderr)
-    on_result = None
-    if args.gradcam:
-        if args.no_cnn or bundle.cnn is None:
-            print("--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)",
-                  file=sys.stderr)
-            return 2
-        on_result = gradcam_writer(bundle.cnn, Path(args.gradcam))
     try:
-        predictions = list(
-            classify(args.path, bundle, use_forest=not args.no_forest, use_cnn=not args.no_cnn,
-                     progress=ProgressBar(not args.quiet), on_result=on_result)
-        )
+        refs = resolve_refs(args.path)
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    write_results(predictions, out)
+    bundle = None
+    if refs:  # nothing to classify: no model is loaded (an empty run costs the imports only)
+        bundle = _load_models(args, driver_only=bool(args.workers or args.scheduler))
+        if isinstance(bundle, int):
+            return bundle
+    elif args.models and not Path(args.models).is_dir():
+        print(f"models: {args.models}: models folder not found", file=sys.stderr)
+        return 2
+    predictions = _Tally(classify_stream(
+        refs, bundle, use_forest=not args.no_forest, use_cnn=not args.no_cnn, workers=args.workers,
+        scheduler=args.scheduler, gradcam_dir=args.gradcam if bundle is not None else None,
+        progress=ProgressBar(not args.quiet)))
+    n = write_results(predictions, out)
     if not args.quiet:
-        skipped = sum(1 for p in predictions if p.error)
-        review = sum(1 for p in predictions if p.needs_review and not p.error)
-        print(f"{len(predictions)} series ({skipped} not classified, {review} need review) → {out}", file=sys.stderr)
+        print(f"{n} series ({predictions.skipped} not classified, {predictions.review} need review) → {out}",
+              file=sys.stderr)
     return 0
