@@ -98,18 +98,31 @@ def gradcam_writer(cnn: Any, out_dir: Path) -> OnResult:
 _WORKER_BUNDLES: dict[tuple[str | None, bool, bool], ModelBundle] = {}
 
 
-def _worker_bundle(models_dir: str | None, use_forest: bool, use_cnn: bool) -> ModelBundle:
+def set_threads(bundle: ModelBundle, threads: int | None) -> None:
+    """torch's threads in this process, when a CNN is loaded and a count is asked for.
+
+    The count is part of the result: float32 sums split over another number of threads differ in the
+    last bits (CNN probabilities ~1e-9 apart), so runs to be compared use the same count.
+    """
+    if threads and bundle.cnn is not None:
+        import torch  # already imported with the CNN
+
+        torch.set_num_threads(int(threads))
+
+
+def _worker_bundle(models_dir: str | None, use_forest: bool, use_cnn: bool, threads: int | None) -> ModelBundle:
     """The models of this worker process, loaded on its first partition and kept for the next ones."""
     key = (models_dir, use_forest, use_cnn)
     if key not in _WORKER_BUNDLES:
         _WORKER_BUNDLES[key] = load_bundle(models_dir, load_forest=use_forest, load_cnn=use_cnn)
+        set_threads(_WORKER_BUNDLES[key], threads)
     return _WORKER_BUNDLES[key]
 
 
 def run_partition(part: Indexed, models_dir: str | None, use_forest: bool, use_cnn: bool,
-                  gradcam_dir: str | None = None) -> Results:
+                  gradcam_dir: str | None = None, threads: int | None = None) -> Results:
     """The task a worker process runs: plain arguments only, so it pickles to any executor."""
-    bundle = _worker_bundle(models_dir, use_forest, use_cnn)
+    bundle = _worker_bundle(models_dir, use_forest, use_cnn, threads)
     on_result = gradcam_writer(bundle.cnn, Path(gradcam_dir)) if gradcam_dir and bundle.cnn is not None else None
     return classify_partition(part, bundle, use_forest=use_forest, use_cnn=use_cnn, on_result=on_result)
 
@@ -155,21 +168,32 @@ def _in_flight(submit: Callable[[Indexed], Any], partitions: list[Indexed], wind
 
 
 def _local_results(partitions: list[Indexed], bundle: ModelBundle | Callable[[], ModelBundle], use_forest: bool,
-                   use_cnn: bool, gradcam_dir: str | None) -> Iterator[Results]:
+                   use_cnn: bool, gradcam_dir: str | None, threads: int | None) -> Iterator[Results]:
     loaded: ModelBundle | None = None
     for part in partitions:
         if loaded is None:  # the models are loaded when the first series needs them
             loaded = bundle if isinstance(bundle, ModelBundle) else bundle()
+            set_threads(loaded, threads)
         on_result = gradcam_writer(loaded.cnn, Path(gradcam_dir)) if gradcam_dir and loaded.cnn is not None else None
         yield classify_partition(part, loaded, use_forest=use_forest, use_cnn=use_cnn, on_result=on_result)
+
+
+def _share_cores(threads: int) -> None:
+    """Worker initialiser: N workers × one thread per core each would fight over the cores (and on a
+    loaded machine a multi-threaded torch is many times slower). Set before torch is imported."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
 
 
 def _process_results(partitions: list[Indexed], workers: int, task_args: tuple) -> Iterator[Results]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    threads = task_args[-1] or default_threads(workers)
+    task_args = task_args[:-1] + (threads,)
     # spawn: a fresh interpreter per worker; forking a process that may hold torch's threads is unsafe.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_share_cores, initargs=(threads,)) as pool:
         yield from _in_flight(lambda part: pool.submit(run_partition, part, *task_args), partitions, 2 * workers)
 
 
@@ -180,12 +204,17 @@ def _dask_results(partitions: list[Indexed], scheduler: Any, task_args: tuple) -
         raise RuntimeError('--scheduler needs dask.distributed: pip install "seriesclassifier[dask]"') from exc
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
-        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
+        slots = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
         yield from _in_flight(lambda part: client.submit(run_partition, part, *task_args, pure=False),
-                              partitions, 2 * threads)
+                              partitions, 2 * slots)
     finally:
         if client is not scheduler:
             client.close()
+
+
+def default_threads(workers: int) -> int:
+    """torch threads per local worker process: the cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def classify_stream(
@@ -196,6 +225,7 @@ def classify_stream(
     use_cnn: bool = True,
     workers: int = 0,
     scheduler: Any = None,
+    threads: int | None = None,
     gradcam_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> Iterator[SeriesPrediction]:
@@ -204,6 +234,9 @@ def classify_stream(
     ``models``: a loaded bundle, or a models folder (None: the bundled models), loaded only when a
     series is found. ``workers`` > 0 runs that many local processes; ``scheduler`` (an address or a
     ``distributed.Client``) runs on Dask. Both load the models from the folder in each worker.
+    ``threads``: torch threads per process (default: torch's own in this process, the cores shared out
+    over local workers, what Dask sets — one — on its workers); give the same count to compare runs bit
+    for bit.
     """
     refs = resolve_refs(path_or_refs)
     partitions = study_partitions(refs)
@@ -212,13 +245,13 @@ def classify_stream(
         folder = models.path if isinstance(models, ModelBundle) else models
         if isinstance(models, ModelBundle) and folder is None:
             raise ValueError("workers load the models from a folder: this bundle has none (ModelBundle.path)")
-        task_args = (str(folder) if folder is not None else None, use_forest, use_cnn, gradcam)
+        task_args = (str(folder) if folder is not None else None, use_forest, use_cnn, gradcam, threads)
         results = (_dask_results(partitions, scheduler, task_args) if scheduler is not None
                    else _process_results(partitions, workers, task_args))
     else:
         bundle = models if isinstance(models, ModelBundle) else (
             lambda: load_bundle(models, load_forest=use_forest, load_cnn=use_cnn))
-        results = _local_results(partitions, bundle, use_forest, use_cnn, gradcam)
+        results = _local_results(partitions, bundle, use_forest, use_cnn, gradcam, threads)
     for done, prediction in enumerate(in_source_order(results), start=1):
         if progress is not None:
             progress(done, len(refs), prediction.series_uid)
