@@ -166,3 +166,42 @@ def test_series_object_is_accepted(model, tmp_path):
     files = write_classic(tmp_path / "s", _volume(4, 32, 32))
     r = gradcam_series(model, Series(series_uid="x", study_uid="y", files=files))
     assert r.heatmap.shape[0] == 4
+
+
+def test_gradcam_after_a_prediction_reuses_its_slices_once(model, tmp_path, monkeypatch):
+    """The CLI and the worker ask for a map right after predicting: the K slices are not read twice."""
+    import SeriesClassifierLib.models.gradcam as gradcam_module
+
+    files = write_classic(tmp_path / "s", _volume(12, 32, 32), iop=AXIAL, spacing=3.0)
+    other = write_classic(tmp_path / "o", _volume(12, 32, 32, seed=1), iop=AXIAL, spacing=3.0)
+    series = Series(series_uid="1", study_uid="1", files=files)
+    fresh = gradcam_series(model, series)
+    model.predict(series)
+    reads = []
+    monkeypatch.setattr(gradcam_module, "sample_series", lambda *a, **k: reads.append(a) or sample_series(*a, **k))
+    reused = gradcam_series(model, series)
+    np.testing.assert_array_equal(reused.heatmap, fresh.heatmap)
+    assert reads == []
+    gradcam_series(model, series)  # handed over once: the next map samples again
+    model.predict(series)
+    gradcam_series(model, Series(series_uid="2", study_uid="1", files=other))  # not the predicted series
+    assert len(reads) == 2
+
+
+def test_nrrd_is_gzip_compressed_and_png_carries_its_title(model, tmp_path):
+    import gzip
+
+    from PIL import Image
+
+    files = write_classic(tmp_path / "s", _volume(30, 64, 64), iop=AXIAL, spacing=2.0)
+    r = gradcam_series(model, files)
+    out = write_gradcam(r, Series(series_uid="9", study_uid="1", files=files, series_description="ax t2"),
+                        tmp_path / "o")
+    nrrd = next(p for p in out if p.suffix == ".nrrd")
+    head, _, body = nrrd.read_bytes().partition(b"\n\n")
+    assert b"encoding: gzip" in head
+    assert gzip.decompress(body) == np.ascontiguousarray(r.heatmap, dtype="<f4").tobytes()
+    assert len(body) < r.heatmap.nbytes / 4
+    png = Image.open(next(p for p in out if p.suffix == ".png"))
+    assert png.info["Title"].startswith("ax t2 — Grad-CAM sequence=")
+    assert png.size == (4 * 128, 2 * 128)  # 8 sampled slices, 4 a row, at the CNN's size

@@ -154,6 +154,7 @@ class CnnModel:
         self.config = config
         self.aggregator = aggregator if config.aggregator == "gru" and aggregator is not None else MeanLogProb()
         self._gru = aggregator
+        self._last_sampled: tuple[tuple[str, ...], SampledSlices] | None = None
 
     @classmethod
     def new(cls, vocabulary: Vocabulary | None = None, **config_kwargs) -> CnnModel:
@@ -242,13 +243,26 @@ class CnnModel:
     def sample(self, series) -> SampledSlices:
         return sample_series(series.files, self.config.options)
 
+    def take_sampled(self, files) -> SampledSlices | None:
+        """The slices the last ``predict`` read, when they are of these files; handed over once.
+
+        Grad-CAM right after a prediction (the CLI's --gradcam, the worker) explains what the network saw
+        without reading and preprocessing the same K slices again (half the cost of a map).
+        """
+        last, self._last_sampled = self._last_sampled, None
+        if last is not None and last[0] == tuple(str(f) for f in files):
+            return last[1]
+        return None
+
     def predict(self, series) -> ModelOutput:
         """One series → ModelOutput; a series without usable pixels gets no predictions and a reason."""
         label = getattr(series, "series_uid", "") or "series"
         if getattr(series, "skipped", False):
             return ModelOutput(model=self.name, reason=f"{label}: skipped ({series.skip_reason})")
+        self._last_sampled = None
         try:
             sampled = self.sample(series)
+            self._last_sampled = (tuple(str(f) for f in series.files), sampled)
         except SliceReadError as exc:
             return ModelOutput(model=self.name, reason=f"{label}: no CNN output: {exc}")
         except Exception as exc:  # odd pixel data must never stop the run
