@@ -20,7 +20,7 @@ from SeriesClassifierLib.commands.classify import write_results
 from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.models.bundle import load_bundle
 from SeriesClassifierLib.prediction import SeriesPrediction
-from SeriesClassifierLib.run.pipeline import classify
+from SeriesClassifierLib.run.pipeline import classify, resolve_refs
 from SeriesClassifierLib.run.stream import classify_stream, in_source_order, study_partitions
 from SeriesClassifierLib.series import SeriesRef
 
@@ -165,3 +165,33 @@ def test_workers_need_a_models_folder():
     with pytest.raises(ValueError, match="folder"):
         list(classify_stream([SeriesRef(series_uid="x", files=[])], ModelBundle(), workers=1))
 
+
+
+def test_a_partition_asks_the_forest_once_and_falls_back_to_one_by_one_when_that_fails(archive):
+    bundle = load_bundle(load_cnn=False)
+    reference = _dicts(classify(archive, bundle, use_cnn=False))
+    calls = []
+
+    class Counting:
+        def __init__(self, forest, fail_batches):
+            self.forest, self.fail_batches = forest, fail_batches
+
+        def predict_many(self, series):
+            calls.append(len(series))
+            if self.fail_batches and len(series) > 1:
+                raise ValueError("one odd series")
+            return self.forest.predict_many(series)
+
+        def predict(self, series):
+            return self.predict_many([series])[0]
+
+    from dataclasses import replace
+
+    for fail in (False, True):
+        calls.clear()
+        counted = replace(bundle, forest=Counting(bundle.forest, fail))
+        assert _dicts(classify_stream(archive, counted, use_cnn=False)) == reference
+        parts = [len(p) for p in study_partitions(resolve_refs(archive))]
+        # one call per partition; when the batch fails, each series of it once more on its own
+        expected = [c for n in parts for c in ([n] + [1] * n if fail and n > 1 else [n])]
+        assert calls == expected
