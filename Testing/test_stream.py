@@ -195,3 +195,18 @@ def test_a_partition_asks_the_forest_once_and_falls_back_to_one_by_one_when_that
         # one call per partition; when the batch fails, each series of it once more on its own
         expected = [c for n in parts for c in ([n] + [1] * n if fail and n > 1 else [n])]
         assert calls == expected
+
+
+def test_a_scheduler_out_of_reach_is_an_error_message_not_a_traceback(archive, tmp_path, capsys, monkeypatch):
+    import SeriesClassifierLib.run.stream as stream
+
+    def unreachable(partitions, scheduler, task_args):
+        raise OSError(f"Timed out trying to connect to {scheduler}")
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr(stream, "_dask_results", unreachable)
+    code = main(["classify", str(archive), "--out", str(tmp_path / "r.csv"), "--no-cnn", "--quiet",
+                 "--scheduler", "tcp://127.0.0.1:1"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "classification stopped: OSError: Timed out trying to connect to tcp://127.0.0.1:1" in err

@@ -189,7 +189,11 @@ def run(args) -> int:
         refs, bundle, use_forest=not args.no_forest, use_cnn=not args.no_cnn, workers=args.workers,
         scheduler=args.scheduler, threads=args.threads, gradcam_dir=args.gradcam if bundle is not None else None,
         progress=ProgressBar(not args.quiet)))
-    n = write_results(predictions, out)
+    try:
+        n = write_results(predictions, out)
+    except (OSError, RuntimeError) as exc:  # a scheduler out of reach, dask not installed, a worker lost
+        print(f"classification stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if not args.quiet:
         print(f"{n} series ({predictions.skipped} not classified, {predictions.review} need review) → {out}",
               file=sys.stderr)
