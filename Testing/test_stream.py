@@ -149,7 +149,9 @@ def test_an_empty_run_and_version_import_no_heavy_library(tmp_path):
           f"'--out', {str(out)!r}, '--quiet'])"
     assert _imports_after(run) == []
     assert out.read_text().startswith("series_uid,")
-    assert _imports_after("import SeriesClassifierLib.commands.cli, SeriesClassifierLib.run.stream") == []
+    # the Slicer worker process starts with these too; scikit-learn is for training only
+    assert _imports_after("import SeriesClassifierLib.commands.cli, SeriesClassifierLib.run.stream, "
+                          "SeriesClassifierLib.run.worker, SeriesClassifierLib.models.bundle") == []
 
 
 def test_headers_only_classification_needs_neither_scikit_learn_nor_torch(archive, tmp_path):
