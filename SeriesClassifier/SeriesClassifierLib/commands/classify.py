@@ -102,13 +102,6 @@ def write_results(predictions: Iterable[SeriesPrediction], out: Path) -> int:
     return n
 
 
-def gradcam_writer(cnn, out_dir: Path):
-    """A pipeline ``on_result`` hook writing each series' Grad-CAM; a failure costs that map only."""
-    from ..run.stream import gradcam_writer as writer  # the same hook the worker processes use
-
-    return writer(cnn, out_dir)
-
-
 class ProgressBar:
     """A one-line bar on stderr, only when stderr is a terminal."""
 
