@@ -37,6 +37,7 @@ import pydicom
 from ..errors import SliceReadError
 from ..pydicom_compat import frame_pixels
 from ..series import Geometry
+from .fast_header import read_tags, tag_set
 from .geometry import slice_spacing
 from .tags import PRIVATE_READ_TAGS, b_value, mosaic_images
 
@@ -61,6 +62,7 @@ _HEADER_TAGS = [
     "PixelData",  # only its presence; stop_before_pixels skips the value
     *PRIVATE_READ_TAGS,  # b-values and the mosaic count, with their private creators
 ]
+_HEADER_TAG_SET = tag_set(_HEADER_TAGS)
 
 
 @dataclass
@@ -314,7 +316,7 @@ def build_stack(files: list[Path] | list[str]) -> Stack:
     for i, f in enumerate(files):
         path = Path(f)
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            ds = read_tags(path, _HEADER_TAGS, _HEADER_TAG_SET)  # = dcmread(specific_tags), faster
         except Exception as exc:  # one unreadable file must not stop the series
             notes.append(f"{path.name}: unreadable header ({exc.__class__.__name__}: {exc})")
             continue
