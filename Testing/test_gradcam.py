@@ -179,13 +179,17 @@ def test_gradcam_after_a_prediction_reuses_its_slices_once(model, tmp_path, monk
     model.predict(series)
     reads = []
     monkeypatch.setattr(gradcam_module, "sample_series", lambda *a, **k: reads.append(a) or sample_series(*a, **k))
-    reused = gradcam_series(model, series)
+    backbone = []
+    features = model.net.features
+    monkeypatch.setattr(model.net, "features", lambda x: backbone.append(len(x)) or features(x))
+    reused = gradcam_series(model, series, target=fresh.target)  # the predicted class, as the CLI asks
     np.testing.assert_array_equal(reused.heatmap, fresh.heatmap)
-    assert reads == []
+    assert reads == [] and backbone == []  # neither the slices nor the backbone's forward pass again
     gradcam_series(model, series)  # handed over once: the next map samples again
     model.predict(series)
     gradcam_series(model, Series(series_uid="2", study_uid="1", files=other))  # not the predicted series
     assert len(reads) == 2
+    assert len(backbone) == 3  # the second map, the prediction, the other series' map
 
 
 def test_nrrd_is_gzip_compressed_and_png_carries_its_title(model, tmp_path):

@@ -65,8 +65,9 @@ def slice_cams(model: CnnModel, images: np.ndarray, head: str, target_index: int
         raise ValueError(f"unknown Grad-CAM method {method!r}; use one of {METHODS}")
     net = model.net.eval()
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
+    kept = model.features_for(images) if hasattr(model, "features_for") else None  # the prediction's pass
     with torch.enable_grad():
-        acts = net.features(x).detach().requires_grad_(True)
+        acts = (kept if kept is not None else net.features(x)).detach().requires_grad_(True)
         out = net.heads(acts)
         if head not in out or head == "embedding":
             raise ValueError(f"unknown head {head!r}; heads: {', '.join(head_classes(model.config))}")
@@ -84,7 +85,7 @@ def gradcam(model: CnnModel, sampled: SampledSlices, head: str = "sequence", tar
     if head not in classes:
         raise ValueError(f"unknown head {head!r}; heads: {', '.join(classes)}")
     if target is None:  # the series' prediction for that head (for orientation: the top plane, never MIXED)
-        probs = model.infer(sampled.images)
+        probs = model.infer(sampled.images, keep_features=True)  # and the maps below reuse its forward pass
         if head == "sequence":
             target = model.output_from_slices(probs).sequence.label
         else:
