@@ -337,6 +337,8 @@ def main() -> int:
     parser.add_argument("--big", type=int, default=0, help="also the memory of N headers-only series")
     parser.add_argument("--peers-python", help="an interpreter with dcm-classifier installed")
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--sections", default="startup,scan,full,warm",
+                        help="which of startup,scan,full,warm to run (--big and --peers-python add theirs)")
     args = parser.parse_args()
     # Dask's worker processes import the engine too: this checkout's, not an installed copy.
     os.environ["PYTHONPATH"] = env()["PYTHONPATH"]
@@ -351,10 +353,15 @@ def main() -> int:
         n_series, n_files = count(archive)
         print(f"archive {archive}: {n_series} series, {n_files} files; {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f} at start; Python {sys.version.split()[0]}")
-        startup(tmp, args.repeat)
-        header_scan(archive, tmp, args.repeat, n_series, n_files)
-        full_and_scale(archive, tmp, args.repeat, args.threads, n_series, args.skip_dask)
-        warm(archive, tmp, args.threads)
+        sections = set(args.sections.split(","))
+        if "startup" in sections:
+            startup(tmp, args.repeat)
+        if "scan" in sections:
+            header_scan(archive, tmp, args.repeat, n_series, n_files)
+        if "full" in sections:
+            full_and_scale(archive, tmp, args.repeat, args.threads, n_series, args.skip_dask)
+        if "warm" in sections:
+            warm(archive, tmp, args.threads)
         if args.big:
             big(args.big, tmp, archive)
         if args.peers_python:
