@@ -209,3 +209,17 @@ def test_nrrd_is_gzip_compressed_and_png_carries_its_title(model, tmp_path):
     png = Image.open(next(p for p in out if p.suffix == ".png"))
     assert png.info["Title"].startswith("ax t2 — Grad-CAM sequence=")
     assert png.size == (4 * 128, 2 * 128)  # 8 sampled slices, 4 a row, at the CNN's size
+
+
+def test_gzip_slices_is_plain_gzip_of_the_volume_bytes():
+    import gzip
+
+    from SeriesClassifierLib.models.gradcam import gzip_slices
+
+    rng = np.random.default_rng(3)
+    volume = np.zeros((12, 9, 7), dtype=np.float32)
+    volume[3] = rng.random((9, 7))
+    volume[8, 2, 2] = 0.25
+    volume[10] = -0.0  # not the zero slice's bytes
+    for v in (volume, volume[:1], volume[:0], np.ones((2, 3, 3), dtype=np.float64)):
+        assert gzip.decompress(gzip_slices(v)) == np.ascontiguousarray(v, dtype="<f4").tobytes()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gzip
 import re
+import struct
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -139,12 +141,37 @@ def write_nrrd(path: str | Path, volume: np.ndarray, affine_lps: np.ndarray) -> 
         f"sizes: {i} {j} {k}\nspace directions: {dirs}\nkinds: domain domain domain\n"
         f"endian: little\nencoding: gzip\nspace origin: {origin}\n\n"
     )
-    # gzip (Slicer and every NRRD reader read it): a map is mostly smooth or zero, ~10x smaller than raw;
-    # level 1 because a heavier level costs more time than it saves bytes.
+    # gzip (Slicer and every NRRD reader read it): a map is zero but for the sampled slices, ~20x smaller.
     with open(path, "wb") as f:
         f.write(header.encode("ascii"))
-        f.write(gzip.compress(np.ascontiguousarray(volume, dtype="<f4").tobytes(), compresslevel=1, mtime=0))
+        f.write(gzip_slices(volume))
     return path
+
+
+def gzip_slices(volume: np.ndarray) -> bytes:
+    """The volume's little-endian float32 bytes as one gzip member, compressed slice by slice.
+
+    Each slice ends with a full flush, after which the compressor starts afresh on a byte boundary, so an
+    all-zero slice compresses to the same bytes wherever it lies: it is compressed once and repeated. A
+    176-slice map with 8 sampled slices then costs ~10 compressions instead of 176 (gzip.compress took
+    most of a 3-D series' Grad-CAM time). Level 1: a heavier level costs more time than it saves bytes.
+    """
+    data = np.ascontiguousarray(volume, dtype="<f4").reshape(len(volume), -1) if len(volume) else np.zeros((0, 0))
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)  # raw deflate inside our own gzip header/trailer
+    parts = [b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"]  # gzip, deflate, no name, mtime 0, unknown OS
+    crc, zero, zero_block = 0, bytes(data.shape[1] * 4), None
+    for row in data:
+        raw = row.tobytes()
+        crc = zlib.crc32(raw, crc)
+        if raw == zero:  # bytes, not values: -0.0 stays -0.0
+            if zero_block is None:
+                zero_block = compressor.compress(raw) + compressor.flush(zlib.Z_FULL_FLUSH)
+            parts.append(zero_block)
+        else:
+            parts.append(compressor.compress(raw) + compressor.flush(zlib.Z_FULL_FLUSH))
+    parts.append(compressor.flush())
+    parts.append(struct.pack("<II", crc & 0xFFFFFFFF, (data.size * 4) & 0xFFFFFFFF))
+    return b"".join(parts)
 
 
 def read_nrrd(path: str | Path) -> tuple[np.ndarray, dict[str, str]]:
