@@ -214,6 +214,9 @@ def warm(archive: Path, tmp: Path, threads: int) -> None:
     torch.set_num_threads(threads)
     studies = sorted((p for p in archive.iterdir() if p.is_dir()), key=lambda p: -sum(1 for _ in p.iterdir()))
     study = studies[0]
+    # A warm worker has drawn maps before: the one-time imports (matplotlib's colour tables, PIL, scipy.ndimage)
+    # are paid on another study first.
+    list(classify_stream(studies[-1], bundle, gradcam_dir=tmp / "warm-up", threads=threads))
     maps = tmp / "gradcam"
     c0, t0 = time.process_time(), time.perf_counter()
     predictions = list(classify_stream(study, bundle, gradcam_dir=maps, threads=threads))
