@@ -4,8 +4,10 @@
 series in memory at once. Here the series are cut into partitions of whole studies (a series' study
 context needs its siblings, so a study is never split) and each partition is read, predicted and
 dropped, so memory follows the partition, not the archive. Predictions come out in the source's
-order whatever ran them, and are the same, bit for bit, as ``pipeline.classify`` gives: the same
-functions run on the same series with the same siblings.
+order whatever ran them, and are the same, bit for bit, as ``pipeline.classify`` gives (with the same
+number of torch threads): the same functions run on the same series with the same siblings. (One
+departure: a series its source lists without a study UID, whose header has one, meets its header-study
+siblings only if they too were listed without one; folder sources always list the header's UID.)
 
 The partitions run in this process (``workers=0``), in local worker processes
 (``workers=N``; the standard library's process pool, no extra dependency) or on a running
@@ -18,7 +20,6 @@ A source with no series loads no model at all: an empty run costs the imports on
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections import deque
@@ -31,8 +32,6 @@ from ..models.bundle import ModelBundle, load_bundle
 from ..prediction import SeriesPrediction
 from ..series import Series, SeriesRef
 from .pipeline import Progress, predict_all, read_all_series, resolve_refs
-
-log = logging.getLogger(__name__)
 
 Indexed = list[tuple[int, SeriesRef]]
 # A partition's result: (index in the source, prediction) per series.
