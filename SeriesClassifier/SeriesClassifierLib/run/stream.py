@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..models.bundle import ModelBundle, load_bundle
 from ..prediction import SeriesPrediction
@@ -38,7 +38,7 @@ from ..series import Series, SeriesRef
 from .pipeline import Progress, predict_all, read_all_series, resolve_refs
 
 # (index among the series to predict, ref); index None: read for its study's context only, not predicted.
-Indexed = list[tuple[int | None, SeriesRef]]
+Indexed = list[tuple[Optional[int], SeriesRef]]  # Optional: Slicer 5.8 runs Python 3.9
 # A partition's result: (index in the source, prediction) per series.
 Results = list[tuple[int, SeriesPrediction]]
 OnResult = Callable[[Series, SeriesPrediction], None]
