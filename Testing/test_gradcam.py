@@ -10,6 +10,7 @@ from dicom_factory import AXIAL, CORONAL, SAGITTAL, numbered_volume, write_class
 from SeriesClassifierLib.dicom.slices import SliceOptions, sample_series
 from SeriesClassifierLib.models.cnn import CnnModel
 from SeriesClassifierLib.models.gradcam import (
+    NRRD_LEVELS,
     gradcam,
     gradcam_series,
     read_nrrd,
@@ -168,3 +169,61 @@ def test_series_object_is_accepted(model, tmp_path):
     files = write_classic(tmp_path / "s", _volume(4, 32, 32))
     r = gradcam_series(model, Series(series_uid="x", study_uid="y", files=files))
     assert r.heatmap.shape[0] == 4
+
+
+def test_gradcam_after_a_prediction_reuses_its_slices_once(model, tmp_path, monkeypatch):
+    """The CLI and the worker ask for a map right after predicting: the K slices are not read twice."""
+    import SeriesClassifierLib.models.gradcam as gradcam_module
+
+    files = write_classic(tmp_path / "s", _volume(12, 32, 32), iop=AXIAL, spacing=3.0)
+    other = write_classic(tmp_path / "o", _volume(12, 32, 32, seed=1), iop=AXIAL, spacing=3.0)
+    series = Series(series_uid="1", study_uid="1", files=files)
+    fresh = gradcam_series(model, series)
+    model.predict(series)
+    reads = []
+    monkeypatch.setattr(gradcam_module, "sample_series", lambda *a, **k: reads.append(a) or sample_series(*a, **k))
+    backbone = []
+    features = model.net.features
+    monkeypatch.setattr(model.net, "features", lambda x: backbone.append(len(x)) or features(x))
+    reused = gradcam_series(model, series, target=fresh.target)  # the predicted class, as the CLI asks
+    np.testing.assert_array_equal(reused.heatmap, fresh.heatmap)
+    assert reads == [] and backbone == []  # neither the slices nor the backbone's forward pass again
+    gradcam_series(model, series)  # handed over once: the next map samples again
+    model.predict(series)
+    gradcam_series(model, Series(series_uid="2", study_uid="1", files=other))  # not the predicted series
+    assert len(reads) == 2
+    assert len(backbone) == 3  # the second map, the prediction, the other series' map
+
+
+def test_nrrd_is_gzip_compressed_and_png_carries_its_title(model, tmp_path):
+    import gzip
+
+    from PIL import Image
+
+    files = write_classic(tmp_path / "s", _volume(30, 64, 64), iop=AXIAL, spacing=2.0)
+    r = gradcam_series(model, files)
+    out = write_gradcam(r, Series(series_uid="9", study_uid="1", files=files, series_description="ax t2"),
+                        tmp_path / "o")
+    nrrd = next(p for p in out if p.suffix == ".nrrd")
+    head, _, body = nrrd.read_bytes().partition(b"\n\n")
+    assert b"encoding: gzip" in head
+    stored = np.round(r.heatmap.astype(np.float32) * NRRD_LEVELS) / NRRD_LEVELS  # in steps of 1/255
+    assert gzip.decompress(body) == np.ascontiguousarray(stored, dtype="<f4").tobytes()
+    assert len(body) < r.heatmap.nbytes / 4
+    png = Image.open(next(p for p in out if p.suffix == ".png"))
+    assert png.info["Title"].startswith("ax t2 — Grad-CAM sequence=")
+    assert png.size == (4 * 128, 2 * 128)  # 8 sampled slices, 4 a row, at the CNN's size
+
+
+def test_gzip_slices_is_plain_gzip_of_the_volume_bytes():
+    import gzip
+
+    from SeriesClassifierLib.models.gradcam import gzip_slices
+
+    rng = np.random.default_rng(3)
+    volume = np.zeros((12, 9, 7), dtype=np.float32)
+    volume[3] = rng.random((9, 7))
+    volume[8, 2, 2] = 0.25
+    volume[10] = -0.0  # not the zero slice's bytes
+    for v in (volume, volume[:1], volume[:0], np.ones((2, 3, 3), dtype=np.float64)):
+        assert gzip.decompress(gzip_slices(v)) == np.ascontiguousarray(v, dtype="<f4").tobytes()

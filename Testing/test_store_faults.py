@@ -201,8 +201,8 @@ def test_database_entries_leading_out_of_its_folder_are_not_followed(tmp_path):
 
 
 def test_a_fault_at_the_end_of_a_run_loses_no_classification(tmp_path, monkeypatch, capsys):
-    """Every prediction is in the label store as its series finishes: a full disk at the final write of the
-    table loses no work, and the next classify writes the table without classifying again."""
+    """Predictions go to the label store as their series finish: a full disk while the table is written loses
+    none of them, and the next classify classifies only what the stopped run did not reach."""
     import csv
 
     from SeriesClassifierLib.commands import classify as classify_command
@@ -212,6 +212,7 @@ def test_a_fault_at_the_end_of_a_run_loses_no_classification(tmp_path, monkeypat
         write_series(tmp_path / "study" / f"s{k}", f"T2 {k}", n_slices=2, size=4, number=k + 1)
 
     def disk_full(predictions, out):
+        next(iter(predictions))  # the disk fills after the first row: the run stops there
         raise OutputError(f"cannot write {out}: No space left on device")
 
     monkeypatch.setattr(classify_command, "write_results", disk_full)
@@ -222,5 +223,5 @@ def test_a_fault_at_the_end_of_a_run_loses_no_classification(tmp_path, monkeypat
     assert not out.exists()
     monkeypatch.undo()
     assert main(args) == 0
-    assert "0 classified now" in capsys.readouterr().err
+    assert "2 classified now" in capsys.readouterr().err  # the first was kept; the rest classified now
     assert len(list(csv.DictReader(out.open()))) == 3

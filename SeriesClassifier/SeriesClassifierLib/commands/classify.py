@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import io
 import json
+import os
 import sys
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ..errors import OutputError
 from ..labels.store import LabelStore, StoreError
 from ..prediction import REVIEW, UNKNOWN, SeriesPrediction
+from ..series import SeriesRef
 from ..vocabulary import load_vocabulary
-from ._predictions import ModelChoice, ProgressBar, classify_refs, up_to_date
+from ._predictions import ModelChoice, ProgressBar, model_key, stale
 from ._store_args import add_store_argument, open_store, series_under
+
+__all__ = ["CSV_COLUMNS", "TAIL_COLUMNS", "ProgressBar", "add_arguments", "csv_columns", "csv_row", "run",
+           "write_results"]
 
 # The export's names for the same things (labels/export.py csv_columns), so one spreadsheet formula reads both.
 CSV_COLUMNS = [
@@ -45,6 +53,16 @@ def add_arguments(parser) -> None:
     add_store_argument(parser)
     parser.add_argument("--force", action="store_true",
                         help="classify every series again, even those the store holds unchanged predictions for")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="classify in N local worker processes (whole studies per task); results and their "
+                             "order are the same as in one process")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="classify on a running dask.distributed scheduler (e.g. tcp://host:8786; "
+                             'pip install "seriesclassifier[dask]"); workers must see PATH and the models')
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads per process (default: torch's own; with --workers the cores shared "
+                             "out; Dask workers: 1). The CNN's probabilities are bit-identical between runs with "
+                             "the same count (they differ ~1e-9 otherwise)")
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
 
 
@@ -84,40 +102,75 @@ def csv_columns(attribute_codes: list[str]) -> list[str]:
     return CSV_COLUMNS + attributes + TAIL_COLUMNS
 
 
-def write_results(predictions: list[SeriesPrediction], out: Path) -> None:
-    """The results file, written atomically (write_export): a full disk leaves no partial file."""
-    from ..labels.export import write_export
+def partial_path(out: Path) -> Path:
+    """Where the results are streamed before they are renamed onto ``out``."""
+    return out.with_name(out.name + ".partial")
+
+
+class _SourceError(Exception):
+    """What the predictions' iterator raised, carried past write_results' handling of write errors."""
+
+
+def _pulled(predictions: Iterable[SeriesPrediction]) -> Iterator[SeriesPrediction]:
+    it = iter(predictions)
+    while True:
+        try:
+            p = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _SourceError() from exc
+        yield p
+
+
+def write_results(predictions: Iterable[SeriesPrediction], out: Path) -> int:
+    """Write each prediction as it comes (an archive's results are never all in memory); returns the count.
+
+    Rows go to ``out.partial`` beside ``out``, each flushed at once (the file can be followed while an
+    archive runs), and the whole is renamed onto ``out`` at the end, as write_export does: a reader never
+    sees half an ``out``, and a stopped run leaves the ``.partial``, not a half ``out``. CSV cells never
+    start a formula (csv_cell). The JSON is laid out as ``json.dumps({"series": [...]}, indent=1)`` would
+    write it. A write that fails (full disk, read-only folder) is an OutputError and leaves no ``.partial``;
+    what the predictions' iterator raises (a run stopped) passes unchanged and leaves the ``.partial``.
+    """
     from ..labels.safe_text import csv_cell
 
-    if out.suffix.lower() == ".json":
-        data = {"series": [dict(p.to_dict(), outcome=p.outcome,
-                                predicted_top3=p.sequence.top(3) if p.sequence else [])
-                           for p in predictions]}
-        write_export(json.dumps(data, indent=1), out)
-        return
-    codes = load_vocabulary().attribute_codes
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=csv_columns(codes))
-    writer.writeheader()
-    for p in predictions:
-        writer.writerow({k: csv_cell(v) for k, v in csv_row(p, codes).items()})  # no formula from a header
-    write_export(text.getvalue(), out)
-
-
-def gradcam_writer(cnn, out_dir: Path):
-    """A pipeline ``on_result`` hook writing each series' Grad-CAM; a failure costs that map only."""
-    from ..models.gradcam import gradcam_series, write_gradcam
-
-    def write(series, prediction: SeriesPrediction) -> None:
-        if prediction.error or series.skipped or "cnn" not in prediction.models:
-            return
-        target = prediction.sequence.label if prediction.sequence else None
-        try:
-            write_gradcam(gradcam_series(cnn, series, "sequence", target), series, out_dir)
-        except Exception as exc:  # noqa: BLE001 - odd pixels must not stop the other series
-            print(f"warning: no Grad-CAM for series {series.series_uid}: {exc}", file=sys.stderr)
-
-    return write
+    out = Path(out)
+    partial = partial_path(out)
+    n = 0
+    predictions = _pulled(predictions)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_dir():
+            raise IsADirectoryError(21, "is a folder")
+        if out.suffix.lower() == ".json":
+            with open(partial, "w", encoding="utf-8") as f:
+                f.write('{\n "series": [')
+                for n, p in enumerate(predictions, start=1):
+                    item = json.dumps(dict(p.to_dict(), outcome=p.outcome,
+                                           predicted_top3=p.sequence.top(3) if p.sequence else []), indent=1)
+                    f.write(("," if n > 1 else "") + "\n  " + item.replace("\n", "\n  "))
+                    f.flush()
+                f.write("\n ]\n}" if n else "]\n}")
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            codes = load_vocabulary().attribute_codes
+            with open(partial, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=csv_columns(codes))
+                writer.writeheader()
+                for p in predictions:
+                    writer.writerow({k: csv_cell(v) for k, v in csv_row(p, codes).items()})  # no formula
+                    f.flush()  # each row on disk as its series finishes: a stopped run keeps what was done
+                    n += 1
+                os.fsync(f.fileno())
+        os.replace(partial, out)
+    except _SourceError as stopped:
+        raise stopped.__cause__ from None  # the run stopped: the .partial keeps what was done
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {e.strerror or e}") from e
+    return n
 
 
 def _open_store(args) -> LabelStore | None:
@@ -130,19 +183,106 @@ def _open_store(args) -> LabelStore | None:
         return None
 
 
-def _predict(args, refs: list, store: LabelStore | None, gradcam) -> tuple[list[SeriesPrediction], int]:
-    """With ``gradcam`` (bundle, hook) every series is classified again with that bundle: the maps need pixels."""
-    choice = ModelChoice(args.models, use_forest=not args.no_forest, use_cnn=not args.no_cnn)
-    bundle, on_result = gradcam or (None, None)
-    if store is not None:
-        return up_to_date(store, refs, choice, force=args.force or gradcam is not None, quiet=args.quiet,
-                          on_result=on_result, bundle=bundle)
-    predictions, _ = classify_refs(refs, refs, choice, progress=ProgressBar(not args.quiet), on_result=on_result,
-                                   bundle=bundle)
-    return predictions, len(predictions)
+def _load_models(args, driver_only: bool):
+    """The bundle, or an exit code. With workers the models run in them: here the CNN is only looked for."""
+    from ..models.bundle import CNN_WEIGHTS, load_bundle
+
+    try:
+        bundle = load_bundle(args.models, load_forest=not args.no_forest, load_cnn=not (args.no_cnn or driver_only))
+    except FileNotFoundError as exc:
+        print(f"models: {exc}", file=sys.stderr)
+        return 2
+    for problem in bundle.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    has_cnn = (bundle.path / CNN_WEIGHTS).is_file() if driver_only else bundle.cnn is not None
+    if args.gradcam and (args.no_cnn or not has_cnn):
+        print("--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)",
+              file=sys.stderr)
+        return 2
+    return bundle
+
+
+def _model_key(bundle, choice: ModelChoice, driver_only: bool) -> str:
+    """The store's model key of what runs now (as classify_refs gives it); workers load the CNN, not the driver."""
+    from ..models.bundle import CNN_WEIGHTS
+
+    names = [n for n in bundle.model_names if (n == "forest" and choice.use_forest) or (n == "cnn" and choice.use_cnn)]
+    if driver_only and choice.use_cnn and bundle.path is not None and (bundle.path / CNN_WEIGHTS).is_file():
+        names.append("cnn")
+    return model_key(bundle.version, names)
+
+
+class _Recorder:
+    """Records fresh predictions in the store as they stream past, a batch at a time (a stopped run keeps
+    what was recorded; one transaction per batch, not per series)."""
+
+    BATCH = 256
+    SECONDS = 2.0
+
+    def __init__(self, store: LabelStore | None, todo: list[SeriesRef], key: str):
+        self.store, self.key = store, key
+        self.refs = {r.series_uid: r for r in todo}
+        self.pending: list[SeriesPrediction] = []
+        self.since = time.monotonic()
+
+    def add(self, p: SeriesPrediction) -> None:
+        if self.store is None:
+            return
+        self.pending.append(p)
+        if len(self.pending) >= self.BATCH or time.monotonic() - self.since > self.SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.store is None or not self.pending:
+            return
+        keys = {p.series_uid: (self.refs[p.series_uid].content_key(), self.key) for p in self.pending
+                if p.series_uid in self.refs}
+        self.store.record_predictions(self.pending, keys)
+        self.pending, self.since = [], time.monotonic()
+
+
+def _in_source_order(refs: list[SeriesRef], todo: list[SeriesRef], fresh: Iterator[SeriesPrediction],
+                     store: LabelStore | None, recorder: _Recorder) -> Iterator[SeriesPrediction]:
+    """Every series' prediction in the order of ``refs``: fresh ones as they stream (recorded in the store),
+    the others from the store (``todo`` keeps the order of ``refs``, so one pass merges them)."""
+    wanted = {r.series_uid for r in todo}
+    known = store.predictions(r.series_uid for r in refs if r.series_uid not in wanted) if store is not None else {}
+    nxt = next(fresh, None)
+    for ref in refs:
+        if ref.series_uid in wanted:
+            if nxt is not None and nxt.series_uid == ref.series_uid:
+                p, nxt = nxt, next(fresh, None)
+                recorder.add(p)
+                yield p
+                continue
+            recorder.flush()
+            old = store.predictions([ref.series_uid]).get(ref.series_uid) if store is not None else None
+            if old is not None:  # not classified now (as up_to_date: the stored one, if any)
+                yield old
+            continue
+        if ref.series_uid in known:
+            yield known[ref.series_uid]
+    recorder.flush()
+
+
+class _Tally:
+    """Counts what streams past, for the summary line."""
+
+    def __init__(self, predictions: Iterable[SeriesPrediction]):
+        self.predictions, self.n, self.skipped, self.review, self.unknown = predictions, 0, 0, 0, 0
+
+    def __iter__(self):
+        for p in self.predictions:
+            self.n += 1
+            self.skipped += bool(p.error)
+            self.review += p.outcome == REVIEW
+            self.unknown += p.outcome == UNKNOWN
+            yield p
 
 
 def run(args) -> int:
+    from ..run.stream import classify_stream
+
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in {".csv", ".json"}:
         print(f"--out {out}: use a .csv or .json file name", file=sys.stderr)
@@ -150,44 +290,77 @@ def run(args) -> int:
     if args.no_cnn and args.no_forest:
         print("--no-cnn and --no-forest together leave no model to run", file=sys.stderr)
         return 2
+    if args.workers < 0 or (args.threads is not None and args.threads < 1):
+        print("--workers: 0 or more processes; --threads: 1 or more", file=sys.stderr)
+        return 2
+    if args.gradcam and args.no_cnn:
+        print("--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)",
+              file=sys.stderr)
+        return 2
     if out is not None:
         from ..labels.export import check_writable
 
         check_writable(out)  # before the run's work, not after it (OutputError: a message from cli.main)
-    gradcam = None
-    if args.gradcam:
-        from ..models.bundle import load_bundle
-
-        try:
-            bundle = load_bundle(args.models, load_forest=not args.no_forest, load_cnn=not args.no_cnn)
-        except FileNotFoundError as exc:
-            print(f"models: {exc}", file=sys.stderr)
-            return 2
-        for problem in bundle.problems:
-            print(f"warning: {problem}", file=sys.stderr)
-        if bundle.cnn is None:
-            print("--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)",
-                  file=sys.stderr)
-            return 2
-        gradcam = (bundle, gradcam_writer(bundle.cnn, Path(args.gradcam)))
     try:
         refs = series_under(args.path)
         store = _open_store(args)
-        try:
-            predictions, classified = _predict(args, refs, store, gradcam)
-        finally:
-            if store is not None:
-                store.close()
     except (FileNotFoundError, StoreError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    if out is not None:
-        write_results(predictions, out)
+    try:
+        choice = ModelChoice(args.models, use_forest=not args.no_forest, use_cnn=not args.no_cnn)
+        # --gradcam classifies every series again: the maps need the pixels
+        force = args.force or bool(args.gradcam) or store is None
+        try:
+            todo = list(refs) if force else stale(store, refs, choice)
+        except StoreError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        fresh: Iterator[SeriesPrediction] = iter(())
+        key = ""
+        if todo:  # nothing to classify: no model is loaded (a run with nothing new costs the imports only)
+            driver_only = bool(args.workers or args.scheduler)
+            bundle = _load_models(args, driver_only=driver_only)
+            if isinstance(bundle, int):
+                return bundle
+            key = _model_key(bundle, choice, driver_only)
+            if store is not None and not args.quiet:
+                reused = len(refs) - len(todo)
+                print(f"classifying {len(todo)} series" + (f" ({reused} unchanged, from the store)" if reused else ""),
+                      file=sys.stderr)
+            fresh = classify_stream(
+                refs, bundle, use_forest=not args.no_forest, use_cnn=not args.no_cnn, workers=args.workers,
+                scheduler=args.scheduler, threads=args.threads, gradcam_dir=args.gradcam,
+                progress=ProgressBar(not args.quiet), todo=todo)
+        elif args.models and not Path(args.models).is_dir():
+            print(f"models: {args.models}: models folder not found", file=sys.stderr)
+            return 2
+        recorder = _Recorder(store, todo, key)
+        predictions = _Tally(_in_source_order(refs, todo, fresh, store, recorder))
+        try:
+            if out is not None:
+                write_results(predictions, out)
+            else:
+                for _ in predictions:
+                    pass
+        except OutputError:
+            with contextlib.suppress(StoreError):
+                recorder.flush()  # what was classified before the disk filled is kept
+            raise  # cli.main says which file and why
+        except StoreError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        except (OSError, RuntimeError) as exc:  # a scheduler out of reach, dask not installed, a worker lost
+            with contextlib.suppress(StoreError):
+                recorder.flush()  # what was classified before the stop is kept
+            print(f"classification stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        if store is not None:
+            store.close()
     if not args.quiet:
-        skipped = sum(1 for p in predictions if p.error)
-        review = sum(1 for p in predictions if p.outcome == REVIEW)
-        unknown = sum(1 for p in predictions if p.outcome == UNKNOWN)
         where = [str(x) for x in (out, store.path if store is not None else None) if x is not None]
-        print(f"{len(predictions)} series ({classified} classified now, {skipped} not classified, {review} need "
-              f"review, {unknown} unknown) → {' and '.join(where) or 'nowhere (no store, no --out)'}", file=sys.stderr)
+        print(f"{predictions.n} series ({len(todo)} classified now, {predictions.skipped} not classified, "
+              f"{predictions.review} need review, {predictions.unknown} unknown) → "
+              f"{' and '.join(where) or 'nowhere (no store, no --out)'}", file=sys.stderr)
     return 0

@@ -34,11 +34,15 @@ def _load(name: str):
     return importlib.import_module(f"{__package__}.{name}")
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    from .. import __version__
+def _version() -> str:
+    from .. import __version__  # the package's __init__ only: no numpy, pydicom or models
 
+    return __version__
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seriesclassifier", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"seriesclassifier {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

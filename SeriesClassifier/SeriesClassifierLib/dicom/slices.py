@@ -38,6 +38,7 @@ from ..errors import BudgetError, SliceReadError
 from ..pydicom_compat import decodable, frame_pixels
 from ..series import Geometry
 from .budget import check_mosaic, check_pixels, read_dataset
+from .fast_header import read_tags, tag_set
 from .geometry import slice_spacing
 from .tags import PRIVATE_READ_TAGS, b_value, mosaic_images
 
@@ -63,6 +64,7 @@ _HEADER_TAGS = [
     "PixelData",  # only its presence; stop_before_pixels skips the value
     *PRIVATE_READ_TAGS,  # b-values and the mosaic count, with their private creators
 ]
+_HEADER_TAG_SET = tag_set(_HEADER_TAGS)
 
 
 @dataclass
@@ -318,7 +320,7 @@ def build_stack(files: list[Path] | list[str]) -> Stack:
     for i, f in enumerate(files):
         path = Path(f)
         try:
-            ds = read_dataset(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=True)
+            ds = read_tags(path, _HEADER_TAGS, _HEADER_TAG_SET)  # = budgeted read_dataset(specific_tags), faster
         except BudgetError as exc:
             notes.append(str(exc))
             continue

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 _EPS = 1e-4
 
@@ -49,6 +48,8 @@ class TemperatureScaler:
 
         def loss(log_t: float) -> float:
             return negative_log_likelihood(apply_temperature(probabilities, float(np.exp(log_t))), y)
+
+        from scipy.optimize import minimize_scalar  # fitting only; loading a bundle must not import scipy
 
         result = minimize_scalar(loss, bounds=(np.log(0.25), np.log(10.0)), method="bounded")
         self.temperature = float(np.exp(result.x))

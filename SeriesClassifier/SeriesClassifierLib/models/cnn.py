@@ -214,6 +214,8 @@ class CnnModel:
         self.aggregator = aggregator if config.aggregator == "gru" and aggregator is not None else MeanLogProb()
         self._gru = aggregator
         self.novelty = novelty
+        self._last_sampled: tuple[tuple[str, ...], SampledSlices] | None = None
+        self._last_features: tuple[np.ndarray, torch.Tensor] | None = None
 
     @classmethod
     def new(cls, vocabulary: Vocabulary | None = None, **config_kwargs) -> CnnModel:
@@ -274,14 +276,21 @@ class CnnModel:
 
     # ------------------------------------------------------------------ inference
 
-    def infer(self, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
-        """(n, S, S) float 0..1 → {head: (n, C) probabilities, "embedding": (n, D)}."""
+    def infer(self, images: np.ndarray, batch_size: int = 64, keep_features: bool = False) -> dict[str, np.ndarray]:
+        """(n, S, S) float 0..1 → {head: (n, C) probabilities, "embedding": (n, D)}.
+
+        ``keep_features``: keep the last block's maps of these images for one Grad-CAM (``features_for``).
+        """
         outs: dict[str, list[np.ndarray]] = {}
         self.net.eval()
+        self._last_features = None
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 x = torch.as_tensor(np.asarray(images[start : start + batch_size], dtype=np.float32))[:, None]
-                res = self.net(x)
+                fmap = self.net.features(x)  # what self.net(x) computes, in its two steps
+                res = self.net.heads(fmap)
+                if keep_features and len(images) <= batch_size:
+                    self._last_features = (images, fmap)
                 for k, v in res.items():
                     v = v if k == "embedding" else torch.softmax(v, dim=1)
                     outs.setdefault(k, []).append(v.numpy())
@@ -311,18 +320,37 @@ class CnnModel:
         reason = f"{len(sampled.slice_indices)} slice(s) of {len(sampled.stack)}"
         if sampled.warnings:
             reason += "; " + "; ".join(sampled.warnings[:3])
-        return self.output_from_slices(self.infer(sampled.images), reason)
+        return self.output_from_slices(self.infer(sampled.images, keep_features=True), reason)
+
+    def features_for(self, images: np.ndarray) -> torch.Tensor | None:
+        """The last block's maps ``infer`` kept for exactly these images (the same array), handed over once:
+        Grad-CAM right after a prediction then needs no second forward pass through the backbone."""
+        last, self._last_features = self._last_features, None
+        return last[1] if last is not None and last[0] is images else None
 
     def sample(self, series) -> SampledSlices:
         return sample_series(series.files, self.config.options)
+
+    def take_sampled(self, files) -> SampledSlices | None:
+        """The slices the last ``predict`` read, when they are of these files; handed over once.
+
+        Grad-CAM right after a prediction (the CLI's --gradcam, the worker) explains what the network saw
+        without reading and preprocessing the same K slices again (half the cost of a map).
+        """
+        last, self._last_sampled = self._last_sampled, None
+        if last is not None and last[0] == tuple(str(f) for f in files):
+            return last[1]
+        return None
 
     def predict(self, series) -> ModelOutput:
         """One series → ModelOutput; a series without usable pixels gets no predictions and a reason."""
         label = getattr(series, "series_uid", "") or "series"
         if getattr(series, "skipped", False):
             return ModelOutput(model=self.name, reason=f"{label}: skipped ({series.skip_reason})")
+        self._last_sampled = None
         try:
             sampled = self.sample(series)
+            self._last_sampled = (tuple(str(f) for f in series.files), sampled)
         except SliceReadError as exc:
             return ModelOutput(model=self.name, reason=f"{label}: no CNN output: {exc}")
         except Exception as exc:  # odd pixel data must never stop the run

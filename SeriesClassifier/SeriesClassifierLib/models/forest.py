@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
 from ..errors import BundleError
 from ..prediction import ModelOutput, TaskPrediction
@@ -93,6 +92,10 @@ def normalise_label(task: str, value: Any) -> str | None:
 
 
 def _estimator(kind: str, n_estimators: int, random_state: int, class_weight: str | None):
+    # scikit-learn is imported here, for training only: predicting reads plain arrays and a cold start
+    # (every Slicer worker, every CLI run) would otherwise pay about a second importing it.
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
     cls = {"random_forest": RandomForestClassifier, "extra_trees": ExtraTreesClassifier}[kind]
     return cls(
         n_estimators=n_estimators,
@@ -348,6 +351,7 @@ class ForestModel:
         import warnings
 
         import skops.io as sio
+        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
         if not path.is_file() or not config_path.is_file():
             raise FileNotFoundError(f"a forest needs {path.parent / ARRAYS_FILE} (or {path}) and {config_path}")
