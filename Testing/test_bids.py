@@ -185,3 +185,11 @@ def test_bold_task_label_comes_from_the_description():
     names = bids_names([rec("1", "FMRI_BOLD", 1, description="BOLD_motor_task")])
     assert names["1"].filename == "sub-01/func/sub-01_task-motor_bold.nii.gz"
     assert dcm2bids_config(names)["descriptions"][0]["sidecar_changes"] == {"TaskName": "motor"}
+
+
+def test_a_series_the_models_could_not_tell_gets_no_bids_place_until_a_person_labels_it():
+    unknown = rec("1", "T1_2D_PRE", 1)
+    unknown.prediction.unknown = "not brain MR (BodyPartExamined is 'KNEE')"
+    assert set(bids_names([unknown, rec("2", "T2_2D", 2)])) == {"2"}  # the guess is a hint, not an answer
+    accepted = replace(unknown, state="accepted", label_source="accepted")
+    assert set(bids_names([accepted, rec("2", "T2_2D", 2)])) == {"1", "2"}

@@ -130,6 +130,11 @@ def subject_labels(patient_ids: Sequence[str], anonymise: bool = True) -> dict[s
     return labels
 
 
+def _unconfirmed_guess(record: LabelRecord) -> bool:
+    """A series the models could not tell (outcome unknown) and no person has labelled: no BIDS place."""
+    return record.state == "unreviewed" and record.prediction is not None and bool(record.prediction.unknown)
+
+
 def bids_names(
     records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = True
 ) -> dict[str, BidsName]:
@@ -149,7 +154,7 @@ def bids_names(
             studies_of[patients[uid]].append(studies[uid])
     names: dict[str, BidsName] = {}
     for r in records:
-        if r.sequence is None:
+        if r.sequence is None or _unconfirmed_guess(r):
             continue
         mapping = vocabulary.sequence(r.sequence).bids
         if mapping is None:

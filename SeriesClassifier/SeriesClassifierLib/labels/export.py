@@ -200,7 +200,8 @@ def export_summary(
     if len(kept) < len(names):
         left.append(f"{len(names) - len(kept)} derived or outside BIDS left out (--include-derived keeps them)")
     if len(names) < len(records):
-        left.append(f"{len(records) - len(names)} with no BIDS place (OTHER, unlabelled)")
+        left.append(f"{len(records) - len(names)} with no BIDS place (OTHER, unlabelled, unknown until a person "
+                    "labels them)")
     return f"{len(kept)} of {len(records)} series" + (f" ({'; '.join(left)})" if left else "")
 
 
