@@ -1,5 +1,6 @@
 """A blind evaluation: the bundled product, as a user runs it, on real series it was never developed on.
 
+    python benchmarks/blind_eval.py --build MIRRORS --data BLIND --labels docs/blind/labels.csv   # once
     python benchmarks/blind_eval.py --data BLIND --labels docs/blind/labels.csv --out docs/blind
 
 BLIND is a folder of real scanner series that no model, threshold or choice was fitted or tuned on
@@ -24,6 +25,24 @@ from SeriesClassifierLib.models.bundle import load_bundle
 from SeriesClassifierLib.prediction import OUTCOMES
 from SeriesClassifierLib.run.pipeline import classify
 from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
+
+
+def build(mirrors: Path, data: Path, labels: dict[str, dict[str, str]]) -> None:
+    """Copy every labelled series' folder out of the git mirrors (``MIRRORS/neurolabusc+REPO/repo``, as the
+    fetch tool lays them out), file by file: a blob a mirror lacks is left out, not the folder."""
+    import subprocess
+
+    for folder in sorted({row["folder"] for row in labels.values()}):
+        repo, inside = folder.split("/", 1)
+        git = ["git", "-C", str(mirrors / f"neurolabusc+{repo}" / "repo")]
+        names = subprocess.run([*git, "ls-tree", "-r", "--name-only", "HEAD", inside + "/"], check=True,
+                               capture_output=True, text=True).stdout.split()
+        for name in names:
+            blob = subprocess.run([*git, "show", f"HEAD:{name}"], capture_output=True)
+            if blob.returncode == 0:
+                target = data / repo / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(blob.stdout)
 
 
 def read_labels(path: Path) -> dict[str, dict[str, str]]:
@@ -92,8 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--labels", required=True, type=Path)
-    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--build", type=Path, metavar="MIRRORS", help="first lay out --data from the git mirrors")
     args = ap.parse_args(argv)
+    if args.build:
+        build(args.build, args.data, read_labels(args.labels))
+        return 0
+    if args.out is None:
+        ap.error("--out is needed to evaluate")
     args.out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
