@@ -194,11 +194,13 @@ def _keyword(tag: Any) -> str:
 # ----------------------------------------------------------------------------- deflate
 
 
-def _meta_end(buf: bytes) -> tuple[str, int] | None:
-    """(transfer syntax, offset of the data set) from a Part-10 file's first bytes; None without meta."""
+def file_meta_end(buf: bytes) -> tuple[int, str | None] | None:
+    """(offset of the data set, transfer syntax or None) from a Part-10 file's first bytes; None without the
+    DICM prefix or when the file meta group runs past ``buf``. Grouping, the fast header reader and the
+    deflate check all start here."""
     if len(buf) < 140 or buf[128:132] != b"DICM":
         return None
-    pos, syntax = 132, ""
+    pos, syntax = 132, None
     while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
         tag = struct.unpack_from("<I", buf, pos)[0]
         tag = ((tag & 0xFFFF) << 16) | (tag >> 16)
@@ -212,7 +214,7 @@ def _meta_end(buf: bytes) -> tuple[str, int] | None:
         if tag == 0x00020010:
             syntax = buf[pos + size : pos + size + length].rstrip(b"\x00 ").decode("ascii", "replace")
         pos += size + length
-    return syntax, pos
+    return pos, syntax
 
 
 def check_deflated(path: Path) -> None:
@@ -227,10 +229,10 @@ def check_deflated(path: Path) -> None:
 @lru_cache(maxsize=256)  # grouping, headers and slices read the same file: inflate it once
 def _check_deflated(path: str, size: int, mtime_ns: int, limit: int) -> None:
     with open(path, "rb") as f:
-        meta = _meta_end(f.read(65536))
-        if meta is None or meta[0] != _DEFLATED:
+        meta = file_meta_end(f.read(65536))
+        if meta is None or meta[1] != _DEFLATED:
             return
-        f.seek(meta[1])
+        f.seek(meta[0])
         inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
         while True:
             chunk = inflater.unconsumed_tail or f.read(1 << 16)

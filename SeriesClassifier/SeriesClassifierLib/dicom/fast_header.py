@@ -64,9 +64,10 @@ def _scan(path: Path, wanted: frozenset[int], limit: int) -> tuple[bytes, bool, 
     the file."""
     with open(path, "rb") as f:
         buf = f.read(limit)
-    if len(buf) < 140 or buf[128:132] != b"DICM":
+    found = budget.file_meta_end(buf)
+    if found is None:
         return None
-    pos, syntax = _meta(buf)
+    pos, syntax = found
     if syntax is None or syntax in _LEFT_TO_PYDICOM or pos + 8 > len(buf):
         return None
     implicit = syntax == _IMPLICIT_LE
@@ -93,17 +94,6 @@ def _scan(path: Path, wanted: frozenset[int], limit: int) -> tuple[bytes, bool, 
     if len(buf) == limit:
         raise _ScanAbort  # the buffer ended, not the file
     return bytes(out), implicit, meta
-
-
-def _meta(buf: bytes) -> tuple[int, str | None]:
-    """Where the dataset starts after the file meta group, and the transfer syntax it names."""
-    pos, syntax = 132, None
-    while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
-        tag, length, size = _element_header(buf, pos, False, "<")
-        if tag == 0x00020010:
-            syntax = buf[pos + size : pos + size + length].rstrip(b"\x00 ").decode("ascii", "replace")
-        pos += size + length
-    return pos, syntax
 
 
 def _syntax_agrees(buf: bytes, pos: int, implicit: bool) -> bool:

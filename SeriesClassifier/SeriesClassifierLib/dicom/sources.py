@@ -27,7 +27,7 @@ from pydicom.tag import Tag
 
 from ..errors import DicomDatabaseError, NotDicomError
 from ..series import InstanceInfo, SeriesRef
-from .budget import read_dataset
+from .budget import file_meta_end, read_dataset
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +142,10 @@ def _scan_grouping_tags(path: Path, limit: int = _SCAN_BYTES) -> dict[str, str] 
     """
     with open(path, "rb") as f:
         buf = f.read(limit)
-    if len(buf) < 140 or buf[128:132] != b"DICM":
+    meta = file_meta_end(buf)
+    if meta is None:
         return None
-    pos, syntax = 132, None
-    while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
-        tag, length, size = _element_header(buf, pos, False, "<")
-        if tag == 0x00020010:
-            syntax = buf[pos + size : pos + size + length].rstrip(b"\x00 ").decode("ascii", "replace")
-        pos += size + length
+    pos, syntax = meta
     if syntax is None or syntax in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"):
         return None  # no meta, deflated or big endian: pydicom handles those
     implicit, endian = syntax == "1.2.840.10008.1.2", "<"
