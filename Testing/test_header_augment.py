@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from SeriesClassifierLib.series import Series
-from SeriesClassifierLib.training.header_augment import TOKEN_FIELDS, VENDOR_NAME_FIELDS, drop_header_fields
+from SeriesClassifierLib.training.header_augment import (
+    TOKEN_FIELDS,
+    VENDOR_NAME_FIELDS,
+    drop_header_fields,
+    excerpt,
+    longer_run,
+    vary_counts,
+)
 
 
 def _series(i: int) -> Series:
@@ -33,3 +42,41 @@ def test_same_seed_same_rows_and_a_fraction_near_the_rate():
     assert [r.header for r in a] == [r.header for r in b]
     lost = sum("SequenceName" not in r.header for r in a) / len(a)
     assert 0.2 < lost < 0.4
+
+
+def _run(volumes: int, positions: int = 30, mosaic: bool = False) -> Series:
+    image_type = ["ORIGINAL", "PRIMARY", "M", "ND"] + (["MOSAIC"] if mosaic else [])
+    header = {"ScanningSequence": ["EP"], "ImageType": image_type,
+              "NumberOfPositions": 1 if mosaic else positions, "ImagesPerPosition": float(volumes),
+              "BValues": [0.0, 1000.0], "EchoTimes": [30.0]}
+    n = volumes if mosaic else volumes * positions
+    return Series(series_uid="1.2.9", study_uid="1.2", files=[], header=header, n_images=n, n_frames=n)
+
+
+def test_an_excerpt_keeps_its_counts_consistent():
+    rng = np.random.default_rng(0)
+    cut = excerpt(_run(40), 1, rng)
+    assert (cut.n_images, cut.n_frames, cut.header["NumberOfPositions"], cut.header["ImagesPerPosition"]) == (1, 1, 1,
+                                                                                                            1.0)
+    assert len(cut.header["BValues"]) == 1 and cut.header["BValues"][0] in (0.0, 1000.0)
+    mosaic = excerpt(_run(40, mosaic=True), 3, rng)
+    assert (mosaic.n_images, mosaic.header["NumberOfPositions"], mosaic.header["ImagesPerPosition"]) == (3, 1, 3.0)
+    assert _run(40).n_images == 1200  # the caller's series is untouched
+
+
+def test_a_longer_run_scales_volumes_not_positions_and_leaves_single_volumes_alone():
+    longer = longer_run(_run(20), 3.0)
+    assert longer.n_images == 1800 and longer.header["NumberOfPositions"] == 30
+    assert longer.header["ImagesPerPosition"] == 60.0
+    one = _run(1)
+    assert longer_run(one, 3.0) is one  # an M0 or a b=0 reference stays one volume
+    t1 = Series(series_uid="1.3", study_uid="1.2", files=[], n_images=176, n_frames=176,
+                header={"ScanningSequence": ["GR", "IR"], "NumberOfPositions": 176, "ImagesPerPosition": 1.0})
+    assert longer_run(t1, 3.0) is t1  # not an EPI run
+
+
+def test_vary_counts_changes_about_the_given_fractions():
+    rows = vary_counts([_run(20) for _ in range(1000)], seed=3, excerpt_rate=0.1, long_run_rate=0.3)
+    cut = sum(r.n_images <= 3 for r in rows) / len(rows)
+    longer = sum(r.n_images > 600 for r in rows) / len(rows)
+    assert 0.06 < cut < 0.14 and 0.22 < longer < 0.38

@@ -51,3 +51,21 @@ def test_phase_projection_and_derived_from_image_type():
     assert f["phys:projection"] == 1.0 and f["phys:subtraction"] == 1.0 and f["phys:derived"] == 1.0
     g = _phys({"ImageType": ["ORIGINAL", "PRIMARY", "P", "ND"]})
     assert g["phys:phase"] == 1.0 and g["phys:derived"] == 0.0
+
+
+def test_echoes_are_not_time_points():
+    # a PD/T2 dual echo has two images at each of its 35 positions and one volume; a 3-echo BOLD run of 100
+    # volumes has 300 images at each position
+    dual = {"NumberOfPositions": 35, "EchoTimes": [11.0, 92.0], "ScanningSequence": ["SE"]}
+    assert _phys(dual, n_images=70, n_frames=70)["phys:volumes"] == 1.0
+    me_bold = {"NumberOfPositions": 30, "EchoTimes": [14.0, 30.0, 46.0], "ScanningSequence": ["EP"]}
+    assert _phys(me_bold, n_images=9000, n_frames=9000)["phys:volumes"] == 100.0
+
+
+def test_field_maps_are_read_in_each_vendors_words():
+    assert _phys({"ImageType": ["ORIGINAL", "PRIMARY", "B0 MAP", "B0", "FFE"]})["phys:field_map"] == 1.0  # Philips
+    assert _phys({"GEPulseSequenceName": "b0map", "ImageType": ["ORIGINAL", "PRIMARY", "OTHER"]})[
+        "phys:field_map"] == 1.0  # GE's psd
+    assert _phys({"SequenceName": "*fm2d2r"})["phys:field_map"] == 1.0  # Siemens gre_field_mapping
+    for name in ("*tfl3d1_16ns", "*fl2d1", "ep_b0", "*epfid2d1_64"):
+        assert _phys({"SequenceName": name})["phys:field_map"] == 0.0, name

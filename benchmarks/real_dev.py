@@ -110,6 +110,34 @@ def cnn_outputs(series: list[Series], cache: Path) -> dict[str, ModelOutput]:
 # ----------------------------------------------------------------------------- models
 
 
+def forest_recipe_key(args) -> str:
+    """What the leave-source-out forests depend on: their outputs are reused only while it is unchanged."""
+    import hashlib
+
+    h = hashlib.sha256(Path(args.gen_rows).read_bytes())
+    h.update(json.dumps([args.real_weight, args.field_dropout, args.trees, args.seed]).encode())
+    lib = Path(fit_forest.__code__.co_filename).parents[1]
+    for source in sorted([*lib.glob("dicom/*.py"), *lib.glob("models/*.py"), *lib.glob("training/*.py")]):
+        h.update(source.read_bytes())  # features, physics, augmentation, the forest itself
+    return h.hexdigest()
+
+
+def cached_forest_outputs(series, labels, gen_series, gen_labels, args) -> dict[str, ModelOutput]:
+    """``forest_leave_source_out``, reused from --out when the recipe and the series are the same."""
+    cache = args.out / "forest_outputs.json"
+    key = [forest_recipe_key(args), sorted(s.series_uid for s in series)]
+    if cache.is_file():
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            log(f"forest: leave-source-out outputs reused from {cache}")
+            return {k: output_from_dict(v) for k, v in saved["outputs"].items()}
+    out = forest_leave_source_out(series, labels, gen_series, gen_labels, args)
+    from dataclasses import asdict
+
+    cache.write_text(json.dumps({"key": key, "outputs": {k: asdict(v) for k, v in out.items()}}), encoding="utf-8")
+    return out
+
+
 def forest_leave_source_out(series, labels, gen_series, gen_labels, args) -> dict[str, ModelOutput]:
     sources = sorted({labels[s.series_uid]["source"] for s in series})
     out: dict[str, ModelOutput] = {}
@@ -130,9 +158,20 @@ def outputs_for(uid: str, forest: dict, cnn: dict, use: tuple[str, ...]) -> dict
     return {name: m[uid] for name, m in (("forest", forest), ("cnn", cnn)) if name in use and uid in m}
 
 
-def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict) -> EnsembleParams:
+def base_params(overrides: list[str]) -> EnsembleParams:
+    """The bundle's ensemble settings, with ``KEY=JSON`` overrides (``--ensemble support_top_k=1``) to compare."""
+    d = EnsembleParams.load(default_models_dir()).to_dict()
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key not in d:
+            raise SystemExit(f"--ensemble {item}: no ensemble setting {key!r}")
+        d[key] = json.loads(value)
+    return EnsembleParams.from_dict(d)
+
+
+def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict,
+                base: EnsembleParams) -> EnsembleParams:
     """Pooling weights (NLL), then the review threshold with every review rule in place (training.review_fit)."""
-    base = EnsembleParams.load(default_models_dir())
     uids = [s.series_uid for s in fit_series]
     outputs = [outputs_for(u, forest, cnn, ("forest", "cnn")) for u in uids]
     truth = [labels[u]["sequence"] for u in uids]
@@ -142,11 +181,12 @@ def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict)
     return params
 
 
-def ensemble_nested(series, labels, forest, cnn, use=("forest", "cnn")) -> dict[str, SeriesPrediction]:
+def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams,
+                    use=("forest", "cnn")) -> dict[str, SeriesPrediction]:
     out = {}
     for source in sorted({labels[s.series_uid]["source"] for s in series}):
         others = [s for s in series if labels[s.series_uid]["source"] != source]
-        bundle = ModelBundle(ensemble=fit_pooling(others, forest, cnn, labels), version=f"fold-{source}")
+        bundle = ModelBundle(ensemble=fit_pooling(others, forest, cnn, labels, base), version=f"fold-{source}")
         for s in series:
             if labels[s.series_uid]["source"] == source:
                 out[s.series_uid] = decide(s, outputs_for(s.series_uid, forest, cnn, use), bundle)
@@ -242,14 +282,14 @@ def review_figures(rows: list[dict]) -> dict:
     }
 
 
-def unfamiliar_figures(series, labels, forest, cnn) -> dict:
+def unfamiliar_figures(series, labels, forest, cnn, base: EnsembleParams) -> dict:
     """The CNN's embedding novelty on real series: how its right and wrong answers split, and what dropping an
     unfamiliar CNN from the ensemble would do (the product keeps its vote: models.novelty.EmbeddingNovelty)."""
     answered = [(u, o) for u, o in cnn.items() if o.sequence is not None]
     flagged = [(u, o) for u, o in answered if o.unfamiliar]
     kept = [(u, o) for u, o in answered if not o.unfamiliar]
     right = lambda pairs: sum(o.sequence.label == labels[u]["sequence"] for u, o in pairs)  # noqa: E731
-    dropped = ensemble_nested(series, labels, forest, {u: o for u, o in cnn.items() if not o.unfamiliar})
+    dropped = ensemble_nested(series, labels, forest, {u: o for u, o in cnn.items() if not o.unfamiliar}, base)
     rows = make_rows(series, labels, forest, cnn, dropped)
     return {"cnn_right_among_unfamiliar": f"{right(flagged)}/{len(flagged)}",
             "cnn_right_among_familiar": f"{right(kept)}/{len(kept)}",
@@ -291,7 +331,7 @@ def per_class(rows: list[dict]) -> dict[str, dict[str, str]]:
     for cls in sorted({r["truth"] for r in rows}):
         sub = [r for r in rows if r["truth"] == cls]
         out[cls] = {k: f"{sum(r[k] == cls for r in sub if r[k])}/{sum(1 for r in sub if r[k])}"
-                    for k in ("forest", "cnn", "ensemble")}
+                    for k in ("forest", "headers", "cnn", "ensemble")}
         out[cls]["review"] = f"{sum(r['review'] for r in sub)}/{len(sub)}"
     return out
 
@@ -307,11 +347,12 @@ def unfamiliar_lines(u: dict | None) -> list[str]:
 
 def summary_markdown(metrics: dict) -> str:
     """The tables docs/REAL_DATA.md quotes."""
-    f, c, e, r = (metrics[k] for k in ("forest_leave_source_out", "cnn", "ensemble", "review"))
+    f, h, c, e, r = (metrics[k] for k in ("forest_leave_source_out", "headers", "cnn", "ensemble", "review"))
     vendors = sorted(e["per_vendor"])
     lines = ["| model | all | 95 % (by study) | " + " | ".join(vendors) + " |",
              "|---|---|---|" + "---|" * len(vendors)]
-    for name, m in (("forest, leave-source-out", f), ("CNN (pixels only)", c), ("ensemble, nested LSO", e)):
+    for name, m in (("forest, leave-source-out", f), ("headers only: forest + study context, nested LSO", h),
+                    ("CNN (pixels only)", c), ("ensemble, nested LSO", e)):
         lines.append(f"| {name} | {m['correct']}/{m['n']} ({m['accuracy']:.1%}) | {m['interval_95_by_study'][0]:.2f}–"
                      f"{m['interval_95_by_study'][1]:.2f} | " + " | ".join(m["per_vendor"].get(v, "–") for v in vendors)
                      + " |")
@@ -321,13 +362,13 @@ def summary_markdown(metrics: dict) -> str:
               f"Orientation: {metrics['orientation']}.", "",
               "Outcomes: " + "; ".join(f"{o} {v}" for o, v in r["outcomes"].items()) + ".", "",
               *unfamiliar_lines(metrics.get("cnn_unfamiliar")),
-              "| class | forest | CNN | ensemble | sent to review |", "|---|---|---|---|---|"]
+              "| class | forest | headers only | CNN | ensemble | sent to review |", "|---|---|---|---|---|---|"]
     for cls, m in metrics["per_class"].items():
-        lines.append(f"| {cls} | {m['forest']} | {m['cnn']} | {m['ensemble']} | {m['review']} |")
+        lines.append(f"| {cls} | {m['forest']} | {m['headers']} | {m['cnn']} | {m['ensemble']} | {m['review']} |")
     if metrics.get("brain_only"):
         b = metrics["brain_only"]
         lines += ["", "Brain and head series only: " + ", ".join(
-            f"{k} {b[k]['correct']}/{b[k]['n']}" for k in ("forest", "cnn", "ensemble"))
+            f"{k} {b[k]['correct']}/{b[k]['n']}" for k in ("forest", "headers", "cnn", "ensemble"))
             + f"; review {b['review']['sent_to_review']}, right among the rest {b['review']['accepted_correct']}."]
     if metrics.get("generated_leave_one_vendor_out"):
         lines += ["", "| generated, vendor left out | series | forest accuracy | wrong at p ≥ 0.9 |",
@@ -356,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--field-dropout", type=float, default=0.3)
     ap.add_argument("--trees", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ensemble", action="append", default=[], metavar="KEY=JSON",
+                    help="override a bundled ensemble setting before fitting (to compare pooling variants)")
     ap.add_argument("--no-lovo", action="store_true", help="skip leave-one-vendor-out on generated rows")
     ap.add_argument("--gen-heldout", type=Path, help="generated header rows of held-out profiles to score the "
                     "bundle's recipe on (seriesclassifier synth OUT.jsonl.gz --headers-only --profile holdout)")
@@ -367,27 +410,31 @@ def main(argv: list[str] | None = None) -> int:
     gen_series, gen_labels = read_base_rows(args.gen_rows)
     log(f"{len(gen_series)} generated training rows from {args.gen_rows}")
     cnn = cnn_outputs(series, args.out / "cnn_outputs.json")
-    forest = forest_leave_source_out(series, labels, gen_series, gen_labels, args)
-    ensemble = ensemble_nested(series, labels, forest, cnn)
-    forest_alone = ensemble_nested(series, labels, forest, cnn, use=("forest",))
+    forest = cached_forest_outputs(series, labels, gen_series, gen_labels, args)
+    base = base_params(args.ensemble)
+    ensemble = ensemble_nested(series, labels, forest, cnn, base)
+    forest_alone = ensemble_nested(series, labels, forest, cnn, base, use=("forest",))
     rows = make_rows(series, labels, forest, cnn, ensemble)
     for r, s in zip(rows, series):
-        r["forest_alone_review"] = forest_alone[s.series_uid].needs_review
+        alone = forest_alone[s.series_uid]
+        r["headers"] = alone.sequence.label if alone.sequence else ""
+        r["forest_alone_review"] = alone.needs_review
 
     brain = [r for r in rows if r["anatomy"].startswith("brain")]
     metrics = {
         "settings": {k: str(v) for k, v in vars(args).items()},
         "n_series": len(rows), "n_studies": len({r["study"] for r in rows}),
         "forest_leave_source_out": score(rows, "forest"),
+        "headers": score(rows, "headers"),
         "cnn": score(rows, "cnn"),
         "ensemble": score(rows, "ensemble"),
         "review": review_figures(rows),
         "orientation": f"{sum(r['orientation'] == r['orientation_truth'] for r in rows)}/{len(rows)}",
-        "brain_only": {k: score(brain, k) for k in ("forest", "cnn", "ensemble")} | {"review": review_figures(brain)}
-        if brain else None,
+        "brain_only": {k: score(brain, k) for k in ("forest", "headers", "cnn", "ensemble")}
+        | {"review": review_figures(brain)} if brain else None,
         "per_class": per_class(rows),
-        "ensemble_fitted_on_all": fit_pooling(series, forest, cnn, labels).to_dict(),
-        "cnn_unfamiliar": unfamiliar_figures(series, labels, forest, cnn),
+        "ensemble_fitted_on_all": fit_pooling(series, forest, cnn, labels, base).to_dict(),
+        "cnn_unfamiliar": unfamiliar_figures(series, labels, forest, cnn, base),
     }
     if not args.no_lovo:
         metrics["generated_leave_one_vendor_out"] = leave_one_vendor_out(gen_series, gen_labels, args)
@@ -402,10 +449,11 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    for key, title in (("forest", "forest, leave-source-out"), ("cnn", "CNN (generated training only)"),
+    for key, title in (("forest", "forest, leave-source-out"), ("headers", "headers only (forest + study context)"),
+                       ("cnn", "CNN (generated training only)"),
                        ("ensemble", "ensemble, nested leave-source-out")):
         confusion(rows, key, args.out / f"confusion_{key}.png", f"real development set: {title}")
-    print(json.dumps({k: metrics[k] for k in ("forest_leave_source_out", "cnn", "ensemble", "review",
+    print(json.dumps({k: metrics[k] for k in ("forest_leave_source_out", "headers", "cnn", "ensemble", "review",
                                               "orientation")}, indent=1))
     return 0
 

@@ -29,6 +29,9 @@ _SIEMENS_B = re.compile(r"ep_b(\d+)")
 _ASL_NAME = re.compile(r"asl|pasl|pcasl")
 _PHASE = {"P", "PHASE", "PHA"}
 _PROJECTION = ("MIP", "MNIP", "PROJECTION")
+# A field map in Hz, as each vendor names it: ImageType with both B0 and MAP (Philips, the rule dcm2niix
+# uses), FIELDMAP or FIELD + MAP; sequence names b0map (GE's psd), fieldmap, Siemens' fm2d/fm3d.
+_FIELD_MAP_NAME = re.compile(r"b0_?map|field_?map|fmap|\bfm[23]d")
 
 
 def number(value: Any) -> float:
@@ -96,6 +99,7 @@ def physics_features(header: dict[str, Any], n_images: int, n_frames: int) -> di
         "phys:derived": float(bool(raw_image_type) and raw_image_type[0] == "DERIVED"),
         "phys:projection": float(any(p in v for v in raw_image_type for p in _PROJECTION)),
         "phys:subtraction": float("SUB" in image_type),
+        "phys:field_map": float(_field_map(image_type, names)),
         "phys:asl": float(bool(image_type & {"ASL", "PERFUSION"}) or bool(_ASL_NAME.search(names))),
         "phys:inversion": float(inversion),
         "phys:gradient_echo": float("GR" in scanning or bool(_GRE_NAME.search(names))),
@@ -109,13 +113,22 @@ def physics_features(header: dict[str, Any], n_images: int, n_frames: int) -> di
     }
 
 
+def _field_map(image_type: set[str], names: str) -> bool:
+    return ({"B0", "MAP"} <= image_type or "FIELDMAP" in image_type or {"FIELD", "MAP"} <= image_type
+            or bool(_FIELD_MAP_NAME.search(names.replace("*", " "))))
+
+
 def _volumes(header: dict[str, Any], n_images: int, n_frames: int, mosaic: bool) -> float:
-    """Time points (or diffusion directions) in the series: what separates a run from a volume."""
+    """Time points (or diffusion directions) in the series: what separates a run from a volume.
+
+    Echoes are not time points: a PD/T2 dual echo has two images per position and one volume.
+    """
     if mosaic:
         return float(n_images)
     temporal = number(header.get("NumberOfTemporalPositions"))
     positions = number(header.get("NumberOfPositions"))
     frames = float(n_frames or n_images or 0)
-    per_position = frames / positions if positions > 0 else math.nan
+    echoes = len(set(header.get("EchoTimes") or [])) or 1
+    per_position = frames / positions / echoes if positions > 0 else math.nan
     candidates = [v for v in (temporal, per_position) if not math.isnan(v)]
     return max(candidates) if candidates else math.nan

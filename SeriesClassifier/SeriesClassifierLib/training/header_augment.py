@@ -1,15 +1,21 @@
-"""Training-time header dropout: no single tag may decide a series.
+"""Training-time header augmentation: no single tag, and no count, may decide a series.
 
 A real archive loses tags (anonymisers, exports, old software) and every new scanner brings
 vendor words the forest never saw. Training rows that randomly lack a token field, a vendor
 sequence name, the flip angle or the echo train make the trees learn the other evidence as
 well (TR/TE/TI, b-values, EPI, volumes), which is what carries over to an unseen vendor.
+
+Counts mislead the same way. The generator writes short runs (a few dozen volumes, to keep its
+pictures cheap) where real BOLD, ASL and DSC runs have 40 to 600, and archives keep excerpts:
+one file of an fMRI run, the b=0 image of a DWI series. So some runs are lengthened and some
+series cut to one to three files, their counts kept consistent.
 The copies are shallow: the caller's series are never modified.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,6 +27,9 @@ VENDOR_NAME_FIELDS = ("SequenceName", "PulseSequenceName", "GEPulseSequenceName"
 VALUE_FIELDS = ("FlipAngle", "EchoTrainLength")
 CONTEXT_FIELD = "StudyContext"
 FIELD_DROPOUT = 0.3  # the bundled forest's rate (docs/REAL_DATA.md: measured on the real development set)
+EXCERPT_RATE = 0.08  # series cut to one to three files
+LONG_RUN_RATE = 0.25  # EPI runs lengthened up to MAX_RUN_FACTOR times
+MAX_RUN_FACTOR = 8.0
 
 
 def drop_header_fields(
@@ -42,4 +51,76 @@ def drop_header_fields(
             s = copy.copy(s)
             s.header = {k: v for k, v in s.header.items() if k not in drop}
         out.append(s)
+    return out
+
+
+def vary_counts(series: Sequence[Series], seed: int, excerpt_rate: float = EXCERPT_RATE,
+                long_run_rate: float = LONG_RUN_RATE) -> list[Series]:
+    """Copies of which some are excerpts of one to three files and some EPI runs are longer."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in series:
+        u = rng.random()
+        if u < excerpt_rate:
+            s = excerpt(s, int(rng.integers(1, 4)), rng)
+        elif u < excerpt_rate + long_run_rate:
+            s = longer_run(s, float(np.exp(rng.uniform(0.0, math.log(MAX_RUN_FACTOR)))))
+        out.append(s)
+    return out
+
+
+def _count(value) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return f if math.isfinite(f) and f > 0 else math.nan
+
+
+def _mosaic(s: Series) -> bool:
+    return "MOSAIC" in [str(v).upper() for v in s.header.get("ImageType") or []] or bool(s.header.get("MosaicImages"))
+
+
+def excerpt(s: Series, k: int, rng: np.random.Generator) -> Series:
+    """The first ``k`` files of a classic series, as an archive keeps an excerpt (enhanced objects: unchanged)."""
+    if s.header.get("Enhanced") or s.n_images <= k:
+        return s
+    h = dict(s.header)
+    positions = _count(h.get("NumberOfPositions"))
+    kept_positions = 1 if _mosaic(s) else min(k, int(positions)) if not math.isnan(positions) else k
+    h["NumberOfPositions"] = kept_positions
+    h["ImagesPerPosition"] = k / kept_positions
+    if _count(h.get("TemporalPositions")) > 1:
+        h["TemporalPositions"] = min(int(h["TemporalPositions"]), k)
+    if h.get("BValues"):
+        h["BValues"] = sorted({float(b) for b in rng.choice(h["BValues"], size=min(k, len(h["BValues"])))})
+    if len(h.get("EchoTimes") or []) > k:
+        h["EchoTimes"] = list(h["EchoTimes"])[:k]
+    out = copy.copy(s)
+    out.header, out.n_frames = h, max(1, s.n_frames * k // max(s.n_images, 1))
+    out.n_images = k
+    return out
+
+
+def longer_run(s: Series, factor: float) -> Series:
+    """An EPI series with ``factor`` times its volumes (directions, time points); others unchanged."""
+    h = s.header
+    if not ("EP" in (h.get("ScanningSequence") or []) or _mosaic(s)):
+        return s
+    positions = 1.0 if _mosaic(s) else _count(h.get("NumberOfPositions"))
+    echoes = len(set(h.get("EchoTimes") or [])) or 1
+    volumes = (s.n_frames / positions / echoes) if positions > 0 else math.nan
+    if not volumes >= 2:
+        return s  # one volume: a reference or an M0, not a run
+    new_volumes = max(int(round(volumes * factor)), int(volumes))
+    scale = new_volumes / volumes
+    h = dict(h)
+    if _count(h.get("ImagesPerPosition")) > 0:
+        h["ImagesPerPosition"] = float(h["ImagesPerPosition"]) * scale
+    for key in ("NumberOfTemporalPositions", "TemporalPositions"):
+        if _count(h.get(key)) > 1:
+            h[key] = int(round(float(h[key]) * scale))
+    out = copy.copy(s)
+    out.header = h
+    out.n_images, out.n_frames = int(round(s.n_images * scale)), int(round(s.n_frames * scale))
     return out
