@@ -46,6 +46,7 @@ from SeriesClassifierLib.run.pipeline import decide, read_all_series, resolve_re
 from SeriesClassifierLib.series import Series
 from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
 from SeriesClassifierLib.training.forest_training import fit_forest
+from SeriesClassifierLib.training.header_augment import EXCERPT_RATE, LONG_RUN_RATE
 from SeriesClassifierLib.training.review_fit import fit_review_threshold, fit_unknown_threshold
 from SeriesClassifierLib.training.site_training import BASE_ROWS, read_base_rows
 
@@ -110,12 +111,18 @@ def cnn_outputs(series: list[Series], cache: Path) -> dict[str, ModelOutput]:
 # ----------------------------------------------------------------------------- models
 
 
+def recipe(args) -> dict:
+    """The forest's training settings from the command line (the bundle's by default)."""
+    return {"n_estimators": args.trees, "seed": args.seed, "field_dropout": args.field_dropout,
+            "excerpt_rate": args.excerpt_rate, "long_run_rate": args.long_run_rate}
+
+
 def forest_recipe_key(args) -> str:
     """What the leave-source-out forests depend on: their outputs are reused only while it is unchanged."""
     import hashlib
 
     h = hashlib.sha256(Path(args.gen_rows).read_bytes())
-    h.update(json.dumps([args.real_weight, args.field_dropout, args.trees, args.seed]).encode())
+    h.update(json.dumps([args.real_weight, recipe(args)], sort_keys=True).encode())
     lib = Path(fit_forest.__code__.co_filename).parents[1]
     for source in sorted([*lib.glob("dicom/*.py"), *lib.glob("models/*.py"), *lib.glob("training/*.py")]):
         h.update(source.read_bytes())  # features, physics, augmentation, the forest itself
@@ -145,8 +152,7 @@ def forest_leave_source_out(series, labels, gen_series, gen_labels, args) -> dic
         real = [s for s in series if labels[s.series_uid]["source"] not in (source, *RESEARCH_ONLY)]
         train = gen_series + real
         weights = [1.0] * len(gen_series) + [args.real_weight] * len(real)
-        forest = fit_forest(train, {**gen_labels, **labels}, n_estimators=args.trees, seed=args.seed,
-                            field_dropout=args.field_dropout, sample_weight=weights)
+        forest = fit_forest(train, {**gen_labels, **labels}, **recipe(args), sample_weight=weights)
         held = [s for s in series if labels[s.series_uid]["source"] == source]
         for s, o in zip(held, forest.predict_many(held)):
             out[s.series_uid] = o
@@ -198,8 +204,7 @@ def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, dict]:
     for vendor in sorted({gen_labels[s.series_uid].get("vendor", "") for s in gen_series} - {""}):
         train = [s for s in gen_series if gen_labels[s.series_uid].get("vendor") != vendor]
         held = [s for s in gen_series if gen_labels[s.series_uid].get("vendor") == vendor]
-        forest = fit_forest(train, gen_labels, n_estimators=args.trees, seed=args.seed,
-                            field_dropout=args.field_dropout)
+        forest = fit_forest(train, gen_labels, **recipe(args))
         outputs = forest.predict_many(held)
         pred = [o.sequence.label for o in outputs]
         truth = [gen_labels[s.series_uid]["sequence"] for s in held]
@@ -214,8 +219,7 @@ def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, dict]:
 def generated_heldout(series, labels, gen_series, gen_labels, held_path: Path, args) -> dict:
     """The bundle's recipe (generated rows + every trainable real source) on held-out generated profiles."""
     real = [s for s in series if labels[s.series_uid]["source"] not in RESEARCH_ONLY]
-    forest = fit_forest(gen_series + real, {**gen_labels, **labels}, n_estimators=args.trees, seed=args.seed,
-                        field_dropout=args.field_dropout,
+    forest = fit_forest(gen_series + real, {**gen_labels, **labels}, **recipe(args),
                         sample_weight=[1.0] * len(gen_series) + [args.real_weight] * len(real))
     held, held_labels = read_base_rows(held_path)
     outputs = forest.predict_many(held)
@@ -396,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-weight", type=float, default=10.0)
     ap.add_argument("--field-dropout", type=float, default=0.3)
     ap.add_argument("--trees", type=int, default=200)
+    ap.add_argument("--excerpt-rate", type=float, default=EXCERPT_RATE)
+    ap.add_argument("--long-run-rate", type=float, default=LONG_RUN_RATE)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ensemble", action="append", default=[], metavar="KEY=JSON",
                     help="override a bundled ensemble setting before fitting (to compare pooling variants)")

@@ -13,7 +13,7 @@ from ..models.features import FeatureExtractor
 from ..models.forest import ForestModel
 from ..series import Series
 from ..vocabulary import load_vocabulary
-from .header_augment import FIELD_DROPOUT, drop_header_fields, vary_counts
+from .header_augment import EXCERPT_RATE, FIELD_DROPOUT, LONG_RUN_RATE, drop_header_fields, vary_counts
 
 
 def training_targets(series: Sequence[Series], labels: dict[str, dict[str, str]]) -> dict[str, list]:
@@ -32,11 +32,12 @@ def fit_forest(
     seed: int = 0,
     field_dropout: float = FIELD_DROPOUT,
     sample_weight: Sequence[float] | None = None,
-    vary: bool = True,
+    excerpt_rate: float = EXCERPT_RATE,
+    long_run_rate: float = LONG_RUN_RATE,
 ) -> ForestModel:
-    """A forest fitted on ``train`` with header dropout and varied counts (``vary``: excerpts, longer runs);
+    """A forest fitted on ``train`` with header dropout and varied counts (excerpts, longer runs: header_augment);
     ``labels`` maps series UID → task → label."""
     forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
                          random_state=seed)
-    rows = drop_header_fields(vary_counts(train, seed + 1) if vary else list(train), field_dropout, seed)
+    rows = drop_header_fields(vary_counts(train, seed + 1, excerpt_rate, long_run_rate), field_dropout, seed)
     return forest.fit(rows, training_targets(rows, labels), sample_weight=sample_weight)
