@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from worker_stubs import idle_worker_process
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE_FILE = ROOT / "SeriesClassifier" / "SeriesClassifier.py"
@@ -221,15 +222,7 @@ def test_a_failed_sample_start_enables_the_button_again(slicer_module):
 @pytest.mark.parametrize("outcome", ["returns False", "raises", "no labels"])
 def test_a_failed_dicom_import_is_reported_not_raised(slicer_module, monkeypatch, tmp_path, outcome):
     module, _shown = slicer_module
-    started = []
-
-    class Process:
-        def __init__(self, arguments, environment, onEvent, onFinished):
-            self.onFinished = onFinished
-            started.append(self)
-
-        def start(self):
-            pass
+    Process, started = idle_worker_process()
 
     def importDicom(folder, db=None, copyFiles=False):  # noqa: N802 - DICOMUtils' name
         if outcome == "raises":
@@ -255,15 +248,7 @@ def test_a_failed_dicom_import_is_reported_not_raised(slicer_module, monkeypatch
 
 def test_the_generator_writing_no_series_is_a_failure(slicer_module, monkeypatch, tmp_path):
     module, _shown = slicer_module
-    started = []
-
-    class Process:
-        def __init__(self, arguments, environment, onEvent, onFinished):
-            self.onFinished = onFinished
-            started.append(self)
-
-        def start(self):
-            pass
+    Process, started = idle_worker_process()
 
     monkeypatch.setattr(module, "WorkerProcess", Process)
     folder = tmp_path / "sample"
