@@ -191,14 +191,20 @@ def _widget(module):
     return w
 
 
+def _failing(message: str):
+    """A logic call that fails as a missing PythonSlicer or network would."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(message)
+
+    return fail
+
+
 def test_a_failed_start_puts_the_panel_back(slicer_module):
     module, shown = slicer_module
     w = _widget(module)
 
-    def fail(*args, **kwargs):
-        raise RuntimeError("PythonSlicer not found")
-
-    w.logic = SimpleNamespace(classify=fail)
+    w.logic = SimpleNamespace(classify=_failing("PythonSlicer not found"))
     w.onClassify()  # nothing escapes the Qt slot
     assert shown and "PythonSlicer not found" in shown[0]
     assert w.ui.classifyButton.enabled and not w.ui.cancelButton.enabled and not w.ui.progressBar.visible
@@ -208,10 +214,7 @@ def test_a_failed_sample_start_enables_the_button_again(slicer_module):
     module, shown = slicer_module
     w = _widget(module)
 
-    def fail(*args, **kwargs):
-        raise RuntimeError("no network")
-
-    w.logic = SimpleNamespace(setupPythonRequirements=fail)
+    w.logic = SimpleNamespace(setupPythonRequirements=_failing("no network"))
     w.onLoadSample()
     assert shown and w.ui.loadSampleButton.enabled
 
