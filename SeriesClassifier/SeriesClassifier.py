@@ -824,8 +824,11 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._depsChecked = False
         self._selectTimer = None
         self._columns = []
+        self._rows = {}  # series UID -> its results-table values (mrml.result_row)
 
     def setup(self) -> None:
+        from SeriesClassifierLib.slicer.results_view import REVIEW_FILTERS
+
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/SeriesClassifier.ui"))
         self.layout.addWidget(uiWidget)
@@ -847,6 +850,8 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
         self.ui.classifyButton.connect("clicked(bool)", self.onClassify)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        for reviewFilter in REVIEW_FILTERS:  # the mode is the item's data, never its position
+            self.ui.filterComboBox.addItem(_(reviewFilter.title), reviewFilter.name)
         self.ui.filterComboBox.connect("currentIndexChanged(int)", self.applyFilter)
         self.ui.searchLineEdit.connect("textChanged(QString)", self.applyFilter)
         self.ui.resultsTable.connect("currentCellChanged(int,int,int,int)", self.onCurrentRowChanged)
@@ -1121,20 +1126,19 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return -1
 
     def _upsertRow(self, seriesUid: str) -> None:
+        from SeriesClassifierLib.slicer.results_view import awaits_review, sequence_colour
+
         if not self._columns:
             self._setupTable()
         (values,) = self.logic.rows([seriesUid])
+        self._rows[seriesUid] = values  # what the filter reads: the values, not the cells' text
         table = self.ui.resultsTable
         table.setSortingEnabled(False)  # rows move while sorted: fill first, sort after
         row = self._rowOf(seriesUid)
         if row < 0:
             row = table.rowCount
             table.insertRow(row)
-        p = values["sequence_probability"]
-        color = qt.QColor(255, 205, 205) if (p != p or p < 0.5) else qt.QColor(255, 236, 190) if p < 0.8 else (
-            qt.QColor(214, 242, 214))
-        if values["outcome"] == "unknown":  # the sequence shown is a guess, whatever its probability
-            color = qt.QColor(220, 220, 220)
+        color = qt.QColor(*sequence_colour(values))
         for column, name in enumerate(self._columns):
             value = values[name]
             item = qt.QTableWidgetItem()
@@ -1149,7 +1153,7 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             item.setData(self.UID_ROLE, seriesUid)
             if name in ("sequence", "sequence_probability"):
                 item.setBackground(qt.QBrush(color))
-            if values["needs_review"] and values["review_state"] == "unreviewed":
+            if awaits_review(values):  # bold: what a person still has to look at
                 font = item.font()
                 font.setBold(True)
                 item.setFont(font)
@@ -1158,22 +1162,18 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._applyFilterToRow(self._rowOf(seriesUid))
         self.ui.countLabel.text = _("{n} series").format(n=table.rowCount)
 
-    def _rowValue(self, row: int, name: str) -> str:
-        item = self.ui.resultsTable.item(row, self._columns.index(name))
-        return item.text() if item is not None else ""
+    def _rowValues(self, row: int) -> dict:
+        """The row's values as the logic gave them (not its cells' display text)."""
+        item = self.ui.resultsTable.item(row, 0)
+        return self._rows.get(item.data(self.UID_ROLE), {}) if item is not None else {}
 
     def _applyFilterToRow(self, row: int) -> None:
+        from SeriesClassifierLib.slicer.results_view import row_visible
+
         if row < 0:
             return
-        mode = self.ui.filterComboBox.currentIndex
-        state = self._rowValue(row, "review_state")
-        needsReview = bool(self._rowValue(row, "needs_review"))
-        visible = (mode == 0 or (mode == 1 and needsReview and state == "unreviewed")
-                   or (mode == 2 and state == "unreviewed") or (mode == 3 and state == "corrected"))
-        text = self.ui.searchLineEdit.text.strip().lower()
-        if visible and text:
-            visible = any(text in self._rowValue(row, c).lower()
-                          for c in ("series_description", "sequence", "label_sequence", "orientation"))
+        mode = self.ui.filterComboBox.currentData or "all"
+        visible = row_visible(self._rowValues(row), mode, self.ui.searchLineEdit.text)
         self.ui.resultsTable.setRowHidden(row, not visible)
 
     def applyFilter(self, *_args) -> None:
@@ -1306,12 +1306,13 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
 
     def onNextToReview(self) -> None:
+        from SeriesClassifierLib.slicer.results_view import awaits_review
+
         table = self.ui.resultsTable
         start = table.currentRow() + 1
         for offset in range(table.rowCount):
             row = (start + offset) % max(table.rowCount, 1)
-            if (not table.isRowHidden(row) and self._rowValue(row, "needs_review")
-                    and self._rowValue(row, "review_state") == "unreviewed"):
+            if not table.isRowHidden(row) and awaits_review(self._rowValues(row)):
                 table.setCurrentCell(row, 0)
                 return
         self.ui.statusLabel.text = _("No listed series needs review.")
@@ -1385,10 +1386,11 @@ class SeriesClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------------ export
 
     def onExport(self, fmt: str) -> None:
-        suffix = {"csv": ".csv", "json": ".json", "bids": ".json", "dcm2bids": ".json", "heudiconv": ".py"}[fmt]
-        default = {"bids": "bids_mapping", "dcm2bids": "dcm2bids_config", "heudiconv": "heuristic"}.get(fmt, "labels")
-        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export"), default + suffix,
-                                              f"*{suffix}")
+        from SeriesClassifierLib.labels.export import default_file_name
+
+        name = default_file_name(fmt)
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export"), name,
+                                              f"*{os.path.splitext(name)[1]}")
         if not path:
             return
         with errorsShown(_("Export failed."), waitCursor=True):

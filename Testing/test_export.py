@@ -7,7 +7,7 @@ import json
 import pytest
 
 from SeriesClassifierLib.commands.cli import main
-from SeriesClassifierLib.labels.export import csv_columns, export, export_rows, select
+from SeriesClassifierLib.labels.export import FORMATS, csv_columns, default_file_name, export, export_rows, select
 from SeriesClassifierLib.labels.store import LabelStore
 from SeriesClassifierLib.prediction import ModelOutput, SeriesPrediction, TaskPrediction
 from SeriesClassifierLib.vocabulary import load_vocabulary
@@ -172,3 +172,15 @@ def test_label_history(store_path, capsys):
     assert "correct PD CORONAL" in lines[1] and "ann via cli — Mrs Smith, call back" in lines[1]
     assert "correct AXIAL" in lines[2] and "bob via cli" in lines[2]
     assert lines[3] == "current: PD · AXIAL (corrected)"
+
+
+def test_every_format_has_a_default_file_name_whose_suffix_fits_its_content(store_path):
+    with LabelStore(store_path) as s:
+        records = s.records()
+    suffixes = {fmt: default_file_name(fmt).rsplit(".", 1)[1] for fmt in FORMATS}
+    assert suffixes == {"csv": "csv", "json": "json", "bids": "json", "dcm2bids": "json", "heudiconv": "py"}
+    for fmt in ("json", "bids", "dcm2bids"):
+        json.loads(export(records, fmt))  # what the .json name promises
+    compile(export(records, "heudiconv"), default_file_name("heudiconv"), "exec")  # a Python module
+    with pytest.raises(ValueError, match="unknown export format"):
+        default_file_name("xlsx")

@@ -169,3 +169,30 @@ def test_no_test_module_imports_another_test_module():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{path.name} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
     assert not offenders, offenders
+
+
+def test_the_readme_layout_names_every_engine_module():
+    """README's layout section is the map a newcomer reads: every module of the engine is named in it, under
+    its folder (a module added without a word there fails here)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    by_folder: dict[str, str] = {"": ""}
+    folder = ""
+    for line in block.splitlines():
+        m = re.match(r"  ([a-z]+)/\s", line)
+        if m:
+            folder = m.group(1)
+        elif not line.startswith(" "):
+            folder = ""
+        by_folder[folder] = by_folder.get(folder, "") + " " + line
+    missing = []
+    for path in sorted(LIB.rglob("*.py")):
+        parts = path.relative_to(LIB).parts
+        where, stem = ("", path.name) if len(parts) == 1 else (parts[0], path.stem)
+        if stem == "__init__":
+            continue
+        if not re.search(rf"(?<![\w.]){re.escape(stem)}(?![\w])", by_folder.get(where, "")):
+            missing.append("/".join(parts))
+    assert missing == []

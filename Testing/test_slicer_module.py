@@ -383,23 +383,15 @@ class SubprocessWorker:
         return True
 
 
-@pytest.fixture(scope="module")
-def slicer_logic(tmp_path_factory):
-    """The module file imported with stand-ins for the application; yields (module, logic, db, folders)."""
-    import importlib.util
-    import types
-    from types import SimpleNamespace
-
-    real_slicer = pytest.importorskip("slicer")
-    if not hasattr(real_slicer, "vtkMRMLScene"):
-        pytest.fail("the installed 'slicer' package is not slicer-core", pytrace=False)
+def _toy_study_and_models(tmp: Path) -> tuple[Path, Path]:
+    """A three-series study to browse and a toy forest that knows its classes (it is the logic under test,
+    not the models)."""
     from dicom_factory import write_series
 
     from SeriesClassifierLib.dicom.headers import read_series
     from SeriesClassifierLib.dicom.sources import iter_series_refs
     from SeriesClassifierLib.models.forest import ForestModel
 
-    tmp = tmp_path_factory.mktemp("slicer_logic")
     study = tmp / "study"
     classes = {"T2_2D": (1, 0, 0, 0, 1, 0), "FLAIR_2D": (1, 0, 0, 0, 1, 0), "T1_2D_PRE": (0, 1, 0, 0, 0, -1)}
     for number, (name, iop) in enumerate(classes.items(), start=1):
@@ -412,13 +404,21 @@ def slicer_logic(tmp_path_factory):
     models = tmp / "models"
     ForestModel(n_estimators=10).fit(series, {"sequence": [s.series_description for s in series]}).save(
         models, extra={"version": "toy"})
+    return study, models
+
+
+def _stand_in_modules(real_slicer, db, tmp: Path) -> dict:
+    """sys.modules entries for the application: the real MRML classes, a DICOM database on a folder, and
+    slicer.util / ScriptedLoadableModule / qt reduced to what the module file touches at import and in
+    its logic. Asking the user or installing a package fails the test: the logic must do neither headless."""
+    import types
+    from types import SimpleNamespace
 
     scene = real_slicer.vtkMRMLScene()
     for _ in range(3):
         scene.AddNode(real_slicer.vtkMRMLSliceCompositeNode())
     fake = types.ModuleType("slicer")
     fake.__dict__.update({k: v for k, v in vars(real_slicer).items() if k.startswith("vtk")})
-    db = FakeDicomDatabase(study, tmp / "dicomdb")
     fake.dicomDatabase = db
     fake.mrmlScene = scene
     fake.app = SimpleNamespace(temporaryPath=str(tmp / "slicer-tmp"), processEvents=lambda: None)
@@ -444,8 +444,24 @@ def slicer_logic(tmp_path_factory):
         setattr(slm, name, type(name, (Base,), {}))
     qt = types.ModuleType("qt")
     qt.Qt = SimpleNamespace(UserRole=256)
-    saved = {k: sys.modules.get(k) for k in ("slicer", "slicer.util", "slicer.ScriptedLoadableModule", "qt")}
-    sys.modules.update({"slicer": fake, "slicer.util": util, "slicer.ScriptedLoadableModule": slm, "qt": qt})
+    return {"slicer": fake, "slicer.util": util, "slicer.ScriptedLoadableModule": slm, "qt": qt}
+
+
+@pytest.fixture(scope="module")
+def slicer_logic(tmp_path_factory):
+    """The module file imported with stand-ins for the application; yields (module, logic, db, folders)."""
+    import importlib.util
+
+    real_slicer = pytest.importorskip("slicer")
+    if not hasattr(real_slicer, "vtkMRMLScene"):
+        pytest.fail("the installed 'slicer' package is not slicer-core", pytrace=False)
+
+    tmp = tmp_path_factory.mktemp("slicer_logic")
+    study, models = _toy_study_and_models(tmp)
+    db = FakeDicomDatabase(study, tmp / "dicomdb")
+    stand_ins = _stand_in_modules(real_slicer, db, tmp)
+    saved = {k: sys.modules.get(k) for k in stand_ins}
+    sys.modules.update(stand_ins)
     try:
         spec = importlib.util.spec_from_file_location("SeriesClassifier", MODULE_FILE)
         module = importlib.util.module_from_spec(spec)

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from worker_stubs import idle_worker_process
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE_FILE = ROOT / "SeriesClassifier" / "SeriesClassifier.py"
@@ -190,14 +191,20 @@ def _widget(module):
     return w
 
 
+def _failing(message: str):
+    """A logic call that fails as a missing PythonSlicer or network would."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(message)
+
+    return fail
+
+
 def test_a_failed_start_puts_the_panel_back(slicer_module):
     module, shown = slicer_module
     w = _widget(module)
 
-    def fail(*args, **kwargs):
-        raise RuntimeError("PythonSlicer not found")
-
-    w.logic = SimpleNamespace(classify=fail)
+    w.logic = SimpleNamespace(classify=_failing("PythonSlicer not found"))
     w.onClassify()  # nothing escapes the Qt slot
     assert shown and "PythonSlicer not found" in shown[0]
     assert w.ui.classifyButton.enabled and not w.ui.cancelButton.enabled and not w.ui.progressBar.visible
@@ -207,10 +214,7 @@ def test_a_failed_sample_start_enables_the_button_again(slicer_module):
     module, shown = slicer_module
     w = _widget(module)
 
-    def fail(*args, **kwargs):
-        raise RuntimeError("no network")
-
-    w.logic = SimpleNamespace(setupPythonRequirements=fail)
+    w.logic = SimpleNamespace(setupPythonRequirements=_failing("no network"))
     w.onLoadSample()
     assert shown and w.ui.loadSampleButton.enabled
 
@@ -221,15 +225,7 @@ def test_a_failed_sample_start_enables_the_button_again(slicer_module):
 @pytest.mark.parametrize("outcome", ["returns False", "raises", "no labels"])
 def test_a_failed_dicom_import_is_reported_not_raised(slicer_module, monkeypatch, tmp_path, outcome):
     module, _shown = slicer_module
-    started = []
-
-    class Process:
-        def __init__(self, arguments, environment, onEvent, onFinished):
-            self.onFinished = onFinished
-            started.append(self)
-
-        def start(self):
-            pass
+    Process, started = idle_worker_process()
 
     def importDicom(folder, db=None, copyFiles=False):  # noqa: N802 - DICOMUtils' name
         if outcome == "raises":
@@ -255,15 +251,7 @@ def test_a_failed_dicom_import_is_reported_not_raised(slicer_module, monkeypatch
 
 def test_the_generator_writing_no_series_is_a_failure(slicer_module, monkeypatch, tmp_path):
     module, _shown = slicer_module
-    started = []
-
-    class Process:
-        def __init__(self, arguments, environment, onEvent, onFinished):
-            self.onFinished = onFinished
-            started.append(self)
-
-        def start(self):
-            pass
+    Process, started = idle_worker_process()
 
     monkeypatch.setattr(module, "WorkerProcess", Process)
     folder = tmp_path / "sample"

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from dicom_factory import SAGITTAL, recipe_headers, write_classic_series
 
-from SeriesClassifierLib.commands.classify import write_results
 from SeriesClassifierLib.commands.cli import main
+from SeriesClassifierLib.labels.results import write_results
 from SeriesClassifierLib.models.bundle import load_bundle
 from SeriesClassifierLib.prediction import SeriesPrediction
 from SeriesClassifierLib.run.pipeline import classify, resolve_refs

@@ -31,3 +31,21 @@ class DescriptionForest:
 def stub_bundle(**forest_kwargs) -> SimpleNamespace:
     return SimpleNamespace(forest=DescriptionForest(**forest_kwargs), cnn=None, ensemble=EnsembleParams(),
                            version="stub-1", problems=[])
+
+
+def idle_worker_process() -> tuple[type, list]:
+    """A stand-in for the module's WorkerProcess that runs nothing: (the class, the instances made).
+
+    The test plays the process's end itself, e.g. ``started[0].onFinished(0, False, False, "")``.
+    """
+    started: list = []
+
+    class Process:
+        def __init__(self, arguments, environment, onEvent, onFinished):
+            self.onFinished = onFinished
+            started.append(self)
+
+        def start(self):
+            pass
+
+    return Process, started

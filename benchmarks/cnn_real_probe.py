@@ -30,18 +30,13 @@ RESEARCH_ONLY = ("orthanc-mirrors/orthanc-tests",)
 def real_slices(data: Path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(images (n, S, S), series uid per image, bundled CNN embedding per image, labels by uid)."""
     from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
+    from SeriesClassifierLib.training.corpus import cnn_samples
 
     with open(data / "labels.csv", newline="", encoding="utf-8") as fp:
         labels = {r["series_uid"]: r for r in csv.DictReader(fp)}
     images, uids = [], []
-    for s in read_all_series(resolve_refs(data)):
-        if s.series_uid not in labels or s.skipped:
-            continue
-        try:
-            sampled = model.sample(s)
-        except Exception as exc:  # noqa: BLE001 - a series without pixels is left out, said once
-            print(f"left out {labels[s.series_uid]['case']}: {exc}", file=sys.stderr)
-            continue
+    labelled = (s for s in read_all_series(resolve_refs(data)) if s.series_uid in labels)
+    for s, sampled in cnn_samples(model, labelled, name=lambda s: labels[s.series_uid]["case"]):
         images += list(sampled.images)
         uids += [s.series_uid] * len(sampled.images)
     images = np.stack(images).astype(np.float32)

@@ -127,10 +127,21 @@ def read_events(path: Path) -> tuple[list[SeriesPrediction], dict, str]:
 
 
 def fill(ui, predictions, device: str, labels: dict, illustrative: bool, current: int, collapsed: set) -> None:
-    from PySide6 import QtCore, QtGui, QtWidgets
+    """Put a classified study into the loaded panel, as the module's Widget would show it."""
+    from PySide6 import QtCore
 
-    vocab = load_vocabulary()
-    titles = {c.name: c.title for c in result_columns()}
+    _fill_browser(ui, predictions)
+    _fill_controls(ui, predictions, device, illustrative)
+    _fill_table(ui, predictions, labels, current)
+    _fill_editor(ui, predictions[current])
+    _collapse(ui, collapsed)
+    QtCore.QCoreApplication.processEvents()
+
+
+def _fill_browser(ui, predictions) -> None:
+    """The DICOM browser: one patient, one study, its first series."""
+    from PySide6 import QtWidgets
+
     tree = ui.findChild(QtWidgets.QTreeWidget, "studyTreeWidget")
     patient = QtWidgets.QTreeWidgetItem(tree, [predictions[0].patient_id or "SIM^PATIENT01", "", ""])
     study = QtWidgets.QTreeWidgetItem(patient, ["MR BRAIN", "", str(len(predictions))])
@@ -140,11 +151,23 @@ def fill(ui, predictions, device: str, labels: dict, illustrative: bool, current
     study.setSelected(True)
     tree.resizeColumnToContents(0)
     tree.setMaximumHeight(120)
+
+
+def _fill_controls(ui, predictions, device: str, illustrative: bool) -> None:
+    """The combo boxes the module fills at start-up and the state a finished run leaves."""
+    from PySide6 import QtWidgets
+
+    from SeriesClassifierLib.slicer.results_view import REVIEW_FILTERS
+
+    vocab = load_vocabulary()
     for name, value in (("seq", "sequenceComboBox"), ("ori", "orientationComboBox")):
         combo = ui.findChild(QtWidgets.QComboBox, value)
         items = vocab.sequences if name == "seq" else vocab.orientations
         for item in items:
             combo.addItem(f"{item.code} — {item.name}", item.code)
+    review = ui.findChild(QtWidgets.QComboBox, "filterComboBox")
+    for review_filter in REVIEW_FILTERS:  # as the Widget's setup fills it
+        review.addItem(review_filter.title, review_filter.name)
     head = ui.findChild(QtWidgets.QComboBox, "gradcamHeadComboBox")
     head.addItem("sequence")
     cls = ui.findChild(QtWidgets.QComboBox, "gradcamClassComboBox")
@@ -158,28 +181,39 @@ def fill(ui, predictions, device: str, labels: dict, illustrative: bool, current
                    + ("  [illustrative rows: no worker output given]" if illustrative else ""))
     ui.findChild(QtWidgets.QLabel, "countLabel").setText(f"{len(predictions)} series")
     ui.findChild(QtWidgets.QPushButton, "classifyButton").setEnabled(True)
+    slider = ui.findChild(QtWidgets.QSlider, "opacitySlider")
+    slider.setRange(0, 100)
+    slider.setValue(50)
+    ui.findChild(QtWidgets.QLineEdit, "userLineEdit").setText("reviewer")
 
+
+def _cell_text(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.2f}"
+    return str(value)
+
+
+def _fill_table(ui, predictions, labels: dict, current: int) -> None:
+    """The results table with the Widget's columns, colours and emphasis (slicer/results_view.py)."""
+    from PySide6 import QtGui, QtWidgets
+
+    from SeriesClassifierLib.slicer.results_view import awaits_review, sequence_colour
+
+    titles = {c.name: c.title for c in result_columns()}
     table = ui.findChild(QtWidgets.QTableWidget, "resultsTable")
     table.setColumnCount(len(DISPLAY_COLUMNS))
     table.setHorizontalHeaderLabels([titles[c] for c in DISPLAY_COLUMNS])
     table.setRowCount(len(predictions))
     for r, p in enumerate(predictions):
         values = result_row(p, labels.get(p.series_uid))
-        prob = values["sequence_probability"]
-        color = QtGui.QColor(255, 205, 205) if (math.isnan(prob) or prob < 0.5) else (
-            QtGui.QColor(255, 236, 190) if prob < 0.8 else QtGui.QColor(214, 242, 214))
+        color = QtGui.QColor(*sequence_colour(values))
         for c, name in enumerate(DISPLAY_COLUMNS):
-            value = values[name]
-            if isinstance(value, bool):
-                text = "yes" if value else ""
-            elif isinstance(value, float):
-                text = "" if math.isnan(value) else f"{value:.2f}"
-            else:
-                text = str(value)
-            item = QtWidgets.QTableWidgetItem(text)
+            item = QtWidgets.QTableWidgetItem(_cell_text(values[name]))
             if name in ("sequence", "sequence_probability"):
                 item.setBackground(QtGui.QBrush(color))
-            if values["needs_review"] and values["review_state"] == "unreviewed":
+            if awaits_review(values):
                 font = item.font()
                 font.setBold(True)
                 item.setFont(font)
@@ -190,7 +224,12 @@ def fill(ui, predictions, device: str, labels: dict, illustrative: bool, current
     table.resizeRowsToContents()
     table.setCurrentCell(current, 0)
     table.selectRow(current)
-    p = predictions[current]
+
+
+def _fill_editor(ui, p) -> None:
+    """The label editor and details line of the current series."""
+    from PySide6 import QtWidgets
+
     seq = ui.findChild(QtWidgets.QComboBox, "sequenceComboBox")
     seq.setCurrentIndex(seq.findData(p.sequence.label if p.sequence else ""))
     ori = ui.findChild(QtWidgets.QComboBox, "orientationComboBox")
@@ -202,16 +241,17 @@ def fill(ui, predictions, device: str, labels: dict, illustrative: bool, current
     if p.reasons:
         details.append("Reasons: " + "; ".join(p.reasons))
     ui.findChild(QtWidgets.QLabel, "detailsLabel").setText(" · ".join(details))
-    slider = ui.findChild(QtWidgets.QSlider, "opacitySlider")
-    slider.setRange(0, 100)
-    slider.setValue(50)
-    ui.findChild(QtWidgets.QLineEdit, "userLineEdit").setText("reviewer")
+
+
+def _collapse(ui, collapsed: set) -> None:
+    """Collapsed sections show their title bar only."""
+    from PySide6 import QtWidgets
+
     for box in ui.findChildren(QtWidgets.QGroupBox):
         if box.objectName() in collapsed:
             for child in box.findChildren(QtWidgets.QWidget):
                 child.hide()
             box.setMaximumHeight(28)
-    QtCore.QCoreApplication.processEvents()
 
 
 def slice_view(heatmap_file: str, study: Path, size: int):

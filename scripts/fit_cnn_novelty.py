@@ -23,19 +23,13 @@ import numpy as np
 from SeriesClassifierLib.models.cnn import CnnModel
 from SeriesClassifierLib.models.novelty import EmbeddingNovelty
 from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
+from SeriesClassifierLib.training.corpus import cnn_samples
 
 
 def series_embeddings(model: CnnModel, corpus: Path) -> np.ndarray:
     """(n, D): the mean slice embedding of every series of ``corpus`` the CNN can read."""
     rows = []
-    for series in read_all_series(resolve_refs(corpus)):
-        if series.skipped:
-            continue
-        try:
-            sampled = model.sample(series)
-        except Exception as exc:  # noqa: BLE001 - a series without pixels is left out, said once
-            print(f"left out {series.series_uid}: {exc}", file=sys.stderr)
-            continue
+    for _series, sampled in cnn_samples(model, read_all_series(resolve_refs(corpus))):
         rows.append(model.infer(sampled.images)["embedding"].mean(axis=0))
     return np.stack(rows)
 

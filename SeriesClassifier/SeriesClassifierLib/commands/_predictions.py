@@ -18,6 +18,7 @@ from typing import TextIO
 
 from ..labels.store import LabelStore, StoreError
 from ..prediction import SeriesPrediction
+from ..run.incremental import model_key
 from ..series import SeriesRef
 
 
@@ -29,11 +30,6 @@ class ModelChoice:
     use_forest: bool = True
     use_cnn: bool = True
     strict: bool = True  # reuse only predictions of these very models; False: any models, if the files are unchanged
-
-
-def model_key(version: str, names: Sequence[str]) -> str:
-    """``forest-3+cnn-2|cnn,forest``: the models folder's version and the models that ran."""
-    return f"{version}|{','.join(sorted(names))}"
 
 
 def expected_model_key(choice: ModelChoice) -> str:

@@ -31,6 +31,9 @@ from .safe_text import csv_cell
 from .store import LabelRecord, record_row, utc_now
 
 FORMATS = ("csv", "json", "bids", "dcm2bids", "heudiconv")
+# The file each format is offered as (Slicer's save dialog): its name says what it is, its suffix what reads it.
+DEFAULT_FILE_NAMES = {"csv": "labels.csv", "json": "labels.json", "bids": "bids_mapping.json",
+                      "dcm2bids": "dcm2bids_config.json", "heudiconv": "heuristic.py"}
 JSON_FORMAT_VERSION = 1
 # columns a patient could be identified by; blanked with anonymise
 IDENTIFYING = ("patient_id", "note")
@@ -164,6 +167,13 @@ def to_json(rows: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None
 def bids_mapping(names: dict[str, BidsName]) -> str:
     """series_uid -> BIDS placement, as JSON."""
     return json.dumps({uid: n.to_dict() for uid, n in sorted(names.items())}, indent=2) + "\n"
+
+
+def default_file_name(fmt: str) -> str:
+    """The file name an export of ``fmt`` is offered under, e.g. ``dcm2bids_config.json``."""
+    if fmt not in DEFAULT_FILE_NAMES:
+        raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    return DEFAULT_FILE_NAMES[fmt]
 
 
 def export(

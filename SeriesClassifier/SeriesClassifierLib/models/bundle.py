@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,26 @@ def manifest_problems(folder: str | Path) -> dict[str, str]:
     return problems
 
 
+def _cnn_class() -> type:
+    from .cnn import CnnModel  # torch is imported only when a CNN is there to use
+
+    return CnnModel
+
+
+def _load_model(bundle: ModelBundle, name: str, damaged: dict[str, str], load: Callable[[], Any]) -> Any:
+    """The model ``load`` gives, or None with the reason in ``bundle.problems``: a damaged or broken model
+    must not hide the others."""
+    if name in damaged:
+        bundle.problems.append(f"{name}: {damaged[name]}")
+        return None
+    try:
+        return load()
+    except Exception as exc:  # noqa: BLE001 - whatever breaks one model, the others still load
+        bundle.problems.append(f"{name}: {exc}")
+        log.warning("%s not loaded from %s: %s", name, bundle.path, exc)
+        return None
+
+
 def load_bundle(
     models_dir: str | Path | None = None, *, load_forest: bool = True, load_cnn: bool = True
 ) -> ModelBundle:
@@ -138,30 +159,13 @@ def load_bundle(
     bundle = ModelBundle(path=folder, ensemble=EnsembleParams.load(folder), version=bundle_version(folder))
     card = folder / CARD_FILE
     bundle.card = card.read_text(encoding="utf-8") if card.is_file() else ""
-    present = False
-    if (folder / ARRAYS_FILE).is_file() or (folder / FOREST_FILE).is_file():
-        present = True
-        if load_forest and "forest" in damaged:
-            bundle.problems.append(f"forest: {damaged['forest']}")
-        elif load_forest:
-            try:
-                bundle.forest = ForestModel.load(folder)
-            except Exception as exc:  # noqa: BLE001 - a broken model must not hide the others
-                bundle.problems.append(f"forest: {exc}")
-                log.warning("forest not loaded from %s: %s", folder, exc)
-    if (folder / CNN_WEIGHTS).is_file():
-        present = True
-        if load_cnn and "cnn" in damaged:
-            bundle.problems.append(f"cnn: {damaged['cnn']}")
-        elif load_cnn:
-            try:
-                from .cnn import CnnModel  # torch is imported only when a CNN is there to use
-
-                bundle.cnn = CnnModel.load(folder)
-            except Exception as exc:  # noqa: BLE001
-                bundle.problems.append(f"cnn: {exc}")
-                log.warning("cnn not loaded from %s: %s", folder, exc)
-    if not present:
+    has_forest = (folder / ARRAYS_FILE).is_file() or (folder / FOREST_FILE).is_file()
+    has_cnn = (folder / CNN_WEIGHTS).is_file()
+    if has_forest and load_forest:
+        bundle.forest = _load_model(bundle, "forest", damaged, lambda: ForestModel.load(folder))
+    if has_cnn and load_cnn:
+        bundle.cnn = _load_model(bundle, "cnn", damaged, lambda: _cnn_class().load(folder))
+    if not (has_forest or has_cnn):
         raise FileNotFoundError(f"{folder}: no models here (expected {ARRAYS_FILE} and/or {CNN_WEIGHTS})")
     if bundle.problems and not bundle.model_names and (load_forest or load_cnn):
         raise BundleError(f"{folder}: no usable model: " + "; ".join(bundle.problems))

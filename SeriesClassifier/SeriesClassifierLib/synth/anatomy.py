@@ -233,127 +233,25 @@ def _ellipsoid_field(points: np.ndarray, center: np.ndarray, radii: np.ndarray, 
 @lru_cache(maxsize=1)
 def load_template() -> Template:
     """Build the base tissue maps from the packaged templates (≈2–4 s, once per process)."""
-    try:
-        import nibabel as nib
-    except ImportError:
-        raise _missing("nibabel, which is not installed") from None
-
-    mni_dir = "datasets/data/"
-    t1_img = nib.load(_package_file("nilearn", mni_dir + "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"))
-    gm_img = nib.load(_package_file("nilearn", mni_dir + "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"))
-    wm_img = nib.load(_package_file("nilearn", mni_dir + "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"))
-    head_img = nib.load(_package_file("pydeface", "data/mean_reg2mean.nii.gz"))
-
-    lps = _grid_points()
-    eye4 = np.eye(4)
-    mni_aff = t1_img.affine
-    t1 = np.asarray(t1_img.dataobj, dtype=np.float32)
-    # the brain mask's morphology is done on the (3x smaller) template grid
-    inside = _resample((t1 > 3).astype(np.float32), mni_aff, eye4, 0.5)
-    filled = ndi.binary_fill_holes(ndi.binary_closing(inside > 0.5, iterations=1)).astype(np.float32)
-    brain = np.clip(np.maximum(inside, ndi.gaussian_filter(filled, 0.5)), 0, 1)
-    gm = np.clip(_resample(np.asarray(gm_img.dataobj, np.float32) / 255.0, mni_aff, eye4, 0.5), 0, 1)
-    wm = np.clip(_resample(np.asarray(wm_img.dataobj, np.float32) / 255.0, mni_aff, eye4, 0.5), 0, 1)
-    tissue = np.clip(gm + wm, 0, 1)
-    gm, wm = gm * np.minimum(1, brain / np.maximum(tissue, 1e-3)), wm * np.minimum(1, brain / np.maximum(tissue, 1e-3))
-    inner_csf = np.clip(brain - gm - wm, 0, 1)
-
-    head_t1 = _resample(np.asarray(head_img.dataobj, np.float32), head_img.affine, _MNI_TO_PYDEFACE, 0.0)
-    head_t1 /= np.percentile(head_t1[head_t1 > 60], 99)
-    head = ndi.binary_fill_holes(ndi.binary_closing(head_t1 > 0.14, iterations=2))
-
-    brain_bin = brain > 0.5
-    # the subarachnoid space: ~3 mm of CSF between brain and inner table
-    icv = ndi.binary_fill_holes(ndi.binary_dilation(brain_bin, _ball(2))) & head
-    icv_f = np.clip(ndi.gaussian_filter(icv.astype(np.float32), 0.6), 0, 1)
-    icv_f = np.maximum(icv_f, brain)
-    csf = inner_csf + np.clip(icv_f - brain, 0, 1)
-
-    # outside the intracranial volume, near the brain: calvarium layers by distance (the averaged
-    # head's intensities are too smooth and uneven to separate them); farther away (face, neck,
-    # skull base) the head T1 intensity decides: bright = fat/marrow, dark = bone or air
-    rest = np.clip(ndi.gaussian_filter(head.astype(np.float32), 0.6) - icv_f, 0, 1)
-    h = ndi.gaussian_filter(head_t1, 0.7)
-    fat_i = np.clip((h - 0.58) / 0.17, 0, 1)
-    dark_i = np.clip((0.38 - h) / 0.2, 0, 1)
+    t1_img, gm_img, wm_img, head_img = _source_images()
+    brain, gm, wm, inner_csf = _brain_maps(t1_img, gm_img, wm_img)
+    head_t1, head = _head_maps(head_img)
+    icv, icv_f, csf = _intracranial(brain, head, inner_csf)
     dist_icv = (ndi.distance_transform_edt(~icv) * GRID_SPACING).astype(np.float32)
-    dist_out = (ndi.distance_transform_edt(head) * GRID_SPACING).astype(np.float32)
+    fat, bone, air, muscle = _extracranial(head, head_t1, icv_f, dist_icv)
+    eye, fat, muscle, bone = _eyes(fat, muscle, bone, air, icv_f)
+    dura, choroid, pituitary, csf = _small_structures(icv, csf, inner_csf, bone)
+    fractions = _normalised({"GM": gm, "WM": wm, "CSF": csf, "FAT": fat, "BONE": bone, "MUSCLE": muscle,
+                             "EYE": eye, "DURA": dura, "CHOROID": choroid, "PITUITARY": pituitary})
 
-    def ramp(d, a, b):  # 1 inside [a, b] mm with 1 mm soft edges
-        return np.clip(np.minimum(d - a, b - d) + 0.5, 0, 1)
-
-    inner_table, diploe, outer_table = ramp(dist_icv, -1, 2.0), ramp(dist_icv, 2.0, 4.5), ramp(dist_icv, 4.5, 6.5)
-    scalp = np.clip(dist_icv - 6.0, 0, 1)
-    skin = np.clip(2.0 - dist_out, 0, 1) * scalp
-    x, y, z = _grid_axes()
-    temporalis = np.clip((np.abs(x) - 42) / 6, 0, 1) * np.clip((35 - z) / 10, 0, 1) * np.clip((20 - y) / 10, 0, 1)
-    muscle_g = skin + (scalp - skin) * temporalis * 0.8
-    fat_g = np.clip(scalp - muscle_g, 0, 1) + 0.7 * diploe
-    bone_g = inner_table + outer_table + 0.3 * diploe
-    g = np.clip((20.0 - dist_icv) / 5.0, 0, 1)
-    bone_i = dark_i * np.clip((16.0 - dist_icv) / 6.0, 0.5, 1)
-    fat = rest * (g * fat_g + (1 - g) * fat_i)
-    bone = rest * (g * bone_g + (1 - g) * bone_i)
-    air = rest * (1 - g) * dark_i * (1 - np.clip((16.0 - dist_icv) / 6.0, 0.5, 1))
-    muscle = np.clip(rest - fat - bone - air, 0, 1)
-
-    # eyes: vitreous in the orbits (located on the pydeface head), surrounded by orbital fat
-    eye = np.zeros(_GRID_SHAPE, np.float32)
-    for c in _ras([(31, 64, -29), (-31, 64, -29)]):
-        r = _distance_to(c)
-        eye = np.maximum(eye, np.clip((11.5 - r) / GRID_SPACING + 0.5, 0, 1) * (1 - icv_f))
-        orbit = np.clip((17.0 - r) / GRID_SPACING + 0.5, 0, 1) - eye
-        fat = np.maximum(fat, orbit * 0.8 * (1 - icv_f))
-    for name_map in (fat, muscle, bone, air):
-        name_map *= 1 - eye
-    fat_mus_bone = fat + muscle + bone
-    scale = np.minimum(1, (1 - icv_f - eye) / np.maximum(fat_mus_bone, 1e-3))
-    fat, muscle, bone = fat * scale, muscle * scale, bone * scale
-
-    # dura: the shell lining the inner table plus the falx in the interhemispheric fissure
-    shell = icv & ~ndi.binary_erosion(icv, iterations=1)
-    dura = ndi.gaussian_filter(shell.astype(np.float32), 0.5) * 0.5
-    dura = np.maximum(dura, csf * np.clip(1.5 - np.abs(x) / GRID_SPACING, 0, 1) * (z > 0) * 0.7)
-    # choroid plexus in the ventricular atria, pituitary in the sella (approximate MNI positions)
-    choroid = np.zeros(_GRID_SHAPE, np.float32)
-    for c in _ras([(28, -40, 14), (-28, -40, 14)]):
-        r = _distance_to(c)
-        choroid = np.maximum(choroid, inner_csf * np.clip((7.0 - r) / 3.0, 0, 1) * 0.6)
-    pit_c = _ras([(0, 2, -34)])[0]
-    rp = _distance_to(pit_c, (6.0, 5.0, 4.0))
-    pituitary = np.clip((1.0 - rp) * 3, 0, 1).astype(np.float32)
-    for m in (csf, dura, choroid):
-        m *= 1 - pituitary
-    bone *= 1 - pituitary
-    csf = csf - dura - choroid
-    csf = np.clip(csf, 0, 1)
-
-    fractions = {
-        "GM": gm,
-        "WM": wm,
-        "CSF": csf,
-        "FAT": fat,
-        "BONE": bone,
-        "MUSCLE": muscle,
-        "EYE": eye,
-        "DURA": dura,
-        "CHOROID": choroid,
-        "PITUITARY": pituitary,
-    }
-    fractions = {k: np.clip(v, 0, 1).astype(np.float32) for k, v in fractions.items()}
-    # the two sources disagree by a few mm in places (orbits, skull base): keep each voxel's sum ≤ 1
-    total = sum(fractions.values())
-    over = np.maximum(total, 1.0)
-    fractions = {k: np.ascontiguousarray(v / over, dtype=np.float32) for k, v in fractions.items()}
-    for v in fractions.values():
-        v.setflags(write=False)
-
+    # where lesions may be placed: deep and periventricular white matter, the cortex
+    lps = _grid_points()
     ventricles = ndi.binary_opening(inner_csf > 0.8, iterations=1)
     dist_vent = ndi.distance_transform_edt(~ventricles) * GRID_SPACING
     deep_wm = (wm > 0.9).ravel()
     peri = (deep_wm & (dist_vent.ravel() < 9)).nonzero()[0]
     cortex = ((gm > 0.7) & (dist_icv < 1)).ravel().nonzero()[0]
-    brain_center = lps[brain_bin.ravel()].mean(axis=0)
+    brain_center = lps[(brain > 0.5).ravel()].mean(axis=0)
 
     center = _ras([(0, -18, 12)])[0]
     radius = _surface_radius(icv, center)
@@ -371,6 +269,153 @@ def load_template() -> Template:
         surface_radius=radius,
         brain_center=brain_center,
     )
+
+
+def _source_images() -> tuple:
+    """The MNI152 T1 and tissue probability maps (nilearn) and pydeface's mean head, as nibabel images."""
+    try:
+        import nibabel as nib
+    except ImportError:
+        raise _missing("nibabel, which is not installed") from None
+
+    mni_dir = "datasets/data/"
+    t1_img = nib.load(_package_file("nilearn", mni_dir + "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"))
+    gm_img = nib.load(_package_file("nilearn", mni_dir + "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"))
+    wm_img = nib.load(_package_file("nilearn", mni_dir + "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"))
+    head_img = nib.load(_package_file("pydeface", "data/mean_reg2mean.nii.gz"))
+    return t1_img, gm_img, wm_img, head_img
+
+
+def _brain_maps(t1_img, gm_img, wm_img) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(brain, GM, WM, CSF inside the brain mask) on the grid: the tissue maps scaled to fill the mask."""
+    eye4 = np.eye(4)
+    mni_aff = t1_img.affine
+    t1 = np.asarray(t1_img.dataobj, dtype=np.float32)
+    # the brain mask's morphology is done on the (3x smaller) template grid
+    inside = _resample((t1 > 3).astype(np.float32), mni_aff, eye4, 0.5)
+    filled = ndi.binary_fill_holes(ndi.binary_closing(inside > 0.5, iterations=1)).astype(np.float32)
+    brain = np.clip(np.maximum(inside, ndi.gaussian_filter(filled, 0.5)), 0, 1)
+    gm = np.clip(_resample(np.asarray(gm_img.dataobj, np.float32) / 255.0, mni_aff, eye4, 0.5), 0, 1)
+    wm = np.clip(_resample(np.asarray(wm_img.dataobj, np.float32) / 255.0, mni_aff, eye4, 0.5), 0, 1)
+    tissue = np.clip(gm + wm, 0, 1)
+    gm, wm = gm * np.minimum(1, brain / np.maximum(tissue, 1e-3)), wm * np.minimum(1, brain / np.maximum(tissue, 1e-3))
+    inner_csf = np.clip(brain - gm - wm, 0, 1)
+    return brain, gm, wm, inner_csf
+
+
+def _head_maps(head_img) -> tuple[np.ndarray, np.ndarray]:
+    """(the mean head's T1, normalised to its 99th percentile; the filled head mask) on the grid."""
+    head_t1 = _resample(np.asarray(head_img.dataobj, np.float32), head_img.affine, _MNI_TO_PYDEFACE, 0.0)
+    head_t1 /= np.percentile(head_t1[head_t1 > 60], 99)
+    head = ndi.binary_fill_holes(ndi.binary_closing(head_t1 > 0.14, iterations=2))
+    return head_t1, head
+
+
+def _intracranial(brain: np.ndarray, head: np.ndarray, inner_csf: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(intracranial volume mask, its soft fraction, all CSF): ~3 mm of subarachnoid CSF around the brain."""
+    brain_bin = brain > 0.5
+    # the subarachnoid space: ~3 mm of CSF between brain and inner table
+    icv = ndi.binary_fill_holes(ndi.binary_dilation(brain_bin, _ball(2))) & head
+    icv_f = np.clip(ndi.gaussian_filter(icv.astype(np.float32), 0.6), 0, 1)
+    icv_f = np.maximum(icv_f, brain)
+    csf = inner_csf + np.clip(icv_f - brain, 0, 1)
+    return icv, icv_f, csf
+
+
+def _ramp(d: np.ndarray, a: float, b: float) -> np.ndarray:
+    """1 inside [a, b] mm with 1 mm soft edges."""
+    return np.clip(np.minimum(d - a, b - d) + 0.5, 0, 1)
+
+
+def _extracranial(head: np.ndarray, head_t1: np.ndarray, icv_f: np.ndarray, dist_icv: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(fat, bone, air, muscle) outside the intracranial volume.
+
+    Near the brain: calvarium layers by distance (the averaged head's intensities are too smooth and
+    uneven to separate them); farther away (face, neck, skull base) the head T1 intensity decides:
+    bright = fat/marrow, dark = bone or air.
+    """
+    rest = np.clip(ndi.gaussian_filter(head.astype(np.float32), 0.6) - icv_f, 0, 1)
+    h = ndi.gaussian_filter(head_t1, 0.7)
+    fat_i = np.clip((h - 0.58) / 0.17, 0, 1)
+    dark_i = np.clip((0.38 - h) / 0.2, 0, 1)
+    dist_out = (ndi.distance_transform_edt(head) * GRID_SPACING).astype(np.float32)
+
+    inner_table, diploe, outer_table = _ramp(dist_icv, -1, 2.0), _ramp(dist_icv, 2.0, 4.5), _ramp(dist_icv, 4.5, 6.5)
+    scalp = np.clip(dist_icv - 6.0, 0, 1)
+    skin = np.clip(2.0 - dist_out, 0, 1) * scalp
+    x, y, z = _grid_axes()
+    temporalis = np.clip((np.abs(x) - 42) / 6, 0, 1) * np.clip((35 - z) / 10, 0, 1) * np.clip((20 - y) / 10, 0, 1)
+    muscle_g = skin + (scalp - skin) * temporalis * 0.8
+    fat_g = np.clip(scalp - muscle_g, 0, 1) + 0.7 * diploe
+    bone_g = inner_table + outer_table + 0.3 * diploe
+    g = np.clip((20.0 - dist_icv) / 5.0, 0, 1)  # 1 near the brain (layers), 0 far from it (intensity)
+    bone_i = dark_i * np.clip((16.0 - dist_icv) / 6.0, 0.5, 1)
+    fat = rest * (g * fat_g + (1 - g) * fat_i)
+    bone = rest * (g * bone_g + (1 - g) * bone_i)
+    air = rest * (1 - g) * dark_i * (1 - np.clip((16.0 - dist_icv) / 6.0, 0.5, 1))
+    muscle = np.clip(rest - fat - bone - air, 0, 1)
+    return fat, bone, air, muscle
+
+
+def _eyes(fat: np.ndarray, muscle: np.ndarray, bone: np.ndarray, air: np.ndarray, icv_f: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(eye, fat, muscle, bone): vitreous in the orbits (located on the pydeface head), orbital fat around it.
+
+    ``air`` is scaled in place (as the others) so that no voxel holds eye and air.
+    """
+    eye = np.zeros(_GRID_SHAPE, np.float32)
+    for c in _ras([(31, 64, -29), (-31, 64, -29)]):
+        r = _distance_to(c)
+        eye = np.maximum(eye, np.clip((11.5 - r) / GRID_SPACING + 0.5, 0, 1) * (1 - icv_f))
+        orbit = np.clip((17.0 - r) / GRID_SPACING + 0.5, 0, 1) - eye
+        fat = np.maximum(fat, orbit * 0.8 * (1 - icv_f))
+    for name_map in (fat, muscle, bone, air):
+        name_map *= 1 - eye
+    fat_mus_bone = fat + muscle + bone
+    scale = np.minimum(1, (1 - icv_f - eye) / np.maximum(fat_mus_bone, 1e-3))
+    return eye, fat * scale, muscle * scale, bone * scale
+
+
+def _small_structures(icv: np.ndarray, csf: np.ndarray, inner_csf: np.ndarray, bone: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(dura, choroid plexus, pituitary, CSF less them); ``csf`` and ``bone`` are cut out in place.
+
+    Dura: the shell lining the inner table plus the falx in the interhemispheric fissure; choroid plexus
+    in the ventricular atria, pituitary in the sella (approximate MNI positions).
+    """
+    x, _, z = _grid_axes()
+    shell = icv & ~ndi.binary_erosion(icv, iterations=1)
+    dura = ndi.gaussian_filter(shell.astype(np.float32), 0.5) * 0.5
+    dura = np.maximum(dura, csf * np.clip(1.5 - np.abs(x) / GRID_SPACING, 0, 1) * (z > 0) * 0.7)
+    choroid = np.zeros(_GRID_SHAPE, np.float32)
+    for c in _ras([(28, -40, 14), (-28, -40, 14)]):
+        r = _distance_to(c)
+        choroid = np.maximum(choroid, inner_csf * np.clip((7.0 - r) / 3.0, 0, 1) * 0.6)
+    pit_c = _ras([(0, 2, -34)])[0]
+    rp = _distance_to(pit_c, (6.0, 5.0, 4.0))
+    pituitary = np.clip((1.0 - rp) * 3, 0, 1).astype(np.float32)
+    for m in (csf, dura, choroid):
+        m *= 1 - pituitary
+    bone *= 1 - pituitary
+    csf = csf - dura - choroid
+    csf = np.clip(csf, 0, 1)
+    return dura, choroid, pituitary, csf
+
+
+def _normalised(fractions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Read-only float32 fractions in [0, 1] whose sum per voxel is at most 1.
+
+    The two sources disagree by a few mm in places (orbits, skull base): keep each voxel's sum ≤ 1.
+    """
+    fractions = {k: np.clip(v, 0, 1).astype(np.float32) for k, v in fractions.items()}
+    total = sum(fractions.values())
+    over = np.maximum(total, 1.0)
+    fractions = {k: np.ascontiguousarray(v / over, dtype=np.float32) for k, v in fractions.items()}
+    for v in fractions.values():
+        v.setflags(write=False)
+    return fractions
 
 
 _N_THETA, _N_PHI = 64, 128

@@ -567,96 +567,138 @@ def _asl_group(ctx: _Ctx) -> list[SeriesSpec]:
     return out
 
 
-def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
+def _routine(ctx: _Ctx) -> list[SeriesSpec]:
+    """A general brain examination: T1, T2, FLAIR, diffusion and SWI, contrast in about a third."""
     rng = ctx.rng
-    s: list[SeriesSpec] = _scouts(ctx)
-    if kind == "routine":
-        threed = rng.random() < 0.45
-        s.append(_t1_3d(ctx, False) if threed else _t1_2d(ctx, False))
-        s.append(_spec("t2_tse", ctx))
-        s.append(_spec("flair_3d", ctx) if rng.random() < 0.25 else _spec("flair_2d", ctx))
-        s += _dwi_group(ctx)
-        s += _swi_group(ctx)
-        s += _occasional(ctx)
-        if rng.random() < 0.3:
-            ctx.has_contrast = True
-            s.append(_t1_3d(ctx, True) if threed else _t1_2d(ctx, True))
-            if rng.random() < 0.5:
-                s.append(_t1_2d(ctx, True, plane="CORONAL"))
-    elif kind == "stroke":
-        s += _dwi_group(ctx)
-        s.append(_spec("flair_2d", ctx))
-        s += _swi_group(ctx)
-        s += _tof_group(ctx)
-        if rng.random() < 0.5:
-            s.append(_spec("t2_tse", ctx))
-        if rng.random() < 0.6 and not _low_field(ctx):
-            ctx.has_contrast = True
-            s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(25, 41))))
-        if rng.random() < 0.3:
-            s.append(_spec("haste", ctx))
-        if rng.random() < 0.2:
-            s += _asl_group(ctx)
-    elif kind == "tumour":
-        if rng.random() < 0.25 and not _low_field(ctx):  # presurgical language/motor fMRI
-            s.append(_spec("bold", ctx, n_temporal=_bold_volumes(rng)))
-        s.append(_spec("t2_tse", ctx))
-        s.append(_spec("flair_3d", ctx) if rng.random() < 0.3 else _spec("flair_2d", ctx))
-        s += _dwi_group(ctx)
-        pre3d = _t1_3d(ctx, False) if rng.random() < 0.6 else None
-        s.append(_t1_2d(ctx, False))
-        if pre3d is not None:
-            s.append(pre3d)
-        s += _swi_group(ctx)
-        if rng.random() < 0.5:
-            s += _asl_group(ctx)
+    s: list[SeriesSpec] = []
+    threed = rng.random() < 0.45
+    s.append(_t1_3d(ctx, False) if threed else _t1_2d(ctx, False))
+    s.append(_spec("t2_tse", ctx))
+    s.append(_spec("flair_3d", ctx) if rng.random() < 0.25 else _spec("flair_2d", ctx))
+    s += _dwi_group(ctx)
+    s += _swi_group(ctx)
+    s += _occasional(ctx)
+    if rng.random() < 0.3:
         ctx.has_contrast = True
-        if rng.random() < 0.7 and not _low_field(ctx):
-            s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(25, 41))))
-        post3d = _t1_3d(ctx, True)
-        s.append(post3d)
+        s.append(_t1_3d(ctx, True) if threed else _t1_2d(ctx, True))  # post as pre: same acquisition
         if rng.random() < 0.5:
-            s += _mprs(post3d, ctx)
-        s.append(_t1_2d(ctx, True, plane=str(rng.choice(["AXIAL", "CORONAL", "SAGITTAL"]))))
-        s += _occasional(ctx)
-    elif kind == "research":
-        mprage = _spec("t1_3d_ir", ctx)
-        s.append(mprage)
-        if rng.random() < 0.3:
-            s += _mprs(mprage, ctx)
-        s.append(_spec("t2_3d", ctx))
-        s.append(_spec("flair_3d", ctx))
-        s += _dwi_group(ctx, dti=True)
-        s += _fieldmaps(ctx)
-        s.append(_spec("bold", ctx, n_temporal=_bold_volumes(rng)))
-        if rng.random() < 0.35:  # a second run (task or rest)
-            s.append(_spec("bold", ctx, n_temporal=_bold_volumes(rng)))
-        if rng.random() < 0.45:
-            s += _asl_group(ctx)
-        if rng.random() < 0.25:
-            s.append(_spec("t2star_me", ctx))
-        if rng.random() < 0.3:
-            s += _swi_group(ctx)
-        s += _occasional(ctx)
-    elif kind == "iac":
-        s.append(_spec("t2_tse", ctx))
-        s.append(_spec("ciss", ctx))
-        s.append(_spec("t2_tse", ctx, plane="CORONAL", slice_thickness=2.0, slice_spacing=2.2, n_slices=20))
-        s += _dwi_group(ctx)
-        ctx.has_contrast = True
-        s.append(_t1_2d(ctx, True, plane="AXIAL"))
-        s.append(_t1_2d(ctx, True, plane="CORONAL"))
-        if rng.random() < 0.4:
-            s.append(_t1_3d(ctx, True))
-    elif kind == "mra":
-        s += _tof_group(ctx)
-        if rng.random() < 0.5:
-            s.append(_spec("t2_tse", ctx))
-        if rng.random() < 0.5:
-            s += _dwi_group(ctx)
-    else:
-        raise ValueError(f"unknown study type {kind!r}; known: {', '.join(STUDY_TYPES)}")
+            s.append(_t1_2d(ctx, True, plane="CORONAL"))
     return s
+
+
+def _stroke(ctx: _Ctx) -> list[SeriesSpec]:
+    """Diffusion first, then vessels (TOF) and often perfusion: what an acute stroke work-up needs."""
+    rng = ctx.rng
+    s: list[SeriesSpec] = []
+    s += _dwi_group(ctx)
+    s.append(_spec("flair_2d", ctx))
+    s += _swi_group(ctx)
+    s += _tof_group(ctx)
+    if rng.random() < 0.5:
+        s.append(_spec("t2_tse", ctx))
+    if rng.random() < 0.6 and not _low_field(ctx):
+        ctx.has_contrast = True
+        s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(25, 41))))
+    if rng.random() < 0.3:
+        s.append(_spec("haste", ctx))
+    if rng.random() < 0.2:
+        s += _asl_group(ctx)
+    return s
+
+
+def _tumour(ctx: _Ctx) -> list[SeriesSpec]:
+    """Pre- and post-contrast T1 around perfusion, sometimes presurgical fMRI and reformats of the 3-D T1."""
+    rng = ctx.rng
+    s: list[SeriesSpec] = []
+    if rng.random() < 0.25 and not _low_field(ctx):  # presurgical language/motor fMRI
+        s.append(_spec("bold", ctx, n_temporal=_bold_volumes(rng)))
+    s.append(_spec("t2_tse", ctx))
+    s.append(_spec("flair_3d", ctx) if rng.random() < 0.3 else _spec("flair_2d", ctx))
+    s += _dwi_group(ctx)
+    pre3d = _t1_3d(ctx, False) if rng.random() < 0.6 else None
+    s.append(_t1_2d(ctx, False))
+    if pre3d is not None:  # planned before the 2-D T1 (the draws' order), acquired after it
+        s.append(pre3d)
+    s += _swi_group(ctx)
+    if rng.random() < 0.5:
+        s += _asl_group(ctx)
+    ctx.has_contrast = True
+    if rng.random() < 0.7 and not _low_field(ctx):
+        s.append(_spec("dsc", ctx, contrast=True, n_temporal=int(rng.integers(25, 41))))
+    post3d = _t1_3d(ctx, True)
+    s.append(post3d)
+    if rng.random() < 0.5:
+        s += _mprs(post3d, ctx)
+    s.append(_t1_2d(ctx, True, plane=str(rng.choice(["AXIAL", "CORONAL", "SAGITTAL"]))))
+    s += _occasional(ctx)
+    return s
+
+
+def _research(ctx: _Ctx) -> list[SeriesSpec]:
+    """A research protocol: 3-D anatomy, DTI, field maps and BOLD runs, often ASL."""
+    rng = ctx.rng
+    s: list[SeriesSpec] = []
+    mprage = _spec("t1_3d_ir", ctx)
+    s.append(mprage)
+    if rng.random() < 0.3:
+        s += _mprs(mprage, ctx)
+    s.append(_spec("t2_3d", ctx))
+    s.append(_spec("flair_3d", ctx))
+    s += _dwi_group(ctx, dti=True)
+    s += _fieldmaps(ctx)
+    s.append(_spec("bold", ctx, n_temporal=_bold_volumes(rng)))
+    if rng.random() < 0.35:  # a second run (task or rest)
+        s.append(_spec("bold", ctx, n_temporal=_bold_volumes(rng)))
+    if rng.random() < 0.45:
+        s += _asl_group(ctx)
+    if rng.random() < 0.25:
+        s.append(_spec("t2star_me", ctx))
+    if rng.random() < 0.3:
+        s += _swi_group(ctx)
+    s += _occasional(ctx)
+    return s
+
+
+def _iac(ctx: _Ctx) -> list[SeriesSpec]:
+    """Internal auditory canals: thin T2 and CISS through the petrous bone, post-contrast T1 in two planes."""
+    rng = ctx.rng
+    s: list[SeriesSpec] = []
+    s.append(_spec("t2_tse", ctx))
+    s.append(_spec("ciss", ctx))
+    s.append(_spec("t2_tse", ctx, plane="CORONAL", slice_thickness=2.0, slice_spacing=2.2, n_slices=20))
+    s += _dwi_group(ctx)
+    ctx.has_contrast = True
+    s.append(_t1_2d(ctx, True, plane="AXIAL"))
+    s.append(_t1_2d(ctx, True, plane="CORONAL"))
+    if rng.random() < 0.4:
+        s.append(_t1_3d(ctx, True))
+    return s
+
+
+def _mra(ctx: _Ctx) -> list[SeriesSpec]:
+    """An angiography study: TOF and its projections, sometimes a T2 and diffusion."""
+    rng = ctx.rng
+    s: list[SeriesSpec] = []
+    s += _tof_group(ctx)
+    if rng.random() < 0.5:
+        s.append(_spec("t2_tse", ctx))
+    if rng.random() < 0.5:
+        s += _dwi_group(ctx)
+    return s
+
+
+# One planner per study type; each draws from ctx.rng in a fixed order (a seed's studies depend on it).
+_PLANNERS = {"routine": _routine, "stroke": _stroke, "tumour": _tumour, "research": _research, "iac": _iac,
+             "mra": _mra}
+
+
+def _study(kind: str, ctx: _Ctx) -> list[SeriesSpec]:
+    """The scouts, then the series of a study of type ``kind`` (the scouts' draws come first, as acquired)."""
+    s: list[SeriesSpec] = _scouts(ctx)
+    planner = _PLANNERS.get(kind)
+    if planner is None:
+        raise ValueError(f"unknown study type {kind!r}; known: {', '.join(STUDY_TYPES)}")
+    return s + planner(ctx)
 
 
 def plan_study(profile: Profile, rng: np.random.Generator, kind: str | None = None) -> list[SeriesSpec]:

@@ -438,6 +438,86 @@ def _to_pixels(stack: np.ndarray, shape: tuple[int, int], factor: tuple[int, int
     return stack
 
 
+class _PlaneSampler:
+    """Where the sub-slices of each plane sample the template grid, in grid_sample's normalised coordinates.
+
+    The two costly parts are kept while they still hold: the in-plane lattice while consecutive planes
+    share their directions, the deformation while a plane stays within 6 mm of where it was last
+    evaluated. So planes must come in their order (the state carries from one to the next).
+    """
+
+    def __init__(self, ctx: _Context, first: Plane, offsets: np.ndarray, max_step: float,
+                 epi_shift: np.ndarray | None):
+        self.phantom = ctx.phantom
+        self.offsets = offsets
+        self.m, self.mt = self.phantom.world_to_template[:3, :3], self.phantom.world_to_template[:3, 3]
+        step, self.shape, self.factor = _sampling_plan(first, max_step)
+        shape = self.shape
+        rows, cols = first.shape
+        self.rr = ((np.arange(shape[0]) + 0.5) * step[0] - rows * first.spacing[0] / 2).astype(np.float32)
+        self.cc = ((np.arange(shape[1]) + 0.5) * step[1] - cols * first.spacing[1] / 2).astype(np.float32)
+        # the deformation is evaluated on a coarser lattice (every 8th sample) and upsampled
+        r_sub = np.linspace(0, shape[0] - 1, max(2, shape[0] // 8 + 1))
+        c_sub = np.linspace(0, shape[1] - 1, max(2, shape[1] // 8 + 1))
+        self.rr_sub = np.interp(r_sub, np.arange(shape[0]), self.rr)
+        self.cc_sub = np.interp(c_sub, np.arange(shape[1]), self.cc)
+        # grid_sample's normalised coordinates, axes reversed (x=W=last grid axis)
+        self.gscale = (2.0 / ((np.array(_GRID_SHAPE) - 1) * GRID_SPACING)).astype(np.float32)
+        self.gshift = (-_GRID_MIN * self.gscale - 1.0).astype(np.float32)
+        self.shift_v = None if epi_shift is None else np.asarray(epi_shift, np.float32)[None]
+        self.lattice_key = None
+        self.lat = self.lat_sub = None
+        self.anchor = None  # (template position, displacement) of the last deformation evaluation
+
+    def _lattice(self, plane: Plane) -> None:
+        """Template offsets from the plane's centre of every lattice point (again only when the directions change)."""
+        key = (tuple(np.round(plane.row, 9)), tuple(np.round(plane.col, 9)))
+        if key == self.lattice_key:
+            return
+        self.lattice_key = key
+        m, rr, cc = self.m, self.rr, self.cc
+        mrow, mcol = (m @ plane.row).astype(np.float32), (m @ plane.col).astype(np.float32)
+        self.lat = rr[:, None, None] * mcol + cc[None, :, None] * mrow  # template offsets from the centre
+        self.lat_sub = self.rr_sub[:, None, None] * mcol + self.cc_sub[None, :, None] * mrow
+        self.anchor = None
+
+    def _displacement(self, base: np.ndarray) -> np.ndarray:
+        # the deformation is smooth (12 mm control grid, amplitude ≤ ~3 mm): evaluate it again
+        # only when the plane moved more than 6 mm from where it was last evaluated
+        if self.anchor is None or np.linalg.norm(base - self.anchor[0]) > 6.0:
+            d = self.phantom.displacement_at(self.lat_sub + base)
+            d = np.moveaxis(_upsample(np.moveaxis(d, -1, 0), self.shape, align_corners=True), 0, -1)
+            self.anchor = (base, d)
+        return self.anchor[1]
+
+    def fill(self, g: np.ndarray, plane: Plane) -> None:
+        """Write the plane's sample coordinates into ``g`` (n_sub, rows', cols', 3)."""
+        m, mt = self.m, self.mt
+        self._lattice(plane)
+        mnormal = (m @ plane.normal).astype(np.float32)
+        center = (m @ plane.center + mt).astype(np.float32)
+        for k, off in enumerate(self.offsets):
+            base = center + np.float32(off) * mnormal
+            t = self.lat + (base + self._displacement(base))
+            if self.shift_v is not None:
+                if k == 0:  # the EPI shift is read once, at the first sub-slice, and moves all of them
+                    sh = _grid_sample(self.shift_v, t * self.gscale + self.gshift)[0].reshape(self.shape)
+                    pe_shift = sh[..., None] * (m @ plane.col).astype(np.float32)
+                t = t + pe_shift
+            g[k] = t * self.gscale + self.gshift
+
+
+def _reduce_depth(smp: np.ndarray, reduce: str) -> np.ndarray:
+    """(planes, sub-slices, h, w) -> (planes, h, w): the slice profile (mean), a MIP (max) or a minIP (min)."""
+    if smp.shape[1] == 1:
+        return smp[:, 0]
+    if reduce == "max":
+        return smp.max(axis=1)
+    if reduce == "min":
+        return smp.min(axis=1)
+    return smp.mean(axis=1)
+
+
 def sample(
     ctx: _Context,
     volumes: list[np.ndarray],
@@ -462,67 +542,22 @@ def sample(
     thickness = ctx.spec.slice_thickness if thickness is None else thickness
     n_sub = int(np.clip(np.ceil(thickness / depth_step - 1e-6), 1, 400))
     offsets = ((np.arange(n_sub) + 0.5) / n_sub - 0.5) * thickness
-    phantom = ctx.phantom
-    m, mt = phantom.world_to_template[:3, :3], phantom.world_to_template[:3, 3]
-    step, shape, factor = _sampling_plan(planes[0], max_step)
+    sampler = _PlaneSampler(ctx, planes[0], offsets, max_step, epi_shift)
+    shape, factor = sampler.shape, sampler.factor
     rows, cols = planes[0].shape
-    rr = ((np.arange(shape[0]) + 0.5) * step[0] - rows * planes[0].spacing[0] / 2).astype(np.float32)
-    cc = ((np.arange(shape[1]) + 0.5) * step[1] - cols * planes[0].spacing[1] / 2).astype(np.float32)
-    r_sub = np.linspace(0, shape[0] - 1, max(2, shape[0] // 8 + 1))
-    c_sub = np.linspace(0, shape[1] - 1, max(2, shape[1] // 8 + 1))
-    rr_sub = np.interp(r_sub, np.arange(shape[0]), rr)
-    cc_sub = np.interp(c_sub, np.arange(shape[1]), cc)
-    # grid_sample's normalised coordinates, axes reversed (x=W=last grid axis)
-    gscale = (2.0 / ((np.array(_GRID_SHAPE) - 1) * GRID_SPACING)).astype(np.float32)
-    gshift = (-_GRID_MIN * gscale - 1.0).astype(np.float32)
     vols = np.stack([np.asarray(v, np.float32) for v in volumes])
-    shift_v = None if epi_shift is None else np.asarray(epi_shift, np.float32)[None]
 
     out = [np.zeros((len(planes), rows, cols), np.float32) for _ in volumes]
-    lattice_key, lat, lat_sub = None, None, None
-    anchor = None  # (template position, row, col, displacement) of the last deformation evaluation
     # planes are sampled in batches so one interpolation call covers many of them
     batch = max(1, int(4_000_000 // (n_sub * shape[0] * shape[1])))
     for b0 in range(0, len(planes), batch):
         chunk = planes[b0 : b0 + batch]
         g = np.empty((len(chunk), n_sub, *shape, 3), np.float32)
         for i, plane in enumerate(chunk):
-            key = (tuple(np.round(plane.row, 9)), tuple(np.round(plane.col, 9)))
-            if key != lattice_key:
-                lattice_key = key
-                mrow, mcol = (m @ plane.row).astype(np.float32), (m @ plane.col).astype(np.float32)
-                lat = rr[:, None, None] * mcol + cc[None, :, None] * mrow  # template offsets from the centre
-                lat_sub = rr_sub[:, None, None] * mcol + cc_sub[None, :, None] * mrow
-                anchor = None
-            mnormal = (m @ plane.normal).astype(np.float32)
-            center = (m @ plane.center + mt).astype(np.float32)
-            for k, off in enumerate(offsets):
-                base = center + np.float32(off) * mnormal
-                # the deformation is smooth (12 mm control grid, amplitude ≤ ~3 mm): evaluate it again
-                # only when the plane moved more than 6 mm from where it was last evaluated
-                if anchor is None or np.linalg.norm(base - anchor[0]) > 6.0:
-                    d = phantom.displacement_at(lat_sub + base)
-                    d = np.moveaxis(_upsample(np.moveaxis(d, -1, 0), shape, align_corners=True), 0, -1)
-                    anchor = (base, d)
-                t = lat + (base + anchor[1])
-                if shift_v is not None and k == 0:
-                    sh = _grid_sample(shift_v, t * gscale + gshift)[0].reshape(shape)
-                    pe_shift = sh[..., None] * (m @ plane.col).astype(np.float32)
-                if shift_v is not None:
-                    t = t + pe_shift
-                g[i, k] = t * gscale + gshift
+            sampler.fill(g[i], plane)
         res = _grid_sample(vols, g).reshape(len(volumes), len(chunk), n_sub, *shape)
         for j in range(len(volumes)):
-            smp = res[j]
-            if n_sub == 1:
-                a = smp[:, 0]
-            elif reduce == "max":
-                a = smp.max(axis=1)
-            elif reduce == "min":
-                a = smp.min(axis=1)
-            else:
-                a = smp.mean(axis=1)
-            out[j][b0 : b0 + len(chunk)] = _to_pixels(a, (rows, cols), factor)
+            out[j][b0 : b0 + len(chunk)] = _to_pixels(_reduce_depth(res[j], reduce), (rows, cols), factor)
     return out
 
 
@@ -986,6 +1021,16 @@ def _diffusion_derived(ctx):
     return _result(ctx, mask_map(ctx, np.clip(fa, 0, 1) * 1000, mask))
 
 
+def _epi_time_series(ctx, vols: list[np.ndarray], n_t: int):
+    """A dynamic EPI series (DSC, BOLD) from its finished volumes: EPI artefacts, scaled, frames numbered by
+    time point."""
+    frames = epi_artefacts(ctx, np.concatenate(vols))
+    n = len(ctx.planes)
+    return _result(
+        ctx, scale(ctx, frames, 300, 1500), n_volumes=n_t, temporal_indices=[k for k in range(n_t) for _ in range(n)]
+    )
+
+
 def _dsc(ctx):
     s = ctx.spec
     te_default = 30.0 if ctx.field_strength >= 2 else 45.0
@@ -1003,11 +1048,7 @@ def _dsc(ctx):
     for k in range(n_t):
         ratio = ph.dsc_signal_ratio(cbv_img, np.array([conc[k]]), te)[..., 0]
         vols.append(finish(ctx, img0 * ratio, snr, reference=ref))
-    frames = epi_artefacts(ctx, np.concatenate(vols))
-    n = len(ctx.planes)
-    return _result(
-        ctx, scale(ctx, frames, 300, 1500), n_volumes=n_t, temporal_indices=[k for k in range(n_t) for _ in range(n)]
-    )
+    return _epi_time_series(ctx, vols, n_t)
 
 
 def _bold(ctx):
@@ -1021,11 +1062,7 @@ def _bold(ctx):
     ref = _reference(img0)
     drift = np.cumsum(ctx.rng.normal(0, 0.002, n_t))
     vols = [finish(ctx, img0 * (1 + drift[k]), snr, reference=ref) for k in range(n_t)]
-    frames = epi_artefacts(ctx, np.concatenate(vols))
-    n = len(ctx.planes)
-    return _result(
-        ctx, scale(ctx, frames, 300, 1500), n_volumes=n_t, temporal_indices=[k for k in range(n_t) for _ in range(n)]
-    )
+    return _epi_time_series(ctx, vols, n_t)
 
 
 def _asl(ctx):

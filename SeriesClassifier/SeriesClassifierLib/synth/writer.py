@@ -556,11 +556,42 @@ def _pulse_sequence(ds: Dataset, spec: SeriesSpec) -> None:
 
 
 def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Path]:
+    """One Enhanced MR object: the whole series as frames, what is common in the shared functional groups."""
     p = study.profile
-    ds = _common(spec, study, series, ENHANCED_MR_IMAGE_STORAGE)
-    for kw in ("AcquisitionDate", "AcquisitionTime"):
-        delattr(ds, kw)
     original = spec.image_type[0] != "DERIVED"
+    ds = _enhanced_image(spec, rendered, px, study, series, original)
+    per_volume, n_volumes = _geometry_groups(rendered)
+    iops = {tuple(round(x, 5) for x in o) for o in rendered.orientations}
+    ds.SharedFunctionalGroupsSequence = Sequence([_shared_groups(ds, spec, rendered, px, series, p, original,
+                                                                 one_orientation=len(iops) == 1)])
+    if p.vendor == "PHILIPS":
+        _private(ds, spec, p, None)  # scanning technique at the top level; b-values live in the frames
+
+    # every multi-volume series (time points, b-values/directions, echoes) numbers its volumes with
+    # TemporalPositionIndex: unique dimension index values, and what dcm2niix reads on Siemens files
+    temporal = n_volumes > 1
+    _dimension_organization(ds, series, n_volumes, temporal)
+    b_levels = sorted(set(rendered.b_values)) if rendered.b_values is not None else []
+    dt0 = study.study_date + series.series_time
+    ds.PerFrameFunctionalGroupsSequence = Sequence([
+        _frame_groups(i, spec, rendered, dt0, per_volume, n_volumes, one_orientation=len(iops) == 1,
+                      b_levels=b_levels, original=original)
+        for i in range(len(rendered.frames))])
+    if temporal:
+        ds.NumberOfTemporalPositions = n_volumes
+    _drop(ds, spec)
+    if rendered.matrix is None:
+        ds.PixelData = px.stored.tobytes()
+    path = out_dir / "IM00001.dcm"
+    _save(ds, path)
+    return [path]
+
+
+def _enhanced_image(spec, rendered, px, study, series, original: bool) -> Dataset:
+    """The top level of an Enhanced MR object: what holds for the whole image, not per frame."""
+    ds = _common(spec, study, series, ENHANCED_MR_IMAGE_STORAGE)
+    for kw in ("AcquisitionDate", "AcquisitionTime"):  # the enhanced object has AcquisitionDateTime instead
+        delattr(ds, kw)
     ds.ImageType = [spec.image_type[0], spec.image_type[1], _image_flavor(spec), _derived_contrast(spec, original)]
     if spec.extra.get("enhanced_habit") == "philips" and original:
         ds.ImageType = [spec.image_type[0], spec.image_type[1], _philips_contrast(spec), "NONE"]
@@ -603,57 +634,25 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     if spec.scan_options:
         ds.ScanOptions = list(spec.scan_options)
     _pixel_module(ds, px, *_matrix(rendered, px))
+    return ds
 
-    per_volume, n_volumes = _geometry_groups(rendered)
+
+def _shared_groups(ds: Dataset, spec, rendered, px, series, p, original: bool, one_orientation: bool) -> Dataset:
+    """The shared functional groups: what every frame has in common (geometry, frame type, pixel values)."""
     shared = Dataset()
     shared.PixelMeasuresSequence = Sequence([_ds({
         "PixelSpacing": [_fmt(x, 6) for x in rendered.pixel_spacing],
         "SliceThickness": _fmt(rendered.slice_thickness, 4),
         "SpacingBetweenSlices": _fmt(spec.slice_spacing, 4)})])
-    iops = {tuple(round(x, 5) for x in o) for o in rendered.orientations}
-    if len(iops) == 1:
+    if one_orientation:  # otherwise (a 3-plane scout) each frame carries its own
         shared.PlaneOrientationSequence = Sequence([_ds({
             "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[0]]})])
     shared.MRImageFrameTypeSequence = Sequence([_ds({
         "FrameType": ds.ImageType, "PixelPresentation": "MONOCHROME", "VolumetricProperties": "VOLUME",
         "VolumeBasedCalculationTechnique": ds.VolumeBasedCalculationTechnique,
         "ComplexImageComponent": ds.ComplexImageComponent, "AcquisitionContrast": ds.AcquisitionContrast})])
-    timing = {"RepetitionTime": _fmt(spec.repetition_time, 2), "FlipAngle": _fmt(spec.flip_angle, 1),
-              "EchoTrainLength": spec.echo_train_length or 1, "RFEchoTrainLength": spec.echo_train_length or 1,
-              "GradientEchoTrainLength": 1, "GradientOutputType": "DB_DT", "GradientOutput": 0.5,
-              "OperatingModeSequence": Sequence([_ds({"OperatingModeType": "STATIC FIELD",
-                                                      "OperatingMode": "IEC_NORMAL"})]),
-              "SpecificAbsorptionRateSequence": Sequence([_ds({"SpecificAbsorptionRateDefinition": "IEC_WHOLE_BODY",
-                                                               "SpecificAbsorptionRateValue": 0.5})])}
-    for keyword in spec.extra.get("drop_tags", ()):
-        timing.pop(keyword, None)
-    if original:
-        shared.MRTimingAndRelatedParametersSequence = Sequence([_ds(timing)])
-        shared.MRModifierSequence = Sequence([_ds({
-            "InversionRecovery": _yn(spec.inversion_time is not None),
-            **({"InversionTimes": [_fmt(spec.inversion_time, 1)]} if spec.inversion_time is not None else
-               {"InversionTimes": [0.0]} if spec.extra.get("ti_zero") else {}),
-            "FlowCompensation": "NONE", "Spoiling": "RF" if "GR" in spec.scanning_sequence else "NONE",
-            "T2Preparation": "NO", "SpectrallySelectedExcitation": "NONE", "SpatialPresaturation": "NONE",
-            "PartialFourier": "NO", "ParallelAcquisition": "YES", "ParallelAcquisitionTechnique": "SENSE"
-            if p.vendor == "PHILIPS" else "GRAPPA", "ParallelReductionFactorInPlane": 2.0,
-            "ParallelReductionFactorOutOfPlane": 1.0})])
-        shared.MRFOVGeometrySequence = Sequence([_ds({
-            "InPlanePhaseEncodingDirection": "ROW" if spec.extra.get("base_plane") == "SAGITTAL" else "COLUMN",
-            "MRAcquisitionFrequencyEncodingSteps": spec.columns, "MRAcquisitionPhaseEncodingStepsInPlane": spec.rows,
-            **({"MRAcquisitionPhaseEncodingStepsOutOfPlane": spec.n_slices} if spec.acquisition == "3D" else {}),
-            "PercentSampling": 100.0, "PercentPhaseFieldOfView": round(100.0 * spec.rows / max(spec.columns, 1), 3)})])
-        shared.MRReceiveCoilSequence = Sequence([_ds({
-            "ReceiveCoilName": series.coil, "ReceiveCoilManufacturerName": p.manufacturer,
-            "ReceiveCoilType": "MULTICOIL", "QuadratureReceiveCoil": "NO",
-            "MultiCoilDefinitionSequence": Sequence([_ds({"MultiCoilElementName": "H1",
-                                                           "MultiCoilElementUsed": "YES"})]),
-            })])
-        shared.MRTransmitCoilSequence = Sequence([_ds({
-            "TransmitCoilName": "Body", "TransmitCoilManufacturerName": p.manufacturer, "TransmitCoilType": "BODY"})])
-        shared.MRAveragesSequence = Sequence([_ds({"NumberOfAverages": 1.0})])
-        if rendered.echo_numbers is None:
-            shared.MREchoSequence = Sequence([_ds({"EffectiveEchoTime": _fmt(spec.echo_time, 3)})])
+    if original:  # the acquisition's parameters: a derived image was not acquired as such
+        _acquisition_groups(shared, spec, rendered, series, p)
     if not px.rgb:
         shared.PixelValueTransformationSequence = Sequence([_ds({
             "RescaleIntercept": px.intercept, "RescaleSlope": px.slope, "RescaleType": "US"})])
@@ -668,14 +667,55 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
             "SourceImageSequence": Sequence(),
             "DerivationCodeSequence": Sequence([_ds({"CodeValue": "113076", "CodingSchemeDesignator": "DCM",
                                                      "CodeMeaning": "Segmentation"})])})])
-    ds.SharedFunctionalGroupsSequence = Sequence([shared])
-    if p.vendor == "PHILIPS":
-        _private(ds, spec, p, None)  # scanning technique at the top level; b-values live in the frames
+    return shared
 
-    diffusion = rendered.b_values is not None
-    # every multi-volume series (time points, b-values/directions, echoes) numbers its volumes with
-    # TemporalPositionIndex: unique dimension index values, and what dcm2niix reads on Siemens files
-    temporal = n_volumes > 1
+
+def _timing_group(spec) -> Dataset:
+    """MR Timing and Related Parameters, less the tags the site's habits drop."""
+    timing = {"RepetitionTime": _fmt(spec.repetition_time, 2), "FlipAngle": _fmt(spec.flip_angle, 1),
+              "EchoTrainLength": spec.echo_train_length or 1, "RFEchoTrainLength": spec.echo_train_length or 1,
+              "GradientEchoTrainLength": 1, "GradientOutputType": "DB_DT", "GradientOutput": 0.5,
+              "OperatingModeSequence": Sequence([_ds({"OperatingModeType": "STATIC FIELD",
+                                                      "OperatingMode": "IEC_NORMAL"})]),
+              "SpecificAbsorptionRateSequence": Sequence([_ds({"SpecificAbsorptionRateDefinition": "IEC_WHOLE_BODY",
+                                                               "SpecificAbsorptionRateValue": 0.5})])}
+    for keyword in spec.extra.get("drop_tags", ()):
+        timing.pop(keyword, None)
+    return _ds(timing)
+
+
+def _acquisition_groups(shared: Dataset, spec, rendered, series, p) -> None:
+    """The shared groups only an ORIGINAL image has: timing, modifiers, field of view, coils, averages, echo."""
+    shared.MRTimingAndRelatedParametersSequence = Sequence([_timing_group(spec)])
+    shared.MRModifierSequence = Sequence([_ds({
+        "InversionRecovery": _yn(spec.inversion_time is not None),
+        **({"InversionTimes": [_fmt(spec.inversion_time, 1)]} if spec.inversion_time is not None else
+           {"InversionTimes": [0.0]} if spec.extra.get("ti_zero") else {}),
+        "FlowCompensation": "NONE", "Spoiling": "RF" if "GR" in spec.scanning_sequence else "NONE",
+        "T2Preparation": "NO", "SpectrallySelectedExcitation": "NONE", "SpatialPresaturation": "NONE",
+        "PartialFourier": "NO", "ParallelAcquisition": "YES", "ParallelAcquisitionTechnique": "SENSE"
+        if p.vendor == "PHILIPS" else "GRAPPA", "ParallelReductionFactorInPlane": 2.0,
+        "ParallelReductionFactorOutOfPlane": 1.0})])
+    shared.MRFOVGeometrySequence = Sequence([_ds({
+        "InPlanePhaseEncodingDirection": "ROW" if spec.extra.get("base_plane") == "SAGITTAL" else "COLUMN",
+        "MRAcquisitionFrequencyEncodingSteps": spec.columns, "MRAcquisitionPhaseEncodingStepsInPlane": spec.rows,
+        **({"MRAcquisitionPhaseEncodingStepsOutOfPlane": spec.n_slices} if spec.acquisition == "3D" else {}),
+        "PercentSampling": 100.0, "PercentPhaseFieldOfView": round(100.0 * spec.rows / max(spec.columns, 1), 3)})])
+    shared.MRReceiveCoilSequence = Sequence([_ds({
+        "ReceiveCoilName": series.coil, "ReceiveCoilManufacturerName": p.manufacturer,
+        "ReceiveCoilType": "MULTICOIL", "QuadratureReceiveCoil": "NO",
+        "MultiCoilDefinitionSequence": Sequence([_ds({"MultiCoilElementName": "H1",
+                                                       "MultiCoilElementUsed": "YES"})]),
+        })])
+    shared.MRTransmitCoilSequence = Sequence([_ds({
+        "TransmitCoilName": "Body", "TransmitCoilManufacturerName": p.manufacturer, "TransmitCoilType": "BODY"})])
+    shared.MRAveragesSequence = Sequence([_ds({"NumberOfAverages": 1.0})])
+    if rendered.echo_numbers is None:  # multi-echo series give each frame its own echo time
+        shared.MREchoSequence = Sequence([_ds({"EffectiveEchoTime": _fmt(spec.echo_time, 3)})])
+
+
+def _dimension_organization(ds: Dataset, series, n_volumes: int, temporal: bool) -> None:
+    """How the frames are indexed: stack and position in it, and the volume where there are several."""
     dim_org = make_uid(series.series_uid, "dimension-organization")
     index_pointers = [("StackID", 0x00209056, 0x00209111), ("InStackPositionNumber", 0x00209057, 0x00209111)]
     if temporal:
@@ -686,48 +726,40 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
         "DimensionOrganizationUID": dim_org, "DimensionIndexPointer": pointer, "FunctionalGroupPointer": group,
         "DimensionDescriptionLabel": label}) for label, pointer, group in index_pointers])
 
-    b_levels = sorted(set(rendered.b_values)) if diffusion else []
-    frames = []
-    dt0 = study.study_date + series.series_time
-    for i in range(len(rendered.frames)):
-        f = Dataset()
-        vol = i // per_volume if n_volumes > 1 else 0
-        in_stack = (i % per_volume) + 1
-        index = [1, in_stack]
-        content = {"FrameAcquisitionNumber": vol + 1, "FrameReferenceDateTime": f"{dt0}.{vol:06d}",
-                   "FrameAcquisitionDateTime": f"{dt0}.{vol:06d}",
-                   "FrameAcquisitionDuration": round(float(spec.repetition_time or 100), 2),
-                   "StackID": "1", "InStackPositionNumber": in_stack}
-        if temporal:
-            content["TemporalPositionIndex"] = vol + 1
-            index.append(vol + 1)
-        content["DimensionIndexValues"] = index
-        f.FrameContentSequence = Sequence([_ds(content)])
-        f.PlanePositionSequence = Sequence([_ds({"ImagePositionPatient": [_fmt(x, 4) for x in rendered.positions[i]]})])
-        if len(iops) > 1:
-            f.PlaneOrientationSequence = Sequence([_ds({
-                "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[i]]})])
-        if diffusion:
-            f.MRDiffusionSequence = Sequence([_diffusion_item(spec, rendered, i, vol, b_levels)])
-        if rendered.echo_numbers is not None and original:
-            tes = spec.extra.get("echo_times")
-            e = int(rendered.echo_numbers[i])
-            te = float(tes[e - 1]) if tes and 0 < e <= len(tes) else float(spec.echo_time or 5.0) * e
-            f.MREchoSequence = Sequence([_ds({"EffectiveEchoTime": round(te, 3)})])
-        if rendered.temporal_indices is not None and temporal:
-            f.TemporalPositionSequence = Sequence([_ds({
-                "TemporalPositionTimeOffset": round(
-                    int(rendered.temporal_indices[i]) * float(spec.repetition_time or 1) / 1000.0, 3)})])
-        frames.append(f)
-    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+
+def _frame_groups(i: int, spec, rendered, dt0: str, per_volume: int, n_volumes: int, *, one_orientation: bool,
+                  b_levels: list, original: bool) -> Dataset:
+    """Frame ``i``'s own functional groups: its place in the stack and volume, position, b-value, echo, time."""
+    temporal = n_volumes > 1
+    f = Dataset()
+    vol = i // per_volume if n_volumes > 1 else 0
+    in_stack = (i % per_volume) + 1
+    index = [1, in_stack]
+    content = {"FrameAcquisitionNumber": vol + 1, "FrameReferenceDateTime": f"{dt0}.{vol:06d}",
+               "FrameAcquisitionDateTime": f"{dt0}.{vol:06d}",
+               "FrameAcquisitionDuration": round(float(spec.repetition_time or 100), 2),
+               "StackID": "1", "InStackPositionNumber": in_stack}
     if temporal:
-        ds.NumberOfTemporalPositions = n_volumes
-    _drop(ds, spec)
-    if rendered.matrix is None:
-        ds.PixelData = px.stored.tobytes()
-    path = out_dir / "IM00001.dcm"
-    _save(ds, path)
-    return [path]
+        content["TemporalPositionIndex"] = vol + 1
+        index.append(vol + 1)
+    content["DimensionIndexValues"] = index
+    f.FrameContentSequence = Sequence([_ds(content)])
+    f.PlanePositionSequence = Sequence([_ds({"ImagePositionPatient": [_fmt(x, 4) for x in rendered.positions[i]]})])
+    if not one_orientation:
+        f.PlaneOrientationSequence = Sequence([_ds({
+            "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[i]]})])
+    if rendered.b_values is not None:
+        f.MRDiffusionSequence = Sequence([_diffusion_item(spec, rendered, i, vol, b_levels)])
+    if rendered.echo_numbers is not None and original:
+        tes = spec.extra.get("echo_times")
+        e = int(rendered.echo_numbers[i])
+        te = float(tes[e - 1]) if tes and 0 < e <= len(tes) else float(spec.echo_time or 5.0) * e
+        f.MREchoSequence = Sequence([_ds({"EffectiveEchoTime": round(te, 3)})])
+    if rendered.temporal_indices is not None and temporal:
+        f.TemporalPositionSequence = Sequence([_ds({
+            "TemporalPositionTimeOffset": round(
+                int(rendered.temporal_indices[i]) * float(spec.repetition_time or 1) / 1000.0, 3)})])
+    return f
 
 
 def gradient_directions(n: int) -> np.ndarray:

@@ -1,12 +1,14 @@
-"""A labelled corpus for training: its series read once (or from a cache), split by held-out profile, and the
-training labels written as the CSV the CNN trainer reads; training's progress log."""
+"""A labelled corpus for training: its series read once (or from a cache), split by held-out profile, the
+training labels written as the CSV the CNN trainer reads, the slices the CNN samples; training's progress log."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def log(msg: str) -> None:
@@ -60,3 +62,20 @@ def write_labels_csv(labels: dict[str, dict[str, str]], path: Path) -> Path:
         for uid, row in sorted(labels.items()):
             w.writerow({"series_uid": uid, **{c: row.get(c, "") for c in columns}})
     return path
+
+
+def cnn_samples(model: Any, series: Iterable[Any], name: Callable[[Any], str] = lambda s: s.series_uid
+                ) -> Iterator[tuple[Any, Any]]:
+    """(series, the slices ``model.sample`` takes from it) for every series the CNN can read.
+
+    Skipped series and series without readable pixels are left out, each said once on stderr by ``name``.
+    """
+    for s in series:
+        if s.skipped:
+            continue
+        try:
+            sampled = model.sample(s)
+        except Exception as exc:  # noqa: BLE001 - a series without pixels is left out, said once
+            print(f"left out {name(s)}: {exc}", file=sys.stderr)
+            continue
+        yield s, sampled

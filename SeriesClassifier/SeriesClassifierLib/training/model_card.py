@@ -11,7 +11,7 @@ from typing import Any
 from ..models.bundle import CARD_FILE
 from ..models.ensemble import EnsembleParams
 from ..models.forest import ForestModel
-from .evaluate import per_class_table
+from .evaluate import per_class_table, review_figures, task_figures
 
 _NOTICES = """## Notices
 
@@ -73,12 +73,9 @@ def write_model_card(
     if heldout:
         lines += ["## Held-out results (forest alone)", ""]
         for task, r in heldout.get("tasks", {}).items():
-            ece = f", ECE {r['ece']:.3f}" if "ece" in r else ""
-            lines.append(f"- {task}: accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}{ece} (n={r['n']})")
+            lines.append(f"- {task}: {task_figures(r)}")
         if "review" in heldout:
-            rv = heldout["review"]
-            lines.append(f"- needs_review: {rv['flagged_fraction']:.1%} flagged, accuracy of the others "
-                         f"{rv['accuracy_not_flagged']}")
+            lines.append(f"- needs_review: {review_figures(heldout['review'])}")
         if "sequence" in heldout.get("tasks", {}):
             lines += ["", "Per class (sequence):", "", per_class_table(heldout["tasks"]["sequence"])]
         lines.append("")
