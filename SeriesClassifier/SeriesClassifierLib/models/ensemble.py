@@ -147,10 +147,6 @@ def _within_support(pooled: TaskPrediction, votes: list[TaskPrediction], k: int)
     total = sum(kept.values())
     if not kept or total <= 0:
         return pooled
-    import os
-    if os.environ.get("SC_SUPPORT_MODE") == "keep":
-        label = max(kept, key=kept.get)
-        return TaskPrediction(label=label, probability=kept[label], probabilities=dict(pooled.probabilities))
     return TaskPrediction.from_probabilities({label: prob / total for label, prob in kept.items()})
 
 
