@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import OutputError
 from ..labels.store import LabelStore, StoreError
@@ -18,6 +19,9 @@ from ..series import SeriesRef
 from ..vocabulary import load_vocabulary
 from ._predictions import ModelChoice, ProgressBar, model_key, stale
 from ._store_args import add_store_argument, open_store, series_under
+
+if TYPE_CHECKING:
+    from ..run.stream import GradcamSelection
 
 __all__ = ["CSV_COLUMNS", "TAIL_COLUMNS", "ProgressBar", "add_arguments", "csv_columns", "csv_row", "run",
            "write_results"]
@@ -49,7 +53,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gradcam", metavar="DIR",
                         help="also write each series' Grad-CAM for its predicted sequence into DIR: NRRD on the "
                              "series' voxel grid (LPS) and a PNG of the sampled slices; needs the CNN; "
-                             "classifies every series again (the maps need the pixels)")
+                             "classifies again the series it makes maps for (the maps need the pixels)")
+    parser.add_argument("--gradcam-series", action="append", default=[], metavar="UID_OR_NUMBER",
+                        help="with --gradcam: maps only for this series (SeriesInstanceUID, or SeriesNumber: that "
+                             "number in every study; repeat it for more)")
+    parser.add_argument("--gradcam-outcome", action="append", default=[], metavar="OUTCOME",
+                        choices=("review", "unknown", "classified"),
+                        help="with --gradcam: maps only for series with this outcome, e.g. review (those sent to "
+                             "a person); with --gradcam-series, either. Default: every series")
     add_store_argument(parser)
     parser.add_argument("--force", action="store_true",
                         help="classify every series again, even those the store holds unchanged predictions for")
@@ -280,8 +291,20 @@ class _Tally:
             yield p
 
 
+def _with_gradcam_series(store: LabelStore, refs: list, todo: list, selection: GradcamSelection) -> list:
+    """``todo`` and, in source order, the series whose map is asked for: named (by UID, or by the number its
+    stored prediction has), or whose stored outcome is asked for (the map is written if the new prediction still
+    has it). Series the store does not hold are in ``todo`` already."""
+    again = {r.series_uid for r in todo}
+    stored = store.predictions(r.series_uid for r in refs if r.series_uid not in again)
+    for uid, p in stored.items():
+        if selection.names(uid, p.series_number) or p.outcome in selection.outcomes:
+            again.add(uid)
+    return [r for r in refs if r.series_uid in again]
+
+
 def run(args) -> int:
-    from ..run.stream import classify_stream
+    from ..run.stream import GradcamSelection, classify_stream
 
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in {".csv", ".json"}:
@@ -297,6 +320,11 @@ def run(args) -> int:
         print("--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)",
               file=sys.stderr)
         return 2
+    if (args.gradcam_series or args.gradcam_outcome) and not args.gradcam:
+        print("--gradcam-series/--gradcam-outcome choose the series of --gradcam DIR: give --gradcam too",
+              file=sys.stderr)
+        return 2
+    selection = GradcamSelection(frozenset(args.gradcam_series), frozenset(args.gradcam_outcome))
     if out is not None:
         from ..labels.export import check_writable
 
@@ -309,10 +337,12 @@ def run(args) -> int:
         return 2
     try:
         choice = ModelChoice(args.models, use_forest=not args.no_forest, use_cnn=not args.no_cnn)
-        # --gradcam classifies every series again: the maps need the pixels
-        force = args.force or bool(args.gradcam) or store is None
+        # --gradcam classifies again the series it makes maps for: the maps need the pixels
+        force = args.force or (bool(args.gradcam) and selection.everything) or store is None
         try:
             todo = list(refs) if force else stale(store, refs, choice)
+            if args.gradcam and not force:
+                todo = _with_gradcam_series(store, refs, todo, selection)
         except StoreError as exc:
             print(str(exc), file=sys.stderr)
             return 2
@@ -331,6 +361,7 @@ def run(args) -> int:
             fresh = classify_stream(
                 refs, bundle, use_forest=not args.no_forest, use_cnn=not args.no_cnn, workers=args.workers,
                 scheduler=args.scheduler, threads=args.threads, gradcam_dir=args.gradcam,
+                gradcam_selection=selection,
                 progress=ProgressBar(not args.quiet), todo=todo)
         elif args.models and not Path(args.models).is_dir():
             print(f"models: {args.models}: models folder not found", file=sys.stderr)
