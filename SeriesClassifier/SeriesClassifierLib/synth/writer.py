@@ -606,12 +606,22 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
 
     per_volume, n_volumes = _geometry_groups(rendered)
     shared = Dataset()
-    shared.PixelMeasuresSequence = Sequence([_ds({
-        "PixelSpacing": [_fmt(x, 6) for x in rendered.pixel_spacing],
-        "SliceThickness": _fmt(rendered.slice_thickness, 4),
-        "SpacingBetweenSlices": _fmt(spec.slice_spacing, 4)})])
+    # Siemens XA ASL: pixel measures and plane orientation in every frame's groups, not shared. dcm2niix
+    # (v1.0.20260724) splits a multi-volume file with shared ones into bogus echoes with random echo times when
+    # another enhanced file came before it in the folder; only ASL is written this way, so the other classes'
+    # files stay as they were.
+    geometry_per_frame = spec.sequence == "PERFUSION_ASL" and spec.extra.get("enhanced_habit") == "siemens_xa"
+
+    def measures() -> Sequence:
+        return Sequence([_ds({
+            "PixelSpacing": [_fmt(x, 6) for x in rendered.pixel_spacing],
+            "SliceThickness": _fmt(rendered.slice_thickness, 4),
+            "SpacingBetweenSlices": _fmt(spec.slice_spacing, 4)})])
+
+    if not geometry_per_frame:
+        shared.PixelMeasuresSequence = measures()
     iops = {tuple(round(x, 5) for x in o) for o in rendered.orientations}
-    if len(iops) == 1:
+    if len(iops) == 1 and not geometry_per_frame:
         shared.PlaneOrientationSequence = Sequence([_ds({
             "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[0]]})])
     shared.MRImageFrameTypeSequence = Sequence([_ds({
@@ -704,9 +714,11 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
         content["DimensionIndexValues"] = index
         f.FrameContentSequence = Sequence([_ds(content)])
         f.PlanePositionSequence = Sequence([_ds({"ImagePositionPatient": [_fmt(x, 4) for x in rendered.positions[i]]})])
-        if len(iops) > 1:
+        if len(iops) > 1 or geometry_per_frame:
             f.PlaneOrientationSequence = Sequence([_ds({
                 "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[i]]})])
+        if geometry_per_frame:
+            f.PixelMeasuresSequence = measures()
         if diffusion:
             f.MRDiffusionSequence = Sequence([_diffusion_item(spec, rendered, i, vol, b_levels)])
         if rendered.echo_numbers is not None and original:
