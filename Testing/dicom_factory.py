@@ -209,6 +209,9 @@ def write_enhanced_series(
     normal = np.cross(np.array(iop[:3]), np.array(iop[3:]))
     per_frame = []
     slices = frames // len(asl_contexts) if asl_contexts else frames
+    if asl_contexts:  # stack, position in it, time: what nibabel (heudiconv) needs to shape the volumes
+        ds.DimensionIndexSequence = Sequence([_dimension(pointer) for pointer in (0x00209056, 0x00209057, 0x00209128)])
+        ds.NumberOfTemporalPositions = len(asl_contexts)
     for f in range(frames):
         item = Dataset()
         pos = Dataset()
@@ -218,6 +221,8 @@ def write_enhanced_series(
         if asl_contexts:
             content, asl = Dataset(), Dataset()
             content.TemporalPositionIndex = f // slices + 1
+            content.StackID, content.InStackPositionNumber = "1", f % slices + 1
+            content.DimensionIndexValues = [1, f % slices + 1, f // slices + 1]
             item.FrameContentSequence = Sequence([content])
             asl.ASLContext = asl_contexts[f // slices]
             item.MRArterialSpinLabelingSequence = Sequence([asl])
@@ -472,6 +477,13 @@ def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0
         ds.PixelData = pixels.tobytes()
         save_dataset(ds, folder / f"im{k:03d}.dcm")
     return series_uid
+
+
+def _dimension(pointer: int) -> Dataset:
+    item = Dataset()
+    item.DimensionIndexPointer = pointer
+    item.FunctionalGroupPointer = 0x00209111  # FrameContentSequence
+    return item
 
 
 def siemens_csa(tags: dict) -> bytes:

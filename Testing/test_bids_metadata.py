@@ -29,14 +29,16 @@ def _asl_study(tmp_path, contexts=("CONTROL", "LABEL", "CONTROL", "LABEL"), m0=T
         tmp_path / "asl.dcm", {"RepetitionTime": 4500.0, "EchoTime": 12.0, "MRAcquisitionType": "3D"},
         frames=3 * len(contexts), study_uid=study, description="pcasl_3d",
         asl_contexts=list(contexts), top={"ArterialSpinLabelingContrast": "PSEUDOCONTINUOUS",
-                                          "Manufacturer": "Siemens Healthineers"})
+                                          "Manufacturer": "Siemens Healthineers", "SeriesNumber": 7})
     files = {asl: [tmp_path / "asl.dcm"]}
     records = [rec(asl, "PERFUSION_ASL", 7, "pcasl_3d")]
     if m0:
         m0_uid = write_enhanced_series(tmp_path / "m0.dcm", {"RepetitionTime": 4500.0, "EchoTime": 12.0},
-                                       frames=3, study_uid=study, description="pcasl_3d_M0")
+                                       frames=3, study_uid=study, description="pcasl_3d_calibration",
+                                       # an M0 scan by its frames' context, not its name
+                                       asl_contexts=["M_ZERO_SCAN"], top={"SeriesNumber": 8})
         files[m0_uid] = [tmp_path / "m0.dcm"]
-        records.append(rec(m0_uid, "PERFUSION_ASL", 8, "pcasl_3d_M0"))
+        records.append(rec(m0_uid, "PERFUSION_ASL", 8, "pcasl_3d_calibration"))
     facts = {uid: read_facts(uid, f) for uid, f in files.items()}
     return asl, records, facts
 
@@ -196,3 +198,29 @@ def test_dcm2bids_post_op_moves_the_file_and_writes_aslcontext(tmp_path):
     assert aslcontext_path(dst).read_text().split() == ["volume_type", "control", "label", "control", "label",
                                                         "control"]
     assert aslcontext_path(dst).name == "sub-01_aslcontext.tsv"
+
+
+def test_dcm2bids_and_heudiconv_write_the_asl_fields_and_aslcontext(tmp_path):
+    """The real tools with our configs: the fields reach the sidecars, aslcontext.tsv has one row per volume."""
+    from bids_tools import run_dcm2bids_with, run_heudiconv_with
+
+    dicom = tmp_path / "dicom"
+    dicom.mkdir()
+    asl, records, facts = _asl_study(dicom)
+    overrides = {"asl": {"BackgroundSuppression": True, "PostLabelingDelay": 1.8, "LabelingDuration": 1.5}}
+    names = bids_names(records, facts=facts, overrides=overrides)
+    dcm2bids_out, _ = run_dcm2bids_with(dcm2bids_config(names), dicom, tmp_path / "d")
+    heuristic = tmp_path / "heuristic.py"
+    heuristic.write_text(heudiconv_heuristic(names))
+    heudiconv_out, _ = run_heudiconv_with(heuristic, [str(p) for p in dicom.glob("*.dcm")], tmp_path,
+                                          tmp_path / "h")
+    for out in (dcm2bids_out, heudiconv_out):
+        perf = out / "sub-01" / "perf"
+        sidecar = json.loads((perf / "sub-01_asl.json").read_text())
+        assert sidecar["BackgroundSuppression"] is True and sidecar["M0Type"] == "Separate", out
+        assert sidecar["ArterialSpinLabelingType"] == "PCASL" and sidecar["PostLabelingDelay"] == 1.8
+        rows = (perf / "sub-01_aslcontext.tsv").read_text().split()
+        assert rows == ["volume_type", "control", "label", "control", "label"], out
+        m0 = json.loads((perf / "sub-01_m0scan.json").read_text())
+        intended = m0["IntendedFor"] if isinstance(m0["IntendedFor"], list) else [m0["IntendedFor"]]  # dcm2bids: one
+        assert intended == ["bids::sub-01/perf/sub-01_asl.nii.gz"], out
