@@ -3,6 +3,7 @@
 #
 #   scripts/setup.sh            # .venv: CPU torch, the engine + generator, then `seriesclassifier demo`
 #   scripts/setup.sh --test     # the same with the test tools, then the test suite instead of the demo
+#   scripts/setup.sh --test Testing/test_vocabulary.py   # … only these tests (arguments go to pytest)
 #
 # The CPU build of torch is installed first, on its own: asked for later, as one requirement among many,
 # pip would take the default (CUDA, several GB) build to satisfy the range in requirements.txt.
@@ -17,9 +18,9 @@ TORCH=${SERIESCLASSIFIER_TORCH:-torch==2.13.0}
 MODE=demo
 case "${1:-}" in
   "") ;;
-  --test) MODE=test ;;
-  -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-  *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
+  --test) MODE=test; shift ;;
+  -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+  *) echo "usage: scripts/setup.sh [--test [PYTEST_ARGS…]]" >&2; exit 2 ;;
 esac
 START=$(date +%s)
 if [ ! -x "$VENV/bin/python" ]; then
@@ -34,7 +35,7 @@ else
 fi
 echo "installed into $VENV in $(( $(date +%s) - START )) s"
 if [ "$MODE" = test ]; then
-  (cd "$ROOT" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider)
+  (cd "$ROOT" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@")
 else
   "$VENV/bin/seriesclassifier" demo
 fi
