@@ -265,3 +265,51 @@ def test_spin_echo_epi_pair_converts_with_direction_and_b0_links(tmp_path):
         # the factory's 8×8 images gzip to fewer bytes than a NIfTI header, which the validator checks by size
         errors = {e["key"] for e in report["issues"]["errors"]} - {"NIFTI_TOO_SMALL"}
         assert errors == set()
+
+
+def _reusable_module(overrides: dict) -> dict:
+    from SeriesClassifierLib.labels.bids import reusable_heudiconv_heuristic
+
+    namespace: dict = {}
+    exec(compile(reusable_heudiconv_heuristic(), "heuristic.py", "exec"), namespace)  # noqa: S102 - our own source
+    namespace["SIDECAR_OVERRIDES"] = overrides
+    namespace["_bundle"] = lambda: None
+    return namespace
+
+
+def test_reusable_heuristic_converts_asl_only_with_its_required_fields(tmp_path, monkeypatch):
+    """The reusable heuristic sees one series at a time: an ASL series goes in when its headers and the overrides
+    give every required field, else it is not converted (and the log says which); an M0 scan is left to the exact
+    heuristic (it must name its ASL series)."""
+    import SeriesClassifierLib.run.pipeline as pipeline
+
+    asl, records, _ = _asl_study(tmp_path)
+    predictions = {r.series_uid: r.prediction for r in records}
+    monkeypatch.setattr(pipeline, "predict_series", lambda series, bundle: predictions[series.series_uid])
+    files = {asl: [str(tmp_path / "asl.dcm")], next(u for u in predictions if u != asl): [str(tmp_path / "m0.dcm")]}
+
+    class Wrapper:
+        def __init__(self, uid):
+            self.dcm_data = type("D", (), {"SeriesInstanceUID": uid})()
+
+    bare = _reusable_module({})
+    assert bare["custom_seqinfo"](Wrapper(asl), files[asl]) is None
+    fields = {"BackgroundSuppression": True, "PostLabelingDelay": 1.8, "LabelingDuration": 1.5}
+    # control/label frames only: whether an M0 series exists is the study's, which this heuristic does not see
+    assert _reusable_module({"asl": fields})["custom_seqinfo"](Wrapper(asl), files[asl]) is None
+    given = _reusable_module({"asl": {**fields, "M0Type": "Separate"}})
+    assert given["custom_seqinfo"](Wrapper(asl), files[asl]) == ("perf", "asl", ())
+    m0 = next(u for u in files if u != asl)
+    assert given["custom_seqinfo"](Wrapper(m0), files[m0]) is None
+    # after heudiconv converted it: the fields merged into the (read-only) sidecar, aslcontext.tsv beside it
+    prefix = tmp_path / "out" / "sub-01" / "perf" / "sub-01_asl"
+    prefix.parent.mkdir(parents=True)
+    _nifti(str(prefix) + ".nii.gz", 4)
+    sidecar = prefix.with_name("sub-01_asl.json")
+    sidecar.write_text(json.dumps({"EchoTime": 0.012}))
+    sidecar.chmod(0o444)
+    given["custom_callable"](str(prefix), ("nii.gz",), files[asl])
+    data = json.loads(sidecar.read_text())
+    assert data["EchoTime"] == 0.012 and data["M0Type"] == "Separate" and data["BackgroundSuppression"] is True
+    assert (prefix.parent / "sub-01_aslcontext.tsv").read_text().split()[1:] == ["control", "label"] * 2
+    assert sidecar.stat().st_mode & 0o222 == 0  # left read-only, as heudiconv made it

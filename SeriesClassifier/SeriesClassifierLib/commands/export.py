@@ -56,7 +56,12 @@ def _reusable(args: argparse.Namespace) -> int:
     from .. import __version__
 
     models = str(Path(args.models).resolve()) if args.models else None
-    text = reusable_heudiconv_heuristic(models, args.include_derived, version=__version__)
+    try:
+        overrides = load_overrides(args.bids_sidecar) if args.bids_sidecar else None
+    except ValueError as e:
+        print(f"error: --bids-sidecar {e}", file=sys.stderr)
+        return 2
+    text = reusable_heudiconv_heuristic(models, args.include_derived, version=__version__, overrides=overrides)
     if args.out == "-":
         sys.stdout.write(text)
     else:

@@ -656,10 +656,12 @@ def custom_callable(prefix, outtypes, dicoms):
 '''
 
 
-def reusable_heudiconv_heuristic(models: str | None = None, include_derived: bool = False, version: str = "") -> str:
+def reusable_heudiconv_heuristic(models: str | None = None, include_derived: bool = False, version: str = "",
+                                 overrides: dict[str, dict[str, Any]] | None = None) -> str:
     """Source of the heudiconv heuristic that classifies each series of any subject (no UIDs inside).
 
-    The module is ``Resources/heudiconv_heuristic.py`` with its settings filled in.
+    The module is ``Resources/heudiconv_heuristic.py`` with its settings filled in; ``overrides``: the
+    researcher's sidecar fields (``export --bids-sidecar``), which an ASL series needs to be converted.
     """
     from ..resources import resource_path
 
@@ -668,6 +670,7 @@ def reusable_heudiconv_heuristic(models: str | None = None, include_derived: boo
         "MODELS = None": f"MODELS = {models!r}",
         "INCLUDE_DERIVED = False": f"INCLUDE_DERIVED = {bool(include_derived)!r}",
         'WRITTEN_BY = "SeriesClassifier"': f"WRITTEN_BY = {('SeriesClassifier ' + version).strip()!r}",
+        "SIDECAR_OVERRIDES = {}": f"SIDECAR_OVERRIDES = {_python_literal(overrides or {})}",
     }
     for default, value in settings.items():
         source = source.replace(default, value, 1)

@@ -9,6 +9,7 @@ file. dcm2bids splits the command at spaces, so the table has none.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import shutil
 import struct
@@ -65,6 +66,33 @@ def write_aslcontext(src: str | Path, dst: str | Path, table: str) -> Path | Non
             out.write_text(aslcontext_text(types, nifti_volumes(dst)), encoding="utf-8")
             return out
     return None
+
+
+def complete_sidecars(prefix: str, fields: dict, volume_types: Sequence[str] | None = None) -> list[Path]:
+    """Merge ``fields`` into the sidecars heudiconv wrote for ``prefix`` (``…/sub-01_asl``: its ``.json``) and write
+    ``aslcontext.tsv`` beside the NIfTI from ``volume_types``; heudiconv leaves sidecars read-only, so the mode is
+    restored after. Returns the files written."""
+    import json
+    import os
+    import stat
+
+    written = []
+    for sidecar in sorted(Path(prefix).parent.glob(glob.escape(Path(prefix).name) + "*.json")):
+        if not fields or sidecar.name.endswith("_scans.json"):
+            continue
+        mode = sidecar.stat().st_mode
+        os.chmod(sidecar, mode | stat.S_IWUSR)
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        data.update(fields)
+        sidecar.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.chmod(sidecar, mode)
+        written.append(sidecar)
+    nifti = Path(prefix + ".nii.gz")
+    if volume_types and nifti.exists():
+        out = aslcontext_path(nifti)
+        out.write_text(aslcontext_text(list(volume_types), nifti_volumes(nifti)), encoding="utf-8")
+        written.append(out)
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
