@@ -114,8 +114,13 @@ def write_classic_series(
     name_files: str = "{i:03d}.dcm",
     vendor_b: str = "standard",
     modality: str = "MR",
+    private: dict | None = None,
+    per_file: list | None = None,
 ) -> tuple[str, list[Path]]:
-    """Write n single-frame MR images of one series; returns (series uid, files)."""
+    """Write n single-frame MR images of one series; returns (series uid, files).
+
+    ``private``: {tag: (VR, value)} added to every file (e.g. a Siemens CSA header); ``per_file``: one dict of
+    keyword -> value per file (e.g. its EchoTime)."""
     study_uid = study_uid or generate_uid()
     series_uid = series_uid or generate_uid()
     headers = dict(headers)
@@ -136,6 +141,10 @@ def write_classic_series(
         for key, value in headers.items():
             if key != "ImageType":
                 setattr(ds, key, value)
+        for key, value in (per_file[i] if per_file else {}).items():
+            setattr(ds, key, value)
+        for tag, (vr, value) in (private or {}).items():
+            ds.add_new(tag, vr, value)
         if b_values:
             b = float(b_values[i * len(b_values) // n])
             if vendor_b == "standard":
@@ -156,9 +165,13 @@ def write_classic_series(
 
 def write_enhanced_series(
     path: Path, headers: dict, *, frames: int = 6, iop=AXIAL, b_values=None, study_uid: str | None = None,
-    description: str = "",
+    description: str = "", asl_contexts: list | None = None, top: dict | None = None,
 ) -> str:
-    """One enhanced MR file; TR/TE/TI/flip in shared functional groups, b-value and geometry per frame."""
+    """One enhanced MR file; TR/TE/TI/flip in shared functional groups, b-value and geometry per frame.
+
+    ``asl_contexts``: one ASL Context (CONTROL, LABEL, M_ZERO_SCAN) per volume: the frames are that many
+    volumes of frames/len slices, each frame with its TemporalPositionIndex and context. ``top``: more
+    top-level keyword -> value (e.g. ArterialSpinLabelingContrast)."""
     series_uid = generate_uid()
     ds = _base(ENHANCED_MR, study_uid or generate_uid(), series_uid, description)
     ds.SOPInstanceUID = generate_uid()
@@ -191,14 +204,28 @@ def write_enhanced_series(
     plane.ImageOrientationPatient = list(iop)
     shared.PlaneOrientationSequence = Sequence([plane])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    for key, value in (top or {}).items():
+        setattr(ds, key, value)
     normal = np.cross(np.array(iop[:3]), np.array(iop[3:]))
     per_frame = []
+    slices = frames // len(asl_contexts) if asl_contexts else frames
+    if asl_contexts:  # stack, position in it, time: what nibabel (heudiconv) needs to shape the volumes
+        ds.DimensionIndexSequence = Sequence([_dimension(pointer) for pointer in (0x00209056, 0x00209057, 0x00209128)])
+        ds.NumberOfTemporalPositions = len(asl_contexts)
     for f in range(frames):
         item = Dataset()
         pos = Dataset()
         n_b = len(b_values) if b_values else 1
-        pos.ImagePositionPatient = [float(v) for v in normal * 4.0 * (f // n_b)]
+        pos.ImagePositionPatient = [float(v) for v in normal * 4.0 * ((f % slices) if asl_contexts else f // n_b)]
         item.PlanePositionSequence = Sequence([pos])
+        if asl_contexts:
+            content, asl = Dataset(), Dataset()
+            content.TemporalPositionIndex = f // slices + 1
+            content.StackID, content.InStackPositionNumber = "1", f % slices + 1
+            content.DimensionIndexValues = [1, f % slices + 1, f // slices + 1]
+            item.FrameContentSequence = Sequence([content])
+            asl.ASLContext = asl_contexts[f // slices]
+            item.MRArterialSpinLabelingSequence = Sequence([asl])
         if b_values:
             diff = Dataset()
             diff.DiffusionBValue = float(b_values[f % n_b])
@@ -450,3 +477,30 @@ def write_series(folder: Path, description: str, n_slices: int = 3, iop=(1, 0, 0
         ds.PixelData = pixels.tobytes()
         save_dataset(ds, folder / f"im{k:03d}.dcm")
     return series_uid
+
+
+def _dimension(pointer: int) -> Dataset:
+    item = Dataset()
+    item.DimensionIndexPointer = pointer
+    item.FunctionalGroupPointer = 0x00209111  # FrameContentSequence
+    return item
+
+
+def siemens_csa(tags: dict) -> bytes:
+    """A Siemens CSA2 ('SV10') header: name -> value (text), as (0029,1010)/(0029,1020) hold it."""
+    import struct
+
+    out = bytearray(b"SV10\x04\x03\x02\x01")
+    out += struct.pack("<2I", len(tags), 77)
+    for name, value in tags.items():
+        item = str(value).encode() + b"\0"
+        out += struct.pack("<64si4siii", name.encode()[:63], 1, b"UN\0\0", 0, 1, 77)
+        out += struct.pack("<4i", len(item), len(item), 77, len(item))
+        out += item + b"\0" * ((4 - len(item) % 4) % 4)
+    return bytes(out)
+
+
+def siemens_protocol(values: dict) -> bytes:
+    """A CSA series header (0029,1020) whose MrPhoenixProtocol holds these ASCCONV lines (key = value)."""
+    lines = "".join(f"{k}\t = {v}\n" for k, v in values.items())
+    return siemens_csa({"MrPhoenixProtocol": f"### ASCCONV BEGIN ###\n{lines}### ASCCONV END ###"})

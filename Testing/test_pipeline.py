@@ -279,6 +279,66 @@ def test_cli_classify_writes_gradcam_on_the_series_grid(bundle_dir, study, tmp_p
         assert header["space"] == "left-posterior-superior"
 
 
+@pytest.mark.torch
+def test_cli_gradcam_only_for_the_series_asked(bundle_dir, study, tmp_path, capsys):
+    """--gradcam-series / --gradcam-outcome: maps for those series only, and only they are classified again."""
+    import shutil
+
+    from SeriesClassifierLib.models.cnn import CnnModel
+
+    models = tmp_path / "models"
+    shutil.copytree(bundle_dir, models)
+    CnnModel.new().save(models)
+    root = tmp_path / "study"
+    shutil.copytree(study[0], root)
+    assert main(["classify", str(root), "--out", str(tmp_path / "r.json"), "--models", str(models), "--quiet"]) == 0
+    results = {p["series_uid"]: p for p in json.loads((tmp_path / "r.json").read_text())["series"]}
+    readable = sorted(uid for uid, p in results.items() if not p.get("error"))
+    assert len(readable) >= 2
+    asked = readable[0]
+    capsys.readouterr()
+
+    cams = tmp_path / "cams"
+    assert main(["classify", str(root), "--out", str(tmp_path / "r2.json"), "--models", str(models),
+                 "--gradcam", str(cams), "--gradcam-series", asked]) == 0
+    assert {p.name for p in cams.glob("*.nrrd")} and all(asked in p.name for p in cams.glob("*"))
+    # the other series come from the store: one series is classified again, not the study
+    assert f"classifying 1 series ({len(results) - 1} unchanged, from the store)" in capsys.readouterr().err
+
+    by_number = tmp_path / "by_number"
+    number = str(results[readable[1]]["series_number"])
+    assert main(["classify", str(root), "--models", str(models), "--gradcam", str(by_number),
+                 "--gradcam-series", number, "--quiet"]) == 0
+    numbered = {uid for uid in readable if str(results[uid]["series_number"]) == number}  # one per study
+    assert {uid for uid in readable if any(uid in p.name for p in by_number.glob("*.nrrd"))} == numbered
+
+    review = tmp_path / "review"
+    assert main(["classify", str(root), "--out", str(tmp_path / "r3.json"), "--models", str(models),
+                 "--gradcam", str(review), "--gradcam-outcome", "review", "--quiet"]) == 0
+    outcomes = {p["series_uid"]: p["outcome"] for p in json.loads((tmp_path / "r3.json").read_text())["series"]}
+    mapped = {uid for uid in outcomes if any(uid in p.name for p in review.glob("*.nrrd"))}
+    assert mapped == {uid for uid, outcome in outcomes.items() if outcome == "review"}
+
+
+def test_gradcam_selection_names_series_by_uid_or_number_and_outcome():
+    from SeriesClassifierLib.run.stream import GradcamSelection
+
+    review = SeriesPrediction("1.2.3", series_number=7, needs_review=True,
+                              sequence=TaskPrediction.from_probabilities({"T2_2D": 0.5, "PD": 0.5}))
+    sure = SeriesPrediction("1.2.4", series_number=8, sequence=TaskPrediction.from_probabilities({"T2_2D": 1.0}))
+    assert GradcamSelection().wants(review) and GradcamSelection().wants(sure)
+    assert GradcamSelection(frozenset({"7"})).wants(review) and not GradcamSelection(frozenset({"7"})).wants(sure)
+    assert GradcamSelection(frozenset({"1.2.4"})).wants(sure)
+    only_review = GradcamSelection(outcomes=frozenset({"review"}))
+    assert only_review.wants(review) and not only_review.wants(sure)
+
+
+def test_cli_gradcam_filters_need_gradcam(bundle_dir, study, tmp_path, capsys):
+    assert main(["classify", str(study[0]), "--models", str(bundle_dir), "--gradcam-outcome", "review",
+                 "--quiet"]) == 2
+    assert "give --gradcam too" in capsys.readouterr().err
+
+
 def test_cli_gradcam_without_a_cnn_is_refused(bundle_dir, study, tmp_path, capsys):
     assert main(["classify", str(study[0]), "--out", str(tmp_path / "r.csv"), "--models", str(bundle_dir),
                  "--gradcam", str(tmp_path / "cams"), "--quiet"]) == 2

@@ -79,6 +79,10 @@ def main() -> int:
     parser.add_argument("--reusable", action="store_true", help="also step 4: the reusable configs on a new study")
     parser.add_argument("--include-derived", action="store_true",
                         help="also convert derived and non-BIDS series (ADC, trace, MIP, …)")
+    parser.add_argument("--bids-sidecar", metavar="FILE",
+                        help="export --bids-sidecar FILE: the sidecar fields no header holds, e.g. "
+                             "benchmarks/bids_sidecar_generated.json (what the generator's ASL is); without it "
+                             "ASL series the headers do not describe are kept out of the raw tree")
     args = parser.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="sc-bids-"))
     study = work / "dicom"
@@ -94,7 +98,11 @@ def main() -> int:
     for fmt in ("dcm2bids", "heudiconv"):
         config = work / ("dcm2bids.json" if fmt == "dcm2bids" else "heuristic.py")
         extra = ["--include-derived"] if args.include_derived else []
-        run([*CLI, "export", study, "--format", fmt, "--out", config, *extra], env=env)
+        extra += ["--bids-sidecar", Path(args.bids_sidecar).resolve()] if args.bids_sidecar else []
+        exported = run([*CLI, "export", study, "--format", fmt, "--out", config, *extra], env=env)
+        for line in exported.stderr.splitlines():
+            if line.startswith("warning: series"):
+                print(f"export {fmt}: {line}")
         tree = work / f"bids_{fmt}"
         # one generated study per patient: each study folder is one subject (numbered like the export: by folder)
         for k, folder in enumerate(sorted(p for p in study.iterdir() if p.is_dir() and p.name.startswith("study"))):
@@ -110,7 +118,7 @@ def main() -> int:
         results[fmt] = {"niftis": len(niftis), **validate(tree)}
         print(f"{fmt}: {results[fmt]}")
     if args.reusable:
-        results["reusable"] = reusable(work, study, args.seed + 100, env)
+        results["reusable"] = reusable(work, study, args.seed + 100, env, args.bids_sidecar)
     print(json.dumps(results, indent=1))
     return 0
 
@@ -142,7 +150,7 @@ def truth_names(dicom: Path) -> set[str]:
     return wanted
 
 
-def reusable(work: Path, study: Path, seed: int, env: dict) -> dict:
+def reusable(work: Path, study: Path, seed: int, env: dict, sidecar: str | None = None) -> dict:
     """Step 4: the reusable configs on a study they were not made from."""
     import csv
 
@@ -153,7 +161,8 @@ def reusable(work: Path, study: Path, seed: int, env: dict) -> dict:
     folder = next(p for p in sorted(new.iterdir()) if p.is_dir())
     wanted = truth_names(new)
     rules, heuristic = work / "rules.json", work / "reusable_heuristic.py"
-    run([*CLI, "export", study, "--format", "dcm2bids", "--reusable", "--out", rules], env=env)
+    extra = ["--bids-sidecar", Path(sidecar).resolve()] if sidecar else []
+    run([*CLI, "export", study, "--format", "dcm2bids", "--reusable", "--out", rules, *extra], env=env)
     run([*CLI, "export", "--format", "heudiconv", "--reusable", "--out", heuristic], env=env)
     out = {}
     for tool, tree in (("dcm2bids", work / "reusable_dcm2bids"), ("heudiconv", work / "reusable_heudiconv")):

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from SeriesClassifierLib.models.bundle import load_bundle
+from SeriesClassifierLib.models.bundle import load_bundle, write_manifest
 from SeriesClassifierLib.models.features import add_study_context
 from SeriesClassifierLib.run.pipeline import predict_all
 from SeriesClassifierLib.training.evaluate import evaluate_predictions, summary_lines, write_report
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     config["heldout"] = compact_report(report)
     config.setdefault("training", {})["heldout_data"] = f"{args.rows.name} (generated held-out profiles)"
     config_path.write_text(json.dumps(config, indent=1, sort_keys=True), encoding="utf-8")
+    write_manifest(args.models)  # forest.json changed: its checksum must follow, or the bundle refuses the forest
     return 0
 
 

@@ -10,6 +10,7 @@ import contextlib
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import OutputError
 from ..labels.results import write_results
@@ -18,6 +19,9 @@ from ..prediction import SeriesPrediction
 from ..series import SeriesRef
 from ._predictions import ModelChoice, ProgressBar, stale
 from ._store_args import add_store_argument, open_store, series_under
+
+if TYPE_CHECKING:
+    from ..run.stream import GradcamSelection
 
 __all__ = ["ProgressBar", "add_arguments", "run"]
 
@@ -31,7 +35,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gradcam", metavar="DIR",
                         help="also write each series' Grad-CAM for its predicted sequence into DIR: NRRD on the "
                              "series' voxel grid (LPS) and a PNG of the sampled slices; needs the CNN; "
-                             "classifies every series again (the maps need the pixels)")
+                             "classifies again the series it makes maps for (the maps need the pixels)")
+    parser.add_argument("--gradcam-series", action="append", default=[], metavar="UID_OR_NUMBER",
+                        help="with --gradcam: maps only for this series (SeriesInstanceUID, or SeriesNumber: that "
+                             "number in every study; repeat it for more)")
+    parser.add_argument("--gradcam-outcome", action="append", default=[], metavar="OUTCOME",
+                        choices=("review", "unknown", "classified"),
+                        help="with --gradcam: maps only for series with this outcome, e.g. review (those sent to "
+                             "a person); with --gradcam-series, either. Default: every series")
     add_store_argument(parser)
     parser.add_argument("--force", action="store_true",
                         help="classify every series again, even those the store holds unchanged predictions for")
@@ -88,11 +99,25 @@ def _argument_problem(args) -> str | None:
         return "--workers: 0 or more processes; --threads: 1 or more"
     if args.gradcam and args.no_cnn:
         return "--gradcam needs the CNN, and no CNN is loaded (--no-cnn, or none in the models folder)"
+    if (args.gradcam_series or args.gradcam_outcome) and not args.gradcam:
+        return "--gradcam-series/--gradcam-outcome choose the series of --gradcam DIR: give --gradcam too"
     return None
 
 
-def _fresh(args, refs: list[SeriesRef], todo: list[SeriesRef], store: LabelStore | None
-           ) -> tuple[Iterator[SeriesPrediction], str] | int:
+def _with_gradcam_series(store: LabelStore, refs: list, todo: list, selection: GradcamSelection) -> list:
+    """``todo`` and, in source order, the series whose map is asked for: named (by UID, or by the number its
+    stored prediction has), or whose stored outcome is asked for (the map is written if the new prediction still
+    has it). Series the store does not hold are in ``todo`` already."""
+    again = {r.series_uid for r in todo}
+    stored = store.predictions(r.series_uid for r in refs if r.series_uid not in again)
+    for uid, p in stored.items():
+        if selection.names(uid, p.series_number) or p.outcome in selection.outcomes:
+            again.add(uid)
+    return [r for r in refs if r.series_uid in again]
+
+
+def _fresh(args, refs: list[SeriesRef], todo: list[SeriesRef], store: LabelStore | None,
+           selection: GradcamSelection) -> tuple[Iterator[SeriesPrediction], str] | int:
     """(the stream of new predictions, their model key), or an exit code where the models cannot be loaded.
 
     With nothing to classify no model is loaded (a run with nothing new costs the imports only).
@@ -116,7 +141,7 @@ def _fresh(args, refs: list[SeriesRef], todo: list[SeriesRef], store: LabelStore
               file=sys.stderr)
     fresh = classify_stream(
         refs, bundle, use_forest=not args.no_forest, use_cnn=not args.no_cnn, workers=args.workers,
-        scheduler=args.scheduler, threads=args.threads, gradcam_dir=args.gradcam,
+        scheduler=args.scheduler, threads=args.threads, gradcam_dir=args.gradcam, gradcam_selection=selection,
         progress=ProgressBar(not args.quiet), todo=todo)
     return fresh, key
 
@@ -147,16 +172,20 @@ def _drain(predictions: Iterable[SeriesPrediction], out: Path | None, recorder) 
 
 def _classify(args, refs: list[SeriesRef], store: LabelStore | None, out: Path | None) -> int:
     from ..run.incremental import Recorder, Tally, merge_with_store
+    from ..run.stream import GradcamSelection
 
     choice = ModelChoice(args.models, use_forest=not args.no_forest, use_cnn=not args.no_cnn)
-    # --gradcam classifies every series again: the maps need the pixels
-    force = args.force or bool(args.gradcam) or store is None
+    selection = GradcamSelection(frozenset(args.gradcam_series), frozenset(args.gradcam_outcome))
+    # --gradcam classifies again the series it makes maps for: the maps need the pixels
+    force = args.force or (bool(args.gradcam) and selection.everything) or store is None
     try:
         todo = list(refs) if force else stale(store, refs, choice)
+        if args.gradcam and not force:
+            todo = _with_gradcam_series(store, refs, todo, selection)
     except StoreError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    fresh = _fresh(args, refs, todo, store)
+    fresh = _fresh(args, refs, todo, store, selection)
     if isinstance(fresh, int):
         return fresh
     stream, key = fresh

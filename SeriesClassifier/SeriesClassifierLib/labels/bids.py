@@ -32,8 +32,10 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..vocabulary import Vocabulary, load_vocabulary
+from .bids_metadata import ASLCONTEXT, SeriesFacts, missing_fields, override_for
 from .store import LabelRecord
 
 # BIDS entity order for file names (BIDS specification, entity table), as dcm2bids reorders them too
@@ -60,6 +62,9 @@ class BidsName:
     entities: dict[str, str] = field(default_factory=dict)  # besides sub/ses, run included when needed
     derived: bool = False
     location: str = ""  # "" for the raw tree; else a folder outside it (see the module docstring)
+    sidecar: dict[str, Any] = field(default_factory=dict)  # fields the converter configs add to the sidecar
+    volume_types: list[str] | None = None  # aslcontext.tsv: one per volume (repeated to the volumes it has)
+    missing: list[str] = field(default_factory=list)  # required sidecar fields nobody could give (kept out)
 
     @property
     def entity_string(self) -> str:
@@ -97,6 +102,9 @@ class BidsName:
             "filename": self.filename,
             "derived": self.derived,
             "location": self.location,
+            **({"sidecar": dict(self.sidecar)} if self.sidecar else {}),
+            **({"aslcontext": list(self.volume_types)} if self.volume_types else {}),
+            **({"missing": list(self.missing)} if self.missing else {}),
         }
 
 
@@ -136,13 +144,23 @@ def _unconfirmed_guess(record: LabelRecord) -> bool:
 
 
 def bids_names(
-    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = True
+    records: Sequence[LabelRecord],
+    vocabulary: Vocabulary | None = None,
+    anonymise: bool = True,
+    facts: dict[str, SeriesFacts] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, BidsName]:
     """series_uid -> BidsName for every record whose current label has a BIDS mapping.
 
     Sessions are added only for subjects with several studies (numbered in StudyInstanceUID order:
     the records carry no study date). ``run-`` is added only where two or more series of one
-    subject/session would get the same name, numbered by SeriesNumber.
+    subject/session would get the same name, numbered by SeriesNumber. Field maps get a
+    ``B0FieldIdentifier`` and the BOLD/diffusion series of their session a ``B0FieldSource``.
+
+    ``facts`` (what the DICOM headers of ASL and field-map series say, ``bids_metadata.read_facts``) and
+    ``overrides`` (a researcher's sidecar fields) fill the sidecar fields the validator requires; a series still
+    missing one goes to ``sourcedata/nonbids`` with ``missing`` naming them. Without ``facts`` nothing is
+    checked (no DICOM at hand): the names are those of the class and description alone.
     """
     vocabulary = vocabulary or load_vocabulary()
     patients = {r.series_uid: (r.prediction.patient_id if r.prediction else "") for r in records}
@@ -165,9 +183,94 @@ def bids_names(
         entities = {k: bids_label(v) for k, v in mapping.entities.items()}
         name = BidsName(r.series_uid, mapping.datatype, mapping.suffix, subjects[pid], session, entities,
                         mapping.derived, mapping.location)
-        names[r.series_uid] = _series_variant(name, r)
+        names[r.series_uid] = _series_variant(name, r, (facts or {}).get(r.series_uid))
     _number_runs(names, {r.series_uid: r for r in records})
+    if facts is not None:
+        _fill_sidecars(names, {r.series_uid: r for r in records}, facts, overrides or {})
+    _link_b0_fields(names)  # after: a field map kept out of the raw tree is nobody's B0FieldSource
     return names
+
+
+# the sidecar fields each suffix takes from the headers (dcm2niix writes some of them too; the values agree)
+_FIELDS_OF = {
+    "asl": ("ArterialSpinLabelingType", "PostLabelingDelay", "LabelingDuration", "BackgroundSuppression",
+            "RepetitionTimePreparation", "BolusCutOffFlag", "M0Type"),
+    "m0scan": ("RepetitionTimePreparation",),
+    "phasediff": ("EchoTime1", "EchoTime2"),
+    "epi": ("PhaseEncodingDirection",),
+}
+
+
+def _fill_sidecars(names: dict[str, BidsName], records: dict[str, LabelRecord], facts: dict[str, SeriesFacts],
+                   overrides: dict[str, dict[str, Any]]) -> None:
+    """The required sidecar fields of ASL and field-map series: the headers, the study, then the overrides."""
+    by_session: dict[tuple, list[BidsName]] = defaultdict(list)
+    for n in names.values():
+        by_session[(n.subject, n.session)].append(n)
+    for n in names.values():
+        if n.suffix not in _FIELDS_OF or not n.in_raw_tree:
+            continue
+        f = facts.get(n.series_uid) or SeriesFacts(n.series_uid)
+        fields = {k: v for k, v in f.fields.items() if k in _FIELDS_OF[n.suffix]}
+        volume_types = f.volume_types
+        session = by_session[(n.subject, n.session)]
+        if n.suffix == "asl":
+            if volume_types and "m0scan" in volume_types:
+                fields["M0Type"] = "Included"
+            elif any(m.suffix == "m0scan" for m in session):
+                fields["M0Type"] = "Separate"
+            elif volume_types:
+                fields["M0Type"] = "Absent"
+        if n.suffix == "phasediff" and "EchoTime1" not in fields:
+            # the two echo times of the magnitude series taken with this phase difference (the same run)
+            tes = sorted({te for m in session if m.filename == n.filename
+                          for te in (facts.get(m.series_uid) or SeriesFacts("")).echo_times})
+            if len(tes) == 2:
+                fields["EchoTime1"], fields["EchoTime2"] = tes
+        p = records[n.series_uid].prediction
+        extra = override_for(overrides, n.series_uid, (p.series_description if p else "").strip(), n.suffix)
+        volume_types = extra.pop(ASLCONTEXT, None) or volume_types
+        fields.update(extra)
+        n.sidecar.update(fields)
+        n.volume_types = volume_types if n.suffix == "asl" else None
+        n.missing = missing_fields(n.suffix, n.sidecar, n.volume_types)
+    # a phase-difference field map is its magnitude series too: both stay in, or both go
+    for n in names.values():
+        if n.suffix == "phasediff":
+            partner = [m for m in names.values() if m.filename == n.filename and m is not n]
+            for m in partner:
+                n.missing = sorted(set(n.missing) | set(m.missing))
+    for n in names.values():
+        if n.missing:
+            n.location, n.sidecar = "sourcedata/nonbids", {}
+    for session in by_session.values():  # the M0 scan says which ASL series it is for (dcm2bids: by id)
+        asl = [m.filename for m in session if m.suffix == "asl" and m.in_raw_tree]
+        for m in session:
+            if m.suffix == "m0scan" and m.in_raw_tree:
+                if asl:
+                    m.sidecar["IntendedFor"] = ["bids::" + a for a in asl]
+                else:  # an M0 scan is for an ASL series: with none in the raw tree it has nothing to calibrate
+                    m.missing = ["IntendedFor (no ASL series of its session in the raw tree)"]
+                    m.location, m.sidecar = "sourcedata/nonbids", {}
+    for n in names.values():  # values as a sidecar spells them: 4.03218, not 4.032179999999999
+        n.sidecar = {k: round(v, 6) if isinstance(v, float) else v for k, v in n.sidecar.items()}
+
+
+def _link_b0_fields(names: dict[str, BidsName]) -> None:
+    """BIDS ≥ 1.7: each field map (the files of one run) a ``B0FieldIdentifier``, the BOLD and diffusion series of
+    its subject/session a ``B0FieldSource`` naming the session's field maps."""
+    sources: dict[tuple, list[str]] = defaultdict(list)
+    for n in sorted(names.values(), key=lambda n: n.filename):
+        if n.datatype == "fmap" and n.in_raw_tree:
+            # one estimate per run: magnitude + phase difference, or the two directions of a spin-echo EPI pair
+            ident = ("epi" if n.suffix == "epi" else "phasediff") + n.entities.get("run", "")
+            n.sidecar["B0FieldIdentifier"] = ident
+            if ident not in sources[(n.subject, n.session)]:
+                sources[(n.subject, n.session)].append(ident)
+    for n in names.values():
+        ids = sources.get((n.subject, n.session))
+        if n.datatype in FIELDMAP_TARGETS and n.in_raw_tree and ids:
+            n.sidecar["B0FieldSource"] = ids[0] if len(ids) == 1 else list(ids)
 
 
 # ImageType values (upper case) that name what the scanner made
@@ -200,14 +303,30 @@ def task_label(description: str, default: str = "rest") -> str:
     return bids_label(task) if task else default
 
 
-def _series_variant(name: BidsName, record: LabelRecord) -> BidsName:
+_M0_WORDS = re.compile(r"(?:^|[^A-Z0-9])(M0|PD)(?:$|[^A-Z0-9])")
+_SPIN_ECHO_EPI_WORDS = re.compile(r"PEPOLAR|TOPUP|REVPE|REV PE|REVERSE|BLIP|SE EPI|SPINECHOFIELDMAP|EPI")
+
+
+def _series_variant(name: BidsName, record: LabelRecord, facts: SeriesFacts | None = None) -> BidsName:
     """What the class alone cannot say, read from the series' ImageType (else its description).
 
     A Siemens TRACEW is ``trace``, not ``dwi``; an exponential ADC is ``expADC`` and a colour FA
     ``colFA``, not ``FA``; a reformat (MPR) of another series is not raw data and goes under
-    ``derivatives/scanner`` with ``rec-MPR``.
+    ``derivatives/scanner`` with ``rec-MPR``. An ASL series of M0 scans only is ``m0scan``; a spin-echo EPI field
+    map is ``epi`` with ``dir-`` from its phase encoding (``facts``: what its headers say, else its description).
     """
     p = record.prediction
+    words = (p.series_description if p else "").upper().replace("_", " ")
+    if name.datatype == "perf" and name.suffix == "asl" and (facts.m0_only if facts else _M0_WORDS.search(words)):
+        name.suffix = "m0scan"
+    if name.datatype == "fmap" and (facts.epi if facts else bool(_SPIN_ECHO_EPI_WORDS.search(words))):
+        name.suffix = "epi"
+        direction = facts.direction if facts else None
+        if direction is None:
+            match = re.search(r"(?:^|[^A-Z])(AP|PA|LR|RL|SI|IS)(?:$|[^A-Z])", words)
+            direction = match.group(1) if match else None
+        if direction:
+            name.entities["dir"] = direction
     tokens = {t.strip().upper() for t in (p.image_type if p else [])}
     # the description only when the ImageType is unknown: Siemens names the b-images series "…_trace" too
     evidence = tokens or {w.upper() for w in _DESCRIPTION_TOKENS.findall(p.series_description if p else "")}
@@ -265,9 +384,36 @@ def dcm2bids_config(names: dict[str, BidsName], include_derived: bool = False) -
                 description["custom_entities"] = entities
             if n.datatype == "func" and "task" in n.entities:
                 description["sidecar_changes"] = {"TaskName": n.entities["task"]}
+            changes = _sidecar_for(n, suffix)
+            if changes:
+                description.setdefault("sidecar_changes", {}).update(changes)
             descriptions.append((n, description))
     _link_fieldmaps(descriptions)
-    return {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": [d for _, d in descriptions]}
+    config = {"dcm2niixOptions": DCM2NIIX_OPTIONS, "descriptions": [d for _, d in descriptions]}
+    table = ";".join(f"{n.series_uid}={','.join(n.volume_types)}" for n, d in descriptions
+                     if n.volume_types and d["suffix"] == "asl")
+    if table:
+        config["post_op"] = [aslcontext_post_op(table)]
+    return config
+
+
+def aslcontext_post_op(table: str) -> dict:
+    """The dcm2bids post_op that writes each ASL file's aslcontext.tsv (``labels/bids_post.py``)."""
+    import sys
+
+    return {"cmd": f"{sys.executable} -m SeriesClassifierLib.labels.bids_post aslcontext src_file dst_file {table}",
+            "datatype": "perf", "suffix": ["asl"]}
+
+
+# fields that belong to one file of a field map's files only
+_PHASEDIFF_ONLY = ("EchoTime1", "EchoTime2")
+
+
+def _sidecar_for(n: BidsName, suffix: str) -> dict[str, Any]:
+    """The sidecar fields of one converted file of ``n`` (the magnitudes of a field map take no echo times;
+    IntendedFor, given as BIDS URIs here, is the heudiconv heuristic's: dcm2bids links by description ids)."""
+    return {k: v for k, v in n.sidecar.items()
+            if k != "IntendedFor" and not (k in _PHASEDIFF_ONLY and suffix != FIELDMAP_SUFFIX)}
 
 
 # what a field map corrects: BIDS wants the field map to say so (IntendedFor), as dcm2bids writes it from ids
@@ -275,15 +421,21 @@ FIELDMAP_TARGETS = ("func", "dwi")
 
 
 def _link_fieldmaps(descriptions: list[tuple[BidsName, dict]]) -> None:
-    """Give the BOLD and diffusion descriptions ids and list them in the IntendedFor of their session's field maps."""
+    """Give the BOLD and diffusion descriptions ids and list them in the IntendedFor of their session's field maps;
+    the same for ASL series and their M0 scans."""
     targets: dict[tuple, list[str]] = defaultdict(list)
+    asl: dict[tuple, list[str]] = defaultdict(list)
     for k, (n, description) in enumerate(descriptions):
         if n.datatype in FIELDMAP_TARGETS:
             description["id"] = f"sc{k:03d}"
             targets[(n.subject, n.session)].append(description["id"])
+        elif n.suffix == "asl":
+            description["id"] = f"sc{k:03d}"
+            asl[(n.subject, n.session)].append(description["id"])
     for n, description in descriptions:
-        ids = targets.get((n.subject, n.session))
-        if n.datatype == "fmap" and ids:
+        ids = targets.get((n.subject, n.session)) if n.datatype == "fmap" else (
+            asl.get((n.subject, n.session)) if n.suffix == "m0scan" else None)
+        if ids:
             description.setdefault("sidecar_changes", {})["IntendedFor"] = list(ids)
 
 
@@ -299,7 +451,8 @@ REUSABLE_DCM2NIIX_OPTIONS = f"-b y -ba y -z y -f %3s_%p_{REUSABLE_MARK}"
 
 
 def reusable_dcm2bids_config(
-    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, include_derived: bool = False
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, include_derived: bool = False,
+    facts: dict[str, SeriesFacts] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict, list[str]]:
     """A dcm2bids (v3) config for the next subjects of the same site: (config, what could not become a rule).
 
@@ -309,7 +462,7 @@ def reusable_dcm2bids_config(
     told apart by dcm2niix's file suffixes as in the exact config. A description that still leads to two
     names, or a series without one, is reported instead of guessed.
     """
-    names = bids_names(records, vocabulary)
+    names = bids_names(records, vocabulary, facts=facts, overrides=overrides)
     kept = {n.series_uid for n in selected_for_conversion(names, include_derived)}
     by_description: dict[str, dict[tuple, dict]] = defaultdict(dict)
     problems = []
@@ -336,7 +489,16 @@ def reusable_dcm2bids_config(
             # "SWI_Images" at one visit) that a description alone would misplace series
             criteria = {**match, "ImageType": _image_type_patterns(image_type)} if image_type else match
             rules += _rules(next(iter(named.values())), criteria)
-    return {"dcm2niixOptions": REUSABLE_DCM2NIIX_OPTIONS, "descriptions": rules}, problems
+    config = {"dcm2niixOptions": REUSABLE_DCM2NIIX_OPTIONS, "descriptions": rules}
+    # aslcontext.tsv: the file names carry no UID here, so one set of volume types for every ASL file
+    patterns = {tuple(n.volume_types) for n in names.values() if n.suffix == "asl" and n.volume_types
+                and n.series_uid in kept}
+    if len(patterns) == 1:
+        config["post_op"] = [aslcontext_post_op("*=" + ",".join(next(iter(patterns))))]
+    elif len(patterns) > 1:
+        problems.append("ASL series with different volume types (aslcontext): no aslcontext.tsv from the rules; "
+                        "use the exact config or write them by hand")
+    return config, problems
 
 
 # what dcm2niix appends to a sidecar's ImageType (Siemens magnitude/phase images): a DICOM ImageType matches
@@ -359,6 +521,10 @@ def _rules(n: BidsName, match: dict) -> list[dict]:
             description["custom_entities"] = entities
         if n.datatype == "func" and "task" in n.entities:
             description["sidecar_changes"] = {"TaskName": n.entities["task"]}
+        # what the protocol fixes (ASL timing, echo times), not what links this dataset's files
+        changes = {k: v for k, v in _sidecar_for(n, suffix).items() if k not in ("B0FieldIdentifier", "B0FieldSource")}
+        if changes:
+            description.setdefault("sidecar_changes", {}).update(changes)
         out.append(description)
     return out
 
@@ -396,6 +562,13 @@ Run: heudiconv --files DICOM_DIR -s <subject> [-ss <session>] -f this_file.py -c
 # SeriesInstanceUID -> (datatype, name after the subject/session prefix)
 SERIES = {series}
 
+# SeriesInstanceUID -> sidecar fields dcm2niix does not write (ASL timing, field-map echo times, B0FieldIdentifier
+# / B0FieldSource, an M0 scan's IntendedFor), merged into the sidecar after conversion by custom_callable
+SIDECARS = {sidecars}
+
+# SeriesInstanceUID -> ASL volume types, repeated to the volumes of the NIfTI, written as *_aslcontext.tsv
+ASLCONTEXT = {aslcontext}
+
 # heudiconv writes each field map's IntendedFor: the BOLD/DWI runs it is closest to in time
 POPULATE_INTENDED_FOR_OPTS = {{"matching_parameters": ["Force"], "criterion": "Closest"}}
 
@@ -420,13 +593,75 @@ def infotodict(seqinfo):
         key = create_key("{{bids_subject_session_dir}}/" + datatype + "/{{bids_subject_session_prefix}}_" + name)
         info.setdefault(key, []).append(s.series_id)
     return info
+
+
+def _series_uid(dicoms):
+    import pydicom
+
+    for path in dicoms:
+        try:
+            return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+                       .SeriesInstanceUID)
+        except Exception:
+            continue
+    return None
+
+
+def _volumes(path):
+    import gzip
+    import struct
+
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        header = f.read(348)
+    dims = struct.unpack_from("<8h", header, 40)
+    return max(1, dims[4]) if dims[0] >= 4 else 1
+
+
+def custom_callable(prefix, outtypes, dicoms):
+    """After heudiconv converted one series: its extra sidecar fields, and an ASL series' aslcontext.tsv."""
+    import glob
+    import json
+    import os
+    import stat
+
+    uid = _series_uid(dicoms)
+    fields = dict(SIDECARS.get(uid) or {{}})
+    for sidecar in sorted(glob.glob(glob.escape(prefix) + "*.json")):
+        name = os.path.basename(sidecar)
+        if not fields or name.endswith("_scans.json"):
+            continue
+        mode = os.stat(sidecar).st_mode
+        os.chmod(sidecar, mode | stat.S_IWUSR)  # heudiconv leaves sidecars read-only
+        with open(sidecar) as f:
+            data = json.load(f)
+        magnitude = "_magnitude" in name
+        for key, value in fields.items():
+            if magnitude and key in ("EchoTime1", "EchoTime2"):
+                continue
+            if key == "IntendedFor":  # the M0 scan: the ASL files beside it, as BIDS URIs
+                here = root = os.path.dirname(os.path.abspath(prefix))
+                while not os.path.basename(root).startswith("sub-") and os.path.dirname(root) != root:
+                    root = os.path.dirname(root)
+                asl = sorted(glob.glob(os.path.join(here, "*_asl.nii.gz")))
+                value = ["bids::" + os.path.relpath(p, os.path.dirname(root)) for p in asl]
+            data[key] = value
+        with open(sidecar, "w") as f:
+            json.dump(data, f, indent=2)
+        os.chmod(sidecar, mode)
+    types = ASLCONTEXT.get(uid)
+    if types and os.path.exists(prefix + ".nii.gz"):
+        n = _volumes(prefix + ".nii.gz")
+        with open(prefix[: -len("_asl")] + "_aslcontext.tsv", "w") as f:
+            f.write("volume_type\\n" + "".join(types[k % len(types)] + "\\n" for k in range(n)))
 '''
 
 
-def reusable_heudiconv_heuristic(models: str | None = None, include_derived: bool = False, version: str = "") -> str:
+def reusable_heudiconv_heuristic(models: str | None = None, include_derived: bool = False, version: str = "",
+                                 overrides: dict[str, dict[str, Any]] | None = None) -> str:
     """Source of the heudiconv heuristic that classifies each series of any subject (no UIDs inside).
 
-    The module is ``Resources/heudiconv_heuristic.py`` with its settings filled in.
+    The module is ``Resources/heudiconv_heuristic.py`` with its settings filled in; ``overrides``: the
+    researcher's sidecar fields (``export --bids-sidecar``), which an ASL series needs to be converted.
     """
     from ..resources import resource_path
 
@@ -435,6 +670,7 @@ def reusable_heudiconv_heuristic(models: str | None = None, include_derived: boo
         "MODELS = None": f"MODELS = {models!r}",
         "INCLUDE_DERIVED = False": f"INCLUDE_DERIVED = {bool(include_derived)!r}",
         'WRITTEN_BY = "SeriesClassifier"': f"WRITTEN_BY = {('SeriesClassifier ' + version).strip()!r}",
+        "SIDECAR_OVERRIDES = {}": f"SIDECAR_OVERRIDES = {_python_literal(overrides or {})}",
     }
     for default, value in settings.items():
         source = source.replace(default, value, 1)
@@ -448,6 +684,22 @@ def heudiconv_heuristic(names: dict[str, BidsName], include_derived: bool = Fals
         tail = "_".join(p for p in (n.entity_string, n.suffix) if p)
         entries.append(f"    {json.dumps(n.series_uid)}: ({json.dumps(n.datatype)}, {json.dumps(tail)}),")
     series = "{\n" + "\n".join(entries) + "\n}" if entries else "{}"
+    kept = selected_for_conversion(names, include_derived)
+    sidecars = {n.series_uid: n.sidecar for n in kept if n.sidecar}
+    aslcontext = {n.series_uid: n.volume_types for n in kept if n.volume_types and n.suffix == "asl"}
     return HEUDICONV_TEMPLATE.format(
-        series=series, version_note=f" {version}" if version else "", fieldmap=FIELDMAP_SUFFIX
+        series=series, version_note=f" {version}" if version else "", fieldmap=FIELDMAP_SUFFIX,
+        sidecars=_python_literal(sidecars), aslcontext=_python_literal(aslcontext),
     )
+
+
+def _python_literal(value: dict) -> str:
+    """A dict as Python source (JSON's true/false/null spelled the Python way), one entry a line."""
+    if not value:
+        return "{}"
+    lines = [f"    {json.dumps(k)}: {_py(v)}," for k, v in value.items()]
+    return "{\n" + "\n".join(lines) + "\n}"
+
+
+def _py(value: Any) -> str:
+    return repr(json.loads(json.dumps(value)))

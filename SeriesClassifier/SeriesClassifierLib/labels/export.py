@@ -27,6 +27,7 @@ from .bids import (
     heudiconv_heuristic,
     selected_for_conversion,
 )
+from .bids_metadata import SeriesFacts
 from .safe_text import csv_cell
 from .store import LabelRecord, record_row, utc_now
 
@@ -84,11 +85,12 @@ def select(records: Sequence[LabelRecord], reviewed_only: bool = False) -> list[
 
 
 def export_rows(
-    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = True
+    records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, anonymise: bool = True,
+    facts: dict[str, SeriesFacts] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per series: the store's columns joined with the BIDS mapping (JSON structure)."""
     vocabulary = vocabulary or load_vocabulary()
-    names = bids_names(records, vocabulary, anonymise)
+    names = bids_names(records, vocabulary, anonymise, facts, overrides)
     rows = []
     for r in records:
         row = record_row(r)
@@ -182,15 +184,18 @@ def export(
     vocabulary: Vocabulary | None = None,
     anonymise: bool = True,
     include_derived: bool = False,
+    facts: dict[str, SeriesFacts] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """The text of one export format for ``records``."""
+    """The text of one export format for ``records``. ``facts``/``overrides``: the BIDS sidecar fields of ASL and
+    field-map series (``labels/bids_metadata.py``); without ``facts`` they are not checked."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
     vocabulary = vocabulary or load_vocabulary()
     if fmt in ("csv", "json"):
-        rows = export_rows(records, vocabulary, anonymise)
+        rows = export_rows(records, vocabulary, anonymise, facts, overrides)
         return to_csv(rows, vocabulary) if fmt == "csv" else to_json(rows, vocabulary, anonymise)
-    names = bids_names(records, vocabulary, anonymise)
+    names = bids_names(records, vocabulary, anonymise, facts, overrides)
     if fmt == "bids":
         return bids_mapping(names)
     if fmt == "dcm2bids":
@@ -199,12 +204,13 @@ def export(
 
 
 def export_summary(
-    records: Sequence[LabelRecord], fmt: str, vocabulary: Vocabulary | None = None, include_derived: bool = False
+    records: Sequence[LabelRecord], fmt: str, vocabulary: Vocabulary | None = None, include_derived: bool = False,
+    facts: dict[str, SeriesFacts] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """What an export holds, counted the way its file counts: '19 of 37 series (12 derived left out: …)'."""
     if fmt in ("csv", "json"):
         return f"{len(records)} series"
-    names = bids_names(records, vocabulary or load_vocabulary())
+    names = bids_names(records, vocabulary or load_vocabulary(), facts=facts, overrides=overrides)
     kept = list(names.values()) if fmt == "bids" else selected_for_conversion(names, include_derived)
     left = []
     if len(kept) < len(names):

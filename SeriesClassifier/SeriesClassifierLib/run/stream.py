@@ -28,7 +28,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -116,11 +116,36 @@ def classify_partition(part: Indexed, bundle: ModelBundle, *, use_forest: bool =
     return out
 
 
-def gradcam_writer(cnn: Any, out_dir: Path) -> OnResult:
-    """An ``on_result`` hook writing each series' Grad-CAM of its predicted sequence; a failure costs that map only."""
+@dataclass(frozen=True)
+class GradcamSelection:
+    """Which series get a Grad-CAM: those named (SeriesInstanceUID or SeriesNumber) or whose outcome is one of
+    ``outcomes`` (``review``, ``unknown``, ``classified``); everything when both are empty. Plain data: it goes
+    to worker processes with the task."""
+
+    series: frozenset = frozenset()
+    outcomes: frozenset = frozenset()
+
+    @property
+    def everything(self) -> bool:
+        return not self.series and not self.outcomes
+
+    def names(self, series_uid: str, series_number: int | None) -> bool:
+        """The series is named by its UID or its number."""
+        return series_uid in self.series or (series_number is not None and str(series_number) in self.series)
+
+    def wants(self, prediction: SeriesPrediction) -> bool:
+        return (self.everything or self.names(prediction.series_uid, prediction.series_number)
+                or prediction.outcome in self.outcomes)
+
+
+def gradcam_writer(cnn: Any, out_dir: Path, selection: GradcamSelection | None = None) -> OnResult:
+    """An ``on_result`` hook writing the Grad-CAM of its predicted sequence for each selected series (``selection``;
+    default: every series); a failure costs that map only."""
 
     def write(series: Series, prediction: SeriesPrediction) -> None:
         if prediction.error or series.skipped or "cnn" not in prediction.models:
+            return
+        if selection is not None and not selection.wants(prediction):
             return
         from ..models.gradcam import gradcam_series, write_gradcam  # torch: only when maps are asked for
 
@@ -160,10 +185,12 @@ def _worker_bundle(models_dir: str | None, use_forest: bool, use_cnn: bool, thre
 
 
 def run_partition(part: Indexed, models_dir: str | None, use_forest: bool, use_cnn: bool,
-                  gradcam_dir: str | None = None, threads: int | None = None) -> Results:
+                  gradcam_dir: str | None = None, gradcam_selection: GradcamSelection | None = None,
+                  threads: int | None = None) -> Results:
     """The task a worker process runs: plain arguments only, so it pickles to any executor."""
     bundle = _worker_bundle(models_dir, use_forest, use_cnn, threads)
-    on_result = gradcam_writer(bundle.cnn, Path(gradcam_dir)) if gradcam_dir and bundle.cnn is not None else None
+    on_result = (gradcam_writer(bundle.cnn, Path(gradcam_dir), gradcam_selection)
+                 if gradcam_dir and bundle.cnn is not None else None)
     return classify_partition(part, bundle, use_forest=use_forest, use_cnn=use_cnn, on_result=on_result)
 
 
@@ -208,13 +235,15 @@ def _in_flight(submit: Callable[[Indexed], Any], partitions: list[Indexed], wind
 
 
 def _local_results(partitions: list[Indexed], bundle: ModelBundle | Callable[[], ModelBundle], use_forest: bool,
-                   use_cnn: bool, gradcam_dir: str | None, threads: int | None) -> Iterator[Results]:
+                   use_cnn: bool, gradcam_dir: str | None, gradcam_selection: GradcamSelection | None,
+                   threads: int | None) -> Iterator[Results]:
     loaded: ModelBundle | None = None
     for part in partitions:
         if loaded is None:  # the models are loaded when the first series needs them
             loaded = bundle if isinstance(bundle, ModelBundle) else bundle()
             set_threads(loaded, threads)
-        on_result = gradcam_writer(loaded.cnn, Path(gradcam_dir)) if gradcam_dir and loaded.cnn is not None else None
+        on_result = (gradcam_writer(loaded.cnn, Path(gradcam_dir), gradcam_selection)
+                     if gradcam_dir and loaded.cnn is not None else None)
         yield classify_partition(part, loaded, use_forest=use_forest, use_cnn=use_cnn, on_result=on_result)
 
 
@@ -269,6 +298,7 @@ def classify_stream(
     gradcam_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     todo: Iterable[SeriesRef] | None = None,
+    gradcam_selection: GradcamSelection | None = None,
 ) -> Iterator[SeriesPrediction]:
     """Every series' prediction, in the source's order, as the partitions finish.
 
@@ -278,7 +308,8 @@ def classify_stream(
     ``threads``: torch threads per process (default: torch's own in this process, the cores shared out
     over local workers, what Dask sets — one — on its workers); give the same count to compare runs bit
     for bit. ``todo``: only these series (of the source) are predicted, in their order; the other series of
-    their studies are read for the study context.
+    their studies are read for the study context. ``gradcam_selection``: which series get a Grad-CAM in
+    ``gradcam_dir`` (default: all).
     """
     refs = resolve_refs(path_or_refs)
     if todo is None:
@@ -294,13 +325,14 @@ def classify_stream(
         folder = models.path if isinstance(models, ModelBundle) else models
         if isinstance(models, ModelBundle) and folder is None:
             raise ValueError("workers load the models from a folder: this bundle has none (ModelBundle.path)")
-        task_args = (str(folder) if folder is not None else None, use_forest, use_cnn, gradcam, threads)
+        task_args = (str(folder) if folder is not None else None, use_forest, use_cnn, gradcam, gradcam_selection,
+                     threads)
         results = (_dask_results(partitions, scheduler, task_args) if scheduler is not None
                    else _process_results(partitions, workers, task_args))
     else:
         bundle = models if isinstance(models, ModelBundle) else (
             lambda: load_bundle(models, load_forest=use_forest, load_cnn=use_cnn))
-        results = _local_results(partitions, bundle, use_forest, use_cnn, gradcam, threads)
+        results = _local_results(partitions, bundle, use_forest, use_cnn, gradcam, gradcam_selection, threads)
     for done, prediction in enumerate(in_source_order(results), start=1):
         if progress is not None:
             progress(done, len(refs), prediction.series_uid)

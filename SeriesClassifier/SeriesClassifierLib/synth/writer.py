@@ -562,8 +562,9 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     ds = _enhanced_image(spec, rendered, px, study, series, original)
     per_volume, n_volumes = _geometry_groups(rendered)
     iops = {tuple(round(x, 5) for x in o) for o in rendered.orientations}
+    per_frame = _geometry_per_frame(spec)
     ds.SharedFunctionalGroupsSequence = Sequence([_shared_groups(ds, spec, rendered, px, series, p, original,
-                                                                 one_orientation=len(iops) == 1)])
+                                                                 one_orientation=len(iops) == 1 and not per_frame)])
     if p.vendor == "PHILIPS":
         _private(ds, spec, p, None)  # scanning technique at the top level; b-values live in the frames
 
@@ -574,8 +575,8 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     b_levels = sorted(set(rendered.b_values)) if rendered.b_values is not None else []
     dt0 = study.study_date + series.series_time
     ds.PerFrameFunctionalGroupsSequence = Sequence([
-        _frame_groups(i, spec, rendered, dt0, per_volume, n_volumes, one_orientation=len(iops) == 1,
-                      b_levels=b_levels, original=original)
+        _frame_groups(i, spec, rendered, dt0, per_volume, n_volumes, one_orientation=len(iops) == 1 and not per_frame,
+                      b_levels=b_levels, original=original, measures=per_frame)
         for i in range(len(rendered.frames))])
     if temporal:
         ds.NumberOfTemporalPositions = n_volumes
@@ -637,14 +638,29 @@ def _enhanced_image(spec, rendered, px, study, series, original: bool) -> Datase
     return ds
 
 
-def _shared_groups(ds: Dataset, spec, rendered, px, series, p, original: bool, one_orientation: bool) -> Dataset:
-    """The shared functional groups: what every frame has in common (geometry, frame type, pixel values)."""
-    shared = Dataset()
-    shared.PixelMeasuresSequence = Sequence([_ds({
+def _geometry_per_frame(spec) -> bool:
+    """Siemens XA ASL: pixel measures and plane orientation in every frame's groups, not shared.
+
+    dcm2niix (v1.0.20260724) splits a multi-volume file with shared ones into bogus echoes with random echo
+    times when another enhanced file came before it in the folder; only ASL is written this way, so the other
+    classes' files stay as they were.
+    """
+    return spec.sequence == "PERFUSION_ASL" and spec.extra.get("enhanced_habit") == "siemens_xa"
+
+
+def _pixel_measures(spec, rendered) -> Sequence:
+    return Sequence([_ds({
         "PixelSpacing": [_fmt(x, 6) for x in rendered.pixel_spacing],
         "SliceThickness": _fmt(rendered.slice_thickness, 4),
         "SpacingBetweenSlices": _fmt(spec.slice_spacing, 4)})])
-    if one_orientation:  # otherwise (a 3-plane scout) each frame carries its own
+
+
+def _shared_groups(ds: Dataset, spec, rendered, px, series, p, original: bool, one_orientation: bool) -> Dataset:
+    """The shared functional groups: what every frame has in common (geometry, frame type, pixel values)."""
+    shared = Dataset()
+    if not _geometry_per_frame(spec):
+        shared.PixelMeasuresSequence = _pixel_measures(spec, rendered)
+    if one_orientation:  # otherwise (a 3-plane scout, Siemens XA ASL) each frame carries its own
         shared.PlaneOrientationSequence = Sequence([_ds({
             "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[0]]})])
     shared.MRImageFrameTypeSequence = Sequence([_ds({
@@ -728,7 +744,7 @@ def _dimension_organization(ds: Dataset, series, n_volumes: int, temporal: bool)
 
 
 def _frame_groups(i: int, spec, rendered, dt0: str, per_volume: int, n_volumes: int, *, one_orientation: bool,
-                  b_levels: list, original: bool) -> Dataset:
+                  b_levels: list, original: bool, measures: bool = False) -> Dataset:
     """Frame ``i``'s own functional groups: its place in the stack and volume, position, b-value, echo, time."""
     temporal = n_volumes > 1
     f = Dataset()
@@ -748,6 +764,8 @@ def _frame_groups(i: int, spec, rendered, dt0: str, per_volume: int, n_volumes: 
     if not one_orientation:
         f.PlaneOrientationSequence = Sequence([_ds({
             "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[i]]})])
+    if measures:
+        f.PixelMeasuresSequence = _pixel_measures(spec, rendered)
     if rendered.b_values is not None:
         f.MRDiffusionSequence = Sequence([_diffusion_item(spec, rendered, i, vol, b_levels)])
     if rendered.echo_numbers is not None and original:
