@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from SeriesClassifierLib.errors import BundleError
 from SeriesClassifierLib.models.ensemble import EnsembleParams, combine, fit_params
 from SeriesClassifierLib.prediction import ModelOutput, TaskPrediction
 
@@ -93,26 +92,3 @@ def test_fit_params_needs_two_models():
     params = fit_params(forest_only, truth, base=base)
     assert params.method == "mean" and params.review_threshold == pytest.approx(0.66)
 
-
-def test_support_keeps_the_pooled_answer_among_the_models_own_answers():
-    # log-linear pooling: each model's near-zero probability vetoes the other's answer, and a third class
-    # that neither model put first wins; with support_top_k=1 only the models' own top answers can win
-    forest = _out("forest", {"FLAIR_2D": 0.6, "T1_3D_POST": 0.4})
-    cnn = _out("cnn", {"DWI": 0.9, "T1_3D_POST": 0.1})
-    free = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 1.0}, disagreement_confidence=0.5)
-    assert combine({"forest": forest, "cnn": cnn}, free).sequence.label == "T1_3D_POST"
-    held = EnsembleParams.from_dict({**free.to_dict(), "support_top_k": 1})
-    answer = combine({"forest": forest, "cnn": cnn}, held)
-    assert answer.sequence.label in ("FLAIR_2D", "DWI") and answer.needs_review
-    assert sum(answer.sequence.probabilities.values()) == pytest.approx(1.0)
-    # the models' second choices join with support_top_k=2
-    wider = EnsembleParams.from_dict({**free.to_dict(), "support_top_k": 2})
-    assert combine({"forest": forest, "cnn": cnn}, wider).sequence.label == "T1_3D_POST"
-    # one model alone is never restricted
-    assert combine({"cnn": cnn}, held).sequence.probabilities["T1_3D_POST"] > 0
-
-
-def test_support_top_k_must_be_a_small_whole_number(tmp_path):
-    (tmp_path / "ensemble.json").write_text('{"support_top_k": 1.5}', encoding="utf-8")
-    with pytest.raises(BundleError, match="support_top_k"):
-        EnsembleParams.load(tmp_path)

@@ -36,10 +36,6 @@ class EnsembleParams:
     flag_disagreement: bool = True
     disagreement_confidence: float = 0.0  # a dissenting model counts when its own top probability reaches this
     method: str = "mean"  # "mean" or "log_linear"
-    # > 0: the pooled sequence keeps only classes among some model's top ``support_top_k`` (0: every class).
-    # Log-linear pooling can otherwise crown a third class both models rank low, because one model's
-    # near-zero probability vetoes the other's answer.
-    support_top_k: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,9 +86,6 @@ def _params_problem(d: dict[str, Any]) -> str | None:
     for key in ("review_threshold", "attribute_review_threshold", "disagreement_confidence"):
         if key in d and not _finite(d[key], 0.0, 1.0):
             return f"{key} is {d[key]!r}, not a number in 0..1"
-    k = d.get("support_top_k", 0)
-    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 100:
-        return f"support_top_k is {k!r}, not a whole number in 0..100"
     if d.get("method", "mean") not in ("mean", "log_linear"):
         return f"method {d.get('method')!r} is neither 'mean' nor 'log_linear'"
     if not isinstance(d.get("flag_disagreement", True), bool):
@@ -140,16 +133,6 @@ def _mean(predictions: list[tuple[float, TaskPrediction]]) -> TaskPrediction | N
     return TaskPrediction.from_probabilities(mixed)
 
 
-def _within_support(pooled: TaskPrediction, votes: list[TaskPrediction], k: int) -> TaskPrediction:
-    """The pooled distribution restricted to the classes some model ranks in its top k, renormalised."""
-    support = {label for p in votes for label, _ in p.top(k)}
-    kept = {label: prob for label, prob in pooled.probabilities.items() if label in support}
-    total = sum(kept.values())
-    if not kept or total <= 0:
-        return pooled
-    return TaskPrediction.from_probabilities({label: prob / total for label, prob in kept.items()})
-
-
 def _trusted_confidence(params: EnsembleParams, name: str, prediction: TaskPrediction) -> float:
     """A model's top probability as far as its fitted weight trusts it (p^w renormalised, log-linear only)."""
     if params.method != "log_linear":
@@ -180,8 +163,6 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
 
     seq_votes = [(_weight(params, n), o.sequence) for n, o in answered.items() if o.sequence is not None]
     sequence = _pool(seq_votes, params.method)
-    if sequence is not None and params.support_top_k and len(seq_votes) > 1:
-        sequence = _within_support(sequence, [p for _, p in seq_votes], params.support_top_k)
     if sequence is not None and adjust is not None:
         sequence, note, confirm = adjust(sequence)
         if note:
