@@ -180,3 +180,19 @@ def test_the_family_is_vocabulary_data_and_checked(tmp_path):
     (tmp_path / "site.json").write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match="NOT_A_CLASS"):
         load_vocabulary(tmp_path / "site.json")
+
+
+def test_the_generator_writes_maps_and_projections_its_linker_ties_to_their_source(tmp_path):
+    """Generated studies as the benchmark reads them: an ADC lies on its DWI's grid, a MIP inside its TOF."""
+    from SeriesClassifierLib.synth.header_corpus import header_studies
+
+    checked = 0
+    for folder, rows in header_studies(1, seed=3, profiles=["holdout"], study_type="stroke", scratch=tmp_path):
+        label = {r.series_uid: r.sequence for r in rows}
+        for s in read_all_series(resolve_refs(folder)):
+            wanted = {"ADC": ("DWI", ["diffusion"]), "MRA_MIP": ("TOF_MRA", ["angio"])}.get(label[s.series_uid])
+            if wanted is not None:
+                link = s.header[LINK_KEY]
+                assert (label[link["series_uid"]], link["facts"]) == wanted
+                checked += 1
+    assert checked >= 2

@@ -43,9 +43,9 @@ ORIENTATION_TOLERANCE_DEG = 1.0
 # Slice positions likewise agree to rounding; half a millimetre (or a quarter of the slice spacing, for
 # thin slices) tells the same slices from a stack shifted by even one slice.
 POSITION_TOLERANCE_MM = 0.5
-# A projection's source: a 3-D acquisition or slices at most this thick (TOF, SWI: 0.5-2.5 mm); a 5 mm
-# 2-D stack is nobody's MIP.
-THIN_SLICE_MM = 3.0
+# A projection's source: a 3-D acquisition or 2-D slices at most this thick (2-D TOF, 2-D SWI: 1.5-2 mm); a
+# 3 mm diffusion stack is nobody's MIP. Echo-planar runs are never a projection's source.
+THIN_SLICE_MM = 2.0
 # The projection's centre may lie this far outside the source's volume: a MIP image is centred on the
 # reformatting plane, which the console places on the slab, not on a voxel centre.
 COVER_MARGIN_MM = 20.0
@@ -88,7 +88,7 @@ def source_facts(header: dict[str, Any]) -> dict[str, str]:
     options = " ".join(str(v).upper() for v in header.get("ScanOptions") or [])
     if str(header.get("AngioFlag") or "").upper() == "Y":
         facts["angio"] = "an angiogram (AngioFlag Y)"
-    elif "TOF" in variant or "TOF" in options or _ANGIO_NAME.search(names):
+    elif "TOF" in variant or "TOF" in options or "ANGIO" in _image_type(header) or _ANGIO_NAME.search(names):
         facts["angio"] = "a time-of-flight angiogram"
     if "SWI" in _image_type(header) or _SUSCEPTIBILITY_NAME.search(names):
         facts["susceptibility"] = "susceptibility-weighted"
@@ -132,14 +132,19 @@ def same_slices(a: Series, b: Series) -> bool:
 
 
 def _centre(s: Series) -> np.ndarray | None:
-    """The middle of the series' images in patient coordinates (first orientation; projections' images
-    rotate about a common axis, so their centres stay near it)."""
+    """The middle of the series' images in patient coordinates.
+
+    Geometry keeps positions and distinct orientations unpaired; a radial MIP set has one orientation per
+    image, so the mean first-pixel position plus the mean half-diagonal over its orientations is its centre.
+    """
     g = s.geometry
     if g is None or not g.positions or not g.orientations or any(math.isnan(v) for v in g.pixel_spacing):
         return None
-    row, col, _ = _directions(g.orientations[0])
-    half = row * (g.columns - 1) * g.pixel_spacing[1] / 2 + col * (g.rows - 1) * g.pixel_spacing[0] / 2
-    return np.mean(np.asarray(g.positions, float), axis=0) + half
+    halves = []
+    for iop in g.orientations:
+        row, col, _ = _directions(iop)
+        halves.append(row * (g.columns - 1) * g.pixel_spacing[1] / 2 + col * (g.rows - 1) * g.pixel_spacing[0] / 2)
+    return np.mean(np.asarray(g.positions, float), axis=0) + np.mean(halves, axis=0)
 
 
 def covers(source: Series, derived: Series) -> bool:
@@ -160,6 +165,8 @@ def covers(source: Series, derived: Series) -> bool:
 
 
 def _thin_or_3d(s: Series) -> bool:
+    if "EP" in [str(v).upper() for v in s.header.get("ScanningSequence") or []]:
+        return False
     if str(s.header.get("MRAcquisitionType") or "").upper() == "3D":
         return True
     thickness = s.header.get("SliceThickness")
@@ -266,14 +273,14 @@ def link_derived(members: Sequence[Series], owners: dict[str, str] | None = None
 
 
 def referenced_owners(refs: Iterable[SeriesRef], series: Iterable[Series]) -> dict[str, str]:
-    """{referenced SOPInstanceUID: series UID} for the few instances the series' headers reference.
+    """{referenced SOPInstanceUID: series UID} for the few instances the derived series' headers reference.
 
-    Only the wanted UIDs are kept (a few per series), not every instance UID of an archive: grouping
+    Only the wanted UIDs are kept (a few per derived series), not every instance UID of an archive: grouping
     already holds each file's SOPInstanceUID in ``SeriesRef.instances`` (folder sources), so one pass
     over them answers. Refs without instances (database sources) resolve nothing; geometry still links.
     """
-    wanted = {uid for s in series for key in ("SourceSOPInstanceUIDs", "ReferencedSOPInstanceUIDs")
-              for uid in s.header.get(key) or []}
+    wanted = {uid for s in series if is_derived(s.header)  # an original's references are never used
+              for key in ("SourceSOPInstanceUIDs", "ReferencedSOPInstanceUIDs") for uid in s.header.get(key) or []}
     if not wanted:
         return {}
     owners: dict[str, str] = {}
