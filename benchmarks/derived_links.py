@@ -32,8 +32,6 @@ from SeriesClassifierLib.prediction import ModelOutput
 from SeriesClassifierLib.run.pipeline import decide, read_all_series, resolve_refs
 from SeriesClassifierLib.series import Series, SeriesRef
 
-MISSES: list[str] = []  # the derived series still wrong after the restriction, and why it did not help
-
 # derived label -> labels of the series it is made from (truth for the link)
 SOURCE_LABELS = {
     "ADC": {"DWI"}, "DIFFUSION_DERIVED": {"DWI"}, "DWI": {"DWI"}, "MRA_MIP": {"TOF_MRA"},
@@ -110,8 +108,9 @@ def model_outputs(series: list[Series], bundle: ModelBundle, cnn: dict[str, Mode
 
 
 def accuracy(series: list[Series], labels: dict[str, dict[str, str]], bundle: ModelBundle,
-             outputs: dict[str, dict[str, ModelOutput]]) -> tuple[int, int, int, int, int]:
-    """(derived series, right before, right after, answers changed, changed and sent to review)."""
+             outputs: dict[str, dict[str, ModelOutput]], misses: Counter[str]) -> tuple[int, int, int, int, int]:
+    """(derived series, right before, right after, answers changed, changed and sent to review); ``misses``
+    counts the derived series still wrong after the restriction, and why it did not help."""
     n = before = after = changed = reviewed = 0
     for s in series:
         row = labels[s.series_uid]
@@ -131,7 +130,7 @@ def accuracy(series: list[Series], labels: dict[str, dict[str, str]], bundle: Mo
         if second.sequence is None or second.sequence.label != row["sequence"]:
             link = s.header.get(LINK_KEY)
             source = ("linked, source " + (", ".join(link["facts"]) or "of no known family")) if link else "no link"
-            MISSES.append(f"{row['sequence']} read as {second.sequence.label if second.sequence else '-'}; {source}")
+            misses[f"{row['sequence']} read as {second.sequence.label if second.sequence else '-'}; {source}"] += 1
     return n, before, after, changed, reviewed
 
 
@@ -141,7 +140,9 @@ def figures(series: list[Series], labels: dict[str, dict[str, str]], bundle: Mod
     f = link_figures(series, labels)
     total: Counter[str] = Counter({k: v for k, v in f.items() if isinstance(v, int)})
     total.update({f"wrong {k}": v for k, v in f["wrong"].items()})
-    n, before, after, changed, reviewed = accuracy(series, labels, bundle, model_outputs(series, bundle, cnn))
+    misses: Counter[str] = Counter()
+    n, before, after, changed, reviewed = accuracy(series, labels, bundle, model_outputs(series, bundle, cnn), misses)
+    total.update({f"miss {k}": v for k, v in misses.items()})
     total.update({"n": n, "before": before, "after": after, "changed": changed, "reviewed": reviewed,
                   "series": len(series)})
     return total
@@ -157,6 +158,8 @@ def report(name: str, total: Counter[str], models: str) -> None:
     print(f"derived-class accuracy ({models}, decided): before {total['before']}/{total['n']}, after "
           f"{total['after']}/{total['n']}; {total['changed']} answers changed, {total['reviewed']} of them sent "
           f"to review")
+    for miss, count in sorted(((k[5:], v) for k, v in total.items() if k.startswith("miss ")), key=lambda kv: -kv[1]):
+        print(f"  still wrong ({count}): {miss}")
 
 
 def list_links(series: list[Series], labels: dict[str, dict[str, str]]) -> None:
@@ -194,8 +197,6 @@ def main(argv: list[str] | None = None) -> None:
         if args.strip:
             without.update(figures(stripped(series, refs), labels, bundle, cnn))
     models = " + ".join(name for name, m in (("forest", bundle.forest), ("CNN", cnn)) if m is not None)
-    for miss, count in Counter(MISSES).most_common():
-        print(f"  still wrong ({count}): {miss}")
     report("headers as written", as_written, models)
     if args.strip:
         report("ImageType values 3+ removed", without, models)
