@@ -126,6 +126,8 @@ def accuracy(series: list[Series], labels: dict[str, dict[str, str]], bundle: Mo
         moved = first.sequence is not None and second.sequence is not None and \
             first.sequence.label != second.sequence.label
         changed += moved
+        if moved:
+            misses[f"moved {first.sequence.label} -> {second.sequence.label}, truth {row['sequence']}"] += 1
         reviewed += moved and second.needs_review
         if second.sequence is None or second.sequence.label != row["sequence"]:
             link = s.header.get(LINK_KEY)
@@ -159,7 +161,7 @@ def report(name: str, total: Counter[str], models: str) -> None:
           f"{total['after']}/{total['n']}; {total['changed']} answers changed, {total['reviewed']} of them sent "
           f"to review")
     for miss, count in sorted(((k[5:], v) for k, v in total.items() if k.startswith("miss ")), key=lambda kv: -kv[1]):
-        print(f"  still wrong ({count}): {miss}")
+        print(f"  {'' if miss.startswith('moved') else 'still wrong: '}{miss} ({count})")
 
 
 def list_links(series: list[Series], labels: dict[str, dict[str, str]]) -> None:
