@@ -196,3 +196,14 @@ def test_the_generator_writes_maps_and_projections_its_linker_ties_to_their_sour
                 assert (label[link["series_uid"]], link["facts"]) == wanted
                 checked += 1
     assert checked >= 2
+
+
+def test_the_link_reaches_predictions_in_one_process_and_in_worker_processes(tmp_path):
+    """Links are made at read time, per study: a local worker's partition sees the same siblings."""
+    from SeriesClassifierLib.run.stream import classify_stream
+
+    series = _study(tmp_path, _dwi_and_adc)
+    for workers in (0, 1):
+        by_number = {p.series_number: p for p in classify_stream(tmp_path, None, use_cnn=False, workers=workers)}
+        assert (by_number[6].source_series_uid, by_number[6].source_series_number) == (series["5"].series_uid, 5)
+        assert by_number[5].source_series_uid == ""
