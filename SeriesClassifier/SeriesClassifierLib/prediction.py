@@ -71,6 +71,9 @@ class SeriesPrediction:
     model_version: str = ""
     error: str | None = None  # set when the series could not be classified; the rest still ran
     unknown: str | None = None  # why the models cannot tell what this series is (its guess stays in sequence)
+    # the series this one was derived from (an ADC's DWI, a MIP's TOF), found in the study's headers; "" when none
+    source_series_uid: str = ""
+    source_series_number: int | None = None
 
     @property
     def outcome(self) -> str:

@@ -7,6 +7,7 @@ may extend the vocabulary with its own file (same format).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,10 @@ class SequenceClass:
     acquisition: str | None  # typical acquisition, "2D"/"3D", None when either
     contrast: str | None  # "PRE"/"POST" when the class implies it
     bids: BidsMapping | None
+    # A series of this class is recognised as a source by this header fact (models/derived.py source_facts:
+    # "diffusion", "angio", "susceptibility"); a series derived from such a source can only be ``derivatives``.
+    source_fact: str | None = None
+    derivatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,13 @@ class Vocabulary:
                 return s.code
         return None
 
+    def derived_family(self, facts: Iterable[str]) -> list[str]:
+        """The classes a series derived from a source with these header facts may be (vocabulary order);
+        [] when no class names any of the facts (nothing is known of what the source makes)."""
+        facts = set(facts)
+        allowed = {d for s in self.sequences if s.source_fact in facts for d in s.derivatives}
+        return [code for code in self.sequence_codes if code in allowed]
+
     def check_sequence(self, code: str) -> str:
         """Return the code if valid; raise ValueError listing the valid codes otherwise."""
         if code not in self.sequence_codes:
@@ -118,7 +130,8 @@ def _parse(data: dict) -> Vocabulary:
         )
         sequences.append(
             SequenceClass(
-                s["code"], s["name"], s.get("description", ""), s.get("acquisition"), s.get("contrast"), mapping
+                s["code"], s["name"], s.get("description", ""), s.get("acquisition"), s.get("contrast"), mapping,
+                s.get("source_fact"), tuple(s.get("derivatives") or ()),
             )
         )
     orientations = [OrientationClass(o["code"], o["name"], o.get("description", "")) for o in data["orientation"]]
@@ -126,6 +139,9 @@ def _parse(data: dict) -> Vocabulary:
     codes = [s.code for s in sequences]
     if len(set(codes)) != len(codes):
         raise ValueError("vocabulary has duplicate sequence codes")
+    unknown = sorted({d for s in sequences for d in s.derivatives} - set(codes))
+    if unknown:
+        raise ValueError(f"vocabulary: derivatives name unknown sequence codes {', '.join(unknown)}")
     return Vocabulary(
         version=str(data.get("version", "0")),
         sequences=tuple(sequences),

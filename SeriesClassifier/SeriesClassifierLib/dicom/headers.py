@@ -230,6 +230,28 @@ def _frame_values(ds: Dataset, frame: Dataset | None) -> dict[str, Any]:
     }
 
 
+# How many referenced instance UIDs a series keeps: a derived series' first few references name its source
+# series as well as all of them would, and an archive's headers stay small (a 300-image map would
+# otherwise carry 300 UIDs into every Series and every stored row).
+MAX_REFERENCES = 3
+
+
+def _references(ds: Dataset, keyword: str) -> list[str]:
+    """The first few ReferencedSOPInstanceUIDs of a reference sequence: top level, else in the first frame's
+    (or the shared) DerivationImageSequence of an enhanced object."""
+    items = list(ds.get(keyword) or [])
+    if not items and keyword == "SourceImageSequence":
+        frames = ds.get("PerFrameFunctionalGroupsSequence") or [None]
+        derivation = _functional(ds, frames[0], "DerivationImageSequence")
+        items = list(derivation.get("SourceImageSequence") or []) if derivation is not None else []
+    out: list[str] = []
+    for item in items[:MAX_REFERENCES]:
+        uid = _text(item.get("ReferencedSOPInstanceUID")) if isinstance(item, Dataset) else ""
+        if uid and uid not in out:
+            out.append(uid)
+    return out
+
+
 def _series_values(ds: Dataset) -> dict[str, Any]:
     """Values that are the same for the whole series; read from one representative file."""
     agent = ds.get("ContrastBolusAgent")
@@ -270,6 +292,11 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
         "MosaicImages": _to_float(private_value(ds, SIEMENS_MOSAIC_IMAGES)),
         "GEPulseSequenceName": _text(private_value(ds, GE_PULSE_SEQUENCE)),
         "PhilipsScanningTechnique": _text(private_value(ds, PHILIPS_SCANNING_TECHNIQUE)),
+        # what ties a derived series to its source (models/derived.py); the features never read them
+        "FrameOfReferenceUID": _text(ds.get("FrameOfReferenceUID")),
+        "AngioFlag": _text(ds.get("AngioFlag")),
+        "SourceSOPInstanceUIDs": _references(ds, "SourceImageSequence"),
+        "ReferencedSOPInstanceUIDs": _references(ds, "ReferencedImageSequence"),
         **enhanced_tokens,
     }
 

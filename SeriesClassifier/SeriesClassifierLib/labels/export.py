@@ -77,6 +77,8 @@ def csv_columns(vocabulary: Vocabulary) -> list[str]:
         "error",
         "bids_location",
         "outcome",
+        "source_series_uid",
+        "source_series_number",
     ]
 
 
@@ -102,6 +104,8 @@ def export_rows(
         row["reason"] = " | ".join(p.reasons[:3]) if p else None
         row["error"] = p.error if p else None
         row["outcome"] = p.outcome if p else None
+        row["source_series_uid"] = (p.source_series_uid or None) if p else None  # the series it was derived from
+        row["source_series_number"] = p.source_series_number if p else None
         name = names.get(r.series_uid)
         row["bids"] = name.to_dict() if name else None
         if anonymise:

@@ -32,6 +32,8 @@ CSV_COLUMNS = [
     "predicted_top3",
     "predicted_orientation",
     "predicted_orientation_probability",
+    "source_series_uid",
+    "source_series_number",
 ]
 TAIL_COLUMNS = ["needs_review", "outcome", "reason", "error", "model_version"]
 
@@ -54,6 +56,8 @@ def csv_row(p: SeriesPrediction, attribute_codes: list[str]) -> dict[str, object
         "predicted_top3": p.sequence.top_text(3) if p.sequence else "",
         "predicted_orientation": p.orientation.label if p.orientation else "",
         "predicted_orientation_probability": f"{p.orientation.probability:.4f}" if p.orientation else "",
+        "source_series_uid": p.source_series_uid,
+        "source_series_number": "" if p.source_series_number is None else p.source_series_number,
     }
     for code in attribute_codes:
         a = p.attributes.get(code)

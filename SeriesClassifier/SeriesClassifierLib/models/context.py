@@ -1,4 +1,7 @@
-"""Study context: what the header and the rest of the study say about one series' contrast.
+"""Study context: what the header and the rest of the study say about one series' contrast and source.
+
+A derived series (an ADC, a MIP, a minIP) tied to its source at header time (``derived.py``) can only be
+what its source makes: an answer outside that family is restricted to it, and a person confirms.
 
 A T1 whose header names a contrast agent, or acquired after a series that names one, is
 post-contrast, though the forest weighs the agent against the rest of the header; sites also
@@ -18,6 +21,7 @@ from __future__ import annotations
 from ..prediction import TaskPrediction
 from ..series import Series
 from ..vocabulary import load_vocabulary
+from .derived import LINK_KEY
 from .features import DESCRIPTION_FIELDS, contrast_agent, description_tokens
 
 
@@ -63,3 +67,37 @@ def apply_contrast_context(prediction: TaskPrediction, series: Series) -> tuple[
     probabilities[post], probabilities[prediction.label] = (probabilities.get(prediction.label, 0.0),
                                                             probabilities.get(post, 0.0))
     return TaskPrediction.from_probabilities(probabilities), f"post-contrast from the study: {evidence}", confirm
+
+
+def apply_derived_context(prediction: TaskPrediction, series: Series) -> tuple[TaskPrediction, str | None, bool]:
+    """A derived series answered outside its source's family is restricted to that family (renormalised).
+
+    The family comes from the source's header facts and the vocabulary (``derived_family``). Returns
+    (answer, why or None, whether a person should confirm it): a changed answer goes to review, since
+    the link itself is read from headers and geometry that can mislead.
+    """
+    link = series.header.get(LINK_KEY) or {}
+    family = load_vocabulary().derived_family(link.get("facts") or [])
+    if not family or prediction.label in family:
+        return prediction, None, False
+    mass = {code: prediction.probabilities.get(code, 0.0) for code in family}
+    total = sum(mass.values())
+    # nothing for the family at all: the models' answer says nothing between its members, so all are equal
+    probabilities = {code: (p / total if total > 0 else 1.0 / len(family)) for code, p in mass.items()}
+    restricted = TaskPrediction.from_probabilities(probabilities)
+    number = link.get("series_number")
+    name = f"series {number}" if number is not None else f"series {link.get('series_uid', '')}"
+    why = (f"derived from {name} ({link.get('evidence')}; {link.get('how')}): it can only be "
+           f"{'/'.join(family)}, so {prediction.label} became {restricted.label}")
+    return restricted, why, True
+
+
+def apply_study_context(prediction: TaskPrediction, series: Series) -> tuple[TaskPrediction, str | None, bool]:
+    """Every study-level adjustment in turn (derived source, then contrast), as one ``combine`` adjust."""
+    notes, confirm = [], False
+    for step in (apply_derived_context, apply_contrast_context):
+        prediction, note, ask = step(prediction, series)
+        if note:
+            notes.append(note)
+            confirm = confirm or ask
+    return prediction, "; ".join(notes) or None, confirm

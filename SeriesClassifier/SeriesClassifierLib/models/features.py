@@ -25,6 +25,7 @@ import numpy as np
 from ..dicom.orientation import angle_to_axes, summarize
 from ..series import Series
 from ..vocabulary import load_vocabulary
+from .derived import link_derived
 from .physics import number as _num
 from .physics import physics_features
 
@@ -213,11 +214,13 @@ def _order_key(s: Series) -> tuple:
     return (str(s.header.get("SeriesTime") or ""), number)
 
 
-def add_study_context(series: Sequence[Series]) -> None:
+def add_study_context(series: Sequence[Series], owners: dict[str, str] | None = None) -> None:
     """Set ``header["StudyContext"]`` on each classifiable series from its study's other series.
 
     Series are ordered by SeriesTime then SeriesNumber. Without it (a series classified on its
-    own) the context features are missing, which the forest is trained to expect.
+    own) the context features are missing, which the forest is trained to expect. Derived series
+    are also tied to their source here (``derived.link_derived``; ``owners``: which series holds
+    each referenced instance, ``derived.referenced_owners``), as the study is all in hand.
     """
     studies: dict[str, list[Series]] = {}
     for s in series:
@@ -228,6 +231,7 @@ def add_study_context(series: Sequence[Series]) -> None:
         signatures = [_signature(s) for s in members]
         agents = [contrast_agent(s.header.get("ContrastBolusAgent")) == 1.0 for s in members]
         dynamic = [_dynamic(s) for s in members]
+        link_derived(members, owners)
         n = len(members)
         for i, s in enumerate(members):
             s.header["StudyContext"] = {

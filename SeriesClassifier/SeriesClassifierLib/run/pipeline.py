@@ -16,7 +16,8 @@ from pathlib import Path
 from ..dicom.headers import read_series
 from ..dicom.sources import iter_series_refs
 from ..models.bundle import ModelBundle, load_bundle
-from ..models.context import apply_contrast_context
+from ..models.context import apply_study_context
+from ..models.derived import LINK_KEY, referenced_owners
 from ..models.ensemble import combine
 from ..models.features import add_study_context
 from ..models.novelty import not_brain_reason
@@ -143,7 +144,7 @@ def decide(
     voters, review, blind = _weigh_the_header(series, outputs)
     review = list(failures or []) + list(series.conflicts) + review  # contradicting files: never unreviewed
     unfamiliar, guess = _unfamiliar(voters)
-    combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_contrast_context(pooled, series))
+    combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_study_context(pooled, series))
     sequence = combined.sequence
     review += [f"{name}: {note}" for name, o in voters.items() for note in o.novelty]
     not_brain = not_brain_reason(series)
@@ -156,6 +157,9 @@ def decide(
     prediction.needs_review = combined.needs_review or bool(review) or prediction.unknown is not None
     prediction.reasons = combined.reasons + review + unfamiliar + series.warnings
     prediction.models = outputs
+    link = series.header.get(LINK_KEY) or {}
+    prediction.source_series_uid = link.get("series_uid", "")
+    prediction.source_series_number = link.get("series_number")
     cnn_out = outputs.get("cnn")
     prediction.slice_profile = getattr(cnn_out, "slice_profile", None)
     if sequence is None:
@@ -233,6 +237,7 @@ def read_all_series(refs: Iterable[SeriesRef]) -> list[Series]:
     prediction costs little and lets the forest see the study (pre/post order, agents).
     A caller that classifies series one by one can still use ``read_series`` alone.
     """
+    refs = list(refs)
     series = [read_series(ref) for ref in refs]
-    add_study_context(series)
+    add_study_context(series, referenced_owners(refs, series))
     return series

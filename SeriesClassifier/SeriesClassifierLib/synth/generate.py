@@ -125,6 +125,8 @@ def generate_study(
                                series_time=_clock(study.study_time, elapsed), coil=str(rng.choice(profile.coils)))
         elapsed += 60 + 3 * spec.n_slices
         series_rng = np.random.default_rng([seed, index, 3, k])
+        if "grid_of" in spec.extra:  # a derived series and its source: one grid (render.slice_geometry)
+            spec.extra["grid_seed"] = [seed, index, 4, int(spec.extra["grid_of"])]
         try:
             rendered = render(spec, phantom, series_rng)
             write_series(spec, rendered, study, series, study_dir / f"s{k + 1:03d}", series_rng)

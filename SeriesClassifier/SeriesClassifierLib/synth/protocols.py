@@ -714,11 +714,28 @@ def plan_study(profile: Profile, rng: np.random.Generator, kind: str | None = No
     for spec in sorted(specs, key=lambda sp: "_parent" in sp.extra):
         spec.extra["study_type"] = kind
         _name(spec, ctx)
+    _share_grids(specs)
     for spec in specs:
         spec.extra.pop("_parent", None)
         _contrast_agent(spec, ctx)
         _mess(spec, ctx)
     return specs
+
+
+def _share_grids(specs: list[SeriesSpec]) -> None:
+    """Derived series and their source get one ``grid_of`` key (and the source's sequence for the anchor):
+    render.slice_geometry then lays them on the very same planes, as a scanner writes an ADC on its DWI's
+    grid. The source need not be among the specs (GE writes the SWI without its magnitude)."""
+    keys: dict[int, int] = {}
+    for spec in specs:
+        root = spec.extra.get("_parent")
+        if root is None:
+            continue
+        while root.extra.get("_parent") is not None:
+            root = root.extra["_parent"]
+        key = keys.setdefault(id(root), next((i for i, s in enumerate(specs) if s is root), len(specs) + len(keys)))
+        for member in (spec, root):
+            member.extra["grid_of"], member.extra["grid_sequence"] = key, root.sequence
 
 
 def _name(spec: SeriesSpec, ctx: _Ctx) -> None:

@@ -167,8 +167,21 @@ def _anchor_world(phantom: Phantom, sequence: str) -> np.ndarray:
 
 
 def slice_geometry(spec: SeriesSpec, phantom: Phantom, rng: np.random.Generator) -> list[Plane]:
-    """The planes of a series in acquisition order (MIXED: one short stack per plane)."""
-    center = _anchor_world(phantom, spec.sequence) + rng.normal(0, [2.0, 3.0, 3.0])
+    """The planes of a series in acquisition order (MIXED: one short stack per plane).
+
+    A derived series and its source (``grid_seed``, set by generate.py from protocols' ``grid_of``) lie on
+    the same planes, drawn from one generator they share; the series' own draws are still made, so the rest
+    of its random stream (and every other series) is as before.
+    """
+    planes = _slice_geometry(spec, phantom, rng, spec.sequence)
+    seed = spec.extra.get("grid_seed")
+    if seed is None:
+        return planes
+    return _slice_geometry(spec, phantom, np.random.default_rng(seed), spec.extra.get("grid_sequence", spec.sequence))
+
+
+def _slice_geometry(spec: SeriesSpec, phantom: Phantom, rng: np.random.Generator, anchor: str) -> list[Plane]:
+    center = _anchor_world(phantom, anchor) + rng.normal(0, [2.0, 3.0, 3.0])
     if spec.orientation == "MIXED":
         planes: list[Plane] = []
         n_each = np.full(3, max(spec.n_slices // 3, 1))
@@ -1322,6 +1335,10 @@ def render_series(spec: SeriesSpec, phantom: Phantom, rng: np.random.Generator) 
 def offcentre(planes: list[Plane], spec: SeriesSpec, rng: np.random.Generator) -> None:
     """At ``OFFCENTRE_RATE``, shift the field of view in-plane by up to 18 % of its size (any sequence)."""
     move, (du, dv) = rng.random() < OFFCENTRE_RATE, rng.uniform(-0.18, 0.18, 2)
+    seed = spec.extra.get("grid_seed")
+    if seed is not None:  # a derived series and its source share the shift too (the draws above keep the stream)
+        grid = np.random.default_rng([*seed, 1])
+        move, (du, dv) = grid.random() < OFFCENTRE_RATE, grid.uniform(-0.18, 0.18, 2)
     if not move:
         return
     for p in planes:
