@@ -21,8 +21,6 @@ from SeriesClassifierLib.models.forest_arrays import (
     save_forest_arrays,
 )
 
-REFERENCE = Path(__file__).parent / "data" / "forest_sklearn_reference.skops"
-
 
 def _data(rng, n=400, d=12, n_classes=5, missing=0.15):
     X = rng.normal(size=(n, d))
@@ -59,38 +57,6 @@ def test_predictions_are_identical_to_scikit_learn(kind, tmp_path):
     for probe in (X, _probe(forest, rng)):
         np.testing.assert_array_equal(forest.predict_proba(probe), est.predict_proba(probe))
         np.testing.assert_array_equal(forest.predict(probe), est.predict(probe))
-
-
-def test_the_bundled_forest_gives_scikit_learns_probabilities():
-    """The committed arrays against the scikit-learn forest they were converted from."""
-    from SeriesClassifierLib.resources import default_models_dir
-
-    folder = default_models_dir()
-    index = json.loads((folder / INDEX_FILE).read_text())
-    source = index.get("converted_from") or {}
-    if source.get("sha256") != hashlib.sha256(REFERENCE.read_bytes()).hexdigest():
-        pytest.skip("the bundled forest was retrained after the conversion; the fitted-forest tests cover the format")
-    import sklearn
-    import skops.io as sio
-
-    from SeriesClassifierLib.models.forest import TRUSTED_TYPES
-
-    if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 4):
-        pytest.skip("the reference forest needs scikit-learn >= 1.4 to unpickle")
-    untrusted = sio.get_untrusted_types(file=REFERENCE)
-    assert set(untrusted) <= TRUSTED_TYPES
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            estimators = sio.load(REFERENCE, trusted=list(untrusted))
-        except Exception as e:  # this scikit-learn cannot read the newer Tree layout: exactly the problem fixed here
-            pytest.skip(f"scikit-learn {sklearn.__version__} cannot load the reference: {e}")
-    arrays = load_forest_arrays(folder)
-    assert set(arrays) == set(estimators)
-    rng = np.random.default_rng(7)
-    for task, est in estimators.items():
-        probe = _probe(arrays[task], rng, n=400)
-        np.testing.assert_array_equal(arrays[task].predict_proba(probe), est.predict_proba(probe), err_msg=task)
 
 
 def test_the_bundle_loads_without_scikit_learn_objects_or_warnings():
