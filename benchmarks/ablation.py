@@ -28,6 +28,7 @@ ROWS = [
     ("focal loss, γ = 2", "focal", "mean", ("baseline", "mean")),
     ("asymmetric loss, γ+ = 0, γ− = 4, clip 0.05", "asl", "mean", ("baseline", "mean")),
     ("CLAHE, clip 2, 8 × 8 tiles", "clahe", "mean", ("baseline", "mean")),
+    ("CLAHE, another seed, against the baseline's other seed", "clahe_seed1", "mean", ("baseline_seed1", "mean")),
     ("task weights main 0.7 / auxiliary 0.3 (paper)", "paper_weights", "mean", ("baseline", "mean")),
     ("single task (sequence only)", "single_task", "mean", ("baseline", "mean")),
     ("series by majority vote of the slices", "baseline", "vote", ("baseline", "mean")),

@@ -286,6 +286,7 @@ ABLATION = {
     "focal": {**BASELINE, "loss": "focal", "focal_gamma": 2.0},
     "asl": {**BASELINE, "loss": "asl", "asl_gamma_pos": 0.0, "asl_gamma_neg": 4.0, "asl_clip": 0.05},
     "clahe": {**BASELINE, "clahe": True, "clahe_clip": 2.0, "clahe_tiles": 8},
+    "clahe_seed1": {**BASELINE, "clahe": True, "clahe_clip": 2.0, "clahe_tiles": 8, "seed": 1},
     "paper_weights": {**BASELINE, "task_weights": "paper"},
     "single_task": {**BASELINE, "task_weights": "single"},
 }
