@@ -336,5 +336,8 @@ def run_tune(run: TuneRun) -> dict:
                         f"tune --scale {run.scale}: {len(done)} trials, validation profile {data.val_profile}")
         if done:
             summary["ensemble"] = ensemble_figures(done, run.top_k)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    path = out / "summary.json"  # an ablation-only or search-only run keeps what the other part wrote
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    summary = {**earlier, **summary}
+    path.write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
     return summary
