@@ -256,17 +256,21 @@ def plot_trajectory(done: list[dict], path: str | Path, title: str = "") -> None
 
     t = trajectory(done)
     x = np.arange(1, len(t["loss"]) + 1)
+    kinds = np.array([d.get("target_kind", d.get("stage", "random")) for d in sorted(done, key=lambda d: d["trial"])])
     fig, ax = plt.subplots(figsize=(7, 4))
-    for stage, marker, colour in (("random", "o", "tab:blue"), ("gp", "s", "tab:orange")):
-        m = np.array(t["stage"]) == stage
-        ax.scatter(x[m], np.array(t["loss"])[m], marker=marker, color=colour, label=f"trial ({stage})", zorder=3)
+    for kind, marker, face, label in (("random", "o", "tab:blue", "random trial"),
+                                      ("best", "s", "tab:orange", "GP trial, target: best so far"),
+                                      ("best-25%", "s", "none", "GP trial, target: 25 % better")):
+        m = kinds == kind
+        ax.scatter(x[m], np.array(t["loss"])[m], marker=marker, facecolors=face, edgecolors="tab:orange"
+                   if kind != "random" else "tab:blue", label=label, zorder=3)
     ax.step(x, t["running_best"], where="post", color="black", label="running best")
     if 0 < t["random_ended_after"] < len(x):
         ax.axvline(t["random_ended_after"] + 0.5, color="grey", ls="--", label="random search ended")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation loss (series cross-entropy)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
