@@ -135,6 +135,27 @@ def reference_lines(models: Path, caches: dict[str, Path], rare: list[int]) -> l
     return lines
 
 
+def correlation_lines(run: Path) -> list[str]:
+    """Across every model of the run: does the search's loss (generated validation) rank the real set's answers?"""
+    from scipy.stats import spearmanr
+
+    done = read_done(run / "trials.jsonl") + read_done(run / "ablation.jsonl")
+    done = [t for t in done if "real__mean" in t["result"]["figures"]]
+    if len(done) < 3:
+        return []
+    loss = [t["loss"] for t in done]
+    held = [t["result"]["figures"]["held__mean"]["accuracy"] for t in done]
+    real = [t["result"]["figures"]["real__mean"]["right"] for t in done]
+    pairs = (("validation loss", loss, "generated held-out accuracy", held),
+             ("validation loss", loss, "real series right", real),
+             ("generated held-out accuracy", held, "real series right", real))
+    lines = [f"Rank correlation over the run's {len(done)} models (Spearman ρ, p):"]
+    for a_name, a, b_name, b in pairs:
+        r = spearmanr(a, b)
+        lines.append(f"- {a_name} vs {b_name}: ρ = {r.statistic:+.2f} (p {r.pvalue:.3f})")
+    return lines + [f"- real series right per model: {sorted(real)}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, type=Path, help="the tune run folder")
@@ -151,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(table(by_name, name)))
     print("\n### search\n")
     print("\n".join(search_lines(args.run)))
+    print()
+    print("\n".join(correlation_lines(args.run)))
     if args.png:
         from SeriesClassifierLib.training.tune import plot_trajectory
 
