@@ -132,9 +132,11 @@ def test_fixed_configurations_resume_by_name(tmp_path):
         calls.append(trial)
         return objective(params, trial)
 
-    run_fixed(counting, {"a": configs["a"]}, tmp_path / "ab.jsonl")
-    done = run_fixed(counting, configs, tmp_path / "ab.jsonl")
-    assert calls == [0, 1] and [t["name"] for t in done] == ["a", "b"]
+    run_fixed(counting, {"a": configs["a"], "c": configs["b"]}, tmp_path / "ab.jsonl")
+    # "b" added later in the middle of the list: it gets a new number, never the one "c" ran under
+    done = run_fixed(counting, {"a": configs["a"], "b": configs["b"], "c": configs["b"]}, tmp_path / "ab.jsonl")
+    assert calls == [0, 1, 2] and [t["name"] for t in done] == ["a", "c", "b"]
+    assert [t["trial"] for t in done] == [0, 1, 2]
     assert done[0]["loss"] == pytest.approx(fake_loss(configs["a"]))
 
 

@@ -216,13 +216,29 @@ def search(objective: Objective, space: list[Dim], log_path: str | Path, n_rando
 
 
 def run_fixed(objective: Objective, configs: dict[str, dict], log_path: str | Path) -> list[dict]:
-    """Named fixed configurations (an ablation) through the same resumable log."""
+    """Named fixed configurations (an ablation) through the same resumable log.
+
+    A finished name is not run again; one started and never finished runs again under its number; a name new
+    to the log (a configuration added later) gets the next free number, so no trial's folder is reused.
+    """
     log = TrialLog(log_path)
-    done, _ = log.read()  # an unfinished fixed trial is simply run again by its name
+    done, _ = log.read()
     finished = {t.get("name") for t in done}
-    for trial, name in enumerate(configs):
-        if name not in finished:
-            done.append(_run_trial(log, objective, trial, configs[name], {"stage": "fixed", "name": name}))
+    numbers: dict[str, int] = {}
+    if log.path.is_file():
+        for line in log.path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if entry.get("event") == "start":
+                numbers.setdefault(entry.get("name"), entry["trial"])
+    for name in configs:
+        if name in finished:
+            continue
+        trial = numbers.get(name, max([-1, *numbers.values()]) + 1)
+        numbers[name] = trial
+        done.append(_run_trial(log, objective, trial, configs[name], {"stage": "fixed", "name": name}))
     return done
 
 
