@@ -43,7 +43,7 @@ class Dim:
     high: float = 1.0
     choices: tuple = ()
 
-    def sample(self, rng: np.random.Generator):
+    def sample(self, rng: np.random.Generator) -> float | int | str | bool:
         if self.kind == "choice":
             return self.choices[int(rng.integers(len(self.choices)))]
         if self.kind == "int":
