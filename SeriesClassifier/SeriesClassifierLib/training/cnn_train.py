@@ -12,16 +12,20 @@
 3. Train: weighted sampler (1/sqrt class frequency) for balance, augmentation
    on the batch (rotation, zoom, shift, left-right flip for axial/coronal slices
    only, padding bars filled or added, background zeroed, gamma, noise, blur,
-   bias field), weighted multi-task loss (sequence 1,
-   plane 0.5, each attribute 0.25), optional focal loss. A checkpoint after
+   bias field; ``augment_strength`` scales them), weighted multi-task loss
+   (``task_weights``: sequence 1, plane 0.5, each attribute 0.25; or the
+   paper's 0.7 / 0.3; or the sequence alone), the sequence head's loss
+   cross-entropy, focal or asymmetric (``loss``). A checkpoint after
    every epoch (``--resume`` continues from it); the best epoch on the
    validation profile is exported as cnn.safetensors + cnn.json.
 4. Aggregation: a GRU over slice embeddings is fitted on frozen embeddings and
    kept only when it beats the mean log-prob on the validation profile.
-5. Test: series accuracy, macro-F1, per-class recall, ECE and a confusion
-   picture on --val, headers not used by the model.
+5. Test: series accuracy, macro-F1, per-class recall, ECE (models/calibration.py)
+   and a confusion picture on --val, headers not used by the model.
 
-``train_cnn(...)`` is the function ``seriesclassifier train`` calls.
+``train_cnn(train, out, TrainOptions(...))`` is the function ``seriesclassifier train``
+calls; ``fit_cnn`` is its optimisation alone (``seriesclassifier tune`` calls it on
+caches it derives).
 """
 
 from __future__ import annotations
