@@ -26,7 +26,8 @@ TESTING = Path(__file__).resolve().parent
 if str(TESTING) not in sys.path:  # the helpers import the same under pytest's importlib mode
     sys.path.insert(0, str(TESTING))
 
-TORCH_FILES = {"test_aggregate.py", "test_cnn.py", "test_gradcam.py"}  # import torch at module level
+# these import torch at module level
+TORCH_FILES = {"test_aggregate.py", "test_cnn.py", "test_cnn_losses.py", "test_gradcam.py"}
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 # The fuzzing harness needs hypothesis (a dev extra); Slicer's Pythons in .ci/run have only the engine's

@@ -160,12 +160,13 @@ def test_the_bundled_forest_is_small_trusted_and_documented():
 
 @pytest.mark.torch  # the CNN training module imports torch
 def test_cnn_and_forest_calibration_errors_use_one_binning():
-    """The CNN's training metrics and the forest's report the same ECE for the same predictions."""
-    from SeriesClassifierLib.training.cnn_train import expected_calibration_error as cnn_ece
+    """The CNN's training metrics and the forest's report the same ECE (15 bins) for the same predictions."""
+    from SeriesClassifierLib.training import cnn_train
 
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(5), size=400)
     y = rng.integers(0, 5, size=400)
-    correct = p.argmax(axis=1) == y
-    assert cnn_ece(p.max(axis=1), correct) == pytest.approx(expected_calibration_error(p, y))
-    assert np.isnan(cnn_ece(np.array([]), np.array([], dtype=bool)))
+    metrics = cnn_train._classification_metrics(y, p, list("abcde"))
+    assert metrics["ece"] == pytest.approx(expected_calibration_error(p, y))
+    assert metrics["ece"] != pytest.approx(expected_calibration_error(p, y, n_bins=10))
+    assert not hasattr(cnn_train, "expected_calibration_error")  # no second copy to drift

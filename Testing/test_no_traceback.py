@@ -53,12 +53,13 @@ def _commands(bad: Path, good: Path, out_dir: Path) -> dict[str, list[str]]:
         "report": ["report", str(bad), "--out", str(out_dir / "r.html")],
         "train": ["train", "--data", str(bad), "--labels", str(bad), "--out", str(out_dir / "m"), "--no-cnn"],
         "synth": ["synth", str(bad / "sub"), "--headers-only"],
+        "tune": ["tune", "--train", str(bad), "--held", str(bad), "--out", str(out_dir / "t")],
     }
 
 
 KINDS = ["missing", "zeros", "text", "broken-db", "foreign-sqlite", "empty-file", "folder"]
 COMMANDS = ["classify", "classify-out", "evaluate", "label", "label-import", "review", "export", "report", "train",
-            "synth"]
+            "synth", "tune"]
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ COMMANDS = {
     "export": "export labels (CSV, JSON, BIDS mapping, dcm2bids/heudiconv config)",
     "report": "write a self-contained HTML contact sheet",
     "train": "train or fine-tune models on labelled series",
+    "tune": "search the CNN's hyper-parameters (random, then Gaussian-process-guided); ablation; top-k ensemble",
 }
 
 

@@ -1,12 +1,14 @@
 """Slice → series: turn the per-slice answers of the CNN into one answer per series.
 
-Two interchangeable aggregators with the same contract,
+Interchangeable aggregators with the same contract,
 ``aggregate(slice_probs, embeddings) -> {head: series probabilities}``:
 
 - ``MeanLogProb`` (baseline): the normalised geometric mean of the slice
   probabilities, i.e. the mean of the log-probabilities. One confident but
   wrong slice cannot outvote the others the way a max would, and unlike a vote
   it keeps a full distribution.
+- ``MajorityVote``: the commonest slice answer, its probability the share of slices that gave it (the
+  ResNet paper's series rule), for comparison.
 - ``LearnedAggregator``: a small bidirectional GRU over the slice embeddings
   (ordered along the normal), mean-pooled, with its own sequence head. It can
   learn that a series is e.g. a TOF when bright vessels appear on some slices
@@ -72,6 +74,29 @@ class MeanLogProb:
 
     def aggregate(self, slice_probs: dict[str, np.ndarray], embeddings: np.ndarray | None = None) -> dict:
         return {head: mean_log_prob(p) for head, p in slice_probs.items()}
+
+
+def majority_vote(probs: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """(n_slices, C) → (C,): each slice's top class is a vote; the series distribution is the share of votes.
+
+    Ties go to the class with the higher mean log-probability (a 0.1 % share of the distribution), so the
+    answer is the commonest slice answer and its probability the share of slices that gave it.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    votes = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]) / max(len(probs), 1)
+    p = 0.999 * votes + 0.001 * mean_log_prob(probs, eps)
+    return (p / p.sum()).astype(np.float32)
+
+
+class MajorityVote:
+    """The sequence by majority vote of the slices (the other heads keep the mean log-probability)."""
+
+    name = "vote"
+
+    def aggregate(self, slice_probs: dict[str, np.ndarray], embeddings: np.ndarray | None = None) -> dict:
+        out = MeanLogProb().aggregate(slice_probs)
+        out["sequence"] = majority_vote(slice_probs["sequence"])
+        return out
 
 
 class SliceGRU(nn.Module):

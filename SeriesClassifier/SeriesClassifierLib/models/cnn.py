@@ -35,7 +35,7 @@ from ..dicom.slices import SampledSlices, SliceOptions, SliceReadError, sample_s
 from ..errors import BundleError
 from ..prediction import ModelOutput, TaskPrediction
 from ..vocabulary import Vocabulary, load_vocabulary
-from .aggregate import MIXED, LearnedAggregator, MeanLogProb, SliceGRU, orientation_from_slices
+from .aggregate import MIXED, LearnedAggregator, MajorityVote, MeanLogProb, SliceGRU, orientation_from_slices
 from .novelty import EmbeddingNovelty
 
 WEIGHTS_NAME = "cnn.safetensors"
@@ -51,9 +51,10 @@ class CnnConfig:
     attributes: dict[str, list[str]]
     slice_options: dict = field(default_factory=lambda: SliceOptions().to_dict())
     widths: list[int] = field(default_factory=lambda: [16, 32, 48, 96, 128])
+    blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])  # residual blocks of layer1..layer4
     seq_hidden: int = 128
     dropout: float = 0.2
-    aggregator: str = "mean"  # "mean" or "gru"
+    aggregator: str = "mean"  # "mean", "vote" or "gru"
     gru_hidden: int = 64
     version: str = "untrained"
     vocabulary_version: str = ""
@@ -106,17 +107,24 @@ class _Block(nn.Module):
         return self.act(self.conv2(self.conv1(x)) + self.short(x))
 
 
+def _stage(cin: int, cout: int, stride: int, blocks: int) -> nn.Module:
+    """One residual block (the bundled network's layout) or a sequence of ``blocks`` of them."""
+    if blocks == 1:
+        return _Block(cin, cout, stride)
+    return nn.Sequential(_Block(cin, cout, stride), *(_Block(cout, cout, 1) for _ in range(blocks - 1)))
+
+
 class SeriesNet(nn.Module):
     """Shared backbone → plane/attribute heads → sequence head fed with their softmax."""
 
     def __init__(self, config: CnnConfig):
         super().__init__()
-        w = config.widths
+        w, n = config.widths, config.blocks
         self.stem = _conv_bn(1, w[0], 2)  # 64²
-        self.layer1 = _Block(w[0], w[1], 2)  # 32²
-        self.layer2 = _Block(w[1], w[2], 2)  # 16²
-        self.layer3 = _Block(w[2], w[3], 2)  # 8²
-        self.layer4 = _Block(w[3], w[4], 1)  # 8²: the Grad-CAM layer (8×8 keeps maps usable)
+        self.layer1 = _stage(w[0], w[1], 2, n[0])  # 32²
+        self.layer2 = _stage(w[1], w[2], 2, n[1])  # 16²
+        self.layer3 = _stage(w[2], w[3], 2, n[2])  # 8²
+        self.layer4 = _stage(w[3], w[4], 1, n[3])  # 8²: the Grad-CAM layer (8×8 keeps maps usable)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(config.dropout)
         self.aux_names = ["orientation", *config.attributes]
@@ -147,6 +155,7 @@ class SeriesNet(nn.Module):
 
 _MAX_WIDTH = 4096  # channels or hidden units of any layer (the bundled network has at most 176)
 _MAX_CLASSES = 10_000
+_MAX_BLOCKS = 16
 
 
 def _check_sizes(config: CnnConfig, path: Path) -> None:
@@ -154,6 +163,8 @@ def _check_sizes(config: CnnConfig, path: Path) -> None:
     sizes = [*config.widths, config.seq_hidden, config.gru_hidden]
     if not all(isinstance(v, int) and 0 < v <= _MAX_WIDTH for v in sizes) or len(config.widths) != 5:
         raise BundleError(f"{path}: layer sizes {sizes} are not 5 widths and hidden sizes in 1..{_MAX_WIDTH}")
+    if len(config.blocks) != 4 or not all(isinstance(v, int) and 0 < v <= _MAX_BLOCKS for v in config.blocks):
+        raise BundleError(f"{path}: blocks {config.blocks} are not 4 counts in 1..{_MAX_BLOCKS}")
     heads = [config.sequence_classes, config.orientation_classes, *config.attributes.values()]
     if not all(0 < len(h) <= _MAX_CLASSES for h in heads):
         raise BundleError(f"{path}: a head with no classes or more than {_MAX_CLASSES}")
@@ -211,7 +222,8 @@ class CnnModel:
                  novelty: EmbeddingNovelty | None = None):
         self.net = net.eval()
         self.config = config
-        self.aggregator = aggregator if config.aggregator == "gru" and aggregator is not None else MeanLogProb()
+        self.aggregator = aggregator if config.aggregator == "gru" and aggregator is not None else \
+            (MajorityVote() if config.aggregator == "vote" else MeanLogProb())
         self._gru = aggregator
         self.novelty = novelty
         self._last_sampled: tuple[tuple[str, ...], SampledSlices] | None = None

@@ -12,16 +12,20 @@
 3. Train: weighted sampler (1/sqrt class frequency) for balance, augmentation
    on the batch (rotation, zoom, shift, left-right flip for axial/coronal slices
    only, padding bars filled or added, background zeroed, gamma, noise, blur,
-   bias field), weighted multi-task loss (sequence 1,
-   plane 0.5, each attribute 0.25), optional focal loss. A checkpoint after
+   bias field; ``augment_strength`` scales them), weighted multi-task loss
+   (``task_weights``: sequence 1, plane 0.5, each attribute 0.25; or the
+   paper's 0.7 / 0.3; or the sequence alone), the sequence head's loss
+   cross-entropy, focal or asymmetric (``loss``). A checkpoint after
    every epoch (``--resume`` continues from it); the best epoch on the
    validation profile is exported as cnn.safetensors + cnn.json.
 4. Aggregation: a GRU over slice embeddings is fitted on frozen embeddings and
    kept only when it beats the mean log-prob on the validation profile.
-5. Test: series accuracy, macro-F1, per-class recall, ECE and a confusion
-   picture on --val, headers not used by the model.
+5. Test: series accuracy, macro-F1, per-class recall, ECE (models/calibration.py)
+   and a confusion picture on --val, headers not used by the model.
 
-``train_cnn(...)`` is the function ``seriesclassifier train`` calls.
+``train_cnn(train, out, TrainOptions(...))`` is the function ``seriesclassifier train``
+calls; ``fit_cnn`` is its optimisation alone (``seriesclassifier tune`` calls it on
+caches it derives).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -243,34 +247,40 @@ def _edge_zero_bands(x: torch.Tensor) -> torch.Tensor:
     return (band(zero_rows)[:, None, :, None] | band(zero_cols)[:, None, None, :])
 
 
-def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """Batch augmentation of (B,1,S,S) images in [0,1]; left-right flips only where anatomically valid.
 
     Besides geometry and intensity, the generator's possible shortcuts are broken on the batch:
     padding bars are filled with a noise floor (half of the images that have them) or added (a
     quarter of all images), and the background outside the head is zeroed in some.
+    ``strength`` scales every magnitude and probability (1 = the defaults; the random draws are the same
+    whatever the strength, so a run differs only by how far each change goes).
     """
     b = x.shape[0]
+    s = float(strength)
 
     def u(lo, hi, n=b):
         return torch.rand(n, generator=gen) * (hi - lo) + lo
 
-    angle = u(-20, 20) * math.pi / 180
-    scale = u(0.75, 1.3)
+    def p(prob):
+        return min(1.0, prob * s)
+
+    angle = u(-20 * s, 20 * s) * math.pi / 180
+    scale = u(1 - 0.25 * s, 1 + 0.3 * s)
     flip = torch.where((torch.rand(b, generator=gen) < 0.5) & flippable, -1.0, 1.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos * flip, -sin, u(-0.1, 0.1)
-    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin * flip, cos, u(-0.1, 0.1)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos * flip, -sin, u(-0.1 * s, 0.1 * s)
+    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin * flip, cos, u(-0.1 * s, 0.1 * s)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # padding bars removed: the zero bands at the edges get a noise floor
-    fill = (torch.rand(b, 1, 1, 1, generator=gen) < 0.5) & _edge_zero_bands(x)
+    fill = (torch.rand(b, 1, 1, 1, generator=gen) < p(0.5)) & _edge_zero_bands(x)
     floor = torch.randn(x.shape, generator=gen).abs() * u(0.005, 0.06).view(b, 1, 1, 1)
     x = torch.where(fill, floor, x)
     # padding bars added: zero bands at two opposite edges
     size = x.shape[-1]
-    add = torch.rand(b, generator=gen) < 0.25
+    add = torch.rand(b, generator=gen) < p(0.25)
     rows = torch.rand(b, generator=gen) < 0.75
     w1, w2 = (u(0.03, 0.2) * size).long(), (u(0.03, 0.2) * size).long()
     i = torch.arange(size)[None]
@@ -281,31 +291,31 @@ def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator) -> t
     # smooth multiplicative bias field
     field = F.interpolate(torch.randn(b, 1, 3, 3, generator=gen), size=x.shape[-2:], mode="bicubic",
                           align_corners=False)
-    use = (torch.rand(b, 1, 1, 1, generator=gen) < 0.5).float()
-    x = x * torch.exp(0.25 * field * use)
+    use = (torch.rand(b, 1, 1, 1, generator=gen) < p(0.5)).float()
+    x = x * torch.exp(0.25 * s * field * use)
     # coarser acquisition matrix: unseen sites scan at other resolutions than the training profiles
-    lowres = torch.rand(b, generator=gen) < 0.3
+    lowres = torch.rand(b, generator=gen) < p(0.3)
     if lowres.any():
         size = x.shape[-1]
         small = int(size / float(u(1.2, 2.2, 1)))
         coarse = F.interpolate(x[lowres], size=(small, small), mode="area")
         x[lowres] = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
     # blur
-    blur = torch.rand(b, generator=gen) < 0.2
+    blur = torch.rand(b, generator=gen) < p(0.2)
     if blur.any():
         k = torch.tensor([0.25, 0.5, 0.25])
         k2 = (k[:, None] * k[None, :])[None, None]
         x[blur] = F.conv2d(F.pad(x[blur], (1, 1, 1, 1), mode="replicate"), k2)
     # background suppression: zero outside a smoothed threshold of the object
-    suppress = (torch.rand(b, 1, 1, 1, generator=gen) < 0.15).float()
+    suppress = (torch.rand(b, 1, 1, 1, generator=gen) < p(0.15)).float()
     smooth = F.avg_pool2d(x, 9, stride=1, padding=4)
     keep = (smooth > u(0.03, 0.12).view(b, 1, 1, 1)).float()
     x = x * (1 - suppress + suppress * keep)
     # gamma
-    gamma = torch.exp(u(-0.4, 0.4)).view(b, 1, 1, 1)
+    gamma = torch.exp(u(-0.4 * s, 0.4 * s)).view(b, 1, 1, 1)
     x = x.clamp(0, 1.5) ** gamma
     # Rician-like noise
-    sigma = (u(0, 0.06) * (torch.rand(b, generator=gen) < 0.5).float()).view(b, 1, 1, 1)
+    sigma = (u(0, 0.06 * s) * (torch.rand(b, generator=gen) < p(0.5)).float()).view(b, 1, 1, 1)
     n1 = torch.randn(x.shape, generator=gen) * sigma
     n2 = torch.randn(x.shape, generator=gen) * sigma
     x = torch.sqrt((x + n1) ** 2 + n2**2)
@@ -315,11 +325,12 @@ def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator) -> t
 # ----------------------------------------------------------------------------- training
 
 
-def augmented_batch(cache: Cache, idx: np.ndarray, flippable: torch.Tensor, gen: torch.Generator):
+def augmented_batch(cache: Cache, idx: np.ndarray, flippable: torch.Tensor, gen: torch.Generator,
+                    strength: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Slices ``idx`` of a cache as an augmented (B,1,S,S) tensor, with their per-head targets."""
     x = torch.from_numpy(cache.images[idx].astype(np.float32) / 255.0)[:, None]
     planes = torch.from_numpy(cache.labels["orientation"][idx].astype(np.int64))
-    x = augment(x, torch.isin(planes, flippable), gen)
+    x = augment(x, torch.isin(planes, flippable), gen, strength)
     return x, {h: torch.from_numpy(v[idx].astype(np.int64)) for h, v in cache.labels.items()}
 
 
@@ -329,7 +340,12 @@ def flippable_planes(config: CnnConfig) -> torch.Tensor:
                          if p in config.orientation_classes])
 
 
-def focal_cross_entropy(logits, target, gamma: float, weight=None):
+def focal_cross_entropy(logits: torch.Tensor, target: torch.Tensor, gamma: float,
+                        weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax cross-entropy, down-weighted by (1 - p_t)^gamma (Lin et al. 2017); gamma 0 is plain CE.
+
+    Targets of -1 (unknown) count for nothing; the mean is over the known ones.
+    """
     logp = F.log_softmax(logits, dim=1)
     ce = F.nll_loss(logp, target, weight=weight, reduction="none", ignore_index=-1)
     if gamma <= 0:
@@ -340,12 +356,86 @@ def focal_cross_entropy(logits, target, gamma: float, weight=None):
     return (((1 - pt) ** gamma) * ce * valid).sum() / valid.sum().clamp(min=1)
 
 
-def multitask_loss(out: dict, targets: dict, config: CnnConfig, focal_gamma: float = 0.0) -> torch.Tensor:
+def asymmetric_loss(logits: torch.Tensor, target: torch.Tensor, gamma_pos: float = 0.0, gamma_neg: float = 4.0,
+                    clip: float = 0.05) -> torch.Tensor:
+    """Asymmetric loss (Ridnik et al. 2021) in its one-vs-all form, on the head's softmax probabilities.
+
+    Every class c is a binary problem with p_c = softmax(logits)_c: the true class costs
+    -(1 - p)^gamma_pos * log(p); every other class costs -p_m^gamma_neg * log(1 - p_m) with the shifted
+    probability p_m = max(p - clip, 0), so easy negatives (p <= clip) cost nothing and the rest are
+    down-weighted more steeply than the positive. Summed over the classes, averaged over the known targets.
+    With gamma_pos = gamma_neg = 0 and clip = 0 it is the binary cross-entropy of the softmax
+    probabilities. Why softmax and not the paper's sigmoids: the head stays a softmax, so its
+    probabilities still sum to one for the aggregation, temperature scaling and the ensemble; and unlike
+    the single-label variant of the authors' code (focal on the positive, gamma_neg acting only through
+    label smoothing) the negatives' focusing and the clip act as in the paper.
+    """
+    valid = target >= 0
+    logp = F.log_softmax(logits, dim=1)
+    prob = logp.exp()
+    y = F.one_hot(target.clamp(min=0), logits.shape[1]).to(prob.dtype)
+    pos = -((1 - prob) ** gamma_pos) * logp if gamma_pos else -logp
+    shifted = (prob - clip).clamp(min=0) if clip > 0 else prob
+    log_not = torch.log1p(-shifted.clamp(max=1 - 1e-6))
+    neg = -(shifted**gamma_neg) * log_not if gamma_neg else -log_not
+    per_series = (y * pos + (1 - y) * neg).sum(dim=1)
+    return (per_series * valid).sum() / valid.sum().clamp(min=1)
+
+
+TASK_WEIGHTINGS = ("ours", "paper", "single")
+
+
+def task_weights(config: CnnConfig, scheme: str = "ours") -> dict[str, float]:
+    """Weight of each head's loss.
+
+    ``ours``: sequence 1, orientation 0.5, each attribute 0.25 (the main task 40 % of the total);
+    ``paper``: the main task 0.7 and the auxiliary heads 0.3 shared equally (the multi-task paper);
+    ``single``: the sequence alone (the auxiliary heads are not trained; their softmaxes still feed the
+    sequence head as untrained features, and the CNN's orientation answer is then meaningless).
+    """
+    aux = ["orientation", *config.attributes]
+    if scheme == "ours":
+        return {"sequence": LOSS_WEIGHTS["sequence"], **{h: LOSS_WEIGHTS.get(h, ATTRIBUTE_WEIGHT) for h in aux}}
+    if scheme == "paper":
+        return {"sequence": 0.7, **{h: 0.3 / len(aux) for h in aux}}
+    if scheme == "single":
+        return {"sequence": 1.0, **{h: 0.0 for h in aux}}
+    raise ValueError(f"task weighting {scheme!r}: one of {', '.join(TASK_WEIGHTINGS)}")
+
+
+LOSSES = ("ce", "focal", "asl")
+
+
+@dataclass
+class LossOptions:
+    """The sequence head's loss and the heads' weights (the auxiliary heads always use cross-entropy)."""
+
+    loss: str = "ce"  # "ce" (with the class-balanced sampler: the weighted baseline), "focal" or "asl"
+    focal_gamma: float = 0.0  # focal's gamma; with loss "ce" a gamma > 0 means focal (the old option)
+    asl_gamma_pos: float = 0.0
+    asl_gamma_neg: float = 4.0
+    asl_clip: float = 0.05
+    task_weights: str = "ours"
+
+    def sequence_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.loss == "asl":
+            return asymmetric_loss(logits, target, self.asl_gamma_pos, self.asl_gamma_neg, self.asl_clip)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss {self.loss!r}: one of {', '.join(LOSSES)}")
+        return focal_cross_entropy(logits, target, self.focal_gamma)
+
+
+def multitask_loss(out: dict, targets: dict, config: CnnConfig, focal_gamma: float = 0.0,
+                   loss: LossOptions | None = None) -> torch.Tensor:
+    """The weighted sum of the heads' losses (``loss`` defaults to cross-entropy, focal when ``focal_gamma``)."""
+    loss = loss or LossOptions(focal_gamma=focal_gamma)
+    weights = task_weights(config, loss.task_weights)
     total = torch.zeros(())
-    for head in ["sequence", "orientation", *config.attributes]:
-        w = LOSS_WEIGHTS.get(head, ATTRIBUTE_WEIGHT)
-        gamma = focal_gamma if head == "sequence" else 0.0
-        total = total + w * focal_cross_entropy(out[head], targets[head], gamma)
+    for head, w in weights.items():
+        if w:
+            value = loss.sequence_loss(out[head], targets[head]) if head == "sequence" else \
+                focal_cross_entropy(out[head], targets[head], 0.0)
+            total = total + w * value
     return total
 
 
@@ -374,15 +464,13 @@ def evaluate(model: CnnModel, cache: Cache) -> dict:
     seq_classes = classes["sequence"]
     y = cache.series_labels["sequence"].astype(int)
     ok = y >= 0
-    pred = np.array([seq_classes.index(o.sequence.label) for o in outputs])
-    conf = np.array([o.sequence.probability for o in outputs])
-    result["sequence"] = _classification_metrics(y[ok], pred[ok], conf[ok], seq_classes)
+    probs = np.array([[o.sequence.probabilities[c] for c in seq_classes] for o in outputs])
+    pred = probs.argmax(axis=1)
+    result["sequence"] = _classification_metrics(y[ok], probs[ok], seq_classes)
     yo = cache.series_labels["orientation"].astype(int)
     codes = model.config.orientation_codes
-    po = np.array([codes.index(o.orientation.label) for o in outputs])
-    result["orientation"] = _classification_metrics(yo[yo >= 0], po[yo >= 0],
-                                                    np.array([o.orientation.probability for o in outputs])[yo >= 0],
-                                                    codes)
+    po = np.array([[o.orientation.probabilities[c] for c in codes] for o in outputs])
+    result["orientation"] = _classification_metrics(yo[yo >= 0], po[yo >= 0], codes)
     for name, values in model.config.attributes.items():
         ya = cache.series_labels[name].astype(int)
         pa = np.array([values.index(o.attributes[name].label) for o in outputs])
@@ -392,32 +480,22 @@ def evaluate(model: CnnModel, cache: Cache) -> dict:
     return result
 
 
-def _classification_metrics(y: np.ndarray, pred: np.ndarray, conf: np.ndarray, classes: list[str]) -> dict:
+def _classification_metrics(y: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class recall, ECE (models/calibration.py, 15 bins) and the confusion matrix."""
     from sklearn.metrics import confusion_matrix, f1_score
 
+    from ..models.calibration import expected_calibration_error
+
+    pred = probabilities.argmax(axis=1) if len(y) else np.zeros(0, dtype=int)
     present = sorted(set(y.tolist()))
-    recall = {}
-    for c in present:
-        m = y == c
-        recall[classes[c]] = float((pred[m] == c).mean())
+    recall = {classes[c]: float((pred[y == c] == c).mean()) for c in present}
     return {
         "accuracy": float((pred == y).mean()) if len(y) else None,
         "macro_f1": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)) if len(y) else None,
         "recall": recall,
-        "ece": expected_calibration_error(conf, pred == y),
+        "ece": expected_calibration_error(probabilities, y),
         "confusion": confusion_matrix(y, pred, labels=list(range(len(classes)))).tolist(),
     }
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """ECE from top-1 confidences and whether each was right, binned as the forest's figures are
-    (models/calibration.py), so the two models' model-card figures compare."""
-    from ..models.calibration import expected_calibration_error as ece_of_probabilities
-
-    confidence = np.asarray(confidence, dtype=float)
-    # a two-column table whose row maximum is the confidence (column 0), and column 0 is right when correct
-    probabilities = np.column_stack([confidence, np.zeros_like(confidence)])
-    return ece_of_probabilities(probabilities, np.where(np.asarray(correct, dtype=bool), 0, 1))
 
 
 def plot_confusion(matrix, classes: list[str], path: str | Path, title: str) -> None:
@@ -462,70 +540,139 @@ def _save_checkpoint(path: Path, net, opt, epoch: int, best: float, history: lis
     os.replace(tmp, path)
 
 
-def train_cnn(
-    train: str | Path | list[str | Path],
-    out: str | Path,
-    *,
-    test: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    val_profile: str | None = None,
-    exclude_profiles: list[str] | None = None,
-    epochs: int = 30,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    patience: int = 4,
-    seed: int = 0,
-    threads: int = 2,
-    workers: int = 2,
-    max_minutes: float = 55.0,
-    samples_per_epoch: int | None = None,
-    focal_gamma: float = 0.0,
-    clahe: bool = False,
-    k: int = 8,
-    size: int = 128,
-    fit_gru: bool = True,
-    resume: bool = False,
-    command: str = "",
-    docs_dir: str | Path | None = None,
-    labels_csv: str | Path | None = None,
-    widths: list[int] | None = None,
-) -> dict:
-    """Train the CNN on a corpus; write cnn.safetensors + cnn.json (+ metrics) into ``out``. Returns metrics."""
+@dataclass
+class TrainOptions(LossOptions):
+    """Everything a CNN training run is told (the loss options included); recorded in the model's cnn.json."""
+
+    test: str | Path | None = None  # held-out corpus for the final test only
+    cache_dir: str | Path | None = None
+    val_profile: str | None = None
+    exclude_profiles: list[str] | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    patience: int = 4
+    seed: int = 0
+    threads: int = 2
+    workers: int = 2
+    max_minutes: float = 55.0
+    samples_per_epoch: int | None = None
+    k: int = 8
+    size: int = 128
+    widths: list[int] | None = None  # five stage widths (default CnnConfig's)
+    blocks: list[int] | None = None  # residual blocks of the four stages after the stem (default one each)
+    clahe: bool = False
+    clahe_clip: float = 2.0
+    clahe_tiles: int = 8
+    augment_strength: float = 1.0
+    fit_gru: bool = True
+    resume: bool = False
+    command: str = ""
+    docs_dir: str | Path | None = None
+    labels_csv: str | Path | None = None
+
+    def slice_options(self) -> SliceOptions:
+        return SliceOptions(k=self.k, size=self.size, clahe=self.clahe, clahe_clip=self.clahe_clip,
+                            clahe_tiles=self.clahe_tiles)
+
+    def cnn_config(self) -> CnnConfig:
+        config = CnnConfig.from_vocabulary(slice_options=self.slice_options().to_dict())
+        if self.widths:
+            config.widths = list(self.widths)
+        if self.blocks:
+            config.blocks = list(self.blocks)
+        return config
+
+    def cache_tag(self) -> str:
+        clahe = ""
+        if self.clahe:
+            clahe = "_clahe" if (self.clahe_clip, self.clahe_tiles) == (2.0, 8) else \
+                f"_clahe{self.clahe_clip:g}x{self.clahe_tiles}"
+        return f"k{self.k}_s{self.size}{clahe}"
+
+    def loss_options(self) -> LossOptions:
+        return LossOptions(**{f.name: getattr(self, f.name) for f in fields(LossOptions)})
+
+
+def train_cnn(train: str | Path | list[str | Path], out: str | Path, options: TrainOptions | None = None,
+              **overrides) -> dict:
+    """Train the CNN on a corpus; write cnn.safetensors + cnn.json (+ metrics) into ``out``. Returns metrics.
+
+    ``options`` (default ``TrainOptions()``) with any of its fields overridden by keyword.
+    """
+    opts = replace(options or TrainOptions(), **overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    cache_dir = Path(cache_dir) if cache_dir else out / "cache"
-    options = SliceOptions(k=k, size=size, clahe=clahe)
-    config = CnnConfig.from_vocabulary(slice_options=options.to_dict())
-    if widths:
-        config.widths = list(widths)
-    tag = f"k{k}_s{size}{'_clahe' if clahe else ''}"
+    torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    cache_dir = Path(opts.cache_dir) if opts.cache_dir else out / "cache"
+    config = opts.cnn_config()
     corpora = [train] if isinstance(train, (str, Path)) else list(train)
-    train_c, val_c, val_profile = _training_caches(corpora, config, cache_dir, tag, workers, labels_csv,
-                                                   exclude_profiles, val_profile)
+    train_c, val_c, val_profile = _training_caches(corpora, config, cache_dir, opts.cache_tag(), opts.workers,
+                                                   opts.labels_csv, opts.exclude_profiles, opts.val_profile)
+    model, history, best = fit_cnn(train_c, val_c, config, opts, out)
+    result = {"val_profile": val_profile, "history": history}
+    if opts.fit_gru and len(val_c.uids):
+        result["aggregation"] = _compare_aggregators(model, train_c, val_c, opts.seed)
+        log.info("aggregation: %s", json.dumps(result["aggregation"]))
+    model.config.version = time.strftime("%Y%m%d", time.gmtime())
+    model.config.training = {
+        "command": opts.command, "train": [str(c) for c in corpora], "n_series": int(len(train_c.uids)),
+        "n_slices": int(len(train_c.images)), "val_profile": val_profile, "epochs_run": len(history),
+        "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed, "focal_gamma": opts.focal_gamma,
+        "exclude_profiles": opts.exclude_profiles or [], "options": options_record(opts),
+        "loss_weights": task_weights(config, opts.task_weights), "history": history,
+    }
+    model.config.metrics = {"validation_profile": {"sequence_accuracy": best}}
+    if opts.test:
+        test_cache = build_cache(opts.test, config, cache_dir / f"{Path(opts.test).name}_{opts.cache_tag()}.npz",
+                                 opts.workers)
+        docs = Path(opts.docs_dir) if opts.docs_dir else out
+        result["test"] = _test_metrics(model, test_cache, str(opts.test), docs)
+    model.save(out)
+    (out / "cnn_metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
+
+
+def options_record(opts: TrainOptions) -> dict:
+    """The options as JSON values (paths as text), for cnn.json and the tune log."""
+    record = {}
+    for f in fields(opts):
+        value = getattr(opts, f.name)
+        record[f.name] = str(value) if isinstance(value, Path) else value
+    return record
+
+
+def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
+            out: Path) -> tuple[CnnModel, list[dict], float]:
+    """The optimisation: epochs of class-balanced, augmented batches; the best epoch on ``val_c`` kept in ``out``.
+
+    A checkpoint after every epoch (``opts.resume`` continues from it). Returns (the best model, the history,
+    its validation sequence accuracy).
+    """
     net = SeriesNet(config)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=1e-4)
     ckpt = out / "checkpoint.pt"
-    start_epoch, best, bad_epochs, history = _restore(ckpt, net, opt) if resume else (0, -1.0, 0, [])
-    per_epoch = samples_per_epoch or len(train_c.images)
-    steps = max(1, per_epoch // batch_size)
+    start_epoch, best, bad_epochs, history = _restore(ckpt, net, opt) if opts.resume else (0, -1.0, 0, [])
+    per_epoch = opts.samples_per_epoch or len(train_c.images)
+    steps = max(1, per_epoch // opts.batch_size)
     # on resume the schedule continues where it was (the optimizer state carries initial_lr); the total may grow
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(epochs, start_epoch + 1) * steps,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts.lr,
+                                                total_steps=max(opts.epochs, start_epoch + 1) * steps,
                                                 pct_start=0.15, last_epoch=start_epoch * steps - 1)
     weights = _class_weights_for_sampler(train_c.labels["sequence"].astype(int))
     flippable = flippable_planes(config)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(opts.seed)
     model = CnnModel(net, config)
     t_start = time.time()
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start_epoch, opts.epochs):
         net.train()
-        ep_rng = np.random.default_rng(seed * 1000 + epoch)  # resumable: depends on the epoch only
-        gen.manual_seed(seed * 1000 + epoch)
-        idx_all = ep_rng.choice(len(train_c.images), size=steps * batch_size, p=weights)
+        ep_rng = np.random.default_rng(opts.seed * 1000 + epoch)  # resumable: depends on the epoch only
+        gen.manual_seed(opts.seed * 1000 + epoch)
+        idx_all = ep_rng.choice(len(train_c.images), size=steps * opts.batch_size, p=weights)
         t0 = time.time()
-        total = _train_steps(net, opt, sched, train_c, idx_all.reshape(steps, batch_size), flippable, gen, config,
-                             focal_gamma)
+        total = _train_steps(net, opt, sched, train_c, idx_all.reshape(steps, opts.batch_size), flippable, gen,
+                             config, opts)
         model = CnnModel(net.eval(), config)
         metrics = evaluate(model, val_c) if len(val_c.uids) else {"sequence": {"accuracy": 0.0}}
         score = metrics["sequence"]["accuracy"]
@@ -541,33 +688,13 @@ def train_cnn(
         else:
             bad_epochs += 1
         _save_checkpoint(ckpt, net, opt, epoch, best, history, bad_epochs)
-        if bad_epochs >= patience:
-            log.info("early stop: no improvement for %d epochs", patience)
+        if bad_epochs >= opts.patience:
+            log.info("early stop: no improvement for %d epochs", opts.patience)
             break
-        if (time.time() - t_start) / 60 > max_minutes:
-            log.info("time budget of %.0f min reached", max_minutes)
+        if (time.time() - t_start) / 60 > opts.max_minutes:
+            log.info("time budget of %.0f min reached", opts.max_minutes)
             break
-
-    model = CnnModel.load(out)
-    result = {"val_profile": val_profile, "history": history}
-    if fit_gru and len(val_c.uids):
-        result["aggregation"] = _compare_aggregators(model, train_c, val_c, seed)
-        log.info("aggregation: %s", json.dumps(result["aggregation"]))
-    model.config.version = time.strftime("%Y%m%d", time.gmtime())
-    model.config.training = {
-        "command": command, "train": [str(c) for c in corpora], "n_series": int(len(train_c.uids)),
-        "n_slices": int(len(train_c.images)), "val_profile": val_profile, "epochs_run": len(history),
-        "batch_size": batch_size, "lr": lr, "seed": seed, "focal_gamma": focal_gamma,
-        "exclude_profiles": exclude_profiles or [],
-        "loss_weights": {**LOSS_WEIGHTS, "attributes": ATTRIBUTE_WEIGHT}, "history": history,
-    }
-    model.config.metrics = {"validation_profile": {"sequence_accuracy": best}}
-    if test:
-        test_cache = build_cache(test, config, cache_dir / f"{Path(test).name}_{tag}.npz", workers)
-        result["test"] = _test_metrics(model, test_cache, str(test), Path(docs_dir) if docs_dir else out)
-    model.save(out)
-    (out / "cnn_metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    return result
+    return CnnModel.load(out), history, best
 
 
 def _training_caches(corpora: list, config: CnnConfig, cache_dir: Path, tag: str, workers: int,
@@ -601,12 +728,13 @@ def _restore(ckpt: Path, net: SeriesNet, opt) -> tuple[int, float, int, list]:
 
 
 def _train_steps(net: SeriesNet, opt, sched, train_c: Cache, batches: np.ndarray, flippable, gen, config: CnnConfig,
-                 focal_gamma: float) -> float:
+                 opts: TrainOptions) -> float:
     """One epoch's optimisation steps over the given batches of slice indices; the summed loss."""
     total = 0.0
+    loss_options = opts.loss_options()
     for batch in batches:
-        x, targets = augmented_batch(train_c, batch, flippable, gen)
-        loss = multitask_loss(net(x), targets, config, focal_gamma)
+        x, targets = augmented_batch(train_c, batch, flippable, gen, opts.augment_strength)
+        loss = multitask_loss(net(x), targets, config, loss=loss_options)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -743,11 +871,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="processes for building the cache")
     p.add_argument("--max-minutes", type=float, default=55.0)
     p.add_argument("--samples-per-epoch", type=int)
+    p.add_argument("--loss", choices=LOSSES, default="ce", help="the sequence head's loss (default ce)")
     p.add_argument("--focal-gamma", type=float, default=0.0)
+    p.add_argument("--asl-gamma-pos", type=float, default=0.0)
+    p.add_argument("--asl-gamma-neg", type=float, default=4.0)
+    p.add_argument("--asl-clip", type=float, default=0.05)
+    p.add_argument("--task-weights", choices=TASK_WEIGHTINGS, default="ours")
+    p.add_argument("--augment-strength", type=float, default=1.0)
     p.add_argument("--clahe", action="store_true")
+    p.add_argument("--clahe-clip", type=float, default=2.0)
+    p.add_argument("--clahe-tiles", type=int, default=8)
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--widths", type=int, nargs=5, help="channels of the five stages (default 16 32 48 96 128)")
+    p.add_argument("--blocks", type=int, nargs=4, help="residual blocks of the four stages (default 1 1 1 1)")
     p.add_argument("--no-gru", action="store_true", help="skip fitting the learned aggregator")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--docs", help="folder for the confusion pictures (default OUT)")
@@ -762,14 +899,10 @@ def main(argv: list[str] | None = None) -> int:
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(args.log or out / "train.log")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", handlers=handlers)
     command = "python -m SeriesClassifierLib.training.cnn_train " + " ".join(sys.argv[1:] if argv is None else argv)
-    train_cnn(
-        args.train, out, test=args.val, cache_dir=args.cache_dir, val_profile=args.val_profile,
-        exclude_profiles=args.exclude_profile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        patience=args.patience, seed=args.seed, threads=args.threads, workers=args.workers,
-        max_minutes=args.max_minutes, samples_per_epoch=args.samples_per_epoch, focal_gamma=args.focal_gamma,
-        clahe=args.clahe, k=args.k, size=args.size, fit_gru=not args.no_gru, resume=args.resume,
-        command=command, docs_dir=args.docs, labels_csv=args.labels, widths=args.widths,
-    )
+    names = {f.name for f in fields(TrainOptions)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    train_cnn(args.train, out, TrainOptions(**given), test=args.val, exclude_profiles=args.exclude_profile,
+              fit_gru=not args.no_gru, command=command, docs_dir=args.docs, labels_csv=args.labels)
     from ..models.bundle import MANIFEST_FILE, write_manifest
 
     if (out / MANIFEST_FILE).is_file():  # a CNN trained into a bundle: its checksums change with it

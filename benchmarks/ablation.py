@@ -1,0 +1,189 @@
+"""The ablation table of docs/ABLATION.md from a ``seriesclassifier tune --ablation`` run folder.
+
+    python benchmarks/ablation.py --run RUN [--png docs/ablation/search_trajectory.png] \
+        [--reference SeriesClassifier/Resources/Models --held HELD.npz]
+
+One row per method against its baseline, on the generated held-out profiles and on the real development
+set (pixels only): series right / n, macro-F1, the rare classes' recall (the rarest third of the classes by
+training series, those present), ECE (models/calibration.py, 15 bins), the difference in series right from
+the baseline with an exact McNemar p-value over the paired series, and the inference cost per series
+(multiply-adds; milliseconds on one thread of a shared machine). Also the search: trials, the best single
+trial and the top-k ensemble. A benchmark: the run folder is made by the tune command, not by a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# row: (label, ablation trial, aggregation, the baseline it is compared with (trial, aggregation))
+ROWS = [
+    ("baseline: CE + class-balanced sampler, weights 1/0.5/4×0.25, no CLAHE, mean log-prob", "baseline", "mean",
+     None),
+    ("baseline, another seed (the noise of one row)", "baseline_seed1", "mean", ("baseline", "mean")),
+    ("focal loss, γ = 2", "focal", "mean", ("baseline", "mean")),
+    ("asymmetric loss, γ+ = 0, γ− = 4, clip 0.05", "asl", "mean", ("baseline", "mean")),
+    ("CLAHE, clip 2, 8 × 8 tiles", "clahe", "mean", ("baseline", "mean")),
+    ("CLAHE, another seed, against the baseline's other seed", "clahe_seed1", "mean", ("baseline_seed1", "mean")),
+    ("task weights main 0.7 / auxiliary 0.3 (paper)", "paper_weights", "mean", ("baseline", "mean")),
+    ("single task (sequence only)", "single_task", "mean", ("baseline", "mean")),
+    ("series by majority vote of the slices", "baseline", "vote", ("baseline", "mean")),
+    ("series by a bidirectional GRU on frozen slice embeddings", "baseline", "gru", ("baseline", "mean")),
+]
+SETS = (("held", "generated held-out profiles"), ("real", "real development set, pixels only"))
+
+
+def read_done(log: Path) -> list[dict]:
+    from SeriesClassifierLib.training.tune import TrialLog
+
+    return TrialLog(log).read()[0] if log.is_file() else []
+
+
+def predictions(trial: dict, name: str, agg: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(Path(trial["result"]["folder"]) / "outputs.npz", allow_pickle=False) as z:
+        return z[f"{name}__{agg}"].argmax(axis=1), z[f"{name}__y"].astype(int)
+
+
+def mcnemar(right_a: np.ndarray, right_b: np.ndarray) -> float:
+    """Exact two-sided McNemar p-value of paired right/wrong answers."""
+    from scipy.stats import binomtest
+
+    b = int((right_a & ~right_b).sum())
+    c = int((~right_a & right_b).sum())
+    return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def table(by_name: dict[str, dict], name: str) -> list[str]:
+    lines = ["| method | right / n | macro-F1 | rare recall (n) | ECE | Δ right vs baseline (McNemar p) | "
+             "MMAC / series | ms / series |", "|---|---|---|---|---|---|---|---|"]
+    for label, trial, agg, base in ROWS:
+        t = by_name.get(trial)
+        if t is None or f"{name}__{agg}" not in t["result"]["figures"]:
+            continue
+        f = t["result"]["figures"][f"{name}__{agg}"]
+        delta = "–"
+        if base is not None and base[0] in by_name:
+            pred, y = predictions(t, name, agg)
+            pred_b, _ = predictions(by_name[base[0]], name, base[1])
+            ok = y >= 0
+            right, right_b = (pred == y)[ok], (pred_b == y)[ok]
+            delta = f"{int(right.sum()) - int(right_b.sum()):+d} (p {mcnemar(right, right_b):.2f})"
+        cost = t["result"]["cost"]
+        extra = " (+GRU)" if agg == "gru" else ""
+        lines.append(f"| {label} | {f['right']}/{f['n']} ({f['accuracy']:.3f}) | {_fmt(f['macro_f1'])} | "
+                     f"{_fmt(f['rare_recall'])} ({f['rare_n']}) | {_fmt(f['ece'])} | {delta} | "
+                     f"{cost['mmac_per_series']}{extra} | {cost['ms_per_series']} |")
+    return lines
+
+
+def search_lines(run: Path) -> list[str]:
+    from SeriesClassifierLib.training.tune import trajectory
+
+    done = read_done(run / "trials.jsonl")
+    if not done:
+        return ["(no search trials)"]
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    t = trajectory(done)
+    best = min(done, key=lambda d: d["loss"])
+    lines = [f"{len(done)} trials ({t['random_ended_after']} random, {len(done) - t['random_ended_after']} GP); "
+             f"validation loss per trial: {', '.join(f'{v:.3f}' for v in t['loss'])}; "
+             f"best {best['loss']:.3f} at trial {best['trial']} ({best.get('stage')}): "
+             f"{json.dumps(best['params'])}", "",
+             "| model | set | right / n | macro-F1 | rare recall (n) | ECE | kept at threshold | their accuracy |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, title in (("val", "validation profile"), *SETS):
+        f = best["result"]["figures"].get(f"{name}__mean")
+        if f:
+            lines.append(f"| best trial ({best['trial']}) | {title} | {f['right']}/{f['n']} | {_fmt(f['macro_f1'])} | "
+                         f"{_fmt(f['rare_recall'])} ({f['rare_n']}) | {_fmt(f['ece'])} | – | – |")
+        e = summary.get("ensemble", {}).get(name)
+        if e:
+            lines.append(f"| top-{len(summary['ensemble']['members'])} ensemble {summary['ensemble']['members']} | "
+                         f"{title} | {e['right']}/{e['n']} | {_fmt(e['macro_f1'])} | {_fmt(e['rare_recall'])} "
+                         f"({e['rare_n']}) | {_fmt(e['ece'])} | {_fmt(e['accepted_share'], 2)} | "
+                         f"{_fmt(e['accepted_accuracy'])} |")
+    if "ensemble" in summary:
+        lines += ["", f"Ensemble review threshold (chosen on the validation profile, target accuracy 0.95, bounds "
+                      f"0.5–0.9): {summary['ensemble']['threshold']:.3f}"]
+    return lines
+
+
+def reference_lines(models: Path, caches: dict[str, Path], rare: list[int]) -> list[str]:
+    """The bundled CNN scored by the same code on the same slices (K = 8, 128², mean log-probability)."""
+    from SeriesClassifierLib.models.cnn import CnnModel
+    from SeriesClassifierLib.training.cnn_train import Cache
+    from SeriesClassifierLib.training.tune_trials import inference_cost, scores, series_probabilities
+
+    model = CnnModel.load(models)
+    cost = inference_cost(model, 8, 128)
+    lines = [f"Reference: the CNN in {models} (version {model.config.version}, widths {model.config.widths}, "
+             f"{cost['mmac_per_series']} MMAC / series, {cost['ms_per_series']} ms / series)", ""]
+    for name, title in SETS:
+        if name in caches and caches[name].is_file():
+            cache = Cache.load(caches[name])
+            f = scores(series_probabilities(model, cache)["mean"], cache.series_labels["sequence"], rare)
+            lines.append(f"- {title}: {f['right']}/{f['n']} ({f['accuracy']:.3f}), macro-F1 {_fmt(f['macro_f1'])}, "
+                         f"rare recall {_fmt(f['rare_recall'])} ({f['rare_n']}), ECE {_fmt(f['ece'])}")
+    return lines
+
+
+def correlation_lines(run: Path) -> list[str]:
+    """Across every model of the run: does the search's loss (generated validation) rank the real set's answers?"""
+    from scipy.stats import spearmanr
+
+    done = read_done(run / "trials.jsonl") + read_done(run / "ablation.jsonl")
+    done = [t for t in done if "real__mean" in t["result"]["figures"]]
+    if len(done) < 3:
+        return []
+    loss = [t["loss"] for t in done]
+    held = [t["result"]["figures"]["held__mean"]["accuracy"] for t in done]
+    real = [t["result"]["figures"]["real__mean"]["right"] for t in done]
+    pairs = (("validation loss", loss, "generated held-out accuracy", held),
+             ("validation loss", loss, "real series right", real),
+             ("generated held-out accuracy", held, "real series right", real))
+    lines = [f"Rank correlation over the run's {len(done)} models (Spearman ρ, p):"]
+    for a_name, a, b_name, b in pairs:
+        r = spearmanr(a, b)
+        lines.append(f"- {a_name} vs {b_name}: ρ = {r.statistic:+.2f} (p {r.pvalue:.3f})")
+    return lines + [f"- real series right per model: {sorted(real)}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", required=True, type=Path, help="the tune run folder")
+    ap.add_argument("--png", type=Path, help="also draw the search trajectory here")
+    ap.add_argument("--reference", type=Path, help="a models folder to score on the same slices (the bundle)")
+    ap.add_argument("--held", type=Path, help="the held-out slice cache the run was given (for --reference)")
+    args = ap.parse_args(argv)
+    by_name = {t["name"]: t for t in read_done(args.run / "ablation.jsonl")}
+    if args.reference and "baseline" in by_name:
+        caches = {"real": args.run / "cache" / "real_k8_s128.npz", **({"held": args.held} if args.held else {})}
+        print("\n".join(reference_lines(args.reference, caches, by_name["baseline"]["result"]["rare_classes"])))
+    for name, title in SETS:
+        print(f"\n### {title}\n")
+        print("\n".join(table(by_name, name)))
+    print("\n### search\n")
+    print("\n".join(search_lines(args.run)))
+    print()
+    print("\n".join(correlation_lines(args.run)))
+    if args.png:
+        from SeriesClassifierLib.training.tune import plot_trajectory
+
+        done = read_done(args.run / "trials.jsonl")
+        args.png.parent.mkdir(parents=True, exist_ok=True)
+        plot_trajectory(done, args.png, f"seriesclassifier tune --scale reduced: {len(done)} trials "
+                                        "(generated validation profile)")
+        print(f"\nwrote {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
