@@ -62,15 +62,31 @@ def _siemens(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
     gen = p.generation or "VE"
     star = "*" if gen != "VB" or _p(rng, 0.7) else ""
     osp = ("OSP",) if _p(rng, 0.5) else ()
+    h = (_siemens_anatomy(tech, spec, rng, gen, star, osp)
+         or _siemens_epi_angio_other(tech, spec, rng, gen, star, osp))
+    if gen == "XA" and spec.storage == "enhanced":
+        # XA enhanced objects: no top-level ScanningSequence/SequenceVariant/SequenceName; the name
+        # (with its leading *) is the PulseSequenceName
+        h.extra["enhanced_habit"] = "siemens_xa"
+    return h
+
+
+def _siemens_norm_tokens(gen: str, spec: SeriesSpec, rng) -> str:
+    """syngo's trailing ImageType tokens: they vary by release and filter settings."""
+    if gen == "VB":
+        return _pick(rng, ["ND\\NORM", "ND", "NORM\\DIS2D"])
+    return _pick(rng, ["ND\\NORM", "NORM\\DIS2D", "ND", "NORM\\DIS3D" if spec.acquisition == "3D" else "DIS2D"])
+
+
+def _siemens_anatomy(tech: str, spec: SeriesSpec, rng, gen: str, star: str, osp: tuple) -> Header | None:
+    """Localizers and the structural and susceptibility series (None for any other technique)."""
     etl = int(spec.echo_train_length or 1)
     m = int(spec.columns or 64)
 
-    def norm_tokens() -> str:  # syngo's trailing ImageType tokens vary by release and filter settings
-        if gen == "VB":
-            return _pick(rng, ["ND\\NORM", "ND", "NORM\\DIS2D"])
-        return _pick(rng, ["ND\\NORM", "NORM\\DIS2D", "ND", "NORM\\DIS3D" if spec.acquisition == "3D" else "DIS2D"])
+    def norm_tokens() -> str:
+        return _siemens_norm_tokens(gen, spec, rng)
 
-    h: Header
+    h: Header | None = None
     if tech == "scout":
         h = Header(("GR",), ("SP", *osp), [], f"{star}fl2d1", f"ORIGINAL\\PRIMARY\\M\\{norm_tokens()}")
     elif tech in ("scout_cal", "scout_mpr"):
@@ -109,7 +125,14 @@ def _siemens(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         h = Header(("GR",), ("SP", *osp), [], f"{star}fl3d{n}r", f"ORIGINAL\\PRIMARY\\M\\{norm_tokens()}")
     elif tech.startswith("swi"):
         h = Header(("GR",), ("SP", *osp), [], f"{star}swi3d1r")
-    elif tech in _DIFFUSION:
+    return h
+
+
+def _siemens_epi_angio_other(tech: str, spec: SeriesSpec, rng, gen: str, star: str, osp: tuple) -> Header:
+    """Diffusion, perfusion, BOLD, angiography, field maps and the rest."""
+    m = int(spec.columns or 64)
+    h: Header
+    if tech in _DIFFUSION:
         ss = ("SE", "EP") if gen == "VB" or _p(rng, 0.2) else ("EP",)
         bmax = int(max(spec.b_values)) if spec.b_values else 1000
         name = {"dwi": f"{star}ep_b{bmax}t", "dti": f"{star}ep_b0"}.get(tech, f"{star}ep_b0_{bmax}")
@@ -152,10 +175,6 @@ def _siemens(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         h = Header(("SE",), ("SK",), [], f"{star}svs_se")
     else:
         h = Header(("GR",), ("SP",), [], f"{star}fl3d1")
-    if gen == "XA" and spec.storage == "enhanced":
-        # XA enhanced objects: no top-level ScanningSequence/SequenceVariant/SequenceName; the name
-        # (with its leading *) is the PulseSequenceName
-        h.extra["enhanced_habit"] = "siemens_xa"
     return h
 
 
@@ -168,7 +187,20 @@ def _ge(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
     edr = ["EDR_GEMS"] if _p(rng, 0.5) else []
     acc = ["ACC_GEMS"] if gen in ("MR29", "MR30", "DV") and _p(rng, 0.5) else []
     fast = ["FAST_GEMS"] if _p(rng, 0.7) else []
-    h: Header
+    h = (_ge_anatomy(tech, spec, rng, old, edr, acc, fast)
+         or _ge_epi_angio_other(tech, rng, gen, acc))
+    if "ti_zero" not in h.extra:
+        h.extra["ti_zero"] = _p(rng, 0.4)  # GE writes InversionTime 0 on many series that have none
+    h.extra.setdefault("ge_psd", "")
+    # the private b-value (0043,1039) sits on every image of most GE series, b = 0 where nothing was diffusion
+    # weighted; Genesis-era files skip it now and then
+    h.extra["ge_b_everywhere"] = _p(rng, 0.8 if old else 0.97)
+    return h
+
+
+def _ge_anatomy(tech: str, spec: SeriesSpec, rng, old: bool, edr: list, acc: list, fast: list) -> Header | None:
+    """Localizers and the structural and susceptibility series (None for any other technique)."""
+    h: Header | None = None
     if tech == "scout":
         h = Header(("RM",), ("NONE",) if _p(rng, 0.7) else ("OSP",),
                    _pick(rng, [["PFF"], ["NPW", "SEQ_GEMS", "PFF"], ["FAST_GEMS", "PFF"], ["SEQ_GEMS"]]), "",
@@ -228,7 +260,13 @@ def _ge(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
     elif tech.startswith("swi"):
         h = Header(("GR",), ("SS", "SP") if _p(rng, 0.6) else ("SP",), ["FAST_GEMS", "SEQ_GEMS", *acc], "", None,
                    {"ge_psd": "swan"})
-    elif tech in _DIFFUSION:
+    return h
+
+
+def _ge_epi_angio_other(tech: str, rng, gen: str, acc: list) -> Header:
+    """Diffusion, perfusion, BOLD, angiography, field maps and the rest."""
+    h: Header
+    if tech in _DIFFUSION:
         opts = (["SAT_GEMS"] if _p(rng, 0.3) else []) + ["EPI_GEMS"] + (["FILTERED_GEMS"] if _p(rng, 0.4) else [])
         opts += acc + ["PFF"] + (["FS"] if _p(rng, 0.5) else [])
         h = Header(("EP", "SE"), ("NONE",) if _p(rng, 0.8) else ("SS",), opts, "", None,
@@ -264,12 +302,6 @@ def _ge(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         h = Header(("SE",), ("NONE",), [], "", None, {"ge_psd": "probe-p"})
     else:
         h = Header(("GR",), ("SS", "SP"), ["FAST_GEMS"], "", None, {"ge_psd": "fgre"})
-    if "ti_zero" not in h.extra:
-        h.extra["ti_zero"] = _p(rng, 0.4)  # GE writes InversionTime 0 on many series that have none
-    h.extra.setdefault("ge_psd", "")
-    # the private b-value (0043,1039) sits on every image of most GE series, b = 0 where nothing was diffusion
-    # weighted; Genesis-era files skip it now and then
-    h.extra["ge_b_everywhere"] = _p(rng, 0.8 if old else 0.97)
     return h
 
 
