@@ -192,7 +192,10 @@ def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams,
     out = {}
     for source in sorted({labels[s.series_uid]["source"] for s in series}):
         others = [s for s in series if labels[s.series_uid]["source"] != source]
-        bundle = ModelBundle(ensemble=fit_pooling(others, forest, cnn, labels, base), version=f"fold-{source}")
+        params = fit_pooling(others, forest, cnn, labels, base)
+        log(f"fold {source} ({'+'.join(use)}): weights {params.weights}, review threshold "
+            f"{params.review_threshold}, unknown threshold {params.unknown_threshold}")
+        bundle = ModelBundle(ensemble=params, version=f"fold-{source}")
         for s in series:
             if labels[s.series_uid]["source"] == source:
                 out[s.series_uid] = decide(s, outputs_for(s.series_uid, forest, cnn, use), bundle)
