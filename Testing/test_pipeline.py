@@ -146,7 +146,7 @@ def test_headers_stripped_leaves_the_cnn_to_answer_alone(bundle_dir, tmp_path):
             return ModelOutput("cnn", sequence=tp("FLAIR_2D", 0.9, "T2_2D"))
 
     rng = np.random.default_rng(3)
-    stripped = ("RepetitionTime", "EchoTime", "ImageType", "ScanningSequence", "SequenceName")
+    stripped = ("RepetitionTime", "EchoTime", "ImageType", "ScanningSequence", "SequenceName", "b_values")
     headers = {k: v for k, v in recipe_headers("DWI", rng).items() if k not in stripped}
     write_classic_series(tmp_path / "s", headers, n=4, iop=SAGITTAL)
     bundle = load_bundle(bundle_dir)

@@ -41,6 +41,7 @@ import numpy as np
 
 from SeriesClassifierLib.models.bundle import ModelBundle, default_models_dir, load_bundle
 from SeriesClassifierLib.models.ensemble import EnsembleParams, fit_params
+from SeriesClassifierLib.models.plausibility import rules_broken
 from SeriesClassifierLib.prediction import OUTCOMES, ModelOutput, SeriesPrediction
 from SeriesClassifierLib.run.pipeline import decide, read_all_series, resolve_refs
 from SeriesClassifierLib.series import Series
@@ -185,6 +186,23 @@ def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict,
     params.review_threshold = fit_review_threshold(fit_series, outputs, truth, params, TARGET_ACCURACY)
     params.unknown_threshold = fit_unknown_threshold(fit_series, outputs, truth, params)
     return params
+
+
+def physics_rule_figures(series, labels, gen_series, gen_labels, rows) -> dict:
+    """Whether a labelled series breaks a physics rule (the rules must hold on every one), and how many
+    answers the rules restricted."""
+    def broken(items):
+        return [f"{label}: {', '.join(facts)}" for s, label in items if (facts := rules_broken(s, label))]
+
+    real = broken((s, labels[s.series_uid]["sequence"]) for s in series)
+    generated = broken((s, gen_labels[s.series_uid]["sequence"]) for s in gen_series
+                       if gen_labels[s.series_uid].get("sequence"))
+    restricted = [r for r in rows if "rules out" in r["reasons"]]
+    return {"labelled_real_breaking_a_rule": f"{len(real)}/{len(series)}", "real_examples": real[:5],
+            "labelled_generated_breaking_a_rule": f"{len(generated)}/{len(gen_series)}",
+            "generated_examples": generated[:5],
+            "answers_restricted": f"{len(restricted)} ({sum(r['ensemble'] == r['truth'] for r in restricted)} "
+                                  "then right)"}
 
 
 def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams,
@@ -444,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_class": per_class(rows),
         "ensemble_fitted_on_all": fit_pooling(series, forest, cnn, labels, base).to_dict(),
         "cnn_unfamiliar": unfamiliar_figures(series, labels, forest, cnn, base),
+        "physics_rules": physics_rule_figures(series, labels, gen_series, gen_labels, rows),
     }
     if not args.no_lovo:
         metrics["generated_leave_one_vendor_out"] = leave_one_vendor_out(gen_series, gen_labels, args)

@@ -55,12 +55,25 @@ class Attribute:
 
 
 @dataclass(frozen=True)
+class PhysicsRule:
+    """A header fact (``models.physics.hard_facts``) and the classes it rules out: all but ``only``, or ``never``."""
+    fact: str
+    only: tuple[str, ...] = ()
+    never: tuple[str, ...] = ()
+    why: str = ""
+
+    def rules_out(self, code: str) -> bool:
+        return code in self.never or (bool(self.only) and code not in self.only)
+
+
+@dataclass(frozen=True)
 class Vocabulary:
     version: str
     sequences: tuple[SequenceClass, ...]
     orientations: tuple[OrientationClass, ...]
     attributes: tuple[Attribute, ...]
     oblique_threshold_degrees: float
+    physics_rules: tuple[PhysicsRule, ...] = ()
 
     @property
     def sequence_codes(self) -> list[str]:
@@ -104,6 +117,11 @@ class Vocabulary:
         allowed = {d for s in self.sequences if s.source_fact in facts for d in s.derivatives}
         return [code for code in self.sequence_codes if code in allowed]
 
+    def ruling_out(self, code: str, facts: Iterable[str]) -> list[PhysicsRule]:
+        """The physics rules by which header facts rule out class ``code`` ([] when none does)."""
+        facts = set(facts)
+        return [r for r in self.physics_rules if r.fact in facts and r.rules_out(code)]
+
     def check_sequence(self, code: str) -> str:
         """Return the code if valid; raise ValueError listing the valid codes otherwise."""
         if code not in self.sequence_codes:
@@ -142,12 +160,18 @@ def _parse(data: dict) -> Vocabulary:
     unknown = sorted({d for s in sequences for d in s.derivatives} - set(codes))
     if unknown:
         raise ValueError(f"vocabulary: derivatives name unknown sequence codes {', '.join(unknown)}")
+    rules = tuple(PhysicsRule(r["fact"], tuple(r.get("only") or ()), tuple(r.get("never") or ()), r.get("why", ""))
+                  for r in data.get("physics_rules") or ())
+    unknown = sorted({c for r in rules for c in (*r.only, *r.never)} - set(codes))
+    if unknown:
+        raise ValueError(f"vocabulary: physics rules name unknown sequence codes {', '.join(unknown)}")
     return Vocabulary(
         version=str(data.get("version", "0")),
         sequences=tuple(sequences),
         orientations=tuple(orientations),
         attributes=tuple(attributes),
         oblique_threshold_degrees=float(data.get("oblique_threshold_degrees", 20.0)),
+        physics_rules=rules,
     )
 
 

@@ -23,6 +23,7 @@ from ..series import Series
 from ..vocabulary import load_vocabulary
 from .derived import LINK_KEY
 from .features import DESCRIPTION_FIELDS, contrast_agent, description_tokens
+from .plausibility import apply_physics_rules
 
 
 def contrast_evidence(series: Series) -> str | None:
@@ -93,9 +94,10 @@ def apply_derived_context(prediction: TaskPrediction, series: Series) -> tuple[T
 
 
 def apply_study_context(prediction: TaskPrediction, series: Series) -> tuple[TaskPrediction, str | None, bool]:
-    """Every study-level adjustment in turn (derived source, then contrast), as one ``combine`` adjust."""
+    """Every adjustment in turn (the series' own physics, its derived source, then contrast), as one
+    ``combine`` adjust: the contrast step moves pre to post only after the class itself is settled."""
     notes, confirm = [], False
-    for step in (apply_derived_context, apply_contrast_context):
+    for step in (apply_physics_rules, apply_derived_context, apply_contrast_context):
         prediction, note, ask = step(prediction, series)
         if note:
             notes.append(note)

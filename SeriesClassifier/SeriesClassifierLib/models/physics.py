@@ -26,6 +26,9 @@ _EPI_NAME = re.compile(r"epi|ep2d|epfid|ep_|^\*?ep\d|seepi|feepi|dwi|ep_b")
 _GRE_NAME = re.compile(r"fl[23]d|fgre|spgr|ffe|tfe|gre|swi|tof|fisp|flash|vibe|bravo|mprage|tfl")
 _SE_NAME = re.compile(r"tse|fse|se[23]d|spc|cube|space|haste|ssfse|tir|vista|^se$")
 _SIEMENS_B = re.compile(r"ep_b(\d+)")
+# the vendors' names of a diffusion acquisition, which its b = 0 images carry too: Siemens ep_b0/ep_b1000t and
+# re_b (RESOLVE), Philips DwiSE/DWI; ImageType DIFFUSION (Siemens, Canon)
+_DIFFUSION_NAME = re.compile(r"\b(ep|re)_b\d|dwi")
 _ASL_NAME = re.compile(r"asl|pasl|pcasl")
 _PHASE = {"P", "PHASE", "PHA"}
 _PROJECTION = ("MIP", "MNIP", "PROJECTION")
@@ -111,6 +114,33 @@ def physics_features(header: dict[str, Any], n_images: int, n_frames: int) -> di
         "phys:n_echoes": float(len(header.get("EchoTimes") or [])) or math.nan,
         "phys:weighting": math.nan if (epi or inversion) else weighting(tr, te),
     }
+
+
+def hard_facts(header: dict[str, Any]) -> dict[str, str]:
+    """Facts a header states beyond doubt, each with its evidence: what the vocabulary's physics rules read.
+
+    Only positive evidence counts: a readout is "2-D without EPI" when the header names its acquisition,
+    scanning sequence and sequence, and none of them is echo-planar; "spin echo without gradient echo" when
+    ScanningSequence says SE and neither GR nor EP, and no name is echo-planar. An enhanced object without
+    ScanningSequence, or a Philips file without its private technique name, states nothing here.
+    """
+    facts = {}
+    bs = [b for b in b_values(header) if b >= DIFFUSION_B]
+    if bs:
+        facts["diffusion_weighted"] = f"b = {max(bs):g} s/mm²"
+    scanning = _words(header.get("ScanningSequence"))
+    names = " ".join(str(header.get(k) or "") for k in _NAME_FIELDS).strip()
+    diffusion_name = _DIFFUSION_NAME.search(names.lower())
+    if diffusion_name or "DIFFUSION" in _words(header.get("ImageType")):
+        facts["diffusion_sequence"] = f"sequence {names}" if diffusion_name else "ImageType DIFFUSION"
+    two_d = str(header.get("MRAcquisitionType") or "").upper() == "2D"
+    epi = "EP" in scanning or bool(_EPI_NAME.search(names.lower())) or "MOSAIC" in _words(header.get("ImageType"))
+    readout = f"{'/'.join(sorted(scanning))} readout" + (f" ({names})" if names else "")
+    if two_d and scanning and names and not epi:
+        facts["two_d_without_epi"] = f"2-D {readout}, no echo-planar imaging"
+    if "SE" in scanning and "GR" not in scanning and not epi:
+        facts["spin_echo_without_gradient_echo"] = f"{readout}, no gradient echo"
+    return facts
 
 
 def _field_map(image_type: set[str], names: str) -> bool:

@@ -1,0 +1,39 @@
+"""What a series' own physics rules out, whatever the models say.
+
+The forest weighs every header value against the rest and the CNN sees no header: both can answer a
+class the acquisition cannot be (a 2-D turbo spin echo read as ASL for its 64-pixel matrix; a
+b = 1500 s/mm² image read as FLAIR for its TR and TE). The vocabulary's physics rules say which facts
+rule out which classes; an answer they rule out is restricted to what remains (renormalised, as a
+derived series to its source's family) and goes to review with the evidence. On the real development
+set and on every generated profile, no labelled series breaks a rule (benchmarks/real_dev.py).
+"""
+
+from __future__ import annotations
+
+from ..prediction import TaskPrediction
+from ..series import Series
+from ..vocabulary import load_vocabulary
+from .physics import hard_facts
+
+
+def rules_broken(series: Series, label: str) -> list[str]:
+    """The facts of ``series`` that rule out ``label``: for checking the rules against labelled data."""
+    return [r.fact for r in load_vocabulary().ruling_out(label, hard_facts(series.header))]
+
+
+def apply_physics_rules(prediction: TaskPrediction, series: Series) -> tuple[TaskPrediction, str | None, bool]:
+    """(answer, why or None, whether a person should confirm it): a ruled-out answer is restricted."""
+    facts = hard_facts(series.header)
+    vocabulary = load_vocabulary()
+    rules = vocabulary.ruling_out(prediction.label, facts)
+    if not rules:
+        return prediction, None, False
+    allowed = [c for c in vocabulary.sequence_codes if not vocabulary.ruling_out(c, facts)]
+    if not allowed:
+        return prediction, None, False
+    mass = {c: prediction.probabilities.get(c, 0.0) for c in allowed}
+    total = sum(mass.values())
+    restricted = TaskPrediction.from_probabilities(
+        {c: (p / total if total > 0 else 1.0 / len(allowed)) for c, p in mass.items()})
+    evidence = "; ".join(f"{facts[r.fact]}: {r.why}" for r in rules)
+    return restricted, f"the header rules out {prediction.label} ({evidence}), so it became {restricted.label}", True
