@@ -16,7 +16,13 @@ from dicom_factory import read_toy_corpus, write_series
 
 from SeriesClassifierLib.commands.cli import main
 from SeriesClassifierLib.errors import BundleError
-from SeriesClassifierLib.models.bundle import MANIFEST_FILE, load_bundle, manifest_problems, write_manifest
+from SeriesClassifierLib.models.bundle import (
+    MANIFEST_FILE,
+    bundle_version,
+    load_bundle,
+    manifest_problems,
+    write_manifest,
+)
 from SeriesClassifierLib.models.ensemble import EnsembleParams
 from SeriesClassifierLib.models.forest import ForestModel
 from SeriesClassifierLib.models.forest_arrays import ARRAYS_FILE, INDEX_FILE, ForestArraysError
@@ -184,3 +190,13 @@ def test_cnn_sizes_are_checked_before_the_network_is_allocated(tmp_path):
     _edit_json(tmp_path / "cnn.json", lambda d: d.update(widths=[4, 4, 4, 4, 10**6]))
     with pytest.raises(BundleError, match=r"cnn\.json: layer sizes"):
         CnnModel.load(tmp_path)
+
+
+def test_the_version_changes_with_the_decision_settings(tmp_path):
+    # stored predictions are keyed by this version: new ensemble settings must not reuse the old answers
+    (tmp_path / "forest.json").write_text(json.dumps({"version": "1.0"}))
+    (tmp_path / "ensemble.json").write_text(json.dumps({"review_threshold": 0.55}))
+    before = bundle_version(tmp_path)
+    (tmp_path / "ensemble.json").write_text(json.dumps({"review_threshold": 0.5}))
+    after = bundle_version(tmp_path)
+    assert before.startswith("forest-1.0+ensemble-") and after.startswith("forest-1.0+ensemble-") and before != after

@@ -447,18 +447,25 @@ def test_a_stripped_header_with_no_image_is_unknown(tmp_path):
     assert p.outcome == "unknown" and p.unknown.startswith("nothing to read")
 
 
-def test_an_unfamiliar_cnn_still_votes_beside_the_forest_and_alone_is_a_guess(tmp_path):
+def test_an_unfamiliar_cnn_is_left_out_beside_the_forest_and_alone_is_a_guess(tmp_path):
     from SeriesClassifierLib.run.pipeline import decide
 
-    bundle = ModelBundle(ensemble=EnsembleParams(review_threshold=0.5, method="log_linear",
-                                                 weights={"forest": 1.0, "cnn": 1.0}), version="t")
+    def bundle(votes: bool) -> ModelBundle:
+        return ModelBundle(ensemble=EnsembleParams(review_threshold=0.5, method="log_linear", unfamiliar_votes=votes,
+                                                   weights={"forest": 1.0, "cnn": 1.0}), version="t")
+
     head = _read_one(tmp_path / "head", "T2_2D", BodyPartExamined="HEAD")
     cnn = _confident("cnn", "DWI")
     cnn.unfamiliar = "images unlike its training images"
-    p = decide(head, {"forest": _confident("forest", "T2_2D"), "cnn": cnn}, bundle)
-    assert p.outcome == "review" and any(r.startswith("models disagree") for r in p.reasons)  # its dissent counts
-    assert "cnn: images unlike its training images" in p.reasons
-    assert p.unknown is None
-    alone = decide(head, {"cnn": cnn}, bundle)
+    outputs = {"forest": _confident("forest", "T2_2D"), "cnn": cnn}
+    p = decide(head, outputs, bundle(False))
+    assert p.sequence.label == "T2_2D" and not any(r.startswith("models disagree") for r in p.reasons)
+    assert "cnn: images unlike its training images; left out of the vote" in p.reasons
+    assert set(p.models) == {"forest", "cnn"} and p.unknown is None  # its answer is kept for the record
+    voting = decide(head, outputs, bundle(True))  # a bundle may keep its vote: then its dissent counts
+    assert voting.outcome == "review" and any(r.startswith("models disagree") for r in voting.reasons)
+    alone = decide(head, {"cnn": cnn}, bundle(False))
     assert alone.sequence.label == "DWI" and alone.outcome == "unknown"
     assert "has not seen anything like this series" in alone.unknown
+
+

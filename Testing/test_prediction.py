@@ -41,3 +41,9 @@ def test_the_outcome_says_what_became_of_the_series():
     assert SeriesPrediction(series_uid="1", error="skipped: no pixels").outcome == "failed"
     old = {k: v for k, v in unknown.to_dict().items() if k != "unknown"}  # stored before outcomes existed
     assert SeriesPrediction.from_dict(old).outcome == "review"
+
+
+def test_top_k_breaks_ties_by_name_whatever_the_order_stored():
+    a = TaskPrediction.from_probabilities({"T1_2D_PRE": 0.6, "T1_2D_POST": 0.2, "OTHER": 0.2})
+    b = TaskPrediction.from_probabilities({"OTHER": 0.2, "T1_2D_PRE": 0.6, "T1_2D_POST": 0.2})
+    assert a.top_text() == b.top_text() == "T1_2D_PRE:0.6000;OTHER:0.2000;T1_2D_POST:0.2000"

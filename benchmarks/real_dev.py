@@ -308,18 +308,19 @@ def review_figures(rows: list[dict]) -> dict:
 
 
 def unfamiliar_figures(series, labels, forest, cnn, base: EnsembleParams) -> dict:
-    """The CNN's embedding novelty on real series: how its right and wrong answers split, and what dropping an
-    unfamiliar CNN from the ensemble would do (the product keeps its vote: models.novelty.EmbeddingNovelty)."""
+    """The CNN's embedding novelty on real series: how its right and wrong answers split, and what the other
+    choice of ``unfamiliar_votes`` (models.ensemble.voting_outputs) would give."""
     answered = [(u, o) for u, o in cnn.items() if o.sequence is not None]
     flagged = [(u, o) for u, o in answered if o.unfamiliar]
     kept = [(u, o) for u, o in answered if not o.unfamiliar]
     right = lambda pairs: sum(o.sequence.label == labels[u]["sequence"] for u, o in pairs)  # noqa: E731
-    dropped = ensemble_nested(series, labels, forest, {u: o for u, o in cnn.items() if not o.unfamiliar}, base)
-    rows = make_rows(series, labels, forest, cnn, dropped)
+    other = EnsembleParams.from_dict({**base.to_dict(), "unfamiliar_votes": not base.unfamiliar_votes})
+    rows = make_rows(series, labels, forest, cnn, ensemble_nested(series, labels, forest, cnn, other))
     return {"cnn_right_among_unfamiliar": f"{right(flagged)}/{len(flagged)}",
             "cnn_right_among_familiar": f"{right(kept)}/{len(kept)}",
-            "ensemble_if_unfamiliar_cnn_dropped": score(rows, "ensemble"),
-            "review_if_unfamiliar_cnn_dropped": review_figures(rows)}
+            "other_choice": f"unfamiliar_votes={str(other.unfamiliar_votes).lower()}",
+            "ensemble_with_other_choice": score(rows, "ensemble"),
+            "review_with_other_choice": review_figures(rows)}
 
 
 def make_rows(series, labels, forest, cnn, ensemble) -> list[dict]:
@@ -364,9 +365,9 @@ def per_class(rows: list[dict]) -> dict[str, dict[str, str]]:
 def unfamiliar_lines(u: dict | None) -> list[str]:
     if not u:
         return []
-    d, r = u["ensemble_if_unfamiliar_cnn_dropped"], u["review_if_unfamiliar_cnn_dropped"]
+    d, r = u["ensemble_with_other_choice"], u["review_with_other_choice"]
     return [f"CNN embedding novelty: right {u['cnn_right_among_unfamiliar']} where it marks the images unfamiliar, "
-            f"{u['cnn_right_among_familiar']} elsewhere. Dropping the unfamiliar CNN from the ensemble would give "
+            f"{u['cnn_right_among_familiar']} elsewhere. With {u['other_choice']} the ensemble would give "
             f"{d['correct']}/{d['n']}, review {r['sent_to_review']}, right among the rest {r['accepted_correct']}.", ""]
 
 

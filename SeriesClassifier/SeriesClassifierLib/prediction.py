@@ -19,7 +19,8 @@ class TaskPrediction:
     probabilities: dict[str, float] = field(default_factory=dict)
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
-        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+        # ties broken by name: tree votes tie often, and a stored distribution comes back in another order
+        return sorted(self.probabilities.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
     def top_text(self, k: int = 3) -> str:
         """``T1_3D_POST:0.7000;FLAIR_2D:0.2000;PD:0.1000``: the one spelling of top-k in every table we write."""

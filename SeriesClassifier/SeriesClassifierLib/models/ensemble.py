@@ -36,6 +36,8 @@ class EnsembleParams:
     flag_disagreement: bool = True
     disagreement_confidence: float = 0.0  # a dissenting model counts when its own top probability reaches this
     method: str = "mean"  # "mean" or "log_linear"
+    # beside a familiar model, one whose inputs are unlike its training (ModelOutput.unfamiliar) still votes
+    unfamiliar_votes: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,9 +90,19 @@ def _params_problem(d: dict[str, Any]) -> str | None:
             return f"{key} is {d[key]!r}, not a number in 0..1"
     if d.get("method", "mean") not in ("mean", "log_linear"):
         return f"method {d.get('method')!r} is neither 'mean' nor 'log_linear'"
-    if not isinstance(d.get("flag_disagreement", True), bool):
-        return "flag_disagreement must be true or false"
+    for key in ("flag_disagreement", "unfamiliar_votes"):
+        if not isinstance(d.get(key, True), bool):
+            return f"{key} must be true or false"
     return None
+
+
+def voting_outputs(outputs: dict[str, ModelOutput | None], params: EnsembleParams) -> dict[str, ModelOutput | None]:
+    """The outputs that vote: an unfamiliar model is left out beside a familiar one unless
+    ``params.unfamiliar_votes``; when every model is unfamiliar, all still answer (as a guess)."""
+    if params.unfamiliar_votes:
+        return dict(outputs)
+    familiar = {n: o for n, o in outputs.items() if o is not None and not o.unfamiliar}
+    return familiar or dict(outputs)
 
 
 class Combined(NamedTuple):
@@ -233,6 +245,7 @@ def fit_params(
     lowest pooled confidence whose accepted series reach ``target_accuracy``.
     """
     params = EnsembleParams.from_dict((base or EnsembleParams()).to_dict())
+    outputs = [voting_outputs(o, params) for o in outputs]  # weigh the models where they vote
     names = sorted({n for o in outputs for n, m in o.items() if m is not None and m.sequence is not None})
     rows = [i for i, o in enumerate(outputs)
             if truth[i] and all(o.get(n) is not None and o[n].sequence is not None for n in names)]
