@@ -465,7 +465,8 @@ def reusable_dcm2bids_config(
     none of the other labelled series (those of other names, derived, scouts, …), trying in turn
     (``RULE_LEVELS``): the acquisition (2D/3D, scanning sequence and variant, the sequence family, echo,
     repetition and inversion times and flip angle as ranges widened by ``TIMING_MARGIN``) with the ImageType's
-    first two values; then the ImageType as labelled; then the words every labelled description has. A name
+    first two values; then the ImageType as labelled; then the words every labelled description has; then the
+    labelled descriptions themselves. A name
     whose criteria still match another name's series gets no rule and is reported in the problems: its series
     cannot be told apart from the other's by what a sidecar says. No UID, nothing subject-specific; dcm2bids
     numbers runs itself; echoes and field-map files are told apart by dcm2niix's file suffixes as in the exact
@@ -496,7 +497,8 @@ def reusable_dcm2bids_config(
     rules = []
     for key, group in sorted(groups.items()):
         own = [uid for uid, k in key_of.items() if k == key]
-        # one echo each (headers read): the rules take no echo files, which a multi-echo series makes only of
+        # its labelled series had one echo each: no rules for dcm2niix's echo files (_e1, _e2, …), so a multi-echo
+        # series, all of whose files are echo files, cannot meet them and is no counter-example
         single_echo = key[0] in ECHO_DATATYPES and all(len((acquisitions or {}).get(uid) or ()) == 1 for uid in own)
         others = [uid for uid, k in key_of.items() if k != key and not (single_echo and len(examples[uid]) > 1)]
         label = "_".join(x for x in (key[2], key[1]) if x)
@@ -538,8 +540,10 @@ def reusable_dcm2bids_config(
 
 # How general a name's rule is, most general first: each level adds to the one before. The acquisition alone
 # carries a protocol to the next visits, whose descriptions are renamed; the ImageType's vendor values and the
-# description only come in where the labelled series of another name share that acquisition.
-RULE_LEVELS = ("acquisition", "image_type", "description")
+# description only come in where the labelled series of another name share that acquisition: first the words
+# its descriptions share, last the descriptions as labelled (``pcasl_3d`` against ``pcasl_3d_calibration``,
+# whose words include all of the other's).
+RULE_LEVELS = ("acquisition", "image_type", "description", "exact_description")
 # Timing ranges: what the labelled series had, widened to [lowest / margin, highest × margin]. The echo and
 # inversion times and the flip angle set the contrast, which holds over about ×/÷ 1.5 (a T2 TSE is one at TE
 # 80–120 ms; T1 SE TE ≤ 20 ms, T2 ≥ 60 ms stay apart; a GRE's flip angle ≤ 30° against a spin echo's ≥ 90°). The
@@ -598,6 +602,8 @@ def _shared_criteria(series: list[list[dict[str, Any]]], descriptions: list[str]
         pattern = _shared_words(descriptions)
         if pattern:
             criteria["SeriesDescription"] = pattern
+    elif level == "exact_description" and all(descriptions):
+        criteria["SeriesDescription"] = {"any": sorted({_glob_literal(d) for d in descriptions})}
     return criteria
 
 
