@@ -73,3 +73,12 @@ def names_outside_schema(paths: list[str], bids_version: str = "1.11.0") -> list
     result = subprocess.run([tool("bst"), "pre-receive-hook"], input=text, capture_output=True, text=True, timeout=120)
     assert result.returncode in (0, 1), result.stderr[-3000:]
     return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def acquisitions_of(dicom: Path) -> dict:
+    """What ``export --reusable`` reads from the DICOM for the dcm2bids rules: series UID -> its sidecars' fields."""
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
+    from SeriesClassifierLib.labels.bids_metadata import acquisition_sidecars
+
+    return {ref.series_uid: acquisition_sidecars(read_series(ref).header) for ref in iter_series_refs(dicom)}

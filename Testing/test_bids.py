@@ -193,3 +193,109 @@ def test_a_series_the_models_could_not_tell_gets_no_bids_place_until_a_person_la
     assert set(bids_names([unknown, rec("2", "T2_2D", 2)])) == {"2"}  # the guess is a hint, not an answer
     accepted = replace(unknown, state="accepted", label_source="accepted")
     assert set(bids_names([accepted, rec("2", "T2_2D", 2)])) == {"1", "2"}
+
+
+# --- reusable dcm2bids rules: made from what each name's labelled series share --------------------------------------
+
+def _acq(sequence_name, te_ms, tr_ms, flip, ti_ms=None, scanning="SE", dims="2D",
+         image_type=("ORIGINAL", "PRIMARY", "M", "ND")):
+    """One series' sidecar as dcm2niix writes it (seconds), what ``bids_metadata.acquisition_sidecars`` gives."""
+    s = {"ImageType": list(image_type), "ScanningSequence": scanning, "MRAcquisitionType": dims,
+         "SequenceName": sequence_name, "EchoTime": te_ms / 1000, "RepetitionTime": tr_ms / 1000, "FlipAngle": flip}
+    if ti_ms is not None:
+        s["InversionTime"] = ti_ms / 1000
+    return [s]
+
+
+def _paired(config: dict, sidecar: dict, description: str) -> set[str]:
+    """What dcm2bids itself (its SidecarPairing.isLink) pairs one converted file with: {"<entities>_<suffix>"}."""
+    sidecar_pairing = __import__("pytest").importorskip("dcm2bids.sidecar")
+    from SeriesClassifierLib.labels.bids import _matches
+
+    data = {**sidecar, "SeriesDescription": description, "SidecarFilename": "004_anything_sc.json"}
+    pairing = sidecar_pairing.SidecarPairing([], config["descriptions"], case_sensitive=config["case_sensitive"])
+    out = set()
+    for d in config["descriptions"]:
+        linked = pairing.isLink(data, d["criteria"])
+        # our own reading of dcm2bids' rules (the overlap check uses it) must agree with dcm2bids
+        assert linked == _matches(d["criteria"], data), d["criteria"]
+        if linked:
+            out.add("_".join(x for x in (d.get("custom_entities", ""), d["suffix"]) if x))
+    return out
+
+
+def _two_visits():
+    """Two studies of one site whose protocols were renamed in between: T2, FLAIR, T1 (pre), a scout."""
+    records = [rec("a1", "T2_2D", 3, "P-1", "S1", description="t2 tse tra"),
+               rec("a2", "FLAIR_2D", 4, "P-1", "S1", description="t2_tirm_tra_dark-fluid"),
+               rec("a3", "T1_2D_PRE", 5, "P-1", "S1", description="t1_se_sag"),
+               rec("a4", "SCOUT", 1, "P-1", "S1", description="localizer"),
+               rec("b1", "T2_2D", 2, "P-2", "S2", description="AX T2 TSE p2"),
+               rec("b2", "FLAIR_2D", 3, "P-2", "S2", description="flair axial"),
+               rec("b3", "T1_2D_PRE", 4, "P-2", "S2", description="T1 SE SAG")]
+    acquisitions = {"a1": _acq("*tse2d1_13", 95, 4300, 150), "b1": _acq("*tseR2d1_15rr", 102, 5100, 120),
+                    "a2": _acq("*tir2d1_16", 88, 9000, 150, ti_ms=2500), "b2": _acq("*tir2d1_14", 95, 8800, 150,
+                                                                                   ti_ms=2450),
+                    "a3": _acq("*se2d1", 12, 550, 90), "b3": _acq("*se2d1", 11, 600, 90),
+                    "a4": _acq("*fl2d1", 4, 8.6, 20, scanning="GR")}
+    return records, acquisitions
+
+
+def test_reusable_rules_match_a_renamed_protocol_by_its_acquisition():
+    from SeriesClassifierLib.labels.bids import reusable_dcm2bids_config
+
+    records, acquisitions = _two_visits()
+    config, problems = reusable_dcm2bids_config(records, acquisitions=acquisitions)
+    assert problems == []
+    text = json.dumps(config)
+    assert not any(x in text for x in ("a1", "b1", "P-1", "P-2", "S1", "S2", "t2 tse tra", "flair"))
+    # a third visit: the T2 has yet another name and other settings of the same protocol
+    assert _paired(config, _acq("*tse2d1_17", 108, 5600, 180)[0], "t2_tse_cor_512") == {"acq-2D_T2w"}
+    assert _paired(config, _acq("*tir2d1_19", 80, 9400, 180, ti_ms=2430)[0], "DarkFluid") == {"acq-2D_FLAIR"}
+    assert _paired(config, _acq("*se2d1", 10, 700, 90)[0], "") == {"acq-2D_T1w"}  # no description at all
+
+
+def test_reusable_rules_leave_another_class_with_a_similar_description_alone():
+    from SeriesClassifierLib.labels.bids import reusable_dcm2bids_config
+
+    records, acquisitions = _two_visits()
+    config, _ = reusable_dcm2bids_config(records, acquisitions=acquisitions)
+    # a T2* GRE whose protocol was copied from the T2's and kept its name; a FLAIR named like the T2
+    assert _paired(config, _acq("*fl2d1", 20, 650, 18, scanning="GR")[0], "t2 tse tra") == set()
+    assert _paired(config, _acq("*tir2d1_16", 90, 9000, 150, ti_ms=2500)[0], "AX T2 TSE p2") == {"acq-2D_FLAIR"}
+    # an inversion recovery with a T2's sequence and times: no labelled T2 had an inversion time
+    assert _paired(config, _acq("*tse2d1_13", 100, 6000, 150, ti_ms=2400)[0], "t2 tse tra") == set()
+    # a diffusion trace (derived) with a T2's times
+    trace = _acq("*ep_b1000t", 90, 4500, 90, scanning="EP", image_type=("DERIVED", "PRIMARY", "DIFFUSION", "TRACEW"))
+    assert _paired(config, trace[0], "t2 tse tra") == set()
+
+
+def test_reusable_rules_use_the_description_only_where_the_acquisition_cannot_tell_names_apart():
+    from SeriesClassifierLib.labels.bids import reusable_dcm2bids_config
+
+    records, acquisitions = _two_visits()
+    # contrast is in no sidecar: a post-contrast T1 with the pre's acquisition
+    records += [rec("c1", "T1_2D_POST", 6, "P-1", "S1", description="t1_se_sag_post_gd")]
+    acquisitions["c1"] = _acq("*se2d1", 12, 560, 90)
+    config, problems = reusable_dcm2bids_config(records, acquisitions=acquisitions)
+    post = [d for d in config["descriptions"] if "ce-gadolinium" in d.get("custom_entities", "")]
+    assert post and all(d["criteria"]["SeriesDescription"] == "*t1*se*sag*post*gd*" for d in post)
+    assert _paired(config, acquisitions["c1"][0], "T1 SE SAG post GD") == {"acq-2D_ce-gadolinium_T1w"}
+    # the pre's descriptions share "t1 se sag", which the post's has too: only its descriptions as labelled
+    pre = [d for d in config["descriptions"] if d["suffix"] == "T1w" and d.get("custom_entities") == "acq-2D"]
+    assert pre and all(d["criteria"]["SeriesDescription"] == {"any": ["T1 SE SAG", "t1_se_sag"]} for d in pre)
+    assert problems == []
+    assert _paired(config, acquisitions["a3"][0], "t1_se_sag") == {"acq-2D_T1w"}
+    assert _paired(config, acquisitions["a3"][0], "t1_se_sag_2") == set()  # missed, not misnamed
+
+
+def test_reusable_rules_report_an_overlap_instead_of_guessing():
+    from SeriesClassifierLib.labels.bids import reusable_dcm2bids_config
+
+    # the same protocol, the same name, labelled T1_2D_PRE at one visit and T1_2D_POST at the other
+    records = [rec("a", "T1_2D_PRE", 3, "P-1", "S1", description="t1_se_tra"),
+               rec("b", "T1_2D_POST", 3, "P-2", "S2", description="t1_se_tra")]
+    acquisitions = {"a": _acq("*se2d1", 12, 550, 90), "b": _acq("*se2d1", 12, 560, 90)}
+    config, problems = reusable_dcm2bids_config(records, acquisitions=acquisitions)
+    assert config["descriptions"] == []
+    assert len(problems) == 2 and any("T1_2D_POST" in p for p in problems) and any("T1_2D_PRE" in p for p in problems)

@@ -131,7 +131,7 @@ def _truth_records(dicom) -> list:
 def test_reusable_dcm2bids_rules_convert_a_study_they_were_not_made_from(generated, tmp_path):
     """Rules made from three generated studies of a site profile, run on a fourth of the same profile: what they
     convert lands where that study's own labels say; nothing is placed under a wrong name."""
-    from bids_tools import run_dcm2bids_with
+    from bids_tools import acquisitions_of, run_dcm2bids_with
 
     from SeriesClassifierLib.labels.bids import reusable_dcm2bids_config
     from SeriesClassifierLib.synth.generate import generate_studies
@@ -139,7 +139,8 @@ def test_reusable_dcm2bids_rules_convert_a_study_they_were_not_made_from(generat
     root, _, _ = generated
     profile = next(csv.DictReader((root / "dicom" / "labels.csv").open()))["profile"]
     generate_studies(tmp_path / "site", n_studies=3, seed=7, profiles=[profile])
-    config, _problems = reusable_dcm2bids_config(_truth_records(tmp_path / "site"))
+    config, _problems = reusable_dcm2bids_config(_truth_records(tmp_path / "site"),
+                                                 acquisitions=acquisitions_of(tmp_path / "site"))
     other = tmp_path / "other"
     generate_studies(other, n_studies=1, seed=6, profiles=[profile])
     names = bids_names(_truth_records(other))

@@ -313,3 +313,46 @@ def test_reusable_heuristic_converts_asl_only_with_its_required_fields(tmp_path,
     assert data["EchoTime"] == 0.012 and data["M0Type"] == "Separate" and data["BackgroundSuppression"] is True
     assert (prefix.parent / "sub-01_aslcontext.tsv").read_text().split()[1:] == ["control", "label"] * 2
     assert sidecar.stat().st_mode & 0o222 == 0  # left read-only, as heudiconv made it
+
+
+def test_acquisition_sidecars_say_what_dcm2niix_writes(tmp_path):
+    """The reusable dcm2bids rules are made from these and matched by dcm2bids against dcm2niix's sidecars: the
+    same names, units and values (each echo its own file), for a classic dual-echo and an enhanced IR series."""
+    import subprocess
+
+    from bids_tools import tool
+
+    from SeriesClassifierLib.dicom.headers import read_series
+    from SeriesClassifierLib.dicom.sources import iter_series_refs
+    from SeriesClassifierLib.labels.bids_metadata import acquisition_sidecars
+
+    uid = None
+    for echo, te in ((1, 12.0), (2, 90.0)):
+        headers = dict(ScanningSequence=["SE"], SequenceVariant=["SK", "SP"], RepetitionTime=3000.0, FlipAngle=150.0,
+                       MRAcquisitionType="2D", SequenceName="*tse2d1_7", EchoNumbers=echo, EchoTime=te,
+                       ImageType=["ORIGINAL", "PRIMARY", "M", "ND"])
+        uid, _ = write_classic_series(tmp_path / "dicom" / "dual", headers, n=4, iop=AXIAL, series_uid=uid,
+                                      description="pd_t2", name_files=f"e{echo}_" + "{i:03d}.dcm")
+    write_enhanced_series(tmp_path / "dicom" / "flair.dcm", {
+        "RepetitionTime": 9000.0, "EchoTime": 85.0, "InversionTime": 2500.0, "FlipAngle": 150.0,
+        "MRAcquisitionType": "2D", "SequenceName": "*tir2d1_16"}, frames=4, description="flair")
+    ours = {}
+    for ref in iter_series_refs(tmp_path / "dicom"):
+        for s in acquisition_sidecars(read_series(ref).header):
+            ours[(ref.series_description, s["EchoTime"])] = s
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run([tool("dcm2niix"), "-b", "o", "-ba", "y", "-f", "%d_%e", "-o", str(out), str(tmp_path / "dicom")],
+                   check=True, capture_output=True, timeout=120)
+    theirs = {}
+    for path in sorted(out.glob("*.json")):
+        s = json.loads(path.read_text())
+        theirs[(s["SeriesDescription"], round(s["EchoTime"], 6))] = s
+    assert set(ours) == set(theirs) == {("pd_t2", 0.012), ("pd_t2", 0.09), ("flair", 0.085)}
+    for key, s in ours.items():
+        for field in ("ScanningSequence", "SequenceVariant", "MRAcquisitionType", "RepetitionTime",
+                      "InversionTime", "FlipAngle"):
+            assert s.get(field) == theirs[key].get(field), (key, field)
+        # dcm2niix takes an enhanced file's PulseSequenceName as its SequenceName (the factory writes it
+        # without the leading *)
+        assert s["SequenceName"].lstrip("*") == theirs[key]["SequenceName"].lstrip("*")

@@ -127,16 +127,16 @@ def test_heudiconv_reproduces_the_labels(study):
 
 @pytest.mark.slow
 def test_reusable_dcm2bids_rules_reproduce_the_labels_without_uids(study):
-    """Rules from what each name's series share (description; ImageType where a description is shared):
-    no UID inside, and on this study they give the same tree as the exact config."""
+    """Rules from what each name's series share (the acquisition; the description where another name's series
+    share that): no UID inside, and on this study they give the same tree as the exact config."""
     import json
 
-    from bids_tools import run_dcm2bids_with
+    from bids_tools import acquisitions_of, run_dcm2bids_with
 
     from SeriesClassifierLib.labels.bids import reusable_dcm2bids_config
 
     root, dicom, records = study
-    config, problems = reusable_dcm2bids_config(records)
+    config, problems = reusable_dcm2bids_config(records, acquisitions=acquisitions_of(dicom))
     text = json.dumps(config)
     assert problems == [] and not any(r.series_uid in text for r in records)
     out, result = run_dcm2bids_with(config, dicom, root / "reusable")

@@ -11,7 +11,8 @@
 4. with ``--reusable``: generates one more study of the first study's site profile (another seed), converts it
    with the reusable configs (dcm2bids rules made from the labelled studies; the heudiconv heuristic that
    classifies), and counts the files named as that study's own labels say, those named otherwise, those missed,
-   and the validator's errors.
+   and the validator's errors (on a tree the rules left empty the validator fails for that alone; said so), and
+   prints the names the rules were withheld from and why.
 
 Needs the dev extra (dcm2bids, heudiconv, dcm2niix) and ``npm install -g bids-validator``.
 """
@@ -162,7 +163,10 @@ def reusable(work: Path, study: Path, seed: int, env: dict, sidecar: str | None 
     wanted = truth_names(new)
     rules, heuristic = work / "rules.json", work / "reusable_heuristic.py"
     extra = ["--bids-sidecar", Path(sidecar).resolve()] if sidecar else []
-    run([*CLI, "export", study, "--format", "dcm2bids", "--reusable", "--out", rules, *extra], env=env)
+    exported = run([*CLI, "export", study, "--format", "dcm2bids", "--reusable", "--out", rules, *extra], env=env)
+    for line in exported.stderr.splitlines():  # the names that got no rule, and why
+        if line.startswith("warning:"):
+            print(f"export dcm2bids --reusable: {line}")
     run([*CLI, "export", "--format", "heudiconv", "--reusable", "--out", heuristic], env=env)
     out = {}
     for tool, tree in (("dcm2bids", work / "reusable_dcm2bids"), ("heudiconv", work / "reusable_heudiconv")):
@@ -177,6 +181,8 @@ def reusable(work: Path, study: Path, seed: int, env: dict, sidecar: str | None 
         got = {p.relative_to(tree).as_posix() for p in tree.glob("sub-*/**/*.nii.gz")}
         out[tool] = {"wanted": len(wanted), "named_right": len(got & wanted), "named_otherwise": sorted(got - wanted),
                      "missed": len(wanted - got), **validate(tree)}
+        if not got:  # counted as it is, but said: the validator refuses a tree with no subject at all
+            out[tool]["note"] = "nothing converted: the validator's error is the empty tree, not a name"
         print(f"reusable {tool}: {out[tool]}")
     return out
 

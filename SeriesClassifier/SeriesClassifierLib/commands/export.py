@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="configs for the next subjects, with no series UIDs inside: heudiconv, a heuristic that classifies "
         "each series itself (--models names the models it uses); dcm2bids, rules made from what the labelled "
-        "series of each BIDS name share (description, ImageType). Without it both list this dataset's series",
+        "series of each BIDS name share (sequence, timing ranges, ImageType; the description only where these "
+        "do not tell two names apart: give PATH so the headers are read). Without it both list this dataset's "
+        "series",
     )
 
 
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         print("warning: no series to export", file=sys.stderr)
     facts = _facts(records, vocabulary, refs)
     if args.reusable:  # dcm2bids rules from the labelled series
-        config, problems = reusable_dcm2bids_config(records, vocabulary, args.include_derived, facts, overrides)
+        config, problems = reusable_dcm2bids_config(records, vocabulary, args.include_derived, facts, overrides,
+                                                    acquisitions=_acquisitions(records, refs))
         for problem in problems:
             print(f"warning: {problem}", file=sys.stderr)
         text = json.dumps(config, indent=2) + "\n"
@@ -132,6 +135,18 @@ def _facts(records: list, vocabulary, refs: list | None) -> dict | None:
         return None
     return {ref.series_uid: read_facts(ref.series_uid, ref.files, ref.series_description)
             for ref in refs if ref.series_uid in wanted}
+
+
+def _acquisitions(records: list, refs: list | None) -> dict | None:
+    """What dcm2niix will write into each labelled series' sidecars (sequence, times), which the reusable rules
+    are made from and checked against; None without the DICOM (the rules then use ImageType and descriptions)."""
+    from ..dicom.headers import read_series
+    from ..labels.bids_metadata import acquisition_sidecars
+
+    if refs is None:
+        return None
+    labelled = {r.series_uid for r in records if r.sequence}
+    return {ref.series_uid: acquisition_sidecars(read_series(ref).header) for ref in refs if ref.series_uid in labelled}
 
 
 def _report_incomplete(records: list, vocabulary, facts: dict | None, overrides: dict | None) -> None:

@@ -26,8 +26,10 @@ series out unless asked for.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -453,43 +455,78 @@ REUSABLE_DCM2NIIX_OPTIONS = f"-b y -ba y -z y -f %3s_%p_{REUSABLE_MARK}"
 def reusable_dcm2bids_config(
     records: Sequence[LabelRecord], vocabulary: Vocabulary | None = None, include_derived: bool = False,
     facts: dict[str, SeriesFacts] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+    acquisitions: dict[str, list[dict[str, Any]]] | None = None,
 ) -> tuple[dict, list[str]]:
     """A dcm2bids (v3) config for the next subjects of the same site: (config, what could not become a rule).
 
-    One rule per SeriesDescription and ImageType the labelled series of a BIDS name had (the ImageType
-    also where dcm2niix appends MAGNITUDE/PHASE to it). No UID, nothing subject-specific; dcm2bids numbers
-    runs itself. Echoes and field-map files are
-    told apart by dcm2niix's file suffixes as in the exact config. A description that still leads to two
-    names, or a series without one, is reported instead of guessed.
+    One set of rules per BIDS name, made from what the labelled series of that name share (``acquisitions``:
+    series UID -> what dcm2niix writes into its sidecars, ``bids_metadata.acquisition_sidecars``; without them
+    only the ImageType and the description are known). Each name gets the most general criteria that match
+    none of the other labelled series (those of other names, derived, scouts, …), trying in turn
+    (``RULE_LEVELS``): the acquisition (2D/3D, scanning sequence and variant, the sequence family, echo,
+    repetition and inversion times and flip angle as ranges widened by ``TIMING_MARGIN``) with the ImageType's
+    first two values; then the ImageType as labelled; then the words every labelled description has; then the
+    labelled descriptions themselves. A name
+    whose criteria still match another name's series gets no rule and is reported in the problems: its series
+    cannot be told apart from the other's by what a sidecar says. No UID, nothing subject-specific; dcm2bids
+    numbers runs itself; echoes and field-map files are told apart by dcm2niix's file suffixes as in the exact
+    config.
     """
     names = bids_names(records, vocabulary, facts=facts, overrides=overrides)
     kept = {n.series_uid for n in selected_for_conversion(names, include_derived)}
-    by_description: dict[str, dict[tuple, dict]] = defaultdict(dict)
-    problems = []
+    groups: dict[tuple, list[BidsName]] = defaultdict(list)
+    examples: dict[str, list[dict[str, Any]]] = {}  # series UID -> the sidecars a rule is checked against
+    descriptions = {r.series_uid: (r.prediction.series_description if r.prediction else "").strip() for r in records}
+    key_of: dict[str, tuple | None] = {}  # series UID -> its name's key; None: labelled, but not converted
     for r in records:
+        if r.sequence is None or _unconfirmed_guess(r):
+            continue  # nobody knows what it is: neither a rule's source nor a series a rule must leave alone
+        examples[r.series_uid] = _example_sidecars(r, (acquisitions or {}).get(r.series_uid))
         n = names.get(r.series_uid)
         if n is None or r.series_uid not in kept:
-            continue
-        p = r.prediction
-        description = (p.series_description if p else "").strip()
-        if not description:
-            problems.append(f"series {r.series_uid}: no SeriesDescription to make a rule from")
+            key_of[r.series_uid] = None
             continue
         n = replace(n, entities={k: v for k, v in n.entities.items() if k != "run"})
-        by_description[description].setdefault(tuple(p.image_type), {})[(n.datatype, n.suffix, n.entity_string)] = n
+        key = (n.datatype, n.suffix, n.entity_string)
+        key_of[r.series_uid] = key
+        groups[key].append(n)
+    problems = []
+    if acquisitions is None and groups:
+        problems.append("no DICOM headers given: rules from ImageType and descriptions only (give the DICOM folder "
+                        "so rules can use the acquisition)")
     rules = []
-    for description, by_type in sorted(by_description.items()):
-        match = {"SeriesDescription": _glob_literal(description)}
-        for image_type, named in sorted(by_type.items()):
-            if len(named) > 1:
-                problems.append(f"{description!r}: series with the same description and ImageType are labelled "
-                                f"{' and '.join(sorted(k[1] for k in named))}; no rule")
-                continue
-            # the ImageType too, always: descriptions are wrong or reused often enough (a T2* protocol named
-            # "SWI_Images" at one visit) that a description alone would misplace series
-            criteria = {**match, "ImageType": _image_type_patterns(image_type)} if image_type else match
-            rules += _rules(next(iter(named.values())), criteria)
-    config = {"dcm2niixOptions": REUSABLE_DCM2NIIX_OPTIONS, "descriptions": rules}
+    for key, group in sorted(groups.items()):
+        own = [uid for uid, k in key_of.items() if k == key]
+        # its labelled series had one echo each: no rules for dcm2niix's echo files (_e1, _e2, …), so a multi-echo
+        # series, all of whose files are echo files, cannot meet them and is no counter-example
+        single_echo = key[0] in ECHO_DATATYPES and all(len((acquisitions or {}).get(uid) or ()) == 1 for uid in own)
+        others = [uid for uid, k in key_of.items() if k != key and not (single_echo and len(examples[uid]) > 1)]
+        label = "_".join(x for x in (key[2], key[1]) if x)
+        criteria, hits = None, []
+        for level in RULE_LEVELS:
+            candidate = _shared_criteria([examples[uid] for uid in own], [descriptions[uid] for uid in own], level,
+                                         acquired=all(uid in (acquisitions or {}) for uid in own))
+            hits = [uid for uid in others if any(_matches(candidate, s) for s in examples[uid])]
+            if not hits:
+                criteria = candidate
+                break
+        if criteria is None:
+            problems.append(f"{key[0]}/{label}: what its {len(own)} labelled series share also matches "
+                            f"{_describe_hits(hits, key_of, records)}; no rule (label more series, or use the "
+                            f"exact config)")
+            continue
+        unmatched = [uid for uid in own if not all(_matches(criteria, s) for s in examples[uid])]
+        if unmatched:  # by construction every own series matches; say so if not rather than write a wrong rule
+            problems.append(f"{key[0]}/{label}: its rule misses labelled series {', '.join(unmatched)}; no rule")
+            continue
+        n, differing = _shared_sidecar(group)
+        if differing:
+            problems.append(f"{key[0]}/{label}: {', '.join(differing)} differ between its labelled series; the "
+                            f"rules leave them to dcm2niix")
+        rules += _rules(n, criteria, single_echo)
+    # descriptions are matched word by word whatever their case ("T2_TSE" and "t2 tse"); dcm2bids applies this to
+    # every criterion, which changes nothing for the others (they are written from what dcm2niix writes)
+    config = {"dcm2niixOptions": REUSABLE_DCM2NIIX_OPTIONS, "case_sensitive": False, "descriptions": rules}
     # aslcontext.tsv: the file names carry no UID here, so one set of volume types for every ASL file
     patterns = {tuple(n.volume_types) for n in names.values() if n.suffix == "asl" and n.volume_types
                 and n.series_uid in kept}
@@ -501,19 +538,199 @@ def reusable_dcm2bids_config(
     return config, problems
 
 
+# How general a name's rule is, most general first: each level adds to the one before. The acquisition alone
+# carries a protocol to the next visits, whose descriptions are renamed; the ImageType's vendor values and the
+# description only come in where the labelled series of another name share that acquisition: first the words
+# its descriptions share, last the descriptions as labelled (``pcasl_3d`` against ``pcasl_3d_calibration``,
+# whose words include all of the other's).
+RULE_LEVELS = ("acquisition", "image_type", "description", "exact_description")
+# Timing ranges: what the labelled series had, widened to [lowest / margin, highest × margin]. The echo and
+# inversion times and the flip angle set the contrast, which holds over about ×/÷ 1.5 (a T2 TSE is one at TE
+# 80–120 ms; T1 SE TE ≤ 20 ms, T2 ≥ 60 ms stay apart; a GRE's flip angle ≤ 30° against a spin echo's ≥ 90°). The
+# repetition time of a 2-D multi-slice series also grows with the slices it must fit in (coverage, head size), so
+# the same protocol runs at TR 3.5 s one visit and 6 s the next: ×/÷ 2. Where ranges of two names would meet, the
+# overlap check below finds it on the labelled series.
+TIMING_MARGIN = {"EchoTime": 1.5, "InversionTime": 1.5, "FlipAngle": 1.5, "RepetitionTime": 2.0}
+RULE_TEXT_FIELDS = ("MRAcquisitionType", "ScanningSequence", "SequenceVariant")
+RULE_NUMERIC_FIELDS = ("EchoTime", "RepetitionTime", "InversionTime", "FlipAngle")
+# dcm2niix's ImageType has the DICOM values and, for some, MAGNITUDE/PHASE/… appended; the first two values are
+# the standard's (ORIGINAL/DERIVED, PRIMARY/SECONDARY), the rest the vendor's: any number of them up to this
+MAX_IMAGE_TYPE_VALUES = 10
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+def _example_sidecars(r: LabelRecord, acquisition: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The sidecars dcm2niix makes of one labelled series, as far as the rules use them."""
+    p = r.prediction
+    files = [dict(s) for s in acquisition] if acquisition else [{}]
+    for s in files:
+        if p and p.image_type:  # what the models were given; the headers' when the store has none
+            s["ImageType"] = list(p.image_type)
+        if p and p.series_description.strip():
+            s["SeriesDescription"] = p.series_description.strip()
+    return files
+
+
+def _shared_criteria(series: list[list[dict[str, Any]]], descriptions: list[str], level: str,
+                     acquired: bool = True) -> dict:
+    """dcm2bids criteria that every file of ``series`` (one name's labelled series) meets, at ``level``;
+    ``acquired``: their headers were read (else a field they lack says nothing)."""
+    files = [s for one in series for s in one]
+    criteria: dict[str, Any] = {}
+    image_types = [tuple(s["ImageType"]) for s in files if s.get("ImageType")]
+    if image_types and len(image_types) == len(files):
+        criteria["ImageType"] = (_image_type_patterns(image_types) if level != "acquisition"
+                                 else _image_type_head(image_types))
+    for key in RULE_TEXT_FIELDS:  # a field only some series have is not shared: no criterion
+        values = {s.get(key) for s in files}
+        if len(values) == 1 and None not in values:
+            criteria[key] = _glob_literal(str(values.pop()))
+    family = _shared_prefix([_sequence_family(s.get("SequenceName") or "") for s in files])
+    if family.strip("*"):
+        criteria["SequenceName"] = _glob_literal(family) + "*"
+    for key in RULE_NUMERIC_FIELDS:
+        values = [s.get(key) for s in files]
+        if all(v is not None for v in values) and values:
+            lo, hi = min(values), max(values)
+            margin = TIMING_MARGIN[key]
+            criteria[key] = {"btwe": [_round(lo / margin, math.floor), _round(hi * margin, math.ceil)]}
+        elif key == "InversionTime" and acquired and all(v is None for v in values):
+            # no labelled series had an inversion: the rule says so (dcm2bids: an empty pattern matches only a
+            # sidecar without the field), or a FLAIR would pass a T2's times
+            criteria[key] = ""
+    if level == "description":
+        pattern = _shared_words(descriptions)
+        if pattern:
+            criteria["SeriesDescription"] = pattern
+    elif level == "exact_description" and all(descriptions):
+        criteria["SeriesDescription"] = {"any": sorted({_glob_literal(d) for d in descriptions})}
+    return criteria
+
+
+def _round(value: float, direction: Any) -> float:
+    """Six decimals (microseconds), rounded outwards so the range keeps what it was made from."""
+    return direction(value * 1e6) / 1e6
+
+
+def _image_type_head(image_types: list[tuple]) -> dict:
+    """The ImageType's standard values (ORIGINAL/DERIVED, PRIMARY/SECONDARY) as shared, any vendor values after."""
+    head = [_glob_literal(str(next(iter(values)))) if len(values) == 1 else "*"
+            for values in ({t[k] if len(t) > k else "" for t in image_types} for k in range(2))]
+    return {"any": [head + ["*"] * extra for extra in range(MAX_IMAGE_TYPE_VALUES - 1)]}
+
+
 # what dcm2niix appends to a sidecar's ImageType (Siemens magnitude/phase images): a DICOM ImageType matches
 # with or without it
 _DCM2NIIX_IMAGE_TYPE_TAILS = ([], ["MAGNITUDE"], ["PHASE"], ["REAL"], ["IMAGINARY"])
 
 
-def _image_type_patterns(image_type: tuple) -> dict:
-    values = [_glob_literal(str(v)) for v in image_type]
-    return {"any": [values + tail for tail in _DCM2NIIX_IMAGE_TYPE_TAILS]}
+def _image_type_patterns(image_types: list[tuple]) -> dict:
+    """Each ImageType length the labelled series had, with the values they share there (``*`` where they
+    differ), with or without what dcm2niix appends."""
+    by_length: dict[int, list[tuple]] = defaultdict(list)
+    for t in image_types:
+        by_length[len(t)].append(t)
+    patterns = []
+    for length, same_length in sorted(by_length.items()):
+        values = [_glob_literal(str(same_length[0][k])) if len({t[k] for t in same_length}) == 1 else "*"
+                  for k in range(length)]
+        patterns += [values + tail for tail in _DCM2NIIX_IMAGE_TYPE_TAILS]
+    return {"any": patterns}
 
 
-def _rules(n: BidsName, match: dict) -> list[dict]:
+def _sequence_family(name: str) -> str:
+    """``*tseR2d1_13rr`` -> ``*tse``: Siemens names a sequence by its family in lower case (tse, tir, tfl, fl, ep,
+    spc), then options in upper case (R: RESTORE, B: BLADE), the dimension and counts (echo train, b-value)
+    that change with the protocol's settings. Other vendors: the letters before the first digit."""
+    match = re.match(r"\*?[a-z]+", name) or re.match(r"\*?[A-Za-z]+", name)
+    return match.group(0) if match else ""
+
+
+def _shared_prefix(values: list[str]) -> str:
+    if not values or not all(values):
+        return ""
+    prefix = values[0]
+    for v in values[1:]:
+        while not v.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix
+
+
+def _shared_words(descriptions: list[str]) -> str:
+    """``*t2*tse*``: the words every description has, in the order they have them (any case: the config
+    matches case-insensitively); "" when a description is empty or they share no word."""
+    words = [_WORDS.findall(d.lower()) for d in descriptions]
+    if not words or not all(words):
+        return ""
+    shared = [w for w in words[0] if all(w in other for other in words[1:])]
+    while shared:
+        pattern = "*" + "*".join(shared) + "*"
+        if all(fnmatch.fnmatchcase(d.lower(), pattern) for d in descriptions):
+            return pattern
+        shared.pop()  # a word the others have in another order
+    return ""
+
+
+def _matches(criteria: dict, sidecar: dict[str, Any]) -> bool:
+    """Whether dcm2bids (3.3, fnmatch, case-insensitive) pairs a sidecar with these criteria (its
+    ``SidecarPairing.isLink``): lists element by element and of the same length, ``any`` of several patterns,
+    ``btwe`` an inclusive range, an empty pattern only a missing or empty field."""
+
+    def text(value: Any, pattern: Any) -> bool:
+        return fnmatch.fnmatchcase(str(value).lower(), str(pattern).lower())
+
+    def sequence(value: Any, pattern: Any) -> bool:
+        return (isinstance(value, list) and isinstance(pattern, list) and len(value) == len(pattern)
+                and all(text(v, p) for v, p in zip(value, pattern)))
+
+    for key, pattern in criteria.items():
+        value = sidecar.get(key, "")
+        if isinstance(pattern, dict) and "any" in pattern:
+            ok = any(sequence(value, p) if isinstance(value, list) else text(value, p) for p in pattern["any"])
+        elif isinstance(pattern, dict) and "btwe" in pattern:
+            try:
+                ok = float(pattern["btwe"][0]) <= float(value) <= float(pattern["btwe"][1])
+            except (TypeError, ValueError):
+                ok = False
+        elif isinstance(value, list):
+            ok = sequence(value, pattern)
+        else:
+            ok = (not value and not pattern) or bool(value and pattern and text(value, pattern))
+        if not ok:
+            return False
+    return True
+
+
+def _describe_hits(uids: list[str], key_of: dict[str, tuple | None], records: Sequence[LabelRecord]) -> str:
+    """``2 series labelled FLAIR_2D (acq-2D_FLAIR), …`` for a problem message."""
+    sequences = {r.series_uid: r.sequence for r in records}
+    counts: dict[str, int] = defaultdict(int)
+    for uid in uids:
+        key = key_of.get(uid)
+        what = f"{sequences.get(uid)}" + (f" ({'_'.join(x for x in (key[2], key[1]) if x)})" if key else
+                                          " (not converted)")
+        counts[what] += 1
+    return ", ".join(f"{n} series labelled {what}" for what, n in sorted(counts.items()))
+
+
+def _shared_sidecar(group: list[BidsName]) -> tuple[BidsName, list[str]]:
+    """One name's series as one BidsName: the sidecar fields they all have with the same value (an ASL series'
+    timing, a field map's echo times), and the fields left out because they differ."""
+    first = group[0]
+    keys = set().union(*(n.sidecar for n in group))
+    same = {k: first.sidecar[k] for k in sorted(keys)
+            if all(k in n.sidecar and n.sidecar[k] == first.sidecar.get(k) for n in group)}
+    differing = sorted(k for k in keys - set(same) if k not in ("B0FieldIdentifier", "B0FieldSource", "IntendedFor"))
+    return replace(first, sidecar=same), differing
+
+
+def _rules(n: BidsName, match: dict, single_echo: bool = False) -> list[dict]:
+    """The descriptions of one name's files; ``single_echo``: its labelled series had one echo each, so no rule
+    for dcm2niix's echo files (``_e2`` of a PD/T2 dual echo would otherwise become a T2w's ``echo-2``)."""
     out = []
     for suffix, patterns, extra in _dcm2bids_files(n, stem=f"*_{REUSABLE_MARK}"):
+        if single_echo and extra.startswith("echo-"):
+            continue
         description = {"datatype": n.datatype, "suffix": suffix,
                        "criteria": {**match, "SidecarFilename": {"any": patterns}}}
         entities = "_".join(x for x in (n.entity_string, extra) if x)

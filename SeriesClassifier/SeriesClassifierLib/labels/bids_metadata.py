@@ -338,3 +338,38 @@ def missing_fields(suffix: str, fields: dict[str, Any], volume_types: list[str] 
         if not volume_types:
             missing.append(ASLCONTEXT)
     return missing
+
+
+def acquisition_sidecars(header: dict[str, Any]) -> list[dict[str, Any]]:
+    """What dcm2niix will write into the sidecars of one series that a reusable dcm2bids rule can match on, from
+    ``dicom.headers.read_series``'s header: one dict per echo (dcm2niix makes one file per echo), in dcm2niix's
+    names and units (times in seconds, multi-valued text joined with backslashes, the enhanced-MR
+    PulseSequenceName as SequenceName). A field the header lacks is left out, as dcm2niix leaves it out."""
+
+    def seconds(value: Any) -> float | None:
+        number = _number(value)
+        return round(number / 1000.0, 6) if number else None  # 0 is "none" (GE and Hitachi write TI 0)
+
+    base: dict[str, Any] = {}
+    image_type = [str(v) for v in header.get("ImageType") or [] if str(v)]
+    if image_type:
+        base["ImageType"] = image_type
+    for key in ("ScanningSequence", "SequenceVariant"):
+        values = header.get(key)
+        values = [str(v) for v in ([values] if isinstance(values, str) else values or []) if str(v)]
+        if values:
+            base[key] = "\\".join(values)
+    name = str(header.get("SequenceName") or header.get("PulseSequenceName") or "").strip()
+    if name:
+        base["SequenceName"] = name
+    if header.get("MRAcquisitionType"):
+        base["MRAcquisitionType"] = str(header["MRAcquisitionType"])
+    for key in ("RepetitionTime", "InversionTime"):
+        if (value := seconds(header.get(key))) is not None:
+            base[key] = value
+    if (flip := _number(header.get("FlipAngle"))) is not None:
+        base["FlipAngle"] = flip
+    echoes = [t for t in (seconds(v) for v in header.get("EchoTimes") or []) if t is not None]
+    if not echoes and (te := seconds(header.get("EchoTime"))) is not None:
+        echoes = [te]
+    return [{**base, "EchoTime": te} for te in sorted(set(echoes))] or [base]
