@@ -34,13 +34,6 @@ def _decisions(series: Sequence[Series], outputs: Sequence[dict[str, ModelOutput
     return out
 
 
-def accepted_accuracy(series: Sequence[Series], outputs: Sequence[dict[str, ModelOutput]], truth: Sequence[str],
-                      params: EnsembleParams) -> float:
-    """Accuracy of the series no rule sends to review under ``params`` (1.0 when every series is reviewed)."""
-    accepted = [right for reviewed, right in _decisions(series, outputs, truth, params) if not reviewed]
-    return float(np.mean(accepted)) if accepted else 1.0
-
-
 def fit_review_threshold(series: Sequence[Series], outputs: Sequence[dict[str, ModelOutput]],
                          truth: Sequence[str], params: EnsembleParams, target_accuracy: float = 0.98,
                          grid: Sequence[float] = GRID) -> float:
