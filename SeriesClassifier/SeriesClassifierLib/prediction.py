@@ -26,6 +26,13 @@ class TaskPrediction:
         """``T1_3D_POST:0.7000;FLAIR_2D:0.2000;PD:0.1000``: the one spelling of top-k in every table we write."""
         return ";".join(f"{label}:{p:.4f}" for label, p in self.top(k))
 
+    def restricted_to(self, codes: list[str]) -> TaskPrediction:
+        """The answer among ``codes`` only, renormalised; all equal when the distribution gives them nothing."""
+        mass = {c: self.probabilities.get(c, 0.0) for c in codes}
+        total = sum(mass.values())
+        return TaskPrediction.from_probabilities({c: (p / total if total > 0 else 1.0 / len(codes))
+                                                  for c, p in mass.items()})
+
     @classmethod
     def from_probabilities(cls, probabilities: dict[str, float]) -> TaskPrediction:
         label, p = max(probabilities.items(), key=lambda kv: kv[1])

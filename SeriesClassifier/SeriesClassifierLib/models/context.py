@@ -1,5 +1,7 @@
 """Study context: what the header and the rest of the study say about one series' contrast and source.
 
+``apply_context`` runs, after the series' own physics (``plausibility.py``), the two steps below.
+
 A derived series (an ADC, a MIP, a minIP) tied to its source at header time (``derived.py``) can only be
 what its source makes: an answer outside that family is restricted to it, and a person confirms.
 
@@ -81,11 +83,7 @@ def apply_derived_context(prediction: TaskPrediction, series: Series) -> tuple[T
     family = load_vocabulary().derived_family(link.get("facts") or [])
     if not family or prediction.label in family:
         return prediction, None, False
-    mass = {code: prediction.probabilities.get(code, 0.0) for code in family}
-    total = sum(mass.values())
-    # nothing for the family at all: the models' answer says nothing between its members, so all are equal
-    probabilities = {code: (p / total if total > 0 else 1.0 / len(family)) for code, p in mass.items()}
-    restricted = TaskPrediction.from_probabilities(probabilities)
+    restricted = prediction.restricted_to(family)
     number = link.get("series_number")
     name = f"series {number}" if number is not None else f"series {link.get('series_uid', '')}"
     why = (f"derived from {name} ({link.get('evidence')}; {link.get('how')}): it can only be "
@@ -93,7 +91,7 @@ def apply_derived_context(prediction: TaskPrediction, series: Series) -> tuple[T
     return restricted, why, True
 
 
-def apply_study_context(prediction: TaskPrediction, series: Series) -> tuple[TaskPrediction, str | None, bool]:
+def apply_context(prediction: TaskPrediction, series: Series) -> tuple[TaskPrediction, str | None, bool]:
     """Every adjustment in turn (the series' own physics, its derived source, then contrast), as one
     ``combine`` adjust: the contrast step moves pre to post only after the class itself is settled."""
     notes, confirm = [], False

@@ -90,7 +90,7 @@ def physics_features(header: dict[str, Any], n_images: int, n_frames: int) -> di
     ti = number(header.get("InversionTime"))
     bs = b_values(header)
     b_max = max(bs) if bs else math.nan
-    epi = "EP" in scanning or bool(_EPI_NAME.search(names)) or "MOSAIC" in image_type
+    epi = _echo_planar(scanning, names, image_type)
     inversion = ("IR" in scanning or (ti > 50) or str(header.get("InversionRecovery") or "").upper() == "YES")
     return {
         "phys:epi": float(epi),
@@ -128,19 +128,24 @@ def hard_facts(header: dict[str, Any]) -> dict[str, str]:
     bs = [b for b in b_values(header) if b >= DIFFUSION_B]
     if bs:
         facts["diffusion_weighted"] = f"b = {max(bs):g} s/mm²"
-    scanning = _words(header.get("ScanningSequence"))
+    scanning, image_type = _words(header.get("ScanningSequence")), _words(header.get("ImageType"))
     names = " ".join(str(header.get(k) or "") for k in _NAME_FIELDS).strip()
     diffusion_name = _DIFFUSION_NAME.search(names.lower())
-    if diffusion_name or "DIFFUSION" in _words(header.get("ImageType")):
+    if diffusion_name or "DIFFUSION" in image_type:
         facts["diffusion_sequence"] = f"sequence {names}" if diffusion_name else "ImageType DIFFUSION"
     two_d = str(header.get("MRAcquisitionType") or "").upper() == "2D"
-    epi = "EP" in scanning or bool(_EPI_NAME.search(names.lower())) or "MOSAIC" in _words(header.get("ImageType"))
+    epi = _echo_planar(scanning, names.lower(), image_type)
     readout = f"{'/'.join(sorted(scanning))} readout" + (f" ({names})" if names else "")
     if two_d and scanning and names and not epi:
         facts["two_d_without_epi"] = f"2-D {readout}, no echo-planar imaging"
     if "SE" in scanning and "GR" not in scanning and not epi:
         facts["spin_echo_without_gradient_echo"] = f"{readout}, no gradient echo"
     return facts
+
+
+def _echo_planar(scanning: set[str], names: str, image_type: set[str]) -> bool:
+    """EPI: ScanningSequence EP, an echo-planar sequence name (``names`` lower-case), or a Siemens mosaic."""
+    return "EP" in scanning or bool(_EPI_NAME.search(names)) or "MOSAIC" in image_type
 
 
 def _field_map(image_type: set[str], names: str) -> bool:

@@ -31,9 +31,6 @@ def apply_physics_rules(prediction: TaskPrediction, series: Series) -> tuple[Tas
     allowed = [c for c in vocabulary.sequence_codes if not vocabulary.ruling_out(c, facts)]
     if not allowed:
         return prediction, None, False
-    mass = {c: prediction.probabilities.get(c, 0.0) for c in allowed}
-    total = sum(mass.values())
-    restricted = TaskPrediction.from_probabilities(
-        {c: (p / total if total > 0 else 1.0 / len(allowed)) for c, p in mass.items()})
+    restricted = prediction.restricted_to(allowed)
     evidence = "; ".join(f"{facts[r.fact]}: {r.why}" for r in rules)
     return restricted, f"the header rules out {prediction.label} ({evidence}), so it became {restricted.label}", True

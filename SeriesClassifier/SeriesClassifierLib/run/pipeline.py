@@ -16,7 +16,7 @@ from pathlib import Path
 from ..dicom.headers import read_series
 from ..dicom.sources import iter_series_refs
 from ..models.bundle import ModelBundle, load_bundle
-from ..models.context import apply_study_context
+from ..models.context import apply_context
 from ..models.derived import LINK_KEY, referenced_owners
 from ..models.ensemble import EnsembleParams, combine, voting_outputs
 from ..models.features import add_study_context
@@ -149,7 +149,7 @@ def decide(
     voters, review, blind = _weigh_the_header(series, outputs)
     review = list(failures or []) + list(series.conflicts) + review  # contradicting files: never unreviewed
     voters, unfamiliar, guess = _unfamiliar(voters, bundle.ensemble)
-    combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_study_context(pooled, series))
+    combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_context(pooled, series))
     sequence = combined.sequence
     review += [f"{name}: {note}" for name, o in voters.items() for note in o.novelty]
     not_brain = not_brain_reason(series)
