@@ -12,6 +12,7 @@ Not a simulator: the generator (synth/) makes realistic studies.
 from __future__ import annotations
 
 import csv
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -504,3 +505,82 @@ def siemens_protocol(values: dict) -> bytes:
     """A CSA series header (0029,1020) whose MrPhoenixProtocol holds these ASCCONV lines (key = value)."""
     lines = "".join(f"{k}\t = {v}\n" for k, v in values.items())
     return siemens_csa({"MrPhoenixProtocol": f"### ASCCONV BEGIN ###\n{lines}### ASCCONV END ###"})
+
+
+# The CTK DICOM database schema (commontk/CTK Libs/DICOM/Core/Resources/dicom-schema.sql), the
+# tables this engine reads. 0.8 adds Images.URL (and allows an empty Filename when only a URL is known).
+CTK_TABLES = """
+CREATE TABLE SchemaInfo (Version VARCHAR(1024) NOT NULL);
+CREATE TABLE Patients (
+  UID INTEGER PRIMARY KEY AUTOINCREMENT, PatientsName VARCHAR(255) NULL, PatientID VARCHAR(255) NULL,
+  PatientsBirthDate DATE NULL, PatientsBirthTime TIME NULL, PatientsSex VARCHAR(1) NULL,
+  PatientsAge VARCHAR(10) NULL, PatientsComments VARCHAR(255) NULL, InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedPatientsName VARCHAR(255) NULL, DisplayedNumberOfStudies INT NULL, DisplayedLastStudyDate DATE NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL);
+CREATE TABLE Studies (
+  StudyInstanceUID VARCHAR(64) NOT NULL, PatientsUID INT NOT NULL, StudyID VARCHAR(255) NULL,
+  StudyDate DATE NULL, StudyTime VARCHAR(20) NULL, StudyDescription VARCHAR(255) NULL,
+  AccessionNumber VARCHAR(255) NULL, ModalitiesInStudy VARCHAR(255) NULL, InstitutionName VARCHAR(255) NULL,
+  ReferringPhysician VARCHAR(255) NULL, PerformingPhysiciansName VARCHAR(255) NULL,
+  InsertTimestamp VARCHAR(20) NOT NULL, DisplayedNumberOfSeries INT NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (StudyInstanceUID));
+CREATE TABLE Series (
+  SeriesInstanceUID VARCHAR(64) NOT NULL, StudyInstanceUID VARCHAR(64) NOT NULL, SeriesNumber INT NULL,
+  SeriesDate DATE NULL, SeriesTime VARCHAR(20) NULL, SeriesDescription VARCHAR(255) NULL,
+  Modality VARCHAR(20) NULL, BodyPartExamined VARCHAR(255) NULL, FrameOfReferenceUID VARCHAR(64) NULL,
+  AcquisitionNumber INT NULL, ContrastAgent VARCHAR(255) NULL, ScanningSequence VARCHAR(45) NULL,
+  EchoNumber INT NULL, TemporalPosition INT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedCount INT NULL, DisplayedSize VARCHAR(20) NULL, DisplayedNumberOfFrames INT NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SeriesInstanceUID));
+"""
+IMAGES_07 = """CREATE TABLE Images (SOPInstanceUID VARCHAR(64) NOT NULL, Filename VARCHAR(1024) NOT NULL,
+  SeriesInstanceUID VARCHAR(64) NOT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SOPInstanceUID));"""
+IMAGES_08 = """CREATE TABLE Images (SOPInstanceUID VARCHAR(64) NOT NULL, Filename VARCHAR(1024) NOT NULL,
+  URL VARCHAR(1024) NOT NULL, SeriesInstanceUID VARCHAR(64) NOT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
+  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SOPInstanceUID));"""
+
+
+class CtkIndex:
+    """A CTK DICOM database (``ctkDICOM.sql``) written as Slicer indexes files: each patient, study and series
+    once, then an Images row per file. A context manager: committed and closed on exit."""
+
+    def __init__(self, db_dir: Path, version: str):
+        db_dir.mkdir(parents=True, exist_ok=True)
+        self.version = version
+        self.con = sqlite3.connect(db_dir / "ctkDICOM.sql")
+        self.con.executescript(CTK_TABLES + (IMAGES_08 if version.startswith("0.8") else IMAGES_07))
+        self.con.execute("INSERT INTO SchemaInfo VALUES (?)", (version,))
+        self.patients: dict[str, int] = {}
+        self.studies: set[str] = set()
+        self.series: set[str] = set()
+
+    def add(self, patient_id: str, patient_name: str, study: str, series: str, sop: str, filename: str, *,
+            url: str = "", series_number=None, description: str = "", modality: str = "MR") -> None:
+        con = self.con
+        if patient_id not in self.patients:
+            cur = con.execute("INSERT INTO Patients (PatientsName, PatientID, InsertTimestamp) VALUES (?, ?, 'now')",
+                              (patient_name, patient_id))
+            self.patients[patient_id] = cur.lastrowid
+        if study not in self.studies:
+            self.studies.add(study)
+            con.execute("INSERT INTO Studies (StudyInstanceUID, PatientsUID, InsertTimestamp) VALUES (?, ?, 'now')",
+                        (study, self.patients[patient_id]))
+        if series not in self.series:
+            self.series.add(series)
+            con.execute("INSERT INTO Series (SeriesInstanceUID, StudyInstanceUID, SeriesNumber, SeriesDescription, "
+                        "Modality, InsertTimestamp) VALUES (?, ?, ?, ?, ?, 'now')",
+                        (series, study, series_number, description, modality))
+        if self.version.startswith("0.8"):
+            con.execute("INSERT INTO Images (SOPInstanceUID, Filename, URL, SeriesInstanceUID, InsertTimestamp) "
+                        "VALUES (?, ?, ?, ?, 'now')", (sop, filename, url, series))
+        else:
+            con.execute("INSERT INTO Images (SOPInstanceUID, Filename, SeriesInstanceUID, InsertTimestamp) "
+                        "VALUES (?, ?, ?, 'now')", (sop, filename, series))
+
+    def __enter__(self) -> CtkIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.con.commit()
+        self.con.close()

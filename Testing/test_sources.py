@@ -6,7 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import SAGITTAL, recipe_headers, write_classic_series, write_enhanced_series, write_sr
+from dicom_factory import (
+    SAGITTAL,
+    CtkIndex,
+    recipe_headers,
+    write_classic_series,
+    write_enhanced_series,
+    write_sr,
+)
 from pydicom.data import get_testdata_file
 
 from SeriesClassifierLib.dicom.headers import read_series
@@ -19,83 +26,27 @@ from SeriesClassifierLib.dicom.sources import (
     iter_series_refs,
 )
 
-# The CTK DICOM database schema (commontk/CTK Libs/DICOM/Core/Resources/dicom-schema.sql), the
-# tables this engine reads. 0.8 adds Images.URL (and allows an empty Filename when only a URL is known).
-CTK_TABLES = """
-CREATE TABLE SchemaInfo (Version VARCHAR(1024) NOT NULL);
-CREATE TABLE Patients (
-  UID INTEGER PRIMARY KEY AUTOINCREMENT, PatientsName VARCHAR(255) NULL, PatientID VARCHAR(255) NULL,
-  PatientsBirthDate DATE NULL, PatientsBirthTime TIME NULL, PatientsSex VARCHAR(1) NULL,
-  PatientsAge VARCHAR(10) NULL, PatientsComments VARCHAR(255) NULL, InsertTimestamp VARCHAR(20) NOT NULL,
-  DisplayedPatientsName VARCHAR(255) NULL, DisplayedNumberOfStudies INT NULL, DisplayedLastStudyDate DATE NULL,
-  DisplayedFieldsUpdatedTimestamp DATETIME NULL);
-CREATE TABLE Studies (
-  StudyInstanceUID VARCHAR(64) NOT NULL, PatientsUID INT NOT NULL, StudyID VARCHAR(255) NULL,
-  StudyDate DATE NULL, StudyTime VARCHAR(20) NULL, StudyDescription VARCHAR(255) NULL,
-  AccessionNumber VARCHAR(255) NULL, ModalitiesInStudy VARCHAR(255) NULL, InstitutionName VARCHAR(255) NULL,
-  ReferringPhysician VARCHAR(255) NULL, PerformingPhysiciansName VARCHAR(255) NULL,
-  InsertTimestamp VARCHAR(20) NOT NULL, DisplayedNumberOfSeries INT NULL,
-  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (StudyInstanceUID));
-CREATE TABLE Series (
-  SeriesInstanceUID VARCHAR(64) NOT NULL, StudyInstanceUID VARCHAR(64) NOT NULL, SeriesNumber INT NULL,
-  SeriesDate DATE NULL, SeriesTime VARCHAR(20) NULL, SeriesDescription VARCHAR(255) NULL,
-  Modality VARCHAR(20) NULL, BodyPartExamined VARCHAR(255) NULL, FrameOfReferenceUID VARCHAR(64) NULL,
-  AcquisitionNumber INT NULL, ContrastAgent VARCHAR(255) NULL, ScanningSequence VARCHAR(45) NULL,
-  EchoNumber INT NULL, TemporalPosition INT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
-  DisplayedCount INT NULL, DisplayedSize VARCHAR(20) NULL, DisplayedNumberOfFrames INT NULL,
-  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SeriesInstanceUID));
-"""
-IMAGES_07 = """CREATE TABLE Images (SOPInstanceUID VARCHAR(64) NOT NULL, Filename VARCHAR(1024) NOT NULL,
-  SeriesInstanceUID VARCHAR(64) NOT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
-  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SOPInstanceUID));"""
-IMAGES_08 = """CREATE TABLE Images (SOPInstanceUID VARCHAR(64) NOT NULL, Filename VARCHAR(1024) NOT NULL,
-  URL VARCHAR(1024) NOT NULL, SeriesInstanceUID VARCHAR(64) NOT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
-  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SOPInstanceUID));"""
-
 
 def make_ctk_database(db_dir: Path, files: list[Path], version: str, *, inside: bool, url_for: set | None = None):
     """Index files like Slicer does: copied into db_dir/dicom/… (relative names) or linked in place (absolute)."""
     import pydicom
 
-    db_dir.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(db_dir / "ctkDICOM.sql")
-    con.executescript(CTK_TABLES + (IMAGES_08 if version.startswith("0.8") else IMAGES_07))
-    con.execute("INSERT INTO SchemaInfo VALUES (?)", (version,))
-    patients, studies, series = {}, set(), set()
-    for f in files:
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        if ds.PatientID not in patients:
-            cur = con.execute("INSERT INTO Patients (PatientsName, PatientID, InsertTimestamp) VALUES (?, ?, 'now')",
-                              (str(ds.PatientName), ds.PatientID))
-            patients[ds.PatientID] = cur.lastrowid
-        if ds.StudyInstanceUID not in studies:
-            studies.add(ds.StudyInstanceUID)
-            con.execute("INSERT INTO Studies (StudyInstanceUID, PatientsUID, InsertTimestamp) VALUES (?, ?, 'now')",
-                        (ds.StudyInstanceUID, patients[ds.PatientID]))
-        if ds.SeriesInstanceUID not in series:
-            series.add(ds.SeriesInstanceUID)
-            con.execute("INSERT INTO Series (SeriesInstanceUID, StudyInstanceUID, SeriesNumber, SeriesDescription, "
-                        "Modality, InsertTimestamp) VALUES (?, ?, ?, ?, ?, 'now')",
-                        (ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.get("SeriesNumber"),
-                         ds.get("SeriesDescription", ""), ds.Modality))
-        if inside:
-            rel = Path("dicom") / ds.StudyInstanceUID / ds.SeriesInstanceUID / ds.SOPInstanceUID
-            (db_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, db_dir / rel)
-            filename = str(rel)
-        else:
-            filename = str(Path(f).resolve())
-        url = ""
-        if url_for and ds.SOPInstanceUID in url_for:
-            url, filename = Path(db_dir / filename if inside else filename).resolve().as_uri(), ""
-        if version.startswith("0.8"):
-            con.execute("INSERT INTO Images (SOPInstanceUID, Filename, URL, SeriesInstanceUID, InsertTimestamp) "
-                        "VALUES (?, ?, ?, ?, 'now')", (ds.SOPInstanceUID, filename, url, ds.SeriesInstanceUID))
-        else:
-            con.execute("INSERT INTO Images (SOPInstanceUID, Filename, SeriesInstanceUID, InsertTimestamp) "
-                        "VALUES (?, ?, ?, 'now')", (ds.SOPInstanceUID, filename, ds.SeriesInstanceUID))
-    con.commit()
-    con.close()
+    with CtkIndex(db_dir, version) as index:
+        for f in files:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            if inside:
+                rel = Path("dicom") / ds.StudyInstanceUID / ds.SeriesInstanceUID / ds.SOPInstanceUID
+                (db_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, db_dir / rel)
+                filename = str(rel)
+            else:
+                filename = str(Path(f).resolve())
+            url = ""
+            if url_for and ds.SOPInstanceUID in url_for:
+                url, filename = Path(db_dir / filename if inside else filename).resolve().as_uri(), ""
+            index.add(ds.PatientID, str(ds.PatientName), ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
+                      filename, url=url, series_number=ds.get("SeriesNumber"),
+                      description=ds.get("SeriesDescription", ""), modality=ds.Modality)
 
 
 @pytest.fixture(scope="module")

@@ -262,6 +262,9 @@ def big(n: int, tmp: Path, archive: Path) -> None:
 
     from SeriesClassifierLib.dicom.sources import iter_series_refs
 
+    sys.path.insert(0, str(ENGINE_DIR.parent / "Testing"))
+    from dicom_factory import CtkIndex  # the CTK schema the source tests index with
+
     print(f"\n== Memory: {n} series, headers only (one 8x8 image per series; 10 series per study)")
     templates = []
     for ref in iter_series_refs(archive):
@@ -276,26 +279,33 @@ def big(n: int, tmp: Path, archive: Path) -> None:
             if tag.group & 1 and tag.group != 0x0019 and tag.group != 0x0043:  # keep b-value blocks only
                 del ds[tag]
         templates.append(ds)
-    results = {}
+    results: dict[tuple[str, int], dict] = {}
     for size in (n // 10, n):
-        root = tmp / f"big{size}"
+        root, database = tmp / f"big{size}", tmp / f"big{size}-db"
         t0 = time.perf_counter()
         study = None
-        for i in range(size):
-            ds = templates[i % len(templates)]
-            if i % 10 == 0:
-                study = generate_uid()
-            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, generate_uid(), generate_uid()
-            folder = root / f"{i // 1000:03d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            ds.save_as(folder / f"{i:06d}.dcm")
-        print(f"  wrote {size} files in {time.perf_counter() - t0:.0f} s")
-        m = measure(CLI + ["classify", str(root), "--force", "--out", str(tmp / f"big{size}.csv"), "--no-cnn",
-                           "--quiet"])
-        results[size] = m
-        show(f"classify --no-cnn, {size} series", m, f"{size / m['wall']:.0f} series/s")
-    small, large = results[n // 10], results[n]
-    print(f"  peak RSS grows {large['rss_mb'] / small['rss_mb']:.2f}x for 10x the series")
+        # the same files, also indexed as a Slicer database (linked in place): a database lists its files, a
+        # folder must be read to the end before any series is known to be complete
+        with CtkIndex(database, "0.8.0") as index:
+            for i in range(size):
+                ds = templates[i % len(templates)]
+                if i % 10 == 0:
+                    study = generate_uid()
+                ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, generate_uid(), generate_uid()
+                folder = root / f"{i // 1000:03d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                ds.save_as(folder / f"{i:06d}.dcm")
+                index.add(str(ds.get("PatientID", "")), "", study, ds.SeriesInstanceUID, ds.SOPInstanceUID,
+                          str((folder / f"{i:06d}.dcm").resolve()))
+        print(f"  wrote {size} files and their database in {time.perf_counter() - t0:.0f} s")
+        for kind, source in (("folder", root), ("Slicer database", database)):
+            m = measure(CLI + ["classify", str(source), "--force", "--out", str(tmp / f"big{size}.csv"), "--no-cnn",
+                               "--quiet"])
+            results[kind, size] = m
+            show(f"classify --no-cnn, {size} series ({kind})", m, f"{size / m['wall']:.0f} series/s")
+    for kind in ("folder", "Slicer database"):
+        small, large = results[kind, n // 10], results[kind, n]
+        print(f"  {kind}: peak RSS grows {large['rss_mb'] / small['rss_mb']:.2f}x for 10x the series")
 
 
 PEER_SCRIPTS = {
