@@ -234,3 +234,9 @@ def test_without_a_slice_model_the_network_file_and_answers_are_as_before(tmp_pa
     assert np.allclose([series[c] for c in model.config.sequence_classes], expected, atol=1e-6)
     with pytest.raises(ValueError, match="slice model"):
         fit_cnn(cache, cache, config, _tiny_options(slice_model="lstm"), tmp_path / "x")
+    # whole-series batches without a slice model: the same file and aggregation, other weights
+    torch.manual_seed(0)
+    batched, _, _ = fit_cnn(cache, cache, config, _tiny_options(series_batches=True), tmp_path / "batched")
+    assert {k.split(".")[0] for k in load_file(str(tmp_path / "batched" / "cnn.safetensors"))} == {"net"}
+    assert isinstance(batched.aggregator, MeanLogProb)
+    assert not torch.equal(batched.net.stem[0].weight, model.net.stem[0].weight)

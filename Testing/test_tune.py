@@ -195,6 +195,7 @@ def test_the_slice_model_rows_are_registered_and_can_be_chosen_alone():
     assert ABLATION["slice_gru"] == {**BASELINE, "slice_model": "gru"}
     assert ABLATION["slice_conv1d"] == {**BASELINE, "slice_model": "conv1d"}
     assert ABLATION["pooled_head"] == {**BASELINE, "gru": True, "pooled_head": True}  # the baseline's network
+    assert ABLATION["series_batches"] == {**BASELINE, "series_batches": True}  # the batching without a head
     assert list(ablation_configs(["pooled_head", "slice_gru"])) == ["pooled_head", "slice_gru"]
     assert ablation_configs(None) == ABLATION
     with pytest.raises(TrainingError, match="slice_lstm"):
@@ -211,6 +212,7 @@ def test_the_slice_model_rows_are_registered_and_can_be_chosen_alone():
     for trial, agg in (("slice_gru", "e2e"), ("slice_conv1d", "e2e"), ("pooled_head", "pooled")):
         assert (trial, agg, ("baseline", "mean")) in rows
     assert ("pooled_head", "gru", ("pooled_head", "pooled")) in rows  # the frozen GRU against its control
+    assert ("series_batches", "mean", ("baseline", "mean")) in rows
     assert all(trial in ABLATION for trial, _, _ in rows)
 
 

@@ -46,11 +46,18 @@ ROWS = [
      "slice_gru", "e2e", ("baseline", "mean")),
     ("end to end: mean-pooled embedding + residual 1-D convolution (k 3), linear head, trained with the CNN",
      "slice_conv1d", "e2e", ("baseline", "mean")),
-    ("end-to-end GRU model, its own slice head by mean log-prob", "slice_gru", "mean", ("baseline", "mean")),
-    ("end-to-end 1-D convolution model, its own slice head by mean log-prob", "slice_conv1d", "mean",
-     ("baseline", "mean")),
-    ("end-to-end GRU, against the fair control", "slice_gru", "e2e", ("pooled_head", "pooled")),
-    ("end-to-end 1-D convolution, against the fair control", "slice_conv1d", "e2e", ("pooled_head", "pooled")),
+    ("batching control: the baseline trained on the end-to-end rows' batches (4 whole series a step), no head",
+     "series_batches", "mean", ("baseline", "mean")),
+    ("end-to-end GRU, against the batching control", "slice_gru", "e2e", ("series_batches", "mean")),
+    ("end-to-end 1-D convolution, against the batching control", "slice_conv1d", "e2e", ("series_batches", "mean")),
+    ("end-to-end GRU, against its own network's slice head by mean log-prob", "slice_gru", "e2e",
+     ("slice_gru", "mean")),
+    ("end-to-end GRU, against its own network's slice head by majority vote", "slice_gru", "e2e",
+     ("slice_gru", "vote")),
+    ("end-to-end 1-D convolution, against its own network's slice head by mean log-prob", "slice_conv1d", "e2e",
+     ("slice_conv1d", "mean")),
+    ("end-to-end 1-D convolution, against its own network's slice head by majority vote", "slice_conv1d", "e2e",
+     ("slice_conv1d", "vote")),
 ]
 EXTRA_COST = {"gru": " (+GRU)", "pooled": " (+linear)", "e2e": " (with its head)"}
 SETS = (("held", "generated held-out profiles"), ("real", "real development set, pixels only"))

@@ -575,6 +575,7 @@ class TrainOptions(LossOptions):
     clahe_tiles: int = 8
     augment_strength: float = 1.0
     slice_model: str = "none"  # "gru" / "conv1d": a SliceHead trained end to end (see fit_cnn)
+    series_batches: bool = False  # steps of whole series without a slice model (the batching's own effect)
     fit_gru: bool = True
     resume: bool = False
     command: str = ""
@@ -666,7 +667,8 @@ def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
     (1/sqrt frequency); the loss is the slice heads' weighted sum as without it plus the series head's
     sequence loss (``SERIES_LOSS_WEIGHT``). The head is the model's aggregator (cnn.json "slice_gru" /
     "slice_conv1d", its weights "agg.*"), so the best epoch is chosen on its series answers. "none": the
-    slice training above, unchanged.
+    slice training above, unchanged. ``opts.series_batches`` without a slice model: the whole-series steps
+    with the slice heads' loss alone (mean log-probability): what the batching does without the head.
     """
     if opts.slice_model not in SLICE_MODELS:
         raise ValueError(f"slice model {opts.slice_model!r}: one of {', '.join(SLICE_MODELS)}")
@@ -695,12 +697,13 @@ def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
         ep_rng = np.random.default_rng(opts.seed * 1000 + epoch)  # resumable: depends on the epoch only
         gen.manual_seed(opts.seed * 1000 + epoch)
         t0 = time.time()
-        if head is None:
+        if head is None and not opts.series_batches:
             idx_all = ep_rng.choice(len(train_c.images), size=steps * opts.batch_size, p=weights)
             total = _train_steps(net, opt, sched, train_c, idx_all.reshape(steps, opts.batch_size), flippable,
                                  gen, config, opts)
         else:
-            head.train()
+            if head is not None:
+                head.train()
             per_step = max(1, opts.batch_size // opts.k)
             series_all = ep_rng.choice(len(train_c.uids), size=steps * per_step,
                                        p=_class_weights_for_sampler(train_c.series_labels["sequence"].astype(int)))
@@ -789,12 +792,13 @@ def _series_rows(cache: Cache) -> list[np.ndarray]:
     return np.split(order, np.cumsum(counts)[:-1])
 
 
-def _train_series_steps(net: SeriesNet, head: SliceHead, opt, sched, train_c: Cache, batches: np.ndarray, flippable,
-                        gen, config: CnnConfig, opts: TrainOptions) -> float:
+def _train_series_steps(net: SeriesNet, head: SliceHead | None, opt, sched, train_c: Cache, batches: np.ndarray,
+                        flippable, gen, config: CnnConfig, opts: TrainOptions) -> float:
     """One epoch of end-to-end steps over batches of series indices (fit_cnn's ``slice_model``); the summed loss.
 
     The slices of the batch's series go through the network together; their embeddings, padded per series,
-    through the slice head. Augmentation is drawn per slice, as in the slice steps.
+    through the slice head (none: the slice heads' loss alone). Augmentation is drawn per slice, as in the
+    slice steps.
     """
     total = 0.0
     loss_options = opts.loss_options()
@@ -805,9 +809,10 @@ def _train_series_steps(net: SeriesNet, head: SliceHead, opt, sched, train_c: Ca
         x, targets = augmented_batch(train_c, np.concatenate(rows), flippable, gen, opts.augment_strength)
         out = net(x)
         loss = multitask_loss(out, targets, config, loss=loss_options)
-        emb, mask = pad_embeddings(out["embedding"], [len(r) for r in rows])
-        series_loss = loss_options.sequence_loss(head(emb, mask), torch.from_numpy(series_y[batch]))
-        loss = loss + SERIES_LOSS_WEIGHT * series_loss
+        if head is not None:
+            emb, mask = pad_embeddings(out["embedding"], [len(r) for r in rows])
+            series_loss = loss_options.sequence_loss(head(emb, mask), torch.from_numpy(series_y[batch]))
+            loss = loss + SERIES_LOSS_WEIGHT * series_loss
         opt.zero_grad()
         loss.backward()
         opt.step()

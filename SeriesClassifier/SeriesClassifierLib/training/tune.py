@@ -316,6 +316,8 @@ ABLATION = {
     "slice_gru": {**BASELINE, "slice_model": "gru"},
     "slice_conv1d": {**BASELINE, "slice_model": "conv1d"},
     "pooled_head": {**BASELINE, "gru": True, "pooled_head": True},
+    # the end-to-end rows' batching alone (4 whole series a step instead of 32 slices of 32 series), no head
+    "series_batches": {**BASELINE, "series_batches": True},
 }
 
 

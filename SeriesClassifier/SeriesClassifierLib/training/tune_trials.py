@@ -185,6 +185,7 @@ def trial_options(params: dict, scale: str, threads: int = 1, seed: int = 0) -> 
         clahe_clip=float(params["clahe_clip"]), clahe_tiles=int(params["clahe_tiles"]),
         augment_strength=float(params["augment_strength"]), fit_gru=bool(params.get("gru", False)),
         slice_model=str(params.get("slice_model", "none")),
+        series_batches=bool(params.get("series_batches", False)),
         max_minutes=1e9, **SCALE_FIXED[scale],
     )
 
