@@ -1,22 +1,33 @@
 """The CNN's training options: asymmetric and focal loss on hand-computed cases, task weights, augmentation
-strength, majority vote, deeper stages, the options dataclass."""
+strength, majority vote, deeper stages, the options dataclass, the slice model trained end to end."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from SeriesClassifierLib.models.aggregate import MajorityVote, majority_vote, mean_log_prob
+from SeriesClassifierLib.models.aggregate import (
+    LearnedAggregator,
+    MajorityVote,
+    MeanLogProb,
+    SliceHead,
+    majority_vote,
+    mean_log_prob,
+    pad_embeddings,
+)
 from SeriesClassifierLib.models.cnn import CnnConfig, CnnModel, SeriesNet
 from SeriesClassifierLib.training.cnn_train import (
+    Cache,
     LossOptions,
     TrainOptions,
     asymmetric_loss,
     augment,
+    fit_cnn,
     focal_cross_entropy,
     multitask_loss,
     task_weights,
@@ -128,3 +139,104 @@ def test_train_options_give_the_config_and_the_cache_tag():
     assert config.widths[-1] == 64 and config.blocks == [1, 1, 2, 2]
     assert opts.cache_tag() == "k6_s96_clahe3x4" and TrainOptions(clahe=True).cache_tag() == "k8_s128_clahe"
     assert opts.loss_options() == LossOptions(loss="asl", asl_gamma_neg=3.0)
+
+
+def _tiny_cache(config: CnnConfig, n_series: int = 12, k: int = 4, size: int = 32) -> Cache:
+    """Random 32² slices of a few series (every third one slice short), labels among the first classes."""
+    rng = np.random.default_rng(0)
+    lengths = [k if i % 3 else k - 1 for i in range(n_series)]
+    index = np.repeat(np.arange(n_series), lengths).astype(np.int32)
+    counts = {"sequence": len(config.sequence_classes), "orientation": len(config.orientation_classes),
+              **{a: len(v) for a, v in config.attributes.items()}}
+    series = {h: rng.integers(0, min(c, 3), n_series).astype(np.int16) for h, c in counts.items()}
+    return Cache((rng.random((len(index), size, size)) * 255).astype(np.uint8), index,
+                 {h: v[index] for h, v in series.items()}, np.array([f"s{i}" for i in range(n_series)]),
+                 np.array(["p"] * n_series), series)
+
+
+def _tiny_options(**kw) -> TrainOptions:
+    return TrainOptions(k=4, size=32, epochs=2, batch_size=8, samples_per_epoch=16, widths=[8, 8, 8, 16, 16],
+                        threads=1, patience=3, max_minutes=1e9, **kw)
+
+
+def test_the_series_loss_of_the_slice_head_reaches_the_backbone_through_the_embeddings(monkeypatch):
+    from SeriesClassifierLib.training import cnn_train
+
+    opts = _tiny_options(slice_model="gru")
+    config = opts.cnn_config()
+    cache = _tiny_cache(config)
+    torch.manual_seed(0)
+    net = SeriesNet(config).train()
+    head = SliceHead(config.widths[-1], len(config.sequence_classes), "gru", hidden=4).train()
+    out = net(torch.rand(7, 1, 32, 32))
+    emb, mask = pad_embeddings(out["embedding"], [4, 3])
+    assert head(emb, mask).shape == (2, len(config.sequence_classes))
+    # one end-to-end step with the slice heads' losses switched off: only the series head's loss trains
+    monkeypatch.setattr(cnn_train, "multitask_loss", lambda out, *a, **k: 0.0 * out["sequence"].sum())
+    before = {k: v.clone() for k, v in [*net.state_dict().items(), *head.state_dict().items()]}
+    opt = torch.optim.SGD([*net.parameters(), *head.parameters()], lr=0.5)  # no decay: a change is a gradient
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    cnn_train._train_series_steps(net, head, opt, sched, cache, np.array([[0, 1, 2]]),
+                                  cnn_train.flippable_planes(config), torch.Generator().manual_seed(0), config, opts)
+    after = {**net.state_dict(), **head.state_dict()}
+    assert not torch.equal(after["stem.0.weight"], before["stem.0.weight"])  # the backbone's first layer
+    assert not torch.equal(after["layer4.conv2.0.weight"], before["layer4.conv2.0.weight"])
+    assert not torch.equal(after["proj.weight"], before["proj.weight"])  # the neck's zero projection learns
+    assert torch.equal(after["sequence_head.0.weight"], before["sequence_head.0.weight"])  # not via the slice heads
+
+
+@pytest.mark.parametrize("neck", ["gru", "conv1d"])
+def test_fit_cnn_trains_the_slice_head_end_to_end_and_saves_it_as_the_aggregator(tmp_path, neck):
+    opts = _tiny_options(slice_model=neck)
+    config = opts.cnn_config()
+    cache = _tiny_cache(config)
+    torch.manual_seed(0)
+    start = {k: v.clone() for k, v in SeriesNet(config).state_dict().items()}
+    torch.manual_seed(0)
+    model, history, _ = fit_cnn(cache, cache, config, opts, tmp_path)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tmp_path / "cnn.safetensors"))
+    assert model.config.aggregator == f"slice_{neck}" and isinstance(model.aggregator, LearnedAggregator)
+    assert isinstance(model.aggregator.module, SliceHead) and model.aggregator.module.neck == neck
+    assert any(k.startswith("agg.proj") for k in tensors) and float(tensors["agg.proj.weight"].abs().sum()) > 0
+    assert not torch.equal(tensors["net.stem.0.weight"], start["stem.0.weight"])  # the backbone trained too
+    series = model.output_from_slices(model.infer(cache.images[:4].astype(np.float32) / 255.0))
+    assert sum(series.sequence.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    assert len(history) == 2
+
+
+def test_without_a_slice_model_the_network_file_and_answers_are_as_before(tmp_path):
+    """Option off: the bundled layout (no new tensors, no new cnn.json keys), the mean log-probability."""
+    from safetensors.torch import load_file
+
+    assert TrainOptions().slice_model == "none"
+    opts = _tiny_options()
+    config = opts.cnn_config()
+    cache = _tiny_cache(config)
+    torch.manual_seed(0)
+    model, _, _ = fit_cnn(cache, cache, config, opts, tmp_path)
+    assert {k.split(".")[0] for k in load_file(str(tmp_path / "cnn.safetensors"))} == {"net"}
+    assert model.config.aggregator == "mean" and isinstance(model.aggregator, MeanLogProb)
+    bundle = Path(__file__).resolve().parents[1] / "SeriesClassifier" / "Resources" / "Models"
+    import json
+
+    keys = set(json.loads((tmp_path / "cnn.json").read_text()))
+    assert keys == set(CnnConfig.__dataclass_fields__) and "slice_model" not in keys
+    assert set(json.loads((bundle / "cnn.json").read_text())) <= keys  # the bundle's file reads as before
+    bundled = load_file(str(bundle / "cnn.safetensors"))
+    bundle_net = SeriesNet(CnnConfig.from_json((bundle / "cnn.json").read_text()))
+    assert {f"net.{k}" for k in bundle_net.state_dict()} == {k for k in bundled if k.startswith("net.")}
+    assert not any(k.startswith("agg.") for k in bundled)
+    slices = model.infer(cache.images[:4].astype(np.float32) / 255.0)
+    series = model.output_from_slices(slices).sequence.probabilities
+    expected = mean_log_prob(slices["sequence"])
+    assert np.allclose([series[c] for c in model.config.sequence_classes], expected, atol=1e-6)
+    with pytest.raises(ValueError, match="slice model"):
+        fit_cnn(cache, cache, config, _tiny_options(slice_model="lstm"), tmp_path / "x")
+    # whole-series batches without a slice model: the same file and aggregation, other weights
+    torch.manual_seed(0)
+    batched, _, _ = fit_cnn(cache, cache, config, _tiny_options(series_batches=True), tmp_path / "batched")
+    assert {k.split(".")[0] for k in load_file(str(tmp_path / "batched" / "cnn.safetensors"))} == {"net"}
+    assert isinstance(batched.aggregator, MeanLogProb)
+    assert not torch.equal(batched.net.stem[0].weight, model.net.stem[0].weight)

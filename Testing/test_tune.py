@@ -186,3 +186,78 @@ def test_derived_caches_take_k_of_the_slices_and_resize():
     opts = trial_options({**sample_params(SPACES["reduced"], np.random.default_rng(0)), "width": 0.5,
                           "blocks_shallow": 2, "blocks_deep": 1, "loss": "ce"}, "reduced")
     assert opts.widths == [8, 16, 24, 48, 64] and opts.blocks == [2, 2, 1, 1] and opts.focal_gamma == 0.0
+
+
+def test_the_slice_model_rows_are_registered_and_can_be_chosen_alone():
+    from SeriesClassifierLib.errors import TrainingError
+    from SeriesClassifierLib.training.tune import ABLATION, BASELINE, ablation_configs
+
+    assert ABLATION["slice_gru"] == {**BASELINE, "slice_model": "gru"}
+    assert ABLATION["slice_conv1d"] == {**BASELINE, "slice_model": "conv1d"}
+    assert ABLATION["pooled_head"] == {**BASELINE, "gru": True, "pooled_head": True}  # the baseline's network
+    assert ABLATION["series_batches"] == {**BASELINE, "series_batches": True}  # the batching without a head
+    assert list(ablation_configs(["pooled_head", "slice_gru"])) == ["pooled_head", "slice_gru"]
+    assert ablation_configs(None) == ABLATION
+    with pytest.raises(TrainingError, match="slice_lstm"):
+        ablation_configs(["slice_gru", "slice_lstm"])
+    # the table (benchmarks/ablation.py) has a row for each, compared with the baseline's mean log-probability
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    rows = {(trial, agg, base) for _, trial, agg, base in table.ROWS}
+    for trial, agg in (("slice_gru", "e2e"), ("slice_conv1d", "e2e"), ("pooled_head", "pooled")):
+        assert (trial, agg, ("baseline", "mean")) in rows
+    assert ("pooled_head", "gru", ("pooled_head", "pooled")) in rows  # the frozen GRU against its control
+    assert ("series_batches", "mean", ("baseline", "mean")) in rows
+    assert all(trial in ABLATION for trial, _, _ in rows)
+
+
+def test_the_command_passes_the_chosen_rows():
+    import argparse
+
+    from SeriesClassifierLib.commands.tune import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--train", "t.npz", "--held", "h.npz", "--out", "o", "--ablation", "--no-search",
+                              "--ablation-rows", "slice_gru", "pooled_head"])
+    assert args.ablation_rows == ["slice_gru", "pooled_head"] and args.no_search
+
+
+@pytest.mark.torch
+def test_the_new_rows_train_and_score_every_answer(tmp_path, monkeypatch):
+    """The objective on tiny caches: the end-to-end head scored as "e2e" (and the trial's loss), the fair
+    control as "pooled" beside the frozen GRU, on every set; the saved model carries its head."""
+    from SeriesClassifierLib.models.cnn import CnnConfig, CnnModel
+    from SeriesClassifierLib.training import tune_trials
+    from SeriesClassifierLib.training.cnn_train import Cache
+    from SeriesClassifierLib.training.tune import ABLATION
+
+    config = CnnConfig.from_vocabulary()
+    rng = np.random.default_rng(0)
+
+    def cache(n, profile):
+        index = np.repeat(np.arange(n), 8).astype(np.int32)
+        counts = {"sequence": 3, "orientation": 2, **{a: 2 for a in config.attributes}}
+        series = {h: rng.integers(0, c, n).astype(np.int16) for h, c in counts.items()}
+        return Cache((rng.random((8 * n, 32, 32)) * 255).astype(np.uint8), index,
+                     {h: v[index] for h, v in series.items()}, np.array([f"{profile}{i}" for i in range(n)]),
+                     np.array([profile] * n), series)
+
+    data = tune_trials.TuneData(cache(10, "a"), cache(4, "v"), cache(4, "h"), None, "v")
+    monkeypatch.setitem(tune_trials.SCALE_FIXED, "reduced", {"samples_per_epoch": 32, "patience": 3})
+    objective = tune_trials.CnnObjective(data, tmp_path, "reduced")
+    small = {"width": 0.25, "size": 32, "epochs": 1}
+    e2e = objective({**ABLATION["slice_conv1d"], **small}, 1)
+    assert {"val__e2e", "held__e2e", "held__mean", "held__vote"} <= set(e2e["figures"])
+    assert e2e["loss"] == e2e["figures"]["val__e2e"]["nll"] != e2e["figures"]["val__mean"]["nll"]
+    assert CnnModel.load(tmp_path / "trials" / "001").config.aggregator == "slice_conv1d"
+    control = objective({**ABLATION["pooled_head"], **small}, 2)
+    assert {"held__pooled", "held__gru", "held__mean"} <= set(control["figures"]) and "held__e2e" not in \
+        control["figures"]
+    with np.load(tmp_path / "trials" / "002" / "outputs.npz") as z:
+        assert z["held__pooled"].shape == (4, len(config.sequence_classes))

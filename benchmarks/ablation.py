@@ -1,6 +1,6 @@
 """The ablation table of docs/ABLATION.md from a ``seriesclassifier tune --ablation`` run folder.
 
-    python benchmarks/ablation.py --run RUN [--png docs/ablation/search_trajectory.png] \
+    python benchmarks/ablation.py --run RUN [RUN2 ...] [--png docs/ablation/search_trajectory.png] \
         [--reference SeriesClassifier/Resources/Models --held HELD.npz]
 
 One row per method against its baseline, on the generated held-out profiles and on the real development
@@ -9,6 +9,11 @@ training series, those present), ECE (models/calibration.py, 15 bins), the diffe
 the baseline with an exact McNemar p-value over the paired series, and the inference cost per series
 (multiply-adds; milliseconds on one thread of a shared machine). Also the search: trials, the best single
 trial and the top-k ensemble. A benchmark: the run folder is made by the tune command, not by a test.
+
+Several run folders: their ablation logs are read together (rows added later in another run, e.g. with
+``tune --ablation --no-search --ablation-rows ...``; a name in two runs is taken from the first); the search,
+the reference and the correlations come from the first. Comparisons pair the series of each trial's
+outputs.npz, so every run must have been given the same caches (the real set read the same way).
 """
 
 from __future__ import annotations
@@ -33,7 +38,28 @@ ROWS = [
     ("single task (sequence only)", "single_task", "mean", ("baseline", "mean")),
     ("series by majority vote of the slices", "baseline", "vote", ("baseline", "mean")),
     ("series by a bidirectional GRU on frozen slice embeddings", "baseline", "gru", ("baseline", "mean")),
+    ("fair control: a linear head fitted on the baseline's mean-pooled frozen embeddings (as the GRU is)",
+     "pooled_head", "pooled", ("baseline", "mean")),
+    ("GRU on frozen embeddings (refitted), against the fair control", "pooled_head", "gru",
+     ("pooled_head", "pooled")),
+    ("end to end: mean-pooled embedding + residual bidirectional GRU, linear head, trained with the CNN",
+     "slice_gru", "e2e", ("baseline", "mean")),
+    ("end to end: mean-pooled embedding + residual 1-D convolution (k 3), linear head, trained with the CNN",
+     "slice_conv1d", "e2e", ("baseline", "mean")),
+    ("batching control: the baseline trained on the end-to-end rows' batches (4 whole series a step), no head",
+     "series_batches", "mean", ("baseline", "mean")),
+    ("end-to-end GRU, against the batching control", "slice_gru", "e2e", ("series_batches", "mean")),
+    ("end-to-end 1-D convolution, against the batching control", "slice_conv1d", "e2e", ("series_batches", "mean")),
+    ("end-to-end GRU, against its own network's slice head by mean log-prob", "slice_gru", "e2e",
+     ("slice_gru", "mean")),
+    ("end-to-end GRU, against its own network's slice head by majority vote", "slice_gru", "e2e",
+     ("slice_gru", "vote")),
+    ("end-to-end 1-D convolution, against its own network's slice head by mean log-prob", "slice_conv1d", "e2e",
+     ("slice_conv1d", "mean")),
+    ("end-to-end 1-D convolution, against its own network's slice head by majority vote", "slice_conv1d", "e2e",
+     ("slice_conv1d", "vote")),
 ]
+EXTRA_COST = {"gru": " (+GRU)", "pooled": " (+linear)", "e2e": " (with its head)"}
 SETS = (("held", "generated held-out profiles"), ("real", "real development set, pixels only"))
 
 
@@ -77,7 +103,7 @@ def table(by_name: dict[str, dict], name: str) -> list[str]:
             right, right_b = (pred == y)[ok], (pred_b == y)[ok]
             delta = f"{int(right.sum()) - int(right_b.sum()):+d} (p {mcnemar(right, right_b):.2f})"
         cost = t["result"]["cost"]
-        extra = " (+GRU)" if agg == "gru" else ""
+        extra = EXTRA_COST.get(agg, "")
         lines.append(f"| {label} | {f['right']}/{f['n']} ({f['accuracy']:.3f}) | {_fmt(f['macro_f1'])} | "
                      f"{_fmt(f['rare_recall'])} ({f['rare_n']}) | {_fmt(f['ece'])} | {delta} | "
                      f"{cost['mmac_per_series']}{extra} | {cost['ms_per_series']} |")
@@ -158,12 +184,17 @@ def correlation_lines(run: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", required=True, type=Path, help="the tune run folder")
+    ap.add_argument("--run", required=True, type=Path, nargs="+",
+                    help="the tune run folder; more folders add their ablation rows (see the module's note)")
     ap.add_argument("--png", type=Path, help="also draw the search trajectory here")
     ap.add_argument("--reference", type=Path, help="a models folder to score on the same slices (the bundle)")
     ap.add_argument("--held", type=Path, help="the held-out slice cache the run was given (for --reference)")
     args = ap.parse_args(argv)
-    by_name = {t["name"]: t for t in read_done(args.run / "ablation.jsonl")}
+    by_name: dict[str, dict] = {}
+    for run in args.run:
+        for t in read_done(run / "ablation.jsonl"):
+            by_name.setdefault(t["name"], t)
+    args.run = args.run[0]
     if args.reference and "baseline" in by_name:
         caches = {"real": args.run / "cache" / "real_k8_s128.npz", **({"held": args.held} if args.held else {})}
         print("\n".join(reference_lines(args.reference, caches, by_name["baseline"]["result"]["rare_classes"])))

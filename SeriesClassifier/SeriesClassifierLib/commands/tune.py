@@ -27,6 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--max-minutes", type=float, help="start no new search trial after this")
     parser.add_argument("--ablation", action="store_true", help="train the ablation's fixed configurations first")
+    parser.add_argument("--ablation-rows", nargs="+", metavar="ROW",
+                        help="with --ablation: only these rows (training/tune.py's ABLATION names, e.g. slice_gru "
+                        "slice_conv1d pooled_head); default every row")
     parser.add_argument("--no-search", action="store_true", help="the ablation only")
 
 
@@ -44,7 +47,8 @@ def run(args) -> int:
     summary = run_tune(TuneRun(
         train=args.train, held=args.held, out=args.out, real=args.real, scale=args.scale,
         n_random=args.random_trials, n_gp=args.gp_trials, top_k=args.top_k, seed=args.seed, threads=args.threads,
-        max_minutes=args.max_minutes, ablation=args.ablation, search=not args.no_search,
+        max_minutes=args.max_minutes, ablation=args.ablation, ablation_rows=args.ablation_rows,
+        search=not args.no_search,
     ))
     json.dump({k: v for k, v in summary.items() if k != "ablation"}, sys.stdout, indent=1, default=float)
     print()

@@ -14,6 +14,11 @@ Interchangeable aggregators with the same contract,
   learn that a series is e.g. a TOF when bright vessels appear on some slices
   only. Fitted on frozen CNN embeddings; kept only when it beats the baseline on
   the validation profile (see cnn_train.py, which records the comparison).
+- ``SliceHead``: the series representation is the mean-pooled slice embedding plus a
+  residual neck over the slices (a bidirectional GRU or a 1-D convolution, projected
+  back and pooled; ``neck="none"`` is the mean alone), then a linear classifier. Trained
+  end to end with the CNN (``cnn_train --slice-model gru|conv1d``) or fitted on frozen
+  embeddings (``fit_slice_head``; with ``neck="none"`` the fair control of the GRU).
 
 Orientation is special: a series whose slices disagree about the plane is MIXED
 (``orientation_from_slices``).
@@ -21,6 +26,7 @@ Orientation is special: a series whose slices disagree about the plane is MIXED
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,9 +125,10 @@ class SliceGRU(nn.Module):
 
 @dataclass
 class LearnedAggregator:
-    """The GRU replaces the sequence aggregation; the other heads keep the mean log-prob."""
+    """A learned module (SliceGRU or SliceHead) replaces the sequence aggregation; the other heads keep the
+    mean log-prob."""
 
-    module: SliceGRU
+    module: nn.Module
     name: str = "gru"
 
     def aggregate(self, slice_probs: dict[str, np.ndarray], embeddings: np.ndarray | None = None) -> dict:
@@ -144,20 +151,93 @@ def _pad(batch: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return x, mask
 
 
-def fit_gru(
+class SliceHead(nn.Module):
+    """Slice embeddings (B, L, D) → sequence logits, through a residual neck.
+
+    r = mean(e) + mean(proj(neck(e))): the neck is a bidirectional GRU (``hidden`` units each way) or a
+    1-D convolution over the slices (kernel 3, ``2 * hidden`` channels, ReLU), projected back to D; the
+    projection starts at zero, so an untrained neck leaves the mean-pooled embedding (the head then starts
+    as a linear classifier on the mean). ``neck="none"``: r = mean(e). Then dropout and a linear classifier.
+    ``mask`` (B, L) marks the real slices of padded series; without it every position counts.
+    """
+
+    NECKS = ("gru", "conv1d", "none")
+
+    def __init__(self, embed_dim: int, n_classes: int, neck: str = "gru", hidden: int = 64, dropout: float = 0.2):
+        super().__init__()
+        if neck not in self.NECKS:
+            raise ValueError(f"slice head neck {neck!r}: one of {', '.join(self.NECKS)}")
+        self.neck = neck
+        if neck == "gru":
+            self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
+        elif neck == "conv1d":
+            self.conv = nn.Conv1d(embed_dim, 2 * hidden, kernel_size=3, padding=1)
+        if neck != "none":
+            self.proj = nn.Linear(2 * hidden, embed_dim)
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Linear(embed_dim, n_classes)
+
+    def _neck(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        if self.neck == "conv1d":  # padded positions are zeros: the convolution's own zero padding
+            return torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)
+        if lengths is None or bool((lengths == x.shape[1]).all()):
+            return self.gru(x)[0]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=x.shape[1])
+        return h
+
+    def represent(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, D) → (B, D): the series representation before the classifier."""
+        m = torch.ones(x.shape[:2], dtype=x.dtype) if mask is None else mask.to(x.dtype)
+        m = m.unsqueeze(-1)
+        x = x * m
+        count = m.sum(dim=1).clamp(min=1.0)
+        r = x.sum(dim=1) / count
+        if self.neck != "none":
+            lengths = None if mask is None else mask.sum(dim=1)
+            r = r + (self.proj(self._neck(x, lengths)) * m).sum(dim=1) / count
+        return r
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classifier(self.drop(self.represent(x, mask)))
+
+
+SLICE_MODELS = ("none", "gru", "conv1d")  # cnn_train --slice-model; "none" is the mean log-probability
+
+
+def slice_head_for(aggregator: str, embed_dim: int, n_classes: int, hidden: int) -> SliceHead | None:
+    """The SliceHead a CnnConfig.aggregator names ("slice_gru", "slice_conv1d"), else None."""
+    if not aggregator.startswith("slice_"):
+        return None
+    return SliceHead(embed_dim, n_classes, aggregator[len("slice_"):], hidden)
+
+
+def pad_embeddings(embeddings: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The slices of consecutive series (sum(lengths), D) → padded (B, max L, D) and the mask (B, max L).
+
+    Differentiable (the end-to-end training's gradient flows through it into the backbone).
+    """
+    parts = list(torch.split(embeddings, lengths))
+    x = nn.utils.rnn.pad_sequence(parts, batch_first=True)
+    mask = torch.arange(x.shape[1])[None] < torch.as_tensor(lengths)[:, None]
+    return x, mask
+
+
+def _fit_module(
+    make: Callable[[], nn.Module],
     embeddings: list[np.ndarray],
     labels: np.ndarray,
-    n_classes: int,
-    *,
-    epochs: int = 30,
-    seed: int = 0,
-    hidden: int = 64,
-    class_weights: np.ndarray | None = None,
+    epochs: int,
+    seed: int,
+    class_weights: np.ndarray | None,
 ) -> LearnedAggregator:
-    """Fit the GRU on per-series embedding sequences (each (n_slices, D)) and their sequence labels."""
+    """The frozen-embedding fit shared by the GRU and the slice heads: AdamW, batches of 64 series, 20 % of
+    the slices dropped at random, class-weighted cross-entropy."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    module = SliceGRU(embeddings[0].shape[1], n_classes, hidden)
+    module = make()
     opt = torch.optim.AdamW(module.parameters(), lr=2e-3, weight_decay=1e-3)
     weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=weight)
@@ -180,3 +260,35 @@ def fit_gru(
             opt.step()
     module.eval()
     return LearnedAggregator(module)
+
+
+def fit_gru(
+    embeddings: list[np.ndarray],
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    epochs: int = 30,
+    seed: int = 0,
+    hidden: int = 64,
+    class_weights: np.ndarray | None = None,
+) -> LearnedAggregator:
+    """Fit the GRU on per-series embedding sequences (each (n_slices, D)) and their sequence labels."""
+    return _fit_module(lambda: SliceGRU(embeddings[0].shape[1], n_classes, hidden), embeddings, labels, epochs,
+                       seed, class_weights)
+
+
+def fit_slice_head(
+    embeddings: list[np.ndarray],
+    labels: np.ndarray,
+    n_classes: int,
+    neck: str = "none",
+    *,
+    epochs: int = 30,
+    seed: int = 0,
+    hidden: int = 64,
+    class_weights: np.ndarray | None = None,
+) -> LearnedAggregator:
+    """A SliceHead fitted on frozen embeddings exactly as ``fit_gru`` fits the GRU (same epochs, optimiser,
+    slice dropout, class weights). ``neck="none"``: a linear head on the mean-pooled embeddings."""
+    return _fit_module(lambda: SliceHead(embeddings[0].shape[1], n_classes, neck, hidden), embeddings, labels,
+                       epochs, seed, class_weights)

@@ -35,7 +35,15 @@ from ..dicom.slices import SampledSlices, SliceOptions, SliceReadError, sample_s
 from ..errors import BundleError
 from ..prediction import ModelOutput, TaskPrediction
 from ..vocabulary import Vocabulary, load_vocabulary
-from .aggregate import MIXED, LearnedAggregator, MajorityVote, MeanLogProb, SliceGRU, orientation_from_slices
+from .aggregate import (
+    MIXED,
+    LearnedAggregator,
+    MajorityVote,
+    MeanLogProb,
+    SliceGRU,
+    orientation_from_slices,
+    slice_head_for,
+)
 from .novelty import EmbeddingNovelty
 
 WEIGHTS_NAME = "cnn.safetensors"
@@ -54,7 +62,7 @@ class CnnConfig:
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])  # residual blocks of layer1..layer4
     seq_hidden: int = 128
     dropout: float = 0.2
-    aggregator: str = "mean"  # "mean", "vote" or "gru"
+    aggregator: str = "mean"  # "mean", "vote", "gru", or "slice_gru" / "slice_conv1d" (SliceHead, end to end)
     gru_hidden: int = 64
     version: str = "untrained"
     vocabulary_version: str = ""
@@ -222,7 +230,8 @@ class CnnModel:
                  novelty: EmbeddingNovelty | None = None):
         self.net = net.eval()
         self.config = config
-        self.aggregator = aggregator if config.aggregator == "gru" and aggregator is not None else \
+        learned = config.aggregator == "gru" or config.aggregator.startswith("slice_")
+        self.aggregator = aggregator if learned and aggregator is not None else \
             (MajorityVote() if config.aggregator == "vote" else MeanLogProb())
         self._gru = aggregator
         self.novelty = novelty
@@ -258,8 +267,13 @@ class CnnModel:
             raise BundleError(f"{weights}: tensors this network does not have: {', '.join(unknown[:5])}")
         net.load_state_dict(_checked_state(net, tensors, "net.", weights))
         gru = None
-        if any(k.startswith("agg.") for k in tensors):
-            module = SliceGRU(config.widths[-1], len(config.sequence_classes), config.gru_hidden)
+        if any(k.startswith("agg.") for k in tensors):  # the slice head of --slice-model, or the frozen GRU
+            try:
+                module = slice_head_for(config.aggregator, config.widths[-1], len(config.sequence_classes),
+                                        config.gru_hidden) or \
+                    SliceGRU(config.widths[-1], len(config.sequence_classes), config.gru_hidden)
+            except ValueError as e:
+                raise BundleError(f"{config_path}: {e}") from e
             module.load_state_dict(_checked_state(module, tensors, "agg.", weights))
             gru = LearnedAggregator(module.eval())
         return cls(net, config, gru, _checked_novelty(tensors, config, weights))

@@ -19,7 +19,11 @@
    every epoch (``--resume`` continues from it); the best epoch on the
    validation profile is exported as cnn.safetensors + cnn.json.
 4. Aggregation: a GRU over slice embeddings is fitted on frozen embeddings and
-   kept only when it beats the mean log-prob on the validation profile.
+   kept only when it beats the mean log-prob on the validation profile. With
+   ``--slice-model gru|conv1d`` the series head (aggregate.SliceHead: the mean-pooled
+   embedding plus a residual GRU or 1-D convolution neck) is instead trained end to
+   end with the CNN on batches of whole series (``fit_cnn``) and is the model's
+   aggregator; ``none`` (the default) is the mean log-probability, trained as before.
 5. Test: series accuracy, macro-F1, per-class recall, ECE (models/calibration.py)
    and a confusion picture on --val, headers not used by the model.
 
@@ -48,12 +52,14 @@ import torch
 import torch.nn.functional as F
 
 from ..dicom.slices import SliceOptions, sample_series
+from ..models.aggregate import SLICE_MODELS, LearnedAggregator, SliceHead, pad_embeddings, slice_head_for
 from ..models.cnn import CnnConfig, CnnModel, SeriesNet, head_classes
 
 log = logging.getLogger("cnn_train")
 
 LOSS_WEIGHTS = {"sequence": 1.0, "orientation": 0.5}
 ATTRIBUTE_WEIGHT = 0.25
+SERIES_LOSS_WEIGHT = 1.0  # --slice-model: the series head's loss, added to the slice heads' weighted sum
 
 
 # ----------------------------------------------------------------------------- corpus → cache
@@ -532,9 +538,12 @@ def _class_weights_for_sampler(labels: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def _save_checkpoint(path: Path, net, opt, epoch: int, best: float, history: list, bad_epochs: int) -> None:
+def _save_checkpoint(path: Path, net, opt, epoch: int, best: float, history: list, bad_epochs: int,
+                     head: SliceHead | None = None) -> None:
     state = {"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "best": best,
              "bad_epochs": bad_epochs, "history_json": json.dumps(history)}
+    if head is not None:
+        state["head"] = head.state_dict()
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -565,6 +574,8 @@ class TrainOptions(LossOptions):
     clahe_clip: float = 2.0
     clahe_tiles: int = 8
     augment_strength: float = 1.0
+    slice_model: str = "none"  # "gru" / "conv1d": a SliceHead trained end to end (see fit_cnn)
+    series_batches: bool = False  # steps of whole series without a slice model (the batching's own effect)
     fit_gru: bool = True
     resume: bool = False
     command: str = ""
@@ -612,7 +623,7 @@ def train_cnn(train: str | Path | list[str | Path], out: str | Path, options: Tr
                                                    opts.labels_csv, opts.exclude_profiles, opts.val_profile)
     model, history, best = fit_cnn(train_c, val_c, config, opts, out)
     result = {"val_profile": val_profile, "history": history}
-    if opts.fit_gru and len(val_c.uids):
+    if opts.fit_gru and opts.slice_model == "none" and len(val_c.uids):  # an end-to-end head is the aggregator
         result["aggregation"] = _compare_aggregators(model, train_c, val_c, opts.seed)
         log.info("aggregation: %s", json.dumps(result["aggregation"]))
     model.config.version = time.strftime("%Y%m%d", time.gmtime())
@@ -649,11 +660,27 @@ def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
 
     A checkpoint after every epoch (``opts.resume`` continues from it). Returns (the best model, the history,
     its validation sequence accuracy).
+
+    ``opts.slice_model`` "gru" / "conv1d": a SliceHead over the slice embeddings is trained with the network
+    (the gradient of its series loss flows into the backbone). A step then takes whole series: batch_size // k
+    series with all their slices (about batch_size slices, as a slice step), sampled class-balanced by series
+    (1/sqrt frequency); the loss is the slice heads' weighted sum as without it plus the series head's
+    sequence loss (``SERIES_LOSS_WEIGHT``). The head is the model's aggregator (cnn.json "slice_gru" /
+    "slice_conv1d", its weights "agg.*"), so the best epoch is chosen on its series answers. "none": the
+    slice training above, unchanged. ``opts.series_batches`` without a slice model: the whole-series steps
+    with the slice heads' loss alone (mean log-probability): what the batching does without the head.
     """
+    if opts.slice_model not in SLICE_MODELS:
+        raise ValueError(f"slice model {opts.slice_model!r}: one of {', '.join(SLICE_MODELS)}")
     net = SeriesNet(config)
-    opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=1e-4)
+    head = None
+    if opts.slice_model != "none":
+        config.aggregator = f"slice_{opts.slice_model}"
+        head = slice_head_for(config.aggregator, config.widths[-1], len(config.sequence_classes), config.gru_hidden)
+    opt = torch.optim.AdamW(net.parameters() if head is None else [*net.parameters(), *head.parameters()],
+                            lr=opts.lr, weight_decay=1e-4)
     ckpt = out / "checkpoint.pt"
-    start_epoch, best, bad_epochs, history = _restore(ckpt, net, opt) if opts.resume else (0, -1.0, 0, [])
+    start_epoch, best, bad_epochs, history = _restore(ckpt, net, opt, head) if opts.resume else (0, -1.0, 0, [])
     per_epoch = opts.samples_per_epoch or len(train_c.images)
     steps = max(1, per_epoch // opts.batch_size)
     # on resume the schedule continues where it was (the optimizer state carries initial_lr); the total may grow
@@ -663,17 +690,26 @@ def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
     weights = _class_weights_for_sampler(train_c.labels["sequence"].astype(int))
     flippable = flippable_planes(config)
     gen = torch.Generator().manual_seed(opts.seed)
-    model = CnnModel(net, config)
+    model = CnnModel(net, config, _aggregator(head))
     t_start = time.time()
     for epoch in range(start_epoch, opts.epochs):
         net.train()
         ep_rng = np.random.default_rng(opts.seed * 1000 + epoch)  # resumable: depends on the epoch only
         gen.manual_seed(opts.seed * 1000 + epoch)
-        idx_all = ep_rng.choice(len(train_c.images), size=steps * opts.batch_size, p=weights)
         t0 = time.time()
-        total = _train_steps(net, opt, sched, train_c, idx_all.reshape(steps, opts.batch_size), flippable, gen,
-                             config, opts)
-        model = CnnModel(net.eval(), config)
+        if head is None and not opts.series_batches:
+            idx_all = ep_rng.choice(len(train_c.images), size=steps * opts.batch_size, p=weights)
+            total = _train_steps(net, opt, sched, train_c, idx_all.reshape(steps, opts.batch_size), flippable,
+                                 gen, config, opts)
+        else:
+            if head is not None:
+                head.train()
+            per_step = max(1, opts.batch_size // opts.k)
+            series_all = ep_rng.choice(len(train_c.uids), size=steps * per_step,
+                                       p=_class_weights_for_sampler(train_c.series_labels["sequence"].astype(int)))
+            total = _train_series_steps(net, head, opt, sched, train_c, series_all.reshape(steps, per_step),
+                                        flippable, gen, config, opts)
+        model = CnnModel(net.eval(), config, _aggregator(head))
         metrics = evaluate(model, val_c) if len(val_c.uids) else {"sequence": {"accuracy": 0.0}}
         score = metrics["sequence"]["accuracy"]
         entry = {"epoch": epoch, "loss": total / steps, "val_sequence_acc": score,
@@ -687,7 +723,7 @@ def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
             model.save(out)
         else:
             bad_epochs += 1
-        _save_checkpoint(ckpt, net, opt, epoch, best, history, bad_epochs)
+        _save_checkpoint(ckpt, net, opt, epoch, best, history, bad_epochs, head)
         if bad_epochs >= opts.patience:
             log.info("early stop: no improvement for %d epochs", opts.patience)
             break
@@ -715,12 +751,18 @@ def _training_caches(corpora: list, config: CnnConfig, cache_dir: Path, tag: str
     return train_c, val_c, val_profile
 
 
-def _restore(ckpt: Path, net: SeriesNet, opt) -> tuple[int, float, int, list]:
+def _aggregator(head: SliceHead | None) -> LearnedAggregator | None:
+    return None if head is None else LearnedAggregator(head)
+
+
+def _restore(ckpt: Path, net: SeriesNet, opt, head: SliceHead | None = None) -> tuple[int, float, int, list]:
     """(next epoch, best score, epochs without improvement, history) from a checkpoint; a fresh start without."""
     if not ckpt.is_file():
         return 0, -1.0, 0, []
     state = torch.load(ckpt, weights_only=True)
     net.load_state_dict(state["net"])
+    if head is not None:
+        head.load_state_dict(state["head"])
     opt.load_state_dict(state["opt"])
     start_epoch, best, bad_epochs = int(state["epoch"]) + 1, float(state["best"]), int(state["bad_epochs"])
     log.info("resumed from %s at epoch %d (best %.4f)", ckpt, start_epoch, best)
@@ -735,6 +777,42 @@ def _train_steps(net: SeriesNet, opt, sched, train_c: Cache, batches: np.ndarray
     for batch in batches:
         x, targets = augmented_batch(train_c, batch, flippable, gen, opts.augment_strength)
         loss = multitask_loss(net(x), targets, config, loss=loss_options)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item()
+    return total
+
+
+def _series_rows(cache: Cache) -> list[np.ndarray]:
+    """The slice rows of each series of a cache, in their stored order (along the normal)."""
+    order = np.argsort(cache.series_index, kind="stable")
+    counts = np.bincount(cache.series_index, minlength=len(cache.uids))
+    return np.split(order, np.cumsum(counts)[:-1])
+
+
+def _train_series_steps(net: SeriesNet, head: SliceHead | None, opt, sched, train_c: Cache, batches: np.ndarray,
+                        flippable, gen, config: CnnConfig, opts: TrainOptions) -> float:
+    """One epoch of end-to-end steps over batches of series indices (fit_cnn's ``slice_model``); the summed loss.
+
+    The slices of the batch's series go through the network together; their embeddings, padded per series,
+    through the slice head (none: the slice heads' loss alone). Augmentation is drawn per slice, as in the
+    slice steps.
+    """
+    total = 0.0
+    loss_options = opts.loss_options()
+    rows_of = _series_rows(train_c)
+    series_y = train_c.series_labels["sequence"].astype(np.int64)
+    for batch in batches:
+        rows = [rows_of[m] for m in batch]
+        x, targets = augmented_batch(train_c, np.concatenate(rows), flippable, gen, opts.augment_strength)
+        out = net(x)
+        loss = multitask_loss(out, targets, config, loss=loss_options)
+        if head is not None:
+            emb, mask = pad_embeddings(out["embedding"], [len(r) for r in rows])
+            series_loss = loss_options.sequence_loss(head(emb, mask), torch.from_numpy(series_y[batch]))
+            loss = loss + SERIES_LOSS_WEIGHT * series_loss
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -885,6 +963,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--widths", type=int, nargs=5, help="channels of the five stages (default 16 32 48 96 128)")
     p.add_argument("--blocks", type=int, nargs=4, help="residual blocks of the four stages (default 1 1 1 1)")
+    p.add_argument("--slice-model", choices=SLICE_MODELS, default="none",
+                   help="series head trained end to end with the CNN: the mean-pooled slice embedding plus a "
+                   "residual bidirectional GRU or 1-D convolution (default none: mean log-probability)")
     p.add_argument("--no-gru", action="store_true", help="skip fitting the learned aggregator")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--docs", help="folder for the confusion pictures (default OUT)")

@@ -15,8 +15,12 @@ native image before resizing, so a CLAHE trial sees slightly different images in
 would in use; every trial and every data set is derived the same way, so the comparison stays fair.
 
 Per trial: the model (trials/NNN/cnn.safetensors + cnn.json), the series probabilities of each set under
-mean log-probability and majority vote (and the GRU when asked) in trials/NNN/outputs.npz, and the figures:
-sequence accuracy, macro-F1, the rare classes' recall, ECE (models/calibration.py, 15 bins), inference cost.
+mean log-probability and majority vote in trials/NNN/outputs.npz, and the figures: sequence accuracy,
+macro-F1, the rare classes' recall, ECE (models/calibration.py, 15 bins), inference cost. Asked by the
+trial's parameters, also: "gru" (a bidirectional GRU fitted on the frozen embeddings), "pooled" ("pooled_head":
+a linear head fitted the same way on the mean-pooled frozen embeddings, the GRU's fair control) and "e2e"
+("slice_model" gru / conv1d: the series head trained end to end with the CNN, which is then the model's
+answer and its loss).
 """
 
 from __future__ import annotations
@@ -180,6 +184,8 @@ def trial_options(params: dict, scale: str, threads: int = 1, seed: int = 0) -> 
         widths=widths, blocks=[shallow, shallow, deep, deep], clahe=bool(params["clahe"]),
         clahe_clip=float(params["clahe_clip"]), clahe_tiles=int(params["clahe_tiles"]),
         augment_strength=float(params["augment_strength"]), fit_gru=bool(params.get("gru", False)),
+        slice_model=str(params.get("slice_model", "none")),
+        series_batches=bool(params.get("series_batches", False)),
         max_minutes=1e9, **SCALE_FIXED[scale],
     )
 
@@ -222,21 +228,27 @@ def scores(p: np.ndarray, y: np.ndarray, rare: list[int]) -> dict:
 
 
 def inference_cost(model: CnnModel, k: int, size: int, repeats: int = 5) -> dict:
-    """Per series of K slices on one thread: multiply-adds, parameters, and the median milliseconds."""
+    """Per series of K slices on one thread: multiply-adds, parameters, and the median milliseconds.
+
+    The network and the model's own aggregation (a slice head's when it has one; the mean log-probability
+    has no multiply-adds worth counting); parameters of the network and of a learned aggregator.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     x = np.random.default_rng(0).random((k, size, size)).astype(np.float32)
     with FlopCounterMode(display=False) as counter:
-        model.infer(x)
+        model.output_from_slices(model.infer(x))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        model.infer(x)
+        model.output_from_slices(model.infer(x))
         times.append(time.perf_counter() - t0)
     torch.set_num_threads(threads)
-    return {"mmac_per_series": round(counter.get_total_flops() / 2e6, 1), "parameters": count_parameters(model.net),
+    module = getattr(model.aggregator, "module", None)
+    parameters = count_parameters(model.net) + (count_parameters(module) if module is not None else 0)
+    return {"mmac_per_series": round(counter.get_total_flops() / 2e6, 1), "parameters": parameters,
             "ms_per_series": round(1000 * float(np.median(times)), 1)}
 
 
@@ -259,17 +271,24 @@ class CnnObjective:
         t0 = time.time()
         model, history, _ = fit_cnn(sets["train"], sets["val"], config, opts, folder)
         train_seconds = time.time() - t0
-        return self._score(model, sets, opts, folder, history, train_seconds)
+        return self._score(model, sets, opts, folder, history, train_seconds, bool(params.get("pooled_head")))
 
     def _score(self, model: CnnModel, sets: dict[str, Cache], opts: TrainOptions, folder: Path,
-               history: list, train_seconds: float) -> dict:
+               history: list, train_seconds: float, pooled_head: bool = False) -> dict:
         n_classes = len(model.config.sequence_classes)
         rare = rare_classes(sets["train"], n_classes)
         probs = {name: series_probabilities(model, sets[name]) for name in SETS if name in sets}
+        learned = {}
         if opts.fit_gru:
-            gru = _fit_gru(model, sets["train"], opts.seed)
+            learned["gru"] = _fit_gru(model, sets["train"], opts.seed)
+        if pooled_head:
+            learned["pooled"] = _fit_gru(model, sets["train"], opts.seed, neck="none")
+        if opts.slice_model != "none":
+            learned["e2e"] = model.aggregator
+        for agg, aggregator in learned.items():
             for p in probs.values():
-                p["gru"] = np.stack([_gru_series(gru, e) for e in p["_embeddings"]])
+                p[agg] = np.stack([_gru_series(aggregator, e) for e in p["_embeddings"]])
+        answer = "e2e" if opts.slice_model != "none" else "mean"
         arrays = {f"{name}__{agg}": p for name, ps in probs.items() for agg, p in ps.items()
                   if not agg.startswith("_")}
         arrays.update({f"{name}__y": sets[name].series_labels["sequence"] for name in probs})
@@ -279,13 +298,14 @@ class CnnObjective:
         model.config.training = {"tune": options_record(opts), "history": history,
                                  "val_profile": self.data.val_profile}
         model.save(folder)
-        return {"loss": figures["val__mean"]["nll"], "figures": figures, "rare_classes": rare,
+        return {"loss": figures[f"val__{answer}"]["nll"], "figures": figures, "rare_classes": rare,
                 "cost": inference_cost(model, opts.k, opts.size), "train_seconds": round(train_seconds, 1),
                 "epochs_run": len(history), "folder": str(folder)}
 
 
-def _fit_gru(model: CnnModel, train: Cache, seed: int):
-    from ..models.aggregate import fit_gru
+def _fit_gru(model: CnnModel, train: Cache, seed: int, neck: str | None = None):
+    """The GRU on the model's frozen training embeddings; with ``neck`` a SliceHead fitted the same way."""
+    from ..models.aggregate import fit_gru, fit_slice_head
 
     emb = model.infer(train.images.astype(np.float32) / 255.0, batch_size=128)["embedding"]
     y = train.series_labels["sequence"].astype(int)
@@ -293,6 +313,9 @@ def _fit_gru(model: CnnModel, train: Cache, seed: int):
     ok = [i for i in range(len(seqs)) if y[i] >= 0 and len(seqs[i])]
     counts = np.bincount(y[ok], minlength=len(model.config.sequence_classes)).astype(float)
     cw = 1.0 / np.sqrt(np.maximum(counts, 1))
+    if neck is not None:
+        return fit_slice_head([seqs[i] for i in ok], y[ok], len(model.config.sequence_classes), neck, seed=seed,
+                              hidden=model.config.gru_hidden, class_weights=cw / cw.mean())
     return fit_gru([seqs[i] for i in ok], y[ok], len(model.config.sequence_classes), seed=seed,
                    hidden=model.config.gru_hidden, class_weights=cw / cw.mean())
 
