@@ -508,7 +508,8 @@ def siemens_protocol(values: dict) -> bytes:
 
 
 # The CTK DICOM database schema (commontk/CTK Libs/DICOM/Core/Resources/dicom-schema.sql), the
-# tables this engine reads. 0.8 adds Images.URL (and allows an empty Filename when only a URL is known).
+# tables this engine reads, with the indexes CTK creates on them (the reader's per-series queries rely on
+# them). 0.8 adds Images.URL (and allows an empty Filename when only a URL is known).
 CTK_TABLES = """
 CREATE TABLE SchemaInfo (Version VARCHAR(1024) NOT NULL);
 CREATE TABLE Patients (
@@ -532,6 +533,8 @@ CREATE TABLE Series (
   EchoNumber INT NULL, TemporalPosition INT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
   DisplayedCount INT NULL, DisplayedSize VARCHAR(20) NULL, DisplayedNumberOfFrames INT NULL,
   DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SeriesInstanceUID));
+CREATE INDEX SeriesStudyIndex ON Series (StudyInstanceUID);
+CREATE INDEX StudiesPatientIndex ON Studies (PatientsUID);
 """
 IMAGES_07 = """CREATE TABLE Images (SOPInstanceUID VARCHAR(64) NOT NULL, Filename VARCHAR(1024) NOT NULL,
   SeriesInstanceUID VARCHAR(64) NOT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
@@ -549,7 +552,8 @@ class CtkIndex:
         db_dir.mkdir(parents=True, exist_ok=True)
         self.version = version
         self.con = sqlite3.connect(db_dir / "ctkDICOM.sql")
-        self.con.executescript(CTK_TABLES + (IMAGES_08 if version.startswith("0.8") else IMAGES_07))
+        self.con.executescript(CTK_TABLES + (IMAGES_08 if version.startswith("0.8") else IMAGES_07)
+                               + "CREATE INDEX ImagesSeriesIndex ON Images (SeriesInstanceUID);")
         self.con.execute("INSERT INTO SchemaInfo VALUES (?)", (version,))
         self.patients: dict[str, int] = {}
         self.studies: set[str] = set()
