@@ -200,3 +200,17 @@ def test_the_version_changes_with_the_decision_settings(tmp_path):
     (tmp_path / "ensemble.json").write_text(json.dumps({"review_threshold": 0.5}))
     after = bundle_version(tmp_path)
     assert before.startswith("forest-1.0+ensemble-") and after.startswith("forest-1.0+ensemble-") and before != after
+
+
+def test_the_version_changes_with_the_physics_rules(tmp_path, monkeypatch):
+    import dataclasses
+
+    from SeriesClassifierLib.models import bundle as bundle_module
+    from SeriesClassifierLib.vocabulary import load_vocabulary
+
+    (tmp_path / "forest.json").write_text(json.dumps({"version": "1.0"}))
+    (tmp_path / "ensemble.json").write_text(json.dumps({"review_threshold": 0.5}))
+    before = bundle_version(tmp_path)
+    fewer = dataclasses.replace(load_vocabulary(), physics_rules=load_vocabulary().physics_rules[:1])
+    monkeypatch.setattr(bundle_module, "load_vocabulary", lambda: fewer)
+    assert bundle_version(tmp_path) != before

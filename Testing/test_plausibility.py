@@ -51,6 +51,15 @@ def test_a_2d_tse_answered_asl_is_restricted_to_what_remains():
     assert "rules out PERFUSION_ASL" in why and "tse2d2_5" in why
 
 
+def test_a_projection_can_only_be_a_mip_or_a_minip():
+    # a subtraction MIP of a dynamic series, which the forest read as the T1 it was made from
+    mip = {"MRAcquisitionType": "3D", "ScanningSequence": ["GR"], "ImageType": ["DERIVED", "PRIMARY", "MIP_COR"]}
+    answer = TaskPrediction.from_probabilities({"T1_3D_POST": 0.7, "MRA_MIP": 0.2, "TOF_MRA": 0.1})
+    restricted, why, confirm = apply_physics_rules(answer, _series(mip))
+    assert restricted.label == "MRA_MIP" and restricted.probability == pytest.approx(1.0) and confirm
+    assert "ImageType MIP_COR" in why
+
+
 def test_an_answer_the_facts_allow_is_left_alone():
     answer = TaskPrediction.from_probabilities({"PD": 0.6, "PERFUSION_ASL": 0.4})
     assert apply_physics_rules(answer, _series(TSE)) == (answer, None, False)
@@ -68,7 +77,8 @@ def test_the_decision_sends_a_ruled_out_answer_to_review_with_the_evidence():
 
 def test_every_labelled_class_of_the_rules_exists(tmp_path):
     assert [r.fact for r in load_vocabulary().physics_rules] == [
-        "diffusion_weighted", "diffusion_sequence", "two_d_without_epi", "spin_echo_without_gradient_echo"]
+        "diffusion_weighted", "diffusion_sequence", "two_d_without_epi", "spin_echo_without_gradient_echo",
+        "projection"]
     data = json.loads(resource_path("vocabulary.json").read_text())
     data["physics_rules"][2]["never"].append("PERFUSION_DCE")
     path = tmp_path / "bad.json"

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import BundleError
 from ..resources import default_models_dir
+from ..vocabulary import load_vocabulary
 from .ensemble import ENSEMBLE_FILE, EnsembleParams
 from .forest import CONFIG_FILE, FOREST_FILE, ForestModel
 from .forest_arrays import ARRAYS_FILE
@@ -74,11 +75,14 @@ def bundle_version(models_dir: Path) -> str:
                 v = None
             if v:
                 versions.append(f"{name.split('.')[0]}-{v}")
-    # the decision settings change answers without retraining: stored predictions made under other settings
-    # must not pass for this bundle's (run/incremental.py keys them by this version)
+    # the decision settings (ensemble.json, the vocabulary's physics rules) change answers without retraining:
+    # stored predictions made under other settings must not pass for this bundle's (run/incremental.py keys
+    # them by this version)
     ensemble = models_dir / ENSEMBLE_FILE
     if versions and ensemble.is_file():
-        versions.append(f"ensemble-{_sha256(ensemble)[:8]}")
+        h = hashlib.sha256(ensemble.read_bytes())
+        h.update(repr(load_vocabulary().physics_rules).encode())
+        versions.append(f"ensemble-{h.hexdigest()[:8]}")
     return "+".join(versions)
 
 

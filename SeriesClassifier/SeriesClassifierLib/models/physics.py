@@ -100,7 +100,7 @@ def physics_features(header: dict[str, Any], n_images: int, n_frames: int) -> di
         "phys:volumes": _volumes(header, n_images, n_frames, "MOSAIC" in image_type),
         "phys:phase": float(bool(image_type & _PHASE)),
         "phys:derived": float(bool(raw_image_type) and raw_image_type[0] == "DERIVED"),
-        "phys:projection": float(any(p in v for v in raw_image_type for p in _PROJECTION)),
+        "phys:projection": float(bool(_projection(header))),
         "phys:subtraction": float("SUB" in image_type),
         "phys:field_map": float(_field_map(image_type, names)),
         "phys:asl": float(bool(image_type & {"ASL", "PERFUSION"}) or bool(_ASL_NAME.search(names))),
@@ -140,7 +140,15 @@ def hard_facts(header: dict[str, Any]) -> dict[str, str]:
         facts["two_d_without_epi"] = f"2-D {readout}, no echo-planar imaging"
     if "SE" in scanning and "GR" not in scanning and not epi:
         facts["spin_echo_without_gradient_echo"] = f"{readout}, no gradient echo"
+    projection = _projection(header)
+    if projection:
+        facts["projection"] = f"ImageType {', '.join(projection)}"
     return facts
+
+
+def _projection(header: dict[str, Any]) -> list[str]:
+    """The ImageType values that name a projection (MIP, MNIP, PROJECTION IMAGE)."""
+    return [str(v) for v in header.get("ImageType") or [] if any(p in str(v).upper() for p in _PROJECTION)]
 
 
 def _echo_planar(scanning: set[str], names: str, image_type: set[str]) -> bool:
