@@ -396,3 +396,35 @@ def test_the_command_wires_lovo_to_the_run(monkeypatch, tmp_path, capsys):
     assert run.lovo == ["GE"] and run.ablation and not run.search and run.held is None
     assert run.ablation_rows == ["baseline", "focal"]
     assert run.vendor_of["siemens_skyra_3t"] == "SIEMENS" and run.vendor_of["ge_optima_15t"] == "GE"
+
+
+def test_the_lovo_table_pairs_each_row_with_the_baseline_trained_without_the_same_vendor(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    log = TrialLog(tmp_path / "lovo_ablation.jsonl")
+    y = {"GE": np.array([0, 1, 1, 0]), "PHILIPS": np.array([1, 1, 0])}
+    right = {("baseline", "GE"): [1, 0, 0, 0], ("baseline", "PHILIPS"): [1, 1, 0],
+             ("focal", "GE"): [1, 1, 1, 0], ("focal", "PHILIPS"): [0, 1, 0]}
+    for trial, ((row, vendor), ok) in enumerate(right.items()):
+        folder = tmp_path / f"{trial}"
+        folder.mkdir()
+        pred = np.where(ok, y[vendor], 1 - y[vendor])
+        np.savez(folder / "outputs.npz", lovo__mean=np.eye(2)[pred], lovo__y=y[vendor])
+        fig = {"n": len(ok), "right": sum(ok), "accuracy": sum(ok) / len(ok), "macro_f1": 0.5, "rare_recall": None,
+               "rare_n": 0, "ece": 0.1}
+        split = {"lovo_profiles": [vendor.lower()], "val_profile": "s1", "n_train": 9, "n_val": 2,
+                 "n_lovo": len(ok)}
+        log.write({"event": "start", "trial": trial, "name": f"{row}@{vendor}", "params": {}})
+        log.write({"event": "done", "trial": trial, "loss": 1.0, "result": {
+            "figures": {"lovo__mean": fig}, "folder": str(folder), "split": split, "train_seconds": 5.0}})
+    lines = table.lovo_lines(tmp_path)
+    focal = next(line for line in lines if line.startswith("| focal loss"))
+    # GE: 3 against 1 (+2); PHILIPS: 1 against 2 (−1); pooled 4/7 against 3/7 (+1); mean of 0.75 and 0.333
+    assert "3/4 (0.750) (+2, p 0.50)" in focal and "1/3 (0.333) (-1, p 1.00)" in focal
+    assert "| 0.542 |" in focal and "4/7 (0.571) (+1, p 1.00)" in focal
+    assert any(line.startswith("| GE | ge | s1 | 9 / 2 / 4 |") for line in lines)
