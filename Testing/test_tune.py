@@ -363,6 +363,11 @@ def test_lovo_mode_trains_each_row_once_per_vendor_without_that_vendor_and_resum
     assert not (tmp_path / "run" / "trials.jsonl").exists()  # no search in this mode
     again = tune.run_tune(run)  # resumed by name: nothing trained twice
     assert len(seen) == 6 and list(again["lovo"]["rows"]) == list(lovo["rows"])
+    # a row added later in the same folder: trained for the vendor named; the summary keeps the earlier rows
+    monkeypatch.setitem(tune.ABLATION, "asl", {**tune.ABLATION["asl"], **small})
+    more = tune.run_tune(tune.TuneRun(**{**vars(run), "ablation_rows": ["asl"], "lovo": ["GE"]}))
+    assert len(seen) == 7 and seen[-1][2] == "asl" and "GE" not in {VENDOR_OF[p] for p in seen[-1][0]}
+    assert list(more["lovo"]["rows"]) == [*lovo["rows"], "asl@GE"]
     with pytest.raises(Exception, match="--ablation"):
         tune.run_tune(tune.TuneRun(train=run.train, held=None, out=run.out, lovo=[], vendor_of=VENDOR_OF))
 

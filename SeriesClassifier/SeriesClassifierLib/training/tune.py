@@ -414,7 +414,13 @@ def run_tune(run: TuneRun) -> dict:
             from ..errors import TrainingError
 
             raise TrainingError("leave-one-vendor-out trains the ablation's rows: give --ablation with it")
-        return _write_summary(out, {"lovo": run_lovo(run, configs)})
+        lovo = run_lovo(run, configs)
+        path = out / "summary.json"  # rows run earlier into the same folder (other --ablation-rows) are kept
+        earlier = json.loads(path.read_text(encoding="utf-8")).get("lovo", {}) if path.is_file() else {}
+        lovo = {"vendors": sorted({*earlier.get("vendors", []), *lovo["vendors"]}),
+                "splits": {**earlier.get("splits", {}), **lovo["splits"]},
+                "rows": {**earlier.get("rows", {}), **lovo["rows"]}}
+        return _write_summary(out, {"lovo": lovo})
     data = TuneData.load(run.train, run.held, run.real, out / "cache")
     objective = CnnObjective(data, out, run.scale, run.threads)
     summary: dict = {"val_profile": data.val_profile, "n_train_series": int(len(data.train.uids)),
