@@ -261,3 +261,175 @@ def test_the_new_rows_train_and_score_every_answer(tmp_path, monkeypatch):
         control["figures"]
     with np.load(tmp_path / "trials" / "002" / "outputs.npz") as z:
         assert z["held__pooled"].shape == (4, len(config.sequence_classes))
+
+
+# ----------------------------------------------------------------------------- leave one vendor out
+
+VENDOR_OF = {"s1": "SIEMENS", "s2": "SIEMENS", "g1": "GE", "p1": "PHILIPS"}
+
+
+def vendor_cache(counts=(("s1", 3), ("s2", 5), ("g1", 6), ("p1", 6)), size=16):
+    """A tiny cache of series of several profiles (s1 holds 15 % of the series: the main rows' validation)."""
+    from SeriesClassifierLib.models.cnn import CnnConfig
+    from SeriesClassifierLib.training.cnn_train import Cache
+
+    config = CnnConfig.from_vocabulary()
+    profiles = np.array([p for p, n in counts for _ in range(n)])
+    n = len(profiles)
+    rng = np.random.default_rng(0)
+    index = np.repeat(np.arange(n), 2).astype(np.int32)
+    classes = {"sequence": 3, "orientation": 2, **{a: 2 for a in config.attributes}}
+    series = {h: rng.integers(0, c, n).astype(np.int16) for h, c in classes.items()}
+    return Cache((rng.random((2 * n, size, size)) * 255).astype(np.uint8), index,
+                 {h: v[index] for h, v in series.items()}, np.array([f"{p}_{i}" for i, p in enumerate(profiles)]),
+                 profiles, series)
+
+
+@pytest.mark.torch
+def test_a_vendor_split_leaves_out_exactly_that_vendor_and_never_trains_or_validates_on_it():
+    from SeriesClassifierLib.errors import TrainingError
+    from SeriesClassifierLib.training.cnn_train import choose_val_profile
+    from SeriesClassifierLib.training.tune_trials import TuneData, corpus_vendors, vendor_split
+
+    full = vendor_cache()
+    assert choose_val_profile(full) == "s1"  # the main rows' validation profile
+    assert corpus_vendors(full, VENDOR_OF) == ["GE", "PHILIPS", "SIEMENS"]
+    vendors = np.array([VENDOR_OF[p] for p in full.profiles])
+    for vendor in ("GE", "PHILIPS", "SIEMENS"):
+        train, val, out, val_profile = vendor_split(full, VENDOR_OF, vendor)
+        assert (out == (vendors == vendor)).all()  # exactly the vendor's series are held out
+        assert not (train & val).any() and not (train & out).any() and not (val & out).any()
+        assert (train | val | out).all()
+        assert vendor not in set(vendors[train]) | set(vendors[val])
+        assert train.any() and val.any()
+        # the main rows' validation profile unless it is the held-out vendor's, then the same rule on the others
+        assert val_profile == ("s1" if vendor != "SIEMENS" else "g1")
+        assert set(full.profiles[val]) == {val_profile}
+        data = TuneData.leave_vendor_out(full, VENDOR_OF, vendor)
+        assert vendor not in {VENDOR_OF[p] for p in data.train.profiles} | {VENDOR_OF[p] for p in data.val.profiles}
+        assert {VENDOR_OF[p] for p in data.lovo.profiles} == {vendor}
+        assert sorted(data.lovo.uids) == sorted(full.uids[vendors == vendor])
+        assert len(data.lovo.images) == 2 * int((vendors == vendor).sum())
+        assert data.describe()["held_out_vendor"] == vendor and data.held is None
+    with pytest.raises(TrainingError, match="CANON"):
+        vendor_split(full, VENDOR_OF, "CANON")
+    with pytest.raises(TrainingError, match="p1"):
+        vendor_split(full, {k: v for k, v in VENDOR_OF.items() if k != "p1"}, "GE")
+    with pytest.raises(TrainingError, match="nothing left"):
+        vendor_split(vendor_cache((("s1", 3), ("s2", 4))), VENDOR_OF, "SIEMENS")
+
+
+def test_the_generators_table_gives_every_training_profile_a_vendor():
+    from SeriesClassifierLib.synth.profiles import PROFILES, TRAINING_PROFILES
+
+    assert {PROFILES[p].vendor for p in TRAINING_PROFILES} >= {"SIEMENS", "GE", "PHILIPS"}
+    assert PROFILES["anonymised_research"].vendor == "SIEMENS"  # the corpus's fourth Siemens profile
+
+
+@pytest.mark.torch
+def test_lovo_mode_trains_each_row_once_per_vendor_without_that_vendor_and_resumes(tmp_path, monkeypatch):
+    from SeriesClassifierLib.training import tune, tune_trials
+
+    full = vendor_cache(size=32)
+    full.save(tmp_path / "train.npz")
+    monkeypatch.setitem(tune_trials.SCALE_FIXED, "reduced", {"samples_per_epoch": 16, "patience": 3})
+    small = {"width": 0.25, "size": 32, "epochs": 1, "batch_size": 16}
+    monkeypatch.setitem(tune.ABLATION, "baseline", {**tune.ABLATION["baseline"], **small})
+    monkeypatch.setitem(tune.ABLATION, "focal", {**tune.ABLATION["focal"], **small})
+    seen = []
+    fit = tune_trials.fit_cnn
+
+    def recording(train_c, val_c, config, opts, out):
+        seen.append((set(train_c.profiles), set(val_c.profiles), opts.loss))
+        return fit(train_c, val_c, config, opts, out)
+
+    monkeypatch.setattr(tune_trials, "fit_cnn", recording)
+    run = tune.TuneRun(train=str(tmp_path / "train.npz"), held=None, out=str(tmp_path / "run"), ablation=True,
+                       ablation_rows=["baseline", "focal"], lovo=[], vendor_of=VENDOR_OF)
+    summary = tune.run_tune(run)
+    lovo = summary["lovo"]
+    assert lovo["vendors"] == ["GE", "PHILIPS", "SIEMENS"]
+    # rows outer, vendors inner: the baseline for every vendor first
+    assert list(lovo["rows"]) == [f"{r}@{v}" for r in ("baseline", "focal") for v in lovo["vendors"]]
+    assert len(seen) == 6
+    for (train_profiles, val_profiles, _), name in zip(seen, lovo["rows"]):
+        vendor = name.split("@")[1]
+        assert vendor not in {VENDOR_OF[p] for p in train_profiles | val_profiles}
+        fig = lovo["rows"][name]["figures"]["lovo__mean"]
+        assert fig["n"] == sum(VENDOR_OF[p] == vendor for p in full.profiles)
+        assert lovo["rows"][name]["split"]["held_out_vendor"] == vendor
+        assert "held__mean" not in lovo["rows"][name]["figures"]  # no --held given: the vendor's series only
+    assert [loss for *_, loss in seen] == ["ce"] * 3 + ["focal"] * 3
+    assert not (tmp_path / "run" / "trials.jsonl").exists()  # no search in this mode
+    again = tune.run_tune(run)  # resumed by name: nothing trained twice
+    assert len(seen) == 6 and list(again["lovo"]["rows"]) == list(lovo["rows"])
+    # a row added later in the same folder: trained for the vendor named; the summary keeps the earlier rows
+    monkeypatch.setitem(tune.ABLATION, "asl", {**tune.ABLATION["asl"], **small})
+    more = tune.run_tune(tune.TuneRun(**{**vars(run), "ablation_rows": ["asl"], "lovo": ["GE"]}))
+    assert len(seen) == 7 and seen[-1][2] == "asl" and "GE" not in {VENDOR_OF[p] for p in seen[-1][0]}
+    assert list(more["lovo"]["rows"]) == [*lovo["rows"], "asl@GE"]
+    with pytest.raises(Exception, match="--ablation"):
+        tune.run_tune(tune.TuneRun(train=run.train, held=None, out=run.out, lovo=[], vendor_of=VENDOR_OF))
+
+
+def test_the_command_wires_lovo_to_the_run(monkeypatch, tmp_path, capsys):
+    import argparse
+    import importlib.util
+
+    from SeriesClassifierLib.commands import cli
+    from SeriesClassifierLib.commands.tune import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--train", "t.npz", "--out", "o", "--ablation", "--lovo"]).lovo == []
+    assert parser.parse_args(["--train", "t.npz", "--out", "o", "--ablation", "--lovo", "GE"]).lovo == ["GE"]
+    assert parser.parse_args(["--train", "t.npz", "--held", "h", "--out", "o"]).lovo is None
+    # refused before anything loads: --lovo without --ablation, no --held without --lovo
+    assert cli.main(["tune", "--train", "t.npz", "--out", str(tmp_path), "--lovo"]) == 2
+    assert "--ablation" in capsys.readouterr().err
+    assert cli.main(["tune", "--train", "t.npz", "--out", str(tmp_path)]) == 2
+    assert "--held" in capsys.readouterr().err
+    if importlib.util.find_spec("torch") is None:
+        return
+    from SeriesClassifierLib.training import tune
+
+    runs = []
+    monkeypatch.setattr(tune, "run_tune", lambda run: runs.append(run) or {"lovo": {"rows": {}}})
+    assert cli.main(["tune", "--train", "t.npz", "--out", str(tmp_path), "--ablation", "--lovo", "GE",
+                     "--ablation-rows", "baseline", "focal"]) == 0
+    (run,) = runs
+    assert run.lovo == ["GE"] and run.ablation and not run.search and run.held is None
+    assert run.ablation_rows == ["baseline", "focal"]
+    assert run.vendor_of["siemens_skyra_3t"] == "SIEMENS" and run.vendor_of["ge_optima_15t"] == "GE"
+
+
+def test_the_lovo_table_pairs_each_row_with_the_baseline_trained_without_the_same_vendor(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    log = TrialLog(tmp_path / "lovo_ablation.jsonl")
+    y = {"GE": np.array([0, 1, 1, 0]), "PHILIPS": np.array([1, 1, 0])}
+    right = {("baseline", "GE"): [1, 0, 0, 0], ("baseline", "PHILIPS"): [1, 1, 0],
+             ("focal", "GE"): [1, 1, 1, 0], ("focal", "PHILIPS"): [0, 1, 0]}
+    for trial, ((row, vendor), ok) in enumerate(right.items()):
+        folder = tmp_path / f"{trial}"
+        folder.mkdir()
+        pred = np.where(ok, y[vendor], 1 - y[vendor])
+        np.savez(folder / "outputs.npz", lovo__mean=np.eye(2)[pred], lovo__y=y[vendor])
+        fig = {"n": len(ok), "right": sum(ok), "accuracy": sum(ok) / len(ok), "macro_f1": 0.5, "rare_recall": None,
+               "rare_n": 0, "ece": 0.1}
+        split = {"lovo_profiles": [vendor.lower()], "val_profile": "s1", "n_train": 9, "n_val": 2,
+                 "n_lovo": len(ok)}
+        log.write({"event": "start", "trial": trial, "name": f"{row}@{vendor}", "params": {}})
+        log.write({"event": "done", "trial": trial, "loss": 1.0, "result": {
+            "figures": {"lovo__mean": fig}, "folder": str(folder), "split": split, "train_seconds": 5.0}})
+    lines = table.lovo_lines(tmp_path)
+    focal = next(line for line in lines if line.startswith("| focal loss"))
+    # GE: 3 against 1 (+2); PHILIPS: 1 against 2 (−1); pooled 4/7 against 3/7 (+1); mean of 0.75 and 0.333
+    assert "3/4 (0.750) (+2, p 0.50)" in focal and "1/3 (0.333) (-1, p 1.00)" in focal
+    assert "| 0.542 |" in focal and "4/7 (0.571) (+1, p 1.00)" in focal
+    assert any(line.startswith("| GE | ge | s1 | 9 / 2 / 4 |") for line in lines)

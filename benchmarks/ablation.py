@@ -2,6 +2,7 @@
 
     python benchmarks/ablation.py --run RUN [RUN2 ...] [--png docs/ablation/search_trajectory.png] \
         [--reference SeriesClassifier/Resources/Models --held HELD.npz]
+    python benchmarks/ablation.py --lovo LOVO_RUN      # a ``tune --ablation --lovo`` run folder
 
 One row per method against its baseline, on the generated held-out profiles and on the real development
 set (pixels only): series right / n, macro-F1, the rare classes' recall (the rarest third of the classes by
@@ -14,6 +15,12 @@ Several run folders: their ablation logs are read together (rows added later in 
 ``tune --ablation --no-search --ablation-rows ...``; a name in two runs is taken from the first); the search,
 the reference and the correlations come from the first. Comparisons pair the series of each trial's
 outputs.npz, so every run must have been given the same caches (the real set read the same way).
+
+``--lovo``: the leave-one-vendor-out tables of a ``tune --ablation --lovo`` run (its lovo_ablation.jsonl, names
+``row@VENDOR``): per method, each held-out vendor's series right / n with the difference from the baseline
+trained without the same vendor (exact McNemar p), the mean of the vendors' accuracies, and all vendors pooled
+(every corpus series is scored once, by the model that never saw its vendor); then macro-F1, rare recall and
+ECE per vendor, and each split (validation profile, series, training seconds).
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ ROWS = [
     ("CLAHE, clip 2, 8 × 8 tiles", "clahe", "mean", ("baseline", "mean")),
     ("CLAHE, another seed, against the baseline's other seed", "clahe_seed1", "mean", ("baseline_seed1", "mean")),
     ("task weights main 0.7 / auxiliary 0.3 (paper)", "paper_weights", "mean", ("baseline", "mean")),
+    ("focal loss, another seed, against the baseline's other seed", "focal_seed1", "mean", ("baseline_seed1", "mean")),
+    ("task weights 0.7 / 0.3, another seed, against the baseline's other seed", "paper_weights_seed1", "mean",
+     ("baseline_seed1", "mean")),
     ("single task (sequence only)", "single_task", "mean", ("baseline", "mean")),
     ("series by majority vote of the slices", "baseline", "vote", ("baseline", "mean")),
     ("series by a bidirectional GRU on frozen slice embeddings", "baseline", "gru", ("baseline", "mean")),
@@ -182,14 +192,93 @@ def correlation_lines(run: Path) -> list[str]:
     return lines + [f"- real series right per model: {sorted(real)}"]
 
 
+def _paired(trial: dict, base: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Right / wrong of a LOVO trial and its baseline on the same held-out vendor's series."""
+    pred, y = predictions(trial, "lovo", "mean")
+    pred_b, y_b = predictions(base, "lovo", "mean")
+    assert (y == y_b).all(), "the two trials were not scored on the same series"
+    ok = y >= 0
+    return (pred == y)[ok], (pred_b == y)[ok]
+
+
+def lovo_lines(run: Path) -> list[str]:
+    """The leave-one-vendor-out tables (see the module's note)."""
+    done = read_done(run / "lovo_ablation.jsonl")
+    by: dict[tuple[str, str], dict] = {}
+    for t in done:
+        row, vendor = t["name"].split("@")
+        by[(row, vendor)] = t
+    vendors = sorted({v for _, v in by})
+    labels = {trial: label for label, trial, agg, _ in ROWS if agg == "mean"}
+    bases = {trial: base[0] for _, trial, agg, base in ROWS if agg == "mean" and base is not None}
+    rows = [r for r in labels if any((r, v) in by for v in vendors)]
+    head = ("| method | " + " | ".join(f"{v} held out: right / n (Δ, McNemar p)" for v in vendors) +
+            " | mean of the vendors' accuracy | all vendors pooled: right / n (Δ, McNemar p) |")
+    lines = ["### Leave one vendor out: series accuracy on the held-out vendor", "", head,
+             "|---|" + "---|" * (len(vendors) + 2)]
+    for row in rows:
+        cells, accs, right_all, right_base, complete = [], [], [], [], True
+        for v in vendors:
+            t = by.get((row, v))
+            if t is None:
+                cells.append("–")
+                complete = False
+                continue
+            f = t["result"]["figures"]["lovo__mean"]
+            accs.append(f["accuracy"])
+            cell = f"{f['right']}/{f['n']} ({f['accuracy']:.3f})"
+            base = by.get((bases.get(row, ""), v))
+            if base is not None:
+                a, b = _paired(t, base)
+                cell += f" ({int(a.sum()) - int(b.sum()):+d}, p {mcnemar(a, b):.2f})"
+                right_all.append(a)
+                right_base.append(b)
+            cells.append(cell)
+        mean = f"{np.mean(accs):.3f}" + ("" if complete else " (incomplete)") if accs else "–"
+        n_all = sum(by[(row, v)]["result"]["figures"]["lovo__mean"]["n"] for v in vendors if (row, v) in by)
+        r_all = sum(by[(row, v)]["result"]["figures"]["lovo__mean"]["right"] for v in vendors if (row, v) in by)
+        pooled = f"{r_all}/{n_all} ({r_all / max(n_all, 1):.3f})"
+        if right_all and len(right_all) == len(vendors):
+            a, b = np.concatenate(right_all), np.concatenate(right_base)
+            pooled += f" ({int(a.sum()) - int(b.sum()):+d}, p {mcnemar(a, b):.2f})"
+        lines.append(f"| {labels[row]} | " + " | ".join(cells) + f" | {mean} | {pooled} |")
+    lines += ["", "### Leave one vendor out: macro-F1, rare recall (n) and ECE on the held-out vendor", "",
+              "| method | " + " | ".join(f"{v}: macro-F1 / rare recall (n) / ECE" for v in vendors) + " |",
+              "|---|" + "---|" * len(vendors)]
+    for row in rows:
+        cells = []
+        for v in vendors:
+            f = by[(row, v)]["result"]["figures"]["lovo__mean"] if (row, v) in by else None
+            cells.append("–" if f is None else f"{_fmt(f['macro_f1'])} / {_fmt(f['rare_recall'])} ({f['rare_n']}) / "
+                                               f"{_fmt(f['ece'])}")
+        lines.append(f"| {labels[row]} | " + " | ".join(cells) + " |")
+    lines += ["", "### Leave one vendor out: the splits", "",
+              "| held-out vendor | its profiles | validation profile | series: train / validation / held out | "
+              "training seconds per row |", "|---|---|---|---|---|"]
+    for v in vendors:
+        trials = [by[(r, v)] for r in rows if (r, v) in by]
+        split = trials[0]["result"]["split"]
+        secs = ", ".join(f"{r} {by[(r, v)]['result']['train_seconds']:.0f}" for r in rows if (r, v) in by)
+        lines.append(f"| {v} | {', '.join(split['lovo_profiles'])} | {split['val_profile']} | "
+                     f"{split['n_train']} / {split['n_val']} / {split['n_lovo']} | {secs} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", required=True, type=Path, nargs="+",
+    ap.add_argument("--run", type=Path, nargs="+",
                     help="the tune run folder; more folders add their ablation rows (see the module's note)")
+    ap.add_argument("--lovo", type=Path, help="a tune --ablation --lovo run folder: its tables")
     ap.add_argument("--png", type=Path, help="also draw the search trajectory here")
     ap.add_argument("--reference", type=Path, help="a models folder to score on the same slices (the bundle)")
     ap.add_argument("--held", type=Path, help="the held-out slice cache the run was given (for --reference)")
     args = ap.parse_args(argv)
+    if not args.run and not args.lovo:
+        ap.error("give --run or --lovo")
+    if args.lovo:
+        print("\n".join(lovo_lines(args.lovo)))
+        if not args.run:
+            return 0
     by_name: dict[str, dict] = {}
     for run in args.run:
         for t in read_done(run / "ablation.jsonl"):

@@ -2,8 +2,10 @@
 
 Random search, then Gaussian-process-guided search over the CNN's hyper-parameters (training/tune.py);
 the top-k trials averaged into an ensemble whose review threshold is chosen on the validation profile.
-``--ablation`` first trains the baseline and one change per method (docs/ABLATION.md). Resumes from
-RUN/trials.jsonl and RUN/ablation.jsonl when run again.
+``--ablation`` first trains the baseline and one change per method (docs/ABLATION.md). ``--ablation --lovo
+[VENDOR ...]`` instead trains each row leaving one vendor of the training corpus out (every vendor, or those
+named) and scores the left-out vendor's series; the vendor of a series comes from its profile (the generator's
+profile table). Resumes from RUN/trials.jsonl, RUN/ablation.jsonl, RUN/lovo_ablation.jsonl when run again.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import sys
 def add_arguments(parser) -> None:
     parser.add_argument("--train", required=True, help="generated training corpus (folder with labels.csv) or "
                         "its slice cache (.npz); one profile becomes the validation set")
-    parser.add_argument("--held", required=True, help="generated held-out profiles (folder or .npz): scored only")
+    parser.add_argument("--held", help="generated held-out profiles (folder or .npz): scored only; required "
+                        "except with --lovo")
     parser.add_argument("--real", help="real development set (folder with labels.csv): scored only, pixels only")
     parser.add_argument("--out", required=True, help="run folder: trial log, trials/, summary.json, picture")
     parser.add_argument("--scale", choices=("reduced", "full"), default="reduced",
@@ -31,16 +34,25 @@ def add_arguments(parser) -> None:
                         help="with --ablation: only these rows (training/tune.py's ABLATION names, e.g. slice_gru "
                         "slice_conv1d pooled_head); default every row")
     parser.add_argument("--no-search", action="store_true", help="the ablation only")
+    parser.add_argument("--lovo", nargs="*", metavar="VENDOR",
+                        help="with --ablation: leave one vendor out: each row trained on the other vendors' series "
+                        "of --train and scored on the vendor's (every vendor of the corpus, or those named, e.g. "
+                        "SIEMENS GE PHILIPS); log RUN/lovo_ablation.jsonl; no search")
 
 
 def run(args) -> int:
     import importlib.util
     import logging
 
-    from ..errors import MissingDependencyError
+    from ..errors import MissingDependencyError, TrainingError
 
+    if args.lovo is not None and not args.ablation:
+        raise TrainingError("--lovo trains the ablation's rows leaving one vendor out: give --ablation with it")
+    if args.held is None and args.lovo is None:
+        raise TrainingError("--held is required (except with --lovo)")
     if importlib.util.find_spec("torch") is None:
         raise MissingDependencyError("tune trains CNNs and needs torch: pip install torch")
+    from ..synth.profiles import PROFILES
     from ..training.tune import TuneRun, run_tune
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -48,8 +60,13 @@ def run(args) -> int:
         train=args.train, held=args.held, out=args.out, real=args.real, scale=args.scale,
         n_random=args.random_trials, n_gp=args.gp_trials, top_k=args.top_k, seed=args.seed, threads=args.threads,
         max_minutes=args.max_minutes, ablation=args.ablation, ablation_rows=args.ablation_rows,
-        search=not args.no_search,
+        search=not args.no_search and args.lovo is None, lovo=args.lovo,
+        vendor_of={name: p.vendor for name, p in PROFILES.items()},
     ))
-    json.dump({k: v for k, v in summary.items() if k != "ablation"}, sys.stdout, indent=1, default=float)
+    shown = {k: v for k, v in summary.items() if k not in ("ablation", "lovo")}
+    if "lovo" in summary:  # per row and held-out vendor: series right of the vendor's series
+        shown["lovo"] = {name: {k: r["figures"]["lovo__mean"][k] for k in ("right", "n", "accuracy")}
+                         for name, r in summary["lovo"]["rows"].items()}
+    json.dump(shown, sys.stdout, indent=1, default=float)
     print()
     return 0

@@ -7,7 +7,12 @@ Data (``TuneData``), each a slice cache (training/cnn_train.Cache) sampled once 
   chosen;
 - ``held``: generated held-out profiles (scored, never chosen on);
 - ``real``: the real development set read as the product reads it (``run.pipeline.read_all_series`` and the
-  model's slice sampler), pixels only; scored, never trained or chosen on here.
+  model's slice sampler), pixels only; scored, never trained or chosen on here;
+- ``lovo`` (leave one vendor out, ``TuneData.leave_vendor_out``): one vendor's series of the training corpus,
+  scored by a model trained on the other vendors' series only. The caches know each series' profile, not its
+  vendor: the caller maps profile → vendor (the generator's table, synth/profiles.py, given by the command,
+  since training may not import synth). The validation profile is the main rows' (``choose_val_profile`` on
+  the whole corpus) unless it is the held-out vendor's; then the same rule over the other vendors' profiles.
 
 A trial's K, input size and CLAHE are derived from those caches (``derive``): K of the 8 slices evenly
 spread, images resized by area, CLAHE on the 128 × 128 image. At inference the product applies CLAHE to the
@@ -50,7 +55,7 @@ DEFAULT_WIDTHS = (16, 32, 48, 96, 128)
 # fixed per scale (not searched): slices per epoch, patience
 SCALE_FIXED = {"reduced": {"samples_per_epoch": 2048, "patience": 3}, "full": {"samples_per_epoch": None,
                                                                             "patience": 5}}
-SETS = ("val", "held", "real")
+SETS = ("val", "held", "real", "lovo")
 
 
 # ----------------------------------------------------------------------------- data
@@ -135,15 +140,56 @@ def derive(cache: Cache, k: int, size: int, use_clahe: bool = False, clip: float
                  cache.profiles, cache.series_labels, cache.n_labels)
 
 
+def series_vendors(cache: Cache, vendor_of: dict[str, str]) -> np.ndarray:
+    """(M,) the vendor of each series of ``cache``, from its profile; a profile not in ``vendor_of`` is an error."""
+    unknown = sorted(set(cache.profiles.tolist()) - set(vendor_of))
+    if unknown:
+        raise TrainingError(f"profiles {', '.join(unknown)}: vendor unknown (not in the generator's profile table)")
+    return np.asarray([vendor_of[p] for p in cache.profiles.tolist()], dtype=object)
+
+
+def vendor_split(full: Cache, vendor_of: dict[str, str], vendor: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Leave ``vendor`` out: boolean masks over the series (train, val, held-out vendor) and the validation profile.
+
+    The three masks are disjoint and cover every series; neither train nor val holds a series of ``vendor``.
+    Validation: the main rows' profile (``choose_val_profile`` on the whole corpus) when it is another vendor's,
+    else the same rule over the other vendors' profiles.
+    """
+    from types import SimpleNamespace
+
+    vendors = series_vendors(full, vendor_of)
+    out = vendors == vendor
+    if not out.any():
+        raise TrainingError(f"vendor {vendor}: no series in the training corpus (vendors: "
+                            f"{', '.join(sorted(set(vendors.tolist())))})")
+    if out.all():
+        raise TrainingError(f"vendor {vendor}: every series of the corpus is its, nothing left to train on")
+    val_profile = choose_val_profile(full)
+    if vendor_of[val_profile] == vendor:
+        val_profile = choose_val_profile(SimpleNamespace(profiles=full.profiles[~out]))
+    is_val = full.profiles == val_profile
+    if (~out & ~is_val).sum() == 0:
+        raise TrainingError(f"vendor {vendor} left out: only the validation profile {val_profile} remains")
+    return ~out & ~is_val, is_val & ~out, out, val_profile
+
+
+def corpus_vendors(full: Cache, vendor_of: dict[str, str]) -> list[str]:
+    """The vendors of a corpus, sorted."""
+    return sorted(set(series_vendors(full, vendor_of).tolist()))
+
+
 @dataclass
 class TuneData:
-    """The three sets (see the module's note), the training cache without its validation profile."""
+    """The sets (see the module's note), the training cache without its validation profile (and, leaving a
+    vendor out, without that vendor's series, which are ``lovo``)."""
 
     train: Cache
     val: Cache
-    held: Cache
+    held: Cache | None
     real: Cache | None
     val_profile: str
+    lovo: Cache | None = None
+    held_out_vendor: str | None = None
     _derived: OrderedDict = field(default_factory=OrderedDict)
 
     @classmethod
@@ -155,11 +201,30 @@ class TuneData:
         return cls(full.subset_series(~is_val), full.subset_series(is_val), load_cache(held, cache_dir, "held"),
                    real_c, val_profile)
 
+    @classmethod
+    def leave_vendor_out(cls, full: Cache, vendor_of: dict[str, str], vendor: str, held: Cache | None = None,
+                         real: Cache | None = None) -> TuneData:
+        """Train on the other vendors' series, score ``vendor``'s as ``lovo`` (``vendor_split``)."""
+        train, val, out, val_profile = vendor_split(full, vendor_of, vendor)
+        return cls(full.subset_series(train), full.subset_series(val), held, real, val_profile,
+                   lovo=full.subset_series(out), held_out_vendor=vendor)
+
+    def describe(self) -> dict:
+        """The split's sizes (series), for the log."""
+        sets = {"train": self.train, "val": self.val, "held": self.held, "real": self.real, "lovo": self.lovo}
+        out: dict = {"val_profile": self.val_profile, **{f"n_{n}": int(len(c.uids)) for n, c in sets.items()
+                                                          if c is not None}}
+        if self.held_out_vendor is not None:
+            out["held_out_vendor"] = self.held_out_vendor
+            out["train_profiles"] = sorted(set(self.train.profiles.tolist()))
+            out["lovo_profiles"] = sorted(set(self.lovo.profiles.tolist()))
+        return out
+
     def sets(self, k: int, size: int, use_clahe: bool, clip: float, tiles: int) -> dict[str, Cache]:
         """The derived train/val/held/real caches of one preprocessing (the last two kept in memory)."""
         key = (k, size, use_clahe, round(clip, 3) if use_clahe else 0, tiles if use_clahe else 0)
         if key not in self._derived:
-            base = {"train": self.train, "val": self.val, "held": self.held, "real": self.real}
+            base = {"train": self.train, "val": self.val, "held": self.held, "real": self.real, "lovo": self.lovo}
             self._derived[key] = {n: derive(c, k, size, use_clahe, clip, tiles) for n, c in base.items()
                                   if c is not None}
             while len(self._derived) > 2:
@@ -297,10 +362,15 @@ class CnnObjective:
                    for name, ps in probs.items() for agg, p in ps.items() if not agg.startswith("_")}
         model.config.training = {"tune": options_record(opts), "history": history,
                                  "val_profile": self.data.val_profile}
+        if self.data.held_out_vendor is not None:
+            model.config.training["held_out_vendor"] = self.data.held_out_vendor
         model.save(folder)
-        return {"loss": figures[f"val__{answer}"]["nll"], "figures": figures, "rare_classes": rare,
-                "cost": inference_cost(model, opts.k, opts.size), "train_seconds": round(train_seconds, 1),
-                "epochs_run": len(history), "folder": str(folder)}
+        result = {"loss": figures[f"val__{answer}"]["nll"], "figures": figures, "rare_classes": rare,
+                  "cost": inference_cost(model, opts.k, opts.size), "train_seconds": round(train_seconds, 1),
+                  "epochs_run": len(history), "folder": str(folder)}
+        if self.data.held_out_vendor is not None:
+            result["split"] = self.data.describe()
+        return result
 
 
 def _fit_gru(model: CnnModel, train: Cache, seed: int, neck: str | None = None):
