@@ -307,3 +307,19 @@ def test_an_element_pydicom_cannot_decode_costs_that_element(tmp_path, damage):
     assert len(build_stack(files)) >= 2  # the damaged file may lose its image, never the others
     if damage == "unknown VR":
         assert any("im001.dcm" in w and keyword in w for w in series.warnings), series.warnings
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_number_whose_length_runs_past_the_file_costs_that_number(tmp_path):
+    """Found by test_fuzz_headers.py: PixelRepresentation (US) with a damaged length of 32,256 bytes is large
+    enough for pydicom to defer; read on access, it met the end of the file, raised BytesLengthException and
+    lost the whole series ("could not read headers")."""
+    _, files = _good(tmp_path)
+    data = files[0].read_bytes()
+    at = data.find(b"\x28\x00\x03\x01US\x02\x00")
+    rest = data[at + 8 :] + b"\x00" * ((len(data) - at - 8) % 2 == 0)  # an odd number of bytes to the end
+    files[0].write_bytes(data[:at] + b"\x28\x00\x03\x01US\x00\x7e" + rest)
+    (ref,) = FolderSource(tmp_path)
+    series = read_series(ref)
+    assert series.skip_reason is None and series.n_images == 3
+    assert any("im000.dcm" in w and "PixelRepresentation" in w for w in series.warnings), series.warnings

@@ -159,9 +159,11 @@ def drop_undecodable(ds: Dataset, depth: int = 0) -> list[str]:
     bad: list[str] = []
     for tag in list(ds.keys()):
         raw = ds._dict.get(tag)  # as stored: a deferred value stays on disk (get_item would read it)
-        if getattr(raw, "value", 0) is None and getattr(raw, "length", 0):
-            continue  # deferred: a large value, never one of the numbers checked here
         vr = getattr(raw, "VR", None) or _dictionary_vr(tag)
+        deferred = getattr(raw, "value", 0) is None and getattr(raw, "length", 0)
+        if deferred and vr not in _NUMBER_VRS:
+            continue  # a large blob (CSA header, icon): read when asked for
+        # a deferred number is a damaged length (a US swallowing the pixels): read it here to find out
         if vr is not None and str(vr) not in _KNOWN_VRS:  # damaged bytes: pydicom raises on any access
             bad.append(_keyword(tag))
             del ds[tag]
