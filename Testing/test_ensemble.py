@@ -92,3 +92,41 @@ def test_fit_params_needs_two_models():
     params = fit_params(forest_only, truth, base=base)
     assert params.method == "mean" and params.review_threshold == pytest.approx(0.66)
 
+
+
+def _disagreeing_pair():
+    # each model's second choice is FLAIR: the product of the two puts FLAIR first
+    forest = _out("forest", {"T1_3D_PRE": 0.55, "FLAIR_2D": 0.4, "DWI": 0.05})
+    cnn = _out("cnn", {"DWI": 0.55, "FLAIR_2D": 0.4, "T1_3D_PRE": 0.05})
+    return {"forest": forest, "cnn": cnn}
+
+
+def test_pooling_never_answers_a_class_no_model_answered():
+    params = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 0.8}, review_threshold=0.0)
+    crowned = combine(_disagreeing_pair(), EnsembleParams.from_dict({**params.to_dict(), "crown_compromise": True}))
+    assert crowned.sequence.label == "FLAIR_2D"  # what plain log-linear pooling does
+    result = combine(_disagreeing_pair(), params)
+    assert result.sequence.label == "T1_3D_PRE"  # the models' answer with the more pooled support
+    assert result.needs_review
+    assert any("pooling favoured FLAIR_2D" in r and "cnn DWI" in r and "forest T1_3D_PRE" in r for r in result.reasons)
+    # the compromise is demoted below both answers, not dropped: it stays among the runners-up
+    assert 0 < result.sequence.probabilities["FLAIR_2D"] < result.sequence.probabilities["DWI"]
+
+
+def test_a_rule_against_every_models_answer_still_finds_the_best_of_the_rest():
+    params = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 1.0}, review_threshold=0.0)
+
+    def rule_out_both(p: TaskPrediction):
+        return p.restricted_to(["FLAIR_2D", "T1_3D_POST"]), "ruled out", True
+
+    result = combine(_disagreeing_pair(), params, adjust=rule_out_both)
+    assert result.sequence.label == "FLAIR_2D" and result.sequence.probability > 0.9
+
+
+def test_agreeing_models_and_a_lone_model_are_left_as_pooled():
+    params = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 1.0}, review_threshold=0.0)
+    pair = _disagreeing_pair()
+    alone = combine({"forest": pair["forest"]}, params)
+    assert alone.sequence.label == "T1_3D_PRE" and not alone.needs_review
+    agree = combine({"forest": pair["forest"], "cnn": _out("cnn", {"T1_3D_PRE": 0.6, "FLAIR_2D": 0.4})}, params)
+    assert agree.sequence.label == "T1_3D_PRE" and not any("pooling favoured" in r for r in agree.reasons)

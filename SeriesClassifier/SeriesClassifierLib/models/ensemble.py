@@ -6,9 +6,11 @@ a weighted mean ("mean", the unfitted default) or log-linearly ("log_linear": p 
 the weights fitted by ``fit_params`` on held-out data, so that they both weigh the models
 and calibrate the pooled result: a logistic stacking with one parameter per model).
 Orientation from geometry is exact and overrides the others; a model that sees it
-differently is mentioned in the reasons. A series goes to review when the top sequence
-probability is under the threshold, when a model holds a different top sequence with at
-least ``disagreement_confidence``, or when no model could say anything.
+differently is mentioned in the reasons. Pooling answers only a class some model answered: a
+class both models rank second is demoted below their own answers. A series goes to review when
+the top sequence probability is under the threshold, when a model holds a different top
+sequence with at least ``disagreement_confidence``, when pooling favoured a class no model
+answered, or when no model could say anything.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class EnsembleParams:
     method: str = "mean"  # "mean" or "log_linear"
     # beside a familiar model, one whose inputs are unlike its training (ModelOutput.unfamiliar) still votes
     unfamiliar_votes: bool = True
+    # log-linear pooling may answer a class that no voting model ranks first (see ``_models_answer``)
+    crown_compromise: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +94,7 @@ def _params_problem(d: dict[str, Any]) -> str | None:
             return f"{key} is {d[key]!r}, not a number in 0..1"
     if d.get("method", "mean") not in ("mean", "log_linear"):
         return f"method {d.get('method')!r} is neither 'mean' nor 'log_linear'"
-    for key in ("flag_disagreement", "unfamiliar_votes"):
+    for key in ("flag_disagreement", "unfamiliar_votes", "crown_compromise"):
         if not isinstance(d.get(key, True), bool):
             return f"{key} must be true or false"
     return None
@@ -145,6 +149,25 @@ def _mean(predictions: list[tuple[float, TaskPrediction]]) -> TaskPrediction | N
     return TaskPrediction.from_probabilities(mixed)
 
 
+_DEMOTED = 1e-3  # what a compromise class keeps of its pooled probability: its order among the rest survives
+
+
+def _models_answer(pooled: TaskPrediction, tops: dict[str, TaskPrediction]) -> tuple[TaskPrediction, str] | None:
+    """The pooled answer moved back to a class some voting model ranks first, or None when it is one already.
+
+    Two confident models that disagree (forest BOLD 0.7, CNN DWI 0.9) multiply into a third class each
+    ranks second (ASL): a class neither model answered. The other classes are demoted, not removed, so a
+    physics rule that rules out every model's answer still finds the best of the rest.
+    """
+    answers = {p.label for p in tops.values()}
+    if len(tops) < 2 or pooled.label in answers:
+        return None
+    demoted = TaskPrediction.from_probabilities(
+        {c: p if c in answers else p * _DEMOTED for c, p in pooled.probabilities.items()})
+    said = ", ".join(f"{n} {p.label}" for n, p in sorted(tops.items()))
+    return demoted, f"pooling favoured {pooled.label} ({pooled.probability:.2f}), which no model answered ({said})"
+
+
 def _trusted_confidence(params: EnsembleParams, name: str, prediction: TaskPrediction) -> float:
     """A model's top probability as far as its fitted weight trusts it (p^w renormalised, log-linear only)."""
     if params.method != "log_linear":
@@ -175,6 +198,11 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
 
     seq_votes = [(_weight(params, n), o.sequence) for n, o in answered.items() if o.sequence is not None]
     sequence = _pool(seq_votes, params.method)
+    moved = None if sequence is None or params.crown_compromise else _models_answer(
+        sequence, {n: o.sequence for n, o in answered.items() if o.sequence is not None})
+    if moved is not None:
+        sequence = moved[0]
+        review.append(moved[1])
     if sequence is not None and adjust is not None:
         sequence, note, confirm = adjust(sequence)
         if note:
