@@ -11,7 +11,9 @@ from SeriesClassifierLib.training.header_augment import (
     drop_header_fields,
     excerpt,
     longer_run,
+    reconstructed,
     vary_counts,
+    vary_matrix,
 )
 
 
@@ -80,3 +82,35 @@ def test_vary_counts_changes_about_the_given_fractions():
     cut = sum(r.n_images <= 3 for r in rows) / len(rows)
     longer = sum(r.n_images > 600 for r in rows) / len(rows)
     assert 0.06 < cut < 0.14 and 0.22 < longer < 0.38
+
+
+def _image(rows: int, cols: int, spacing: float) -> Series:
+    header = {"Rows": rows, "Columns": cols, "PixelSpacing": [spacing, spacing], "RepetitionTime": 3000.0}
+    return Series(series_uid="1.3", study_uid="1.3", files=[], header=header)
+
+
+def test_a_finer_reconstruction_keeps_the_field_of_view():
+    dwi = _image(128, 96, 2.0)
+    finer = reconstructed(dwi, 3.0)
+    assert (finer.header["Rows"], finer.header["Columns"]) == (384, 288)
+    assert finer.header["Rows"] * finer.header["PixelSpacing"][0] == 256.0
+    assert finer.header["Columns"] * finer.header["PixelSpacing"][1] == 192.0
+    assert dwi.header["Rows"] == 128  # the caller's series is untouched
+    assert reconstructed(_image(512, 512, 0.5), 4.0).header["Rows"] == 1024  # never beyond 1024
+    assert reconstructed(Series(series_uid="1", study_uid="1", files=[], header={}), 2.0).header == {}
+
+
+def test_vary_matrix_changes_about_the_given_fraction_and_only_the_matrix():
+    rows = vary_matrix([_image(64, 64, 3.0) for _ in range(500)], seed=3, rate=0.2)
+    changed = [r for r in rows if r.header["Rows"] != 64]
+    assert 0.13 < len(changed) / len(rows) < 0.27
+    assert all(80 <= r.header["Rows"] <= 256 and r.header["RepetitionTime"] == 3000.0 for r in changed)
+    assert vary_matrix([_image(64, 64, 3.0)], seed=3, rate=0.0)[0].header["Rows"] == 64
+
+
+def test_a_siemens_excerpt_is_named_by_the_b_values_it_kept():
+    dwi = _run(4)
+    dwi.header.update(SequenceName="*ep_b1000t", BValues=[0.0, 1000.0])
+    names = {(tuple(c.header["BValues"]), c.header["SequenceName"])
+             for c in (excerpt(dwi, 1, np.random.default_rng(seed)) for seed in range(20))}
+    assert names == {((0.0,), "*ep_b0"), ((1000.0,), "*ep_b1000t")}

@@ -47,7 +47,7 @@ from SeriesClassifierLib.run.pipeline import decide, read_all_series, resolve_re
 from SeriesClassifierLib.series import Series
 from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
 from SeriesClassifierLib.training.forest_training import fit_forest
-from SeriesClassifierLib.training.header_augment import EXCERPT_RATE, LONG_RUN_RATE
+from SeriesClassifierLib.training.header_augment import EXCERPT_RATE, LONG_RUN_RATE, RECON_RATE
 from SeriesClassifierLib.training.review_fit import fit_review_threshold, fit_unknown_threshold
 from SeriesClassifierLib.training.site_training import BASE_ROWS, read_base_rows
 
@@ -115,7 +115,7 @@ def cnn_outputs(series: list[Series], cache: Path) -> dict[str, ModelOutput]:
 def recipe(args) -> dict:
     """The forest's training settings from the command line (the bundle's by default)."""
     return {"n_estimators": args.trees, "seed": args.seed, "field_dropout": args.field_dropout,
-            "excerpt_rate": args.excerpt_rate, "long_run_rate": args.long_run_rate}
+            "excerpt_rate": args.excerpt_rate, "long_run_rate": args.long_run_rate, "recon_rate": args.recon_rate}
 
 
 def forest_recipe_key(args) -> str:
@@ -424,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trees", type=int, default=200)
     ap.add_argument("--excerpt-rate", type=float, default=EXCERPT_RATE)
     ap.add_argument("--long-run-rate", type=float, default=LONG_RUN_RATE)
+    ap.add_argument("--recon-rate", type=float, default=RECON_RATE,
+                    help="fraction of training rows given an interpolated reconstruction matrix")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ensemble", action="append", default=[], metavar="KEY=JSON",
                     help="override a bundled ensemble setting before fitting (to compare pooling variants)")

@@ -13,7 +13,15 @@ from ..models.features import FeatureExtractor
 from ..models.forest import ForestModel
 from ..series import Series
 from ..vocabulary import load_vocabulary
-from .header_augment import EXCERPT_RATE, FIELD_DROPOUT, LONG_RUN_RATE, drop_header_fields, vary_counts
+from .header_augment import (
+    EXCERPT_RATE,
+    FIELD_DROPOUT,
+    LONG_RUN_RATE,
+    RECON_RATE,
+    drop_header_fields,
+    vary_counts,
+    vary_matrix,
+)
 
 
 def training_targets(series: Sequence[Series], labels: dict[str, dict[str, str]]) -> dict[str, list]:
@@ -34,10 +42,12 @@ def fit_forest(
     sample_weight: Sequence[float] | None = None,
     excerpt_rate: float = EXCERPT_RATE,
     long_run_rate: float = LONG_RUN_RATE,
+    recon_rate: float = RECON_RATE,
 ) -> ForestModel:
-    """A forest fitted on ``train`` with header dropout and varied counts (excerpts, longer runs: header_augment);
-    ``labels`` maps series UID → task → label."""
+    """A forest fitted on ``train`` with header dropout, varied counts (excerpts, longer runs) and reconstruction
+    matrices (header_augment); ``labels`` maps series UID → task → label."""
     forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
                          random_state=seed)
-    rows = drop_header_fields(vary_counts(train, seed + 1, excerpt_rate, long_run_rate), field_dropout, seed)
+    varied = vary_matrix(vary_counts(train, seed + 1, excerpt_rate, long_run_rate), seed + 2, recon_rate)
+    rows = drop_header_fields(varied, field_dropout, seed)
     return forest.fit(rows, training_targets(rows, labels), sample_weight=sample_weight)

@@ -9,6 +9,11 @@ Counts mislead the same way. The generator writes short runs (a few dozen volume
 pictures cheap) where real BOLD, ASL and DSC runs have 40 to 600, and archives keep excerpts:
 one file of an fMRI run, the b=0 image of a DWI series. So some runs are lengthened and some
 series cut to one to three files, their counts kept consistent.
+
+The matrix is a site's choice too: the generator writes the acquired matrix, where GE's zero-filled
+interpolation and Philips' reconstruction voxel size turn a 64 × 64 EPI into 128 or a 128 × 128
+DWI into 384 (both in the real development set). So some series get a finer reconstruction matrix
+over the same field of view.
 The copies are shallow: the caller's series are never modified.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +36,10 @@ FIELD_DROPOUT = 0.3  # the bundled forest's rate (docs/REAL_DATA.md: measured on
 EXCERPT_RATE = 0.08  # series cut to one to three files
 LONG_RUN_RATE = 0.25  # EPI runs lengthened up to MAX_RUN_FACTOR times
 MAX_RUN_FACTOR = 8.0
+RECON_RATE = 0.2  # series given an interpolated reconstruction matrix
+MAX_RECON_FACTOR = 4.0
+MAX_MATRIX = 1024
+_SIEMENS_B = re.compile(r"ep_b\d+(t?)")
 
 
 def drop_header_fields(
@@ -69,6 +79,36 @@ def vary_counts(series: Sequence[Series], seed: int, excerpt_rate: float = EXCER
     return out
 
 
+def vary_matrix(series: Sequence[Series], seed: int, rate: float = RECON_RATE) -> list[Series]:
+    """Copies of which a fraction ``rate`` are reconstructed to a finer matrix (same field of view)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in series:
+        if rng.random() < rate:
+            s = reconstructed(s, float(np.exp(rng.uniform(math.log(1.25), math.log(MAX_RECON_FACTOR)))))
+        out.append(s)
+    return out
+
+
+def reconstructed(s: Series, factor: float) -> Series:
+    """``s`` with Rows/Columns ``factor`` times finer (multiples of 16, at most MAX_MATRIX), PixelSpacing to match."""
+    rows, cols = _count(s.header.get("Rows")), _count(s.header.get("Columns"))
+    if math.isnan(rows) or math.isnan(cols):
+        return s
+    factor = min(factor, MAX_MATRIX / max(rows, cols))
+    new_rows, new_cols = (max(int(v), 16 * round(v * factor / 16)) for v in (rows, cols))
+    if (new_rows, new_cols) == (rows, cols):
+        return s
+    h = dict(s.header)
+    h["Rows"], h["Columns"] = new_rows, new_cols
+    spacing = h.get("PixelSpacing")
+    if spacing and len(spacing) == 2 and all(_count(v) > 0 for v in spacing):
+        h["PixelSpacing"] = [float(spacing[0]) * rows / new_rows, float(spacing[1]) * cols / new_cols]
+    out = copy.copy(s)
+    out.header = h
+    return out
+
+
 def _count(value) -> float:
     try:
         f = float(value)
@@ -94,6 +134,11 @@ def excerpt(s: Series, k: int, rng: np.random.Generator) -> Series:
         h["TemporalPositions"] = min(int(h["TemporalPositions"]), k)
     if h.get("BValues"):
         h["BValues"] = sorted({float(b) for b in rng.choice(h["BValues"], size=min(k, len(h["BValues"])))})
+        # Siemens names each image by its b-value: the b = 0 image of a *ep_b1000t series is *ep_b0
+        if isinstance(h.get("SequenceName"), str):
+            b = max(h["BValues"])
+            h["SequenceName"] = _SIEMENS_B.sub(lambda m: f"ep_b{b:g}" + ("t" if b and m[1] else ""),
+                                               h["SequenceName"], count=1)
     if len(h.get("EchoTimes") or []) > k:
         h["EchoTimes"] = list(h["EchoTimes"])[:k]
     out = copy.copy(s)
