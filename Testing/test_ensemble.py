@@ -130,3 +130,38 @@ def test_agreeing_models_and_a_lone_model_are_left_as_pooled():
     assert alone.sequence.label == "T1_3D_PRE" and not alone.needs_review
     agree = combine({"forest": pair["forest"], "cnn": _out("cnn", {"T1_3D_PRE": 0.6, "FLAIR_2D": 0.4})}, params)
     assert agree.sequence.label == "T1_3D_PRE" and not any("pooling favoured" in r for r in agree.reasons)
+
+
+def _with_contrast(name: str, probs: dict[str, float], post: float) -> ModelOutput:
+    out = _out(name, probs)
+    out.attributes["contrast"] = TaskPrediction.from_probabilities({"PRE": 1.0 - post, "POST": post})
+    return out
+
+
+def test_a_contrast_answer_contradicting_the_sequence_answer_sends_the_series_to_review():
+    params = EnsembleParams(method="log_linear", weights={"forest": 1.0}, review_threshold=0.0)
+    # a 3-D FLASH the sequence head calls post-contrast for its technique, the contrast head pre
+    contradicted = combine({"forest": _with_contrast("forest", {"T1_3D_POST": 0.94, "T1_3D_PRE": 0.06}, 0.04)},
+                           params)
+    assert contradicted.needs_review
+    assert any("contrast answer is PRE (0.96)" in r and "T1_3D_POST is post-contrast" in r
+               for r in contradicted.reasons)
+    agreeing = combine({"forest": _with_contrast("forest", {"T1_3D_POST": 0.94, "T1_3D_PRE": 0.06}, 0.9)}, params)
+    assert not agreeing.needs_review
+    no_implied = combine({"forest": _with_contrast("forest", {"FLAIR_2D": 0.94, "DWI": 0.06}, 0.04)}, params)
+    assert not no_implied.needs_review  # FLAIR is acquired before or after contrast alike
+    off = EnsembleParams.from_dict({**params.to_dict(), "flag_contrast_contradiction": False})
+    assert not combine({"forest": _with_contrast("forest", {"T1_3D_POST": 0.94, "T1_3D_PRE": 0.06}, 0.04)},
+                       off).needs_review
+
+
+def test_contrast_settled_by_evidence_beyond_the_models_is_not_a_contradiction():
+    params = EnsembleParams(method="log_linear", weights={"forest": 1.0}, review_threshold=0.0)
+
+    def named_agent(p: TaskPrediction):  # models.context: the header names an agent, pre becomes post
+        return TaskPrediction.from_probabilities({"T1_3D_POST": p.probability, "T1_3D_PRE": 1 - p.probability}), \
+            "post-contrast: its ContrastBolusAgent names an agent", False
+
+    result = combine({"forest": _with_contrast("forest", {"T1_3D_PRE": 0.9, "T1_3D_POST": 0.1}, 0.1)}, params,
+                     adjust=named_agent)
+    assert result.sequence.label == "T1_3D_POST" and not result.needs_review

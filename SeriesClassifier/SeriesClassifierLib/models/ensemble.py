@@ -10,7 +10,8 @@ differently is mentioned in the reasons. Pooling answers only a class some model
 class both models rank second is demoted below their own answers. A series goes to review when
 the top sequence probability is under the threshold, when a model holds a different top
 sequence with at least ``disagreement_confidence``, when pooling favoured a class no model
-answered, or when no model could say anything.
+answered, when the pooled contrast answer contradicts the contrast the sequence answer implies, or when no
+model could say anything.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..errors import BundleError
 from ..prediction import ModelOutput, TaskPrediction
+from ..vocabulary import load_vocabulary
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -42,6 +44,8 @@ class EnsembleParams:
     unfamiliar_votes: bool = True
     # log-linear pooling may answer a class that no voting model ranks first (see ``_models_answer``)
     crown_compromise: bool = False
+    # review when the pooled contrast answer contradicts the contrast the sequence answer implies
+    flag_contrast_contradiction: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,7 +98,7 @@ def _params_problem(d: dict[str, Any]) -> str | None:
             return f"{key} is {d[key]!r}, not a number in 0..1"
     if d.get("method", "mean") not in ("mean", "log_linear"):
         return f"method {d.get('method')!r} is neither 'mean' nor 'log_linear'"
-    for key in ("flag_disagreement", "unfamiliar_votes", "crown_compromise"):
+    for key in ("flag_disagreement", "unfamiliar_votes", "crown_compromise", "flag_contrast_contradiction"):
         if not isinstance(d.get(key, True), bool):
             return f"{key} must be true or false"
     return None
@@ -168,6 +172,19 @@ def _models_answer(pooled: TaskPrediction, tops: dict[str, TaskPrediction]) -> t
     return demoted, f"pooling favoured {pooled.label} ({pooled.probability:.2f}), which no model answered ({said})"
 
 
+def _contrast_contradiction(sequence: TaskPrediction, contrast: TaskPrediction | None) -> str | None:
+    """Why the models' contrast answer contradicts the contrast their sequence answer implies, or None.
+
+    The sequence head weighs the technique (a 3-D FLASH is post-contrast more often than not) where the
+    contrast head weighs contrast evidence; when they part, the pre/post call is not settled.
+    """
+    implied = load_vocabulary().sequence(sequence.label).contrast
+    if not implied or contrast is None or contrast.label == implied:
+        return None
+    return (f"the models' contrast answer is {contrast.label} ({contrast.probability:.2f}), "
+            f"where {sequence.label} is {implied.lower()}-contrast")
+
+
 def _trusted_confidence(params: EnsembleParams, name: str, prediction: TaskPrediction) -> float:
     """A model's top probability as far as its fitted weight trusts it (p^w renormalised, log-linear only)."""
     if params.method != "log_linear":
@@ -203,6 +220,7 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
     if moved is not None:
         sequence = moved[0]
         review.append(moved[1])
+    pooled_label = sequence.label if sequence is not None else None
     if sequence is not None and adjust is not None:
         sequence, note, confirm = adjust(sequence)
         if note:
@@ -231,6 +249,11 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
     for n, o in answered.items():
         if o.reason:
             reasons.append(f"{n}: {o.reason}")
+    # evidence beyond the models (a named agent) settles contrast: only the models' own answer is checked
+    if params.flag_contrast_contradiction and sequence is not None and sequence.label == pooled_label:
+        contradiction = _contrast_contradiction(sequence, attributes.get("contrast"))
+        if contradiction:
+            review.append(contradiction)
 
     if sequence is None:
         review.append("no model could classify the sequence")
