@@ -170,3 +170,30 @@ def test_cnn_and_forest_calibration_errors_use_one_binning():
     assert metrics["ece"] == pytest.approx(expected_calibration_error(p, y))
     assert metrics["ece"] != pytest.approx(expected_calibration_error(p, y, n_bins=10))
     assert not hasattr(cnn_train, "expected_calibration_error")  # no second copy to drift
+
+
+def test_pre_and_post_of_one_technique_are_split_by_the_contrast_task():
+    from SeriesClassifierLib.models.forest import split_pre_post
+    from SeriesClassifierLib.prediction import TaskPrediction
+
+    # the sequence task: post for its technique; the contrast task: no agent anywhere, pre
+    sequence = TaskPrediction.from_probabilities({"T1_3D_POST": 0.9, "T1_3D_PRE": 0.05, "FLAIR_3D": 0.05})
+    split = split_pre_post(sequence, TaskPrediction.from_probabilities({"PRE": 0.8, "POST": 0.2}))
+    assert split.label == "T1_3D_PRE"
+    assert split.probabilities["T1_3D_PRE"] == pytest.approx(0.95 * 0.8)
+    assert split.probabilities["T1_3D_POST"] == pytest.approx(0.95 * 0.2)
+    assert split.probabilities["FLAIR_3D"] == pytest.approx(0.05)  # a class without a pre/post twin is untouched
+    assert sum(split.probabilities.values()) == pytest.approx(1.0)
+
+
+def test_a_bundle_saved_before_the_split_keeps_its_answers(toy, tmp_path):
+    import json
+
+    from SeriesClassifierLib.models.forest import CONFIG_FILE
+
+    toy["forest"].save(tmp_path)
+    assert ForestModel.load(tmp_path).contrast_splits_pre_post
+    config = json.loads((tmp_path / CONFIG_FILE).read_text())
+    del config["contrast_splits_pre_post"]
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
+    assert not ForestModel.load(tmp_path).contrast_splits_pre_post

@@ -168,8 +168,11 @@ class ForestModel:
         n_estimators: int = 200,
         class_weight: str | None = "balanced_subsample",
         random_state: int = 0,
+        contrast_splits_pre_post: bool = True,
     ):
         self.extractor = extractor or FeatureExtractor()
+        # pre and post of one technique (T1_3D_PRE/POST) split by the contrast task (see ``split_pre_post``)
+        self.contrast_splits_pre_post = contrast_splits_pre_post
         self.kind = kind
         self.n_estimators = n_estimators
         self.class_weight = class_weight
@@ -266,6 +269,8 @@ class ForestModel:
                 for task, p in probabilities.items()
             }
             sequence = per_task.pop("sequence", None)
+            if sequence is not None and self.contrast_splits_pre_post and "contrast" in per_task:
+                sequence = split_pre_post(sequence, per_task["contrast"])
             orientation = (
                 TaskPrediction(s.orientation, 1.0, {s.orientation: 1.0}) if s.orientation is not None else None
             )
@@ -325,6 +330,7 @@ class ForestModel:
             "n_estimators": self.n_estimators,
             "class_weight": self.class_weight,
             "random_state": self.random_state,
+            "contrast_splits_pre_post": self.contrast_splits_pre_post,
             "features": self.extractor.to_dict(),
             "tasks": {task: self.classes(task) for task in self.estimators},
             "temperatures": {task: s.temperature for task, s in self.scalers.items()},
@@ -384,6 +390,8 @@ class ForestModel:
             n_estimators=int(config.get("n_estimators", 200)),
             class_weight=config.get("class_weight"),
             random_state=int(config.get("random_state", 0)),
+            # bundles written before it answered pre/post from the sequence task alone: keep their answers
+            contrast_splits_pre_post=bool(config.get("contrast_splits_pre_post", False)),
         )
         model.estimators = dict(estimators)
         model.scalers = {t: TemperatureScaler(v) for t, v in temperatures.items()}
@@ -395,6 +403,27 @@ class ForestModel:
         model.class_ranges = config.get("class_ranges", {})
         model.info = config.get("info", {})
         return model
+
+
+def split_pre_post(sequence: TaskPrediction, contrast: TaskPrediction) -> TaskPrediction:
+    """The sequence answer with each pre/post pair's joint probability split by the contrast task.
+
+    The sequence task learns pre/post from whatever tells the pair apart in training, the technique
+    included (3-D FLASH T1 is post-contrast more often than not), and with one feature in 450 naming an
+    agent it reads that evidence weakly. The contrast task is trained on every class's contrast, so
+    whether a T1_3D is pre or post is its question: the technique gives T1_3D, contrast gives PRE/POST.
+    """
+    vocabulary = load_vocabulary()
+    post = contrast.probabilities.get("POST")
+    if post is None:
+        return sequence
+    probabilities = dict(sequence.probabilities)
+    for pre_code in vocabulary.sequence_codes:
+        post_code = vocabulary.post_contrast_of(pre_code)
+        if post_code and pre_code in probabilities and post_code in probabilities:
+            pair = probabilities[pre_code] + probabilities[post_code]
+            probabilities[pre_code], probabilities[post_code] = pair * (1.0 - post), pair * post
+    return TaskPrediction.from_probabilities(probabilities)
 
 
 def _checked_temperatures(temperatures: Any, path: Path) -> dict[str, float]:
