@@ -5,7 +5,7 @@ from __future__ import annotations
 from SeriesClassifierLib.models.ensemble import EnsembleParams
 from SeriesClassifierLib.prediction import ModelOutput, TaskPrediction
 from SeriesClassifierLib.series import Series
-from SeriesClassifierLib.training.review_fit import fit_review_threshold, fit_unknown_threshold
+from SeriesClassifierLib.training.review_fit import fit_review_rules, fit_review_threshold, fit_unknown_threshold
 
 PARAMS = EnsembleParams(method="log_linear", weights={"forest": 1.0})
 
@@ -78,3 +78,36 @@ def test_series_already_unknown_for_another_reason_do_not_set_the_threshold():
         s.header["BodyPartExamined"] = "KNEE"
     cases = [_case(i, "T2_2D", 0.9) for i in range(10)] + not_head
     assert _fit_unknown(cases, ["T2_2D"] * 10 + ["T1_2D_PRE"] * 4) == 0.0
+
+
+def _pair(i: int, forest: dict[str, float], cnn: dict[str, float]):
+    s, _ = _case(i, "T2_2D", 0.5)
+    outputs = {name: ModelOutput(model=name, sequence=TaskPrediction.from_probabilities(p))
+               for name, p in (("forest", forest), ("cnn", cnn))}
+    return s, outputs
+
+
+TWO = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 1.0}, disagreement_confidence=0.5)
+AGREE = ({"T2_2D": 0.99, "DWI": 0.01}, {"T2_2D": 0.9, "DWI": 0.1})
+
+
+def _fit_rules(cases, truth):
+    series, outputs = zip(*cases)
+    return fit_review_rules(list(series), list(outputs), truth, TWO, target_accuracy=0.98)
+
+
+def test_the_dissent_bar_rises_over_dissents_on_right_answers_but_not_past_the_ones_that_catch_errors():
+    right = [_pair(i, *AGREE) for i in range(40)]
+    # the CNN dissents at 0.8 on ten series the forest has right, and at 0.97 on two it has wrong
+    noisy = [_pair(40 + i, {"T2_2D": 0.99, "DWI": 0.01}, {"DWI": 0.8, "T2_2D": 0.2}) for i in range(10)]
+    catching = [_pair(50 + i, {"T2_2D": 0.99, "DWI": 0.01}, {"DWI": 0.97, "T2_2D": 0.03}) for i in range(2)]
+    fitted = _fit_rules(right + noisy + catching, ["T2_2D"] * 50 + ["DWI"] * 2)
+    assert fitted.disagreement_confidence == 0.85 and fitted.review_threshold == 0.5
+
+
+def test_a_bar_that_lets_an_error_through_is_not_taken_however_many_reviews_it_saves():
+    right = [_pair(i, *AGREE) for i in range(40)]
+    # the same 0.8 dissent on ten right answers and on two wrong ones: no bar tells them apart
+    dissents = [_pair(40 + i, {"T2_2D": 0.99, "DWI": 0.01}, {"DWI": 0.8, "T2_2D": 0.2}) for i in range(12)]
+    fitted = _fit_rules(right + dissents, ["T2_2D"] * 50 + ["DWI"] * 2)
+    assert fitted.disagreement_confidence == 0.5

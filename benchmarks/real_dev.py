@@ -48,7 +48,7 @@ from SeriesClassifierLib.series import Series
 from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
 from SeriesClassifierLib.training.forest_training import fit_forest
 from SeriesClassifierLib.training.header_augment import EXCERPT_RATE, LONG_RUN_RATE, RECON_RATE
-from SeriesClassifierLib.training.review_fit import fit_review_threshold, fit_unknown_threshold
+from SeriesClassifierLib.training.review_fit import fit_review_rules, fit_review_threshold, fit_unknown_threshold
 from SeriesClassifierLib.training.site_training import BASE_ROWS, read_base_rows
 
 # OsiriX samples: research and teaching use only; evaluate on them, never train on them.
@@ -177,13 +177,17 @@ def base_params(overrides: list[str]) -> EnsembleParams:
 
 
 def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict,
-                base: EnsembleParams) -> EnsembleParams:
-    """Pooling weights (NLL), then the review threshold with every review rule in place (training.review_fit)."""
+                base: EnsembleParams, fit_dissent: bool = True) -> EnsembleParams:
+    """Pooling weights (NLL), then the review threshold, and the dissent bar unless ``fit_dissent`` is false,
+    with every review rule in place (training.review_fit)."""
     uids = [s.series_uid for s in fit_series]
     outputs = [outputs_for(u, forest, cnn, ("forest", "cnn")) for u in uids]
     truth = [labels[u]["sequence"] for u in uids]
     params = fit_params(outputs, truth, base=base, target_accuracy=TARGET_ACCURACY, grid=WEIGHT_GRID)
-    params.review_threshold = fit_review_threshold(fit_series, outputs, truth, params, TARGET_ACCURACY)
+    if fit_dissent:
+        params = fit_review_rules(fit_series, outputs, truth, params, TARGET_ACCURACY)
+    else:
+        params.review_threshold = fit_review_threshold(fit_series, outputs, truth, params, TARGET_ACCURACY)
     params.unknown_threshold = fit_unknown_threshold(fit_series, outputs, truth, params)
     return params
 
@@ -206,13 +210,14 @@ def physics_rule_figures(series, labels, gen_series, gen_labels, rows) -> dict:
 
 
 def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams,
-                    use=("forest", "cnn")) -> dict[str, SeriesPrediction]:
+                    use=("forest", "cnn"), fit_dissent: bool = True) -> dict[str, SeriesPrediction]:
     out = {}
     for source in sorted({labels[s.series_uid]["source"] for s in series}):
         others = [s for s in series if labels[s.series_uid]["source"] != source]
-        params = fit_pooling(others, forest, cnn, labels, base)
+        params = fit_pooling(others, forest, cnn, labels, base, fit_dissent)
         log(f"fold {source} ({'+'.join(use)}): weights {params.weights}, review threshold "
-            f"{params.review_threshold}, unknown threshold {params.unknown_threshold}")
+            f"{params.review_threshold}, dissent bar {params.disagreement_confidence}, unknown threshold "
+            f"{params.unknown_threshold}")
         bundle = ModelBundle(ensemble=params, version=f"fold-{source}")
         for s in series:
             if labels[s.series_uid]["source"] == source:
@@ -307,7 +312,7 @@ def review_figures(rows: list[dict]) -> dict:
     }
 
 
-def unfamiliar_figures(series, labels, forest, cnn, base: EnsembleParams) -> dict:
+def unfamiliar_figures(series, labels, forest, cnn, base: EnsembleParams, fit_dissent: bool = True) -> dict:
     """The CNN's embedding novelty on real series: how its right and wrong answers split, and what the other
     choice of ``unfamiliar_votes`` (models.ensemble.voting_outputs) would give."""
     answered = [(u, o) for u, o in cnn.items() if o.sequence is not None]
@@ -315,7 +320,8 @@ def unfamiliar_figures(series, labels, forest, cnn, base: EnsembleParams) -> dic
     kept = [(u, o) for u, o in answered if not o.unfamiliar]
     right = lambda pairs: sum(o.sequence.label == labels[u]["sequence"] for u, o in pairs)  # noqa: E731
     other = EnsembleParams.from_dict({**base.to_dict(), "unfamiliar_votes": not base.unfamiliar_votes})
-    rows = make_rows(series, labels, forest, cnn, ensemble_nested(series, labels, forest, cnn, other))
+    rows = make_rows(series, labels, forest, cnn,
+                     ensemble_nested(series, labels, forest, cnn, other, fit_dissent=fit_dissent))
     return {"cnn_right_among_unfamiliar": f"{right(flagged)}/{len(flagged)}",
             "cnn_right_among_familiar": f"{right(kept)}/{len(kept)}",
             "other_choice": f"unfamiliar_votes={str(other.unfamiliar_votes).lower()}",
@@ -430,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ensemble", action="append", default=[], metavar="KEY=JSON",
                     help="override a bundled ensemble setting before fitting (to compare pooling variants)")
     ap.add_argument("--no-lovo", action="store_true", help="skip leave-one-vendor-out on generated rows")
+    ap.add_argument("--fixed-dissent", action="store_true",
+                    help="keep the bundled dissent bar (disagreement_confidence) instead of fitting it")
     ap.add_argument("--gen-heldout", type=Path, help="generated header rows of held-out profiles to score the "
                     "bundle's recipe on (seriesclassifier synth OUT.jsonl.gz --headers-only --profile holdout)")
     args = ap.parse_args(argv)
@@ -442,8 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     cnn = cnn_outputs(series, args.out / "cnn_outputs.json")
     forest = cached_forest_outputs(series, labels, gen_series, gen_labels, args)
     base = base_params(args.ensemble)
-    ensemble = ensemble_nested(series, labels, forest, cnn, base)
-    forest_alone = ensemble_nested(series, labels, forest, cnn, base, use=("forest",))
+    fit_dissent = not args.fixed_dissent
+    ensemble = ensemble_nested(series, labels, forest, cnn, base, fit_dissent=fit_dissent)
+    forest_alone = ensemble_nested(series, labels, forest, cnn, base, use=("forest",), fit_dissent=fit_dissent)
     rows = make_rows(series, labels, forest, cnn, ensemble)
     for r, s in zip(rows, series):
         alone = forest_alone[s.series_uid]
@@ -463,8 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         "brain_only": {k: score(brain, k) for k in ("forest", "headers", "cnn", "ensemble")}
         | {"review": review_figures(brain)} if brain else None,
         "per_class": per_class(rows),
-        "ensemble_fitted_on_all": fit_pooling(series, forest, cnn, labels, base).to_dict(),
-        "cnn_unfamiliar": unfamiliar_figures(series, labels, forest, cnn, base),
+        "ensemble_fitted_on_all": fit_pooling(series, forest, cnn, labels, base, fit_dissent).to_dict(),
+        "cnn_unfamiliar": unfamiliar_figures(series, labels, forest, cnn, base, fit_dissent),
         "physics_rules": physics_rule_figures(series, labels, gen_series, gen_labels, rows),
     }
     if not args.no_lovo:

@@ -1,4 +1,4 @@
-"""The review threshold fitted with every review rule in place, not the confidence alone.
+"""The review threshold (and the dissent bar) fitted with every review rule in place, not the confidence alone.
 
 ``ensemble.fit_params`` picks the lowest pooled confidence whose accepted series reach the target
 accuracy, looking at the confidence alone. In the product the threshold is one rule among several
@@ -21,6 +21,7 @@ from ..run.pipeline import decide
 from ..series import Series
 
 GRID = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
+DISSENT_GRID = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
 
 
 def _decisions(series: Sequence[Series], outputs: Sequence[dict[str, ModelOutput]], truth: Sequence[str],
@@ -55,6 +56,35 @@ def fit_review_threshold(series: Sequence[Series], outputs: Sequence[dict[str, M
         if not accepted or catchable <= (1.0 - target_accuracy) * len(accepted):
             return float(t)
     return float(grid[-1])
+
+
+def fit_review_rules(series: Sequence[Series], outputs: Sequence[dict[str, ModelOutput]], truth: Sequence[str],
+                     params: EnsembleParams, target_accuracy: float = 0.98,
+                     dissent_grid: Sequence[float] = DISSENT_GRID) -> EnsembleParams:
+    """The dissent bar (``disagreement_confidence``) and the review threshold fitted together.
+
+    How confident a dissenting model must be, after its weight, to send a series to review depends on the
+    scale of the fitted pooling weights, which moves with the models (a sharper forest scaled both weights
+    up 1.8× on the real development set, and the CNN's dissent then flagged five right answers). For each
+    bar the threshold is fitted as ``fit_review_threshold`` does. A bar may only spare right answers: one
+    that lets through more wrong answers than the lowest bar does is not eligible. Of the rest, the one
+    sending the fewest series to review is kept (a tie: the lower, more cautious bar).
+    """
+    fitted = EnsembleParams.from_dict(params.to_dict())
+    best: tuple[int, float, float] | None = None
+    allowed_wrong: int | None = None
+    for bar in sorted(dissent_grid):
+        trial = EnsembleParams.from_dict({**params.to_dict(), "disagreement_confidence": float(bar)})
+        trial.review_threshold = fit_review_threshold(series, outputs, truth, trial, target_accuracy)
+        decisions = _decisions(series, outputs, truth, trial)
+        wrong = sum(not reviewed and not right for reviewed, right in decisions)
+        allowed_wrong = wrong if allowed_wrong is None else allowed_wrong
+        reviewed = sum(r for r, _ in decisions)
+        if wrong <= allowed_wrong and (best is None or reviewed < best[0]):
+            best = (reviewed, float(bar), trial.review_threshold)
+    if best is not None:
+        fitted.disagreement_confidence, fitted.review_threshold = best[1], best[2]
+    return fitted
 
 
 UNKNOWN_GRID = tuple(np.round(np.arange(0.2, 0.951, 0.05), 2))
