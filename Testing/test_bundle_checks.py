@@ -214,3 +214,17 @@ def test_the_version_changes_with_the_physics_rules(tmp_path, monkeypatch):
     fewer = dataclasses.replace(load_vocabulary(), physics_rules=load_vocabulary().physics_rules[:1])
     monkeypatch.setattr(bundle_module, "load_vocabulary", lambda: fewer)
     assert bundle_version(tmp_path) != before
+
+
+def test_the_version_changes_when_a_new_default_changes_the_decision(tmp_path, monkeypatch):
+    # an ensemble.json written before a setting existed gets the setting's default: its answers change,
+    # so must the version, although the file did not
+    from SeriesClassifierLib.models import bundle as bundle_module
+
+    (tmp_path / "forest.json").write_text(json.dumps({"version": "1.0"}))
+    (tmp_path / "ensemble.json").write_text(json.dumps({"review_threshold": 0.5}))
+    before = bundle_version(tmp_path)
+    loaded = bundle_module.EnsembleParams.load(tmp_path)
+    monkeypatch.setattr(bundle_module.EnsembleParams, "load", classmethod(
+        lambda cls, folder: cls.from_dict({**loaded.to_dict(), "crown_compromise": not loaded.crown_compromise})))
+    assert bundle_version(tmp_path) != before

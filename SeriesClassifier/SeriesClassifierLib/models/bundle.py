@@ -78,12 +78,20 @@ def bundle_version(models_dir: Path) -> str:
     # the decision settings (ensemble.json, the vocabulary's physics rules) change answers without retraining:
     # stored predictions made under other settings must not pass for this bundle's (run/incremental.py keys
     # them by this version)
-    ensemble = models_dir / ENSEMBLE_FILE
-    if versions and ensemble.is_file():
-        h = hashlib.sha256(ensemble.read_bytes())
+    if versions and (models_dir / ENSEMBLE_FILE).is_file():
+        h = hashlib.sha256(_decision_settings(models_dir))
         h.update(repr(load_vocabulary().physics_rules).encode())
         versions.append(f"ensemble-{h.hexdigest()[:8]}")
     return "+".join(versions)
+
+
+def _decision_settings(models_dir: Path) -> bytes:
+    """ensemble.json as the code reads it, defaults included: a setting added with a new default changes the
+    answers of a bundle whose file does not name it, as an edited file does (the file's bytes when unusable)."""
+    try:
+        return json.dumps(EnsembleParams.load(models_dir).to_dict(), sort_keys=True).encode()
+    except BundleError:
+        return (models_dir / ENSEMBLE_FILE).read_bytes()
 
 
 def _sha256(path: Path) -> str:
