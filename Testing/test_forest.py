@@ -197,3 +197,15 @@ def test_a_bundle_saved_before_the_split_keeps_its_answers(toy, tmp_path):
     del config["contrast_splits_pre_post"]
     (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
     assert not ForestModel.load(tmp_path).contrast_splits_pre_post
+
+
+def test_attribute_tasks_consider_more_features_per_split_than_the_sequence_task(toy, tmp_path):
+    import json
+
+    from SeriesClassifierLib.models.forest import CONFIG_FILE
+
+    forest = toy["forest"]
+    assert forest.estimators["sequence"].max_features == "sqrt"
+    assert forest.estimators["acquisition"].max_features == forest.attribute_max_features == 0.3
+    forest.save(tmp_path)
+    assert json.loads((tmp_path / CONFIG_FILE).read_text())["attribute_max_features"] == 0.3

@@ -91,7 +91,8 @@ def normalise_label(task: str, value: Any) -> str | None:
     raise ValueError(f"{task}: {value!r} is not one of {', '.join(allowed)}")
 
 
-def _estimator(kind: str, n_estimators: int, random_state: int, class_weight: str | None):
+def _estimator(kind: str, n_estimators: int, random_state: int, class_weight: str | None,
+               max_features: float | str = "sqrt"):
     # scikit-learn is imported here, for training only: predicting reads plain arrays and a cold start
     # (every Slicer worker, every CLI run) would otherwise pay about a second importing it.
     from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
@@ -100,7 +101,7 @@ def _estimator(kind: str, n_estimators: int, random_state: int, class_weight: st
     return cls(
         n_estimators=n_estimators,
         min_samples_leaf=1,
-        max_features="sqrt",
+        max_features=max_features,
         class_weight=class_weight,
         oob_score=True,
         bootstrap=True,
@@ -169,10 +170,15 @@ class ForestModel:
         class_weight: str | None = "balanced_subsample",
         random_state: int = 0,
         contrast_splits_pre_post: bool = True,
+        attribute_max_features: float | str = 0.3,
     ):
         self.extractor = extractor or FeatureExtractor()
         # pre and post of one technique (T1_3D_PRE/POST) split by the contrast task (see ``split_pre_post``)
         self.contrast_splits_pre_post = contrast_splits_pre_post
+        # An attribute often rests on one header fact (a named agent: post-contrast). With √453 features per
+        # split that fact is rarely on offer near the root and its trees mix it with everything else (a named
+        # Dotarem read POST 0.48); 30 % of the features per split reads it (0.85).
+        self.attribute_max_features = attribute_max_features
         self.kind = kind
         self.n_estimators = n_estimators
         self.class_weight = class_weight
@@ -205,7 +211,8 @@ class ForestModel:
             y = np.array([v for v in labels if v is not None])
             if keep.sum() < 2 or len(set(y)) < 2:
                 continue  # nothing to learn: a constant task answers with its one class below
-            est = _estimator(self.kind, self.n_estimators, self.random_state, self.class_weight)
+            est = _estimator(self.kind, self.n_estimators, self.random_state, self.class_weight,
+                             "sqrt" if task == "sequence" else self.attribute_max_features)
             est.fit(X[keep], y, sample_weight=weights[keep])
             # A sample no tree left out (tiny data) has no OOB vote: uniform, so it cannot sway the temperature.
             oob = np.nan_to_num(est.oob_decision_function_, nan=0.0)
@@ -331,6 +338,7 @@ class ForestModel:
             "class_weight": self.class_weight,
             "random_state": self.random_state,
             "contrast_splits_pre_post": self.contrast_splits_pre_post,
+            "attribute_max_features": self.attribute_max_features,
             "features": self.extractor.to_dict(),
             "tasks": {task: self.classes(task) for task in self.estimators},
             "temperatures": {task: s.temperature for task, s in self.scalers.items()},
@@ -392,6 +400,7 @@ class ForestModel:
             random_state=int(config.get("random_state", 0)),
             # bundles written before it answered pre/post from the sequence task alone: keep their answers
             contrast_splits_pre_post=bool(config.get("contrast_splits_pre_post", False)),
+            attribute_max_features=config.get("attribute_max_features", "sqrt"),
         )
         model.estimators = dict(estimators)
         model.scalers = {t: TemperatureScaler(v) for t, v in temperatures.items()}
