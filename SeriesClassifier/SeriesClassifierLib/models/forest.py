@@ -269,6 +269,7 @@ class ForestModel:
         if not series:
             return []
         probabilities = self.predict_proba(series)
+        pairs = pre_post_pairs() if self.contrast_splits_pre_post else []
         outputs = []
         for i, s in enumerate(series):
             per_task = {
@@ -276,8 +277,8 @@ class ForestModel:
                 for task, p in probabilities.items()
             }
             sequence = per_task.pop("sequence", None)
-            if sequence is not None and self.contrast_splits_pre_post and "contrast" in per_task:
-                sequence = split_pre_post(sequence, per_task["contrast"])
+            if sequence is not None and pairs and "contrast" in per_task:
+                sequence = split_pre_post(sequence, per_task["contrast"], pairs)
             orientation = (
                 TaskPrediction(s.orientation, 1.0, {s.orientation: 1.0}) if s.orientation is not None else None
             )
@@ -414,7 +415,14 @@ class ForestModel:
         return model
 
 
-def split_pre_post(sequence: TaskPrediction, contrast: TaskPrediction) -> TaskPrediction:
+def pre_post_pairs() -> list[tuple[str, str]]:
+    """(pre, post) codes of one technique (T1_3D_PRE, T1_3D_POST), from the vocabulary."""
+    vocabulary = load_vocabulary()
+    return [(code, post) for code in vocabulary.sequence_codes if (post := vocabulary.post_contrast_of(code))]
+
+
+def split_pre_post(sequence: TaskPrediction, contrast: TaskPrediction,
+                   pairs: Sequence[tuple[str, str]] | None = None) -> TaskPrediction:
     """The sequence answer with each pre/post pair's joint probability split by the contrast task.
 
     The sequence task learns pre/post from whatever tells the pair apart in training, the technique
@@ -422,14 +430,12 @@ def split_pre_post(sequence: TaskPrediction, contrast: TaskPrediction) -> TaskPr
     agent it reads that evidence weakly. The contrast task is trained on every class's contrast, so
     whether a T1_3D is pre or post is its question: the technique gives T1_3D, contrast gives PRE/POST.
     """
-    vocabulary = load_vocabulary()
     post = contrast.probabilities.get("POST")
     if post is None:
         return sequence
     probabilities = dict(sequence.probabilities)
-    for pre_code in vocabulary.sequence_codes:
-        post_code = vocabulary.post_contrast_of(pre_code)
-        if post_code and pre_code in probabilities and post_code in probabilities:
+    for pre_code, post_code in pre_post_pairs() if pairs is None else pairs:
+        if pre_code in probabilities and post_code in probabilities:
             pair = probabilities[pre_code] + probabilities[post_code]
             probabilities[pre_code], probabilities[post_code] = pair * (1.0 - post), pair * post
     return TaskPrediction.from_probabilities(probabilities)

@@ -21,7 +21,7 @@ from ..run.pipeline import decide
 from ..series import Series
 
 GRID = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
-DISSENT_GRID = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
+DISSENT_GRID = GRID  # the dissent bar is a confidence too, on the same scale
 
 
 def _decisions(series: Sequence[Series], outputs: Sequence[dict[str, ModelOutput]], truth: Sequence[str],
