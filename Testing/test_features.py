@@ -10,6 +10,7 @@ from SeriesClassifierLib.models.features import (
     description_tokens,
     header_tokens,
     numeric_features,
+    sequence_file_tokens,
     sequence_name_tokens,
 )
 from SeriesClassifierLib.series import Geometry, Series
@@ -30,6 +31,13 @@ def test_sequence_names_become_family_tokens():
     assert "ep_b" in sequence_name_tokens("*ep_b1000t")
     assert "tir2d" in sequence_name_tokens("*tir2d1_19")
     assert sequence_name_tokens("") == []
+
+
+def test_a_siemens_program_gives_its_folder_and_technique_words():
+    assert {"customerseq", "ep2d", "pcasl"} <= set(sequence_file_tokens("%CustomerSeq%\\ep2d_pcasl_ve11c"))
+    assert sequence_file_tokens("%SiemensSeq%\\tfl") == ["siemensseq", "tfl"]
+    assert "sf:serviceseq" in header_tokens({"SiemensSequenceFile": "%ServiceSeq%\\sn"})
+    assert sequence_file_tokens("") == []
 
 
 def test_description_tokens_catch_contrast_spellings():

@@ -179,3 +179,27 @@ def test_large_private_blobs_are_read_when_asked_for_after_the_bounded_read(tmp_
     assert not series.skipped, series.skip_reason
     header = headers._read_header(files[0])
     assert header[0x0029, 0x1010].value == blob
+
+
+@pytest.mark.parametrize("tag,creator", [(0x0029, "SIEMENS CSA HEADER"), (0x0021, "SIEMENS MR SDS 01")])
+def test_the_siemens_sequence_program_is_read_from_the_protocol_text(tmp_path, tag, creator):
+    """syngo files keep the protocol in the CSA series header (0029,1020), XA ones in (0021,1019); its
+    tSequenceFileName names the program (a research pCASL whose ImageType says nothing of ASL)."""
+    import pydicom
+
+    from SeriesClassifierLib.pydicom_compat import save_dataset
+
+    uid, files = write_classic_series(tmp_path / "s", recipe_headers("T1_3D_PRE", np.random.default_rng(0)), n=2)
+    protocol = b'### ASCCONV BEGIN ###\ntProtocolName\t = \t""pcasl""\n' \
+               b'tSequenceFileName\t = \t""%CustomerSeq%\\ep2d_pcasl_ve11c""\n### ASCCONV END ###\n'
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.private_block(tag, creator, create=True).add_new(0x20 if tag == 0x0029 else 0x19, "OB", protocol * 200)
+        save_dataset(ds, f)
+    series = read_series(next(iter(FolderSource(tmp_path))))
+    assert series.header["SiemensSequenceFile"] == "%CustomerSeq%\\ep2d_pcasl_ve11c"
+
+
+def test_a_file_without_a_protocol_names_no_program(tmp_path):
+    write_classic_series(tmp_path / "s", recipe_headers("T2_2D", np.random.default_rng(0)), n=2)
+    assert read_series(next(iter(FolderSource(tmp_path)))).header["SiemensSequenceFile"] == ""

@@ -60,6 +60,16 @@ def test_a_projection_can_only_be_a_mip_or_a_minip():
     assert "ImageType MIP_COR" in why
 
 
+def test_a_service_program_can_only_be_other():
+    # a Siemens service sequence on a sphere phantom (SequenceVariant SERVICE), which the forest read as T1 SE
+    service = {"Manufacturer": "SIEMENS", "SiemensSequenceFile": "%ServiceSeq%\\sn", "SequenceVariant": ["SP"]}
+    answer = TaskPrediction.from_probabilities({"T1_2D_PRE": 0.75, "OTHER": 0.05, "PD": 0.2})
+    restricted, why, confirm = apply_physics_rules(answer, _series(service))
+    assert restricted.label == "OTHER" and confirm and "%ServiceSeq%" in why
+    assert "service_sequence" in hard_facts({"SequenceVariant": ["SERVICE", "SP"]})
+    assert "service_sequence" not in hard_facts({"SiemensSequenceFile": "%SiemensSeq%\\tse"})
+
+
 def test_an_answer_the_facts_allow_is_left_alone():
     answer = TaskPrediction.from_probabilities({"PD": 0.6, "PERFUSION_ASL": 0.4})
     assert apply_physics_rules(answer, _series(TSE)) == (answer, None, False)
@@ -78,7 +88,7 @@ def test_the_decision_sends_a_ruled_out_answer_to_review_with_the_evidence():
 def test_every_labelled_class_of_the_rules_exists(tmp_path):
     assert [r.fact for r in load_vocabulary().physics_rules] == [
         "diffusion_weighted", "diffusion_sequence", "two_d_without_epi", "spin_echo_without_gradient_echo",
-        "projection"]
+        "projection", "service_sequence"]
     data = json.loads(resource_path("vocabulary.json").read_text())
     data["physics_rules"][2]["never"].append("PERFUSION_DCE")
     path = tmp_path / "bad.json"

@@ -32,6 +32,7 @@ from ..series import Geometry, InstanceInfo, Series, SeriesRef
 from .budget import check_pixels, read_dataset
 from .geometry import slice_spacing
 from .orientation import summarize
+from .siemens_protocol import sequence_file
 from .sources import read_grouping_tags
 from .tags import (
     GE_PULSE_SEQUENCE,
@@ -292,6 +293,7 @@ def _series_values(ds: Dataset) -> dict[str, Any]:
         "MosaicImages": _to_float(private_value(ds, SIEMENS_MOSAIC_IMAGES)),
         "GEPulseSequenceName": _text(private_value(ds, GE_PULSE_SEQUENCE)),
         "PhilipsScanningTechnique": _text(private_value(ds, PHILIPS_SCANNING_TECHNIQUE)),
+        "SiemensSequenceFile": sequence_file(ds),
         # what ties a derived series to its source (models/derived.py); the features never read them
         "FrameOfReferenceUID": _text(ds.get("FrameOfReferenceUID")),
         "AngioFlag": _text(ds.get("AngioFlag")),

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ..dicom.siemens_protocol import protocol_text
+
 # what the BIDS validator requires of each suffix beyond what dcm2niix always writes
 REQUIRED = {
     "asl": ("ArterialSpinLabelingType", "PostLabelingDelay", "BackgroundSuppression", "M0Type",
@@ -69,24 +71,6 @@ def _read(path: Path) -> Any:
     import pydicom
 
     return pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
-
-
-def protocol_text(ds: Any) -> dict[str, str]:
-    """The Siemens protocol (``### ASCCONV BEGIN`` … ``END``) as key -> value: from the CSA series header
-    (0029,1020) of classic files or the XA protocol (0021,1019) of enhanced ones. Empty for other vendors."""
-    out: dict[str, str] = {}
-    for tag in (0x00291020, 0x00211019):
-        elem = ds.get(tag)
-        raw = getattr(elem, "value", None)
-        if not isinstance(raw, (bytes, bytearray)):
-            continue
-        text = bytes(raw).decode("latin-1", "replace")
-        for block in re.findall(r"### ASCCONV BEGIN[^\n]*\n(.*?)### ASCCONV END", text, re.S):
-            for line in block.splitlines():
-                key, sep, value = line.partition("=")
-                if sep:
-                    out[key.strip()] = value.split("#")[0].strip().strip('"')
-    return out
 
 
 def _number(value: Any) -> float | None:

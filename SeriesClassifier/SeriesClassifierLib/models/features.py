@@ -39,6 +39,7 @@ TOKEN_FIELDS = {
     "PulseSequenceName": "sn",
     "GEPulseSequenceName": "sn",
     "PhilipsScanningTechnique": "pt",
+    "SiemensSequenceFile": "sf",
     "AcquisitionContrast": "ac",
     "EchoPulseSequence": "ep",
     "SpectrallySelectedSuppression": "fs",
@@ -74,6 +75,19 @@ def sequence_name_tokens(name: str) -> list[str]:
     return sorted(tokens)
 
 
+def sequence_file_tokens(path: str) -> list[str]:
+    """A Siemens sequence program as tokens: '%CustomerSeq%\\ep2d_pcasl_ve11c' → customerseq, ep2d, pcasl, ….
+
+    The folder says who wrote the program (product, customer/research, WIP, service); the file name's
+    parts name the technique, whatever version suffix a site's build carries.
+    """
+    folder, _, name = path.strip().lower().replace("/", "\\").rpartition("\\")
+    tokens = set(sequence_name_tokens(name))
+    if folder.strip("%"):
+        tokens.add(folder.strip("%"))
+    return sorted(tokens)
+
+
 def description_tokens(text: str) -> list[str]:
     """Words of a description: lower case, split at non-letters, contrast markers kept."""
     s = text.lower()
@@ -99,6 +113,8 @@ def header_tokens(header: dict[str, Any], with_description: bool = False) -> lis
                 continue
             if prefix == "sn":
                 out.update(f"sn:{t}" for t in sequence_name_tokens(v))
+            elif prefix == "sf":
+                out.update(f"sf:{t}" for t in sequence_file_tokens(v))
             else:
                 out.update(f"{prefix}:{t}" for t in re.split(r"[\\/ ]+", v.upper()) if t)
     if with_description:

@@ -143,7 +143,20 @@ def hard_facts(header: dict[str, Any]) -> dict[str, str]:
     projection = _projection(header)
     if projection:
         facts["projection"] = f"ImageType {', '.join(projection)}"
+    service = _service(header)
+    if service:
+        facts["service_sequence"] = service
     return facts
+
+
+def _service(header: dict[str, Any]) -> str:
+    """The evidence that a Siemens service program made the series (a QA or engineering scan), or ""."""
+    program = str(header.get("SiemensSequenceFile") or "")
+    if program.upper().startswith("%SERVICESEQ%"):
+        return f"sequence program {program}"
+    if "SERVICE" in _words(header.get("SequenceVariant")):
+        return "SequenceVariant SERVICE"
+    return ""
 
 
 def _projection(header: dict[str, Any]) -> list[str]:

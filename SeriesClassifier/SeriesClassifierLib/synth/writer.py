@@ -29,6 +29,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ..pydicom_compat import save_dataset
+from . import siemens_programs
 from .profiles import Profile
 from .spec import RenderedSeries, SeriesSpec
 
@@ -229,6 +230,7 @@ def _private(ds: Dataset, spec: SeriesSpec, profile: Profile, b_value: float | N
         if b_value is not None and not spec.extra.get("no_private_b"):
             block.add_new(0x0C, "IS", int(round(b_value)))
             block.add_new(0x0D, "CS", "DIRECTIONAL" if b_value > 0 else "NONE")
+        _siemens_protocol(ds, spec, profile)
     elif v == "GE":
         acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
         acq.add_new(0x9C, "LO", spec.extra.get("ge_psd", ""))
@@ -246,6 +248,19 @@ def _private(ds: Dataset, spec: SeriesSpec, profile: Profile, b_value: float | N
             b_value = 0.0  # classic Philips files from R3 on carry b = 0 on non-diffusion images
         if b_value is not None:
             block.add_new(0x03, "FL", float(b_value))
+
+
+def _siemens_protocol(ds: Dataset, spec: SeriesSpec, profile: Profile) -> None:
+    """The protocol text naming the sequence program: CSA series header (syngo), (0021,1019) on XA."""
+    program = siemens_programs.program(spec.extra.get("technique", ""), str(ds.get("StudyInstanceUID", "")))
+    if not program:
+        return
+    text = siemens_programs.protocol_block(program)
+    if profile.grammar == "xa":
+        ds.private_block(0x0021, "SIEMENS MR SDS 01", create=True).add_new(0x19, "OB", text)
+    else:
+        block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+        block.add_new(0x20, "OB", _csa_header({"MrPhoenixProtocol": ("UN", [text.decode("latin-1")])}))
 
 
 def _b_value_public(profile: Profile) -> bool:
@@ -567,6 +582,8 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
                                                                  one_orientation=len(iops) == 1 and not per_frame)])
     if p.vendor == "PHILIPS":
         _private(ds, spec, p, None)  # scanning technique at the top level; b-values live in the frames
+    elif p.vendor == "SIEMENS":
+        _siemens_protocol(ds, spec, p)  # XA: the protocol at the top level, as (0021,1019)
 
     # every multi-volume series (time points, b-values/directions, echoes) numbers its volumes with
     # TemporalPositionIndex: unique dimension index values, and what dcm2niix reads on Siemens files

@@ -29,7 +29,8 @@ import numpy as np
 from ..series import Series
 
 TOKEN_FIELDS = ("ScanningSequence", "SequenceVariant", "ScanOptions", "ImageType")
-VENDOR_NAME_FIELDS = ("SequenceName", "PulseSequenceName", "GEPulseSequenceName", "PhilipsScanningTechnique")
+VENDOR_NAME_FIELDS = ("SequenceName", "PulseSequenceName", "GEPulseSequenceName", "PhilipsScanningTechnique",
+                      "SiemensSequenceFile")
 VALUE_FIELDS = ("FlipAngle", "EchoTrainLength")
 CONTEXT_FIELD = "StudyContext"
 FIELD_DROPOUT = 0.3  # the bundled forest's rate (docs/REAL_DATA.md: measured on the real development set)
