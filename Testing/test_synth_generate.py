@@ -210,7 +210,7 @@ def test_extending_a_folder_keeps_earlier_labels_and_matches_one_long_run(tmp_pa
     assert _digest(tmp_path / "ext") == _digest(tmp_path / "long")
     forced = generate_studies(tmp_path / "forced", 2, seed=5, study_type="mra", **kw)
     assert {r.sequence for r in forced} <= {"SCOUT", "TOF_MRA", "MRA_MIP", "T2_2D", "DWI", "ADC",
-                                            "DIFFUSION_DERIVED"}
+                                            "DIFFUSION_DERIVED", "OTHER"}  # OTHER: phase-contrast flow
 
 
 def test_regenerating_into_an_old_folder_removes_stale_series(tmp_path):

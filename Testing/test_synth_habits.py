@@ -9,6 +9,7 @@ strength moving TR/TE/TI the way physics does.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pydicom
@@ -136,6 +137,81 @@ def test_every_vendor_profile_uses_only_vocabulary_codes():
     for p in list(TRAINING_PROFILES) + list(HOLDOUT_PROFILES):
         for s in _specs(p, 8):
             VOCAB.check_sequence(s.sequence)
+
+
+def test_siemens_phase_contrast_names_its_venc_and_its_velocity_is_signed_other():
+    specs = _specs("siemens_skyra_3t", 40, kind="mra")
+    pc = [s for s in specs if s.extra["technique"].startswith("other_pc")]
+    assert pc and all(s.sequence == "OTHER" for s in pc)  # no class of its own
+    rng = np.random.default_rng(0)
+    velocity = _tech(specs, "other_pc_phase")
+    assert velocity and {s.acquisition for s in velocity} == {"2D", "3D"}
+    for s in velocity:
+        name = re.fullmatch(r"\*?fl([23])d1_v(\d+)(in|rl|ap|fh)", s.sequence_name)  # *fl2d1_v120in, *fl3d1_v15rl
+        assert name and int(name[2]) == s.extra["venc"] and name[1] == s.acquisition[0]
+        assert s.image_type[:3] == ("DERIVED", "PRIMARY", "P") and s.derived
+        assert ("RETRO" in s.image_type) == (s.n_temporal > 1) and ("ND" in s.image_type) == (s.n_temporal == 1)
+        assert header_render(s, make_header_phantom(rng), rng).signed
+    for s in _tech(specs, "other_pc_mag"):
+        assert s.image_type[0] == "ORIGINAL" and s.image_type[2] in ("M", "MAG")
+        assert not header_render(s, make_header_phantom(rng), rng).signed
+    cine = [s for s in velocity if s.n_temporal > 1]
+    assert cine and all(15 <= s.n_temporal <= 40 and 20 <= s.repetition_time <= 60 and 10 <= s.flip_angle <= 30
+                        for s in cine)
+    assert all(s.extra["venc"] <= 20 for s in cine if s.extra["pc_kind"] == "csf")
+
+
+def test_phase_contrast_of_other_vendors_in_their_words():
+    philips = [s for s in _specs("philips_ingenia_3t", 40, kind="mra") if s.extra["technique"] == "other_pc_phase"]
+    assert philips and all(s.image_type[-2:] == ("P", "PCA") and s.sequence == "OTHER" for s in philips)
+    ge = [s for s in _specs("ge_signa_premier_3t", 40, kind="mra") if s.extra["technique"].startswith("other_pc")]
+    assert ge and all("pc" in s.extra["ge_psd"] for s in ge)
+    assert {s.image_type for s in ge if s.extra["technique"] == "other_pc_phase"} == {("ORIGINAL", "PRIMARY", "PHASE")}
+    assert all(s.extra["ge_psd"] and {"PPG", "CG"} & set(s.scan_options) for s in ge if s.n_temporal > 1)
+
+
+def test_phase_contrast_cine_files_carry_trigger_times_and_signed_velocity(tmp_path):
+    generate_studies(tmp_path, 3, seed=3, profiles=["siemens_skyra_3t"], make_phantom=make_header_phantom,
+                     render=header_render, study_type="mra")
+    cines = 0
+    for folder in sorted({p.parent for p in tmp_path.rglob("IM*.dcm")}):
+        files = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.glob("IM*.dcm"))]
+        if not re.search(r"fl[23]d1_v", str(files[0].get("SequenceName", ""))) or files[0].ImageType[2] != "P":
+            continue
+        # the velocity is signed: stored signed, or unsigned with a negative intercept as syngo writes phase
+        assert files[0].PixelRepresentation == 1 or float(files[0].RescaleIntercept) < 0
+        if "RETRO" in files[0].ImageType:
+            assert len({float(ds.TriggerTime) for ds in files}) == int(files[0].CardiacNumberOfImages) >= 15
+            cines += 1
+    assert cines
+
+
+def test_two_d_multi_echo_gre_is_a_share_of_the_multi_echo_series_with_t2star_mapping_timing():
+    specs = [s for p in TRAINING_PROFILES for s in _specs(p, 30, kind="research")]
+    multi = [s for s in specs if s.extra["technique"] in ("t2star_me", "t2star_me2d")]
+    two_d = _tech(specs, "t2star_me2d")
+    assert 0.15 < len(two_d) / len(multi) < 0.55
+    rng = np.random.default_rng(0)
+    for s in two_d:
+        tes = s.extra["echo_times"]
+        assert s.sequence == "T2STAR_GRE" and s.acquisition == "2D" and 6 <= len(tes) == s.extra["n_echoes"] <= 16
+        assert 1.0 <= tes[0] <= 5.0 and all(0.7 <= b - a <= 5.0 for a, b in zip(tes, tes[1:]))
+        assert 100 <= s.repetition_time <= 1500 and tes[-1] < s.repetition_time and 20 <= s.flip_angle <= 60
+        assert max(header_render(s, make_header_phantom(rng), rng).echo_numbers) == len(tes)
+        if s.vendor == "SIEMENS":
+            assert re.fullmatch(rf"\*?fl2d{len(tes)}r?", s.sequence_name)  # *fl2d12: twelve echoes
+    assert all(s.acquisition == "3D" and s.repetition_time <= 55 for s in _tech(specs, "t2star_me"))
+
+
+def test_philips_enhanced_two_d_multi_echo_reads_as_the_real_one():
+    """The real file the forest misread: enhanced MR, FFE, 2-D, ORIGINAL\\PRIMARY\\T1\\NONE, a dozen echoes."""
+    series, labels = generate_header_rows(4, seed=2, profiles=["philips_ingenia_3t"], study_type="research")
+    two_d = [s for s in series if labels[s.series_uid]["sequence"] == "T2STAR_GRE"
+             and s.header.get("MRAcquisitionType") == "2D" and len(s.header.get("EchoTimes") or []) >= 6]
+    assert two_d
+    for s in two_d:
+        assert s.header["Enhanced"] and s.header["ImageType"] == ["ORIGINAL", "PRIMARY", "T1", "NONE"]
+        assert s.header["PhilipsScanningTechnique"] in ("FFE", "T1FFE")
 
 
 # --- habits in the files and in what the engine reads -------------------------------------------------------------

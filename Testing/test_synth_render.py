@@ -384,3 +384,24 @@ def test_site_effects_draw_the_same_whatever_the_sequence(phantom):
         ctx = render._Context(small(code), phantom, np.random.default_rng(5), [], 3.0)
         out.append(render.site_effects(ctx, frames.copy()))
     assert all(np.array_equal(out[0], o) for o in out[1:])
+
+
+def test_phase_contrast_velocity_is_signed_and_flows_in_arteries(phantom, no_site_effects):
+    """A cine PC velocity series: one volume per cardiac phase, signed, arteries far from zero (the systolic
+    phase faster than the diastolic), still tissue near zero; its magnitude is unsigned with bright inflow."""
+    pc = {"other_kind": "PC", "venc": 150, "venc_dir": "in", "rr_interval": 900.0}
+    kw = dict(n_temporal=8, slice_thickness=3.0, slice_spacing=3.0, n_slices=20, rows=96, columns=96,
+              pixel_spacing=(2.0, 2.0))
+    phase = small("OTHER", extra={**pc, "pc_part": "phase"}, **kw)
+    rs = render_series(phase, phantom, np.random.default_rng(2))
+    assert rs.signed and rs.frames.min() < -1000 and rs.temporal_indices[-1] == 7
+    n = phase.n_slices
+    maps = tissue_maps(rs, phantom, ["ARTERY", "WM"], n_planes=n)
+    artery, wm = maps["ARTERY"] > 0.6, maps["WM"] > 0.9
+    speed = [float(rs.frames[k * n:(k + 1) * n][artery].mean()) for k in range(8)]
+    still = float(np.abs(rs.frames[:n][wm]).mean())
+    assert max(speed) > 4 * still and max(speed) > 1.5 * min(speed)
+    mag = render_series(small("OTHER", extra={**pc, "pc_part": "magnitude"}, **kw), phantom,
+                        np.random.default_rng(2))
+    assert not mag.signed and mag.frames.min() >= 0
+    assert mag.frames[:n][artery].mean() > 1.3 * mag.frames[:n][wm].mean()

@@ -24,6 +24,7 @@ from .spec import SeriesSpec
 
 _DIFFUSION = ("dwi", "adc", "dti", "fa", "eadc")
 _ASL = ("asl", "asl_3d", "asl_m0", "asl_3d_m0")
+_PC = ("other_pc_mag", "other_pc_phase")
 
 
 @dataclass
@@ -123,6 +124,10 @@ def _siemens_anatomy(tech: str, spec: SeriesSpec, rng, gen: str, star: str, osp:
     elif tech == "t2star_me":
         n = int(spec.extra.get("n_echoes", 4))
         h = Header(("GR",), ("SP", *osp), [], f"{star}fl3d{n}r", f"ORIGINAL\\PRIMARY\\M\\{norm_tokens()}")
+    elif tech == "t2star_me2d":  # the digit is the echo count, as in *fl3d8: *fl2d12 has 12 echoes
+        n = int(spec.extra.get("n_echoes", 8))
+        h = Header(("GR",), ("SP", *osp), [], f"{star}fl2d{n}" + ("r" if _p(rng, 0.25) else ""),
+                   f"ORIGINAL\\PRIMARY\\M\\{norm_tokens()}")
     elif tech.startswith("swi"):
         h = Header(("GR",), ("SP", *osp), [], f"{star}swi3d1r")
     return h
@@ -173,9 +178,28 @@ def _siemens_epi_angio_other(tech: str, spec: SeriesSpec, rng, gen: str, star: s
                    f"{star}epse2d1_{m}", "ORIGINAL\\PRIMARY\\M\\ND")
     elif tech == "other_svs":
         h = Header(("SE",), ("SK",), [], f"{star}svs_se")
+    elif tech in _PC:
+        h = _siemens_pc(tech, spec, rng, star)
     else:
         h = Header(("GR",), ("SP",), [], f"{star}fl3d1")
     return h
+
+
+def _siemens_pc(tech: str, spec: SeriesSpec, rng, star: str) -> Header:
+    """Phase contrast: the velocity image names its VENC (cm/s) and direction (``*fl2d1_v120in``, ``in`` =
+    through-plane; ``*fl3d1_v15rl``) and is DERIVED ``P``; the magnitude keeps that name or is ``*fl2d1r3``.
+    RETRO marks retrospective cardiac gating (cine), ND a non-gated acquisition."""
+    dim = spec.acquisition.lower()
+    venc = int(spec.extra.get("venc", 20))
+    venc_text = f"{venc:03d}" if _p(rng, 0.15) else str(venc)  # some releases pad (v004in)
+    velocity_name = f"{star}fl{dim}1_v{venc_text}{spec.extra.get('venc_dir', 'in')}"
+    gate = "RETRO" if spec.n_temporal > 1 else "ND"
+    tail = f"{gate}\\DIS2D" if dim == "2d" else f"{gate}\\NORM" if _p(rng, 0.5) else gate
+    sv = ("SK", "SP", "OSP") if _p(rng, 0.6) else ("SK", "SP")
+    if tech == "other_pc_phase":
+        return Header(("GR",), sv, [], velocity_name, f"DERIVED\\PRIMARY\\P\\{tail}")
+    name = velocity_name if _p(rng, 0.5) else f"{star}fl{dim}1r{int(rng.integers(2, 5))}"
+    return Header(("GR",), sv, [], name, f"ORIGINAL\\PRIMARY\\{_pick(rng, ['M', 'M', 'MAG'])}\\{tail}")
 
 
 # --- GE -----------------------------------------------------------------------------------------------------------
@@ -188,7 +212,7 @@ def _ge(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
     acc = ["ACC_GEMS"] if gen in ("MR29", "MR30", "DV") and _p(rng, 0.5) else []
     fast = ["FAST_GEMS"] if _p(rng, 0.7) else []
     h = (_ge_anatomy(tech, spec, rng, old, edr, acc, fast)
-         or _ge_epi_angio_other(tech, rng, gen, acc))
+         or _ge_epi_angio_other(tech, spec, rng, gen, acc))
     if "ti_zero" not in h.extra:
         h.extra["ti_zero"] = _p(rng, 0.4)  # GE writes InversionTime 0 on many series that have none
     h.extra.setdefault("ge_psd", "")
@@ -254,16 +278,17 @@ def _ge_anatomy(tech: str, spec: SeriesSpec, rng, old: bool, edr: list, acc: lis
     elif tech == "flair_3d":
         h = Header(("SE", "IR"), ("SK", "SS") if _p(rng, 0.5) else ("SK",), ["IR_GEMS", "FAST_GEMS", "SEQ_GEMS", *acc],
                    "", None, {"ge_psd": _pick(rng, ["Cube", "cube_flair"])})
-    elif tech in ("t2star", "t2star_me"):
+    elif tech in ("t2star", "t2star_me", "t2star_me2d"):
+        psd = {"t2star": "fgre", "t2star_me2d": "mfgre"}.get(tech) or _pick(rng, ["mfgre", "swan"])
         h = Header(("GR",), ("SS", "SP") if _p(rng, 0.5) else ("SP",), [*fast, *edr] if _p(rng, 0.6) else ["FC"],
-                   "", None, {"ge_psd": "fgre" if tech == "t2star" else _pick(rng, ["mfgre", "swan"])})
+                   "", None, {"ge_psd": psd})
     elif tech.startswith("swi"):
         h = Header(("GR",), ("SS", "SP") if _p(rng, 0.6) else ("SP",), ["FAST_GEMS", "SEQ_GEMS", *acc], "", None,
                    {"ge_psd": "swan"})
     return h
 
 
-def _ge_epi_angio_other(tech: str, rng, gen: str, acc: list) -> Header:
+def _ge_epi_angio_other(tech: str, spec: SeriesSpec, rng, gen: str, acc: list) -> Header:
     """Diffusion, perfusion, BOLD, angiography, field maps and the rest."""
     h: Header
     if tech in _DIFFUSION:
@@ -300,6 +325,11 @@ def _ge_epi_angio_other(tech: str, rng, gen: str, acc: list) -> Header:
                    {"ge_psd": _pick(rng, ["epi2_pepolar", "epi_pepolar"])})
     elif tech == "other_svs":
         h = Header(("SE",), ("NONE",), [], "", None, {"ge_psd": "probe-p"})
+    elif tech in _PC:  # cine phase contrast is pulse (PPG) or ECG (CG) gated; the psd names are plausible guesses
+        gating = [_pick(rng, ["PPG", "PPG", "CG"])] if spec.n_temporal > 1 else []
+        psd = _pick(rng, ["fastpc", "2dpc", "pc"]) if spec.acquisition == "2D" else _pick(rng, ["3dpc", "pc3d"])
+        h = Header(("GR",), ("SS", "SP") if _p(rng, 0.5) else ("SP",), ["FAST_GEMS", *gating, *acc], "", None,
+                   {"ge_psd": psd})
     else:
         h = Header(("GR",), ("SS", "SP"), ["FAST_GEMS"], "", None, {"ge_psd": "fgre"})
     return h
@@ -312,6 +342,7 @@ _PHILIPS_TECHNIQUE = {
     "t1_flair": ["IR", "TIR"], "t1_3d_ir": ["T1TFE", "TFE"], "t1_mpr": ["T1TFE"], "t1_3d_gre": ["T1FFE", "FFE"],
     "t2_tse": ["TSE", "T2TSE"], "pd_tse": ["TSE", "PDTSE"], "t2_3d": ["TSE", "T2TSE"], "haste": ["TSE", "SShTSE"],
     "flair_2d": ["IR", "TIR"], "flair_3d": ["IR", "TIR"], "t2star": ["FFE", "T2FFE"], "t2star_me": ["FFE", "T1FFE"],
+    "t2star_me2d": ["FFE", "FFE", "T1FFE"], "other_pc_mag": ["FFE", "T1FFE"], "other_pc_phase": ["FFE", "T1FFE"],
     "swi": ["FFE", "T1FFE"], "swi_mag": ["FFE", "T1FFE"], "swi_phase": ["FFE", "T1FFE"], "swi_minip": ["FFE"],
     "dwi": ["DwiSE"], "adc": ["DwiSE"], "dti": ["DwiSE"], "fa": ["DwiSE"], "eadc": ["DwiSE"], "dsc": ["FEEPI"],
     "asl": ["FEEPI"], "asl_m0": ["FEEPI"], "asl_3d": ["TSE", "GRASE"], "asl_3d_m0": ["TSE", "GRASE"],
@@ -353,6 +384,10 @@ def _philips(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         h = Header(("GR",), ("OSP",) if _p(rng, 0.4) else ("SP",) if _p(rng, 0.5) else ("NONE",), other, "")
     if tech in ("tof", "mip"):
         h.so = h.so or ["OTHER"]
+    if tech in _PC:  # a QFlow/PCA scan: M_FFE or M_PCA magnitude, "PHASE CONTRAST M" or "VELOCITY MAP" velocity
+        kinds = ["PHASE CONTRAST M\\P\\PCA", "VELOCITY MAP\\P\\PCA"] if tech == "other_pc_phase" else [
+            "M_FFE\\M\\FFE", "M_PCA\\M\\PCA"]
+        h.image_type = "ORIGINAL\\PRIMARY\\" + _pick(rng, kinds)
     h.extra["philips_technique"] = technique
     # (2001,1003) b-value: written as 0 on every classic image by R3 and later, by R2 only on diffusion
     h.extra["philips_b_everywhere"] = gen != "R2" and _p(rng, 0.9)
@@ -392,6 +427,10 @@ def _canon(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
     ss, sv, name = table.get(tech, (("GR",), none, "FE3D"))
     if tech.startswith("swi"):
         ss, sv, name = ("GR",), none, "FE3D"
+    if tech == "t2star_me2d":
+        name = "FE2D"
+    if tech in _PC:  # Toshiba called phase contrast "phase shift" (PS); the sequence name is a guess in that style
+        name = f"PS{spec.acquisition}"
     if sv == none and _p(rng, 0.3):
         sv = ("SK",) if "SE" in ss or "IR" in ss else ("SP",)
     if name.startswith("SEEPI") and not toshiba and _p(rng, 0.5):
@@ -401,7 +440,7 @@ def _canon(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         opts.append("S2_0")
     base_it = None
     if not tech.startswith(("adc", "fa", "eadc", "mip", "swi", "t1_mpr", "scout_mpr", "other_t1map", "fmap_phase",
-                            "fmap_b0")):
+                            "fmap_b0", "other_pc_phase")):
         base_it = "ORIGINAL\\PRIMARY" + (gdc or ("\\OTHER" if _p(rng, 0.5) else ""))
     h = Header(ss, sv, opts, name, base_it)
     # Toshiba-era software writes DiffusionBValue only on b > 0 images (dcm2niix Canon notes)
@@ -436,6 +475,10 @@ def _uih(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
     ss, sv, name = table.get(tech, (("GR",), ("SP",), "gre_3d"))
     if tech.startswith("swi"):
         ss, sv, name = ("GR",), ("SP",), "gre_swi_3d"
+    if tech == "t2star_me2d":
+        name = "gre_me"
+    if tech in _PC:
+        name = "gre_pc" if spec.acquisition == "2D" else "gre_pc_3d"
     opts = (["FS"] if "EP" in ss else []) + (["PFP"] if _p(rng, 0.3) else [])
     return Header(ss, sv, opts, name, None)
 
@@ -459,9 +502,11 @@ def _hitachi(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         "ciss": (("GR",), ("SS",), "BASG"),
     }
     ss, sv, name = table.get(tech, (("GR",), ("SP",), "GE"))
+    if tech in _PC:
+        name = f"PC{spec.acquisition}"
     opts = ["FC", "SP"] if _p(rng, 0.4) else ["SP"] if _p(rng, 0.5) else []
-    h = Header(ss, sv, opts, name, "ORIGINAL\\PRIMARY\\OTHER" if not tech.startswith(("adc", "mip", "eadc", "t1_mpr"))
-               else None)
+    h = Header(ss, sv, opts, name, "ORIGINAL\\PRIMARY\\OTHER" if not tech.startswith(("adc", "mip", "eadc", "t1_mpr",
+                                                                                    "other_pc_phase")) else None)
     h.extra["ti_zero"] = True  # Hitachi writes InversionTime 0 on every non-IR series
     return h
 

@@ -66,6 +66,9 @@ def _volumes(spec: SeriesSpec) -> tuple[int, dict, bool]:
         if part == "sepi":
             return 1, {}, False
         return 2, {"echo_numbers": [1, 2]}, False
+    if seq == "OTHER" and extra.get("other_kind") == "PC":  # cine: one volume per cardiac phase
+        n, velocity = max(int(spec.n_temporal), 1), extra.get("pc_part") == "phase"
+        return (n, {"temporal_indices": list(range(n))}, velocity) if n > 1 else (1, {}, velocity)
     if seq in ("PD", "T2STAR_GRE") and int(extra.get("n_echoes", 1)) > 1 and len(extra.get("echo_times") or ()) > 1:
         n = len(extra["echo_times"])
         return n, {"echo_numbers": list(range(1, n + 1))}, False

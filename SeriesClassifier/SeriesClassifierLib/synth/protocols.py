@@ -52,6 +52,7 @@ _PLANES = {
     "other_t1map": {"AXIAL": 0.5, "SAGITTAL": 0.5},
     "other_svs": {"AXIAL": 0.4, "SAGITTAL": 0.3, "CORONAL": 0.3},
     "t2star_me": {"AXIAL": 0.8, "SAGITTAL": 0.2},
+    "t2star_me2d": {"AXIAL": 0.85, "CORONAL": 0.15},
 }
 _ALWAYS_AXIAL = ("t2star", "swi", "dwi", "dti", "dsc", "asl", "asl_3d", "asl_m0", "asl_3d_m0", "tof", "bold",
                  "fmap_mag", "fmap_b0", "fmap_sepi", "scout_cal")
@@ -187,6 +188,16 @@ def _timing(tech: str, ctx: _Ctx) -> dict:
         te1, dte = u(2.5, 6.0), u(3.5, 8.0)
         return dict(repetition_time=u(30, 55), echo_time=te1, flip_angle=u(12, 20, 0), echo_train_length=n,
                     n_echoes=n, echo_times=tuple(round(te1 + k * dte, 2) for k in range(n)))
+    if tech == "t2star_me2d":  # T2*/R2* mapping: many short echoes, a longer TR and a larger flip than 3-D
+        n = int(rng.integers(6, 17))
+        tr, te1 = u(100, 1500) if rng.random() < 0.4 else u(100, 600), u(1.0, 5.0)
+        dte = u(0.7, 3.5) if b3 else u(1.0, 5.0)
+        dte = round(min(dte, (min(0.8 * tr, 70.0) - te1) / (n - 1)), 2)  # every echo inside the TR
+        return dict(repetition_time=tr, echo_time=te1, flip_angle=u(20, 60, 0), echo_train_length=n, n_echoes=n,
+                    echo_times=tuple(round(te1 + k * dte, 2) for k in range(n)))
+    if tech in ("other_pc_mag", "other_pc_phase"):  # per cardiac phase in a cine; _pc_group sets 3-D PC-MRA's
+        return dict(repetition_time=u(20, 60), echo_time=u(2.5, 5.0) if b3 else u(3.5, 8.0), flip_angle=u(10, 30, 0),
+                    echo_train_length=1)
     if tech.startswith("swi"):
         return dict(repetition_time=u(27, 49), echo_time=u(20, 28) if b3 else u(35, 42), flip_angle=u(12, 15, 0),
                     echo_train_length=1)
@@ -306,6 +317,9 @@ def _geometry(tech: str, plane: str, ctx: _Ctx) -> dict:
         n = int(np.clip(round(cov / sp), 16, 40))
         if tech == "other_svs":
             n = int(rng.integers(1, 4))
+        if tech.startswith("other_pc"):  # flow quantification: one slice or a few, placed on the vessel
+            m, th = int(rng.choice([192, 256, 256])), _u(rng, 4.0, 7.0, 1)
+            n = 1 if rng.random() < 0.7 else int(rng.integers(2, 6))
     ps = round(fov / m, 4)
     rows = m
     if t.acquisition == "2D" and not t.epi and tech not in ("scout", "scout_mpr") and rng.random() < 0.4:
@@ -430,7 +444,7 @@ def _swi_group(ctx: _Ctx) -> list[SeriesSpec]:
     if _low_field(ctx) or v == "HITACHI":
         return [_spec("t2star", ctx)]  # no SWI at low field
     if rng.random() < 0.1:
-        return [_spec("t2star_me", ctx)]  # multi-echo GRE (QSM-ready) in place of SWI
+        return [_multi_echo_gre(ctx)]  # multi-echo GRE (QSM-ready or T2* mapping) in place of SWI
     if rng.random() < 0.4 and v != "GE":
         return [_spec("t2star", ctx)]
     mag = _spec("swi_mag", ctx)
@@ -446,6 +460,46 @@ def _swi_group(ctx: _Ctx) -> list[SeriesSpec]:
     for p in parts:
         out.append(mag if p == "swi_mag" else _spec(p, ctx, like=mag, minip_slab_mm=_u(rng, 8, 16, 0)))
     return out
+
+
+def _multi_echo_gre(ctx: _Ctx) -> SeriesSpec:
+    """A multi-echo GRE: 3-D (QSM-ready, short TR) or, about a third of the time, 2-D (T2*/R2* mapping)."""
+    return _spec("t2star_me2d" if ctx.rng.random() < 1 / 3 else "t2star_me", ctx)
+
+
+# phase-contrast flow studies: VENC range (cm/s) and whether the acquisition is a cardiac-gated cine
+_PC_KINDS = {"csf": ((5, 20), True), "artery": ((60, 120), True), "venous": ((10, 40), False),
+             "angio": ((40, 80), False)}
+
+
+def _pc_group(ctx: _Ctx, kind: str) -> list[SeriesSpec]:
+    """A phase-contrast acquisition as a magnitude series and its velocity series (both OTHER): CSF flow
+    through the aqueduct or arterial flow (2-D cine, through-plane), venography or angiography (2-D thick slab
+    or 3-D, not gated, sometimes one velocity series per direction)."""
+    rng = ctx.rng
+    (lo, hi), cine = _PC_KINDS[kind]
+    venc = int(round(rng.uniform(lo, hi))) if hi <= 20 else int(5 * round(rng.uniform(lo, hi) / 5))
+    extra: dict = dict(other_kind="PC", pc_kind=kind, venc=venc)
+    if cine:
+        extra.update(n_temporal=int(rng.integers(15, 41)), rr_interval=_u(rng, 700, 1100, 0))
+        through = kind == "artery" or rng.random() < 0.65  # CSF: through the aqueduct, or along it (sagittal)
+        plane, dirs = ("AXIAL", ["in"]) if through else ("SAGITTAL", ["fh"])
+        if through and kind == "csf" and rng.random() < 0.5:  # perpendicular to the aqueduct: angled
+            extra.update(orientation="OBLIQUE", tilt_degrees=(round(float(rng.uniform(25, 40)), 1), 0.0))
+    else:
+        plane = str(rng.choice(["SAGITTAL", "AXIAL", "CORONAL"], p=[0.5, 0.3, 0.2]))
+        dirs = ["rl", "ap", "fh"] if rng.random() < 0.3 else [str(rng.choice(["rl", "ap", "fh"]))]
+        if rng.random() < 0.5:  # 3-D PC angiography / venography
+            extra.update(acquisition="3D", n_slices=int(rng.integers(60, 121)), repetition_time=_u(rng, 10, 20),
+                         echo_time=_u(rng, 3.0, 6.5), flip_angle=_u(rng, 8, 20, 0))
+            extra["slice_thickness"] = extra["slice_spacing"] = _u(rng, 1.0, 1.6)
+        else:  # 2-D thick slab
+            extra["n_slices"] = 1
+            extra["slice_thickness"] = extra["slice_spacing"] = _u(rng, 30, 60, 0)
+    mag = _spec("other_pc_mag", ctx, plane=plane, pc_part="magnitude", venc_dir=dirs[0], **extra)
+    shared = {k: v for k, v in extra.items() if k not in ("orientation", "tilt_degrees", "n_slices",
+                                                          "slice_thickness", "slice_spacing")}
+    return [mag] + [_spec("other_pc_phase", ctx, like=mag, pc_part="phase", venc_dir=d, **shared) for d in dirs]
 
 
 def _tof_group(ctx: _Ctx) -> list[SeriesSpec]:
@@ -516,7 +570,7 @@ def _mprs(src: SeriesSpec, ctx: _Ctx) -> list[SeriesSpec]:
 
 
 def _occasional(ctx: _Ctx) -> list[SeriesSpec]:
-    """PD, HASTE and OTHER turn up now and then in any protocol."""
+    """PD, HASTE and OTHER (MT, T1 map, spectroscopy locator, CSF flow) turn up now and then in any protocol."""
     rng, out = ctx.rng, []
     if rng.random() < 0.3:
         out.append(_spec("pd_tse", ctx))
@@ -525,6 +579,8 @@ def _occasional(ctx: _Ctx) -> list[SeriesSpec]:
     if rng.random() < 0.15:
         tech = str(rng.choice(["other_mt", "other_t1map", "other_svs"]))
         out.append(_spec(tech, ctx, other_kind={"other_mt": "MT", "other_t1map": "T1MAP", "other_svs": "CSI"}[tech]))
+    if rng.random() < 0.07:  # CSF flow (normal-pressure hydrocephalus work-up)
+        out += _pc_group(ctx, "csf")
     return out
 
 
@@ -652,7 +708,7 @@ def _research(ctx: _Ctx) -> list[SeriesSpec]:
     if rng.random() < 0.45:
         s += _asl_group(ctx)
     if rng.random() < 0.25:
-        s.append(_spec("t2star_me", ctx))
+        s.append(_multi_echo_gre(ctx))
     if rng.random() < 0.3:
         s += _swi_group(ctx)
     s += _occasional(ctx)
@@ -680,6 +736,8 @@ def _mra(ctx: _Ctx) -> list[SeriesSpec]:
     rng = ctx.rng
     s: list[SeriesSpec] = []
     s += _tof_group(ctx)
+    if rng.random() < 0.4:  # venous sinuses or flow in the arteries by phase contrast
+        s += _pc_group(ctx, str(rng.choice(["venous", "angio", "artery"])))
     if rng.random() < 0.5:
         s.append(_spec("t2_tse", ctx))
     if rng.random() < 0.5:

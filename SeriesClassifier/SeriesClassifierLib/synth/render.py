@@ -28,7 +28,9 @@ pixels do not depend on how a series is described. ``spec.extra`` keys read here
   EPI volume, half of a reverse phase-encoding pair).
 - ``n_echoes`` / ``echo_times``: PD (PD + T2 dual echo) and T2STAR_GRE (multi-echo GRE) with more
   than one echo: one volume per echo, per-frame echo numbers.
-- ``other_kind``: OTHER "T1MAP", "MTR", "CSI" or "MT" (default: chosen by ``rng``).
+- ``other_kind``: OTHER "T1MAP", "MTR", "CSI", "MT" (default: chosen by ``rng``) or "PC" (phase contrast:
+  ``pc_part`` "magnitude" or "phase" (signed velocity), ``venc`` cm/s, ``venc_dir`` "in" (through-plane), "rl",
+  "ap" or "fh", ``n_temporal`` cardiac phases of a cine (one volume each, per-frame temporal indices)).
 - ``oblique_base``: OBLIQUE base plane before tilting ("AXIAL" default, "CORONAL", "SAGITTAL").
 - ``minip_slab_mm``: SWI_MINIP projection slab thickness (default ``slice_thickness``).
 - ``noise_scale``: a site's extra noise (> 1 = noisier).
@@ -1232,9 +1234,63 @@ def _fieldmap(ctx):
     return _result(ctx, scale(ctx, frames), n_volumes=2, echo_numbers=[e for e in (1, 2) for _ in range(n)])
 
 
+# how much of the flow each encoding direction sees: vessels and the aqueduct run mostly through an axial slice
+_PC_DIRECTION = {"in": 1.0, "fh": 0.8, "ap": -0.45, "rl": 0.25}
+
+
+def _pc_flow_maps(ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid maps of what moves: arterial and venous blood, and the CSF of the third ventricle, aqueduct and
+    fourth ventricle (elsewhere CSF barely moves)."""
+    names = ctx.params(False).names
+    art, vein, csf = (parameter_volume(ctx, np.array([float(n == name) for n in names]))
+                      for name in ("ARTERY", "VEIN", "CSF"))
+    x, y, z = (np.arange(_GRID_SHAPE[i]) * GRID_SPACING + _GRID_MIN[i] for i in range(3))
+    near = (np.exp(-0.5 * (x / 5.0) ** 2)[:, None, None] * np.exp(-0.5 * ((y + 32.0) / 16.0) ** 2)[None, :, None]
+            * np.exp(-0.5 * ((z + 8.0) / 16.0) ** 2)[None, None, :])  # template mm around the aqueduct
+    return art, vein, (csf * near).astype(np.float32)
+
+
+def _phase_contrast(ctx):
+    """Phase contrast: a bright-blood GRE magnitude, or the signed velocity (±VENC → ±4096, aliasing above it),
+    one volume per cardiac phase of a cine (systolic arterial peak, CSF oscillating along the aqueduct)."""
+    s = ctx.spec
+    tr, te, fa = _v(s.repetition_time, 40), _v(s.echo_time, 4), _v(s.flip_angle, 20)
+    venc = float(s.extra.get("venc", 20))
+    mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa) * np.where(p.is_blood > 0, 2.5, 1.0))
+    img, art, vein, csf = sample(ctx, [mag, *_pc_flow_maps(ctx)])
+    n_t = max(int(s.n_temporal), 1)
+    t = np.arange(n_t) / n_t
+    arterial = 0.35 + 0.65 * np.maximum(np.sin(2 * np.pi * t), 0) ** 2 if n_t > 1 else np.array([0.5])
+    csf_wave = np.sin(2 * np.pi * t + ctx.rng.uniform(0, 2 * np.pi)) if n_t > 1 else np.array([0.0])
+    peaks = ctx.rng.uniform([40, 10, 3], [90, 30, 8])  # cm/s: arteries, veins, aqueduct CSF
+    snr = snr_for(ctx, 5.0)
+    ref = _reference(img)
+    if s.extra.get("pc_part") != "phase":
+        frames = np.concatenate([finish(ctx, img * (1 + 0.6 * art * (a - arterial.mean())), snr, reference=ref)
+                                 for a in arterial])
+        return _result(ctx, scale(ctx, frames), n_volumes=n_t, **_cine_indices(ctx, n_t))
+    gain = _PC_DIRECTION.get(str(s.extra.get("venc_dir", "in")), 1.0) * np.pi / venc
+    sigma = np.minimum(ref / snr / np.maximum(img, 1e-3 * ref), np.pi)  # no signal: uniform phase noise
+    frames = []
+    for a, c in zip(arterial, csf_wave):
+        v = peaks[0] * a * art - peaks[1] * vein + peaks[2] * c * csf
+        noise = ctx.rng.standard_normal(img.shape).astype(np.float32) * sigma
+        frames.append(_wrap(gain * v + noise) / np.pi * 4096)
+    return _result(ctx, np.clip(np.concatenate(frames), -4096, 4095).astype(np.float32), n_volumes=n_t, signed=True,
+                   **_cine_indices(ctx, n_t))
+
+
+def _cine_indices(ctx, n_t: int) -> dict:
+    """Per-frame cardiac phase numbers of a cine (nothing for a single volume)."""
+    n = len(ctx.planes)
+    return {"temporal_indices": [k for k in range(n_t) for _ in range(n)]} if n_t > 1 else {}
+
+
 def _other(ctx):
     kinds = ("T1MAP", "MTR", "CSI", "MT")
     kind = str(ctx.spec.extra.get("other_kind") or kinds[int(ctx.rng.integers(len(kinds)))]).upper()
+    if kind == "PC":
+        return _phase_contrast(ctx)
     p = ctx.params(ctx.spec.contrast)
     if kind == "T1MAP":
         t1 = parameter_volume(ctx, p.t1)

@@ -80,15 +80,22 @@ TECHNIQUES: dict[str, Technique] = {
         _t("fmap_b0", "FIELDMAP", "GR", "SP", "2D", signed=True),
         _t("fmap_sepi", "FIELDMAP", "EP", "SK", "2D", epi=True),
         _t("t2star_me", "T2STAR_GRE", "GR", "SP", "3D"),
+        _t("t2star_me2d", "T2STAR_GRE", "GR", "SP", "2D"),  # 2-D multi-echo GRE (T2*/R2* mapping)
         _t("other_mt", "OTHER", "GR", "SP", "3D"),
         _t("other_t1map", "OTHER", "GR", "SP", "3D", derived=True),
         _t("other_svs", "OTHER", "SE", "SK", "2D"),
+        # phase contrast (velocity encoded): no class of its own; 3-D PC angiography sets acquisition per spec
+        _t("other_pc_mag", "OTHER", "GR", "SP", "2D"),
+        _t("other_pc_phase", "OTHER", "GR", "SP", "2D", signed=True),
     ]
 }
 
 # --- descriptions -------------------------------------------------------------------------------------------------
 
 _SIEMENS = {
+    "t2star_me2d": ["gre_me_{p}", "t2star_map_{p}", "gre_2D_multi-echo_{p}", "R2star_{p}", "T2star_mapping_{p}"],
+    "other_pc_mag": ["Brain {d} PhCon {k}", "pc_{k}_{p}", "flow_{k}_{p}", "PC_{k}", "{k}_fl{dl}_{p}"],
+    "other_pc_phase": ["{parent}_P", "{parent}_P", "{parent}_PHASE"],
     "scout": ["localizer", "AAHead_Scout_32ch-head-coil", "AAHead_Scout", "localizer_3pl", "Localizer"],
     "scout_cal": ["AAHead_Scout_64ch-head-coil", "AutoAlign_Scout"],
     "scout_mpr": ["AAHead_Scout_MPR_{p}", "AAHead_Scout_32ch-head-coil_MPR_{p}"],
@@ -139,6 +146,9 @@ _SIEMENS_PARENT = {
 }
 
 _GE = {
+    "t2star_me2d": ["{p} MFGRE", "{p} T2* map", "{p} 2D mGRE", "T2* multi-echo", "{p} MFGRE R2*"],
+    "other_pc_mag": ["{p} {d} PC {k}", "{p} Cine PC {k}", "PC {k}", "{p} FastPC {k}"],
+    "other_pc_phase": ["{parent} Phase", "{p} PC {k} phase", "{parent}"],
     "scout": ["3-Plane Loc", "3Plane Loc SSFSE", "Localizer", "3-pl T2* FGRE"],
     "scout_cal": ["ASSET Cal", "Calibration", "PURE Cal"],
     "scout_mpr": ["Reformat {p} Loc"],
@@ -183,6 +193,9 @@ _GE = {
 }
 
 _PHILIPS = {
+    "t2star_me2d": ["T2star_mFFE", "mFFE_{p}", "T2*_map_mFFE", "R2*_mFFE", "mFFE_T2star_{p}"],
+    "other_pc_mag": ["QFlow_{k}", "Q-flow_{k}", "PCA_{k}", "PCA_{k}_{p}"],
+    "other_pc_phase": ["{parent}", "{parent}", "{parent}_P"],
     "scout": ["Survey", "Survey_32ch_HeadCoil", "SURVEY", "3pl_Survey", "sSurvey"],
     "scout_cal": ["SmartBrain", "SENSE-ref", "Coil Survey SENSE"],
     "scout_mpr": ["SmartExam_{p}"],
@@ -227,6 +240,9 @@ _PHILIPS = {
 }
 
 _CANON = {
+    "t2star_me2d": ["T2* map {p}", "FE2D multi echo", "mFFE2D {p}"],
+    "other_pc_mag": ["PS {k}", "{d} PS {k} {p}", "Flow {k}"],
+    "other_pc_phase": ["{parent} PHASE", "{parent}"],
     "scout": ["Locator", "LOC 3-plane", "locator"],
     "scout_cal": ["Map", "Coil map"],
     "scout_mpr": ["MPR {p} Locator"],
@@ -290,6 +306,8 @@ _UIH = {
     "bold": ["bold_epi_rest", "fMRI_bold_{p}"], "fmap_mag": ["gre_fieldmap"], "fmap_phase": ["gre_fieldmap"],
     "fmap_b0": ["B0_map"], "fmap_sepi": ["epi_se_PA", "topup_PA"], "other_mt": ["gre_mt_{p}"],
     "other_t1map": ["t1_map_{p}"], "other_svs": ["svs_press_loc"],
+    "t2star_me2d": ["gre_me_2d_{p}", "t2star_map_{p}"], "other_pc_mag": ["gre_pc_{k}_{p}", "pc_{k}"],
+    "other_pc_phase": ["{parent}_P", "{parent}_pha"],
 }
 
 _HITACHI = {
@@ -305,7 +323,8 @@ _HITACHI = {
     "asl_3d_m0": ["3D ASL M0"], "tof": ["TOF {p}", "3D TOF", "MRA TOF"], "mip": ["MRA MIP", "MIP {p}"],
     "ciss": ["3D BASG {p}", "BASG IAC"], "bold": ["BOLD"], "fmap_mag": ["B0 map"], "fmap_phase": ["B0 map"],
     "fmap_b0": ["B0 map"], "fmap_sepi": ["EPI PA"], "other_mt": ["MTC GE"], "other_t1map": ["T1 map"],
-    "other_svs": ["MRS loc"],
+    "other_svs": ["MRS loc"], "t2star_me2d": ["T2* GE multi echo 2D", "T2* map {p}"],
+    "other_pc_mag": ["PC {k} {p}", "Flow {k}"], "other_pc_phase": ["{parent} phase"],
 }
 
 _TEMPLATES = {"SIEMENS": _SIEMENS, "GE": _GE, "PHILIPS": _PHILIPS, "CANON": _CANON, "UIH": _UIH, "HITACHI": _HITACHI}
@@ -332,6 +351,10 @@ _PRE_WORDS = {"en": ["_pre", " PRE", " pre"], "de": ["_nativ", "_vor_KM"], "fr":
               "es": [" SIN", " sin contraste"]}
 _FS_WORDS = {"SIEMENS": ["_fs", "_FS"], "GE": [" FS", " FAT SAT"], "PHILIPS": ["_SPIR", "_SPAIR"],
              "CANON": [" FS", " FatSat"], "UIH": ["_fs", "_FS"], "HITACHI": [" FS", " FatSat"]}
+# what a phase-contrast protocol is named after (the flow it measures), by ``pc_kind``
+_PC_WORDS = {"csf": ["aqueduct", "CSF_flow", "csf", "Aqueduct", "CSF", "liquor"],
+             "artery": ["carotids", "basilar", "flow", "ICA"], "venous": ["venous", "veno", "PCV", "sinus"],
+             "angio": ["angio", "PCA", "MRA"]}
 _ABBREV = [("FLAIR", "FL"), ("flair", "fl"), ("mprage", "mpr"), ("MPRAGE", "MPR"), ("_tse", "_ts"),
            ("DIFFUSION", "DIFF"), ("PERFUSION", "PERF"), ("Localizer", "Loc"), ("localizer", "loc"),
            ("SWAN", "SWN"), ("t2_", "T2"), ("dark-fluid", "DF"), ("Survey", "Surv"), ("3D TOF", "TOF")]
@@ -363,6 +386,9 @@ def name_series(tech: str, spec: SeriesSpec, profile: Profile, rng: np.random.Ge
         "c": _pick(rng, _CONTRAST_WORDS[profile.language]) if spec.contrast and tech != "dsc" else "",
         "f": _pick(rng, _FS_WORDS[vendor]) if spec.fat_suppressed and not TECHNIQUES[tech].epi else "",
         "m": str(spec.columns),
+        "d": spec.acquisition,
+        "dl": spec.acquisition.lower(),
+        "k": _pick(rng, _PC_WORDS[spec.extra["pc_kind"]]) if spec.extra.get("pc_kind") else "",
     }
     words["parent"] = parent.format(**words) if parent else ""
     if (
@@ -435,6 +461,7 @@ def _image_type(tech: str, vendor: str, spec: SeriesSpec) -> tuple[str, ...]:
             "mip": "DERIVED\\SECONDARY\\REFORMATTED\\MIP",
             "fmap_phase": "ORIGINAL\\PRIMARY\\PHASE", "other_t1map": "DERIVED\\PRIMARY\\T1MAP",
             "asl_3d": "ORIGINAL\\PRIMARY\\ASL", "swi_mag": "ORIGINAL\\PRIMARY\\OTHER",
+            "other_pc_phase": "ORIGINAL\\PRIMARY\\PHASE",
         }
         it = table.get(tech, "ORIGINAL\\PRIMARY\\OTHER")
     elif vendor == "PHILIPS":
@@ -458,7 +485,7 @@ def _image_type(tech: str, vendor: str, spec: SeriesSpec) -> tuple[str, ...]:
             "mip": "DERIVED\\SECONDARY\\MIP", "swi": "DERIVED\\PRIMARY\\SWI", "swi_minip": "DERIVED\\SECONDARY\\MINIP",
             "swi_phase": "ORIGINAL\\PRIMARY\\PHASE", "fmap_phase": "ORIGINAL\\PRIMARY\\PHASE",
             "t1_mpr": "DERIVED\\SECONDARY\\MPR", "scout_mpr": "DERIVED\\SECONDARY\\MPR",
-            "other_t1map": "DERIVED\\PRIMARY\\T1MAP",
+            "other_t1map": "DERIVED\\PRIMARY\\T1MAP", "other_pc_phase": "ORIGINAL\\PRIMARY\\PHASE",
         }
         it = table.get(tech, "ORIGINAL\\PRIMARY\\OTHER")
     return tuple(it.split("\\"))

@@ -418,6 +418,8 @@ def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Pat
     base.ImagesInAcquisition = n
     if n_volumes > 1 and rendered.temporal_indices is not None:
         base.NumberOfTemporalPositions = n_volumes
+        if _trigger_times(spec):
+            base.CardiacNumberOfImages = n_volumes
     _drop(base, spec)
     fast = rendered.matrix is not None and FAST_HEADER_FILES  # header-only: encode the shared elements once
     base_bytes = _encode(base) if fast else {}
@@ -435,6 +437,8 @@ def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Pat
         ds.SliceLocation = _slice_location(rendered.positions[i], rendered.orientations[i])
         if rendered.temporal_indices is not None:
             ds.TemporalPositionIdentifier = int(rendered.temporal_indices[i]) + 1
+            if _trigger_times(spec):  # a cine: each cardiac phase at its delay after the R wave
+                ds.TriggerTime = _trigger_time(spec, rendered.temporal_indices[i], n_volumes)
         if rendered.echo_numbers is not None:
             ds.EchoNumbers = int(rendered.echo_numbers[i])
             tes = spec.extra.get("echo_times")
@@ -456,6 +460,15 @@ def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Pat
             _save(ds, path)
         paths.append(path)
     return paths
+
+
+def _trigger_times(spec: SeriesSpec) -> bool:
+    """A cardiac-gated cine (phase-contrast flow): its frames carry trigger delays."""
+    return bool(spec.extra.get("rr_interval")) and spec.n_temporal > 1
+
+
+def _trigger_time(spec: SeriesSpec, phase: int, n_phases: int) -> float:
+    return round(int(phase) * float(spec.extra["rr_interval"]) / max(n_phases, 1), 2)
 
 
 # --- Siemens mosaic -----------------------------------------------------------------------------------------------
@@ -551,7 +564,7 @@ def _pulse_sequence(ds: Dataset, spec: SeriesSpec) -> None:
     ds.EchoPulseSequence = "GRADIENT" if "GR" in ss or "EP" in ss and "SE" not in ss else "SPIN"
     ds.MultipleSpinEcho = _yn("SE" in ss and (spec.echo_train_length or 1) > 1)
     ds.MultiPlanarExcitation = _yn(spec.acquisition == "2D")
-    ds.PhaseContrast = "NO"
+    ds.PhaseContrast = _yn(spec.extra.get("other_kind") == "PC")
     ds.TimeOfFlightContrast = _yn(spec.sequence in ("TOF_MRA", "MRA_MIP"))
     ds.ArterialSpinLabelingContrast = "PSEUDOCONTINUOUS" if spec.sequence == "PERFUSION_ASL" else "NONE"
     ds.SteadyStatePulseSequence = "FREE_PRECESSION" if spec.sequence == "CISS" else "NONE"
@@ -794,6 +807,9 @@ def _frame_groups(i: int, spec, rendered, dt0: str, per_volume: int, n_volumes: 
         f.TemporalPositionSequence = Sequence([_ds({
             "TemporalPositionTimeOffset": round(
                 int(rendered.temporal_indices[i]) * float(spec.repetition_time or 1) / 1000.0, 3)})])
+        if _trigger_times(spec):
+            f.CardiacSynchronizationSequence = Sequence([_ds({
+                "NominalCardiacTriggerDelayTime": _trigger_time(spec, rendered.temporal_indices[i], n_volumes)})])
     return f
 
 
@@ -823,6 +839,8 @@ def _diffusion_item(spec: SeriesSpec, rendered: RenderedSeries, i: int, vol: int
 def _philips_contrast(spec: SeriesSpec) -> str:
     """Philips enhanced ImageType value 3: the weighting its scan technique gives (T1 for most FFE/TFE scans)."""
     tech = str(spec.extra.get("philips_technique", "")).upper()
+    if spec.extra.get("other_kind") == "PC":
+        return "FLOW_ENCODED"
     if tech == "DWISE":
         return "DIFFUSION"
     if "TSE" in tech or tech in ("SE", "SEEPI", "GRASE"):
@@ -852,6 +870,8 @@ def _derived_contrast(spec: SeriesSpec, original: bool) -> str:
              "DWI": "TRACEW"}
     if spec.extra.get("diffusion_map") == "EADC":
         return "EADC"
+    if spec.extra.get("other_kind") == "PC":
+        return "VELOCITY"
     return table.get(spec.sequence, "MPR" if spec.extra.get("mpr") or spec.sequence == "SCOUT" else "OTHER")
 
 
@@ -860,6 +880,8 @@ def _acquisition_contrast(spec: SeriesSpec) -> str:
              "ADC": "DIFFUSION", "DIFFUSION": "DIFFUSION", "PERFUSION": "PERFUSION", "TOF": "FLOW_ENCODED",
              "MRA": "FLOW_ENCODED", "SWI": "T2_STAR", "T2STAR": "T2_STAR", "FMRI": "T2_STAR", "CISS": "MIXED"}
     head = spec.sequence.split("_")[0]
+    if spec.extra.get("other_kind") == "PC":
+        return "FLOW_ENCODED"
     return table.get(head, "UNKNOWN")
 
 
