@@ -208,4 +208,8 @@ def test_attribute_tasks_consider_more_features_per_split_than_the_sequence_task
     assert forest.estimators["sequence"].max_features == "sqrt"
     assert forest.estimators["acquisition"].max_features == forest.attribute_max_features == 0.3
     forest.save(tmp_path)
-    assert json.loads((tmp_path / CONFIG_FILE).read_text())["attribute_max_features"] == 0.3
+    config = json.loads((tmp_path / CONFIG_FILE).read_text())
+    assert config["attribute_max_features"] == 0.3 and config["sequence_max_features"] == "sqrt"
+    del config["sequence_max_features"]  # a bundle written before the setting existed keeps √n
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
+    assert ForestModel.load(tmp_path).sequence_max_features == "sqrt"

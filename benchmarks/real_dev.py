@@ -115,7 +115,12 @@ def cnn_outputs(series: list[Series], cache: Path) -> dict[str, ModelOutput]:
 def recipe(args) -> dict:
     """The forest's training settings from the command line (the bundle's by default)."""
     return {"n_estimators": args.trees, "seed": args.seed, "field_dropout": args.field_dropout,
-            "excerpt_rate": args.excerpt_rate, "long_run_rate": args.long_run_rate, "recon_rate": args.recon_rate}
+            "excerpt_rate": args.excerpt_rate, "long_run_rate": args.long_run_rate, "recon_rate": args.recon_rate,
+            "sequence_max_features": args.sequence_max_features}
+
+
+def _max_features(text: str) -> float | str:
+    return text if text in ("sqrt", "log2") else float(text)
 
 
 def forest_recipe_key(args) -> str:
@@ -432,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long-run-rate", type=float, default=LONG_RUN_RATE)
     ap.add_argument("--recon-rate", type=float, default=RECON_RATE,
                     help="fraction of training rows given an interpolated reconstruction matrix")
+    ap.add_argument("--sequence-max-features", type=_max_features, default="sqrt",
+                    help="features per split of the sequence task: 'sqrt' or a fraction")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ensemble", action="append", default=[], metavar="KEY=JSON",
                     help="override a bundled ensemble setting before fitting (to compare pooling variants)")

@@ -171,6 +171,7 @@ class ForestModel:
         random_state: int = 0,
         contrast_splits_pre_post: bool = True,
         attribute_max_features: float | str = 0.3,
+        sequence_max_features: float | str = "sqrt",
     ):
         self.extractor = extractor or FeatureExtractor()
         # pre and post of one technique (T1_3D_PRE/POST) split by the contrast task (see ``split_pre_post``)
@@ -179,6 +180,7 @@ class ForestModel:
         # split that fact is rarely on offer near the root and its trees mix it with everything else (a named
         # Dotarem read POST 0.48); 30 % of the features per split reads it (0.85).
         self.attribute_max_features = attribute_max_features
+        self.sequence_max_features = sequence_max_features
         self.kind = kind
         self.n_estimators = n_estimators
         self.class_weight = class_weight
@@ -212,7 +214,7 @@ class ForestModel:
             if keep.sum() < 2 or len(set(y)) < 2:
                 continue  # nothing to learn: a constant task answers with its one class below
             est = _estimator(self.kind, self.n_estimators, self.random_state, self.class_weight,
-                             "sqrt" if task == "sequence" else self.attribute_max_features)
+                             self.sequence_max_features if task == "sequence" else self.attribute_max_features)
             est.fit(X[keep], y, sample_weight=weights[keep])
             # A sample no tree left out (tiny data) has no OOB vote: uniform, so it cannot sway the temperature.
             oob = np.nan_to_num(est.oob_decision_function_, nan=0.0)
@@ -340,6 +342,7 @@ class ForestModel:
             "random_state": self.random_state,
             "contrast_splits_pre_post": self.contrast_splits_pre_post,
             "attribute_max_features": self.attribute_max_features,
+            "sequence_max_features": self.sequence_max_features,
             "features": self.extractor.to_dict(),
             "tasks": {task: self.classes(task) for task in self.estimators},
             "temperatures": {task: s.temperature for task, s in self.scalers.items()},
@@ -402,6 +405,7 @@ class ForestModel:
             # bundles written before it answered pre/post from the sequence task alone: keep their answers
             contrast_splits_pre_post=bool(config.get("contrast_splits_pre_post", False)),
             attribute_max_features=config.get("attribute_max_features", "sqrt"),
+            sequence_max_features=config.get("sequence_max_features", "sqrt"),
         )
         model.estimators = dict(estimators)
         model.scalers = {t: TemperatureScaler(v) for t, v in temperatures.items()}

@@ -43,11 +43,12 @@ def fit_forest(
     excerpt_rate: float = EXCERPT_RATE,
     long_run_rate: float = LONG_RUN_RATE,
     recon_rate: float = RECON_RATE,
+    sequence_max_features: float | str = "sqrt",
 ) -> ForestModel:
     """A forest fitted on ``train`` with header dropout, varied counts (excerpts, longer runs) and reconstruction
     matrices (header_augment); ``labels`` maps series UID → task → label."""
     forest = ForestModel(FeatureExtractor(use_description=descriptions), kind=kind, n_estimators=n_estimators,
-                         random_state=seed)
+                         random_state=seed, sequence_max_features=sequence_max_features)
     varied = vary_matrix(vary_counts(train, seed + 1, excerpt_rate, long_run_rate), seed + 2, recon_rate)
     rows = drop_header_fields(varied, field_dropout, seed)
     return forest.fit(rows, training_targets(rows, labels), sample_weight=sample_weight)
