@@ -125,7 +125,7 @@ def test_from_a_base_refits_on_its_rows_plus_the_weighted_site(corpus, tmp_path,
 
     root, truth = corpus
     base = tmp_path / "base"
-    assert main(["train", "--data", str(root), "--out", str(base), "--no-cnn", "--n-estimators", "30",
+    assert main(["train", "--data", str(root), "--out", str(base), "--no-cnn", "--n-estimators", "100",
                  "--write-base-rows"]) == 0
     with gzip.open(base / "forest_train.jsonl.gz", "rt") as f:
         rows = [json.loads(line) for line in f]
@@ -144,7 +144,7 @@ def test_from_a_base_refits_on_its_rows_plus_the_weighted_site(corpus, tmp_path,
     def adapt(weight: str) -> Path:
         new = tmp_path / f"new_w{weight}"
         assert main(["train", "--data", str(site), "--labels", str(tmp_path / "site.sqlite"), "--from", str(base),
-                     "--out", str(new), "--n-estimators", "30", "--site-weight", weight]) == 0
+                     "--out", str(new), "--n-estimators", "100", "--site-weight", weight]) == 0
         return new
 
     new = adapt("10")

@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="generated training header rows (default: the bundle's)")
     ap.add_argument("--real-weight", type=float, default=10.0)
     ap.add_argument("--field-dropout", type=float, default=0.3)
-    ap.add_argument("--trees", type=int, default=200)
+    ap.add_argument("--trees", type=int, default=600, help="trees per task (the bundle's: 600)")
     ap.add_argument("--excerpt-rate", type=float, default=EXCERPT_RATE)
     ap.add_argument("--long-run-rate", type=float, default=LONG_RUN_RATE)
     ap.add_argument("--recon-rate", type=float, default=RECON_RATE,
