@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{n} series: headers {seconds * 1000 / n:.1f} ms per series (grouping included)")
     for folder in args.models:
         forest = ForestModel.load(folder)
-        one = best_of(3, lambda: [forest.predict_many([s]) for s in series])
-        batch = best_of(3, lambda: forest.predict_many(series))
+        one = best_of(3, lambda f=forest: [f.predict_many([s]) for s in series])
+        batch = best_of(3, lambda f=forest: f.predict_many(series))
         print(f"{folder} ({forest.n_estimators} trees per task): one at a time {one * 1000 / n:.1f} ms per series, "
               f"all at once {batch * 1000 / n:.1f} ms per series")
     return 0
