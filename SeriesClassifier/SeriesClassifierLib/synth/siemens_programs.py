@@ -5,6 +5,8 @@ under ``%CustomerSeq%``. Names seen in public scanner exports and converter code
 (SPACE), gre, gre_field_mapping, ep2d_diff, resolve, ep2d_bold, ep2d_pasl, ep2d_pcasl, tgse_pcasl,
 cmrr_mbep2d_bold; the rest follow the same scheme (haste, ep2d_perf, svs_se) and are our best knowledge.
 A customer pCASL build often writes nothing about ASL in ImageType: the program is then the only word for it.
+Phase contrast has no entry: its product programs differ by platform and we know none for brain flow, so
+those series name none (as an anonymiser's stripped file does).
 """
 
 from __future__ import annotations
