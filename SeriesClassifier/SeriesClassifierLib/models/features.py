@@ -82,10 +82,8 @@ def sequence_file_tokens(path: str) -> list[str]:
     parts name the technique, whatever version suffix a site's build carries.
     """
     folder, _, name = path.strip().lower().replace("/", "\\").rpartition("\\")
-    tokens = set(sequence_name_tokens(name))
-    if folder.strip("%"):
-        tokens.add(folder.strip("%"))
-    return sorted(tokens)
+    folder = folder.strip("%")
+    return sorted(set(sequence_name_tokens(name)) | ({folder} if folder else set()))
 
 
 def description_tokens(text: str) -> list[str]:

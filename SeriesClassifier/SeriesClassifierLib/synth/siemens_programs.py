@@ -54,7 +54,6 @@ def program(technique: str, study_key: str) -> str:
     return f"{folder}\\{name}"
 
 
-def protocol_block(sequence_file: str) -> bytes:
+def protocol_block(sequence_file: str) -> str:
     """The protocol text as the scanner writes it, reduced to the sequence program."""
-    return (f'### ASCCONV BEGIN ###\ntSequenceFileName\t = \t""{sequence_file}""\n'
-            "### ASCCONV END ###\n").encode("latin-1")
+    return f'### ASCCONV BEGIN ###\ntSequenceFileName\t = \t""{sequence_file}""\n### ASCCONV END ###\n'

@@ -257,10 +257,10 @@ def _siemens_protocol(ds: Dataset, spec: SeriesSpec, profile: Profile) -> None:
         return
     text = siemens_programs.protocol_block(program)
     if profile.grammar == "xa":
-        ds.private_block(0x0021, "SIEMENS MR SDS 01", create=True).add_new(0x19, "OB", text)
+        ds.private_block(0x0021, "SIEMENS MR SDS 01", create=True).add_new(0x19, "OB", text.encode("latin-1"))
     else:
         block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
-        block.add_new(0x20, "OB", _csa_header({"MrPhoenixProtocol": ("UN", [text.decode("latin-1")])}))
+        block.add_new(0x20, "OB", _csa_header({"MrPhoenixProtocol": ("UN", [text])}))
 
 
 def _b_value_public(profile: Profile) -> bool:
