@@ -88,7 +88,7 @@ def test_the_decision_sends_a_ruled_out_answer_to_review_with_the_evidence():
 def test_every_labelled_class_of_the_rules_exists(tmp_path):
     assert [r.fact for r in load_vocabulary().physics_rules] == [
         "diffusion_weighted", "diffusion_sequence", "two_d_without_epi", "spin_echo_without_gradient_echo",
-        "projection", "service_sequence"]
+        "projection", "service_sequence", "steady_run", "label_control_pairs"]
     data = json.loads(resource_path("vocabulary.json").read_text())
     data["physics_rules"][2]["never"].append("PERFUSION_DCE")
     path = tmp_path / "bad.json"

@@ -51,6 +51,7 @@ class ModelOutput:
     slice_profile: list[dict[str, float]] | None = None  # per sampled slice: sequence label -> probability
     novelty: list[str] = field(default_factory=list)  # why this series is unlike the model's training data
     unfamiliar: str | None = None  # why this series is unlike what the model learnt from: its answer is a guess
+    facts: dict[str, str] = field(default_factory=dict)  # what the model's own input proves (vocabulary rules)
 
 
 # What became of one series, for people and exports: the models' answer stands, a person should look,

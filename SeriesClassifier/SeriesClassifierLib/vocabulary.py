@@ -56,7 +56,8 @@ class Attribute:
 
 @dataclass(frozen=True)
 class PhysicsRule:
-    """A header fact (``models.physics.hard_facts``) and the classes it rules out: all but ``only``, or ``never``."""
+    """A fact and the classes it rules out: all but ``only``, or ``never``. Facts are read from the header
+    (``models.physics.hard_facts``) or from the images (``dicom.dynamics.pixel_facts``)."""
     fact: str
     only: tuple[str, ...] = ()
     never: tuple[str, ...] = ()
@@ -118,7 +119,7 @@ class Vocabulary:
         return [code for code in self.sequence_codes if code in allowed]
 
     def ruling_out(self, code: str, facts: Iterable[str]) -> list[PhysicsRule]:
-        """The physics rules by which header facts rule out class ``code`` ([] when none does)."""
+        """The physics rules by which ``facts`` rule out class ``code`` ([] when none does)."""
         facts = set(facts)
         return [r for r in self.physics_rules if r.fact in facts and r.rules_out(code)]
 

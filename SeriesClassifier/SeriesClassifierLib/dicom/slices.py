@@ -35,7 +35,7 @@ import numpy as np
 import pydicom
 
 from ..errors import BudgetError, SliceReadError
-from ..pydicom_compat import decodable, frame_pixels
+from ..pydicom_compat import HAS_PIXELS_MODULE, decodable, frame_pixels
 from ..series import Geometry
 from .budget import check_mosaic, check_pixels, read_dataset
 from .fast_header import read_tags, tag_set
@@ -112,6 +112,7 @@ class Stack:
     geometry: Geometry
     groups: list[list[int]] = field(default_factory=list)  # indices of images per plane
     notes: list[str] = field(default_factory=list)
+    repeats: list[ImageRef] = field(default_factory=list)  # every image at the central location, in order
 
     def __len__(self) -> int:
         return len(self.images)
@@ -285,16 +286,35 @@ def _normal(iop: tuple[float, ...]) -> np.ndarray:
     return np.cross(np.array(iop[:3]), np.array(iop[3:]))
 
 
-def _representative(refs: list[ImageRef], notes: list[str]) -> list[ImageRef]:
-    """One image per location: highest b-value, else the middle of the repetitions."""
+def _by_location(refs: list[ImageRef]) -> dict[tuple, list[ImageRef]]:
+    """Images grouped by (plane, distance along its normal); without geometry every image is its own."""
     by_location: dict[tuple, list[ImageRef]] = {}
     for ref in refs:
         if ref.position is not None and ref.orientation is not None:
             loc = round(float(np.dot(ref.position, _normal(ref.orientation))), 1)
             key = (_plane_key(ref.orientation), loc)
         else:
-            key = ("order", ref.order, id(ref))  # no geometry: every image is its own location
+            key = ("order", ref.order, id(ref))
         by_location.setdefault(key, []).append(ref)
+    return by_location
+
+
+def _central_repeats(by_location: dict[tuple, list[ImageRef]]) -> list[ImageRef]:
+    """The repetitions at the middle location of the plane with most locations, in acquisition order."""
+    planes: dict[tuple, list[tuple]] = {}
+    for key in by_location:
+        if key[0] != "order":
+            planes.setdefault(key[0], []).append(key)
+    if not planes:
+        return []
+    locations = sorted(max(planes.values(), key=len), key=lambda k: k[1])
+    group = by_location[locations[len(locations) // 2]]
+    return sorted(group, key=lambda r: (r.time_key, r.order)) if len(group) > 1 else []
+
+
+def _representative(refs: list[ImageRef], notes: list[str],
+                    by_location: dict[tuple, list[ImageRef]]) -> list[ImageRef]:
+    """One image per location: highest b-value, else the middle of the repetitions."""
     repeats = max(len(v) for v in by_location.values())
     if repeats == 1:
         return refs
@@ -340,7 +360,8 @@ def build_stack(files: list[Path] | list[str]) -> Stack:
     if not refs:
         detail = "; ".join(notes[:3])
         raise SliceReadError(f"no readable images among {len(files)} file(s)" + (f": {detail}" if detail else ""))
-    refs = _representative(refs, notes)
+    by_location = _by_location(refs)
+    refs = _representative(refs, notes, by_location)
     # group by plane, biggest group first, and sort each group along its normal
     planes: dict[tuple, list[ImageRef]] = {}
     for ref in refs:
@@ -356,7 +377,7 @@ def build_stack(files: list[Path] | list[str]) -> Stack:
             members = sorted(members, key=lambda r: r.order)
         groups.append(list(range(len(ordered), len(ordered) + len(members))))
         ordered.extend(members)
-    return Stack(ordered, _geometry(ordered), groups, notes)
+    return Stack(ordered, _geometry(ordered), groups, notes, _central_repeats(by_location))
 
 
 def _geometry(images: list[ImageRef]) -> Geometry:
@@ -439,6 +460,31 @@ def read_slice(ref: ImageRef, cache: dict | None = None) -> np.ndarray:
         r, c = divmod(ref.tile, ref.n_tiles_side)
         image = image[r * tr : (r + 1) * tr, c * tc : (c + 1) * tc]
     return image
+
+
+def read_repeats(refs: list[ImageRef], limit: int = 48) -> list[np.ndarray]:
+    """The first ``limit`` of the repetitions at one location (``Stack.repeats``) as float32 images.
+
+    Frames of one multi-frame file are decoded from one read of its pixels (pydicom 2.4 decodes every
+    frame for each one asked); an image that cannot be read ends the run there (order matters).
+    """
+    images: list[np.ndarray] = []
+    frames: dict[str, np.ndarray] = {}
+    cache: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for ref in refs[:limit]:
+            try:
+                if ref.frame is not None and not HAS_PIXELS_MODULE:
+                    key = str(ref.path)
+                    if key not in frames:
+                        frames[key] = np.asarray(decodable(read_dataset(ref.path, force=True)).pixel_array)
+                    images.append(np.asarray(frames[key][ref.frame], np.float32))
+                else:
+                    images.append(read_slice(ref, cache))
+            except Exception:  # noqa: BLE001 - a gap breaks the order the measures rely on: stop there
+                break
+    return [i for i in images if i.shape == images[0].shape] if images else []
 
 
 def normalise(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..dicom.slices import SampledSlices, SliceOptions, SliceReadError, sample_series
+from ..dicom.dynamics import FEWEST, measure, pixel_facts
+from ..dicom.slices import SampledSlices, SliceOptions, SliceReadError, Stack, read_repeats, sample_series
 from ..errors import BundleError
 from ..prediction import ModelOutput, TaskPrediction
 from ..vocabulary import Vocabulary, load_vocabulary
@@ -45,6 +46,7 @@ from .aggregate import (
     slice_head_for,
 )
 from .novelty import EmbeddingNovelty
+from .plausibility import restrict_by_facts
 
 WEIGHTS_NAME = "cnn.safetensors"
 NOVELTY_TENSOR = "novelty.reference"
@@ -346,7 +348,8 @@ class CnnModel:
         reason = f"{len(sampled.slice_indices)} slice(s) of {len(sampled.stack)}"
         if sampled.warnings:
             reason += "; " + "; ".join(sampled.warnings[:3])
-        return self.output_from_slices(self.infer(sampled.images, keep_features=True), reason)
+        return with_pixel_facts(self.output_from_slices(self.infer(sampled.images, keep_features=True), reason),
+                                sampled.stack)
 
     def features_for(self, images: np.ndarray) -> torch.Tensor | None:
         """The last block's maps ``infer`` kept for exactly these images (the same array), handed over once:
@@ -382,6 +385,22 @@ class CnnModel:
         except Exception as exc:  # odd pixel data must never stop the run
             return ModelOutput(model=self.name, reason=f"{label}: no CNN output: {exc.__class__.__name__}: {exc}")
         return self.predict_sampled(sampled)
+
+
+def with_pixel_facts(output: ModelOutput, stack: Stack) -> ModelOutput:
+    """``output`` with what the repetitions at one location prove (``dicom.dynamics``), its sequence
+    restricted to the classes those facts leave: one slice of an EPI run cannot say BOLD, ASL or
+    diffusion, the run can."""
+    if len(stack.repeats) < FEWEST or output.sequence is None:
+        return output
+    facts = pixel_facts(measure(read_repeats(stack.repeats)))
+    if not facts:
+        return output
+    output.facts = facts
+    sequence, why, _ = restrict_by_facts(output.sequence, facts, lambda fact: "the images")
+    output.sequence = sequence
+    output.reason += "; " + (why or "; ".join(facts.values()))
+    return output
 
 
 def count_parameters(net: nn.Module) -> int:

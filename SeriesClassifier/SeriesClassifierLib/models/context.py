@@ -91,11 +91,14 @@ def apply_derived_context(prediction: TaskPrediction, series: Series) -> tuple[T
     return restricted, why, True
 
 
-def apply_context(prediction: TaskPrediction, series: Series) -> tuple[TaskPrediction, str | None, bool]:
-    """Every adjustment in turn (the series' own physics, its derived source, then contrast), as one
-    ``combine`` adjust: the contrast step moves pre to post only after the class itself is settled."""
+def apply_context(prediction: TaskPrediction, series: Series,
+                  pixel_facts: dict[str, str] | None = None) -> tuple[TaskPrediction, str | None, bool]:
+    """Every adjustment in turn (the series' own physics, header and pixels, its derived source, then
+    contrast), as one ``combine`` adjust: the contrast step moves pre to post only after the class itself
+    is settled."""
     notes, confirm = [], False
-    for step in (apply_physics_rules, apply_derived_context, apply_contrast_context):
+    steps = (lambda p, s: apply_physics_rules(p, s, pixel_facts), apply_derived_context, apply_contrast_context)
+    for step in steps:
         prediction, note, ask = step(prediction, series)
         if note:
             notes.append(note)

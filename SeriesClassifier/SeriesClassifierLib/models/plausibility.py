@@ -10,6 +10,8 @@ set and on every generated profile, no labelled series breaks a rule (benchmarks
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..prediction import TaskPrediction
 from ..series import Series
 from ..vocabulary import load_vocabulary
@@ -21,9 +23,21 @@ def rules_broken(series: Series, label: str) -> list[str]:
     return [r.fact for r in load_vocabulary().ruling_out(label, hard_facts(series.header))]
 
 
-def apply_physics_rules(prediction: TaskPrediction, series: Series) -> tuple[TaskPrediction, str | None, bool]:
-    """(answer, why or None, whether a person should confirm it): a ruled-out answer is restricted."""
-    facts = hard_facts(series.header)
+def apply_physics_rules(prediction: TaskPrediction, series: Series,
+                        pixel_facts: dict[str, str] | None = None) -> tuple[TaskPrediction, str | None, bool]:
+    """(answer, why or None, whether a person should confirm it): a ruled-out answer is restricted.
+
+    ``pixel_facts`` are what the images themselves proved (``dicom.dynamics.pixel_facts``, carried by
+    the CNN's output): as hard as the header's."""
+    header = hard_facts(series.header)
+    return restrict_by_facts(prediction, {**header, **(pixel_facts or {})},
+                             lambda fact: "the header" if fact in header else "the images")
+
+
+def restrict_by_facts(prediction: TaskPrediction, facts: dict[str, str],
+                      whose: Callable[[str], str]) -> tuple[TaskPrediction, str | None, bool]:
+    """``prediction`` restricted to what ``facts`` leave, when they rule out its label (renormalised);
+    ``whose(fact)`` names where a fact was read, for the reason."""
     vocabulary = load_vocabulary()
     rules = vocabulary.ruling_out(prediction.label, facts)
     if not rules:
@@ -33,4 +47,7 @@ def apply_physics_rules(prediction: TaskPrediction, series: Series) -> tuple[Tas
         return prediction, None, False
     restricted = prediction.restricted_to(allowed)
     evidence = "; ".join(f"{facts[r.fact]}: {r.why}" for r in rules)
-    return restricted, f"the header rules out {prediction.label} ({evidence}), so it became {restricted.label}", True
+    readers = list(dict.fromkeys(whose(r.fact) for r in rules))
+    verb = "rules" if len(readers) == 1 and readers[0] == "the header" else "rule"
+    why = f"{' and '.join(readers)} {verb} out {prediction.label} ({evidence}), so it became {restricted.label}"
+    return restricted, why, True

@@ -149,7 +149,8 @@ def decide(
     voters, review, blind = _weigh_the_header(series, outputs)
     review = list(failures or []) + list(series.conflicts) + review  # contradicting files: never unreviewed
     voters, unfamiliar, guess = _unfamiliar(voters, bundle.ensemble)
-    combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_context(pooled, series))
+    pixel_facts = {k: v for o in outputs.values() for k, v in o.facts.items()}  # from every model, voting or not
+    combined = combine(voters, bundle.ensemble, adjust=lambda pooled: apply_context(pooled, series, pixel_facts))
     sequence = combined.sequence
     review += [f"{name}: {note}" for name, o in voters.items() for note in o.novelty]
     not_brain = not_brain_reason(series)
