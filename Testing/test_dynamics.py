@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dicom_factory import numbered_volume, write_classic, write_mosaic
+from dicom_factory import numbered_volume, write_classic, write_enhanced, write_mosaic
 
 from SeriesClassifierLib.dicom.dynamics import measure, pixel_facts
 from SeriesClassifierLib.dicom.slices import build_stack, read_repeats
@@ -85,6 +85,14 @@ def test_a_mosaic_run_gives_one_tile_per_volume(tmp_path):
         v[:, 0, 0] = 50 + t
     stack = build_stack(write_mosaic(tmp_path / "m", volumes, [0] * 9))
     assert [int(i[0, 0]) for i in read_repeats(stack.repeats)] == [50 + t for t in range(9)]
+
+
+def test_frames_of_one_enhanced_file_at_one_location_are_its_repetitions(tmp_path):
+    frames = numbered_volume(10)
+    frames[:, 0, 0] = 70 + np.arange(10)
+    stack = build_stack([write_enhanced(tmp_path / "e", frames, spacing=0.0)])  # every frame at one place
+    markers = [int(i[0, 0]) for i in read_repeats(stack.repeats)]
+    assert markers == [79 - i for i in range(10)]  # stored from the last: the file's frame order
 
 
 def test_a_single_volume_has_no_repetitions(tmp_path):
