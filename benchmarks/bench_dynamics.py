@@ -43,18 +43,18 @@ def main() -> int:
         except Exception:  # noqa: BLE001 - no pixels: the CNN does not read this series either
             continue
         n_all += 1
-        slices = _best(lambda: sample_series(s.files, stack=stack))
+        slices = _best(lambda files=s.files, st=stack: sample_series(files, stack=st))
         total_slices += slices
         if len(stack.repeats) < FEWEST:
             continue
         n_read += 1
-        repeats = _best(lambda: measure(read_repeats(stack.repeats)))
+        repeats = _best(lambda refs=stack.repeats: measure(read_repeats(refs)))
         total_repeats += repeats
         facts = sorted(pixel_facts(measure(read_repeats(stack.repeats))))
         name = (s.header.get("SeriesDescription") or s.series_uid)[:40]
         print(f"{name:40s} {len(stack.repeats):7d} {1000 * slices:9.0f} {1000 * repeats:10.0f}  {', '.join(facts)}")
-    print(f"\n{n_read} of {n_all} series read their repetitions; over all {n_all}: slices {1000 * total_slices:.0f} ms, "
-          f"repetitions {1000 * total_repeats:.0f} ms (x{total_repeats / max(total_slices, 1e-9):.2f} of the slices)")
+    print(f"\n{n_read} of {n_all} series read their repetitions; over all {n_all}: "
+          f"slices {1000 * total_slices:.0f} ms, repetitions {1000 * total_repeats:.0f} ms (x{total_repeats / max(total_slices, 1e-9):.2f} of the slices)")
     return 0
 
 
