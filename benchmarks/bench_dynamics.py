@@ -53,8 +53,9 @@ def main() -> int:
         facts = sorted(pixel_facts(measure(read_repeats(stack.repeats))))
         name = (s.header.get("SeriesDescription") or s.series_uid)[:40]
         print(f"{name:40s} {len(stack.repeats):7d} {1000 * slices:9.0f} {1000 * repeats:10.0f}  {', '.join(facts)}")
-    print(f"\n{n_read} of {n_all} series read their repetitions; over all {n_all}: "
-          f"slices {1000 * total_slices:.0f} ms, repetitions {1000 * total_repeats:.0f} ms (x{total_repeats / max(total_slices, 1e-9):.2f} of the slices)")
+    ratio = total_repeats / max(total_slices, 1e-9)
+    print(f"\n{n_read} of {n_all} series read their repetitions; over all {n_all}: slices "
+          f"{1000 * total_slices:.0f} ms, repetitions {1000 * total_repeats:.0f} ms (x{ratio:.2f} of the slices)")
     return 0
 
 
