@@ -130,3 +130,20 @@ def test_the_cnn_output_is_restricted_by_what_the_run_proves(tmp_path):
     assert out.sequence.label == "PERFUSION_ASL" and out.sequence.probability == pytest.approx(1.0)
     assert set(out.facts) == {"label_control_pairs", "steady_run"}
     assert "the images rule out DWI" in out.reason
+
+
+@pytest.mark.torch
+def test_a_run_that_cannot_be_measured_leaves_the_answer_and_says_why(tmp_path, monkeypatch):
+    from SeriesClassifierLib.models import cnn
+
+    def broken(refs):
+        raise MemoryError("no room for the run")
+
+    monkeypatch.setattr(cnn, "read_repeats", broken)
+    volumes = [numbered_volume(3) for _ in range(8)]
+    stack = build_stack(write_classic(tmp_path / "run", np.concatenate(volumes),
+                                      positions=[[0.0, 0.0, 5.0 * i] for i in range(3)] * 8))
+    answer = TaskPrediction.from_probabilities({"DWI": 0.6, "FMRI_BOLD": 0.4})
+    out = cnn.with_pixel_facts(ModelOutput(model="cnn", sequence=answer, reason="8 slice(s) of 3"), stack)
+    assert out.sequence == answer and out.facts == {}
+    assert "repetitions not measured (MemoryError: no room for the run)" in out.reason

@@ -393,7 +393,11 @@ def with_pixel_facts(output: ModelOutput, stack: Stack) -> ModelOutput:
     diffusion, the run can."""
     if len(stack.repeats) < FEWEST or output.sequence is None:
         return output
-    facts = pixel_facts(measure(read_repeats(stack.repeats)))
+    try:
+        facts = pixel_facts(measure(read_repeats(stack.repeats)))
+    except Exception as exc:  # noqa: BLE001 - a run that cannot be measured proves nothing; the answer stands
+        output.reason += f"; repetitions not measured ({exc.__class__.__name__}: {exc})"
+        return output
     if not facts:
         return output
     output.facts = facts
