@@ -16,10 +16,11 @@ from SeriesClassifierLib.series import Series
 
 
 def _run(levels, noise: float = 0.002, seed: int = 0) -> list[np.ndarray]:
-    """A head (a bright disc on a dark background) whose brightness follows ``levels``, with pixel noise."""
+    """A head (a disc of fixed texture on a dark background) whose brightness follows ``levels``, with noise."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:32, :32]
-    head = ((yy - 16) ** 2 + (xx - 16) ** 2 < 144).astype(float)
+    disc = ((yy - 16) ** 2 + (xx - 16) ** 2 < 144).astype(float)
+    head = disc * (0.6 + 0.4 * np.random.default_rng(99).random(disc.shape))  # the same anatomy every time
     return [1000 * level * head * (1 + noise * rng.standard_normal(head.shape)) + 5 for level in levels]
 
 
@@ -57,6 +58,18 @@ def test_echoes_and_diffusion_weighting_prove_nothing():
 def test_an_alternation_too_large_for_labelling_is_not_asl():
     dual_echo = np.tile([1.0, 0.6], 10)  # interleaved echoes: 40 % apart
     assert "label_control_pairs" not in _facts(dual_echo)
+
+
+def test_a_magnitude_beside_a_phase_image_is_not_a_label_control_pair():
+    rng = np.random.default_rng(5)
+    magnitude = _run([1.0] * 8, seed=6)
+    inside = magnitude[0] > 100
+    phase = [np.where(inside, m[inside].mean() * (0.88 + 0.2 * rng.random(m.shape)), 5.0)  # ~2 % lower, no anatomy
+             for m in magnitude]
+    interleaved = [image for pair in zip(magnitude, phase) for image in pair]
+    d = measure(interleaved)
+    assert abs(d.pair_t) >= 6 and d.pair_size <= 0.15  # the levels alone would pass
+    assert d.likeness < 0.5 and pixel_facts(d) == {}
 
 
 def test_an_empty_image_proves_nothing():

@@ -8,7 +8,9 @@ CNN, which sees one image per location, cannot tell them apart. The repetitions 
 - **label/control pairs** (odd and even time points differing by about one per cent, always the
   same way round) are arterial spin labelling and nothing else;
 - **weighted levels** (repetitions whose in-head mean falls by a third or more, as diffusion
-  weighting or later echoes do) are not a steady run.
+  weighting or later echoes do) are not a steady run;
+- and none of it holds unless consecutive repetitions show one anatomy (a series interleaving
+  magnitude and phase images alternates in level too).
 
 ``measure(images)`` turns the repetitions at the central location (``slices.Stack.repeats``, in
 acquisition order) into these few numbers; ``pixel_facts`` names the facts they prove, the same
@@ -27,6 +29,7 @@ STEADY_MAX_VARIATION = 0.05  # coefficient of variation of the in-head mean (BOL
 PAIRS_MIN = 3  # label/control pairs needed to trust a consistent sign
 PAIRS_MIN_T = 6.0  # t statistic of the pair differences (BOLD drift gives |t| well below)
 PAIRS_MAX_SIZE = 0.15  # label − control: ~1 % of the signal, up to ~8 % under background suppression
+MIN_LIKENESS = 0.5  # consecutive repetitions show one anatomy (a magnitude beside a phase image correlates ~0)
 FEWEST = min(STEADY_MIN_REPETITIONS, 2 * PAIRS_MIN)  # below this no fact can be proved: nothing to read
 
 
@@ -39,6 +42,7 @@ class Dynamics:
     variation: float  # coefficient of variation of the in-head mean
     pair_t: float  # t statistic of (even − odd) time point differences
     pair_size: float  # their mean size relative to the mean level
+    likeness: float = math.nan  # median correlation of consecutive repetitions inside the head
 
     def describe(self) -> str:
         parts = [f"{self.repetitions} repetitions read at one location"]
@@ -65,7 +69,8 @@ def measure(images: list[np.ndarray]) -> Dynamics:
     mask = _head_mask(stack.mean(axis=0))
     if mask.sum() < 16:
         return Dynamics(n, nan, nan, nan, nan)
-    levels = stack[:, mask].mean(axis=1)
+    inside = stack[:, mask]
+    levels = inside.mean(axis=1)
     top = float(levels.max())
     if top <= 0:
         return Dynamics(n, nan, nan, nan, nan)
@@ -73,7 +78,17 @@ def measure(images: list[np.ndarray]) -> Dynamics:
     variation = float(levels.std() / levels.mean())
     # a run may open with an M0 or a dummy volume: pairs are tried from the first and from the second
     pair_t, pair_size = max((_pairs(levels[start:]) for start in (0, 1)), key=lambda ts: abs(ts[0]))
-    return Dynamics(n, ratio, variation, pair_t, pair_size)
+    return Dynamics(n, ratio, variation, pair_t, pair_size, _likeness(inside))
+
+
+def _likeness(inside: np.ndarray) -> float:
+    """Median correlation between consecutive repetitions' in-head pixels (1 for identical images)."""
+    centred = inside - inside.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1)
+    if np.any(norms == 0):
+        return 1.0 if np.all(norms == 0) else 0.0
+    unit = centred / norms[:, None]
+    return float(np.median(np.sum(unit[:-1] * unit[1:], axis=1)))
 
 
 def _t(values: np.ndarray) -> float:
@@ -107,6 +122,8 @@ def _pairs(levels: np.ndarray) -> tuple[float, float]:
 def pixel_facts(d: Dynamics) -> dict[str, str]:
     """{fact: evidence} of what the repetitions prove (names match the vocabulary's pixel rules)."""
     facts: dict[str, str] = {}
+    if not d.likeness >= MIN_LIKENESS:  # NaN too: images that are not one anatomy repeated prove no run
+        return facts
     if d.repetitions >= STEADY_MIN_REPETITIONS and d.variation <= STEADY_MAX_VARIATION:
         facts["steady_run"] = d.describe()
     if abs(d.pair_t) >= PAIRS_MIN_T and d.pair_size <= PAIRS_MAX_SIZE:
