@@ -143,6 +143,10 @@ def test_the_cnn_output_is_restricted_by_what_the_run_proves(tmp_path):
     assert out.sequence.label == "PERFUSION_ASL" and out.sequence.probability == pytest.approx(1.0)
     assert set(out.facts) == {"label_control_pairs", "steady_run"}
     assert "the images rule out DWI" in out.reason
+    already = ModelOutput(model="cnn", sequence=TaskPrediction.from_probabilities({"PERFUSION_ASL": 0.9, "DWI": 0.1}))
+    already = with_pixel_facts(already, stack)
+    assert already.sequence.probabilities["PERFUSION_ASL"] == pytest.approx(0.9)  # an allowed answer stands
+    assert "the images show steady_run and label_control_pairs (16 repetitions read" in already.reason
 
 
 @pytest.mark.torch

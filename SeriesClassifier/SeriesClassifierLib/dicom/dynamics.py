@@ -40,8 +40,8 @@ class Dynamics:
     repetitions: int
     level_ratio: float  # lowest / highest in-head mean
     variation: float  # coefficient of variation of the in-head mean
-    pair_t: float  # t statistic of (even − odd) time point differences
-    pair_size: float  # their mean size relative to the mean level
+    pair_t: float  # t statistic of the alternation between consecutive time points (``_pairs``)
+    pair_size: float  # its mean size relative to the mean level
     likeness: float = math.nan  # median correlation of consecutive repetitions inside the head
 
     def describe(self) -> str:
@@ -120,7 +120,7 @@ def _pairs(levels: np.ndarray) -> tuple[float, float]:
 
 
 def pixel_facts(d: Dynamics) -> dict[str, str]:
-    """{fact: evidence} of what the repetitions prove (names match the vocabulary's pixel rules)."""
+    """{fact: evidence} of what the repetitions prove; the facts are named in the vocabulary's physics rules."""
     facts: dict[str, str] = {}
     if not d.likeness >= MIN_LIKENESS:  # NaN too: images that are not one anatomy repeated prove no run
         return facts

@@ -403,7 +403,7 @@ def with_pixel_facts(output: ModelOutput, stack: Stack) -> ModelOutput:
     output.facts = facts
     sequence, why, _ = restrict_by_facts(output.sequence, facts, lambda fact: "the images")
     output.sequence = sequence
-    output.reason += "; " + (why or "; ".join(facts.values()))
+    output.reason += "; " + (why or f"the images show {' and '.join(facts)} ({next(iter(facts.values()))})")
     return output
 
 
