@@ -164,3 +164,18 @@ def test_a_run_that_cannot_be_measured_leaves_the_answer_and_says_why(tmp_path, 
     out = cnn.with_pixel_facts(ModelOutput(model="cnn", sequence=answer, reason="8 slice(s) of 3"), stack)
     assert out.sequence == answer and out.facts == {}
     assert "repetitions not measured (MemoryError: no room for the run)" in out.reason
+
+
+def test_a_steady_run_yields_to_a_header_that_says_diffusion():
+    """A diffusion run exported without its b = 0 images is steady too: its header, which says so, wins."""
+    forest = ModelOutput(model="forest", sequence=TaskPrediction.from_probabilities({"DWI": 0.8, "ADC": 0.2}))
+    cnn = ModelOutput(model="cnn", sequence=TaskPrediction.from_probabilities({"FMRI_BOLD": 0.6, "DWI": 0.4}),
+                      facts={"steady_run": "48 repetitions read at one location, in-head mean varies 1.2 %"})
+    bundle = ModelBundle(ensemble=EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 0.0},
+                                                 review_threshold=0.5), version="test")
+    header = {"Manufacturer": "SIEMENS", "MRAcquisitionType": "2D", "ScanningSequence": ["EP"],
+              "SequenceName": "*ep_b1000#12", "BValues": [1000.0], "RepetitionTime": 8000.0, "EchoTime": 90.0}
+    p = decide(Series(series_uid="1.2.4", study_uid="1.2", files=[], header=header), {"forest": forest, "cnn": cnn},
+               bundle)
+    assert p.sequence.label == "DWI"
+    assert not any("rule out" in r for r in p.reasons)

@@ -62,6 +62,7 @@ class PhysicsRule:
     only: tuple[str, ...] = ()
     never: tuple[str, ...] = ()
     why: str = ""
+    unless: tuple[str, ...] = ()  # facts in whose presence this rule says nothing (they outrank it)
 
     def rules_out(self, code: str) -> bool:
         return code in self.never or (bool(self.only) and code not in self.only)
@@ -121,7 +122,8 @@ class Vocabulary:
     def ruling_out(self, code: str, facts: Iterable[str]) -> list[PhysicsRule]:
         """The physics rules by which ``facts`` rule out class ``code`` ([] when none does)."""
         facts = set(facts)
-        return [r for r in self.physics_rules if r.fact in facts and r.rules_out(code)]
+        return [r for r in self.physics_rules
+                if r.fact in facts and not facts & set(r.unless) and r.rules_out(code)]
 
     def check_sequence(self, code: str) -> str:
         """Return the code if valid; raise ValueError listing the valid codes otherwise."""
@@ -161,7 +163,8 @@ def _parse(data: dict) -> Vocabulary:
     unknown = sorted({d for s in sequences for d in s.derivatives} - set(codes))
     if unknown:
         raise ValueError(f"vocabulary: derivatives name unknown sequence codes {', '.join(unknown)}")
-    rules = tuple(PhysicsRule(r["fact"], tuple(r.get("only") or ()), tuple(r.get("never") or ()), r.get("why", ""))
+    rules = tuple(PhysicsRule(r["fact"], tuple(r.get("only") or ()), tuple(r.get("never") or ()), r.get("why", ""),
+                              tuple(r.get("unless") or ()))
                   for r in data.get("physics_rules") or ())
     unknown = sorted({c for r in rules for c in (*r.only, *r.never)} - set(codes))
     if unknown:

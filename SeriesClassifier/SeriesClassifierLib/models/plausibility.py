@@ -28,7 +28,7 @@ def apply_physics_rules(prediction: TaskPrediction, series: Series,
     """(answer, why or None, whether a person should confirm it): a ruled-out answer is restricted.
 
     ``pixel_facts`` are what the images themselves proved (``dicom.dynamics.pixel_facts``, carried by
-    the CNN's output): as hard as the header's."""
+    the CNN's output): as hard as the header's, except where a rule yields to a header fact (``unless``)."""
     header = hard_facts(series.header)
     return restrict_by_facts(prediction, {**header, **(pixel_facts or {})},
                              lambda fact: "the header" if fact in header else "the images")
