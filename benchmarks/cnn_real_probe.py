@@ -11,6 +11,9 @@ product reads it (K slices), and three CNN figures on real pixels are printed, s
 - ``--fine-tune``: the whole bundled CNN trained further on real slices of the other sources, five folds of
   sources (class-balanced sampling, the training augmentation), the same series answer.
 
+Each figure is given twice: as the network answers, and restricted by what the series' own repetitions prove
+(``dicom.dynamics``, as ``CnnModel.predict`` does).
+
 The OsiriX samples (research and teaching use only) are never trained on. A benchmark: the data are fetched.
 """
 
@@ -28,7 +31,10 @@ RESEARCH_ONLY = ("orthanc-mirrors/orthanc-tests",)
 
 
 def real_slices(data: Path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(images (n, S, S), series uid per image, bundled CNN embedding per image, labels by uid)."""
+    """(images (n, S, S), series uid per image, bundled CNN embedding per image, labels by uid); each label
+    row also gets ``facts``, what the series' repetitions prove (``dicom.dynamics``, as the product reads it)."""
+    from SeriesClassifierLib.dicom.dynamics import FEWEST, measure, pixel_facts
+    from SeriesClassifierLib.dicom.slices import read_repeats
     from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
     from SeriesClassifierLib.training.corpus import cnn_samples
 
@@ -39,13 +45,33 @@ def real_slices(data: Path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     for s, sampled in cnn_samples(model, labelled, name=lambda s: labels[s.series_uid]["case"]):
         images += list(sampled.images)
         uids += [s.series_uid] * len(sampled.images)
+        repeats = sampled.stack.repeats
+        labels[s.series_uid]["facts"] = pixel_facts(measure(read_repeats(repeats))) if len(repeats) >= FEWEST else {}
     images = np.stack(images).astype(np.float32)
     return images, np.array(uids), model.infer(images)["embedding"], labels
 
 
-def series_right(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict) -> int:
-    return sum(classes[int(np.argmax(log_p[uids == u].mean(axis=0)))] == labels[u]["sequence"]
-               for u in dict.fromkeys(uids))
+def series_right(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict,
+                 with_facts: bool = False) -> int:
+    """Series right; ``with_facts``: each series' answer restricted to what its pixel facts leave."""
+    from SeriesClassifierLib.vocabulary import load_vocabulary
+
+    vocabulary = load_vocabulary()
+    right = 0
+    for u in dict.fromkeys(uids):
+        mean = log_p[uids == u].mean(axis=0)
+        facts = (labels[u].get("facts") or {}) if with_facts else {}
+        ruled_out = np.array([bool(vocabulary.ruling_out(c, facts)) for c in classes])
+        if facts and not ruled_out.all():
+            mean = np.where(ruled_out, -np.inf, mean)
+        right += classes[int(np.argmax(mean))] == labels[u]["sequence"]
+    return right
+
+
+def _both(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict) -> str:
+    n = len(set(uids))
+    return (f"{series_right(log_p, uids, classes, labels)}/{n}, with pixel facts "
+            f"{series_right(log_p, uids, classes, labels, with_facts=True)}/{n}")
 
 
 def linear_probe(emb, uids, y, sources, classes) -> np.ndarray:
@@ -115,14 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         images, uids, emb, labels = real_slices(args.data, model)
         y = np.array([labels[u]["sequence"] for u in uids])
         sources = np.array([labels[u]["source"] for u in uids])
-        n = len(set(uids))
         bundled = np.log(model.infer(images)["sequence"] + 1e-9)
-        print(f"bundled CNN: {series_right(bundled, uids, classes, labels)}/{n}")
+        print(f"bundled CNN: {_both(bundled, uids, classes, labels)}")
         probe = linear_probe(emb, uids, y, sources, classes)
-        print(f"linear probe on its embeddings, leave-source-out: {series_right(probe, uids, classes, labels)}/{n}")
+        print(f"linear probe on its embeddings, leave-source-out: {_both(probe, uids, classes, labels)}")
         if args.fine_tune:
             tuned = fine_tune(args.models, images, y, sources, classes, args.epochs)
-            print(f"whole CNN fine-tuned, five folds of sources: {series_right(tuned, uids, classes, labels)}/{n}")
+            print(f"whole CNN fine-tuned, five folds of sources: {_both(tuned, uids, classes, labels)}")
     return 0
 
 
