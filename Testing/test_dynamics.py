@@ -151,12 +151,13 @@ def test_the_cnn_output_is_restricted_by_what_the_run_proves(tmp_path):
 
 @pytest.mark.torch
 def test_a_run_that_cannot_be_measured_leaves_the_answer_and_says_why(tmp_path, monkeypatch):
+    from SeriesClassifierLib.dicom import dynamics
     from SeriesClassifierLib.models import cnn
 
     def broken(refs):
         raise MemoryError("no room for the run")
 
-    monkeypatch.setattr(cnn, "read_repeats", broken)
+    monkeypatch.setattr(dynamics, "read_repeats", broken)
     volumes = [numbered_volume(3) for _ in range(8)]
     stack = build_stack(write_classic(tmp_path / "run", np.concatenate(volumes),
                                       positions=[[0.0, 0.0, 5.0 * i] for i in range(3)] * 8))

@@ -11,17 +11,9 @@ and preprocessing (``sample_series``), and the extra read of the repetitions plu
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-
-def _best(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from bench_forest import best_of  # benchmarks/ is the script's folder, so first on sys.path
 
 
 def main() -> int:
@@ -43,12 +35,12 @@ def main() -> int:
         except Exception:  # noqa: BLE001 - no pixels: the CNN does not read this series either
             continue
         n_all += 1
-        slices = _best(lambda files=s.files, st=stack: sample_series(files, stack=st))
+        slices = best_of(3, lambda files=s.files, st=stack: sample_series(files, stack=st))
         total_slices += slices
         if len(stack.repeats) < FEWEST:
             continue
         n_read += 1
-        repeats = _best(lambda refs=stack.repeats: measure(read_repeats(refs)))
+        repeats = best_of(3, lambda refs=stack.repeats: measure(read_repeats(refs)))
         total_repeats += repeats
         facts = sorted(pixel_facts(measure(read_repeats(stack.repeats))))
         name = (s.header.get("SeriesDescription") or s.series_uid)[:40]

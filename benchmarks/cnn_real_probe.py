@@ -33,8 +33,7 @@ RESEARCH_ONLY = ("orthanc-mirrors/orthanc-tests",)
 def real_slices(data: Path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(images (n, S, S), series uid per image, bundled CNN embedding per image, labels by uid); each label
     row also gets ``facts``, what the series' repetitions prove (``dicom.dynamics``, as the product reads it)."""
-    from SeriesClassifierLib.dicom.dynamics import FEWEST, measure, pixel_facts
-    from SeriesClassifierLib.dicom.slices import read_repeats
+    from SeriesClassifierLib.dicom.dynamics import stack_facts
     from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
     from SeriesClassifierLib.training.corpus import cnn_samples
 
@@ -45,8 +44,7 @@ def real_slices(data: Path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     for s, sampled in cnn_samples(model, labelled, name=lambda s: labels[s.series_uid]["case"]):
         images += list(sampled.images)
         uids += [s.series_uid] * len(sampled.images)
-        repeats = sampled.stack.repeats
-        labels[s.series_uid]["facts"] = pixel_facts(measure(read_repeats(repeats))) if len(repeats) >= FEWEST else {}
+        labels[s.series_uid]["facts"] = stack_facts(sampled.stack)
     images = np.stack(images).astype(np.float32)
     return images, np.array(uids), model.infer(images)["embedding"], labels
 

@@ -57,13 +57,22 @@ def decodable(ds: Any) -> Any:
     return ds
 
 
-def frame_pixels(path: str | os.PathLike, index: int) -> np.ndarray:
-    """Pixels of frame ``index`` of a (multi-frame) file."""
+def frame_pixels(path: str | os.PathLike, index: int, memo: dict | None = None) -> np.ndarray:
+    """Pixels of frame ``index`` of a (multi-frame) file.
+
+    pydicom 2.4 decodes every frame to give one; with ``memo`` (any dict the caller keeps for one series)
+    that happens once per file, not once per frame asked.
+    """
     if HAS_PIXELS_MODULE:
         from pydicom.pixels import pixel_array
 
         return pixel_array(os.fspath(path), index=index)
-    pixels = pydicom.dcmread(os.fspath(path)).pixel_array
+    key = ("every frame", os.fspath(path))
+    pixels = memo.get(key) if memo is not None else None
+    if pixels is None:
+        pixels = pydicom.dcmread(os.fspath(path)).pixel_array
+        if memo is not None:
+            memo[key] = pixels
     n_frames = pixels.shape[0] if pixels.ndim >= 3 and not (pixels.ndim == 3 and pixels.shape[-1] in (3, 4)) else 1
     if n_frames == 1:
         if index != 0:

@@ -14,7 +14,8 @@ CNN, which sees one image per location, cannot tell them apart. The repetitions 
 
 ``measure(images)`` turns the repetitions at the central location (``slices.Stack.repeats``, in
 acquisition order) into these few numbers; ``pixel_facts`` names the facts they prove, the same
-way ``models.physics.hard_facts`` names a header's. Nothing here knows about models.
+way ``models.physics.hard_facts`` names a header's; ``stack_facts`` does both for a series' stack.
+Nothing here knows about models.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from .slices import Stack, read_repeats
 
 STEADY_MIN_REPETITIONS = 8  # fewer time points than this is an exported volume or a test, not a run
 STEADY_MAX_VARIATION = 0.05  # coefficient of variation of the in-head mean (BOLD ~0.5 %, DSC dip < 40 %)
@@ -129,3 +132,10 @@ def pixel_facts(d: Dynamics) -> dict[str, str]:
     if abs(d.pair_t) >= PAIRS_MIN_T and d.pair_size <= PAIRS_MAX_SIZE:
         facts["label_control_pairs"] = d.describe()
     return facts
+
+
+def stack_facts(stack: Stack) -> dict[str, str]:
+    """What the repetitions at the stack's central location prove; {} (nothing read) with too few."""
+    if len(stack.repeats) < FEWEST:
+        return {}
+    return pixel_facts(measure(read_repeats(stack.repeats)))

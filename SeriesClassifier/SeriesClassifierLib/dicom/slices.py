@@ -35,7 +35,7 @@ import numpy as np
 import pydicom
 
 from ..errors import BudgetError, SliceReadError
-from ..pydicom_compat import HAS_PIXELS_MODULE, decodable, frame_pixels
+from ..pydicom_compat import decodable, frame_pixels
 from ..series import Geometry
 from .budget import check_mosaic, check_pixels, read_dataset
 from .fast_header import read_tags, tag_set
@@ -437,7 +437,7 @@ def read_slice(ref: ImageRef, cache: dict | None = None) -> np.ndarray:
     """Decode one image as float32 (rows, columns); greyscale, MONOCHROME1 inverted."""
     if ref.frame is not None:
         ds = read_dataset(ref.path, stop_before_pixels=True, specific_tags=["PhotometricInterpretation"])
-        pixels = frame_pixels(ref.path, ref.frame)  # pydicom 3 decodes one frame; 2.4 (Slicer 5.8) all
+        pixels = frame_pixels(ref.path, ref.frame, cache)  # pydicom 3 decodes one frame; 2.4 all, once per file
     else:
         key = str(ref.path)
         if cache is not None and key in cache:
@@ -463,26 +463,16 @@ def read_slice(ref: ImageRef, cache: dict | None = None) -> np.ndarray:
 
 
 def read_repeats(refs: list[ImageRef], limit: int = 48) -> list[np.ndarray]:
-    """The first ``limit`` of the repetitions at one location (``Stack.repeats``) as float32 images.
-
-    Frames of one multi-frame file are decoded from one read of its pixels (pydicom 2.4 decodes every
-    frame for each one asked); an image that cannot be read ends the run there (order matters).
-    """
+    """The first ``limit`` of the repetitions at one location (``Stack.repeats``) as float32 images; an
+    image that cannot be read ends the run there (the measures rely on the order)."""
     images: list[np.ndarray] = []
-    frames: dict[str, np.ndarray] = {}
     cache: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for ref in refs[:limit]:
             try:
-                if ref.frame is not None and not HAS_PIXELS_MODULE:
-                    key = str(ref.path)
-                    if key not in frames:
-                        frames[key] = np.asarray(decodable(read_dataset(ref.path, force=True)).pixel_array)
-                    images.append(np.asarray(frames[key][ref.frame], np.float32))
-                else:
-                    images.append(read_slice(ref, cache))
-            except Exception:  # noqa: BLE001 - a gap breaks the order the measures rely on: stop there
+                images.append(read_slice(ref, cache))
+            except Exception:  # noqa: BLE001 - a gap breaks the order: stop there
                 break
     return [i for i in images if i.shape == images[0].shape] if images else []
 

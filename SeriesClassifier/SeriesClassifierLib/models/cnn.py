@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..dicom.dynamics import FEWEST, measure, pixel_facts
-from ..dicom.slices import SampledSlices, SliceOptions, SliceReadError, Stack, read_repeats, sample_series
+from ..dicom.dynamics import stack_facts
+from ..dicom.slices import SampledSlices, SliceOptions, SliceReadError, Stack, sample_series
 from ..errors import BundleError
 from ..prediction import ModelOutput, TaskPrediction
 from ..vocabulary import Vocabulary, load_vocabulary
@@ -391,10 +391,10 @@ def with_pixel_facts(output: ModelOutput, stack: Stack) -> ModelOutput:
     """``output`` with what the repetitions at one location prove (``dicom.dynamics``), its sequence
     restricted to the classes those facts leave: one slice of an EPI run cannot say BOLD, ASL or
     diffusion, the run can."""
-    if len(stack.repeats) < FEWEST or output.sequence is None:
+    if output.sequence is None:
         return output
     try:
-        facts = pixel_facts(measure(read_repeats(stack.repeats)))
+        facts = stack_facts(stack)
     except Exception as exc:  # noqa: BLE001 - a run that cannot be measured proves nothing; the answer stands
         output.reason += f"; repetitions not measured ({exc.__class__.__name__}: {exc})"
         return output
