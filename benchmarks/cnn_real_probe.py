@@ -1,6 +1,6 @@
 """Can the real development set teach the CNN? Leave-source-out probes on real pixels.
 
-    python benchmarks/cnn_real_probe.py --data REALDEV [--fine-tune] [--epochs 15]
+    python benchmarks/cnn_real_probe.py --data REALDEV [--models DIR] [--manifest real_dev.tsv] [--fine-tune]
 
 REALDEV is the folder ``build_real_dev.py`` writes (``../shared/real-dev``). Each series is read as the
 product reads it (K slices), and three CNN figures on real pixels are printed, series right / series:
@@ -68,8 +68,23 @@ def series_right(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels
 
 def _both(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict) -> str:
     n = len(set(uids))
-    return (f"{series_right(log_p, uids, classes, labels)}/{n}, with pixel facts "
+    text = (f"{series_right(log_p, uids, classes, labels)}/{n}, with pixel facts "
             f"{series_right(log_p, uids, classes, labels, with_facts=True)}/{n}")
+    anatomy = {u: labels[u].get("anatomy") for u in set(uids)}
+    if any(anatomy.values()):  # --manifest given: heads apart from the knees, spines, abdomens and phantoms
+        for name, keep in (("heads", True), ("other parts", False)):
+            part = np.array([(anatomy[u] == "brain/head") == keep for u in uids])
+            right = series_right(log_p[part], uids[part], classes, labels, with_facts=True)
+            text += f"; {name} {right}/{len(set(uids[part]))}"
+    return text
+
+
+def add_anatomy(labels: dict, manifest: Path) -> None:
+    """Each label row gets the manifest's ``anatomy`` (matched by case id)."""
+    with open(manifest, newline="", encoding="utf-8") as fp:
+        anatomy = {r["case_id"]: r["anatomy"] for r in csv.DictReader(fp, delimiter="\t")}
+    for row in labels.values():
+        row["anatomy"] = anatomy.get(row["case"], "")
 
 
 def linear_probe(emb, uids, y, sources, classes) -> np.ndarray:
@@ -131,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=default_models_dir())
     ap.add_argument("--fine-tune", action="store_true")
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--manifest", type=Path, help="real_dev.tsv: also split every figure by anatomy")
     args = ap.parse_args(argv)
     model = CnnModel.load(args.models)
     classes = model.config.sequence_classes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         images, uids, emb, labels = real_slices(args.data, model)
+        if args.manifest:
+            add_anatomy(labels, args.manifest)
         y = np.array([labels[u]["sequence"] for u in uids])
         sources = np.array([labels[u]["source"] for u in uids])
         bundled = np.log(model.infer(images)["sequence"] + 1e-9)

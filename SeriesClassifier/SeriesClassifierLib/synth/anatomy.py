@@ -125,6 +125,7 @@ class Phantom:
     template: Template = field(repr=False)
     params: dict = field(default_factory=dict)  # per-subject physiology (e.g. Gd dose, SNR factor)
     seed_info: dict = field(default_factory=dict)
+    anatomy: str = "head"  # or a part of synth/body.py
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property

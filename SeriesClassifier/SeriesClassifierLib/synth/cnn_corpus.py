@@ -1,6 +1,7 @@
 """A CNN training corpus: whole generated studies, with only the slices the CNN can sample rendered.
 
     python -m SeriesClassifierLib.synth.cnn_corpus OUT --studies N --seed S [--profile NAME ...] [--slices 10]
+        [--parts knee spine abdomen pelvis phantom]
 
 The CNN reads K (8) slices from the central 70 % of a series (``dicom.slices.sample_indices``).
 Rendering all 176 partitions of a 3-D T1 to keep 8 of them is most of the generator's time, so
@@ -17,6 +18,7 @@ import argparse
 import dataclasses
 import time
 
+from .body import PARTS, BodyPhantoms
 from .spec import SeriesSpec
 
 
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", nargs="+", default=None, help="profiles or groups (default: training)")
     p.add_argument("--slices", type=int, default=10, help="planes rendered per stack (default 10)")
     p.add_argument("--first-study", type=int, default=0)
+    p.add_argument("--parts", nargs="+", choices=PARTS,
+                   help="render these body parts (synth/body.py), one per study, instead of heads")
     args = p.parse_args(argv)
     start = time.perf_counter()
 
@@ -57,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"study {done}/{total}: {len(rows)} series ({rows[0].profile if rows else '-'}), "
               f"{time.perf_counter() - start:.0f} s", flush=True)
 
-    rows = generate_studies(args.out, args.studies, args.seed, args.profile, render=thin_renderer(args.slices),
-                            progress=progress, start=args.first_study)
+    if args.parts:
+        make_phantom = BodyPhantoms(tuple(args.parts))
+    else:
+        from .anatomy import make_phantom
+    rows = generate_studies(args.out, args.studies, args.seed, args.profile, make_phantom=make_phantom,
+                            render=thin_renderer(args.slices), progress=progress, start=args.first_study)
     print(f"labels.csv of {args.out} now lists {len(rows)} series")
     return 0
 

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from .body import adapt_spec
 from .profiles import Profile, get_profiles
 from .protocols import plan_study
 from .spec import RenderedSeries, SeriesSpec
@@ -116,10 +117,16 @@ def generate_study(
     study = _study_context(profile, seed, index, rng)
     specs = plan_study(profile, rng, study_type)
     phantom = make_phantom(np.random.default_rng([seed, index, 2]))
+    part = getattr(phantom, "anatomy", "head")
     study_dir = Path(out_dir) / f"study_{index:04d}"
     rows: list[LabelRow] = []
     elapsed = 0.0
     for k, spec in enumerate(specs):
+        if part != "head":  # a knee has no SWI, and is mostly sagittal or coronal
+            adapted = adapt_spec(part, spec, np.random.default_rng([seed, index, 5, int(spec.extra.get("grid_of", k))]))
+            if adapted is None:  # the others keep their numbers and grid_of links
+                continue
+            spec = adapted
         series_uid = make_uid(study.seed_key, "series", k)
         series = SeriesContext(series_uid=series_uid, series_number=_series_number(profile, k, spec),
                                series_time=_clock(study.study_time, elapsed), coil=str(rng.choice(profile.coils)))

@@ -44,12 +44,25 @@ _TABLE: dict[str, tuple[float, ...]] = {
     "ARTERY": (0.85, 1441, 290, 150, 1932, 275, 100, 1.60, 0.05, 0.0, 1.0),
     # venous blood: deoxygenated, paramagnetic: Δχ = Hct·Δχ_do·(1 − Y) ≈ 0.4 × 3.4 ppm × 0.3 ≈ 0.4 ppm (SI)
     "VEIN": (0.85, 1441, 120, 25, 1932, 60, 12, 1.60, 0.05, 0.40, 1.0),
+    # other body parts (synth/body.py); de Bazelaire 2004 for liver, spleen, kidney cortex, prostate,
+    # vertebral marrow and cartilage; disc, tendon and a QA phantom's doped gel are typical figures
+    "LIVER": (0.70, 586, 46, 28, 809, 34, 18, 1.10, 0.20, 0.0, 0.10),
+    "SPLEEN": (0.80, 1057, 79, 40, 1328, 61, 30, 0.80, 0.10, 0.0, 0.15),
+    "KIDNEY": (0.85, 966, 87, 50, 1142, 76, 35, 2.00, 0.25, 0.0, 0.20),
+    "PROSTATE": (0.80, 1317, 88, 50, 1597, 74, 40, 1.40, 0.10, 0.0, 0.03),
+    "MARROW": (0.80, 549, 49, 15, 586, 49, 10, 0.30, 0.05, -0.5, 0.03),
+    "CARTILAGE": (0.75, 1024, 30, 20, 1168, 27, 15, 1.40, 0.10, 0.0, 0.0),
+    "TENDON": (0.40, 600, 6, 3, 800, 5, 2, 1.00, 0.70, 0.0, 0.0),
+    "DISC": (0.85, 1100, 100, 50, 1300, 90, 40, 1.60, 0.10, 0.0, 0.0),
+    "GEL": (1.00, 700, 350, 250, 900, 300, 150, 2.20, 0.02, 0.0, 0.0),
 }
 TISSUES: tuple[str, ...] = tuple(_TABLE)
+BODY_TISSUES: tuple[str, ...] = TISSUES[TISSUES.index("LIVER"):]  # last in the table: see render._Context.params
 
 # gadolinium concentration (mM) per tissue shortly after a standard dose (0.1 mmol/kg):
 # blood pool ~0.5–1 mM, enhancing structures outside the blood-brain barrier less.
-_GD = {"ARTERY": 0.9, "VEIN": 0.9, "DURA": 0.5, "CHOROID": 0.6, "PITUITARY": 0.6, "MUSCLE": 0.15, "FAT": 0.05}
+_GD = {"ARTERY": 0.9, "VEIN": 0.9, "DURA": 0.5, "CHOROID": 0.6, "PITUITARY": 0.6, "MUSCLE": 0.15, "FAT": 0.05,
+       "LIVER": 0.4, "SPLEEN": 0.5, "KIDNEY": 0.8, "PROSTATE": 0.3, "MARROW": 0.1}
 GD_R1 = 4.5  # /mM/s
 GD_R2 = 5.0  # /mM/s
 

@@ -75,7 +75,8 @@ SMOOTH_RATE = 0.35  # in-plane reconstruction filter / zero-filled interpolation
 OFFCENTRE_RATE = 0.2  # field of view shifted in-plane so the head touches or leaves the edge
 MAP_MASK_RATE = 0.5  # quantitative maps with a zeroed background
 SNR_RANGE = (6.0, 80.0)  # log-uniform, every sequence alike
-CONTRAST_JITTER = 0.1  # per-series log-normal jitter of PD, T1, T2, T2* (all tissues; a third of it per tissue)
+CONTRAST_JITTER = 0.1  # per-series log-normal jitter of PD, T1, T2, T2* common to all tissues
+TISSUE_JITTER = CONTRAST_JITTER / 3  # and each tissue's own on top
 EPI_SEQUENCES = {"DWI", "ADC", "DIFFUSION_DERIVED", "PERFUSION_DSC", "FMRI_BOLD"}
 SPIN_ECHO_SEQUENCES = {"T1_2D_PRE", "T1_2D_POST", "T2_2D", "T2_3D", "T2_HASTE", "FLAIR_2D", "FLAIR_3D", "PD"}
 # anchors for stacks that cover a region rather than the whole brain (MNI RAS mm)
@@ -222,7 +223,12 @@ class _Context:
             # one draw per series: the magnitudes move, the orderings a sequence implies mostly stay
             if "jitter" not in self.bias:
                 common = self.rng.normal(0, CONTRAST_JITTER, (4, 1))  # all tissues together: orderings stay
-                own = self.rng.normal(0, CONTRAST_JITTER / 3, (4, len(tp.names)))
+                n_head = len(tp.names) - len(ph.BODY_TISSUES)
+                own = self.rng.normal(0, TISSUE_JITTER, (4, n_head))
+                # the body tissues draw from a generator seeded by those draws: a head series keeps the random
+                # stream it had before they existed (documented corpora stay reproducible from their seeds)
+                body = np.random.default_rng(np.abs(own * 2**20).astype(np.int64).ravel()[:8])
+                own = np.concatenate([own, body.normal(0, TISSUE_JITTER, (4, len(ph.BODY_TISSUES)))], axis=1)
                 self.bias["jitter"] = np.exp(common + own)
             j = self.bias["jitter"]
             tp = dataclasses.replace(tp, pd=tp.pd * j[0], t1=tp.t1 * j[1], t2=tp.t2 * j[2], t2s=tp.t2s * j[3])
@@ -943,6 +949,12 @@ def _epi_s0(ctx, te: float, tr: float, se: bool = True, fa: float = 90.0) -> np.
     return tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), flow="epi", fat_sat=True)
 
 
+def fibres(phantom: Phantom) -> np.ndarray:
+    """Where diffusion is anisotropic: white matter in a head; cord, tendons and menisci elsewhere."""
+    found = [phantom.fractions[n] for n in ("WM", "TENDON") if n in phantom.fractions]
+    return sum(found[1:], found[0]) if found else np.zeros(_GRID_SHAPE, np.float32)
+
+
 def _diffusion_images(ctx, b_values: list[float]) -> list[np.ndarray]:
     """Noise-free EPI images, one per entry of ``b_values``.
 
@@ -958,7 +970,7 @@ def _diffusion_images(ctx, b_values: list[float]) -> list[np.ndarray]:
     ]
     repeated = any(b_values.count(b) > 1 for b in unique if b > 0)
     if repeated:
-        vols.append(ctx.phantom.fractions["WM"])
+        vols.append(fibres(ctx.phantom))
     imgs = sample(ctx, vols, epi_shift=epi_shift_map(ctx))
     by_b = dict(zip(unique, imgs))
     out = []
@@ -1026,7 +1038,7 @@ def _diffusion_derived(ctx):
         return _result(ctx, mask_map(ctx, np.exp(-(b or 1000.0) * adc) * 1000, mask))
     p = ctx.params(False)
     fa_vol = parameter_volume(ctx, p.fa)
-    wm = ctx.phantom.fractions["WM"]
+    wm = fibres(ctx.phantom)
     # coherent tracts (deep WM) have higher FA than subcortical U-fibres
     fa_vol = fa_vol + 0.25 * wm**3 * ndi.gaussian_filter(wm, 2.0) ** 2
     (fa,) = sample(ctx, [fa_vol])

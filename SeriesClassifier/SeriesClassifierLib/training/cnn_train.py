@@ -578,6 +578,7 @@ class TrainOptions(LossOptions):
     series_batches: bool = False  # steps of whole series without a slice model (the batching's own effect)
     fit_gru: bool = True
     resume: bool = False
+    init: str | Path | None = None  # a trained model folder to start from (its widths and weights)
     command: str = ""
     docs_dir: str | Path | None = None
     labels_csv: str | Path | None = None
@@ -588,6 +589,9 @@ class TrainOptions(LossOptions):
 
     def cnn_config(self) -> CnnConfig:
         config = CnnConfig.from_vocabulary(slice_options=self.slice_options().to_dict())
+        if self.init:  # the starting model's shape; its weights are loaded by fit_cnn
+            start = CnnModel.load(self.init).config
+            config.widths, config.blocks = list(start.widths), list(start.blocks)
         if self.widths:
             config.widths = list(self.widths)
         if self.blocks:
@@ -680,6 +684,9 @@ def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
     opt = torch.optim.AdamW(net.parameters() if head is None else [*net.parameters(), *head.parameters()],
                             lr=opts.lr, weight_decay=1e-4)
     ckpt = out / "checkpoint.pt"
+    if opts.init and not (opts.resume and ckpt.exists()):
+        net.load_state_dict(CnnModel.load(opts.init).net.state_dict())
+        log.info("starting from the weights of %s", opts.init)
     start_epoch, best, bad_epochs, history = _restore(ckpt, net, opt, head) if opts.resume else (0, -1.0, 0, [])
     per_epoch = opts.samples_per_epoch or len(train_c.images)
     steps = max(1, per_epoch // opts.batch_size)
@@ -968,6 +975,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "residual bidirectional GRU or 1-D convolution (default none: mean log-probability)")
     p.add_argument("--no-gru", action="store_true", help="skip fitting the learned aggregator")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", help="a trained model folder (e.g. the bundle's) to start from instead of random weights")
     p.add_argument("--docs", help="folder for the confusion pictures (default OUT)")
     p.add_argument("--log", help="progress log file (default OUT/train.log)")
     return p

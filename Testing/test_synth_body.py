@@ -1,0 +1,116 @@
+"""Other body parts in the generator (synth/body.py): shapes, physics on them, and the studies they make."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from synth_fakes import small
+
+from SeriesClassifierLib.synth import body, render
+from SeriesClassifierLib.synth.cnn_corpus import thin_renderer
+from SeriesClassifierLib.synth.generate import generate_studies
+from SeriesClassifierLib.synth.render import render_series, tissue_maps
+
+
+@pytest.fixture
+def no_site_effects(monkeypatch):
+    for name in ("BAR_RATE", "BACKGROUND_RATE", "SMOOTH_RATE", "OFFCENTRE_RATE", "MOTION_RATE"):
+        monkeypatch.setattr(render, name, 0.0)
+    monkeypatch.setattr(render, "SNR_RANGE", (30.0, 60.0))
+
+
+@pytest.mark.parametrize("part, tissues", [
+    ("knee", {"FAT", "MUSCLE", "BONE", "CARTILAGE", "TENDON", "CSF"}),
+    ("spine", {"MARROW", "DISC", "CSF", "MUSCLE", "FAT"}),
+    ("abdomen", {"LIVER", "SPLEEN", "KIDNEY", "FAT", "MUSCLE"}),
+    ("pelvis", {"PROSTATE", "CSF", "FAT", "MUSCLE"}),
+    ("phantom", {"GEL"}),
+])
+def test_each_part_holds_its_tissues_as_fractions(part, tissues):
+    t = body.load_part(part, 0)
+    assert tissues <= set(t.fractions)
+    total = sum(t.fractions.values())
+    assert total.min() >= 0 and total.max() <= 1.0 + 1e-5
+    for name in tissues:  # a tissue is a structure, not a speck
+        assert (t.fractions[name] > 0.9).sum() * 1.5**3 > 500, f"{part}: hardly any {name}"
+    assert not any(v.flags.writeable for v in t.fractions.values())
+
+
+def test_variants_and_subjects_differ():
+    a, b = body.load_part("knee", 0), body.load_part("knee", 1)
+    assert not np.array_equal(a.fractions["FAT"], b.fractions["FAT"])
+    p1 = body.make_body_phantom(np.random.default_rng(1), "knee")
+    p2 = body.make_body_phantom(np.random.default_rng(1), "knee")
+    p3 = body.make_body_phantom(np.random.default_rng(2), "knee")
+    assert np.array_equal(p1.world_to_template, p2.world_to_template)
+    assert not np.array_equal(p1.world_to_template, p3.world_to_template)
+    assert p1.anatomy == "knee" and not p1.overlays
+
+
+def test_unknown_part_is_named():
+    with pytest.raises(ValueError, match="elbow"):
+        body.load_part("elbow")
+
+
+def _means(code, phantom, tissues, **kw):
+    spec = small(code, field_strength=1.5, **kw)
+    rs = render_series(spec, phantom, np.random.default_rng(3))
+    maps = tissue_maps(rs, phantom, list(tissues), n_planes=spec.n_slices)
+    frames = rs.frames[: spec.n_slices]
+    return {t: float(frames[maps[t] > 0.85].mean()) for t in tissues}
+
+
+def test_knee_contrast_follows_the_signal_equations(no_site_effects):
+    knee = body.make_body_phantom(np.random.default_rng(4), "knee")
+    tissues = ("FAT", "MUSCLE", "CSF")
+    t1 = _means("T1_2D_PRE", knee, tissues, orientation="CORONAL", repetition_time=550, echo_time=12)
+    assert t1["FAT"] > t1["MUSCLE"] > t1["CSF"]
+    t2 = _means("T2_2D", knee, tissues, orientation="CORONAL", repetition_time=4500, echo_time=95)
+    assert t2["CSF"] > t2["MUSCLE"] and t2["FAT"] > t2["MUSCLE"]
+
+
+def test_abdomen_diffusion_and_contrast(no_site_effects):
+    abd = body.make_body_phantom(np.random.default_rng(5), "abdomen")
+    pre = _means("T1_3D_PRE", abd, ("LIVER", "MUSCLE"), acquisition="3D", repetition_time=4, echo_time=2,
+                 flip_angle=10)
+    post = _means("T1_3D_POST", abd, ("LIVER", "MUSCLE"), acquisition="3D", repetition_time=4, echo_time=2,
+                  flip_angle=10, contrast=True)
+    assert post["LIVER"] / post["MUSCLE"] > pre["LIVER"] / pre["MUSCLE"]  # the liver takes up gadolinium
+    spec = small("DWI", field_strength=1.5, b_values=(0.0, 800.0))
+    rs = render_series(spec, abd, np.random.default_rng(6))
+    assert rs.frames[: spec.n_slices].mean() > rs.frames[spec.n_slices:].mean()
+
+
+def test_dti_renders_without_white_matter():
+    pelvis = body.make_body_phantom(np.random.default_rng(7), "pelvis")
+    assert "WM" not in pelvis.fractions and "TENDON" not in pelvis.fractions
+    rs = render_series(small("DWI", b_values=(0.0, 1000.0, 1000.0, 1000.0)), pelvis, np.random.default_rng(1))
+    assert np.isfinite(rs.frames).all() and rs.frames.std() > 0
+
+
+def test_adapt_spec_leaves_out_brain_sequences_and_replans():
+    rng = np.random.default_rng(0)
+    assert body.adapt_spec("knee", small("SWI"), rng) is None
+    assert body.adapt_spec("knee", small("FMRI_BOLD"), rng) is None
+    assert body.adapt_spec("phantom", small("FMRI_BOLD"), rng).sequence == "FMRI_BOLD"
+    assert body.adapt_spec("head", small("SWI"), rng).sequence == "SWI"
+    planes = {body.adapt_spec("spine", small("T2_2D"), rng).orientation for _ in range(40)}
+    assert planes == {"SAGITTAL", "AXIAL"}
+    assert body.adapt_spec("spine", small("SCOUT", orientation="MIXED"), rng).orientation == "MIXED"
+
+
+def test_a_body_corpus_has_no_brain_only_series_and_derived_series_keep_their_source_plane(tmp_path):
+    rows = generate_studies(tmp_path, 2, 3, make_phantom=body.BodyPhantoms(("knee", "abdomen")),
+                            render=thin_renderer(3))
+    assert rows
+    assert not {r.sequence for r in rows} & body.excluded_sequences("knee")
+    with open(tmp_path / "labels.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+    by_study: dict[str, dict[str, str]] = {}
+    for r in rows:
+        by_study.setdefault(r.study_uid, {})[r.sequence] = r.orientation
+    for seqs in by_study.values():
+        if "DWI" in seqs and "ADC" in seqs:
+            assert seqs["DWI"] == seqs["ADC"]
