@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Callable
 
 import numpy as np
@@ -288,7 +288,7 @@ _BUILDERS: dict[str, Callable[[_Canvas, np.random.Generator], np.ndarray]] = {
 # ---------------------------------------------------------------- templates and subjects
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_part(part: str, variant: int = 0) -> Template:
     """The tissue maps of one shape variant of ``part`` (built once per process, a few seconds)."""
     if part not in _BUILDERS:
