@@ -5,10 +5,10 @@
 REALDEV is the folder ``build_real_dev.py`` writes (``../shared/real-dev``). Each series is read as the
 product reads it (K slices), and three CNN figures on real pixels are printed, series right / series:
 
-- the bundled CNN as it is;
-- a linear probe: logistic regression on the bundled CNN's slice embeddings, trained on the real series of
+- the CNN as it is (the bundled one, or ``--models DIR``'s);
+- a linear probe: logistic regression on that CNN's slice embeddings, trained on the real series of
   every other source (leave-source-out), series answer = mean log-probability over its slices;
-- ``--fine-tune``: the whole bundled CNN trained further on real slices of the other sources, five folds of
+- ``--fine-tune``: the whole CNN trained further on real slices of the other sources, five folds of
   sources (class-balanced sampling, the training augmentation), the same series answer.
 
 Each figure is given twice: as the network answers, and restricted by what the series' own repetitions prove
@@ -31,7 +31,7 @@ RESEARCH_ONLY = ("orthanc-mirrors/orthanc-tests",)
 
 
 def real_slices(data: Path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(images (n, S, S), series uid per image, bundled CNN embedding per image, labels by uid); each label
+    """(images (n, S, S), series uid per image, the CNN's embedding per image, labels by uid); each label
     row also gets ``facts``, what the series' repetitions prove (``dicom.dynamics``, as the product reads it)."""
     from SeriesClassifierLib.dicom.dynamics import stack_facts
     from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             add_anatomy(labels, args.manifest)
         y = np.array([labels[u]["sequence"] for u in uids])
         sources = np.array([labels[u]["source"] for u in uids])
-        bundled = np.log(model.infer(images)["sequence"] + 1e-9)
-        print(f"bundled CNN: {_both(bundled, uids, classes, labels)}")
+        as_is = np.log(model.infer(images)["sequence"] + 1e-9)
+        print(f"the CNN of {args.models}: {_both(as_is, uids, classes, labels)}")
         probe = linear_probe(emb, uids, y, sources, classes)
         print(f"linear probe on its embeddings, leave-source-out: {_both(probe, uids, classes, labels)}")
         if args.fine_tune:

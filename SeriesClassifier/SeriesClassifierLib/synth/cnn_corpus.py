@@ -1,7 +1,7 @@
 """A CNN training corpus: whole generated studies, with only the slices the CNN can sample rendered.
 
     python -m SeriesClassifierLib.synth.cnn_corpus OUT --studies N --seed S [--profile NAME ...] [--slices 10]
-        [--parts knee spine abdomen pelvis phantom]
+        [--parts knee spine abdomen pelvis phantom] [--tissue-jitter 0.2]
 
 The CNN reads K (8) slices from the central 70 % of a series (``dicom.slices.sample_indices``).
 Rendering all 176 partitions of a 3-D T1 to keep 8 of them is most of the generator's time, so
@@ -42,6 +42,7 @@ def thin_renderer(n: int = 10):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import render
     from .generate import generate_studies
 
     p = argparse.ArgumentParser(prog="python -m SeriesClassifierLib.synth.cnn_corpus",
@@ -54,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-study", type=int, default=0)
     p.add_argument("--parts", nargs="+", choices=PARTS,
                    help="render these body parts (synth/body.py), one per study, instead of heads")
+    p.add_argument("--tissue-jitter", type=float,
+                   help=f"each tissue's own per-series log-normal jitter of PD, T1, T2, T2* (default "
+                        f"{render.TISSUE_JITTER:.3f}): wider varies the contrast within what each sequence implies")
     args = p.parse_args(argv)
+    if args.tissue_jitter is not None:  # this process renders only this corpus
+        render.TISSUE_JITTER = args.tissue_jitter
     start = time.perf_counter()
 
     def progress(done, total, rows):
