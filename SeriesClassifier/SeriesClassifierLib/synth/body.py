@@ -60,7 +60,7 @@ def adapt_spec(part: str, spec: SeriesSpec, rng: np.random.Generator) -> SeriesS
     if spec.sequence in excluded_sequences(part):
         return None
     planes = _PLANES.get(part)
-    if planes is None or spec.orientation not in planes.keys() | {"AXIAL", "SAGITTAL", "CORONAL"}:
+    if planes is None or spec.orientation not in ("AXIAL", "SAGITTAL", "CORONAL"):
         return spec
     orientation = str(rng.choice(list(planes), p=list(planes.values())))
     return dataclasses.replace(spec, orientation=orientation)
