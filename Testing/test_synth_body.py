@@ -114,3 +114,20 @@ def test_a_body_corpus_has_no_brain_only_series_and_derived_series_keep_their_so
     for seqs in by_study.values():
         if "DWI" in seqs and "ADC" in seqs:
             assert seqs["DWI"] == seqs["ADC"]
+
+
+def test_a_wider_tissue_jitter_varies_the_contrast_between_series(no_site_effects):
+    from SeriesClassifierLib.synth.anatomy import make_phantom
+    from SeriesClassifierLib.synth.cnn_corpus import with_tissue_jitter
+
+    def spread(sigma):
+        ph = with_tissue_jitter(make_phantom, sigma)(np.random.default_rng(2))
+        ratios = []
+        for seed in range(6):
+            spec = small("T1_2D_PRE", repetition_time=550, echo_time=12)
+            rs = render_series(spec, ph, np.random.default_rng(seed))
+            maps = tissue_maps(rs, ph, ["GM", "WM"], n_planes=spec.n_slices)
+            ratios.append(rs.frames[maps["WM"] > 0.85].mean() / rs.frames[maps["GM"] > 0.85].mean())
+        return float(np.std(np.log(ratios)))
+
+    assert spread(0.3) > 2 * spread(0.0)

@@ -41,6 +41,17 @@ def thin_renderer(n: int = 10):
     return render
 
 
+def with_tissue_jitter(make_phantom, sigma: float):
+    """``make_phantom`` whose subjects ask the renderer for each tissue's contrast jitter ``sigma`` (log scale)."""
+
+    def make(rng):
+        phantom = make_phantom(rng)
+        phantom.params["tissue_jitter"] = float(sigma)
+        return phantom
+
+    return make
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import render
     from .generate import generate_studies
@@ -59,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"each tissue's own per-series log-normal jitter of PD, T1, T2, T2* (default "
                         f"{render.TISSUE_JITTER:.3f}): wider varies the contrast within what each sequence implies")
     args = p.parse_args(argv)
-    if args.tissue_jitter is not None:  # this process renders only this corpus
-        render.TISSUE_JITTER = args.tissue_jitter
     start = time.perf_counter()
 
     def progress(done, total, rows):
@@ -71,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         make_phantom = BodyPhantoms(tuple(args.parts))
     else:
         from .anatomy import make_phantom
+    if args.tissue_jitter is not None:
+        make_phantom = with_tissue_jitter(make_phantom, args.tissue_jitter)
     rows = generate_studies(args.out, args.studies, args.seed, args.profile, make_phantom=make_phantom,
                             render=thin_renderer(args.slices), progress=progress, start=args.first_study)
     print(f"labels.csv of {args.out} now lists {len(rows)} series")

@@ -224,11 +224,12 @@ class _Context:
             if "jitter" not in self.bias:
                 common = self.rng.normal(0, CONTRAST_JITTER, (4, 1))  # all tissues together: orderings stay
                 n_head = len(tp.names) - len(ph.BODY_TISSUES)
-                own = self.rng.normal(0, TISSUE_JITTER, (4, n_head))
+                sigma = p.get("tissue_jitter", TISSUE_JITTER)  # a corpus may ask for more (cnn_corpus)
+                own = self.rng.normal(0, sigma, (4, n_head))
                 # the body tissues draw from a generator seeded by those draws: a head series keeps the random
                 # stream it had before they existed (documented corpora stay reproducible from their seeds)
                 body = np.random.default_rng(np.abs(own * 2**20).astype(np.int64).ravel()[:8])
-                own = np.concatenate([own, body.normal(0, TISSUE_JITTER, (4, len(ph.BODY_TISSUES)))], axis=1)
+                own = np.concatenate([own, body.normal(0, sigma, (4, len(ph.BODY_TISSUES)))], axis=1)
                 self.bias["jitter"] = np.exp(common + own)
             j = self.bias["jitter"]
             tp = dataclasses.replace(tp, pd=tp.pd * j[0], t1=tp.t1 * j[1], t2=tp.t2 * j[2], t2s=tp.t2s * j[3])
