@@ -782,12 +782,17 @@ def _pose(t: Template, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     scale = np.clip(scale, 0.82, 1.18)
     # brain centre somewhere near the magnet's isocentre
     world_center = np.array([rng.normal(0, 3), rng.normal(10, 8), rng.normal(20, 15)])
-    # world = rot·diag(scale)·(template - c_t) + c_w  ->  template = diag(1/s)·rotᵀ·(world - c_w) + c_t
+    return world_to_template(rot, scale, t.brain_center, world_center), world_center
+
+
+def world_to_template(rot: np.ndarray, scale: np.ndarray, template_center: np.ndarray,
+                      world_center: np.ndarray) -> np.ndarray:
+    """The 4×4 that undoes a pose: world = rot·diag(scale)·(template − c_t) + c_w."""
     m = np.diag(1 / scale) @ rot.T
     w2t = np.eye(4)
     w2t[:3, :3] = m
-    w2t[:3, 3] = t.brain_center - m @ world_center
-    return w2t, world_center
+    w2t[:3, 3] = template_center - m @ world_center
+    return w2t
 
 
 def _displacement(rng: np.random.Generator, amplitude: float, atrophy: float) -> tuple[np.ndarray, np.ndarray]:
@@ -815,6 +820,18 @@ def _displacement(rng: np.random.Generator, amplitude: float, atrophy: float) ->
     return field_.astype(np.float32), aff
 
 
+def subject_params(rng: np.random.Generator) -> dict:
+    """A subject's physiology, the same whatever the body part."""
+    return {
+        "snr_factor": float(np.exp(rng.normal(0, 0.2))),
+        "gd_dose": float(rng.uniform(0.8, 1.2)),
+        "t1_scale": float(np.exp(rng.normal(0, 0.04))),  # subject-to-subject relaxation variation
+        "t2_scale": float(np.exp(rng.normal(0, 0.04))),
+        "texture_seed": int(rng.integers(2**31)),  # fine tissue inhomogeneity, same in every series
+        "texture_amplitude": float(rng.uniform(0.02, 0.06)),
+    }
+
+
 def make_phantom(rng: np.random.Generator) -> Phantom:
     """A new randomised subject (pose, size, deformation, vessels, lesions) on the shared template."""
     t = load_template()
@@ -823,14 +840,7 @@ def make_phantom(rng: np.random.Generator) -> Phantom:
     disp, disp_aff = _displacement(rng, rng.uniform(1.5, 5.0), atrophy)
     info: dict = {"atrophy_mm": round(atrophy, 1)} if atrophy else {}
     overlays = _lesions(t, rng, info) + _arteries(rng) + _veins(t, rng)
-    params = {
-        "snr_factor": float(np.exp(rng.normal(0, 0.2))),
-        "gd_dose": float(rng.uniform(0.8, 1.2)),
-        "t1_scale": float(np.exp(rng.normal(0, 0.04))),  # subject-to-subject relaxation variation
-        "t2_scale": float(np.exp(rng.normal(0, 0.04))),
-        "texture_seed": int(rng.integers(2**31)),  # fine tissue inhomogeneity, same in every series
-        "texture_amplitude": float(rng.uniform(0.02, 0.06)),
-    }
+    params = subject_params(rng)
     return Phantom(
         fractions=t.fractions,
         affine=t.affine,

@@ -26,7 +26,17 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
-from .anatomy import _GRID_SHAPE, GRID_SPACING, Phantom, Template, _displacement, _grid_affine, _grid_axes
+from .anatomy import (
+    _GRID_SHAPE,
+    GRID_SPACING,
+    Phantom,
+    Template,
+    _displacement,
+    _grid_affine,
+    _grid_axes,
+    subject_params,
+    world_to_template,
+)
 from .spec import SeriesSpec
 
 PARTS = ("knee", "spine", "abdomen", "pelvis", "phantom")
@@ -105,6 +115,11 @@ class _Canvas:
         a = {"x": self.x, "y": self.y, "z": self.z}[axis]
         return np.clip(np.minimum(a - lo, hi - a) / GRID_SPACING + 0.5, 0, 1)
 
+    def trunk(self, center, rx: float, ry: float, fat: float) -> None:
+        """A limb or trunk along z: subcutaneous fat ``fat`` mm thick over muscle."""
+        self.paint("FAT", self.ellipsoid(center, (rx, ry, np.inf)))
+        self.paint("MUSCLE", self.ellipsoid(center, (rx - fat, ry - fat, np.inf)))
+
     def bone(self, center, radii, cortex: float, marrow: str = "MARROW", power: float = 2.0,
              within: np.ndarray | float = 1.0) -> None:
         outer, inner = self.shell(center, radii, cortex, power)
@@ -165,9 +180,7 @@ def _spine(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
 
     # a neck, or a trunk with the abdomen in front
     ry, rx, y_c = (_u(rng, 50, 60), _u(rng, 55, 65), 0.0) if cervical else (118.0, 95.0, 10.0)
-    c.paint("FAT", c.ellipsoid((0, y_c, 0), (rx, ry, np.inf)))
-    fat = _u(rng, 4, 10) if cervical else _u(rng, 6, 20)
-    c.paint("MUSCLE", c.ellipsoid((0, y_c, 0), (rx - fat, ry - fat, np.inf)))
+    c.trunk((0, y_c, 0), rx, ry, _u(rng, 4, 10) if cervical else _u(rng, 6, 20))
     yc = y_at(c.z)
     if cervical:  # the neck in front: airway, then muscle and fat
         c.paint(None, np.clip(1 - np.hypot(c.x / 9, (c.y - (yc - depth - 25)) / 7), 0, 1) * 6)
@@ -209,11 +222,10 @@ def _bowel(c: _Canvas, rng: np.random.Generator, xr, yr, zr, n: int) -> None:
 
 def _abdomen(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     rx, ry = _u(rng, 85, 95), _u(rng, 62, 76)
-    c.paint("FAT", c.ellipsoid((0, 0, 0), (rx, ry, np.inf)))
     fat = _u(rng, 5, 22)
-    c.paint("MUSCLE", c.ellipsoid((0, 0, 0), (rx - fat, ry - fat, np.inf)))
-    c.paint("FAT", c.ellipsoid((0, 0, 0), (rx - fat - 7, ry - fat - 7, np.inf)))
+    c.trunk((0, 0, 0), rx, ry, fat)
     cavity = c.ellipsoid((0, 0, 0), (rx - fat - 7, ry - fat - 7, np.inf))
+    c.paint("FAT", cavity)
     _bowel(c, rng, (-50, 50), (-50, 10), (-90, 20), 12)
     c.paint("LIVER", c.ellipsoid((-30, -5, _u(rng, 30, 55)), (_u(rng, 55, 68), 52, 70)) * cavity)
     if rng.random() < 0.5:
@@ -241,9 +253,8 @@ def _abdomen(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
 
 def _pelvis(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     rx, ry = _u(rng, 88, 95), _u(rng, 60, 72)
-    c.paint("FAT", c.ellipsoid((0, 5, 0), (rx, ry, np.inf)))
     fat = _u(rng, 6, 20)
-    c.paint("MUSCLE", c.ellipsoid((0, 5, 0), (rx - fat, ry - fat, np.inf)))
+    c.trunk((0, 5, 0), rx, ry, fat)
     c.paint("FAT", c.ellipsoid((0, 0, 0), (rx - fat - 22, ry - fat - 16, np.inf)))
     for side in (-1, 1):
         c.bone((side * 62, 8, _u(rng, -5, 10)), (22, 22, 22), 2.0, marrow="FAT")  # femoral heads
@@ -299,9 +310,9 @@ def load_part(part: str, variant: int = 0) -> Template:
     fractions = {k: np.ascontiguousarray(np.clip(v, 0, 1), np.float32) for k, v in canvas.fractions.items()}
     for v in fractions.values():
         v.setflags(write=False)
-    body = sum(fractions.values()) > 0.5
-    body = ndi.binary_fill_holes(body)
-    air_inside = np.clip(body - sum(fractions.values()), 0, 1).astype(np.float32)
+    total = sum(fractions.values())
+    body = ndi.binary_fill_holes(total > 0.5)
+    air_inside = np.clip(body - total, 0, 1).astype(np.float32)
     empty = np.zeros((0, 3))
     return Template(
         fractions=fractions, affine=_grid_affine(), brain=ndi.binary_erosion(body, iterations=6).astype(np.float32),
@@ -328,21 +339,10 @@ def make_body_phantom(rng: np.random.Generator, part: str) -> Phantom:
     rot = Rotation.from_euler("xyz", rng.normal(0, [5.0, 5.0, 8.0]), degrees=True).as_matrix()
     scale = np.clip(np.exp(rng.normal(0, 0.07, 3)), 0.85, 1.15)
     world_center = np.array([rng.normal(0, 5), rng.normal(0, 8), rng.normal(0, 10)])
-    m = np.diag(1 / scale) @ rot.T
-    w2t = np.eye(4)
-    w2t[:3, :3] = m
-    w2t[:3, 3] = t.brain_center - m @ world_center
+    w2t = world_to_template(rot, scale, t.brain_center, world_center)
     disp, disp_aff = _displacement(rng, rng.uniform(1.5, 5.0), 0.0)
-    params = {
-        "snr_factor": float(np.exp(rng.normal(0, 0.2))),
-        "gd_dose": float(rng.uniform(0.8, 1.2)),
-        "t1_scale": float(np.exp(rng.normal(0, 0.04))),
-        "t2_scale": float(np.exp(rng.normal(0, 0.04))),
-        "texture_seed": int(rng.integers(2**31)),
-        "texture_amplitude": float(rng.uniform(0.02, 0.06)),
-    }
     return Phantom(
         fractions=t.fractions, affine=t.affine, overlays=[], world_to_template=w2t, displacement=disp,
-        displacement_affine=disp_aff, brain_center=world_center, template=t, params=params,
+        displacement_affine=disp_aff, brain_center=world_center, template=t, params=subject_params(rng),
         seed_info={"part": part}, anatomy=part,
     )
