@@ -41,12 +41,12 @@ def thin_renderer(n: int = 10):
     return render
 
 
-def with_tissue_jitter(make_phantom, sigma: float):
-    """``make_phantom`` whose subjects ask the renderer for each tissue's contrast jitter ``sigma`` (log scale)."""
+def with_params(make_phantom, **params):
+    """``make_phantom`` whose subjects carry ``params`` for the renderer (e.g. ``tissue_jitter``, ``fat_gain``)."""
 
     def make(rng):
         phantom = make_phantom(rng)
-        phantom.params["tissue_jitter"] = float(sigma)
+        phantom.params.update(params)
         return phantom
 
     return make
@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tissue-jitter", type=float,
                    help=f"each tissue's own per-series log-normal jitter of PD, T1, T2, T2* (default "
                         f"{render.TISSUE_JITTER:.3f}): wider varies the contrast within what each sequence implies")
+    p.add_argument("--fat-gain", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="scale fat and marrow by a per-series log-uniform factor in [LOW, HIGH] (default: 1): "
+                        "real T1-weighted images show fat far less bright beside the brain than the equations")
     args = p.parse_args(argv)
+    args.fat_gain = tuple(args.fat_gain) if args.fat_gain else None
     start = time.perf_counter()
 
     def progress(done, total, rows):
@@ -80,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         make_phantom = BodyPhantoms(tuple(args.parts))
     else:
         from .anatomy import make_phantom
-    if args.tissue_jitter is not None:
-        make_phantom = with_tissue_jitter(make_phantom, args.tissue_jitter)
+    params = {"tissue_jitter": args.tissue_jitter, "fat_gain": args.fat_gain}
+    params = {k: v for k, v in params.items() if v is not None}
+    if params:
+        make_phantom = with_params(make_phantom, **params)
     rows = generate_studies(args.out, args.studies, args.seed, args.profile, make_phantom=make_phantom,
                             render=thin_renderer(args.slices), progress=progress, start=args.first_study)
     print(f"labels.csv of {args.out} now lists {len(rows)} series")
