@@ -231,7 +231,8 @@ class _Context:
                 body = np.random.default_rng(np.abs(own * 2**20).astype(np.int64).ravel()[:8])
                 own = np.concatenate([own, body.normal(0, sigma, (4, len(ph.BODY_TISSUES)))], axis=1)
                 self.bias["jitter"] = np.exp(common + own)
-                self.bias["jitter"][0] *= _fat_gain(tp.names, p.get("fat_gain"), own)
+                if self.spec.sequence not in SPIN_ECHO_SEQUENCES:
+                    self.bias["jitter"][0] *= _fat_gain(tp.names, p.get("fat_gain"), own)
             j = self.bias["jitter"]
             tp = dataclasses.replace(tp, pd=tp.pd * j[0], t1=tp.t1 * j[1], t2=tp.t2 * j[2], t2s=tp.t2s * j[3])
         return tp
@@ -240,11 +241,11 @@ class _Context:
 def _fat_gain(names: tuple[str, ...], span: tuple[float, float] | None, seed: np.ndarray) -> np.ndarray:
     """Per-tissue PD factors: fat and marrow scaled by one log-uniform draw from ``span`` (1 elsewhere).
 
-    How bright fat is beside the brain depends on what the signal equations leave out (the coil's
-    nearness to the scalp, fat's several spectral peaks, partial volume), and real T1-weighted images
-    show it far less bright than the equations do; a corpus may ask for it to vary (cnn_corpus
-    --fat-gain). Drawn from a generator seeded by the tissue jitter, so without it a series' random
-    stream is unchanged.
+    For gradient-echo readouts only. The equations make fat about three times as bright as white matter
+    in an MPRAGE; on real scanners the two are about equal (fat's several spectral peaks dephase at
+    the echo time; partial volume). Spin-echo trains keep fat bright (J-coupling), as the equations
+    do. A corpus may ask for it (cnn_corpus --fat-gain). Drawn from a generator seeded by the tissue
+    jitter, so without it a series' random stream is unchanged.
     """
     gain = np.ones(len(names))
     if span:
