@@ -630,7 +630,7 @@ def train_cnn(train: str | Path | list[str | Path], out: str | Path, options: Tr
     if opts.fit_gru and opts.slice_model == "none" and len(val_c.uids):  # an end-to-end head is the aggregator
         result["aggregation"] = _compare_aggregators(model, train_c, val_c, opts.seed)
         log.info("aggregation: %s", json.dumps(result["aggregation"]))
-    model.config.version = time.strftime("%Y%m%d", time.gmtime())
+    model.config.version = time.strftime("%Y%m%d%H%M", time.gmtime())  # two trainings in a day differ
     model.config.training = {
         "command": opts.command, "train": [str(c) for c in corpora], "n_series": int(len(train_c.uids)),
         "n_slices": int(len(train_c.images)), "val_profile": val_profile, "epochs_run": len(history),
