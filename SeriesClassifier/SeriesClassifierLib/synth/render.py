@@ -241,11 +241,12 @@ class _Context:
 def _fat_gain(names: tuple[str, ...], span: tuple[float, float] | None, seed: np.ndarray) -> np.ndarray:
     """Per-tissue PD factors: fat and marrow scaled by one log-uniform draw from ``span`` (1 elsewhere).
 
-    For gradient-echo readouts only. The equations make fat about three times as bright as white matter
-    in an MPRAGE; on real scanners the two are about equal (fat's several spectral peaks dephase at
-    the echo time; partial volume). Spin-echo trains keep fat bright (J-coupling), as the equations
-    do. A corpus may ask for it (cnn_corpus --fat-gain). Drawn from a generator seeded by the tissue
-    jitter, so without it a series' random stream is unchanged.
+    Applied to every readout but the spin-echo trains (``SPIN_ECHO_SEQUENCES``; EPI series have their
+    fat suppressed anyway). The equations make fat about three times as bright as white matter in an
+    MPRAGE; on real scanners the two are about equal (fat's several spectral peaks dephase at the echo
+    time; partial volume). Spin-echo trains keep fat bright (J-coupling), as the equations do. A corpus
+    may ask for it (cnn_corpus --fat-gain). Drawn from a generator seeded by the tissue jitter, so
+    without it a series' random stream is unchanged.
     """
     gain = np.ones(len(names))
     if span:
