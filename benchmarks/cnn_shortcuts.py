@@ -163,12 +163,12 @@ def read_native(files, options) -> list[np.ndarray]:
 
 
 def generated_items(folder: Path) -> list[dict]:
-    from SeriesClassifierLib.training.cnn_train import read_labels, series_files
+    from SeriesClassifierLib.training.cnn_train import label_rows, series_files
 
     files = series_files(folder)
     return [{"uid": r["series_uid"], "files": files[r["series_uid"]], "sequence": r["sequence"],
              "vendor": r.get("vendor", ""), "group": folder.name}
-            for r in read_labels(folder / "labels.csv") if r["series_uid"] in files]
+            for r in label_rows(folder / "labels.csv") if r["series_uid"] in files]
 
 
 def real_items(data: Path, headers: Path) -> list[dict]:
