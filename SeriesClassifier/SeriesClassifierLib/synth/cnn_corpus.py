@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"each tissue's own per-series log-normal jitter of PD, T1, T2, T2* (default "
                         f"{render.TISSUE_JITTER:.3f}): wider varies the contrast within what each sequence implies")
     p.add_argument("--fat-gain", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                   help="scale fat and marrow in gradient-echo series by a per-series log-uniform factor in [LOW, "
-                        "HIGH] (default: 1): real MPRAGEs show fat far less bright beside the brain than the "
-                        "equations")
+                   help="scale fat and marrow by a per-series log-uniform factor in [LOW, HIGH] in every series but "
+                        "the spin-echo trains (default: 1): real MPRAGEs show fat far less bright beside the "
+                        "brain than the equations")
     args = p.parse_args(argv)
     args.fat_gain = tuple(args.fat_gain) if args.fat_gain else None
     start = time.perf_counter()

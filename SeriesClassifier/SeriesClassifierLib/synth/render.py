@@ -231,14 +231,14 @@ class _Context:
                 body = np.random.default_rng(np.abs(own * 2**20).astype(np.int64).ravel()[:8])
                 own = np.concatenate([own, body.normal(0, sigma, (4, len(ph.BODY_TISSUES)))], axis=1)
                 self.bias["jitter"] = np.exp(common + own)
-                if self.spec.sequence not in SPIN_ECHO_SEQUENCES:
-                    self.bias["jitter"][0] *= _fat_gain(tp.names, p.get("fat_gain"), own)
+                if p.get("fat_gain") and self.spec.sequence not in SPIN_ECHO_SEQUENCES:
+                    self.bias["jitter"][0] *= _fat_gain(tp.names, p["fat_gain"], own)
             j = self.bias["jitter"]
             tp = dataclasses.replace(tp, pd=tp.pd * j[0], t1=tp.t1 * j[1], t2=tp.t2 * j[2], t2s=tp.t2s * j[3])
         return tp
 
 
-def _fat_gain(names: tuple[str, ...], span: tuple[float, float] | None, seed: np.ndarray) -> np.ndarray:
+def _fat_gain(names: tuple[str, ...], span: tuple[float, float], seed: np.ndarray) -> np.ndarray:
     """Per-tissue PD factors: fat and marrow scaled by one log-uniform draw from ``span`` (1 elsewhere).
 
     Applied to every readout but the spin-echo trains (``SPIN_ECHO_SEQUENCES``; EPI series have their
@@ -248,11 +248,9 @@ def _fat_gain(names: tuple[str, ...], span: tuple[float, float] | None, seed: np
     may ask for it (cnn_corpus --fat-gain). Drawn from a generator seeded by the tissue jitter, so
     without it a series' random stream is unchanged.
     """
+    draw = np.random.default_rng(np.abs(seed * 2**21).astype(np.int64).ravel()[:8]).uniform(*np.log(span))
     gain = np.ones(len(names))
-    if span:
-        lo, hi = np.log(span[0]), np.log(span[1])
-        draw = np.random.default_rng(np.abs(seed * 2**21).astype(np.int64).ravel()[:8]).uniform(lo, hi)
-        gain[[names.index(n) for n in ("FAT", "MARROW")]] = np.exp(draw)
+    gain[[names.index(n) for n in ("FAT", "MARROW")]] = np.exp(draw)
     return gain
 
 
