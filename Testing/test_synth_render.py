@@ -405,3 +405,29 @@ def test_phase_contrast_velocity_is_signed_and_flows_in_arteries(phantom, no_sit
                         np.random.default_rng(2))
     assert not mag.signed and mag.frames.min() >= 0
     assert mag.frames[:n][artery].mean() > 1.3 * mag.frames[:n][wm].mean()
+
+
+def test_array_coil_darkens_the_centre_of_a_head_and_changes_nothing_without_it(no_site_effects):
+    from scipy import ndimage
+
+    from SeriesClassifierLib.synth.body import BodyPhantoms
+    from SeriesClassifierLib.synth.cnn_corpus import with_params
+
+    spec = small("T2_2D", repetition_time=4000, echo_time=90)
+
+    def render(make=make_phantom, **params):
+        ph = with_params(make, **params)(np.random.default_rng(2))
+        return render_series(spec, ph, np.random.default_rng(5)), ph
+
+    (plain, ph), (none, _), (coil, _) = render(), render(array_coil=0.0), render(array_coil=1.0)
+    assert np.array_equal(plain.frames, none.frames)  # no share, not even the random stream moves
+    maps = tissue_maps(plain, ph, ["WM", "GM"], n_planes=spec.n_slices)
+    brain = (maps["WM"] + maps["GM"]) > 0.9
+    depth = np.stack([ndimage.distance_transform_edt(ndimage.binary_fill_holes(b)) for b in brain])
+    gain = coil.frames.astype(float) / np.maximum(plain.frames.astype(float), 1.0)
+    deep = brain & (depth > np.percentile(depth[brain], 80))
+    shallow = brain & (depth <= np.percentile(depth[brain], 20))
+    assert gain[deep].mean() < 0.85 * gain[shallow].mean()  # the surface loops see the cortex, not the centre
+    # the coil is a head coil: another part keeps its pixels
+    knee = BodyPhantoms(("knee",))
+    assert np.array_equal(render(knee)[0].frames, render(knee, array_coil=1.0)[0].frames)

@@ -42,7 +42,8 @@ def thin_renderer(n: int = 10):
 
 
 def with_params(make_phantom, **params):
-    """``make_phantom`` whose subjects carry ``params`` for the renderer (e.g. ``tissue_jitter``, ``fat_gain``)."""
+    """``make_phantom`` whose subjects carry ``params`` for the renderer (``tissue_jitter``, ``fat_gain``,
+    ``array_coil``)."""
 
     def make(rng):
         phantom = make_phantom(rng)
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="scale fat and marrow by a per-series log-uniform factor in [LOW, HIGH] in every series but "
                         "the spin-echo trains (default: 1): real MPRAGEs show fat far less bright beside the "
                         "brain than the equations")
+    p.add_argument("--array-coil", type=float, metavar="SHARE",
+                   help="the share of head series seen through an unnormalised phased-array coil, bright at the "
+                        "surface and dark in the centre (default: none), as research EPI often is on real scanners")
     args = p.parse_args(argv)
     args.fat_gain = tuple(args.fat_gain) if args.fat_gain else None
     start = time.perf_counter()
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         make_phantom = BodyPhantoms(tuple(args.parts))
     else:
         from .anatomy import make_phantom
-    params = {"tissue_jitter": args.tissue_jitter, "fat_gain": args.fat_gain}
+    params = {"tissue_jitter": args.tissue_jitter, "fat_gain": args.fat_gain, "array_coil": args.array_coil}
     params = {k: v for k, v in params.items() if v is not None}
     if params:
         make_phantom = with_params(make_phantom, **params)
