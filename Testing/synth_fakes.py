@@ -38,6 +38,8 @@ def fake_phantom(rng: np.random.Generator) -> object:
 def fake_render(spec: SeriesSpec, phantom: object, rng: np.random.Generator) -> RenderedSeries:
     """A stand-in for render.render_series: right geometry, random pixels (the writer's tests only)."""
     n_vol = max(len(spec.b_values), spec.n_temporal, int(spec.extra.get("n_echoes", 1)))
+    if spec.extra.get("fieldmap_part") == "b0map" and spec.extra.get("b0_with_magnitude"):
+        n_vol = 2  # a GE/Philips B0 map series: the map in Hz, then its magnitude (as synth/header_corpus lays it out)
     planes: list[tuple[float, ...]] = []
     if spec.orientation == "MIXED" and spec.sequence == "SCOUT":
         k = max(spec.n_slices // 3, 1)

@@ -23,6 +23,7 @@ from .profiles import Profile
 from .spec import SeriesSpec
 
 _DIFFUSION = ("dwi", "adc", "dti", "fa", "eadc")
+_DIFFUSION_MAPS = ("adc", "fa", "eadc")  # computed from a diffusion scan; the trace ("dwi") is one too on Siemens
 _ASL = ("asl", "asl_3d", "asl_m0", "asl_3d_m0")
 _PC = ("other_pc_mag", "other_pc_phase")
 
@@ -69,7 +70,30 @@ def _siemens(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         # XA enhanced objects: no top-level ScanningSequence/SequenceVariant/SequenceName; the name
         # (with its leading *) is the PulseSequenceName
         h.extra["enhanced_habit"] = "siemens_xa"
+        if tech in _DIFFUSION_MAPS or tech == "dwi":
+            h.extra.update(_xa_derived_diffusion(tech, spec, rng))
+        elif tech == "dti":
+            # XA10 and later may type a weighted frame BMATRIX (with the b-matrix) where others write DIRECTIONAL
+            # (dcm2niix nii_dicom.cpp set_directionality0018_9075)
+            h.extra["xa_b_matrix"] = _p(rng, 0.5)
     return h
+
+
+def _xa_derived_diffusion(tech: str, spec: SeriesSpec, rng) -> dict:
+    """What the frames of a syngo XA map computed from a diffusion scan (ADC, trace, FA, exponential ADC) keep.
+
+    Such a map is a diffusion image to its reader: dcm2niix takes a frame with a b-value and no gradient direction
+    for a derived isotropic image (nii_dicom_batch.cpp, "derived image ADC/Isotropic") and finds the frame times of
+    XA30 derived objects "mangled", so they carry the acquisition's frame timing. DICOM lets a DERIVED enhanced MR
+    frame keep the MR timing, echo and pulse-sequence groups ("may be present"). Neither is documented per map,
+    hence shares, not rules: some maps carry neither, as the generator wrote them before.
+    """
+    extra = {"derived_keeps_acquisition": _p(rng, 0.6)}
+    if tech in _DIFFUSION_MAPS and _p(rng, 0.7):  # the trace has its own b-values, one per volume
+        parent = spec.extra.get("_parent")
+        weighted = [b for b in (parent.b_values if parent is not None else ()) if b > 0]
+        extra["derived_b_value"] = float(max(weighted)) if weighted else 1000.0
+    return extra
 
 
 def _siemens_norm_tokens(gen: str, spec: SeriesSpec, rng) -> str:
@@ -317,9 +341,11 @@ def _ge_epi_angio_other(tech: str, spec: SeriesSpec, rng, gen: str, acc: list) -
     elif tech == "ciss":
         h = Header(("GR",), ("SS",), ["FAST_GEMS", "SEQ_GEMS"], "", None,
                    {"ge_psd": _pick(rng, ["fiesta3d", "fiesta-c"])})
-    elif tech in ("fmap_mag", "fmap_phase", "fmap_b0"):
+    elif tech == "fmap_b0":
+        h = _ge_b0map(spec, rng, acc)
+    elif tech in ("fmap_mag", "fmap_phase"):  # a dual-echo GRE the site maps itself
         h = Header(("GR",), ("SP",) if _p(rng, 0.5) else ("SS", "SP"), ["FAST_GEMS"] if _p(rng, 0.5) else [], "",
-                   "ORIGINAL\\PRIMARY\\OTHER", {"ge_psd": _pick(rng, ["b0map", "fgre", "B0map"])})
+                   "ORIGINAL\\PRIMARY\\OTHER", {"ge_psd": _pick(rng, ["fgre", "fgre", "mfgre"])})
     elif tech == "fmap_sepi":
         h = Header(("EP", "SE"), ("NONE",), ["EPI_GEMS", "PFF"] + acc, "", "ORIGINAL\\PRIMARY\\OTHER",
                    {"ge_psd": _pick(rng, ["epi2_pepolar", "epi_pepolar"])})
@@ -333,6 +359,21 @@ def _ge_epi_angio_other(tech: str, spec: SeriesSpec, rng, gen: str, acc: list) -
     else:
         h = Header(("GR",), ("SS", "SP"), ["FAST_GEMS"], "", None, {"ge_psd": "fgre"})
     return h
+
+
+def _ge_b0map(spec: SeriesSpec, rng, acc: list) -> Header:
+    """GE's direct field map: one series, the map in Hz first, then the magnitude of the first echo.
+
+    dcm2niix issue 501 (GE's samples) and nii_dicom.cpp (isGEfieldMap): psd (0019,109C) B0map or B0rf, a link to
+    it, with internal name (0019,109E) B0map in 2-D; 3db0map with internal EFGRE3D in 3-D (MR29 on). The two
+    volumes share ImageType and private image type (GE's own note: nothing tells them apart), so readers split
+    them by image number against (0021,104F). ScanningSequence is not documented; the plain GRE words stay.
+    """
+    three_d = spec.acquisition == "3D"
+    return Header(("GR",), ("SP",) if _p(rng, 0.5) else ("SS", "SP"),
+                  (["FAST_GEMS"] if _p(rng, 0.5) else []) + (acc if three_d else []), "", "ORIGINAL\\PRIMARY\\OTHER",
+                  {"ge_psd": "3db0map" if three_d else _pick(rng, ["B0map", "B0map", "B0rf"]),
+                   "ge_internal_psd": "EFGRE3D" if three_d else "B0map", "b0_with_magnitude": True})
 
 
 # --- Philips ------------------------------------------------------------------------------------------------------
@@ -359,7 +400,9 @@ def _philips(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         technique = "FEEPI"
     base = technique.upper()
     other = ["OTHER"] if _p(rng, 0.3) else []
-    if tech == "scout":
+    if tech == "fmap_b0":
+        h = _philips_b0map(gen, rng, other)
+    elif tech == "scout":
         h = Header(("GR",), ("MP",) if technique.endswith("TFE") else ("SS",) if technique == "B-TFE" else ("SP",),
                    other, "", "DERIVED\\PRIMARY\\M_FFE\\M\\FFE" if _p(rng, 0.4) else None)
     elif base in ("SE", "TSE", "T1TSE", "T2TSE", "PDTSE", "SSHTSE"):
@@ -395,6 +438,23 @@ def _philips(tech: str, spec: SeriesSpec, p: Profile, rng) -> Header:
         h.extra["enhanced_habit"] = "philips"
         h.extra["ti_zero"] = True  # enhanced objects carry InversionTimes 0 on non-IR frames
     return h
+
+
+def _philips_b0map(gen: str, rng, other: list) -> Header:
+    """Philips' B0 map: the field map in Hz, usually with its magnitude in the same series.
+
+    ScanningSequence RM with SequenceVariant SS is what dcm2niix's BIDS guess asks of a Philips direct field map
+    (nii_dicom_batch.cpp setBidsPhilips); ImageType carries B0 and MAP (nii_dicom.cpp; FILENAMING.md
+    ``_fieldmaphz``): ``B0 MAP\\B0\\UNSPECIFIED`` from an R5 Achieva, ``B0\\B0\\UNSPECIFIED`` from R11 (dcm2niix issue
+    455); ScanOptions FC there. Enhanced files hold magnitude and Hz frames together (dcm2niix issue 881); the map
+    is stored unsigned with a negative intercept (issue 455: RescaleIntercept -203), RescaleType Hz (nii_dicom.cpp).
+    """
+    word = "B0" if gen == "R11" and _p(rng, 0.8) else "B0 MAP"
+    return Header(("RM",), ("SS",), ["FC"] if _p(rng, 0.6) else other, "",
+                  f"ORIGINAL\\PRIMARY\\{word}\\B0\\{_pick(rng, ['UNSPECIFIED', 'UNSPECIFIED', 'FFE'])}",
+                  {"b0_with_magnitude": _p(rng, 0.85), "hz_unsigned": True, "hz_rescale_type": "Hz",
+                   # the magnitude frames are an FFE magnitude, typed as the field maps' magnitude is (issue 170)
+                   "b0_magnitude_image_type": ("ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE")})
 
 
 # --- Canon / Toshiba ----------------------------------------------------------------------------------------------

@@ -61,7 +61,9 @@ def _volumes(spec: SeriesSpec) -> tuple[int, dict, bool]:
         return n, {"temporal_indices": list(range(n))}, False
     if seq == "FIELDMAP":
         part = str(extra.get("fieldmap_part", "magnitude")).lower()
-        if part.startswith("phase") or part == "b0map":
+        if part == "b0map":  # GE and Philips keep the map's magnitude in its series, after the map (habits.py)
+            return (2 if extra.get("b0_with_magnitude") else 1), {}, True
+        if part.startswith("phase"):
             return 1, {}, True
         if part == "sepi":
             return 1, {}, False

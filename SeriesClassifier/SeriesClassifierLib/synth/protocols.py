@@ -238,10 +238,14 @@ def _timing(tech: str, ctx: _Ctx) -> dict:
         te2 = round(te1 + (2.46 if b3 else 4.76), 2)
         return dict(repetition_time=u(400, 700), echo_time=te1 if tech == "fmap_mag" else te2,
                     flip_angle=60.0 if v == "SIEMENS" else u(20, 60, 0), echo_times=(te1, te2), echo_time_2=te2)
-    if tech == "fmap_b0":
+    if tech == "fmap_b0":  # two echoes a fat-water cycle apart (in phase: 2.3 ms at 3 T, 4.6 at 1.5 T)
+        te1, dte = (u(2.3, 4.6), 2.3) if v == "PHILIPS" else (u(2.0, 3.0), u(2.2, 2.4))
+        dte = dte if b3 else 2 * dte
         if v == "PHILIPS":
-            return dict(repetition_time=u(30, 130), echo_time=u(2.3, 4.6), flip_angle=u(15, 25, 0), echo_train_length=2)
-        return dict(repetition_time=u(500, 700), echo_time=u(2.0, 3.0), flip_angle=u(20, 60, 0), echo_train_length=1)
+            return dict(repetition_time=u(30, 130), echo_time=te1, flip_angle=u(15, 25, 0) if rng.random() < 0.8
+                        else 60.0, echo_train_length=2, echo_time_2=round(te1 + dte, 2))
+        return dict(repetition_time=u(500, 700), echo_time=te1, flip_angle=u(20, 60, 0), echo_train_length=1,
+                    echo_time_2=round(te1 + dte, 2))
     if tech == "fmap_sepi":
         return dict(repetition_time=u(5000, 9000), echo_time=u(50, 80), flip_angle=90.0, echo_train_length=1)
     if tech == "other_mt":
@@ -596,12 +600,21 @@ def _fieldmaps(ctx: _Ctx) -> list[SeriesSpec]:
         first = _spec("fmap_sepi", ctx, fieldmap_part="sepi")
         return [first, _spec("fmap_sepi", ctx, like=first, fieldmap_part="sepi")]
     if v in ("GE", "PHILIPS") and rng.random() < 0.7:
-        b0 = _spec("fmap_b0", ctx, fieldmap_part="b0map")
-        out = [_spec("fmap_mag", ctx, like=b0, fieldmap_part="magnitude")] if rng.random() < 0.6 else []
+        b0 = _spec("fmap_b0", ctx, fieldmap_part="b0map", **_b0_acquisition(ctx))
+        # a separate magnitude series only where the map's own series does not hold one (habits.py)
+        alone = not b0.extra.get("b0_with_magnitude")
+        out = [_spec("fmap_mag", ctx, like=b0, fieldmap_part="magnitude")] if alone and rng.random() < 0.6 else []
         return out + [b0]
     mag = _spec("fmap_mag", ctx, fieldmap_part="magnitude", n_echoes=2)
     return [mag, _spec("fmap_phase", ctx, like=mag, fieldmap_part="phasediff",
                        echo_time=mag.extra.get("echo_time_2", 7.38))]
+
+
+def _b0_acquisition(ctx: _Ctx) -> dict:
+    """GE's 3-D B0 map (psd 3db0map, introduced with MR29 software; dcm2niix issue 501) beside the 2-D one."""
+    if ctx.profile.vendor == "GE" and ctx.profile.generation in ("MR29", "MR30") and ctx.rng.random() < 0.3:
+        return {"acquisition": "3D"}
+    return {}
 
 
 def _asl_group(ctx: _Ctx) -> list[SeriesSpec]:

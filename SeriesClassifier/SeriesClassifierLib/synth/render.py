@@ -1273,7 +1273,12 @@ def _fieldmap(ctx):
         img, f = sample(ctx, [mag, ppm])
         hz = f * 1e-6 * ph.field_tesla_gamma() * ctx.field_strength
         hz = np.where(img > 0.1 * _reference(img), hz, 0) + ctx.rng.normal(0, 2.0, hz.shape)
-        return _result(ctx, np.clip(hz, -2048, 2047).astype(np.float32), signed=True)
+        hz = np.clip(hz, -2048, 2047).astype(np.float32)
+        if not s.extra.get("b0_with_magnitude"):
+            return _result(ctx, hz, signed=True)
+        # GE's and most Philips' maps keep the first echo's magnitude as a second volume (habits.py)
+        magnitude = scale(ctx, finish(ctx, img, snr_for(ctx, 3.0)))
+        return _result(ctx, np.concatenate([hz, magnitude]), n_volumes=2, signed=True)
     if part.startswith("phase"):
         ppm = offresonance_ppm(ctx) + 0.3 * local_field_ppm(ctx)
         mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te1, fa))

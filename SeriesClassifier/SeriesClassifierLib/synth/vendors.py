@@ -187,7 +187,7 @@ _GE = {
     "other_svs": ["PROBE-P loc", "{p} PRESS loc"],
     "asl_m0": ["{p} ASL PD", "ASL M0"],
     "asl_3d_m0": ["3D ASL PD", "eASL PD reference"],
-    "fmap_b0": ["B0 Map", "{p} B0MAP", "B0map Hz", "Field Map"],
+    "fmap_b0": ["B0 Map", "{p} B0MAP", "B0map Hz", "Field Map", "B0rf map"],
     "fmap_sepi": ["{p} EPI pepolar=1", "fMRI fieldmap PA", "DTI Reverse blip", "{p} rev PE b0"],
     "t2star_me": ["{p} 3D mGRE", "{p} Multi-Echo GRE", "QSM mGRE", "{p} SWAN multi echo"],
 }
@@ -475,7 +475,7 @@ def _image_type(tech: str, vendor: str, spec: SeriesSpec) -> tuple[str, ...]:
             "dti": "ORIGINAL\\PRIMARY\\M_SE\\M\\SE", "adc": "DERIVED\\PRIMARY\\ADC\\ADC",
             "fa": "DERIVED\\PRIMARY\\FA\\FA", "eadc": "DERIVED\\PRIMARY\\EADC\\EADC",
             "mip": "DERIVED\\SECONDARY\\PROJECTION IMAGE\\MIP\\FFE", "t1_mpr": "DERIVED\\SECONDARY\\MPR\\M\\FFE",
-            "scout_mpr": "DERIVED\\SECONDARY\\MPR\\M\\FFE", "fmap_phase": "ORIGINAL\\PRIMARY\\B0 MAP\\B0\\FFE",
+            "scout_mpr": "DERIVED\\SECONDARY\\MPR\\M\\FFE", "fmap_phase": "ORIGINAL\\PRIMARY\\PHASE MAP\\P\\FFE",
             "other_t1map": "DERIVED\\PRIMARY\\T1 MAP\\T1\\FFE", "asl_3d": "ORIGINAL\\PRIMARY\\M_SE\\M\\SE",
         }
         it = table.get(tech, "ORIGINAL\\PRIMARY\\M_FFE\\M\\FFE")
@@ -491,6 +491,13 @@ def _image_type(tech: str, vendor: str, spec: SeriesSpec) -> tuple[str, ...]:
     return tuple(it.split("\\"))
 
 
+# what habits.py may put in ``spec.extra`` (read by the writer); cleared before the habits are drawn again
+_HABIT_KEYS = ("ge_psd", "philips_technique", "enhanced_habit", "ti_zero", "no_ti", "ge_b_everywhere",
+               "philips_b_everywhere", "public_b_positive_only", "no_private_b", "ge_internal_psd",
+               "b0_with_magnitude", "hz_unsigned", "hz_rescale_type", "b0_magnitude_image_type", "derived_b_value",
+               "derived_keeps_acquisition", "xa_b_matrix")
+
+
 def header_style(tech: str, spec: SeriesSpec, profile: Profile, rng: np.random.Generator) -> None:
     """Fill the spec's header fields (sequence name, scanning sequence, image type, private tags) in place.
 
@@ -498,8 +505,7 @@ def header_style(tech: str, spec: SeriesSpec, profile: Profile, rng: np.random.G
     """
     t = TECHNIQUES[tech]
     vendor = profile.vendor
-    for key in ("ge_psd", "philips_technique", "enhanced_habit", "ti_zero", "no_ti", "ge_b_everywhere",
-                "philips_b_everywhere", "public_b_positive_only", "no_private_b"):
+    for key in _HABIT_KEYS:
         spec.extra.pop(key, None)  # header_style may run again on a copied spec
     h = vendor_header(tech, spec, profile, rng)
     spec.scanning_sequence = h.ss or t.scanning_sequence

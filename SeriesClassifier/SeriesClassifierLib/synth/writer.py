@@ -102,6 +102,10 @@ def _to_stored(rendered: RenderedSeries, spec: SeriesSpec, profile: Profile, rng
             slope, intercept = 2.0, -4096.0
             stored = np.clip(np.round((f - intercept) / slope), 0, 4095).astype(np.uint16)
             signed = False
+        elif spec.extra.get("hz_unsigned"):
+            slope, intercept = _hz_rescale(f, profile, rng)
+            stored = np.clip(np.round((f - intercept) / slope), 0, 65535).astype(np.uint16)
+            signed = False
         else:
             stored = np.clip(np.round(f), -32768, 32767).astype(np.int16)
             signed = True
@@ -125,6 +129,14 @@ def _to_stored(rendered: RenderedSeries, spec: SeriesSpec, profile: Profile, rng
     width = max(float(hi - lo), slope)
     window = (float(f"{(lo + hi) / 2:.6g}"), float(f"{width:.6g}"))
     return _Pixels(stored, slope, intercept, bits, signed, False, window)
+
+
+def _hz_rescale(f: np.ndarray, profile: Profile, rng: np.random.Generator) -> tuple[float, float]:
+    """(slope, intercept) of a Philips field map in Hz: stored unsigned, a negative intercept restores the sign
+    (dcm2niix issue 455: RescaleIntercept -203, slope 0.099)."""
+    span = max(float(np.abs(f).max()) if f.size else 1.0, 1.0)
+    slope = round(2 * span / float(rng.uniform(2000, 4095)), 6) if profile.rescale else 1.0
+    return slope, -float(np.ceil(span))
 
 
 # --- common modules -----------------------------------------------------------------------------------------------
@@ -234,6 +246,11 @@ def _private(ds: Dataset, spec: SeriesSpec, profile: Profile, b_value: float | N
     elif v == "GE":
         acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
         acq.add_new(0x9C, "LO", spec.extra.get("ge_psd", ""))
+        if spec.extra.get("ge_internal_psd"):
+            acq.add_new(0x9E, "LO", spec.extra["ge_internal_psd"])
+        scale = _ge_b0_velocity_scale(spec)
+        if scale is not None:
+            acq.add_new(0xE2, "DS", scale)
         if b_value is None and spec.extra.get("ge_b_everywhere"):
             b_value = 0.0  # GE writes (0043,1039) on every image, 0 where nothing is diffusion weighted
         if b_value is not None:
@@ -248,6 +265,15 @@ def _private(ds: Dataset, spec: SeriesSpec, profile: Profile, b_value: float | N
             b_value = 0.0  # classic Philips files from R3 on carry b = 0 on non-diffusion images
         if b_value is not None:
             block.add_new(0x03, "FL", float(b_value))
+
+
+def _ge_b0_velocity_scale(spec: SeriesSpec) -> str | None:
+    """(0019,10E2) on a GE B0 map: negative, the echo spacing as -1/(2π·ΔTE) with ΔTE in s (dcm2niix reads
+    EchoTime2 back from it, nii_dicom_batch.cpp, issue 617); None for every other series."""
+    te1, te2 = spec.echo_time, spec.extra.get("echo_time_2")
+    if not spec.extra.get("ge_internal_psd") or te1 is None or te2 is None or te2 <= te1:
+        return None
+    return f"{-1.0 / (2 * math.pi * (float(te2) - float(te1)) / 1000.0):.6f}"
 
 
 def _siemens_protocol(ds: Dataset, spec: SeriesSpec, profile: Profile) -> None:
@@ -416,6 +442,9 @@ def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Pat
     n = len(rendered.frames)
     per_volume, n_volumes = _geometry_groups(rendered)
     base.ImagesInAcquisition = n
+    if study.profile.vendor == "GE":  # LocationsInAcquisition: with (0020,1002) what splits a B0 map's volumes
+        base.private_block(0x0021, "GEMS_RELA_01", create=True).add_new(0x4F, "SS", per_volume)
+    parts = _b0_parts(spec, n_volumes)
     if n_volumes > 1 and rendered.temporal_indices is not None:
         base.NumberOfTemporalPositions = n_volumes
         if _trigger_times(spec):
@@ -451,6 +480,8 @@ def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Pat
                 spec.extra.get("public_b_positive_only") and b <= 0):
             ds.DiffusionBValue = b  # Toshiba-era files: only on b > 0 images
         _private(ds, spec, study.profile, b)
+        if parts:
+            _b0_classic_image(ds, spec, parts[i // per_volume])
         if rendered.matrix is None:
             ds.PixelData = px.stored[i].tobytes()
         path = out_dir / f"IM{i + 1:05d}.dcm"
@@ -460,6 +491,15 @@ def _write_classic(spec, rendered, px, study, series, out_dir: Path) -> list[Pat
             _save(ds, path)
         paths.append(path)
     return paths
+
+
+def _b0_classic_image(ds: Dataset, spec: SeriesSpec, part: str) -> None:
+    """One image of a B0 map series: Philips gives the map's images their unit and types the magnitude's as an FFE
+    magnitude (habits.py); GE writes both volumes alike (nothing but the image number tells them apart)."""
+    if part == "hz" and spec.extra.get("hz_rescale_type"):
+        ds.RescaleType = spec.extra["hz_rescale_type"]
+    if part == "magnitude" and spec.extra.get("b0_magnitude_image_type"):
+        ds.ImageType = list(spec.extra["b0_magnitude_image_type"])
 
 
 def _trigger_times(spec: SeriesSpec) -> bool:
@@ -587,26 +627,32 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     """One Enhanced MR object: the whole series as frames, what is common in the shared functional groups."""
     p = study.profile
     original = spec.image_type[0] != "DERIVED"
-    ds = _enhanced_image(spec, rendered, px, study, series, original)
+    acquired = original or bool(spec.extra.get("derived_keeps_acquisition"))  # a map that keeps its scan's groups
+    ds = _enhanced_image(spec, rendered, px, study, series, original, acquired)
     per_volume, n_volumes = _geometry_groups(rendered)
+    frame_types = _philips_b0_types(ds, spec, _b0_parts(spec, n_volumes))  # per volume, or None: shared
     iops = {tuple(round(x, 5) for x in o) for o in rendered.orientations}
     per_frame = _geometry_per_frame(spec)
-    ds.SharedFunctionalGroupsSequence = Sequence([_shared_groups(ds, spec, rendered, px, series, p, original,
-                                                                 one_orientation=len(iops) == 1 and not per_frame)])
+    ds.SharedFunctionalGroupsSequence = Sequence([_shared_groups(
+        ds, spec, rendered, px, series, p, original, one_orientation=len(iops) == 1 and not per_frame,
+        acquired=acquired, frame_type=frame_types is None)])
     if p.vendor == "PHILIPS":
         _private(ds, spec, p, None)  # scanning technique at the top level; b-values live in the frames
     elif p.vendor == "SIEMENS":
+        _siemens_image_type_text(ds, spec)
         _siemens_protocol(ds, spec, p)  # XA: the protocol at the top level, as (0021,1019)
 
     # every multi-volume series (time points, b-values/directions, echoes) numbers its volumes with
-    # TemporalPositionIndex: unique dimension index values, and what dcm2niix reads on Siemens files
-    temporal = n_volumes > 1
-    _dimension_organization(ds, series, n_volumes, temporal)
+    # TemporalPositionIndex: unique dimension index values, and what dcm2niix reads on Siemens files; a Philips
+    # B0 map's map and magnitude are not time points: Philips indexes them by its private image type
+    temporal = n_volumes > 1 and frame_types is None
+    _dimension_organization(ds, series, n_volumes, temporal, image_types=frame_types is not None)
     b_levels = sorted(set(rendered.b_values)) if rendered.b_values is not None else []
     dt0 = study.study_date + series.series_time
     ds.PerFrameFunctionalGroupsSequence = Sequence([
         _frame_groups(i, spec, rendered, dt0, per_volume, n_volumes, one_orientation=len(iops) == 1 and not per_frame,
-                      b_levels=b_levels, original=original, measures=per_frame)
+                      b_levels=b_levels, original=original, measures=per_frame,
+                      frame_type=frame_types[i // per_volume] if frame_types else None)
         for i in range(len(rendered.frames))])
     if temporal:
         ds.NumberOfTemporalPositions = n_volumes
@@ -618,7 +664,7 @@ def _write_enhanced(spec, rendered, px, study, series, out_dir: Path) -> list[Pa
     return [path]
 
 
-def _enhanced_image(spec, rendered, px, study, series, original: bool) -> Dataset:
+def _enhanced_image(spec, rendered, px, study, series, original: bool, acquired: bool) -> Dataset:
     """The top level of an Enhanced MR object: what holds for the whole image, not per frame."""
     ds = _common(spec, study, series, ENHANCED_MR_IMAGE_STORAGE)
     for kw in ("AcquisitionDate", "AcquisitionTime"):  # the enhanced object has AcquisitionDateTime instead
@@ -626,6 +672,10 @@ def _enhanced_image(spec, rendered, px, study, series, original: bool) -> Datase
     ds.ImageType = [spec.image_type[0], spec.image_type[1], _image_flavor(spec), _derived_contrast(spec, original)]
     if spec.extra.get("enhanced_habit") == "philips" and original:
         ds.ImageType = [spec.image_type[0], spec.image_type[1], _philips_contrast(spec), "NONE"]
+    if _xa_diffusion_map(spec, original):
+        # syngo XA types its diffusion maps in its own words, as its classic files do: DERIVED\PRIMARY\DIFFUSION
+        # with ADC, TRACEW, FA or EXP (the words dcm2niix marks derived by, nii_dicom.cpp)
+        ds.ImageType = list(spec.image_type[:4])
     ds.SOPInstanceUID = make_uid(series.series_uid, "sop", 0)
     ds.InstanceNumber = 1
     ds.NumberOfFrames = len(rendered.frames)
@@ -654,7 +704,7 @@ def _enhanced_image(spec, rendered, px, study, series, original: bool) -> Datase
             "ContrastBolusAgentNumber": 1, "ContrastBolusAdministrationRouteSequence": Sequence([_ds({
                 "CodeValue": "G-D101", "CodingSchemeDesignator": "SRT", "CodeMeaning": "Intravenous route"})]),
             "ContrastBolusIngredientConcentration": 1.0, "ContrastBolusIngredient": "GADOLINIUM"})])
-    if original:
+    if acquired:
         _pulse_sequence(ds, spec)
     if spec.extra.get("enhanced_habit") not in ("philips", "siemens_xa"):
         # Canon and others keep the classic tags at the top level of enhanced objects; Philips and
@@ -666,6 +716,67 @@ def _enhanced_image(spec, rendered, px, study, series, original: bool) -> Datase
         ds.ScanOptions = list(spec.scan_options)
     _pixel_module(ds, px, *_matrix(rendered, px))
     return ds
+
+
+def _xa_diffusion_map(spec: SeriesSpec, original: bool) -> bool:
+    """A syngo XA enhanced map computed from a diffusion scan (ADC, trace, FA, exponential ADC)."""
+    return (not original and spec.extra.get("enhanced_habit") == "siemens_xa"
+            and tuple(spec.image_type[2:3]) == ("DIFFUSION",) and len(spec.image_type) >= 4)
+
+
+def _siemens_image_type_text(ds: Dataset, spec: SeriesSpec) -> None:
+    """(0021,1175) ImageTypeText of a syngo XA30+ enhanced object: the classic ImageType with the words (ND, NORM,
+    DIS2D, …) its four-valued ImageType leaves out; XA10–XA20 kept them in ImageType (dcm2niix issue 597 and
+    Siemens/README.md). The Vida profile is XA50."""
+    if spec.extra.get("enhanced_habit") != "siemens_xa":
+        return
+    ds.add_new((0x0021, 0x0011), "LO", "SIEMENS MR SDI 02")  # its block (0021,11xx); the protocol takes (0021,10xx)
+    ds.private_block(0x0021, "SIEMENS MR SDI 02").add_new(0x75, "CS", list(spec.image_type))
+
+
+def _b0_parts(spec: SeriesSpec, n_volumes: int) -> list[str] | None:
+    """What each volume of a GE/Philips B0 map series holds: the map in Hz first, then its magnitude where the
+    habit keeps both in one series (habits.py); None for every other series."""
+    if spec.extra.get("fieldmap_part") != "b0map":
+        return None
+    return ["hz", "magnitude"] if spec.extra.get("b0_with_magnitude") and n_volumes == 2 else ["hz"] * n_volumes
+
+
+_B0_COMPONENT = {"hz": "REAL", "magnitude": "MAGNITUDE"}  # dcm2niix takes the Hz frames for real ones (issue 881)
+
+
+def _philips_b0_types(ds: Dataset, spec: SeriesSpec, parts: list[str] | None) -> list[Dataset] | None:
+    """A Philips enhanced B0 map's frame types: value 4 is the classic image type's fourth word (B0 for the map,
+    M for the magnitude), as the development Ingenia file types its frames (T1\\M, T1\\P, T1\\R, T1\\I under
+    a MIXED ImageType and ComplexImageComponent). Per-volume items when map and magnitude share the object,
+    else None (the shared group, with the map's words set at the top level)."""
+    if not parts or spec.extra.get("enhanced_habit") != "philips" or ds.ImageType[0] != "ORIGINAL":
+        return None
+    magnitude = spec.extra.get("b0_magnitude_image_type") or ("", "", "", "M")
+    words = {"hz": spec.image_type[3] if len(spec.image_type) > 3 else "B0", "magnitude": magnitude[3]}
+    mixed = len(set(parts)) > 1
+    ds.ImageType = [*ds.ImageType[:3], "MIXED" if mixed else words["hz"]]
+    ds.ComplexImageComponent = "MIXED" if mixed else _B0_COMPONENT["hz"]
+    ds.AcquisitionContrast = ds.ImageType[2]  # T1 beside T1, as in that file
+    if not mixed:
+        return None
+    return [_frame_type_item(ds, [*ds.ImageType[:3], words[part]], _B0_COMPONENT[part]) for part in parts]
+
+
+def _frame_type_item(ds: Dataset, frame_type: list[str], component: str) -> Dataset:
+    return _ds({"FrameType": frame_type, "PixelPresentation": "MONOCHROME", "VolumetricProperties": "VOLUME",
+                "VolumeBasedCalculationTechnique": ds.VolumeBasedCalculationTechnique,
+                "ComplexImageComponent": component, "AcquisitionContrast": ds.AcquisitionContrast})
+
+
+def _philips_image_type_group(f: Dataset, word: str) -> None:
+    """Philips' per-frame private group (2005,140F) with its image type (2005,1011), the dimension a mixed object's
+    frames are indexed by (the development Ingenia file)."""
+    f.add_new((0x2005, 0x0014), "LO", "Philips MR Imaging DD 005")
+    item = Dataset()
+    item.add_new((0x2005, 0x0010), "LO", "Philips MR Imaging DD 001")
+    item.add_new((0x2005, 0x1011), "CS", word)
+    f.add_new((0x2005, 0x140F), "SQ", Sequence([item]))
 
 
 def _geometry_per_frame(spec) -> bool:
@@ -685,7 +796,8 @@ def _pixel_measures(spec, rendered) -> Sequence:
         "SpacingBetweenSlices": _fmt(spec.slice_spacing, 4)})])
 
 
-def _shared_groups(ds: Dataset, spec, rendered, px, series, p, original: bool, one_orientation: bool) -> Dataset:
+def _shared_groups(ds: Dataset, spec, rendered, px, series, p, original: bool, one_orientation: bool,
+                   acquired: bool, frame_type: bool = True) -> Dataset:
     """The shared functional groups: what every frame has in common (geometry, frame type, pixel values)."""
     shared = Dataset()
     if not _geometry_per_frame(spec):
@@ -693,11 +805,9 @@ def _shared_groups(ds: Dataset, spec, rendered, px, series, p, original: bool, o
     if one_orientation:  # otherwise (a 3-plane scout, Siemens XA ASL) each frame carries its own
         shared.PlaneOrientationSequence = Sequence([_ds({
             "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[0]]})])
-    shared.MRImageFrameTypeSequence = Sequence([_ds({
-        "FrameType": ds.ImageType, "PixelPresentation": "MONOCHROME", "VolumetricProperties": "VOLUME",
-        "VolumeBasedCalculationTechnique": ds.VolumeBasedCalculationTechnique,
-        "ComplexImageComponent": ds.ComplexImageComponent, "AcquisitionContrast": ds.AcquisitionContrast})])
-    if original:  # the acquisition's parameters: a derived image was not acquired as such
+    if frame_type:
+        shared.MRImageFrameTypeSequence = Sequence([_frame_type_item(ds, ds.ImageType, ds.ComplexImageComponent)])
+    if acquired:  # the acquisition's parameters: most derived images leave them out
         _acquisition_groups(shared, spec, rendered, series, p)
     if not px.rgb:
         shared.PixelValueTransformationSequence = Sequence([_ds({
@@ -760,23 +870,32 @@ def _acquisition_groups(shared: Dataset, spec, rendered, series, p) -> None:
         shared.MREchoSequence = Sequence([_ds({"EffectiveEchoTime": _fmt(spec.echo_time, 3)})])
 
 
-def _dimension_organization(ds: Dataset, series, n_volumes: int, temporal: bool) -> None:
-    """How the frames are indexed: stack and position in it, and the volume where there are several."""
+def _dimension_organization(ds: Dataset, series, n_volumes: int, temporal: bool, image_types: bool = False) -> None:
+    """How the frames are indexed: stack and position in it, and the volume (time point) or, on a Philips object
+    that mixes them, the private image type where there are several."""
     dim_org = make_uid(series.series_uid, "dimension-organization")
     index_pointers = [("StackID", 0x00209056, 0x00209111), ("InStackPositionNumber", 0x00209057, 0x00209111)]
     if temporal:
         index_pointers.append(("TemporalPositionIndex", 0x00209128, 0x00209111))
     ds.DimensionOrganizationSequence = Sequence([_ds({"DimensionOrganizationUID": dim_org})])
-    ds.DimensionOrganizationType = "3D" if n_volumes == 1 else "3D_TEMPORAL"
-    ds.DimensionIndexSequence = Sequence([_ds({
-        "DimensionOrganizationUID": dim_org, "DimensionIndexPointer": pointer, "FunctionalGroupPointer": group,
-        "DimensionDescriptionLabel": label}) for label, pointer, group in index_pointers])
+    ds.DimensionOrganizationType = "3D_TEMPORAL" if temporal else "3D"
+    items = [_ds({"DimensionOrganizationUID": dim_org, "DimensionIndexPointer": pointer,
+                  "FunctionalGroupPointer": group, "DimensionDescriptionLabel": label})
+             for label, pointer, group in index_pointers]
+    if image_types:
+        items.append(_ds({"DimensionOrganizationUID": dim_org, "DimensionIndexPointer": 0x20051011,
+                          "FunctionalGroupPointer": 0x2005140F,
+                          "DimensionIndexPrivateCreator": "Philips MR Imaging DD 001",
+                          "FunctionalGroupPrivateCreator": "Philips MR Imaging DD 005",
+                          "DimensionDescriptionLabel": "Private ImageTypeMR"}))
+    ds.DimensionIndexSequence = Sequence(items)
 
 
 def _frame_groups(i: int, spec, rendered, dt0: str, per_volume: int, n_volumes: int, *, one_orientation: bool,
-                  b_levels: list, original: bool, measures: bool = False) -> Dataset:
-    """Frame ``i``'s own functional groups: its place in the stack and volume, position, b-value, echo, time."""
-    temporal = n_volumes > 1
+                  b_levels: list, original: bool, measures: bool = False, frame_type: Dataset | None = None) -> Dataset:
+    """Frame ``i``'s own functional groups: its place in the stack and volume, position, b-value, echo, time
+    (``frame_type``: its own frame type, on an object whose volumes are typed differently, not time points)."""
+    temporal = n_volumes > 1 and frame_type is None
     f = Dataset()
     vol = i // per_volume if n_volumes > 1 else 0
     in_stack = (i % per_volume) + 1
@@ -788,6 +907,9 @@ def _frame_groups(i: int, spec, rendered, dt0: str, per_volume: int, n_volumes: 
     if temporal:
         content["TemporalPositionIndex"] = vol + 1
         index.append(vol + 1)
+    elif frame_type is not None:
+        content["TemporalPositionIndex"] = 1
+        index.append(vol + 1)
     content["DimensionIndexValues"] = index
     f.FrameContentSequence = Sequence([_ds(content)])
     f.PlanePositionSequence = Sequence([_ds({"ImagePositionPatient": [_fmt(x, 4) for x in rendered.positions[i]]})])
@@ -796,8 +918,14 @@ def _frame_groups(i: int, spec, rendered, dt0: str, per_volume: int, n_volumes: 
             "ImageOrientationPatient": [_fmt(x, 6) for x in rendered.orientations[i]]})])
     if measures:
         f.PixelMeasuresSequence = _pixel_measures(spec, rendered)
+    if frame_type is not None:
+        f.MRImageFrameTypeSequence = Sequence([frame_type])
+        _philips_image_type_group(f, frame_type.FrameType[3])
     if rendered.b_values is not None:
         f.MRDiffusionSequence = Sequence([_diffusion_item(spec, rendered, i, vol, b_levels)])
+    elif spec.extra.get("derived_b_value") is not None:  # a map's frames name the b it was computed at (habits.py)
+        f.MRDiffusionSequence = Sequence([_ds({"DiffusionBValue": spec.extra["derived_b_value"],
+                                               "DiffusionDirectionality": "ISOTROPIC"})])
     if rendered.echo_numbers is not None and original:
         tes = spec.extra.get("echo_times")
         e = int(rendered.echo_numbers[i])
@@ -830,10 +958,21 @@ def _diffusion_item(spec: SeriesSpec, rendered: RenderedSeries, i: int, vol: int
     if spec.extra.get("technique") == "dti" and n_directional > 1:
         order = [k for k, v in enumerate(spec.b_values) if v > 0].index(vol) if vol < len(spec.b_values) else 0
         g = gradient_directions(n_directional)[order]
-        return _ds({"DiffusionBValue": b, "DiffusionDirectionality": "DIRECTIONAL",
+        item = _ds({"DiffusionBValue": b, "DiffusionDirectionality": "DIRECTIONAL",
                     "DiffusionGradientDirectionSequence": Sequence([_ds({
                         "DiffusionGradientOrientation": [round(float(x), 6) for x in g]})])})
+        if spec.extra.get("xa_b_matrix"):  # syngo XA: BMATRIX, the b-matrix beside the direction (nii_dicom.cpp)
+            item.DiffusionDirectionality = "BMATRIX"
+            item.DiffusionBMatrixSequence = Sequence([_b_matrix(b, g)])
+        return item
     return _ds({"DiffusionBValue": b, "DiffusionDirectionality": "ISOTROPIC"})
+
+
+def _b_matrix(b: float, g: np.ndarray) -> Dataset:
+    """The b-matrix b·g·gᵀ of one direction as (0018,9602)–(0018,9607)."""
+    axes = "XYZ"
+    return _ds({f"DiffusionBValue{axes[r]}{axes[c]}": round(b * float(g[r]) * float(g[c]), 4)
+                for r in range(3) for c in range(r, 3)})
 
 
 def _philips_contrast(spec: SeriesSpec) -> str:
