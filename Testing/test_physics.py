@@ -66,6 +66,8 @@ def test_field_maps_are_read_in_each_vendors_words():
     assert _phys({"ImageType": ["ORIGINAL", "PRIMARY", "B0 MAP", "B0", "FFE"]})["phys:field_map"] == 1.0  # Philips
     assert _phys({"GEPulseSequenceName": "b0map", "ImageType": ["ORIGINAL", "PRIMARY", "OTHER"]})[
         "phys:field_map"] == 1.0  # GE's psd
+    assert _phys({"GEPulseSequenceName": "B0rf", "ImageType": ["ORIGINAL", "PRIMARY", "OTHER"]})[
+        "phys:field_map"] == 1.0  # its variant (dcm2niix, GE field maps)
     assert _phys({"SequenceName": "*fm2d2r"})["phys:field_map"] == 1.0  # Siemens gre_field_mapping
     for name in ("*tfl3d1_16ns", "*fl2d1", "ep_b0", "*epfid2d1_64"):
         assert _phys({"SequenceName": name})["phys:field_map"] == 0.0, name

@@ -33,8 +33,8 @@ _ASL_NAME = re.compile(r"asl|pasl|pcasl")
 _PHASE = {"P", "PHASE", "PHA"}
 _PROJECTION = ("MIP", "MNIP", "PROJECTION")
 # A field map in Hz, as each vendor names it: ImageType with both B0 and MAP (Philips, the rule dcm2niix
-# uses), FIELDMAP or FIELD + MAP; sequence names b0map (GE's psd), fieldmap, Siemens' fm2d/fm3d.
-_FIELD_MAP_NAME = re.compile(r"b0_?map|field_?map|fmap|\bfm[23]d")
+# uses), FIELDMAP or FIELD + MAP; sequence names b0map, 3db0map and B0rf (GE's psds), fieldmap, Siemens' fm2d/fm3d.
+_FIELD_MAP_NAME = re.compile(r"b0_?map|b0rf|field_?map|fmap|\bfm[23]d")
 
 
 def number(value: Any) -> float:
