@@ -648,8 +648,9 @@ def array_coil_profile(world: np.ndarray, center: np.ndarray, rng: np.random.Gen
 
     Loops on a shell about the head, combined root-sum-of-squares: bright at the surface, dark deep in the brain.
     Research EPI (BOLD, diffusion, field maps) is often stored so, without the prescan normalisation of
-    clinical protocols: centre/periphery about 0.4–0.6 in the real development set, where the generator's
-    smooth field never went below 0.95. ``rng`` draws the element count, loop size and how much is left.
+    clinical protocols: centre/periphery 0.38–0.65 in most of the real development set's EPI, where the
+    generator's smooth field never went below 0.95 (benchmarks/centre_shading.py). ``rng`` draws the element
+    count, the loop size, the shell's size and how much of the profile is left.
     """
     n = int(rng.choice([8, 12, 20, 32]))
     loop = rng.uniform(20.0, 45.0)  # mm: sensitivity depth of one element
