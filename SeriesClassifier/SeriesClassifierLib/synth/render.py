@@ -228,7 +228,7 @@ class _Context:
                 own = self.rng.normal(0, sigma, (4, n_head))
                 # the body tissues draw from a generator seeded by those draws: a head series keeps the random
                 # stream it had before they existed (documented corpora stay reproducible from their seeds)
-                body = np.random.default_rng(np.abs(own * 2**20).astype(np.int64).ravel()[:8])
+                body = _seeded_by(own, 2**20)
                 own = np.concatenate([own, body.normal(0, sigma, (4, len(ph.BODY_TISSUES)))], axis=1)
                 self.bias["jitter"] = np.exp(common + own)
                 if p.get("fat_gain") and self.spec.sequence not in SPIN_ECHO_SEQUENCES:
@@ -236,6 +236,12 @@ class _Context:
             j = self.bias["jitter"]
             tp = dataclasses.replace(tp, pd=tp.pd * j[0], t1=tp.t1 * j[1], t2=tp.t2 * j[2], t2s=tp.t2s * j[3])
         return tp
+
+
+def _seeded_by(draws: np.ndarray, scale: float) -> np.random.Generator:
+    """A generator seeded by values already drawn: an optional effect draws from it and leaves the series'
+    own random stream as it was without the effect."""
+    return np.random.default_rng(np.abs(draws * scale).astype(np.int64).ravel()[:8])
 
 
 def _fat_gain(names: tuple[str, ...], span: tuple[float, float], seed: np.ndarray) -> np.ndarray:
@@ -248,7 +254,7 @@ def _fat_gain(names: tuple[str, ...], span: tuple[float, float], seed: np.ndarra
     may ask for it (cnn_corpus --fat-gain). Drawn from a generator seeded by the tissue jitter, so
     without it a series' random stream is unchanged.
     """
-    draw = np.random.default_rng(np.abs(seed * 2**21).astype(np.int64).ravel()[:8]).uniform(*np.log(span))
+    draw = _seeded_by(seed, 2**21).uniform(*np.log(span))
     gain = np.ones(len(names))
     gain[[names.index(n) for n in ("FAT", "MARROW")]] = np.exp(draw)
     return gain
@@ -621,9 +627,9 @@ def bias_field(ctx: _Context) -> np.ndarray:
     weights = rng.uniform(0.0, 0.45, 4)
     strength = 0.25 if ctx.field_strength < 2 else 0.45
     central = rng.uniform(0.0, strength)  # dielectric brightening at the centre (3 T)
+    worlds = [_pixel_world(plane) for plane in ctx.planes]
     fields = []
-    for plane in ctx.planes:
-        w = _pixel_world(plane)
+    for w in worlds:
         b = np.ones(w.shape[:2])
         for c, wt in zip(coils, weights):
             b += wt * np.exp(-np.sum((w - c) ** 2, axis=-1) / (2 * 90.0**2))
@@ -632,9 +638,9 @@ def bias_field(ctx: _Context) -> np.ndarray:
     share = ctx.phantom.params.get("array_coil")
     if share and ctx.phantom.anatomy == "head":
         # seeded by this series' coil draws: without it the series' random stream is unchanged
-        draw = np.random.default_rng(np.abs(coils * 2**10).astype(np.int64).ravel()[:8])
+        draw = _seeded_by(coils, 2**10)
         if draw.random() < share:
-            profile = array_coil_profile(np.stack([_pixel_world(pl) for pl in ctx.planes]), center, draw)
+            profile = array_coil_profile(np.stack(worlds), center, draw)
             fields = [f * a for f, a in zip(fields, profile)]
     fields = _upsample(np.stack(fields), ctx.planes[0].shape, align_corners=True)
     f = np.stack(fields).astype(np.float32)
