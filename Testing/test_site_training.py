@@ -69,10 +69,16 @@ def test_train_from_a_store_uses_the_verified_series_only(corpus, tmp_path, caps
     root, truth = corpus
     store_path = tmp_path / "labels.sqlite"
     uids = sorted(truth)
+    # Three series left unverified, of three different classes: every class keeps three verified examples.
+    # (Chosen by the random UIDs' order, two of one class could be left out, and a 20-tree forest fitted on
+    # two examples of a class does not reliably learn it: this test failed about one run in six.)
+    first_of = {cls: u for u, cls in reversed(list(truth.items()))}
+    unverified = {first_of[cls] for cls in sorted(first_of)[:3]}
     with LabelStore(store_path) as store:
         store.record_predictions([_prediction(u, "SWI") for u in uids])  # the model's (wrong) guesses
-        for u in uids[:-3]:
-            store.correct(u, sequence=truth[u])
+        for u in uids:
+            if u not in unverified:
+                store.correct(u, sequence=truth[u])
     out = tmp_path / "models"
     assert main(["train", "--data", str(root), "--labels", str(store_path), "--out", str(out), "--no-cnn",
                  "--n-estimators", "20"]) == 0
