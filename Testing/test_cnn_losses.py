@@ -25,6 +25,7 @@ from SeriesClassifierLib.training.cnn_train import (
     Cache,
     LossOptions,
     TrainOptions,
+    _sharpened,
     asymmetric_loss,
     augment,
     fit_cnn,
@@ -240,3 +241,21 @@ def test_without_a_slice_model_the_network_file_and_answers_are_as_before(tmp_pa
     assert {k.split(".")[0] for k in load_file(str(tmp_path / "batched" / "cnn.safetensors"))} == {"net"}
     assert isinstance(batched.aggregator, MeanLogProb)
     assert not torch.equal(batched.net.stem[0].weight, model.net.stem[0].weight)
+
+
+def test_sharpening_steepens_edges_of_the_picked_unblurred_images_only():
+    ramp = torch.linspace(0.2, 0.7, 32).clamp(0.3, 0.6)  # a soft edge between two plateaus
+    x = ramp.view(1, 1, 1, 32).expand(4, 1, 32, 32).clone()
+    pick = torch.tensor([True, True, False, True])
+    allowed = torch.tensor([True, True, True, False])  # the last was blurred in this batch
+    y = _sharpened(x, pick, torch.tensor([1.0, 0.3, 1.0, 1.0]), allowed)
+    assert torch.equal(y[2:], x[2:])  # not picked, or blurred: unchanged
+    steepest = (y[..., 1:] - y[..., :-1]).abs().amax(dim=(1, 2, 3))
+    assert steepest[0] > steepest[1] > steepest[2]  # steeper with the amount
+    assert float(y[0].max()) > 0.6 and float(y[0].min()) < 0.3  # the unsharp mask's overshoot at the edge
+    flat = torch.full((1, 1, 16, 16), 0.5)
+    assert torch.allclose(_sharpened(flat, torch.tensor([True]), torch.tensor([1.5]), torch.tensor([True])), flat)
+    gen_a, gen_b = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    flippable = torch.zeros(4, dtype=torch.bool)
+    assert torch.equal(augment(x.clone(), flippable, gen_a), augment(x.clone(), flippable, gen_b, 1.0, 0.0))
+    assert not torch.equal(augment(x.clone(), flippable, gen_a, 1.0, 1.0), augment(x.clone(), flippable, gen_b))

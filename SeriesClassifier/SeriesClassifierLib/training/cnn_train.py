@@ -253,14 +253,16 @@ def _edge_zero_bands(x: torch.Tensor) -> torch.Tensor:
     return (band(zero_rows)[:, None, :, None] | band(zero_cols)[:, None, None, :])
 
 
-def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator, strength: float = 1.0,
+            sharpen: float = 0.0) -> torch.Tensor:
     """Batch augmentation of (B,1,S,S) images in [0,1]; left-right flips only where anatomically valid.
 
     Besides geometry and intensity, the generator's possible shortcuts are broken on the batch:
     padding bars are filled with a noise floor (half of the images that have them) or added (a
     quarter of all images), and the background outside the head is zeroed in some.
     ``strength`` scales every magnitude and probability (1 = the defaults; the random draws are the same
-    whatever the strength, so a run differs only by how far each change goes).
+    whatever the strength, so a run differs only by how far each change goes). ``sharpen`` is the share of
+    images given an unsharp mask (0, the default, draws nothing: the stream is the one before it existed).
     """
     b = x.shape[0]
     s = float(strength)
@@ -312,6 +314,8 @@ def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator, stre
         k = torch.tensor([0.25, 0.5, 0.25])
         k2 = (k[:, None] * k[None, :])[None, None]
         x[blur] = F.conv2d(F.pad(x[blur], (1, 1, 1, 1), mode="replicate"), k2)
+    if sharpen > 0:
+        x = _sharpened(x, torch.rand(b, generator=gen) < min(1.0, sharpen * s), u(0.3, 1.5), ~blur & ~lowres)
     # background suppression: zero outside a smoothed threshold of the object
     suppress = (torch.rand(b, 1, 1, 1, generator=gen) < p(0.15)).float()
     smooth = F.avg_pool2d(x, 9, stride=1, padding=4)
@@ -328,15 +332,35 @@ def augment(x: torch.Tensor, flippable: torch.Tensor, gen: torch.Generator, stre
     return x.clamp(0, 1)
 
 
+def _sharpened(x: torch.Tensor, pick: torch.Tensor, amount: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Unsharp mask (σ 1 px, ``amount`` per image) on the picked images not blurred in this batch.
+
+    Real scanners' images are sharper than renders of the generator's 1.5 mm phantom at 128 px (edge sharpness,
+    docs/CNN_SHORTCUTS.md) and the renders never sharper than that: without this the CNN may read "blurred" as a
+    class (real localisers blurred by 2 px became SCOUT; unblurred, T1_3D_POST).
+    """
+    pick = pick & allowed
+    if not pick.any():
+        return x
+    k = torch.exp(-torch.arange(-2.0, 3.0) ** 2 / 2)
+    k = k / k.sum()
+    picked = x[pick]
+    soft = F.conv2d(F.pad(picked, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5))
+    soft = F.conv2d(F.pad(soft, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1))
+    x = x.clone()
+    x[pick] = (picked + amount[pick].view(-1, 1, 1, 1) * (picked - soft)).clamp(0, 1.5)
+    return x
+
+
 # ----------------------------------------------------------------------------- training
 
 
 def augmented_batch(cache: Cache, idx: np.ndarray, flippable: torch.Tensor, gen: torch.Generator,
-                    strength: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                    strength: float = 1.0, sharpen: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Slices ``idx`` of a cache as an augmented (B,1,S,S) tensor, with their per-head targets."""
     x = torch.from_numpy(cache.images[idx].astype(np.float32) / 255.0)[:, None]
     planes = torch.from_numpy(cache.labels["orientation"][idx].astype(np.int64))
-    x = augment(x, torch.isin(planes, flippable), gen, strength)
+    x = augment(x, torch.isin(planes, flippable), gen, strength, sharpen)
     return x, {h: torch.from_numpy(v[idx].astype(np.int64)) for h, v in cache.labels.items()}
 
 
@@ -574,6 +598,7 @@ class TrainOptions(LossOptions):
     clahe_clip: float = 2.0
     clahe_tiles: int = 8
     augment_strength: float = 1.0
+    sharpen: float = 0.0  # share of training slices given an unsharp mask (augment)
     slice_model: str = "none"  # "gru" / "conv1d": a SliceHead trained end to end (see fit_cnn)
     series_batches: bool = False  # steps of whole series without a slice model (the batching's own effect)
     fit_gru: bool = True
@@ -782,7 +807,8 @@ def _train_steps(net: SeriesNet, opt, sched, train_c: Cache, batches: np.ndarray
     total = 0.0
     loss_options = opts.loss_options()
     for batch in batches:
-        x, targets = augmented_batch(train_c, batch, flippable, gen, opts.augment_strength)
+        x, targets = augmented_batch(train_c, batch, flippable, gen,
+                                     opts.augment_strength, opts.sharpen)
         loss = multitask_loss(net(x), targets, config, loss=loss_options)
         opt.zero_grad()
         loss.backward()
@@ -813,7 +839,8 @@ def _train_series_steps(net: SeriesNet, head: SliceHead | None, opt, sched, trai
     series_y = train_c.series_labels["sequence"].astype(np.int64)
     for batch in batches:
         rows = [rows_of[m] for m in batch]
-        x, targets = augmented_batch(train_c, np.concatenate(rows), flippable, gen, opts.augment_strength)
+        x, targets = augmented_batch(train_c, np.concatenate(rows), flippable, gen,
+                                     opts.augment_strength, opts.sharpen)
         out = net(x)
         loss = multitask_loss(out, targets, config, loss=loss_options)
         if head is not None:
@@ -963,6 +990,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asl-clip", type=float, default=0.05)
     p.add_argument("--task-weights", choices=TASK_WEIGHTINGS, default="ours")
     p.add_argument("--augment-strength", type=float, default=1.0)
+    p.add_argument("--sharpen", type=float, default=0.0,
+                   help="share of training slices given an unsharp mask (default 0): real scanners' images are "
+                        "sharper than the generator's")
     p.add_argument("--clahe", action="store_true")
     p.add_argument("--clahe-clip", type=float, default=2.0)
     p.add_argument("--clahe-tiles", type=int, default=8)
