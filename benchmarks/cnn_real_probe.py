@@ -14,6 +14,10 @@ product reads it (K slices), and three CNN figures on real pixels are printed, s
 Each figure is given twice: as the network answers, and restricted by what the series' own repetitions prove
 (``dicom.dynamics``, as ``CnnModel.predict`` does).
 
+``--blur 1 2 3``: the CNN as it is on the same real slices Gaussian-blurred by each σ (pixels of the 128² input),
+with the classes whose count moved. A class that real images enter only when blurred is one the generator
+renders blurrier than scanners do (session 13: the localisers).
+
 The OsiriX samples (research and teaching use only) are never trained on. A benchmark: the data are fetched.
 """
 
@@ -77,6 +81,28 @@ def _both(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict)
             right = series_right(log_p[part], uids[part], classes, labels, with_facts=True)
             text += f"; {name} {right}/{len(set(uids[part]))}"
     return text
+
+
+def right_by_class(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict) -> dict[str, int]:
+    """Series right per true class, with pixel facts."""
+    counts = {}
+    for u in dict.fromkeys(uids):
+        one = uids == u
+        truth = labels[u]["sequence"]
+        counts[truth] = counts.get(truth, 0) + series_right(log_p[one], uids[one], classes, labels, with_facts=True)
+    return counts
+
+
+def blur_probe(model, images, uids, classes, labels, sigmas) -> None:
+    from scipy.ndimage import gaussian_filter
+
+    as_is = right_by_class(np.log(model.infer(images)["sequence"] + 1e-9), uids, classes, labels)
+    for sigma in sigmas:
+        blurred = np.stack([gaussian_filter(im, sigma) for im in images]).astype(np.float32)
+        log_p = np.log(model.infer(blurred)["sequence"] + 1e-9)
+        moved = right_by_class(log_p, uids, classes, labels)
+        changes = ", ".join(f"{c} {as_is[c]}→{moved[c]}" for c in sorted(as_is) if moved[c] != as_is[c])
+        print(f"blurred by σ = {sigma:g} px: {_both(log_p, uids, classes, labels)} ({changes or 'no class moved'})")
 
 
 def add_anatomy(labels: dict, manifest: Path) -> None:
@@ -147,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fine-tune", action="store_true")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--manifest", type=Path, help="real_dev.tsv: also split every figure by anatomy")
+    ap.add_argument("--blur", type=float, nargs="+", default=[], metavar="SIGMA",
+                    help="also the CNN on the real slices blurred by each σ (pixels)")
     args = ap.parse_args(argv)
     model = CnnModel.load(args.models)
     classes = model.config.sequence_classes
@@ -159,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         sources = np.array([labels[u]["source"] for u in uids])
         as_is = np.log(model.infer(images)["sequence"] + 1e-9)
         print(f"the CNN of {args.models}: {_both(as_is, uids, classes, labels)}")
+        blur_probe(model, images, uids, classes, labels, args.blur)
         probe = linear_probe(emb, uids, y, sources, classes)
         print(f"linear probe on its embeddings, leave-source-out: {_both(probe, uids, classes, labels)}")
         if args.fine_tune:

@@ -655,7 +655,7 @@ def array_coil_profile(world: np.ndarray, center: np.ndarray, rng: np.random.Gen
     Loops on a shell about the head, combined root-sum-of-squares: bright at the surface, dark deep in the brain.
     Research EPI (BOLD, diffusion, field maps) is often stored so, without the prescan normalisation of
     clinical protocols: centre/periphery 0.38–0.65 in most of the real development set's EPI, where the
-    generator's smooth field never went below 0.95 (benchmarks/centre_shading.py). ``rng`` draws the element
+    generator's smooth field never went below 0.95 (benchmarks/head_images.py). ``rng`` draws the element
     count, the loop size, the shell's size and how much of the profile is left.
     """
     n = int(rng.choice([8, 12, 20, 32]))
