@@ -14,9 +14,11 @@ product reads it (K slices), and three CNN figures on real pixels are printed, s
 Each figure is given twice: as the network answers, and restricted by what the series' own repetitions prove
 (``dicom.dynamics``, as ``CnnModel.predict`` does).
 
-``--blur 1 2 3``: the CNN as it is on the same real slices Gaussian-blurred by each σ (pixels of the 128² input),
-with the classes whose count moved. A class that real images enter only when blurred is one the generator
-renders blurrier than scanners do (session 13: the localisers).
+``--distort blur:2 down:2 noise:0.05 gamma:1.5 no-lower:0.4``: the CNN as it is on the same real slices, each
+changed one way (of the 128² input: Gaussian blur of σ pixels; downsampled by a factor and back; Rician noise
+of σ; gamma; the lower fraction of rows zeroed, which removes a sagittal head's neck and face), with the
+classes whose count moved. A class that real images enter only when changed is one the generator renders
+that way and scanners do not (session 13: blurred or noisy localisers become scouts, neckless ones do not).
 
 The OsiriX samples (research and teaching use only) are never trained on. A benchmark: the data are fetched.
 """
@@ -93,16 +95,49 @@ def right_by_class(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labe
     return counts
 
 
-def blur_probe(model, images, uids, classes, labels, sigmas) -> None:
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
+    return gaussian_filter(image, sigma)
+
+
+def _down(image: np.ndarray, factor: float) -> np.ndarray:
+    from scipy.ndimage import zoom
+
+    small = zoom(image, 1 / factor, order=1)
+    return zoom(small, np.array(image.shape) / np.array(small.shape), order=1)
+
+
+def _rician(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    return np.hypot(image + rng.normal(0, sigma, image.shape), rng.normal(0, sigma, image.shape))
+
+
+def _no_lower(image: np.ndarray, fraction: float) -> np.ndarray:
+    out = image.copy()
+    out[int(round(len(image) * (1 - fraction))):] = 0
+    return out
+
+
+DISTORTIONS = {
+    "blur": lambda im, v, rng: _blur(im, v),
+    "down": lambda im, v, rng: _down(im, v),
+    "noise": _rician,
+    "gamma": lambda im, v, rng: im ** v,
+    "no-lower": lambda im, v, rng: _no_lower(im, v),
+}
+
+
+def distortion_probe(model, images, uids, classes, labels, specs: list[str]) -> None:
+    """The CNN on the slices changed by each ``NAME:VALUE`` of ``DISTORTIONS``, with the classes that moved."""
     as_is = right_by_class(np.log(model.infer(images)["sequence"] + 1e-9), uids, classes, labels)
-    for sigma in sigmas:
-        blurred = np.stack([gaussian_filter(im, sigma) for im in images]).astype(np.float32)
-        log_p = np.log(model.infer(blurred)["sequence"] + 1e-9)
+    for spec in specs:
+        name, _, value = spec.partition(":")
+        rng = np.random.default_rng(0)
+        changed = np.stack([np.clip(DISTORTIONS[name](im, float(value), rng), 0, 1) for im in images])
+        log_p = np.log(model.infer(changed.astype(np.float32))["sequence"] + 1e-9)
         moved = right_by_class(log_p, uids, classes, labels)
         changes = ", ".join(f"{c} {as_is[c]}→{moved[c]}" for c in sorted(as_is) if moved[c] != as_is[c])
-        print(f"blurred by σ = {sigma:g} px: {_both(log_p, uids, classes, labels)} ({changes or 'no class moved'})")
+        print(f"{spec}: {_both(log_p, uids, classes, labels)} ({changes or 'no class moved'})")
 
 
 def add_anatomy(labels: dict, manifest: Path) -> None:
@@ -173,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fine-tune", action="store_true")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--manifest", type=Path, help="real_dev.tsv: also split every figure by anatomy")
-    ap.add_argument("--blur", type=float, nargs="+", default=[], metavar="SIGMA",
-                    help="also the CNN on the real slices blurred by each σ (pixels)")
+    ap.add_argument("--distort", nargs="+", default=[], metavar="NAME:VALUE",
+                    help=f"also the CNN on the real slices changed so ({', '.join(DISTORTIONS)}; e.g. blur:2)")
     args = ap.parse_args(argv)
     model = CnnModel.load(args.models)
     classes = model.config.sequence_classes
@@ -187,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         sources = np.array([labels[u]["source"] for u in uids])
         as_is = np.log(model.infer(images)["sequence"] + 1e-9)
         print(f"the CNN of {args.models}: {_both(as_is, uids, classes, labels)}")
-        blur_probe(model, images, uids, classes, labels, args.blur)
+        distortion_probe(model, images, uids, classes, labels, args.distort)
         probe = linear_probe(emb, uids, y, sources, classes)
         print(f"linear probe on its embeddings, leave-source-out: {_both(probe, uids, classes, labels)}")
         if args.fine_tune:
