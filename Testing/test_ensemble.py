@@ -94,6 +94,39 @@ def test_fit_params_needs_two_models():
 
 
 
+
+def _shifted_forest_only(n: int, seed: int):
+    """Series only the forest answered (no pixels), from a vendor it never saw: right 60 %, always at 0.85."""
+    rng = np.random.default_rng(seed)
+    outputs, truth = [], []
+    for _ in range(n):
+        t = CLASSES[rng.integers(len(CLASSES))]
+        top = t if rng.random() < 0.6 else [c for c in CLASSES if c != t][rng.integers(3)]
+        outputs.append({"forest": _out("forest", {top: 0.85, **{c: 0.05 for c in CLASSES if c != top}})})
+        truth.append(t)
+    return outputs, truth
+
+
+def test_series_one_model_answered_temper_that_models_weight_as_far_as_they_are_weighed():
+    outputs, truth = _simulated(400, 0)
+    shifted, shifted_truth = _shifted_forest_only(400, 3)
+    alone = fit_params(outputs, truth)
+    light = fit_params(outputs + shifted, truth + shifted_truth, sample_weight=[1.0] * 400 + [0.1] * 400)
+    heavy = fit_params(outputs + shifted, truth + shifted_truth, sample_weight=[1.0] * 400 + [3.0] * 400)
+    assert heavy.weights["forest"] < light.weights["forest"] < alone.weights["forest"]
+    # the shifted series say nothing of the CNN, whose weight still comes from the series it answered
+    assert heavy.weights["cnn"] < heavy.weights["forest"]
+    # weight zero leaves a series out entirely
+    ignored = fit_params(outputs + shifted, truth + shifted_truth, sample_weight=[1.0] * 400 + [0.0] * 400)
+    assert ignored.weights == alone.weights and ignored.review_threshold == alone.review_threshold
+
+
+def test_fit_params_refuses_a_sample_weight_of_the_wrong_length():
+    outputs, truth = _simulated(20, 4)
+    with pytest.raises(ValueError, match="19 values for 20 series"):
+        fit_params(outputs, truth, sample_weight=[1.0] * 19)
+
+
 def _disagreeing_pair():
     # each model's second choice is FLAIR: the product of the two puts FLAIR first
     forest = _out("forest", {"T1_3D_PRE": 0.55, "FLAIR_2D": 0.4, "DWI": 0.05})

@@ -14,13 +14,21 @@ How each figure is made, so none is measured on data its model saw:
   left-out source. Research-only sources (``RESEARCH_ONLY``) are never trained on.
 - **CNN**: the bundled CNN as is; it was trained on generated images only.
 - **ensemble**: nested leave-source-out. For each source, the pooling weights (``ensemble.fit_params``)
-  and then the review threshold with every review rule in place (``training.review_fit``) are fitted
-  on the other sources' forest and CNN outputs, then ``pipeline.decide`` answers for the left-out
-  source with everything the product does (study context, novelty, not-brain, stripped headers).
+  are fitted on the other sources' forest and CNN outputs and on shifted data (below), then the review
+  threshold with every review rule in place (``training.review_fit``) on those sources alone; then
+  ``pipeline.decide`` answers for the left-out source with everything the product does (study context,
+  novelty, not-brain, stripped headers).
 - **leave-one-vendor-out on generated data**: forests fitted on the generated rows of all but
-  one vendor, scored on that vendor.
+  one vendor, scored on that vendor. These outputs are the shifted data the pooling weights are also
+  fitted on (``--shifted-share``, half the weight by default): the development set alone is right so
+  often that it would raise the forest's weight to the grid's bound, and make every answer of a header
+  the forest has never seen look certain.
 - **generated held-out profiles** (``--gen-heldout``): the bundle's recipe (generated rows plus
   every trainable real source) scored on header rows of profiles no training row comes from.
+
+For the generated rows, the tables give the forest's wrong answers at p ≥ 0.9 and, pooled alone at the
+fitted forest weight as the product pools a series without pixels, at p ≥ 0.5 (so not sent to review by
+confidence) and p ≥ 0.9.
 
 Intervals are 95 % bootstrap percentiles over studies (series of one study move together).
 Writes metrics.json, predictions.csv, confusion_<model>.png, summary.md and
@@ -35,6 +43,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +64,8 @@ from SeriesClassifierLib.training.site_training import BASE_ROWS, read_base_rows
 RESEARCH_ONLY = ("orthanc-mirrors/orthanc-tests",)
 WEIGHT_GRID = np.exp(np.linspace(np.log(0.1), np.log(3.0), 18))  # bounded: no model may be raised to p^8
 TARGET_ACCURACY = 0.98  # of the series not sent to review
+# the CNN's and the pooling's code: the forest imports none of it, so a change there keeps its outputs
+NOT_THE_FOREST = ("cnn.py", "cnn_train.py", "gradcam.py", "ensemble.py")
 
 
 def log(msg: str) -> None:
@@ -131,7 +142,8 @@ def forest_recipe_key(args) -> str:
     h.update(json.dumps([args.real_weight, recipe(args)], sort_keys=True).encode())
     lib = Path(fit_forest.__code__.co_filename).parents[1]
     for source in sorted([*lib.glob("dicom/*.py"), *lib.glob("models/*.py"), *lib.glob("training/*.py")]):
-        h.update(source.read_bytes())  # features, physics, augmentation, the forest itself
+        if source.name not in NOT_THE_FOREST:
+            h.update(source.read_bytes())  # features, physics, augmentation, the forest itself
     return h.hexdigest()
 
 
@@ -181,14 +193,31 @@ def base_params(overrides: list[str]) -> EnsembleParams:
     return EnsembleParams.from_dict(d)
 
 
+@dataclass
+class Shifted:
+    """Outputs on shifted data (generated rows scored by a forest that never saw their vendor) that the
+    pooling weights are also fitted on, with ``share`` of the total weight."""
+
+    outputs: list[dict[str, ModelOutput]]
+    truth: list[str]
+    share: float
+
+
 def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict,
-                base: EnsembleParams, fit_dissent: bool = True) -> EnsembleParams:
-    """Pooling weights (NLL), then the review threshold, and the dissent bar unless ``fit_dissent`` is false,
-    with every review rule in place (training.review_fit)."""
+                base: EnsembleParams, fit_dissent: bool = True, shifted: Shifted | None = None) -> EnsembleParams:
+    """Pooling weights (NLL on the development series and, with ``shifted``, on shifted data too), then the
+    review threshold, and the dissent bar unless ``fit_dissent`` is false, with every review rule in place
+    (training.review_fit). The review rules are fitted on development series only."""
     uids = [s.series_uid for s in fit_series]
     outputs = [outputs_for(u, forest, cnn, ("forest", "cnn")) for u in uids]
     truth = [labels[u]["sequence"] for u in uids]
-    params = fit_params(outputs, truth, base=base, target_accuracy=TARGET_ACCURACY, grid=WEIGHT_GRID)
+    fit_outputs, fit_truth, weight = outputs, truth, [1.0] * len(uids)
+    if shifted is not None and shifted.share > 0:
+        each = shifted.share / (1 - shifted.share) * len(uids) / len(shifted.outputs)
+        fit_outputs, fit_truth = outputs + shifted.outputs, truth + shifted.truth
+        weight = weight + [each] * len(shifted.outputs)
+    params = fit_params(fit_outputs, fit_truth, base=base, target_accuracy=TARGET_ACCURACY, grid=WEIGHT_GRID,
+                        sample_weight=weight)
     if fit_dissent:
         params = fit_review_rules(fit_series, outputs, truth, params, TARGET_ACCURACY)
     else:
@@ -214,12 +243,12 @@ def physics_rule_figures(series, labels, gen_series, gen_labels, rows) -> dict:
                                   "then right)"}
 
 
-def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams,
-                    use=("forest", "cnn"), fit_dissent: bool = True) -> dict[str, SeriesPrediction]:
+def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams, use=("forest", "cnn"),
+                    fit_dissent: bool = True, shifted: Shifted | None = None) -> dict[str, SeriesPrediction]:
     out = {}
     for source in sorted({labels[s.series_uid]["source"] for s in series}):
         others = [s for s in series if labels[s.series_uid]["source"] != source]
-        params = fit_pooling(others, forest, cnn, labels, base, fit_dissent)
+        params = fit_pooling(others, forest, cnn, labels, base, fit_dissent, shifted)
         log(f"fold {source} ({'+'.join(use)}): weights {params.weights}, review threshold "
             f"{params.review_threshold}, dissent bar {params.disagreement_confidence}, unknown threshold "
             f"{params.unknown_threshold}")
@@ -230,39 +259,58 @@ def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams,
     return out
 
 
-def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, dict]:
-    result = {}
+def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, ModelOutput]:
+    """Every generated training row scored by a forest fitted on the other vendors' rows (cached in --out)."""
+    cache = args.out / "lovo_outputs.json"
+    key = forest_recipe_key(args)
+    if cache.is_file():
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            log(f"leave-one-vendor-out outputs reused from {cache}")
+            return {k: output_from_dict(v) for k, v in saved["outputs"].items()}
+    out: dict[str, ModelOutput] = {}
     for vendor in sorted({gen_labels[s.series_uid].get("vendor", "") for s in gen_series} - {""}):
         train = [s for s in gen_series if gen_labels[s.series_uid].get("vendor") != vendor]
         held = [s for s in gen_series if gen_labels[s.series_uid].get("vendor") == vendor]
         forest = fit_forest(train, gen_labels, **recipe(args))
-        outputs = forest.predict_many(held)
-        pred = [o.sequence.label for o in outputs]
-        truth = [gen_labels[s.series_uid]["sequence"] for s in held]
-        conf = [o.sequence.probability for o in outputs]
-        wrong = [c for p, t, c in zip(pred, truth, conf) if p != t]
-        result[vendor] = {"n": len(held), "accuracy": round(float(np.mean(np.array(pred) == np.array(truth))), 4),
-                          "wrong_at_p_ge_0.9": int(sum(c >= 0.9 for c in wrong))}
-        log(f"leave-one-vendor-out {vendor}: {result[vendor]}")
+        out.update({s.series_uid: o for s, o in zip(held, forest.predict_many(held))})
+        log(f"leave-one-vendor-out {vendor}: {len(held)} series")
+    from dataclasses import asdict
+
+    cache.write_text(json.dumps({"key": key, "outputs": {k: asdict(v) for k, v in out.items()}}), encoding="utf-8")
+    return out
+
+
+def pooled_forest_figures(outputs: dict[str, ModelOutput], truth: dict[str, str], group: dict[str, str],
+                          weight: float) -> dict[str, dict]:
+    """Per group: accuracy, and wrong answers the pooling (forest alone, raised to ``weight``) puts at
+    p >= 0.5 (not sent to review by confidence) and p >= 0.9."""
+    result: dict[str, dict] = {}
+    for name in sorted(set(group.values())):
+        uids = [u for u in outputs if group[u] == name and outputs[u].sequence is not None]
+        wrong = [u for u in uids if outputs[u].sequence.label != truth[u]]
+        pooled = [pooled_top(outputs[u], weight) for u in wrong]
+        result[name] = {"n": len(uids), "accuracy": round(1 - len(wrong) / max(len(uids), 1), 4),
+                        "forest_wrong_at_p_ge_0.9": int(sum(outputs[u].sequence.probability >= 0.9 for u in wrong)),
+                        "wrong_at_p_ge_0.5": int(sum(p >= 0.5 for p in pooled)),
+                        "wrong_at_p_ge_0.9": int(sum(p >= 0.9 for p in pooled))}
     return result
 
 
-def generated_heldout(series, labels, gen_series, gen_labels, held_path: Path, args) -> dict:
-    """The bundle's recipe (generated rows + every trainable real source) on held-out generated profiles."""
+def pooled_top(output: ModelOutput, weight: float) -> float:
+    """The top probability of one model's answer pooled alone at ``weight`` (p^w, renormalised)."""
+    p = np.clip(np.array(list(output.sequence.probabilities.values())), 1e-6, 1.0) ** weight
+    return float(p.max() / p.sum())
+
+
+def generated_heldout(series, labels, gen_series, gen_labels, held_path: Path, args):
+    """The bundle's recipe (generated rows + every trainable real source) on held-out generated profiles:
+    its outputs and the held-out rows' labels."""
     real = [s for s in series if labels[s.series_uid]["source"] not in RESEARCH_ONLY]
     forest = fit_forest(gen_series + real, {**gen_labels, **labels}, **recipe(args),
                         sample_weight=[1.0] * len(gen_series) + [args.real_weight] * len(real))
     held, held_labels = read_base_rows(held_path)
-    outputs = forest.predict_many(held)
-    result: dict[str, dict] = {}
-    for profile in sorted({held_labels[s.series_uid].get("profile", "") for s in held}):
-        pairs = [(o, held_labels[s.series_uid]["sequence"]) for s, o in zip(held, outputs)
-                 if held_labels[s.series_uid].get("profile", "") == profile]
-        wrong = [o.sequence.probability for o, t in pairs if o.sequence.label != t]
-        result[profile] = {"n": len(pairs), "accuracy": round(1 - len(wrong) / len(pairs), 4),
-                           "wrong_at_p_ge_0.9": int(sum(p >= 0.9 for p in wrong))}
-        log(f"generated held-out {profile}: {result[profile]}")
-    return result
+    return dict(zip((s.series_uid for s in held), forest.predict_many(held))), held_labels
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -317,7 +365,8 @@ def review_figures(rows: list[dict]) -> dict:
     }
 
 
-def unfamiliar_figures(series, labels, forest, cnn, base: EnsembleParams, fit_dissent: bool = True) -> dict:
+def unfamiliar_figures(series, labels, forest, cnn, base: EnsembleParams, fit_dissent: bool = True,
+                       shifted: Shifted | None = None) -> dict:
     """The CNN's embedding novelty on real series: how its right and wrong answers split, and what the other
     choice of ``unfamiliar_votes`` (models.ensemble.voting_outputs) would give."""
     answered = [(u, o) for u, o in cnn.items() if o.sequence is not None]
@@ -326,7 +375,7 @@ def unfamiliar_figures(series, labels, forest, cnn, base: EnsembleParams, fit_di
     right = lambda pairs: sum(o.sequence.label == labels[u]["sequence"] for u, o in pairs)  # noqa: E731
     other = EnsembleParams.from_dict({**base.to_dict(), "unfamiliar_votes": not base.unfamiliar_votes})
     rows = make_rows(series, labels, forest, cnn,
-                     ensemble_nested(series, labels, forest, cnn, other, fit_dissent=fit_dissent))
+                     ensemble_nested(series, labels, forest, cnn, other, fit_dissent=fit_dissent, shifted=shifted))
     return {"cnn_right_among_unfamiliar": f"{right(flagged)}/{len(flagged)}",
             "cnn_right_among_familiar": f"{right(kept)}/{len(kept)}",
             "other_choice": f"unfamiliar_votes={str(other.unfamiliar_votes).lower()}",
@@ -407,16 +456,14 @@ def summary_markdown(metrics: dict) -> str:
         lines += ["", "Brain and head series only: " + ", ".join(
             f"{k} {b[k]['correct']}/{b[k]['n']}" for k in ("forest", "headers", "cnn", "ensemble"))
             + f"; review {b['review']['sent_to_review']}, right among the rest {b['review']['accepted_correct']}."]
-    if metrics.get("generated_leave_one_vendor_out"):
-        lines += ["", "| generated, vendor left out | series | forest accuracy | wrong at p ≥ 0.9 |",
-                  "|---|---|---|---|"]
-        for vendor, m in metrics["generated_leave_one_vendor_out"].items():
-            lines.append(f"| {vendor} | {m['n']} | {m['accuracy']:.3f} | {m['wrong_at_p_ge_0.9']} |")
-    if metrics.get("generated_heldout_profiles"):
-        lines += ["", "| generated held-out profile | series | forest accuracy | wrong at p ≥ 0.9 |",
-                  "|---|---|---|---|"]
-        for profile, m in metrics["generated_heldout_profiles"].items():
-            lines.append(f"| {profile} | {m['n']} | {m['accuracy']:.3f} | {m['wrong_at_p_ge_0.9']} |")
+    weight = metrics["ensemble_fitted_on_all"]["weights"].get("forest", 1.0)
+    for key, title in (("generated_leave_one_vendor_out", "generated, vendor left out"),
+                       ("generated_heldout_profiles", "generated held-out profile")):
+        if metrics.get(key):
+            lines += ["", f"| {title} | series | forest accuracy | wrong, forest p ≥ 0.9 | wrong, pooled "
+                          f"(forest weight {weight}) p ≥ 0.5 | p ≥ 0.9 |", "|---|---|---|---|---|---|"]
+            lines += [f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['forest_wrong_at_p_ge_0.9']} | "
+                      f"{m['wrong_at_p_ge_0.5']} | {m['wrong_at_p_ge_0.9']} |" for name, m in metrics[key].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -443,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ensemble", action="append", default=[], metavar="KEY=JSON",
                     help="override a bundled ensemble setting before fitting (to compare pooling variants)")
     ap.add_argument("--no-lovo", action="store_true", help="skip leave-one-vendor-out on generated rows")
+    ap.add_argument("--shifted-share", type=float, default=0.5,
+                    help="share of the pooling fit's weight given to the generated rows scored leave-one-vendor-out "
+                         "(shifted data; the rest is the development set's). 0: development series only")
     ap.add_argument("--fixed-dissent", action="store_true",
                     help="keep the bundled dissent bar (disagreement_confidence) instead of fitting it")
     ap.add_argument("--gen-heldout", type=Path, help="generated header rows of held-out profiles to score the "
@@ -458,8 +508,16 @@ def main(argv: list[str] | None = None) -> int:
     forest = cached_forest_outputs(series, labels, gen_series, gen_labels, args)
     base = base_params(args.ensemble)
     fit_dissent = not args.fixed_dissent
-    ensemble = ensemble_nested(series, labels, forest, cnn, base, fit_dissent=fit_dissent)
-    forest_alone = ensemble_nested(series, labels, forest, cnn, base, use=("forest",), fit_dissent=fit_dissent)
+    if args.no_lovo and args.shifted_share > 0:
+        raise SystemExit("--shifted-share needs the leave-one-vendor-out outputs: drop --no-lovo or give 0")
+    if not 0 <= args.shifted_share < 1:
+        raise SystemExit(f"--shifted-share {args.shifted_share}: give a share in [0, 1)")
+    lovo = {} if args.no_lovo else leave_one_vendor_out(gen_series, gen_labels, args)
+    lovo_truth = {u: gen_labels[u]["sequence"] for u in lovo}
+    shifted = Shifted([{"forest": o} for o in lovo.values()], list(lovo_truth.values()), args.shifted_share)
+    ensemble = ensemble_nested(series, labels, forest, cnn, base, fit_dissent=fit_dissent, shifted=shifted)
+    forest_alone = ensemble_nested(series, labels, forest, cnn, base, use=("forest",), fit_dissent=fit_dissent,
+                                   shifted=shifted)
     rows = make_rows(series, labels, forest, cnn, ensemble)
     for r, s in zip(rows, series):
         alone = forest_alone[s.series_uid]
@@ -479,15 +537,19 @@ def main(argv: list[str] | None = None) -> int:
         "brain_only": {k: score(brain, k) for k in ("forest", "headers", "cnn", "ensemble")}
         | {"review": review_figures(brain)} if brain else None,
         "per_class": per_class(rows),
-        "ensemble_fitted_on_all": fit_pooling(series, forest, cnn, labels, base, fit_dissent).to_dict(),
-        "cnn_unfamiliar": unfamiliar_figures(series, labels, forest, cnn, base, fit_dissent),
+        "ensemble_fitted_on_all": fit_pooling(series, forest, cnn, labels, base, fit_dissent, shifted).to_dict(),
+        "cnn_unfamiliar": unfamiliar_figures(series, labels, forest, cnn, base, fit_dissent, shifted),
         "physics_rules": physics_rule_figures(series, labels, gen_series, gen_labels, rows),
     }
-    if not args.no_lovo:
-        metrics["generated_leave_one_vendor_out"] = leave_one_vendor_out(gen_series, gen_labels, args)
+    weight = metrics["ensemble_fitted_on_all"]["weights"].get("forest", 1.0)
+    if lovo:
+        vendors = {u: gen_labels[u].get("vendor", "") for u in lovo}
+        metrics["generated_leave_one_vendor_out"] = pooled_forest_figures(lovo, lovo_truth, vendors, weight)
     if args.gen_heldout:
-        metrics["generated_heldout_profiles"] = generated_heldout(series, labels, gen_series, gen_labels,
-                                                                  args.gen_heldout, args)
+        held, held_labels = generated_heldout(series, labels, gen_series, gen_labels, args.gen_heldout, args)
+        metrics["generated_heldout_profiles"] = pooled_forest_figures(
+            held, {u: held_labels[u]["sequence"] for u in held},
+            {u: held_labels[u].get("profile", "") for u in held}, weight)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     (args.out / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
     (args.out / "ensemble_fitted.json").write_text(json.dumps(metrics["ensemble_fitted_on_all"], indent=1),

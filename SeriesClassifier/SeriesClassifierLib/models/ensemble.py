@@ -17,6 +17,7 @@ model could say anything.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -281,45 +282,64 @@ def _log_matrix(predictions: list[TaskPrediction], classes: list[str]) -> np.nda
     return np.log(np.clip([[p.probabilities.get(c, 0.0) for c in classes] for p in predictions], _FLOOR, 1.0))
 
 
+def _log_matrix_or_zero(predictions: list[TaskPrediction | None], classes: list[str]) -> np.ndarray:
+    """``_log_matrix`` with a row of zeros (log 1) where the model gave no answer: it leaves the pool."""
+    out = np.zeros((len(predictions), len(classes)))
+    given = [i for i, p in enumerate(predictions) if p is not None]
+    if given:
+        out[given] = _log_matrix([predictions[i] for i in given], classes)
+    return out
+
+
 def fit_params(
     outputs: list[dict[str, ModelOutput]],
     truth: list[str],
     base: EnsembleParams | None = None,
     target_accuracy: float = 0.99,
     grid: np.ndarray | None = None,
+    sample_weight: Sequence[float] | None = None,
 ) -> EnsembleParams:
     """Log-linear weights and review threshold fitted on held-out series (sklearn-style ``fit``).
 
     ``outputs[i]`` holds each model's answer for series i, ``truth[i]`` its sequence code. The
-    weights minimise the negative log-likelihood of the truth under the pooled distribution
-    (grid search: two or three numbers do not need an optimiser); the review threshold is the
-    lowest pooled confidence whose accepted series reach ``target_accuracy``.
+    weights minimise the (``sample_weight``-weighted) negative log-likelihood of the truth under
+    the pooled distribution (grid search: two or three numbers do not need an optimiser); a series
+    some model could not answer pools the others, as ``combine`` does, and so informs only their
+    weights. The review threshold is the lowest pooled confidence whose accepted series reach
+    ``target_accuracy``, counted on the series every model answered.
     """
     params = EnsembleParams.from_dict((base or EnsembleParams()).to_dict())
     outputs = [voting_outputs(o, params) for o in outputs]  # weigh the models where they vote
     names = sorted({n for o in outputs for n, m in o.items() if m is not None and m.sequence is not None})
-    rows = [i for i, o in enumerate(outputs)
-            if truth[i] and all(o.get(n) is not None and o[n].sequence is not None for n in names)]
-    if len(names) < 2 or not rows:
+    weight = np.ones(len(outputs)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    if len(weight) != len(outputs):
+        raise ValueError(f"sample_weight has {len(weight)} values for {len(outputs)} series")
+    answered = [[o.get(n) is not None and o[n].sequence is not None for n in names] for o in outputs]
+    rows = [i for i, a in enumerate(answered) if truth[i] and any(a) and weight[i] > 0]
+    if len(names) < 2 or not any(all(answered[i]) for i in rows):
         return params
-    classes = sorted({c for i in rows for n in names for c in outputs[i][n].sequence.probabilities} |
-                     {truth[i] for i in rows})
-    logs = [_log_matrix([outputs[i][n].sequence for i in rows], classes) for n in names]
+    classes = sorted({c for i in rows for n, a in zip(names, answered[i]) if a
+                      for c in outputs[i][n].sequence.probabilities} | {truth[i] for i in rows})
+    logs = [_log_matrix_or_zero([outputs[i][n].sequence if answered[i][k] else None for i in rows], classes)
+            for k, n in enumerate(names)]
     y = np.array([classes.index(truth[i]) for i in rows])
+    w_rows = weight[rows] / weight[rows].sum()
     grid = np.exp(np.linspace(np.log(0.1), np.log(8.0), 36)) if grid is None else np.asarray(grid)
     best, best_w = np.inf, None
     for w in np.stack(np.meshgrid(*[grid] * len(names), indexing="ij"), -1).reshape(-1, len(names)):
         z = sum(wi * li for wi, li in zip(w, logs))
         z = z - z.max(axis=1, keepdims=True)
-        nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+        nll = float(np.sum(w_rows * (np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])))
         if nll < best:
             best, best_w = nll, w
     params.method = "log_linear"
     params.weights = {n: round(float(w), 4) for n, w in zip(names, best_w)}
-    z = sum(wi * li for wi, li in zip(best_w, logs))
+    complete = np.array([all(answered[i]) for i in rows])
+    z = sum(wi * li[complete] for wi, li in zip(best_w, logs))
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     from .calibration import review_threshold
 
-    params.review_threshold = round(review_threshold(p.max(axis=1), p.argmax(axis=1) == y, target_accuracy), 4)
+    params.review_threshold = round(review_threshold(p.max(axis=1), p.argmax(axis=1) == y[complete],
+                                                     target_accuracy), 4)
     return params
