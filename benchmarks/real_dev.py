@@ -297,6 +297,19 @@ def pooled_forest_figures(outputs: dict[str, ModelOutput], truth: dict[str, str]
     return result
 
 
+def threshold_trade(outputs: dict[str, ModelOutput], truth: dict[str, str], weight: float, rows: list[dict],
+                    thresholds=(0.5, 0.6, 0.7, 0.8, 0.9)) -> list[dict]:
+    """What a higher review threshold would cost and catch: on the shifted rows (forest alone, pooled at
+    ``weight``, no other review rule) the wrong answers it would send to review and the right ones; on the
+    development set, the classified series whose pooled confidence lies below it."""
+    pooled = [(pooled_top(o, weight), o.sequence.label == truth[u]) for u, o in outputs.items() if o.sequence]
+    classified = [float(r["ensemble_p"]) for r in rows if r["outcome"] == "classified"]
+    return [{"threshold": t, "shifted_wrong_caught": sum(p < t and not ok for p, ok in pooled),
+             "shifted_wrong": sum(not ok for _, ok in pooled),
+             "shifted_right_reviewed": sum(p < t and ok for p, ok in pooled),
+             "development_classified_below": sum(p < t for p in classified)} for t in thresholds]
+
+
 def pooled_top(output: ModelOutput, weight: float) -> float:
     """The top probability of one model's answer pooled alone at ``weight`` (p^w, renormalised)."""
     p = np.clip(np.array(list(output.sequence.probabilities.values())), 1e-6, 1.0) ** weight
@@ -464,6 +477,12 @@ def summary_markdown(metrics: dict) -> str:
                           f"(forest weight {weight}) p ≥ 0.5 | p ≥ 0.9 |", "|---|---|---|---|---|---|"]
             lines += [f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['forest_wrong_at_p_ge_0.9']} | "
                       f"{m['wrong_at_p_ge_0.5']} | {m['wrong_at_p_ge_0.9']} |" for name, m in metrics[key].items()]
+    if metrics.get("review_threshold_trade"):
+        lines += ["", "| review threshold | shifted rows: wrong sent to review | right sent to review | development: "
+                      "classified series below it |", "|---|---|---|---|"]
+        lines += [f"| {t['threshold']} | {t['shifted_wrong_caught']}/{t['shifted_wrong']} | "
+                  f"{t['shifted_right_reviewed']} | {t['development_classified_below']} |"
+                  for t in metrics["review_threshold_trade"]]
     return "\n".join(lines) + "\n"
 
 
@@ -545,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     if lovo:
         vendors = {u: gen_labels[u].get("vendor", "") for u in lovo}
         metrics["generated_leave_one_vendor_out"] = pooled_forest_figures(lovo, lovo_truth, vendors, weight)
+        metrics["review_threshold_trade"] = threshold_trade(lovo, lovo_truth, weight, rows)
     if args.gen_heldout:
         held, held_labels = generated_heldout(series, labels, gen_series, gen_labels, args.gen_heldout, args)
         metrics["generated_heldout_profiles"] = pooled_forest_figures(
