@@ -310,6 +310,25 @@ def threshold_trade(outputs: dict[str, ModelOutput], truth: dict[str, str], weig
              "development_classified_below": sum(p < t for p in classified)} for t in thresholds]
 
 
+def shifted_product(gen_series: list[Series], outputs: dict[str, ModelOutput], truth: dict[str, str],
+                    params: EnsembleParams) -> dict:
+    """The product's whole decision (forest alone, as for a series without pixels: physics rules, unseen terms,
+    values out of range, the review threshold) on the shifted rows: wrong answers classified without review,
+    and right ones sent to review or called unknown."""
+    bundle = ModelBundle(ensemble=params, version="shifted")
+    counts = {"n": 0, "wrong": 0, "wrong_classified": 0, "right_not_classified": 0}
+    for s in gen_series:
+        if s.series_uid not in outputs:
+            continue
+        p = decide(s, {"forest": outputs[s.series_uid]}, bundle)
+        right = p.sequence is not None and p.sequence.label == truth[s.series_uid]
+        counts["n"] += 1
+        counts["wrong"] += not right
+        counts["wrong_classified"] += not right and p.outcome == "classified"
+        counts["right_not_classified"] += right and p.outcome != "classified"
+    return counts
+
+
 def pooled_top(output: ModelOutput, weight: float) -> float:
     """The top probability of one model's answer pooled alone at ``weight`` (p^w, renormalised)."""
     p = np.clip(np.array(list(output.sequence.probabilities.values())), 1e-6, 1.0) ** weight
@@ -477,6 +496,11 @@ def summary_markdown(metrics: dict) -> str:
                           f"(forest weight {weight}) p ≥ 0.5 | p ≥ 0.9 |", "|---|---|---|---|---|---|"]
             lines += [f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['forest_wrong_at_p_ge_0.9']} | "
                       f"{m['wrong_at_p_ge_0.5']} | {m['wrong_at_p_ge_0.9']} |" for name, m in metrics[key].items()]
+    if metrics.get("shifted_product"):
+        m = metrics["shifted_product"]
+        lines += ["", f"The product's whole decision on the {m['n']} shifted rows (forest alone, every review rule): "
+                      f"{m['wrong']} wrong, {m['wrong_classified']} of them classified without review; "
+                      f"{m['right_not_classified']} right answers sent to review or called unknown."]
     if metrics.get("review_threshold_trade"):
         lines += ["", "| review threshold | shifted rows: wrong sent to review | right sent to review | development: "
                       "classified series below it |", "|---|---|---|---|"]
@@ -565,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         vendors = {u: gen_labels[u].get("vendor", "") for u in lovo}
         metrics["generated_leave_one_vendor_out"] = pooled_forest_figures(lovo, lovo_truth, vendors, weight)
         metrics["review_threshold_trade"] = threshold_trade(lovo, lovo_truth, weight, rows)
+        metrics["shifted_product"] = shifted_product(
+            gen_series, lovo, lovo_truth, EnsembleParams.from_dict(metrics["ensemble_fitted_on_all"]))
     if args.gen_heldout:
         held, held_labels = generated_heldout(series, labels, gen_series, gen_labels, args.gen_heldout, args)
         metrics["generated_heldout_profiles"] = pooled_forest_figures(
