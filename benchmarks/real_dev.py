@@ -43,13 +43,13 @@ import json
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from SeriesClassifierLib.models.bundle import ModelBundle, default_models_dir, load_bundle
-from SeriesClassifierLib.models.ensemble import EnsembleParams, fit_params
+from SeriesClassifierLib.models.ensemble import EnsembleParams, combine, fit_params
 from SeriesClassifierLib.models.plausibility import rules_broken
 from SeriesClassifierLib.prediction import OUTCOMES, ModelOutput, SeriesPrediction
 from SeriesClassifierLib.run.pipeline import decide, read_all_series, resolve_refs
@@ -114,8 +114,6 @@ def cnn_outputs(series: list[Series], cache: Path) -> dict[str, ModelOutput]:
             out[s.series_uid] = cnn.predict(s)
         except Exception as exc:  # noqa: BLE001 - a series without usable pixels has no CNN answer
             log(f"cnn: no answer for {s.series_uid}: {exc}")
-    from dataclasses import asdict
-
     cache.write_text(json.dumps({k: asdict(v) for k, v in out.items()}), encoding="utf-8")
     return out
 
@@ -147,20 +145,23 @@ def forest_recipe_key(args) -> str:
     return h.hexdigest()
 
 
-def cached_forest_outputs(series, labels, gen_series, gen_labels, args) -> dict[str, ModelOutput]:
-    """``forest_leave_source_out``, reused from --out when the recipe and the series are the same."""
-    cache = args.out / "forest_outputs.json"
-    key = [forest_recipe_key(args), sorted(s.series_uid for s in series)]
+def cached_outputs(cache: Path, key, compute) -> dict[str, ModelOutput]:
+    """``compute()``'s outputs, reused from ``cache`` while ``key`` (what they depend on) is unchanged."""
     if cache.is_file():
         saved = json.loads(cache.read_text(encoding="utf-8"))
         if saved.get("key") == key:
-            log(f"forest: leave-source-out outputs reused from {cache}")
+            log(f"outputs reused from {cache}")
             return {k: output_from_dict(v) for k, v in saved["outputs"].items()}
-    out = forest_leave_source_out(series, labels, gen_series, gen_labels, args)
-    from dataclasses import asdict
-
+    out = compute()
     cache.write_text(json.dumps({"key": key, "outputs": {k: asdict(v) for k, v in out.items()}}), encoding="utf-8")
     return out
+
+
+def cached_forest_outputs(series, labels, gen_series, gen_labels, args) -> dict[str, ModelOutput]:
+    """``forest_leave_source_out``, reused from --out when the recipe and the series are the same."""
+    key = [forest_recipe_key(args), sorted(s.series_uid for s in series)]
+    return cached_outputs(args.out / "forest_outputs.json", key,
+                          lambda: forest_leave_source_out(series, labels, gen_series, gen_labels, args))
 
 
 def forest_leave_source_out(series, labels, gen_series, gen_labels, args) -> dict[str, ModelOutput]:
@@ -261,13 +262,11 @@ def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams, use=("for
 
 def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, ModelOutput]:
     """Every generated training row scored by a forest fitted on the other vendors' rows (cached in --out)."""
-    cache = args.out / "lovo_outputs.json"
-    key = forest_recipe_key(args)
-    if cache.is_file():
-        saved = json.loads(cache.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            log(f"leave-one-vendor-out outputs reused from {cache}")
-            return {k: output_from_dict(v) for k, v in saved["outputs"].items()}
+    return cached_outputs(args.out / "lovo_outputs.json", forest_recipe_key(args),
+                          lambda: _leave_one_vendor_out(gen_series, gen_labels, args))
+
+
+def _leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, ModelOutput]:
     out: dict[str, ModelOutput] = {}
     for vendor in sorted({gen_labels[s.series_uid].get("vendor", "") for s in gen_series} - {""}):
         train = [s for s in gen_series if gen_labels[s.series_uid].get("vendor") != vendor]
@@ -275,9 +274,6 @@ def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, ModelOutput]
         forest = fit_forest(train, gen_labels, **recipe(args))
         out.update({s.series_uid: o for s, o in zip(held, forest.predict_many(held))})
         log(f"leave-one-vendor-out {vendor}: {len(held)} series")
-    from dataclasses import asdict
-
-    cache.write_text(json.dumps({"key": key, "outputs": {k: asdict(v) for k, v in out.items()}}), encoding="utf-8")
     return out
 
 
@@ -330,9 +326,9 @@ def shifted_product(gen_series: list[Series], outputs: dict[str, ModelOutput], t
 
 
 def pooled_top(output: ModelOutput, weight: float) -> float:
-    """The top probability of one model's answer pooled alone at ``weight`` (p^w, renormalised)."""
-    p = np.clip(np.array(list(output.sequence.probabilities.values())), 1e-6, 1.0) ** weight
-    return float(p.max() / p.sum())
+    """The top probability of the forest's answer pooled alone at ``weight``, as the product pools it."""
+    alone = EnsembleParams(method="log_linear", weights={"forest": weight})
+    return combine({"forest": output}, alone).sequence.probability
 
 
 def generated_heldout(series, labels, gen_series, gen_labels, held_path: Path, args):
