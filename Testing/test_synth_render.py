@@ -287,6 +287,42 @@ def test_phantoms_are_deterministic_and_differ():
     assert not np.allclose(r1.frames, r3.frames)
 
 
+def test_default_subjects_are_young_and_unchanged_by_the_age_option():
+    young = make_phantom(np.random.default_rng(5))
+    same = make_phantom(np.random.default_rng(5), aged_share=0.0)
+    assert "aged" not in young.seed_info
+    assert np.array_equal(young.displacement, same.displacement)
+    assert [o.tissue for o in young.overlays] == [o.tissue for o in same.overlays]
+
+
+def test_aged_subjects_have_widened_sulci_and_leukoaraiosis(no_site_effects):
+    old = next(ph for ph in (make_phantom(np.random.default_rng(s), aged_share=1.0) for s in range(20))
+               if ph.seed_info["aged"]["wmh"] > 0)
+    assert old.seed_info["atrophy_mm"] >= 2.5  # the ventricles widen more than a young adult's can
+    (sulci,) = [o for o in old.overlays if o.tissue == "CSF"]
+    (wmh,) = [o for o in old.overlays if o.tissue == "MS" and o.fraction.shape == sulci.fraction.shape]
+    # CSF only where there was cortex, hyperintensity only in white matter and never above the drawn peak
+    assert (sulci.fraction <= old.fractions["GM"][sulci.index] + 1e-6).all() and sulci.fraction.max() > 0.1
+    assert (wmh.fraction <= old.fractions["WM"][wmh.index] + 1e-6).all()
+    assert 0.1 < wmh.fraction.max() <= old.seed_info["aged"]["wmh"] + 0.005  # seed_info rounds to 0.01
+
+    def frames(overlays: list, spec: SeriesSpec) -> np.ndarray:
+        ph = dataclasses.replace(old, overlays=overlays, _cache={})
+        return render_series(spec, ph, np.random.default_rng(0)).frames
+
+    def brightness(overlays: list, spec: SeriesSpec) -> float:
+        return float(frames(overlays, spec).mean())
+
+    t2 = small("T2_2D", repetition_time=4500, echo_time=95)
+    flair = small("FLAIR_2D", repetition_time=9000, inversion_time=2500, echo_time=100)
+    assert brightness([sulci], t2) > 1.02 * brightness([], t2)  # cortex turned to CSF: bright on T2 …
+    assert brightness([sulci], flair) < 0.98 * brightness([], flair)  # … and dark on FLAIR
+    # the caps are a small part of the head: some of its pixels, clearly brighter
+    bare, capped = frames([], flair), frames([wmh], flair)
+    head = bare > 0.2 * bare.max()
+    assert (capped[head] > 1.1 * bare[head]).mean() > 0.005
+
+
 def test_pixels_do_not_depend_on_naming(phantom):
     spec = small("T1_2D_PRE")
     named = dataclasses.replace(spec, series_description="t1_se_tra", protocol_name="T1 SE", sequence_name="*se2d1")

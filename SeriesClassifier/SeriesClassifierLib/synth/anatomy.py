@@ -99,7 +99,7 @@ class Template:
 class Overlay:
     """A subject-specific structure: a fraction patch at a place in the template grid."""
 
-    tissue: str  # one of OVERLAY_TISSUES
+    tissue: str  # one of OVERLAY_TISSUES, or a base tissue (an aged brain's widened sulci are CSF)
     index: tuple[slice, slice, slice]
     fraction: np.ndarray  # float32 patch, 0..1
     enhancing: float = 0.0  # gadolinium concentration (mM) after contrast; 0 = none
@@ -820,6 +820,64 @@ def _displacement(rng: np.random.Generator, amplitude: float, atrophy: float) ->
     return field_.astype(np.float32), aff
 
 
+@dataclass
+class _Age:
+    """What age does to a subject's brain (``_aged``)."""
+
+    ventricles_mm: float  # the radial pull that widens the ventricles (``_displacement``)
+    warp_mm: float  # the random deformation's amplitude
+    sulci: float  # share of the cortex beside CSF that has become CSF
+    wmh: float  # peak fraction of the periventricular white-matter hyperintensity
+    overlays: list[Overlay]
+
+
+def _aged(t: Template, rng: np.random.Generator) -> _Age:
+    """An old brain: the young-adult template shrunk away from its CSF, with leukoaraiosis.
+
+    Widened sulci are cortex beside CSF turned to CSF (an overlay, under the lesions and vessels);
+    the ventricles widen by a stronger radial pull; white-matter hyperintensities are confluent caps
+    around the ventricles, patchy by a smooth random field. The deformation is stronger too: the
+    template's symmetry and size must not be what the CNN knows a head by.
+    """
+    sulci = float(rng.uniform(0.3, 0.9))
+    wmh = float(rng.uniform(0.3, 0.9)) if rng.random() < 0.6 else 0.0
+    overlays = [_sulcal_widening(t, sulci)]
+    if wmh:
+        overlays.append(_leukoaraiosis(t, rng, wmh))
+    return _Age(float(rng.uniform(2.5, 5.5)), float(rng.uniform(3.5, 6.5)), sulci, wmh, overlays)
+
+
+def _icv_box(t: Template) -> tuple[slice, slice, slice]:
+    if "icv_box" not in t.cache:
+        nz = np.nonzero(t.icv)
+        t.cache["icv_box"] = tuple(slice(int(a.min()), int(a.max()) + 1) for a in nz)
+    return t.cache["icv_box"]
+
+
+def _sulcal_widening(t: Template, amount: float) -> Overlay:
+    """CSF where cortex touched CSF, up to ``amount`` of the grey matter there (the map is cached)."""
+    box = _icv_box(t)
+    if "sulcal" not in t.cache:
+        near_csf = ndi.gaussian_filter(t.fractions["CSF"][box], 1.5)
+        t.cache["sulcal"] = (np.clip(3.0 * near_csf, 0, 1) * t.fractions["GM"][box]).astype(np.float32)
+    return Overlay("CSF", box, (amount * t.cache["sulcal"]).astype(np.float32))
+
+
+def _leukoaraiosis(t: Template, rng: np.random.Generator, peak: float) -> Overlay:
+    """Confluent periventricular white-matter hyperintensity, thickest at the horns, patchy."""
+    box = _icv_box(t)
+    if "periventricular" not in t.cache:
+        near = np.zeros(_GRID_SHAPE, np.float32)
+        idx = np.round((t.periventricular_points - _GRID_MIN) / GRID_SPACING).astype(int)
+        near[tuple(idx.T)] = 1.0
+        near = ndi.gaussian_filter(near[box], 2.0)
+        t.cache["periventricular"] = near / max(float(near.max()), 1e-6)
+    patchy = ndi.gaussian_filter(rng.normal(0, 1, t.cache["periventricular"].shape).astype(np.float32), 4.0)
+    patchy /= patchy.std() + 1e-9
+    f = t.cache["periventricular"] * np.clip(0.6 + 0.5 * patchy, 0, 1) * t.fractions["WM"][box]
+    return Overlay("MS", box, np.clip(peak * 1.5 * f, 0, peak).astype(np.float32))
+
+
 def subject_params(rng: np.random.Generator) -> dict:
     """A subject's physiology, the same whatever the body part."""
     return {
@@ -832,14 +890,26 @@ def subject_params(rng: np.random.Generator) -> dict:
     }
 
 
-def make_phantom(rng: np.random.Generator) -> Phantom:
-    """A new randomised subject (pose, size, deformation, vessels, lesions) on the shared template."""
+def make_phantom(rng: np.random.Generator, aged_share: float = 0.0) -> Phantom:
+    """A new randomised subject (pose, size, deformation, vessels, lesions) on the shared template.
+
+    ``aged_share``: the chance that the subject is old (``_aged``): wide ventricles and sulci, confluent
+    white-matter hyperintensities, and a brain deformed more strongly than the template's young adults.
+    """
     t = load_template()
     w2t, world_center = _pose(t, rng)
     atrophy = float(rng.uniform(1.0, 4.0)) if rng.random() < 0.4 else 0.0
-    disp, disp_aff = _displacement(rng, rng.uniform(1.5, 5.0), atrophy)
+    amplitude = rng.uniform(1.5, 5.0)
+    # drawn only when asked for, so that subjects without it stay the same for a given seed
+    aged = _aged(t, rng) if aged_share > 0 and rng.random() < aged_share else None
+    if aged is not None:
+        atrophy, amplitude = aged.ventricles_mm, aged.warp_mm
+    disp, disp_aff = _displacement(rng, amplitude, atrophy)
     info: dict = {"atrophy_mm": round(atrophy, 1)} if atrophy else {}
-    overlays = _lesions(t, rng, info) + _arteries(rng) + _veins(t, rng)
+    if aged is not None:
+        info["aged"] = {"sulci": round(aged.sulci, 2), "warp_mm": round(aged.warp_mm, 1),
+                        "wmh": round(aged.wmh, 2)}
+    overlays = (aged.overlays if aged is not None else []) + _lesions(t, rng, info) + _arteries(rng) + _veins(t, rng)
     params = subject_params(rng)
     return Phantom(
         fractions=t.fractions,

@@ -1,7 +1,7 @@
 """A CNN training corpus: whole generated studies, with only the slices the CNN can sample rendered.
 
     python -m SeriesClassifierLib.synth.cnn_corpus OUT --studies N --seed S [--profile NAME ...] [--slices 10]
-        [--parts knee spine abdomen pelvis phantom] [--tissue-jitter 0.2]
+        [--parts knee spine abdomen pelvis phantom] [--tissue-jitter 0.2] [--aged 0.35]
 
 The CNN reads K (8) slices from the central 70 % of a series (``dicom.slices.sample_indices``).
 Rendering all 176 partitions of a 3-D T1 to keep 8 of them is most of the generator's time, so
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import time
 
 from .body import PARTS, BodyPhantoms
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--array-coil", type=float, metavar="SHARE",
                    help="the share of head series seen through an unnormalised phased-array coil, bright at the "
                         "surface and dark in the centre (default: none), as research EPI often is on real scanners")
+    p.add_argument("--aged", type=float, metavar="SHARE",
+                   help="the share of head subjects that are old (default: none): wide ventricles and sulci, "
+                        "periventricular white-matter hyperintensity, a stronger deformation (anatomy.make_phantom)")
     args = p.parse_args(argv)
     args.fat_gain = tuple(args.fat_gain) if args.fat_gain else None
     start = time.perf_counter()
@@ -89,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         make_phantom = BodyPhantoms(tuple(args.parts))
     else:
         from .anatomy import make_phantom
+        if args.aged:
+            make_phantom = functools.partial(make_phantom, aged_share=args.aged)
     params = {"tissue_jitter": args.tissue_jitter, "fat_gain": args.fat_gain, "array_coil": args.array_coil}
     params = {k: v for k, v in params.items() if v is not None}
     if params:
