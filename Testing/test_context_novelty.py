@@ -30,6 +30,18 @@ def test_no_evidence_and_non_t1_classes_stay():
     assert apply_contrast_context(flair, _series(SeriesDescription="FLAIR post gad"))[1] is None
 
 
+def test_a_description_the_study_s_agent_tags_contradict_goes_to_a_person():
+    copied = _series("1", SeriesTime="100000", SeriesDescription="t1_mprage_sag +C")  # before any agent
+    post = _series("2", SeriesTime="101000", SeriesDescription="t1_mprage_sag +C", ContrastBolusAgent="Gadovist")
+    add_study_context([copied, post])
+    moved, note, confirm = apply_contrast_context(T1_PRE, copied)
+    assert moved.label == "T1_3D_POST" and confirm and "not on this one (a person should confirm)" in note
+    assert apply_contrast_context(T1_PRE, post)[2] is False  # its own header names the agent
+    alone = _series("3", SeriesTime="100000", SeriesDescription="t1_mprage_sag +C")
+    add_study_context([alone])  # no agent anywhere in the study: the description is all there is
+    assert apply_contrast_context(T1_PRE, alone)[2] is False
+
+
 def test_an_earlier_series_naming_an_agent_makes_a_later_t1_post():
     first = _series("1", SeriesTime="100000", ContrastBolusAgent="Gadovist")
     later = _series("2", SeriesTime="101000", ContrastBolusAgent="")

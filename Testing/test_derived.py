@@ -79,6 +79,25 @@ def test_a_mip_links_to_the_earlier_tof_volume_covering_it_in_another_plane(tmp_
     assert "AngioFlag" in link["evidence"]
 
 
+def test_a_mip_naming_its_technique_links_to_a_source_of_that_kind_only(tmp_path):
+    def write(folder, study, frame, with_tof):
+        swi = _epi(frame, "110000", 8, ScanningSequence="GR", MRAcquisitionType="3D", RepetitionTime=27.0,
+                   EchoTime=20.0, SequenceName="*swi3d1r", ImageType=["ORIGINAL", "PRIMARY", "M", "SWI"])
+        if with_tof:
+            write_classic_series(folder / "tof", _epi(frame, "100000", 4, ScanningSequence="GR", RepetitionTime=22.0,
+                                                      MRAcquisitionType="3D", EchoTime=3.6, SequenceName="3dtof"),
+                                 n=20, spacing=1.0, study_uid=study)
+        write_classic_series(folder / "swi", swi, n=20, spacing=1.0, study_uid=study)
+        write_classic_series(folder / "mip", _epi(frame, "110500", 10, ImageType=MIP_TYPE, SequenceName="3dtof"),
+                             n=1, iop=CORONAL, study_uid=study)
+
+    series = _study(tmp_path / "both", lambda f, s, fr: write(f, s, fr, True))
+    link = series["10"].header[LINK_KEY]
+    assert link["series_number"] == 4 and link["facts"] == ["angio"]  # not the later SWI beside it
+    series = _study(tmp_path / "swi only", lambda f, s, fr: write(f, s, fr, False))
+    assert LINK_KEY not in series["10"].header  # its own header says TOF: no SWI source
+
+
 def test_a_derived_series_alone_in_its_study_has_no_link(tmp_path):
     def write(folder, study, frame):
         write_classic_series(folder / "adc", _epi(frame, "100000", 6, ImageType=ADC_TYPE), study_uid=study)

@@ -11,9 +11,10 @@ HELDOUT: generated header rows of held-out profiles (``seriesclassifier synth OU
   blanked, as anonymisers and some sites leave them; the study is read again, so the context features
   (order in the study, same protocol before, dynamic run before) are all that is left.
 
-Prints the accuracy on T1 pre/post for each, and how often the repeat hint (the last of several series of
-one protocol, in a study naming no agent; sent to review) was right where it moved an answer. A benchmark
-(generated data, figures to read), not a test.
+Prints the accuracy on T1 pre/post for each, and how often the answers the context moved and sent to a
+person were right: the repeat hint (the last of several series of one protocol, in a study naming no
+agent) and a contrast-marked description the study's agent tags contradict. A benchmark (generated data,
+figures to read), not a test.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def without_contrast_tags(series: list[Series]) -> list[Series]:
     return stripped
 
 
-def scores(series: list[Series], labels: dict, bundle: ModelBundle) -> tuple[str, str, str]:
-    """(forest alone, forest + study context) right / T1 series, and how the repeat hint did where it moved one."""
-    alone = with_context = n = hinted = hinted_right = 0
+def scores(series: list[Series], labels: dict, bundle: ModelBundle) -> tuple[str, str, int, str]:
+    """(forest alone, forest + study context) right / T1 series, the T1 series the product answers wrongly
+    without sending them to review, and how the answers the context sent to a person did."""
+    alone = with_context = n = hinted = hinted_right = wrong_unreviewed = 0
     for s in series:
         truth = labels[s.series_uid]["sequence"]
         out = bundle.forest.predict(s)
@@ -58,8 +60,9 @@ def scores(series: list[Series], labels: dict, bundle: ModelBundle) -> tuple[str
         if truth in T1:
             alone += out.sequence.label == truth
             with_context += decided.sequence.label == truth
+            wrong_unreviewed += decided.sequence.label != truth and not decided.needs_review
             n += 1
-    return f"{alone}/{n}", f"{with_context}/{n}", f"{hinted_right} right of {hinted}"
+    return f"{alone}/{n}", f"{with_context}/{n}", wrong_unreviewed, f"{hinted_right} right of {hinted}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     series, labels = read_base_rows(args.rows)
     add_study_context(series)
     bundle = load_bundle(load_cnn=False)
-    print("| T1 pre/post, generated held-out | forest alone | forest + study context | moved by the repeat hint |")
-    print("|---|---|---|---|")
+    print("| T1 pre/post, generated held-out | forest alone | forest + study context | of which wrong, not reviewed "
+          "| moved and sent to a person |")
+    print("|---|---|---|---|---|")
     for name, rows in (("headers as generated", series), ("contrast tags and descriptions removed",
                                                           without_contrast_tags(series))):
-        alone, context, hinted = scores(rows, labels, bundle)
-        print(f"| {name} | {alone} | {context} | {hinted} |")
+        alone, context, wrong_unreviewed, hinted = scores(rows, labels, bundle)
+        print(f"| {name} | {alone} | {context} | {wrong_unreviewed} | {hinted} |")
     return 0
 
 

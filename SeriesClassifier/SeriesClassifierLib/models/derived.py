@@ -16,7 +16,8 @@ How a source is found, most certain first:
 2. **Voxel-wise maps** (ADC, FA, trace, processed SWI): a series with the same orientation and the same
    slice positions, acquired before it or at the same time.
 3. **Projections** (MIP, minIP slabs): the nearest earlier 3-D or thin-slice acquisition whose volume
-   covers the projection's centre.
+   covers the projection's centre; of the same kind (angiogram, susceptibility) when the projection's own
+   header says which.
 
 Always within one frame of reference when both series name one, never a series acquired later.
 """
@@ -246,6 +247,9 @@ def find_source(derived: Series, members: Sequence[Series], owners: dict[str, st
     if not is_projection(derived.header):
         return None
     volumes = [s for s in candidates if _thin_or_3d(s) and covers(s, derived)]
+    own = set(source_facts(derived.header))
+    if own:  # a GE TOF MIP keeps its run's sequence name: geometry must not tie it to the SWI beside it
+        volumes = [s for s in volumes if own & set(source_facts(s.header))]
     aligned = [s for s in volumes if same_orientation(s, derived)] or volumes
     if aligned:
         return max(aligned, key=_rank), "the nearest earlier 3-D/thin-slice acquisition covering it"
