@@ -1,6 +1,7 @@
 """Can the real development set teach the CNN? Leave-source-out probes on real pixels.
 
     python benchmarks/cnn_real_probe.py --data REALDEV [--models DIR] [--manifest real_dev.tsv] [--fine-tune]
+        [--answers CSV]
 
 REALDEV is the folder ``build_real_dev.py`` writes (``../shared/real-dev``). Each series is read as the
 product reads it (K slices), and three CNN figures on real pixels are printed, series right / series:
@@ -55,21 +56,41 @@ def real_slices(data: Path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return images, np.array(uids), model.infer(images)["embedding"], labels
 
 
-def series_right(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict,
-                 with_facts: bool = False) -> int:
-    """Series right; ``with_facts``: each series' answer restricted to what its pixel facts leave."""
+def series_answers(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict,
+                   with_facts: bool = False) -> dict[str, tuple[str, float]]:
+    """{series uid: (answer, its mean slice probability)}; ``with_facts``: restricted to what its pixel facts
+    leave."""
     from SeriesClassifierLib.vocabulary import load_vocabulary
 
     vocabulary = load_vocabulary()
-    right = 0
+    answers = {}
     for u in dict.fromkeys(uids):
         mean = log_p[uids == u].mean(axis=0)
         facts = (labels[u].get("facts") or {}) if with_facts else {}
         ruled_out = np.array([bool(vocabulary.ruling_out(c, facts)) for c in classes])
         if facts and not ruled_out.all():
             mean = np.where(ruled_out, -np.inf, mean)
-        right += classes[int(np.argmax(mean))] == labels[u]["sequence"]
-    return right
+        best = int(np.argmax(mean))
+        answers[u] = classes[best], float(np.exp(log_p[uids == u][:, best]).mean())
+    return answers
+
+
+def series_right(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict,
+                 with_facts: bool = False) -> int:
+    """Series right; ``with_facts``: each series' answer restricted to what its pixel facts leave."""
+    answers = series_answers(log_p, uids, classes, labels, with_facts)
+    return sum(answer == labels[u]["sequence"] for u, (answer, _) in answers.items())
+
+
+def write_answers(path: Path, log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict) -> None:
+    """One row per series (with pixel facts), to compare two CNNs series by series."""
+    answers = series_answers(log_p, uids, classes, labels, with_facts=True)
+    with open(path, "w", newline="", encoding="utf-8") as fp:
+        out = csv.writer(fp)
+        out.writerow(["case", "anatomy", "truth", "cnn", "cnn_p"])
+        for u, (answer, p) in answers.items():
+            row = labels[u]
+            out.writerow([row["case"], row.get("anatomy", ""), row["sequence"], answer, f"{p:.3f}"])
 
 
 def _both(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict) -> str:
@@ -210,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", type=Path, help="real_dev.tsv: also split every figure by anatomy")
     ap.add_argument("--distort", nargs="+", default=[], metavar="NAME:VALUE",
                     help=f"also the CNN on the real slices changed so ({', '.join(DISTORTIONS)}; e.g. blur:2)")
+    ap.add_argument("--answers", type=Path, metavar="CSV", help="write the CNN's answer per series (pixel facts)")
     args = ap.parse_args(argv)
     model = CnnModel.load(args.models)
     classes = model.config.sequence_classes
@@ -222,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         sources = np.array([labels[u]["source"] for u in uids])
         as_is = np.log(model.infer(images)["sequence"] + 1e-9)
         print(f"the CNN of {args.models}: {_both(as_is, uids, classes, labels)}")
+        if args.answers:
+            write_answers(args.answers, as_is, uids, classes, labels)
         distortion_probe(model, images, uids, classes, labels, args.distort)
         probe = linear_probe(emb, uids, y, sources, classes)
         print(f"linear probe on its embeddings, leave-source-out: {_both(probe, uids, classes, labels)}")
