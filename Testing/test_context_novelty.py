@@ -42,6 +42,22 @@ def test_a_description_the_study_s_agent_tags_contradict_goes_to_a_person():
     assert apply_contrast_context(T1_PRE, alone)[2] is False
 
 
+def test_a_pre_answer_nothing_in_the_headers_could_contradict_goes_to_a_person():
+    stripped = _series("1", ContrastBolusAgent="ANONYMIZED")  # descriptions removed, agent blanked
+    add_study_context([stripped])
+    kept, note, confirm = apply_contrast_context(T1_PRE, stripped)
+    assert kept == T1_PRE and confirm and "cannot be told from the headers" in note
+    described = _series("2", ProtocolName="t1_mprage_sag")  # a description that could have said "+C"
+    explicit_none = _series("3", ContrastBolusAgent="NONE")
+    recorded = _series("4", SeriesTime="100000")
+    elsewhere = _series("5", SeriesTime="101000", ContrastBolusAgent="Gadovist")
+    add_study_context([described])
+    add_study_context([explicit_none])
+    add_study_context([recorded, elsewhere])  # the study records its agent, not on this series
+    for s in (described, explicit_none, recorded):
+        assert apply_contrast_context(T1_PRE, s) == (T1_PRE, None, False)
+
+
 def test_an_earlier_series_naming_an_agent_makes_a_later_t1_post():
     first = _series("1", SeriesTime="100000", ContrastBolusAgent="Gadovist")
     later = _series("2", SeriesTime="101000", ContrastBolusAgent="")
@@ -54,7 +70,8 @@ def test_an_earlier_series_naming_an_agent_makes_a_later_t1_post():
 
 def _study_of_t1s(**agents):
     """Three series in time order: a T1 SE, a FLAIR, the same T1 SE again."""
-    t1 = {"ScanningSequence": ["SE"], "MRAcquisitionType": "2D", "ImageType": ["ORIGINAL"], "SequenceName": "se2d1"}
+    t1 = {"ScanningSequence": ["SE"], "MRAcquisitionType": "2D", "ImageType": ["ORIGINAL"], "SequenceName": "se2d1",
+          "ProtocolName": "t1_se_tra"}
     first = _series("1", SeriesTime="100000", **t1, ContrastBolusAgent=agents.get("first", ""))
     flair = _series("2", SeriesTime="100500", ScanningSequence=["SE", "IR"], InversionTime=2500.0,
                     MRAcquisitionType="2D", ImageType=["ORIGINAL"], SequenceName="tir2d1")

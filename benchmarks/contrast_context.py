@@ -11,10 +11,11 @@ HELDOUT: generated header rows of held-out profiles (``seriesclassifier synth OU
   blanked, as anonymisers and some sites leave them; the study is read again, so the context features
   (order in the study, same protocol before, dynamic run before) are all that is left.
 
-Prints the accuracy on T1 pre/post for each, and how often the answers the context moved and sent to a
-person were right: the repeat hint (the last of several series of one protocol, in a study naming no
-agent) and a contrast-marked description the study's agent tags contradict. A benchmark (generated data,
-figures to read), not a test.
+Prints the accuracy on T1 pre/post for each, the T1 series answered wrong without review, and how often
+the answers the context sent to a person were right: the repeat hint (the last of several series of one
+protocol, in a study naming no agent), a contrast-marked description the study's agent tags contradict,
+and a pre-contrast answer nothing in the headers could contradict (no description, no agent recorded). A
+benchmark (generated data, figures to read), not a test.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     add_study_context(series)
     bundle = load_bundle(load_cnn=False)
     print("| T1 pre/post, generated held-out | forest alone | forest + study context | of which wrong, not reviewed "
-          "| moved and sent to a person |")
+          "| sent to a person by the context |")
     print("|---|---|---|---|---|")
     for name, rows in (("headers as generated", series), ("contrast tags and descriptions removed",
                                                           without_contrast_tags(series))):
