@@ -65,13 +65,14 @@ def series_answers(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labe
     vocabulary = load_vocabulary()
     answers = {}
     for u in dict.fromkeys(uids):
-        mean = log_p[uids == u].mean(axis=0)
+        slices = log_p[uids == u]
+        mean = slices.mean(axis=0)
         facts = (labels[u].get("facts") or {}) if with_facts else {}
         ruled_out = np.array([bool(vocabulary.ruling_out(c, facts)) for c in classes])
         if facts and not ruled_out.all():
             mean = np.where(ruled_out, -np.inf, mean)
         best = int(np.argmax(mean))
-        answers[u] = classes[best], float(np.exp(log_p[uids == u][:, best]).mean())
+        answers[u] = classes[best], float(np.exp(slices[:, best]).mean())
     return answers
 
 
