@@ -15,7 +15,16 @@ from pydicom.data import get_testdata_file
 from SeriesClassifierLib.models.cnn import CnnConfig, CnnModel, SeriesNet, count_parameters
 from SeriesClassifierLib.models.novelty import EmbeddingNovelty
 from SeriesClassifierLib.series import Series
-from SeriesClassifierLib.training.cnn_train import Cache, augment, build_cache, evaluate, main, train_cnn
+from SeriesClassifierLib.training.cnn_train import (
+    Cache,
+    _class_weights_for_sampler,
+    augment,
+    build_cache,
+    evaluate,
+    main,
+    sampler_weights,
+    train_cnn,
+)
 from SeriesClassifierLib.vocabulary import load_vocabulary
 
 TOY_CLASSES = ["T2_2D", "TOF_MRA", "FLAIR_2D"]
@@ -244,3 +253,44 @@ def test_a_damaged_novelty_reference_is_refused_naming_the_file(tmp_path):
     save_file(tensors, str(tmp_path / "cnn.safetensors"))
     with pytest.raises(BundleError, match="cnn.safetensors: the embedding novelty holds NaN"):
         CnnModel.load(tmp_path)
+
+
+def _as_real_corpus(root: Path, sources: dict[str, str]) -> Path:
+    """A toy corpus relabelled as ``build_real_dev.py`` writes real series: a source per series, no profile."""
+    import csv
+
+    with open(root / "labels.csv", newline="", encoding="utf-8") as fp:
+        rows = list(csv.DictReader(fp))
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as fp:
+        out = csv.writer(fp)
+        out.writerow(["series_uid", "sequence", "orientation", "vendor", "case", "source"])
+        for i, r in enumerate(rows):
+            out.writerow([r["series_uid"], r["sequence"], r["orientation"], "TEST", f"case{i}", sources[r["profile"]]])
+    return root
+
+
+def test_sampler_draws_the_real_share_balanced_among_real_classes():
+    labels = np.array([0] * 90 + [1] * 10 + [0] * 3 + [1] * 1)
+    real = np.array([False] * 100 + [True] * 4)
+    w = sampler_weights(labels, real, 0.25)
+    assert w.sum() == pytest.approx(1.0)
+    assert w[real].sum() == pytest.approx(0.25)
+    # within the real slices, a class's share goes as the square root of its count (as for the generated)
+    assert w[real & (labels == 0)].sum() / w[real & (labels == 1)].sum() == pytest.approx(np.sqrt(3))
+    assert np.allclose(sampler_weights(labels, real, 0.0), _class_weights_for_sampler(labels))
+
+
+def test_real_series_train_beside_generated_ones_and_a_left_out_source_is_not_seen(tmp_path):
+    make_toy_corpus(tmp_path / "gen", TOY_CLASSES, 3, ["pA", "pB"], seed=0, n_slices=3)
+    make_toy_corpus(tmp_path / "real", TOY_CLASSES, 2, ["x", "y"], seed=2, n_slices=3)
+    _as_real_corpus(tmp_path / "real", {"x": "lab/one", "y": "lab/two"})
+    common = dict(epochs=1, batch_size=16, size=32, k=2, samples_per_epoch=32, workers=1, threads=1,
+                  fit_gru=False, cache_dir=tmp_path / "cache", real=tmp_path / "real", real_share=0.5)
+    both = train_cnn(tmp_path / "gen", tmp_path / "both", **common)
+    one = train_cnn(tmp_path / "gen", tmp_path / "one", exclude_profiles=["real:lab/two"], **common)
+    cache = Cache.load(tmp_path / "cache" / "real_real_k2_s32.npz")
+    assert sorted(set(cache.profiles.tolist())) == ["real:lab/one", "real:lab/two"]
+    assert both["val_profile"] in {"pA", "pB"} and one["val_profile"] == both["val_profile"]
+    n_series = {name: json.loads((tmp_path / name / "cnn.json").read_text())["training"]["n_series"]
+                for name in ("both", "one")}
+    assert n_series["both"] - n_series["one"] == 3  # lab/two's three series

@@ -27,6 +27,11 @@
 5. Test: series accuracy, macro-F1, per-class recall, ECE (models/calibration.py)
    and a confusion picture on --val, headers not used by the model.
 
+``--real REALDEV`` (``build_real_dev.py``'s folder of real, labelled series) trains on real series beside the
+generated ones: each real series' profile is ``real:SOURCE`` (``--exclude-profile real:SOURCE`` leaves a source
+out; ``benchmarks/cnn_real_folds.py`` measures it that way), ``--real-share`` of each epoch's slices are drawn
+from them, and they are never the validation profile.
+
 ``train_cnn(train, out, TrainOptions(...))`` is the function ``seriesclassifier train``
 calls; ``fit_cnn`` is its optimisation alone (``seriesclassifier tune`` calls it on
 caches it derives).
@@ -60,6 +65,7 @@ log = logging.getLogger("cnn_train")
 LOSS_WEIGHTS = {"sequence": 1.0, "orientation": 0.5}
 ATTRIBUTE_WEIGHT = 0.25
 SERIES_LOSS_WEIGHT = 1.0  # --slice-model: the series head's loss, added to the slice heads' weighted sum
+REAL_PREFIX = "real:"  # the profile of a real series is its source's name after this
 
 
 # ----------------------------------------------------------------------------- corpus → cache
@@ -161,8 +167,11 @@ class Cache:
 
 
 def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers: int = 2,
-                labels_csv: str | Path | None = None) -> Cache:
-    """Sample every labelled series of a corpus once; reuse ``out`` when it exists."""
+                labels_csv: str | Path | None = None, real: bool = False) -> Cache:
+    """Sample every labelled series of a corpus once; reuse ``out`` when it exists.
+
+    ``real``: a corpus of real scanner series (``build_real_dev.py``'s labels, one ``source`` per series):
+    each series' profile is ``real:SOURCE``, so a source is left out as a profile is."""
     out = Path(out)
     corpus = Path(corpus)
     rows = label_rows(labels_csv or corpus / "labels.csv")
@@ -199,7 +208,7 @@ def build_cache(corpus: str | Path, config: CnnConfig, out: str | Path, workers:
             row = by_uid[uid]
             m = len(uids)
             uids.append(uid)
-            profiles.append(row.get("profile", ""))
+            profiles.append(REAL_PREFIX + row.get("source", "") if real else row.get("profile", ""))
             for head, cls_list in classes.items():
                 series_value = row.get(head, "")
                 if head == "orientation":
@@ -556,6 +565,23 @@ def plot_confusion(matrix, classes: list[str], path: str | Path, title: str) -> 
     plt.close(fig)
 
 
+def _real_slices(cache: Cache) -> np.ndarray:
+    """Per slice: does it come from a real scanner series (profile ``real:SOURCE``)?"""
+    return np.char.startswith(cache.profiles.astype(str), REAL_PREFIX)[cache.series_index]
+
+
+def sampler_weights(labels: np.ndarray, real: np.ndarray, real_share: float) -> np.ndarray:
+    """Class-balanced sampling weights per slice; with ``real_share`` > 0 the real slices (``real``) are drawn
+    that share of the time, balanced among themselves: a few dozen real series beside tens of thousands of
+    generated slices would otherwise hardly be seen."""
+    if real_share <= 0 or not real.any() or real.all():
+        return _class_weights_for_sampler(labels)
+    weights = np.zeros(len(labels))
+    for part, share in ((real, real_share), (~real, 1.0 - real_share)):
+        weights[part] = share * _class_weights_for_sampler(labels[part])
+    return weights / weights.sum()
+
+
 def _class_weights_for_sampler(labels: np.ndarray) -> np.ndarray:
     counts = np.bincount(labels[labels >= 0], minlength=int(labels.max()) + 1).astype(float)
     w = np.where(labels >= 0, 1.0 / np.sqrt(np.maximum(counts[np.clip(labels, 0, None)], 1)), 0.0)
@@ -581,6 +607,8 @@ class TrainOptions(LossOptions):
     cache_dir: str | Path | None = None
     val_profile: str | None = None
     exclude_profiles: list[str] | None = None
+    real: str | Path | None = None  # a corpus of real, labelled scanner series trained on beside the generated
+    real_share: float = 0.0  # the share of training slices drawn from ``real`` (0: as their number gives)
     epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
@@ -649,7 +677,8 @@ def train_cnn(train: str | Path | list[str | Path], out: str | Path, options: Tr
     config = opts.cnn_config()
     corpora = [train] if isinstance(train, (str, Path)) else list(train)
     train_c, val_c, val_profile = _training_caches(corpora, config, cache_dir, opts.cache_tag(), opts.workers,
-                                                   opts.labels_csv, opts.exclude_profiles, opts.val_profile)
+                                                   opts.labels_csv, opts.exclude_profiles, opts.val_profile,
+                                                   opts.real)
     model, history, best = fit_cnn(train_c, val_c, config, opts, out)
     result = {"val_profile": val_profile, "history": history}
     if opts.fit_gru and opts.slice_model == "none" and len(val_c.uids):  # an end-to-end head is the aggregator
@@ -719,7 +748,7 @@ def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts.lr,
                                                 total_steps=max(opts.epochs, start_epoch + 1) * steps,
                                                 pct_start=0.15, last_epoch=start_epoch * steps - 1)
-    weights = _class_weights_for_sampler(train_c.labels["sequence"].astype(int))
+    weights = sampler_weights(train_c.labels["sequence"].astype(int), _real_slices(train_c), opts.real_share)
     flippable = flippable_planes(config)
     gen = torch.Generator().manual_seed(opts.seed)
     model = CnnModel(net, config, _aggregator(head))
@@ -767,15 +796,21 @@ def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
 
 def _training_caches(corpora: list, config: CnnConfig, cache_dir: Path, tag: str, workers: int,
                      labels_csv: str | Path | None, exclude_profiles: list[str] | None,
-                     val_profile: str | None) -> tuple[Cache, Cache, str]:
-    """(training cache, validation cache, validation profile): the corpora sampled once, held-out profiles out."""
+                     val_profile: str | None, real: str | Path | None = None) -> tuple[Cache, Cache, str]:
+    """(training cache, validation cache, validation profile): the corpora sampled once, held-out profiles out.
+
+    ``real``'s series are never the validation profile: early stopping stays on generated data, and what the
+    real series teach is measured by leaving their sources out (``benchmarks/cnn_real_folds.py``)."""
     if labels_csv is not None and len(corpora) != 1:
         raise ValueError("a labels file override needs exactly one training corpus")
-    cache = Cache.concat([build_cache(c, config, cache_dir / f"{Path(c).name}_{tag}.npz", workers, labels_csv)
-                          for c in corpora])
+    caches = [build_cache(c, config, cache_dir / f"{Path(c).name}_{tag}.npz", workers, labels_csv) for c in corpora]
+    if real is not None:
+        caches.append(build_cache(real, config, cache_dir / f"real_{Path(real).name}_{tag}.npz", workers, real=True))
+    cache = Cache.concat(caches)
     if exclude_profiles:
         cache = cache.subset_series(~np.isin(cache.profiles, exclude_profiles))
-    val_profile = val_profile or choose_val_profile(cache)
+    val_profile = val_profile or choose_val_profile(cache.subset_series(~np.char.startswith(
+        cache.profiles.astype(str), REAL_PREFIX)))
     is_val = cache.profiles == val_profile
     train_c, val_c = cache.subset_series(~is_val), cache.subset_series(is_val)
     log.info("train: %d series / %d slices; validation profile %r: %d series", len(train_c.uids),
@@ -974,6 +1009,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="where the slice caches go (default OUT/cache)")
     p.add_argument("--val-profile", help="training profile held out for early stopping (default: chosen)")
     p.add_argument("--exclude-profile", action="append", default=[], help="training profiles to leave out")
+    p.add_argument("--real", help="a folder of real, labelled scanner series (build_real_dev.py's) to train on "
+                   "as well; each series' profile is real:SOURCE, so --exclude-profile leaves a source out")
+    p.add_argument("--real-share", type=float, default=0.0,
+                   help="share of training slices drawn from --real's series (default 0: as their number gives)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
