@@ -12,7 +12,8 @@ How each figure is made, so none is measured on data its model saw:
   bundled recipe (``training.forest_training.fit_forest``) on the generated training rows plus
   the real series of every *other* source (each weighted ``--real-weight``), then predicts the
   left-out source. Research-only sources (``RESEARCH_ONLY``) are never trained on.
-- **CNN**: the bundled CNN as is; it was trained on generated images only.
+- **CNN**: the bundled CNN as is; or, with ``--cnn-folds``, a CNN trained on real series too, each series
+  answered by the one whose training left its source out (``cnn_real_folds.py``).
 - **ensemble**: nested leave-source-out. For each source, the pooling weights (``ensemble.fit_params``)
   are fitted on the other sources' forest and CNN outputs and on shifted data (below), then the review
   threshold with every review rule in place (``training.review_fit``) on those sources alone; then
@@ -104,17 +105,32 @@ def output_from_dict(d: dict) -> ModelOutput:
     return SeriesPrediction.from_dict({"series_uid": "", "models": {"m": d}}).models["m"]
 
 
-def cnn_outputs(series: list[Series], cache: Path) -> dict[str, ModelOutput]:
+def cnn_outputs(series: list[Series], cache: Path, labels: dict[str, dict[str, str]],
+                folds: Path | None = None) -> dict[str, ModelOutput]:
+    """The CNN's output per series: the bundled CNN's, or with ``folds`` (``cnn_real_folds.py``'s OUT) the
+    CNN of the series' source's fold, which never saw that source."""
     if cache.is_file():
-        return {k: output_from_dict(v) for k, v in json.loads(cache.read_text(encoding="utf-8")).items()}
-    cnn = load_bundle(load_forest=False).cnn
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("folds") == str(folds or ""):
+            return {k: output_from_dict(v) for k, v in saved["outputs"].items()}
+    from SeriesClassifierLib.models.cnn import CnnModel
+
+    fold_of = json.loads((folds / "folds.json").read_text(encoding="utf-8")) if folds else {}
+    bundled = None if folds else load_bundle(load_forest=False).cnn
+    by_fold = {k: CnnModel.load(folds / f"fold_{k}") for k in set(fold_of.values())}
     out: dict[str, ModelOutput] = {}
     for s in series:
+        source = labels[s.series_uid]["source"]
+        if folds and source not in fold_of:
+            log(f"cnn: no answer for {s.series_uid}: its source {source} is in no fold of {folds}")
+            continue
+        cnn = by_fold[fold_of[source]] if folds else bundled
         try:
             out[s.series_uid] = cnn.predict(s)
         except Exception as exc:  # noqa: BLE001 - a series without usable pixels has no CNN answer
             log(f"cnn: no answer for {s.series_uid}: {exc}")
-    cache.write_text(json.dumps({k: asdict(v) for k, v in out.items()}), encoding="utf-8")
+    cache.write_text(json.dumps({"folds": str(folds or ""), "outputs": {k: asdict(v) for k, v in out.items()}}),
+                     encoding="utf-8")
     return out
 
 
@@ -536,6 +552,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the bundled dissent bar (disagreement_confidence) instead of fitting it")
     ap.add_argument("--gen-heldout", type=Path, help="generated header rows of held-out profiles to score the "
                     "bundle's recipe on (seriesclassifier synth OUT.jsonl.gz --headers-only --profile holdout)")
+    ap.add_argument("--cnn-folds", type=Path, metavar="DIR",
+                    help="cnn_real_folds.py's OUT: each series answered by the CNN of its source's fold (a CNN "
+                    "trained on real series too) instead of the bundled one")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -543,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     add_anatomy(labels, args.manifest)
     gen_series, gen_labels = read_base_rows(args.gen_rows)
     log(f"{len(gen_series)} generated training rows from {args.gen_rows}")
-    cnn = cnn_outputs(series, args.out / "cnn_outputs.json")
+    cnn = cnn_outputs(series, args.out / "cnn_outputs.json", labels, args.cnn_folds)
     forest = cached_forest_outputs(series, labels, gen_series, gen_labels, args)
     base = base_params(args.ensemble)
     fit_dissent = not args.fixed_dissent
@@ -601,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         w.writerows(rows)
     for key, title in (("forest", "forest, leave-source-out"), ("headers", "headers only (forest + study context)"),
-                       ("cnn", "CNN (generated training only)"),
+                       ("cnn", "CNN, real sources left out" if args.cnn_folds else "CNN (generated training only)"),
                        ("ensemble", "ensemble, nested leave-source-out")):
         confusion(rows, key, args.out / f"confusion_{key}.png", f"real development set: {title}")
     print(json.dumps({k: metrics[k] for k in ("forest_leave_source_out", "headers", "cnn", "ensemble", "review",
