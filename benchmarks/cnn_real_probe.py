@@ -1,14 +1,16 @@
 """Can the real development set teach the CNN? Leave-source-out probes on real pixels.
 
     python benchmarks/cnn_real_probe.py --data REALDEV [--models DIR] [--manifest real_dev.tsv] [--fine-tune]
-        [--answers CSV]
+        [--adabn [BLEND ...]] [--answers CSV]
 
 REALDEV is the folder ``build_real_dev.py`` writes (``../shared/real-dev``). Each series is read as the
-product reads it (K slices), and three CNN figures on real pixels are printed, series right / series:
+product reads it (K slices), and these CNN figures on real pixels are printed, series right / series:
 
 - the CNN as it is (the bundled one, or ``--models DIR``'s);
 - a linear probe: logistic regression on that CNN's slice embeddings, trained on the real series of
   every other source (leave-source-out), series answer = mean log-probability over its slices;
+- ``--adabn``: the CNN with its batch-norm statistics re-estimated on the unlabelled real slices of every
+  other source (leave-source-out), blended with the training statistics;
 - ``--fine-tune``: the whole CNN trained further on real slices of the other sources, five folds of
   sources (class-balanced sampling, the training augmentation), the same series answer.
 
@@ -185,6 +187,42 @@ def linear_probe(emb, uids, y, sources, classes) -> np.ndarray:
     return log_p
 
 
+def adapted_norms(models: Path, images: np.ndarray, blend: float):
+    """The CNN with its batch-norm statistics re-estimated on ``images`` (no labels), mixed ``blend`` : 1 - blend
+    with the training statistics (AdaBN, Li et al. 2016)."""
+    import torch
+
+    from SeriesClassifierLib.models.cnn import CnnModel
+
+    model = CnnModel.load(models)
+    norms = [m for m in model.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    trained = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    model.net.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over every batch
+        m.train()
+    order = np.random.default_rng(0).permutation(len(images))
+    with torch.no_grad():
+        for start in range(0, len(order), 64):
+            model.net.features(torch.as_tensor(images[order[start:start + 64]])[:, None])
+    for m, (mean, var) in zip(norms, trained):
+        m.running_mean.mul_(blend).add_((1 - blend) * mean)
+        m.running_var.mul_(blend).add_((1 - blend) * var)
+        m.eval()
+    return model
+
+
+def adabn(models: Path, images, sources, classes: list[str], blend: float) -> np.ndarray:
+    """Series answers of the CNN whose normalisation statistics come from the other sources' real slices."""
+    log_p = np.zeros((len(images), len(classes)))
+    for source in np.unique(sources):
+        test, other = sources == source, (sources != source) & ~np.isin(sources, RESEARCH_ONLY)
+        model = adapted_norms(models, images[other], blend)
+        log_p[test] = np.log(model.infer(images[test])["sequence"] + 1e-9)
+    return log_p
+
+
 def fine_tune(models: Path, images, y, sources, classes, epochs: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
@@ -232,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", type=Path, help="real_dev.tsv: also split every figure by anatomy")
     ap.add_argument("--distort", nargs="+", default=[], metavar="NAME:VALUE",
                     help=f"also the CNN on the real slices changed so ({', '.join(DISTORTIONS)}; e.g. blur:2)")
+    ap.add_argument("--adabn", type=float, nargs="*", metavar="BLEND",
+                    help="also the CNN with batch-norm statistics re-estimated on the other sources' real slices "
+                    "(unlabelled), mixed BLEND with the training ones (default 1.0 and 0.5)")
     ap.add_argument("--answers", type=Path, metavar="CSV", help="write the CNN's answer per series (pixel facts)")
     args = ap.parse_args(argv)
     model = CnnModel.load(args.models)
@@ -250,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         distortion_probe(model, images, uids, classes, labels, args.distort)
         probe = linear_probe(emb, uids, y, sources, classes)
         print(f"linear probe on its embeddings, leave-source-out: {_both(probe, uids, classes, labels)}")
+        for blend in ([1.0, 0.5] if args.adabn == [] else args.adabn or []):
+            adapted = adabn(args.models, images, sources, classes, blend)
+            print(f"batch-norm statistics from the other sources' slices ({blend:g} of them), leave-source-out: "
+                  f"{_both(adapted, uids, classes, labels)}")
         if args.fine_tune:
             tuned = fine_tune(args.models, images, y, sources, classes, args.epochs)
             print(f"whole CNN fine-tuned, five folds of sources: {_both(tuned, uids, classes, labels)}")
