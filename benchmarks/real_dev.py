@@ -13,7 +13,9 @@ How each figure is made, so none is measured on data its model saw:
   the real series of every *other* source (each weighted ``--real-weight``), then predicts the
   left-out source. Research-only sources (``RESEARCH_ONLY``) are never trained on.
 - **CNN**: the bundled CNN as is; or, with ``--cnn-folds``, a CNN trained on real series too, each series
-  answered by the one whose training left its source out (``cnn_real_folds.py``).
+  answered by the one whose training left its source out (``cnn_real_folds.py``). Those networks carry no
+  novelty reference (``scripts/fit_cnn_novelty.py`` fits the bundle's), so none of their answers is set
+  aside as unfamiliar: the ensemble figure is not comparable with the bundle's.
 - **ensemble**: nested leave-source-out. For each source, the pooling weights (``ensemble.fit_params``)
   are fitted on the other sources' forest and CNN outputs and on shifted data (below), then the review
   threshold with every review rule in place (``training.review_fit``) on those sources alone; then
