@@ -29,14 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from cnn_real_probe import RESEARCH_ONLY, _both, add_anatomy, real_slices, write_answers
-
-
-def source_folds(sources: np.ndarray, folds: int) -> list[list[str]]:
-    """The real sources in ``folds`` groups, shuffled once with seed 0 (as ``cnn_real_probe --fine-tune``)."""
-    groups = sorted(set(sources))
-    np.random.default_rng(0).shuffle(groups)
-    return [groups[k::folds] for k in range(folds)]
+from cnn_real_probe import RESEARCH_ONLY, _both, add_anatomy, real_slices, source_folds, write_answers
 
 
 def trained(out: Path, train: list[Path], real: Path | None, left_out: list[str], args) -> Path:

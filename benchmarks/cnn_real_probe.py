@@ -223,6 +223,13 @@ def adabn(models: Path, images, sources, classes: list[str], blend: float) -> np
     return log_p
 
 
+def source_folds(sources: np.ndarray, folds: int) -> list[list[str]]:
+    """The real sources in ``folds`` groups, shuffled once with seed 0."""
+    groups = sorted(set(sources))
+    np.random.default_rng(0).shuffle(groups)
+    return [groups[k::folds] for k in range(folds)]
+
+
 def fine_tune(models: Path, images, y, sources, classes, epochs: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
@@ -231,12 +238,10 @@ def fine_tune(models: Path, images, y, sources, classes, epochs: int) -> np.ndar
     from SeriesClassifierLib.training.cnn_train import augment
 
     rng = np.random.default_rng(0)
-    groups = sorted(set(sources))
-    rng.shuffle(groups)
     target = np.array([classes.index(c) for c in y])
     log_p = np.zeros((len(y), len(classes)))
-    for k in range(5):
-        test = np.isin(sources, groups[k::5])
+    for k, group in enumerate(source_folds(sources, 5)):
+        test = np.isin(sources, group)
         train = ~test & ~np.isin(sources, RESEARCH_ONLY)
         net = CnnModel.load(models).net
         opt = torch.optim.AdamW(net.parameters(), lr=5e-4, weight_decay=1e-3)
