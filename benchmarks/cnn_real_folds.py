@@ -47,10 +47,12 @@ def trained(out: Path, train: list[Path], real: Path | None, left_out: list[str]
     return out
 
 
-def log_probabilities(models: Path, images: np.ndarray) -> np.ndarray:
+def log_probabilities(models, images: np.ndarray) -> np.ndarray:
+    """The sequence log-probabilities of ``models`` (a folder, or a loaded CnnModel) on ``images``."""
     from SeriesClassifierLib.models.cnn import CnnModel
 
-    return np.log(CnnModel.load(models).infer(images)["sequence"] + 1e-9)
+    model = models if isinstance(models, CnnModel) else CnnModel.load(models)
+    return np.log(model.infer(images)["sequence"] + 1e-9)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",  # the trainings' progress
                         handlers=[logging.FileHandler(args.out / "train.log")])
+    start = CnnModel.load(args.init)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        images, uids, _, labels = real_slices(args.data, CnnModel.load(args.init))
+        images, uids, _, labels = real_slices(args.data, start)
     if args.manifest:
         add_anatomy(labels, args.manifest)
-    classes = CnnModel.load(args.init).config.sequence_classes
+    classes = start.config.sequence_classes
     sources = np.array([labels[u]["source"] for u in uids])
     log_p = np.zeros((len(uids), len(classes)))
     folds = source_folds(sources, args.folds)
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.control:
         control = log_probabilities(trained(args.out / "control", args.train, None, [], args), images)
         print(f"control, the same fine-tune on generated slices alone: {_both(control, uids, classes, labels)}")
-    print(f"the starting CNN ({args.init}): {_both(log_probabilities(args.init, images), uids, classes, labels)}")
+    print(f"the starting CNN ({args.init}): {_both(log_probabilities(start, images), uids, classes, labels)}")
     return 0
 
 

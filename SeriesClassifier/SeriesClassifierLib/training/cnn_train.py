@@ -565,9 +565,9 @@ def plot_confusion(matrix, classes: list[str], path: str | Path, title: str) -> 
     plt.close(fig)
 
 
-def _real_slices(cache: Cache) -> np.ndarray:
-    """Per slice: does it come from a real scanner series (profile ``real:SOURCE``)?"""
-    return np.char.startswith(cache.profiles.astype(str), REAL_PREFIX)[cache.series_index]
+def _real_series(cache: Cache) -> np.ndarray:
+    """Per series: is it a real scanner series (profile ``real:SOURCE``)?"""
+    return np.char.startswith(cache.profiles.astype(str), REAL_PREFIX)
 
 
 def sampler_weights(labels: np.ndarray, real: np.ndarray, real_share: float) -> np.ndarray:
@@ -748,7 +748,8 @@ def fit_cnn(train_c: Cache, val_c: Cache, config: CnnConfig, opts: TrainOptions,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts.lr,
                                                 total_steps=max(opts.epochs, start_epoch + 1) * steps,
                                                 pct_start=0.15, last_epoch=start_epoch * steps - 1)
-    weights = sampler_weights(train_c.labels["sequence"].astype(int), _real_slices(train_c), opts.real_share)
+    weights = sampler_weights(train_c.labels["sequence"].astype(int), _real_series(train_c)[train_c.series_index],
+                              opts.real_share)
     flippable = flippable_planes(config)
     gen = torch.Generator().manual_seed(opts.seed)
     model = CnnModel(net, config, _aggregator(head))
@@ -809,8 +810,7 @@ def _training_caches(corpora: list, config: CnnConfig, cache_dir: Path, tag: str
     cache = Cache.concat(caches)
     if exclude_profiles:
         cache = cache.subset_series(~np.isin(cache.profiles, exclude_profiles))
-    val_profile = val_profile or choose_val_profile(cache.subset_series(~np.char.startswith(
-        cache.profiles.astype(str), REAL_PREFIX)))
+    val_profile = val_profile or choose_val_profile(cache.subset_series(~_real_series(cache)))
     is_val = cache.profiles == val_profile
     train_c, val_c = cache.subset_series(~is_val), cache.subset_series(is_val)
     log.info("train: %d series / %d slices; validation profile %r: %d series", len(train_c.uids),
