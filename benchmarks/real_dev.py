@@ -21,6 +21,9 @@ How each figure is made, so none is measured on data its model saw:
   threshold with every review rule in place (``training.review_fit``) on those sources alone; then
   ``pipeline.decide`` answers for the left-out source with everything the product does (study context,
   novelty, not-brain, stripped headers).
+- **headers stripped**: the same nested decision for each series as its files would be with only identity and
+  pixels left (``headers_stripped``): the forest is left out and the CNN answers alone; what the product
+  lets through unreviewed then.
 - **leave-one-vendor-out on generated data**: forests fitted on the generated rows of all but
   one vendor, scored on that vendor. These outputs are the shifted data the pooling weights are also
   fitted on (``--shifted-share``, half the weight by default): on development series alone, where the
@@ -46,7 +49,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -263,7 +266,10 @@ def physics_rule_figures(series, labels, gen_series, gen_labels, rows) -> dict:
 
 
 def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams, use=("forest", "cnn"),
-                    fit_dissent: bool = True, shifted: Shifted | None = None) -> dict[str, SeriesPrediction]:
+                    fit_dissent: bool = True, shifted: Shifted | None = None,
+                    answered_as=lambda s: s) -> dict[str, SeriesPrediction]:
+    """Each source's series decided with pooling fitted on the other sources; ``answered_as(series)`` is the
+    series the decision sees (e.g. its headers stripped), the fit always the series as read."""
     out = {}
     for source in sorted({labels[s.series_uid]["source"] for s in series}):
         others = [s for s in series if labels[s.series_uid]["source"] != source]
@@ -274,8 +280,20 @@ def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams, use=("for
         bundle = ModelBundle(ensemble=params, version=f"fold-{source}")
         for s in series:
             if labels[s.series_uid]["source"] == source:
-                out[s.series_uid] = decide(s, outputs_for(s.series_uid, forest, cnn, use), bundle)
+                out[s.series_uid] = decide(answered_as(s), outputs_for(s.series_uid, forest, cnn, use), bundle)
     return out
+
+
+# What an anonymiser that strips everything leaves (benchmarks/cnn_gradcam_docs.py's files): identity and the
+# pixel module; acquisition parameters, names, ImageType and geometry go.
+IDENTITY = {"SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Rows", "Columns"}
+
+
+def headers_stripped(s: Series) -> Series:
+    """``s`` as the decision sees it when its files keep only identity and pixels (the CNN's output is the
+    one from the files as they are: its figure's definition, K slices arranged by their geometry)."""
+    return replace(s, header={k: v for k, v in s.header.items() if k in IDENTITY}, geometry=None,
+                   orientation=None, series_description="")
 
 
 def leave_one_vendor_out(gen_series, gen_labels, args) -> dict[str, ModelOutput]:
@@ -477,6 +495,15 @@ def unfamiliar_lines(u: dict | None) -> list[str]:
             f"{d['correct']}/{d['n']}, review {r['sent_to_review']}, right among the rest {r['accepted_correct']}.", ""]
 
 
+def stripped_lines(r: dict | None) -> list[str]:
+    if not r:
+        return []
+    return [f"Headers stripped to identity and pixels (the forest left out, the CNN alone, every review rule): "
+            f"sent to review {r['sent_to_review']}; right among the rest {r['accepted_correct']}; wrong answers "
+            f"sent to review {r['wrong_caught']}. Outcomes: " + "; ".join(f"{o} {v}" for o, v in r["outcomes"].items())
+            + ".", ""]
+
+
 def summary_markdown(metrics: dict) -> str:
     """The tables docs/REAL_DATA.md quotes."""
     f, h, c, e, r = (metrics[k] for k in ("forest_leave_source_out", "headers", "cnn", "ensemble", "review"))
@@ -493,6 +520,7 @@ def summary_markdown(metrics: dict) -> str:
               f"{r['accepted_interval_95_by_study'][1]:.2f}); wrong answers sent to review: {r['wrong_caught']}. "
               f"Orientation: {metrics['orientation']}.", "",
               "Outcomes: " + "; ".join(f"{o} {v}" for o, v in r["outcomes"].items()) + ".", "",
+              *stripped_lines(metrics.get("headers_stripped")),
               *unfamiliar_lines(metrics.get("cnn_unfamiliar")),
               "| class | forest | headers only | CNN | ensemble | sent to review |", "|---|---|---|---|---|---|"]
     for cls, m in metrics["per_class"].items():
@@ -578,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     ensemble = ensemble_nested(series, labels, forest, cnn, base, fit_dissent=fit_dissent, shifted=shifted)
     forest_alone = ensemble_nested(series, labels, forest, cnn, base, use=("forest",), fit_dissent=fit_dissent,
                                    shifted=shifted)
+    stripped = ensemble_nested(series, labels, forest, cnn, base, fit_dissent=fit_dissent, shifted=shifted,
+                               answered_as=headers_stripped)
     rows = make_rows(series, labels, forest, cnn, ensemble)
     for r, s in zip(rows, series):
         alone = forest_alone[s.series_uid]
@@ -594,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         "ensemble": score(rows, "ensemble"),
         "review": review_figures(rows),
         "orientation": f"{sum(r['orientation'] == r['orientation_truth'] for r in rows)}/{len(rows)}",
+        "headers_stripped": review_figures(make_rows(series, labels, forest, cnn, stripped)),
         "brain_only": {k: score(brain, k) for k in ("forest", "headers", "cnn", "ensemble")}
         | {"review": review_figures(brain)} if brain else None,
         "per_class": per_class(rows),
