@@ -93,6 +93,39 @@ def test_folder_reports_corrupt_dicom_and_ignores_non_dicom(messy_folder):
     assert source.ignored >= 4  # README, empty file, thumbs.db, DICOMDIR
 
 
+def test_folder_names_compressed_files_it_cannot_read(tmp_path, caplog):
+    """A folder of gzipped DICOM (as dcm2niix's test sets ship) must not look like an empty folder."""
+    import gzip
+    import zipfile
+
+    _, files = write_classic_series(tmp_path / "plain", recipe_headers("T2_2D", np.random.default_rng(1)), n=3)
+    (tmp_path / "gz").mkdir()
+    for f in files:
+        (tmp_path / "gz" / (f.name + ".gz")).write_bytes(gzip.compress(f.read_bytes()))
+    with zipfile.ZipFile(tmp_path / "series.zip", "w") as z:
+        z.write(files[0], files[0].name)
+    source = FolderSource(tmp_path)
+    with caplog.at_level("WARNING"):
+        refs = list(source)
+    assert len(refs) == 1 and len(refs[0].files) == 3  # the plain files are read as before
+    assert len(source.compressed) == 4
+    assert len(source.problems) == 1
+    assert source.problems[0].startswith("4 compressed file(s) not read (gzip, zip;")
+    assert "decompress" in caplog.text
+
+
+def test_folder_of_only_compressed_files_says_why_nothing_was_found(tmp_path):
+    import gzip
+
+    _, files = write_classic_series(tmp_path / "x", recipe_headers("FLAIR_2D", np.random.default_rng(2)), n=2)
+    for f in files:
+        f.with_name(f.name + ".gz").write_bytes(gzip.compress(f.read_bytes()))
+        f.unlink()
+    source = FolderSource(tmp_path)
+    assert list(source) == []
+    assert len(source.problems) == 1 and source.problems[0].startswith("2 compressed file(s) not read (gzip;")
+
+
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         list(FolderSource(tmp_path / "nope"))

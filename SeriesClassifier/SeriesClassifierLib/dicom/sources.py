@@ -72,6 +72,22 @@ def _int_or_none(value) -> int | None:
         return None
 
 
+# First bytes of the compressed files test-data repositories and exports carry (dcm2niix's test sets gzip every
+# file): a folder of them holds DICOM that nothing here reads, and the user must hear why no series was found.
+_COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"PK\x03\x04", "zip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+                     (b"(\xb5/\xfd", "zstd"), (b"7z\xbc\xaf\x27\x1c", "7z"))
+
+
+def compression_of(path: Path) -> str | None:
+    """The compression a file's first bytes announce ("gzip", "zip", …), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return None
+    return next((name for magic, name in _COMPRESSED_MAGIC if head.startswith(magic)), None)
+
+
 def looks_like_dicom(path: Path) -> bool:
     """True when the file has the DICOM preamble ('DICM' at byte 128)."""
     try:
@@ -287,13 +303,29 @@ class FolderSource:
     """Every DICOM series under a folder (any layout, mixed studies, non-DICOM files beside them).
 
     Zero-byte files, non-DICOM files and DICOMDIR files are passed over silently (counted in
-    ``ignored``); DICOM files that cannot be read are listed in ``problems`` with the reason.
+    ``ignored``); DICOM files that cannot be read are listed in ``problems`` with the reason, and so,
+    in one line, are compressed files (``compressed``), which may hold DICOM this reader cannot see.
     """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.problems: list[str] = []
         self.ignored: int = 0
+        self.compressed: list[Path] = []
+
+    def _pass_over(self, path: Path) -> None:
+        self.ignored += 1
+        if compression_of(path):
+            self.compressed.append(path)
+
+    def _report_compressed(self) -> None:
+        if not self.compressed:
+            return
+        kinds = sorted({compression_of(p) or "compressed" for p in self.compressed})
+        self.problems.append(f"{len(self.compressed)} compressed file(s) not read ({', '.join(kinds)}; e.g. "
+                             f"{self.compressed[0]}): decompress them (e.g. gunzip -r, unzip) to classify the "
+                             "DICOM they may hold")
+        log.warning(self.problems[-1])
 
     def _files(self) -> Iterator[Path]:
         if self.root.is_file():
@@ -323,14 +355,14 @@ class FolderSource:
                     continue
                 values, info = read_grouping_tags(path)
             except NotDicomError:
-                self.ignored += 1
+                self._pass_over(path)
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
                 if looks_like_dicom(path):
                     self.problems.append(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})")
                     log.warning(self.problems[-1])
                 else:
-                    self.ignored += 1
+                    self._pass_over(path)
                 continue
             if values["SOPClassUID"] == DICOMDIR_SOP_CLASS:
                 self.ignored += 1
@@ -356,6 +388,7 @@ class FolderSource:
             ref.instances.append(info)
         for uid, ref in refs.items():
             ref.notes.extend(duplicates.notes(uid))  # told with the series' other warnings
+        self._report_compressed()
         yield from refs.values()
 
 
