@@ -312,17 +312,20 @@ class FolderSource:
         self.problems: list[str] = []
         self.ignored: int = 0
         self.compressed: list[Path] = []
+        self._compressions: set[str] = set()
 
     def _pass_over(self, path: Path) -> None:
         self.ignored += 1
-        if compression_of(path):
+        kind = compression_of(path)
+        if kind:
             self.compressed.append(path)
+            self._compressions.add(kind)
 
     def _report_compressed(self) -> None:
         if not self.compressed:
             return
-        kinds = sorted({compression_of(p) or "compressed" for p in self.compressed})
-        self.problems.append(f"{len(self.compressed)} compressed file(s) not read ({', '.join(kinds)}; e.g. "
+        kinds = ", ".join(sorted(self._compressions))
+        self.problems.append(f"{len(self.compressed)} compressed file(s) not read ({kinds}; e.g. "
                              f"{self.compressed[0]}): decompress them (e.g. gunzip -r, unzip) to classify the "
                              "DICOM they may hold")
         log.warning(self.problems[-1])
