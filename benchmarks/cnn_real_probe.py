@@ -58,23 +58,30 @@ def real_slices(data: Path, model) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return images, np.array(uids), model.infer(images)["embedding"], labels
 
 
+def series_scores(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict,
+                  with_facts: bool = False) -> dict[str, np.ndarray]:
+    """{series uid: mean slice log-probability per class}; ``with_facts``: the classes its pixel facts rule
+    out at -inf (unless they rule out every class)."""
+    from SeriesClassifierLib.vocabulary import load_vocabulary
+
+    vocabulary = load_vocabulary()
+    scores = {}
+    for u in dict.fromkeys(uids):
+        mean = log_p[uids == u].mean(axis=0)
+        facts = (labels[u].get("facts") or {}) if with_facts else {}
+        ruled_out = np.array([bool(vocabulary.ruling_out(c, facts)) for c in classes])
+        scores[u] = np.where(ruled_out, -np.inf, mean) if facts and not ruled_out.all() else mean
+    return scores
+
+
 def series_answers(log_p: np.ndarray, uids: np.ndarray, classes: list[str], labels: dict,
                    with_facts: bool = False) -> dict[str, tuple[str, float]]:
     """{series uid: (answer, its mean slice probability)}; ``with_facts``: restricted to what its pixel facts
     leave."""
-    from SeriesClassifierLib.vocabulary import load_vocabulary
-
-    vocabulary = load_vocabulary()
     answers = {}
-    for u in dict.fromkeys(uids):
-        slices = log_p[uids == u]
-        mean = slices.mean(axis=0)
-        facts = (labels[u].get("facts") or {}) if with_facts else {}
-        ruled_out = np.array([bool(vocabulary.ruling_out(c, facts)) for c in classes])
-        if facts and not ruled_out.all():
-            mean = np.where(ruled_out, -np.inf, mean)
-        best = int(np.argmax(mean))
-        answers[u] = classes[best], float(np.exp(slices[:, best]).mean())
+    for u, scores in series_scores(log_p, uids, classes, labels, with_facts).items():
+        best = int(np.argmax(scores))
+        answers[u] = classes[best], float(np.exp(log_p[uids == u][:, best]).mean())
     return answers
 
 

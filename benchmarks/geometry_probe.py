@@ -54,12 +54,11 @@ def geometry_forest(seed: int, copies: int = 3):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cnn_real_probe import add_anatomy, real_slices
+    from cnn_real_probe import add_anatomy, real_slices, series_scores
 
     from SeriesClassifierLib.models.cnn import CnnModel
     from SeriesClassifierLib.resources import default_models_dir
     from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
-    from SeriesClassifierLib.vocabulary import load_vocabulary
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, type=Path)
@@ -69,21 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     model = CnnModel.load(default_models_dir())
     classes = model.config.sequence_classes
-    vocabulary = load_vocabulary()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         images, uids, _, labels = real_slices(args.data, model)
         series = [s for s in read_all_series(resolve_refs(args.data)) if s.series_uid in set(uids)]
     if args.manifest:
         add_anatomy(labels, args.manifest)
-    log_p = np.log(model.infer(images)["sequence"] + 1e-9)
-    cnn = []
-    for s in series:
-        facts = labels[s.series_uid].get("facts") or {}
-        ruled_out = np.array([bool(vocabulary.ruling_out(c, facts)) for c in classes])
-        mean = log_p[uids == s.series_uid].mean(axis=0)
-        cnn.append(np.where(ruled_out, -np.inf, mean) if facts and not ruled_out.all() else mean)
-    cnn = np.array(cnn)
+    scores = series_scores(np.log(model.infer(images)["sequence"] + 1e-9), uids, classes, labels, with_facts=True)
+    cnn = np.array([scores[s.series_uid] for s in series])
     truth = np.array([labels[s.series_uid]["sequence"] for s in series])
     heads = np.array([labels[s.series_uid].get("anatomy") == "brain/head" for s in series])
 

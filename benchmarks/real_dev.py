@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from cnn_gradcam_docs import KEEP as STRIPPED_KEEPS  # what a stripped file keeps: one definition
 
 from SeriesClassifierLib.models.bundle import ModelBundle, default_models_dir, load_bundle
 from SeriesClassifierLib.models.ensemble import EnsembleParams, combine, fit_params
@@ -284,15 +285,11 @@ def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams, use=("for
     return out
 
 
-# What an anonymiser that strips everything leaves (benchmarks/cnn_gradcam_docs.py's files): identity and the
-# pixel module; acquisition parameters, names, ImageType and geometry go.
-IDENTITY = {"SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "Rows", "Columns"}
-
-
 def headers_stripped(s: Series) -> Series:
-    """``s`` as the decision sees it when its files keep only identity and pixels (the CNN's output is the
-    one from the files as they are: its figure's definition, K slices arranged by their geometry)."""
-    return replace(s, header={k: v for k, v in s.header.items() if k in IDENTITY}, geometry=None,
+    """``s`` as the decision sees it when its files keep only identity and pixels, exactly what
+    ``cnn_gradcam_docs.py``'s stripped copies keep (the CNN's output is the one from the files as they are:
+    its figure's definition, K slices arranged by their geometry)."""
+    return replace(s, header={k: v for k, v in s.header.items() if k in STRIPPED_KEEPS}, geometry=None,
                    orientation=None, series_description="")
 
 
