@@ -85,6 +85,17 @@ def test_ensemble_thresholds_must_lie_in_0_1(tmp_path, key):
     assert getattr(EnsembleParams.load(tmp_path), key) == 0.5
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("alone_weights", {"cnn": float("nan")}, "alone_weights: weight of 'cnn'"),
+    ("alone_weights", [0.5], "alone_weights must be an object"),
+    ("review_alone", "cnn", "review_alone must be a list"),
+])
+def test_settings_for_a_lone_model_are_checked(tmp_path, key, value, message):
+    (tmp_path / "ensemble.json").write_text(json.dumps({key: value}))
+    with pytest.raises(BundleError, match=message):
+        EnsembleParams.load(tmp_path)
+
+
 @pytest.mark.parametrize("temperature", [float("nan"), 0.0, float("inf"), -2.0])
 def test_forest_temperatures_must_be_finite_and_positive(bundled, temperature):
     _edit_json(bundled / "forest.json", lambda d: d["temperatures"].update(sequence=temperature))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from SeriesClassifierLib.models.ensemble import EnsembleParams, combine, fit_params
+from SeriesClassifierLib.models.ensemble import EnsembleParams, combine, fit_alone_weight, fit_params
 from SeriesClassifierLib.prediction import ModelOutput, TaskPrediction
 
 CLASSES = ["T1_3D_PRE", "T1_3D_POST", "FLAIR_2D", "DWI"]
@@ -83,6 +83,55 @@ def test_fit_params_trusts_the_reliable_model_and_beats_the_plain_mean():
         return float(-np.mean(np.log(np.clip(probs, 1e-6, 1))))
 
     assert nll(params) < nll(EnsembleParams())
+
+
+def test_a_lone_model_is_tempered_by_its_own_weight_where_the_bundle_fits_one():
+    params = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 0.2}, alone_weights={"cnn": 0.6})
+    forest = _out("forest", {"FLAIR_2D": 0.7, "DWI": 0.3})
+    cnn = _out("cnn", {"FLAIR_2D": 0.8, "T1_3D_PRE": 0.2})
+    alone = combine({"cnn": cnn}, params).sequence
+    expected = 0.8 ** 0.6 / (0.8 ** 0.6 + 0.2 ** 0.6 + 2 * 1e-4 ** 0.6)  # two zeros floored at 1e-4
+    assert alone.label == "FLAIR_2D" and alone.probability == pytest.approx(expected, abs=1e-3)
+    pooling_only = EnsembleParams.from_dict({**params.to_dict(), "alone_weights": {}})
+    assert combine({"cnn": cnn}, pooling_only).sequence.probability < alone.probability - 0.1
+    # beside the forest the CNN keeps its pooling weight: the alone weight changes nothing there
+    assert (combine({"forest": forest, "cnn": cnn}, params).sequence.probabilities
+            == combine({"forest": forest, "cnn": cnn}, pooling_only).sequence.probabilities)
+
+
+def test_a_model_the_bundle_does_not_trust_alone_sends_its_lone_answers_to_review():
+    params = EnsembleParams(method="log_linear", weights={"forest": 1.0, "cnn": 1.0}, review_threshold=0.0,
+                            review_alone=["cnn"])
+    cnn = _out("cnn", {"DWI": 0.99, "FLAIR_2D": 0.01})
+    forest = _out("forest", {"DWI": 0.99, "FLAIR_2D": 0.01})
+    lone = combine({"cnn": cnn}, params)
+    assert lone.needs_review and "only cnn answered: its answers alone always go to review" in lone.reasons
+    assert not combine({"forest": forest}, params).needs_review
+    assert not combine({"forest": forest, "cnn": cnn}, params).needs_review
+
+
+def _overconfident(n: int, seed: int, right: float, top: float):
+    """A model right ``right`` of the time, always at probability ``top``."""
+    rng = np.random.default_rng(seed)
+    outputs, truth = [], []
+    for _ in range(n):
+        t = CLASSES[rng.integers(len(CLASSES))]
+        answer = t if rng.random() < right else [c for c in CLASSES if c != t][rng.integers(3)]
+        rest = (1 - top) / (len(CLASSES) - 1)
+        outputs.append(_out("cnn", {answer: top, **{c: rest for c in CLASSES if c != answer}}))
+        truth.append(t)
+    return outputs, truth
+
+
+def test_fit_alone_weight_makes_the_shown_probability_match_how_often_the_model_is_right():
+    outputs, truth = _overconfident(400, 5, right=0.5, top=0.97)
+    w = fit_alone_weight(outputs, truth)
+    assert w < 1
+    shown = combine({"cnn": outputs[0]}, EnsembleParams(method="log_linear", alone_weights={"cnn": w}))
+    assert 0.4 < shown.sequence.probability < 0.6  # right half the time: shown about a half, not 0.97
+    timid, timid_truth = _overconfident(400, 6, right=0.95, top=0.6)
+    assert fit_alone_weight(timid, timid_truth) > 1  # right more often than it says: sharpened
+    assert fit_alone_weight([None, outputs[0]], ["DWI", ""]) is None  # nothing answered and labelled
 
 
 def test_fit_params_needs_two_models():

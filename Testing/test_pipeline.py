@@ -160,6 +160,21 @@ def test_headers_stripped_leaves_the_cnn_to_answer_alone(bundle_dir, tmp_path):
     assert q.needs_review and any("the forest's answer is a guess" in r for r in q.reasons)
 
 
+def test_pixels_alone_go_to_review_when_the_bundle_says_so(bundle_dir, study):
+    class SureCnn:
+        def predict(self, series):
+            return ModelOutput("cnn", sequence=tp("FLAIR_2D", 0.99, "T2_2D"))
+
+    bundle = load_bundle(bundle_dir)
+    bundle.cnn = SureCnn()
+    bundle.ensemble.review_threshold = 0.5
+    assert any(not p.needs_review for p in classify(study[0], bundle, use_forest=False) if p.sequence)
+    bundle.ensemble.review_alone = ["cnn"]  # as the shipped bundle: pixels alone are right too rarely
+    predictions = [p for p in classify(study[0], bundle, use_forest=False) if p.sequence]
+    assert predictions and all(p.needs_review and "only cnn answered: its answers alone always go to review"
+                               in p.reasons for p in predictions)
+
+
 def test_a_failing_model_does_not_stop_the_run(bundle_dir, study):
     class BrokenCnn:
         def predict(self, series):

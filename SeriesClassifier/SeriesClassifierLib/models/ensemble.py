@@ -11,7 +11,9 @@ class both models rank second is demoted below their own answers. A series goes 
 the top sequence probability is under the threshold, when a model holds a different top
 sequence with at least ``disagreement_confidence``, when pooling favoured a class no model
 answered, when the pooled contrast answer contradicts the contrast the sequence answer implies, or when no
-model could say anything.
+model could say anything. A model that is the only voter is tempered by its own weight when the bundle
+fits one (``alone_weights``, ``fit_alone_weight``), and goes to review when the bundle says its lone answers
+must (``review_alone``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class EnsembleParams:
     crown_compromise: bool = False
     # review when the pooled contrast answer contradicts the contrast the sequence answer implies
     flag_contrast_contradiction: bool = True
+    # a model's weight when it is the only voter (its temperature alone); absent: its weight beside the others,
+    # which was fitted where the others speak too and says little about how far to trust it without them
+    alone_weights: dict[str, float] = field(default_factory=dict)
+    # models whose answer, when they are the only voter, always goes to review
+    review_alone: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,13 +94,17 @@ def _finite(value: Any, low: float, high: float) -> bool:
 def _params_problem(d: dict[str, Any]) -> str | None:
     """What makes ensemble settings unusable (NaN weights turn every series into one class, unflagged)."""
     weights = d.get("weights", {})
-    if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
-        return "weights must be an object of model name to number"
-    for name, w in weights.items():
-        if not _finite(w, 0.0, 1e3):
-            return f"weight of {name!r} is {w!r}, not a finite number in 0..1000"
+    problem = _weights_problem(weights, "weights")
+    if problem:
+        return problem
     if weights and not any(w > 0 for w in weights.values()):
         return "every weight is 0: no model would count"
+    problem = _weights_problem(d.get("alone_weights", {}), "alone_weights")
+    if problem:
+        return problem
+    review_alone = d.get("review_alone", [])
+    if not isinstance(review_alone, list) or not all(isinstance(n, str) for n in review_alone):
+        return "review_alone must be a list of model names"
     for key in ("review_threshold", "attribute_review_threshold", "disagreement_confidence"):
         if key in d and not _finite(d[key], 0.0, 1.0):
             return f"{key} is {d[key]!r}, not a number in 0..1"
@@ -102,6 +113,16 @@ def _params_problem(d: dict[str, Any]) -> str | None:
     for key in ("flag_disagreement", "unfamiliar_votes", "crown_compromise", "flag_contrast_contradiction"):
         if not isinstance(d.get(key, True), bool):
             return f"{key} must be true or false"
+    return None
+
+
+def _weights_problem(weights: Any, key: str) -> str | None:
+    if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
+        return f"{key} must be an object of model name to number"
+    which = "" if key == "weights" else f"{key}: "
+    for name, w in weights.items():
+        if not _finite(w, 0.0, 1e3):
+            return f"{which}weight of {name!r} is {w!r}, not a finite number in 0..1000"
     return None
 
 
@@ -193,7 +214,9 @@ def _trusted_confidence(params: EnsembleParams, name: str, prediction: TaskPredi
     return _log_linear([(_weight(params, name), prediction)]).probability
 
 
-def _weight(params: EnsembleParams, name: str) -> float:
+def _weight(params: EnsembleParams, name: str, alone: bool = False) -> float:
+    if alone and name in params.alone_weights:
+        return float(params.alone_weights[name])
     return float(params.weights.get(name, 1.0))
 
 
@@ -213,8 +236,12 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
     reasons: list[str] = []
     review: list[str] = []
     answered = {n: o for n, o in outputs.items() if o is not None}
+    alone = len(answered) == 1
 
-    seq_votes = [(_weight(params, n), o.sequence) for n, o in answered.items() if o.sequence is not None]
+    def weight(name: str) -> float:
+        return _weight(params, name, alone)
+
+    seq_votes = [(weight(n), o.sequence) for n, o in answered.items() if o.sequence is not None]
     sequence = _pool(seq_votes, params.method)
     moved = None if sequence is None or params.crown_compromise else _models_answer(
         sequence, {n: o.sequence for n, o in answered.items() if o.sequence is not None})
@@ -234,13 +261,13 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
             if n != params.exact_orientation_model and o.orientation and o.orientation.label != orientation.label:
                 reasons.append(f"{n} sees {o.orientation.label}; geometry says {orientation.label}")
     else:
-        orientation = _pool([(_weight(params, n), o.orientation) for n, o in answered.items() if o.orientation],
+        orientation = _pool([(weight(n), o.orientation) for n, o in answered.items() if o.orientation],
                             params.method)
 
     attributes: dict[str, TaskPrediction] = {}
     codes = sorted({code for o in answered.values() for code in o.attributes})
     for code in codes:
-        mean = _pool([(_weight(params, n), o.attributes[code]) for n, o in answered.items() if code in o.attributes],
+        mean = _pool([(weight(n), o.attributes[code]) for n, o in answered.items() if code in o.attributes],
                      params.method)
         if mean is not None:
             attributes[code] = mean
@@ -261,6 +288,8 @@ def combine(outputs: dict[str, ModelOutput], params: EnsembleParams | None = Non
     else:
         # a model that ran and said nothing (pixels unreadable, say) leaves the answer to the others: look at it
         review += [f"{n} gave no answer" for n, o in answered.items() if o.sequence is None]
+        review += [f"only {n} answered: its answers alone always go to review"
+                   for n in answered if alone and n in params.review_alone]
         if sequence.probability < params.review_threshold:
             runner = [f"{lbl} {p:.2f}" for lbl, p in sequence.top(3)[1:] if p > 0.05]
             review.append(
@@ -343,3 +372,26 @@ def fit_params(
     params.review_threshold = round(review_threshold(p.max(axis=1), p.argmax(axis=1) == y[complete],
                                                      target_accuracy), 4)
     return params
+
+
+def fit_alone_weight(outputs: Sequence[ModelOutput | None], truth: Sequence[str],
+                     grid: np.ndarray | None = None) -> float | None:
+    """The weight (inverse temperature) that makes one model's own answers likeliest where it answers alone.
+
+    Its pooling weight is fitted beside the other models and shrinks as they carry the answer; alone it would
+    show a number that means little. None without an answered, labelled series to fit on.
+    """
+    rows = [(o.sequence, t) for o, t in zip(outputs, truth) if o is not None and o.sequence is not None and t]
+    if not rows:
+        return None
+    classes = sorted({c for p, _ in rows for c in p.probabilities} | {t for _, t in rows})
+    logs = _log_matrix([p for p, _ in rows], classes)
+    y = np.array([classes.index(t) for _, t in rows])
+    grid = np.exp(np.linspace(np.log(0.1), np.log(8.0), 36)) if grid is None else np.asarray(grid)
+
+    def nll(w: float) -> float:
+        z = w * logs
+        z = z - z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+
+    return round(float(min(grid, key=nll)), 4)
