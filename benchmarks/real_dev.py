@@ -23,7 +23,8 @@ How each figure is made, so none is measured on data its model saw:
   novelty, not-brain, stripped headers).
 - **headers stripped**: the same nested decision for each series as its files would be with only identity and
   pixels left (``headers_stripped``): the forest is left out and the CNN answers alone; what the product
-  lets through unreviewed then.
+  lets through unreviewed then, and how far the probability it shows can be trusted (``shown_confidence``),
+  with the CNN's weight alone fitted on the other sources (``fit_pooling``) and, to compare, its pooling weight.
 - **leave-one-vendor-out on generated data**: forests fitted on the generated rows of all but
   one vendor, scored on that vendor. These outputs are the shifted data the pooling weights are also
   fitted on (``--shifted-share``, half the weight by default): on development series alone, where the
@@ -56,7 +57,7 @@ import numpy as np
 from cnn_gradcam_docs import KEEP as STRIPPED_KEEPS  # what a stripped file keeps: one definition
 
 from SeriesClassifierLib.models.bundle import ModelBundle, default_models_dir, load_bundle
-from SeriesClassifierLib.models.ensemble import EnsembleParams, combine, fit_params
+from SeriesClassifierLib.models.ensemble import EnsembleParams, combine, fit_alone_weight, fit_params
 from SeriesClassifierLib.models.plausibility import rules_broken
 from SeriesClassifierLib.prediction import OUTCOMES, ModelOutput, SeriesPrediction
 from SeriesClassifierLib.run.pipeline import decide, read_all_series, resolve_refs
@@ -227,10 +228,13 @@ class Shifted:
 
 
 def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict,
-                base: EnsembleParams, fit_dissent: bool = True, shifted: Shifted | None = None) -> EnsembleParams:
+                base: EnsembleParams, fit_dissent: bool = True, shifted: Shifted | None = None,
+                fit_alone: bool = True) -> EnsembleParams:
     """Pooling weights (NLL on the development series and, with ``shifted``, on shifted data too), then the
     review threshold, and the dissent bar unless ``fit_dissent`` is false, with every review rule in place
-    (training.review_fit). The review rules are fitted on development series only."""
+    (training.review_fit). The review rules are fitted on development series only. With ``fit_alone``, the
+    CNN's weight alone too (``ensemble.fit_alone_weight``) on the development series: the forest's own
+    weight is fitted where it answers alone already (the shifted rows), the CNN's only beside the forest."""
     uids = [s.series_uid for s in fit_series]
     outputs = [outputs_for(u, forest, cnn, ("forest", "cnn")) for u in uids]
     truth = [labels[u]["sequence"] for u in uids]
@@ -246,6 +250,10 @@ def fit_pooling(fit_series: list[Series], forest: dict, cnn: dict, labels: dict,
     else:
         params.review_threshold = fit_review_threshold(fit_series, outputs, truth, params, TARGET_ACCURACY)
     params.unknown_threshold = fit_unknown_threshold(fit_series, outputs, truth, params)
+    alone = fit_alone_weight([o.get("cnn") for o in outputs], truth, WEIGHT_GRID) if fit_alone else None
+    params.alone_weights = {k: w for k, w in params.alone_weights.items() if k != "cnn"}
+    if alone is not None:
+        params.alone_weights["cnn"] = alone
     return params
 
 
@@ -268,16 +276,16 @@ def physics_rule_figures(series, labels, gen_series, gen_labels, rows) -> dict:
 
 def ensemble_nested(series, labels, forest, cnn, base: EnsembleParams, use=("forest", "cnn"),
                     fit_dissent: bool = True, shifted: Shifted | None = None,
-                    answered_as=lambda s: s) -> dict[str, SeriesPrediction]:
+                    answered_as=lambda s: s, fit_alone: bool = True) -> dict[str, SeriesPrediction]:
     """Each source's series decided with pooling fitted on the other sources; ``answered_as(series)`` is the
     series the decision sees (e.g. its headers stripped), the fit always the series as read."""
     out = {}
     for source in sorted({labels[s.series_uid]["source"] for s in series}):
         others = [s for s in series if labels[s.series_uid]["source"] != source]
-        params = fit_pooling(others, forest, cnn, labels, base, fit_dissent, shifted)
-        log(f"fold {source} ({'+'.join(use)}): weights {params.weights}, review threshold "
-            f"{params.review_threshold}, dissent bar {params.disagreement_confidence}, unknown threshold "
-            f"{params.unknown_threshold}")
+        params = fit_pooling(others, forest, cnn, labels, base, fit_dissent, shifted, fit_alone)
+        log(f"fold {source} ({'+'.join(use)}): weights {params.weights}, alone {params.alone_weights}, "
+            f"review threshold {params.review_threshold}, dissent bar {params.disagreement_confidence}, "
+            f"unknown threshold {params.unknown_threshold}")
         bundle = ModelBundle(ensemble=params, version=f"fold-{source}")
         for s in series:
             if labels[s.series_uid]["source"] == source:
@@ -426,6 +434,26 @@ def review_figures(rows: list[dict]) -> dict:
     }
 
 
+CONFIDENCE_BANDS = ((0.0, 0.3), (0.3, 0.5), (0.5, 0.7), (0.7, 1.0))
+
+
+def shown_confidence(predictions: dict[str, SeriesPrediction], labels: dict) -> dict:
+    """How far the probability a reviewer sees can be trusted: its mean beside the share right, the mean
+    negative log-likelihood of the truth (its probability floored at 1e-4), and the share right per band."""
+    shown = [(p.sequence.probability, p.sequence.label == labels[u]["sequence"],
+              p.sequence.probabilities.get(labels[u]["sequence"], 0.0)) for u, p in predictions.items() if p.sequence]
+    if not shown:
+        return {}
+    top, right, truth = (np.array(x, dtype=float) for x in zip(*shown))
+    bands = {}
+    for low, high in CONFIDENCE_BANDS:
+        inside = (top >= low) & ((top < high) if high < 1 else (top <= high))
+        bands[f"{low:.1f}-{high:.1f}"] = f"{int(right[inside].sum())}/{int(inside.sum())}"
+    return {"n": len(shown), "mean_shown_p": round(float(top.mean()), 3), "right": f"{int(right.sum())}/{len(shown)}",
+            "share_right": round(float(right.mean()), 3),
+            "nll_of_truth": round(float(-np.log(np.maximum(truth, 1e-4)).mean()), 3), "right_by_band": bands}
+
+
 def unfamiliar_figures(series, labels, forest, cnn, base: EnsembleParams, fit_dissent: bool = True,
                        shifted: Shifted | None = None) -> dict:
     """The CNN's embedding novelty on real series: how its right and wrong answers split, and what the other
@@ -492,13 +520,24 @@ def unfamiliar_lines(u: dict | None) -> list[str]:
             f"{d['correct']}/{d['n']}, review {r['sent_to_review']}, right among the rest {r['accepted_correct']}.", ""]
 
 
-def stripped_lines(r: dict | None) -> list[str]:
+def stripped_lines(r: dict | None, shown: dict | None = None) -> list[str]:
     if not r:
         return []
-    return [f"Headers stripped to identity and pixels (the forest left out, the CNN alone, every review rule): "
-            f"sent to review {r['sent_to_review']}; right among the rest {r['accepted_correct']}; wrong answers "
-            f"sent to review {r['wrong_caught']}. Outcomes: " + "; ".join(f"{o} {v}" for o, v in r["outcomes"].items())
-            + ".", ""]
+    lines = [f"Headers stripped to identity and pixels (the forest left out, the CNN alone, every review rule): "
+             f"sent to review {r['sent_to_review']}; right among the rest {r['accepted_correct']}; wrong answers "
+             f"sent to review {r['wrong_caught']}. Outcomes: " + "; ".join(f"{o} {v}" for o, v in r["outcomes"].items())
+             + ".", ""]
+    if shown:
+        lines += ["| CNN alone, tempered by | mean shown p | right | NLL of the truth | "
+                  + " | ".join(f"right, shown p {b}" for b in shown["alone_weight"]["right_by_band"]) + " |",
+                  "|---|---|---|---|" + "---|" * len(CONFIDENCE_BANDS)]
+        for key, name in (("pooling_weight", "its pooling weight (fitted beside the forest)"),
+                          ("alone_weight", "its weight alone (fitted alone)")):
+            c = shown[key]
+            lines.append(f"| {name} | {c['mean_shown_p']:.2f} | {c['right']} | {c['nll_of_truth']:.2f} | "
+                         + " | ".join(c["right_by_band"].values()) + " |")
+        lines.append("")
+    return lines
 
 
 def summary_markdown(metrics: dict) -> str:
@@ -517,7 +556,7 @@ def summary_markdown(metrics: dict) -> str:
               f"{r['accepted_interval_95_by_study'][1]:.2f}); wrong answers sent to review: {r['wrong_caught']}. "
               f"Orientation: {metrics['orientation']}.", "",
               "Outcomes: " + "; ".join(f"{o} {v}" for o, v in r["outcomes"].items()) + ".", "",
-              *stripped_lines(metrics.get("headers_stripped")),
+              *stripped_lines(metrics.get("headers_stripped"), metrics.get("headers_stripped_confidence")),
               *unfamiliar_lines(metrics.get("cnn_unfamiliar")),
               "| class | forest | headers only | CNN | ensemble | sent to review |", "|---|---|---|---|---|---|"]
     for cls, m in metrics["per_class"].items():
@@ -605,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
                                    shifted=shifted)
     stripped = ensemble_nested(series, labels, forest, cnn, base, fit_dissent=fit_dissent, shifted=shifted,
                                answered_as=headers_stripped)
+    stripped_pooled = ensemble_nested(series, labels, forest, cnn, base, fit_dissent=fit_dissent, shifted=shifted,
+                                      answered_as=headers_stripped, fit_alone=False)
     rows = make_rows(series, labels, forest, cnn, ensemble)
     for r, s in zip(rows, series):
         alone = forest_alone[s.series_uid]
@@ -622,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         "review": review_figures(rows),
         "orientation": f"{sum(r['orientation'] == r['orientation_truth'] for r in rows)}/{len(rows)}",
         "headers_stripped": review_figures(make_rows(series, labels, forest, cnn, stripped)),
+        "headers_stripped_confidence": {"alone_weight": shown_confidence(stripped, labels),
+                                        "pooling_weight": shown_confidence(stripped_pooled, labels)},
         "brain_only": {k: score(brain, k) for k in ("forest", "headers", "cnn", "ensemble")}
         | {"review": review_figures(brain)} if brain else None,
         "per_class": per_class(rows),
