@@ -8,6 +8,10 @@ BLIND is a folder of real scanner series that no model, threshold or choice was 
 source, description) was written from the folder names and the sources' READMEs *before* this was
 run. Run it once per bundle: a test set used to choose anything is no longer a test set.
 
+Beside the product's answer, each series is decided again as its files would be with only identity and pixels
+left (``real_dev.headers_stripped``: the CNN alone), to see whether the probability shown then means on
+unseen sources what it means on the development set.
+
 Writes predictions.csv, metrics.json, confusion_ensemble.png and summary.md to --out.
 """
 
@@ -21,9 +25,11 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from real_dev import headers_stripped, shown_confidence
+
 from SeriesClassifierLib.models.bundle import load_bundle
 from SeriesClassifierLib.prediction import OUTCOMES
-from SeriesClassifierLib.run.pipeline import classify
+from SeriesClassifierLib.run.pipeline import classify, decide
 from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
 
 
@@ -50,12 +56,16 @@ def read_labels(path: Path) -> dict[str, dict[str, str]]:
         return {row["series_uid"]: row for row in csv.DictReader(fp)}
 
 
-def prediction_rows(data: Path, labels: dict[str, dict[str, str]]) -> list[dict]:
-    rows = []
-    for p in classify(data, load_bundle()):
+def prediction_rows(data: Path, labels: dict[str, dict[str, str]]) -> tuple[list[dict], dict]:
+    """(one row per labelled series, {series uid: its decision with headers stripped})."""
+    rows, stripped = [], {}
+    bundle = load_bundle()
+    read = {}
+    for p in classify(data, bundle, on_result=lambda s, p: read.__setitem__(s.series_uid, s)):
         lab = labels.get(p.series_uid)
         if lab is None:
             continue
+        stripped[p.series_uid] = bare = decide(headers_stripped(read[p.series_uid]), p.models, bundle)
         forest, cnn = p.models.get("forest"), p.models.get("cnn")
         rows.append({
             "folder": lab["folder"], "vendor": lab["vendor"], "source": lab["source"], "truth": lab["sequence"],
@@ -65,12 +75,21 @@ def prediction_rows(data: Path, labels: dict[str, dict[str, str]]) -> list[dict]
             "forest": forest.sequence.label if forest and forest.sequence else "",
             "cnn": cnn.sequence.label if cnn and cnn.sequence else "",
             "outcome": p.outcome, "reasons": " | ".join(p.reasons), "unknown": p.unknown or "",
+            "stripped": bare.sequence.label if bare.sequence else "",
+            "stripped_p": round(bare.sequence.probability, 3) if bare.sequence else "",
+            "stripped_outcome": bare.outcome,
         })
-    return rows
+    return rows, stripped
 
 
 def tally(rows: list[dict], key: str) -> str:
     return f"{sum(r[key] == r['truth'] for r in rows)}/{len(rows)}"
+
+
+def outcome_tally(rows: list[dict], answer: str, outcome: str) -> dict[str, str]:
+    """{outcome: "R right of N"} for the answers in column ``answer`` and their outcomes in ``outcome``."""
+    return {o: f"{sum(r[answer] == r['truth'] for r in rows if r[outcome] == o)} right of "
+               f"{sum(r[outcome] == o for r in rows)}" for o in OUTCOMES}
 
 
 def metrics_of(rows: list[dict]) -> dict:
@@ -84,12 +103,12 @@ def metrics_of(rows: list[dict]) -> dict:
                        for v in vendors},
         "per_class": {c: tally([r for r in rows if r["truth"] == c], "ensemble")
                       for c in sorted({r["truth"] for r in rows})},
-        "outcomes": {o: f"{sum(r['ensemble'] == r['truth'] for r in rows if r['outcome'] == o)} right of "
-                        f"{sum(r['outcome'] == o for r in rows)}" for o in OUTCOMES},
+        "outcomes": outcome_tally(rows, "ensemble", "outcome"),
         "right_among_classified": tally(accepted, "ensemble"),
         "confident_wrong": [f"{r['folder']}: {r['truth']} read as {r['ensemble']} ({r['ensemble_p']})"
                             for r in accepted if r["ensemble"] != r["truth"]],
         "label_confidence": dict(Counter(r["label_confidence"] for r in rows)),
+        "headers_stripped": {"outcomes": outcome_tally(rows, "stripped", "stripped_outcome")},
     }
 
 
@@ -104,6 +123,13 @@ def summary_markdown(m: dict) -> str:
     lines += [f"| {c} | {v} |" for c, v in m["per_class"].items()]
     if m["confident_wrong"]:
         lines += ["", "Wrong and not sent to review:", *[f"- {w}" for w in m["confident_wrong"]]]
+    bare = m["headers_stripped"]
+    if bare.get("shown"):
+        c = bare["shown"]
+        lines += ["", "Headers stripped to identity and pixels (the CNN alone): outcomes "
+                  + "; ".join(f"{o} {v}" for o, v in bare["outcomes"].items())
+                  + f". Shown probability {c['mean_shown_p']:.2f} on average, right {c['right']}; right by shown p: "
+                  + ", ".join(f"{band} {v}" for band, v in c["right_by_band"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -122,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rows = prediction_rows(args.data, read_labels(args.labels))
+        labels = read_labels(args.labels)
+        rows, stripped = prediction_rows(args.data, labels)
     with open(args.out / "predictions.csv", "w", newline="", encoding="utf-8") as fp:
         writer = csv.DictWriter(fp, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     metrics = metrics_of(rows)
+    metrics["headers_stripped"]["shown"] = shown_confidence(stripped, labels)
     report = task_metrics([r["truth"] for r in rows], [r["ensemble"] or "-" for r in rows])
     plot_confusion(report, args.out / "confusion_ensemble.png", "Ensemble, blind real series")
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
