@@ -143,6 +143,20 @@ def test_contrast_enhances_vessels(phantom, no_site_effects):
     assert post["DURA"] / post["WM"] > pre["DURA"] / pre["WM"]
 
 
+def test_inflow_brightens_arteries_of_a_2d_gradient_echo_without_contrast(phantom, no_site_effects):
+    kw = dict(acquisition="2D", repetition_time=8.6, echo_time=4.0, flip_angle=20, slice_thickness=6.0,
+              slice_spacing=6.0, n_slices=12, rows=128, columns=128, pixel_spacing=(1.8, 1.8))
+    scout = means("SCOUT", phantom, ("ARTERY", "WM"), threshold=0.6, orientation="AXIAL", **kw)
+    assert scout["ARTERY"] > 1.5 * scout["WM"]  # saturated blood (no inflow) would sit below white matter
+    p = physics.tissue_params(3.0)
+    stationary = physics.spoiled_gre(p, 8.6, 4.0, 20)
+    fresh = physics.inflow_gre(p, 8.6, 4.0, 20, artery=1.0, vein=0.0)
+    artery, wm = p.index("ARTERY"), p.index("WM")
+    assert stationary[artery] < stationary[wm] < fresh[artery]
+    assert physics.inflow_gre(p, 8.6, 4.0, 20, 0.0, 0.0) == pytest.approx(stationary)  # no inflow: the Ernst signal
+    assert fresh[wm] == pytest.approx(stationary[wm])  # tissue does not flow
+
+
 def test_diffusion_contrast(phantom, no_site_effects):
     kw = dict(rows=96, columns=96, pixel_spacing=(2.4, 2.4), fat_suppressed=True)
     adc = means("ADC", phantom, b_values=(0.0, 1000.0), **kw)

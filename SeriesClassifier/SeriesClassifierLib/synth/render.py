@@ -847,10 +847,25 @@ def _simple(ctx: _Context, signal, flow: str, snr_base: float) -> RenderedSeries
     return _result(ctx, scale(ctx, finish(ctx, img, snr_for(ctx, snr_base))))
 
 
+def _inflow_gre(ctx, tr: float, fa: float):
+    """``signal(p, te)`` of a spoiled gradient echo with this series' inflow (``physics.inflow_gre``).
+
+    The fractions of fresh arterial and venous spins are drawn per series (flow speed, slice thickness and the
+    vessels' angle to the slice vary): high in a 2-D slice, low in a 3-D slab. Without it every vessel of a
+    pre-contrast gradient echo is dark, and bright vessels would mean "post-contrast" to the CNN.
+    """
+    if ctx.spec.acquisition == "3D":
+        artery, vein = ctx.rng.uniform(0.05, 0.35), ctx.rng.uniform(0.0, 0.15)
+    else:
+        artery, vein = ctx.rng.uniform(0.4, 1.0), ctx.rng.uniform(0.2, 0.7)
+    return lambda p, te: ph.inflow_gre(p, tr, te, fa, artery, vein)
+
+
 def _scout(ctx):
     s = ctx.spec
     tr, te, fa = _v(s.repetition_time, 8.6), _v(s.echo_time, 4.0), _v(s.flip_angle, 20)
-    return _simple(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), "none", 3.0)
+    signal = _inflow_gre(ctx, tr, fa)
+    return _simple(ctx, lambda p: signal(p, te), "none", 3.0)
 
 
 def _t1_2d(ctx):
@@ -873,7 +888,8 @@ def _t1_3d(ctx):
         te = _v(s.echo_time, 3.0)
         return _simple(ctx, lambda p: ph.mprage(p, ti, tr, fa, es, 160, te), "none", 9.0)
     tr, te, fa = _v(s.repetition_time, 8), _v(s.echo_time, 3.5), _v(s.flip_angle, 15)
-    return _simple(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), "none", 8.0)
+    signal = _inflow_gre(ctx, tr, fa)
+    return _simple(ctx, lambda p: signal(p, te), "none", 8.0)
 
 
 def _t2(ctx, te_default=95.0, tr_default=4500.0, snr=6.0):
@@ -931,9 +947,10 @@ def _t2star(ctx):
     s = ctx.spec
     tr, te, fa = _v(s.repetition_time, 650), _v(s.echo_time, 20), _v(s.flip_angle, 20)
     tes = list(s.extra.get("echo_times") or ())
+    signal = _inflow_gre(ctx, tr, fa)
     if int(s.extra.get("n_echoes", 1)) > 1 and len(tes) > 1:  # multi-echo GRE
-        return _echoes(ctx, lambda p, t: ph.spoiled_gre(p, tr, t, fa), tes, "none", 5.0)
-    return _simple(ctx, lambda p: ph.spoiled_gre(p, tr, te, fa), "none", 5.0)
+        return _echoes(ctx, signal, tes, "none", 5.0)
+    return _simple(ctx, lambda p: signal(p, te), "none", 5.0)
 
 
 def _wrap(phase: np.ndarray) -> np.ndarray:
@@ -1274,9 +1291,10 @@ def _fieldmap(ctx):
         s0 = _epi_s0(ctx, _v(s.echo_time, 65), _v(s.repetition_time, 7000))
         (img,) = sample(ctx, [s0], epi_shift=epi_shift_map(ctx))
         return _result(ctx, scale(ctx, epi_artefacts(ctx, finish(ctx, img, snr_for(ctx, 4.0))), 400, 1500))
+    signal = _inflow_gre(ctx, tr, fa)
     if part == "b0map":  # field map in Hz, as GE and Philips scanners compute it
         ppm = offresonance_ppm(ctx) + 0.3 * local_field_ppm(ctx)
-        mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te1, fa))
+        mag = tissue_volume(ctx, lambda p: signal(p, te1))
         img, f = sample(ctx, [mag, ppm])
         hz = f * 1e-6 * ph.field_tesla_gamma() * ctx.field_strength
         hz = np.where(img > 0.1 * _reference(img), hz, 0) + ctx.rng.normal(0, 2.0, hz.shape)
@@ -1288,7 +1306,7 @@ def _fieldmap(ctx):
         return _result(ctx, np.concatenate([hz, magnitude]), n_volumes=2, signed=True)
     if part.startswith("phase"):
         ppm = offresonance_ppm(ctx) + 0.3 * local_field_ppm(ctx)
-        mag = tissue_volume(ctx, lambda p: ph.spoiled_gre(p, tr, te1, fa))
+        mag = tissue_volume(ctx, lambda p: signal(p, te1))
         img, f = sample(ctx, [mag, ppm])
         dphi = 2 * np.pi * f * 1e-6 * ph.field_tesla_gamma() * ctx.field_strength * (te2 - te1) / 1000.0
         snr = snr_for(ctx, 3.0)
@@ -1297,7 +1315,7 @@ def _fieldmap(ctx):
         dphi = dphi + ctx.rng.standard_normal(dphi.shape).astype(np.float32) * np.minimum(sigma, np.pi)
         dphi = _wrap(dphi)
         return _result(ctx, np.clip(dphi / np.pi * 4096, -4096, 4095).astype(np.float32), signed=True)
-    vols = [tissue_volume(ctx, lambda p, te=te: ph.spoiled_gre(p, tr, te, fa)) for te in (te1, te2)]
+    vols = [tissue_volume(ctx, lambda p, te=te: signal(p, te)) for te in (te1, te2)]
     imgs = sample(ctx, vols)
     snr = snr_for(ctx, 3.0)
     ref = _reference(imgs[0])
