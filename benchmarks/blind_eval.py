@@ -29,7 +29,7 @@ from real_dev import headers_stripped, shown_confidence
 
 from SeriesClassifierLib.models.bundle import load_bundle
 from SeriesClassifierLib.prediction import OUTCOMES
-from SeriesClassifierLib.run.pipeline import classify, decide
+from SeriesClassifierLib.run.pipeline import decide, predict_all, read_all_series, resolve_refs
 from SeriesClassifierLib.training.evaluate import plot_confusion, task_metrics
 
 
@@ -60,12 +60,11 @@ def prediction_rows(data: Path, labels: dict[str, dict[str, str]]) -> tuple[list
     """(one row per labelled series, {series uid: its decision with headers stripped})."""
     rows, stripped = [], {}
     bundle = load_bundle()
-    read = {}
-    for p in classify(data, bundle, on_result=lambda s, p: read.__setitem__(s.series_uid, s)):
+    for series, p in predict_all(read_all_series(resolve_refs(data)), bundle):  # what classify() does
         lab = labels.get(p.series_uid)
         if lab is None:
             continue
-        stripped[p.series_uid] = bare = decide(headers_stripped(read[p.series_uid]), p.models, bundle)
+        stripped[p.series_uid] = bare = decide(headers_stripped(series), p.models, bundle)
         forest, cnn = p.models.get("forest"), p.models.get("cnn")
         rows.append({
             "folder": lab["folder"], "vendor": lab["vendor"], "source": lab["source"], "truth": lab["sequence"],
