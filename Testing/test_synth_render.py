@@ -109,6 +109,25 @@ def test_t2_csf_bright_t1_csf_dark(phantom, no_site_effects):
     assert ciss["CSF"] > 2 * ciss["WM"]
 
 
+def test_spin_echo_t1_at_1_5_t_has_white_matter_brighter_than_grey(phantom, no_site_effects):
+    # with excised-tissue T1 (WM 884 ms) a 1.5-T spin-echo T1 image came out isointense (GM/WM ≈ 1); in vivo
+    # T1 (WM 646 ms) gives the contrast scanners show
+    for seed in range(3):
+        t1 = means("T1_2D_PRE", phantom, seed=seed, field_strength=1.5, repetition_time=550, echo_time=12)
+        assert t1["GM"] < 0.88 * t1["WM"]
+
+
+def test_incidental_mt_darkens_white_matter_of_2d_spin_echo_trains(phantom, no_site_effects):
+    p = physics.tissue_params(3.0)
+    mt = physics.incidental_mt(p, 0.2)
+    wm, gm, csf, fat = (mt[p.index(n)] for n in ("WM", "GM", "CSF", "FAT"))
+    assert wm == pytest.approx(0.8) and wm < gm < 1.0 and csf == fat == 1.0
+    assert physics.incidental_mt(p, 0.0) == pytest.approx(np.ones(len(p.names)))
+    for seed in range(3):  # 3-T FLAIR: grey matter brighter than white, not the isointense image of T1 alone
+        flair = means("FLAIR_2D", phantom, seed=seed, repetition_time=9000, inversion_time=2500, echo_time=100)
+        assert flair["GM"] > 1.08 * flair["WM"]
+
+
 def test_flair_nulls_csf_and_shows_lesions(phantom, no_site_effects):
     flair = means("FLAIR_2D", phantom, repetition_time=9000, inversion_time=2500, echo_time=100)
     assert flair["CSF"] < 0.35 * flair["WM"]

@@ -5,7 +5,9 @@ entry per tissue) and return one signal per tissue; the renderer mixes them with
 phantom's fraction maps. Times in ms, ADC in mm²/s, concentrations in mM.
 
 Sources of the relaxation values (rounded, brain at 37 °C):
-  Stanisz GJ et al., MRM 2005;54:507 — T1/T2 of WM, GM, muscle, blood at 1.5 T and 3 T.
+  Stanisz GJ et al., MRM 2005;54:507 — T2 of WM and GM; T1/T2 of muscle, blood at 1.5 T and 3 T.
+  Wright PJ et al., MAGMA 2008;21:121 — T1 of WM/GM in vivo at 1.5 T and 3 T (Stanisz's are of excised
+    tissue: their WM T1 at 1.5 T, 884 ms, makes a spin-echo T1 image isointense, which scanners' are not).
   Wansapura JP et al., JMRI 1999;9:531 — T1/T2 of WM/GM at 3 T.
   Lu H et al., MRM 2005;54:1403 (CSF/blood T1 at 3 T); Lu H et al., JMRI 2004;20:400 (blood).
   de Bazelaire CMJ et al., Radiology 2004;230:652 — fat, muscle, marrow T1/T2 at 1.5/3 T.
@@ -24,8 +26,8 @@ import numpy as np
 
 # tissue: (PD, T1@1.5T, T2@1.5T, T2*@1.5T, T1@3T, T2@3T, T2*@3T, ADC 1e-3 mm²/s, FA, chi (ppm vs tissue), CBV)
 _TABLE: dict[str, tuple[float, ...]] = {
-    "GM": (0.80, 1124, 95, 70, 1820, 99, 50, 0.85, 0.15, 0.0, 0.045),
-    "WM": (0.69, 884, 72, 60, 1084, 69, 45, 0.75, 0.55, 0.0, 0.022),
+    "GM": (0.80, 1197, 95, 70, 1607, 99, 50, 0.85, 0.15, 0.0, 0.045),
+    "WM": (0.69, 646, 72, 60, 838, 69, 45, 0.75, 0.55, 0.0, 0.022),
     "CSF": (1.00, 4000, 2000, 1000, 4300, 1800, 900, 3.00, 0.03, 0.0, 0.0),
     "FAT": (0.90, 343, 100, 40, 382, 90, 30, 0.05, 0.05, 0.0, 0.005),
     "BONE": (0.05, 500, 2, 1, 600, 2, 1, 0.10, 0.05, -2.0, 0.0),
@@ -163,6 +165,24 @@ def inflow_gre(p: TissueParams, tr: float, te: float, flip_deg: float, artery: f
     fresh = p.pd * np.sin(np.deg2rad(flip_deg)) * np.exp(-te / p.t2s)
     f = np.where(p.is_blood == 1, artery, np.where(p.is_blood == 2, vein, 0.0))
     return (1 - f) * stationary + f * np.maximum(fresh, stationary)
+
+
+# bound (macromolecular) pool of each tissue relative to white matter's (WM f ≈ 0.13, GM ≈ 0.06: Sled JG &
+# Pike GB, MRM 2001;46:923); free fluids, fat and blood have almost none. Lesions lose myelin, so less than WM.
+_MT_RELATIVE = {"WM": 1.0, "GM": 0.5, "MUSCLE": 0.75, "DURA": 0.7, "CHOROID": 0.2, "PITUITARY": 0.5, "MS": 0.5,
+                "EDEMA": 0.3, "TUMOR": 0.4, "STROKE": 0.5, "BLEED": 0.3, "LIVER": 0.6, "SPLEEN": 0.4,
+                "KIDNEY": 0.4, "PROSTATE": 0.5, "MARROW": 0.2, "CARTILAGE": 0.9, "TENDON": 1.0, "DISC": 0.5}
+
+
+def incidental_mt(p: TissueParams, wm_loss: float) -> np.ndarray:
+    """Per-tissue signal factor of the magnetisation transfer a multi-slice spin-echo train causes by itself.
+
+    The refocusing pulses of the other slices are off-resonance for this one: they saturate the bound pool,
+    which passes the saturation to free water by exchange (Melki PS & Mulkern RV, MRM 1992;24:189). White
+    matter loses ``wm_loss`` of its signal, other tissues in proportion to their bound pool: grey matter
+    becomes brighter than white in T2, PD and FLAIR images than the relaxation times alone make it.
+    """
+    return 1.0 - wm_loss * np.array([_MT_RELATIVE.get(n, 0.0) for n in p.names])
 
 
 def mprage(

@@ -861,6 +861,14 @@ def _inflow_gre(ctx, tr: float, fa: float):
     return lambda p, te: ph.inflow_gre(p, tr, te, fa, artery, vein)
 
 
+def _train_mt(ctx):
+    """Per-tissue factor (``physics.incidental_mt``) of a spin-echo train's magnetisation transfer: a 2-D
+    multi-slice train loses 10-25 % of white matter's signal (slice count, spacing and refocusing power vary);
+    a 3-D slab has no other slices and a low-flip train (SPACE/CUBE), so it keeps nearly all of it."""
+    loss = ctx.rng.uniform(0.1, 0.25) if ctx.spec.acquisition != "3D" else 0.0
+    return lambda p: ph.incidental_mt(p, loss)
+
+
 def _scout(ctx):
     s = ctx.spec
     tr, te, fa = _v(s.repetition_time, 8.6), _v(s.echo_time, 4.0), _v(s.flip_angle, 20)
@@ -896,7 +904,8 @@ def _t2(ctx, te_default=95.0, tr_default=4500.0, snr=6.0):
     s = ctx.spec
     tr, te = _v(s.repetition_time, tr_default), _v(s.echo_time, te_default)
     te = min(te, 140.0) if s.acquisition == "3D" else te  # SPACE/CUBE: equivalent TE of the variable-flip train
-    return _simple(ctx, lambda p: ph.spin_echo(p, tr, te), "void", snr)
+    mt = _train_mt(ctx)
+    return _simple(ctx, lambda p: ph.spin_echo(p, tr, te) * mt(p), "void", snr)
 
 
 def _haste(ctx):
@@ -918,7 +927,8 @@ def _flair(ctx):
     # scanners choose TI to null CSF at their TR: reproduce that, whatever nominal TI the header carries
     ti_null = -t1_csf * np.log((1 + np.exp(-tr / t1_csf)) / 2)
     ti = ti_null * ctx.rng.uniform(0.97, 1.03)
-    return _simple(ctx, lambda p: ph.inversion_recovery(p, tr, te, ti), "void", 5.0)
+    mt = _train_mt(ctx)
+    return _simple(ctx, lambda p: ph.inversion_recovery(p, tr, te, ti) * mt(p), "void", 5.0)
 
 
 def _echoes(ctx, signal, echo_times, flow: str, snr_base: float) -> RenderedSeries:
@@ -938,9 +948,10 @@ def _pd(ctx):
     tr, te = _v(s.repetition_time, 3000), _v(s.echo_time, 15)
     te = min(te, 40.0)
     tes = list(s.extra.get("echo_times") or ())
+    mt = _train_mt(ctx)
     if int(s.extra.get("n_echoes", 1)) > 1 and len(tes) > 1:  # PD + T2 dual echo
-        return _echoes(ctx, lambda p, t: ph.spin_echo(p, tr, t), [min(tes[0], 40.0), *tes[1:]], "void", 7.0)
-    return _simple(ctx, lambda p: ph.spin_echo(p, tr, te), "void", 7.0)
+        return _echoes(ctx, lambda p, t: ph.spin_echo(p, tr, t) * mt(p), [min(tes[0], 40.0), *tes[1:]], "void", 7.0)
+    return _simple(ctx, lambda p: ph.spin_echo(p, tr, te) * mt(p), "void", 7.0)
 
 
 def _t2star(ctx):
