@@ -8,7 +8,7 @@ Sources of the relaxation values (rounded, brain at 37 °C):
   Stanisz GJ et al., MRM 2005;54:507 — T2 of WM and GM; T1/T2 of muscle, blood at 1.5 T and 3 T.
   Wright PJ et al., MAGMA 2008;21:121 — T1 of WM/GM in vivo at 1.5 T and 3 T (Stanisz's are of excised
     tissue: their WM T1 at 1.5 T, 884 ms, makes a spin-echo T1 image isointense, which scanners' are not).
-  Wansapura JP et al., JMRI 1999;9:531 — T1/T2 of WM/GM at 3 T.
+  Wansapura JP et al., JMRI 1999;9:531 — WM/GM at 3 T in vivo (T1 832/1331 ms: Wright's WM, a shorter GM).
   Lu H et al., MRM 2005;54:1403 (CSF/blood T1 at 3 T); Lu H et al., JMRI 2004;20:400 (blood).
   de Bazelaire CMJ et al., Radiology 2004;230:652 — fat, muscle, marrow T1/T2 at 1.5/3 T.
   Peters AM et al., MRI 2007;25:748 and Wansapura 1999 — T2* of WM/GM.
