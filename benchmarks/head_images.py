@@ -72,17 +72,19 @@ def series_value(images: np.ndarray, measure: str) -> float:
     return float(np.median(values)) if values else float("nan")
 
 
-def sampled(folder: Path, keep) -> Iterator[tuple[dict, np.ndarray]]:
-    """(label row, the CNN's input slices) of every series of ``folder`` whose label row ``keep`` accepts."""
+def sampled(folder: Path, keep, model=None) -> Iterator[tuple[dict, np.ndarray]]:
+    """(label row, the CNN's input slices) of every series of ``folder`` whose label row ``keep`` accepts, as
+    ``model`` (default: the bundled CNN) samples them. Only those series' headers are read, one at a time."""
+    from SeriesClassifierLib.dicom.headers import read_series
     from SeriesClassifierLib.models.cnn import CnnModel
     from SeriesClassifierLib.resources import default_models_dir
-    from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
+    from SeriesClassifierLib.run.pipeline import resolve_refs
     from SeriesClassifierLib.training.corpus import cnn_samples
 
     with open(folder / "labels.csv", newline="", encoding="utf-8") as fp:
         labels = {r["series_uid"]: r for r in csv.DictReader(fp) if keep(r)}
-    model = CnnModel.load(default_models_dir())
-    wanted = (s for s in read_all_series(resolve_refs(folder)) if s.series_uid in labels)
+    model = model or CnnModel.load(default_models_dir())
+    wanted = (read_series(ref) for ref in resolve_refs(folder) if ref.series_uid in labels)
     for s, sm in cnn_samples(model, wanted, name=lambda s: s.series_uid):
         yield labels[s.series_uid], sm.images
 

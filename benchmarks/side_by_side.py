@@ -20,49 +20,35 @@ import csv
 from pathlib import Path
 
 import numpy as np
-
-
-def _labels(folder: Path) -> dict[str, dict]:
-    with open(folder / "labels.csv", newline="", encoding="utf-8") as fp:
-        return {r["series_uid"]: r for r in csv.DictReader(fp)}
-
-
-def _sampled(model, folder: Path, wanted: dict[str, str]) -> list[tuple[str, object]]:
-    """(title, the slices the CNN samples) of each series of ``folder`` whose uid ``wanted`` names."""
-    from SeriesClassifierLib.run.pipeline import read_all_series, resolve_refs
-    from SeriesClassifierLib.training.corpus import cnn_samples
-
-    chosen = (s for s in read_all_series(resolve_refs(folder)) if s.series_uid in wanted)
-    return [(wanted[s.series_uid], sampled) for s, sampled in cnn_samples(model, chosen)]
+from head_images import sampled  # the CNN's input slices of chosen labelled series: one definition
 
 
 def real_pictures(model, real: Path, cases: list[str], every_slice: bool) -> list[tuple[str, np.ndarray]]:
     from SeriesClassifierLib.models.cnn import head_classes
 
     classes = head_classes(model.config)["sequence"]
-    wanted = {u: r["case"] for u, r in _labels(real).items() if r["case"] in cases}
     pictures = []
-    for case, sampled in _sampled(model, real, wanted):
-        probabilities = model.infer(sampled.images)["sequence"]
-        middle = len(sampled.images) // 2
-        for i, (image, p) in enumerate(zip(sampled.images, probabilities)):
+    for row, images in sampled(real, lambda r: r["case"] in cases, model):
+        probabilities = model.infer(images)["sequence"]
+        for i, p in enumerate(probabilities):
             top = np.argsort(p)[::-1][:3]
-            print(f"{case} slice {i}: " + ", ".join(f"{classes[t]} {p[t]:.2f}" for t in top))
-            if every_slice or i == middle:
-                pictures.append((f"real {case} {i}: {classes[top[0]]}", image))
+            print(f"{row['case']} slice {i}: " + ", ".join(f"{classes[t]} {p[t]:.2f}" for t in top))
+            if every_slice or i == len(images) // 2:
+                pictures.append((f"real {row['case']} {i}: {classes[top[0]]}", images[i]))
     return pictures
 
 
 def generated_pictures(model, corpus: Path, codes: list[str], orientation: str | None,
                        per_class: int) -> list[tuple[str, np.ndarray]]:
+    with open(corpus / "labels.csv", newline="", encoding="utf-8") as fp:
+        rows = list(csv.DictReader(fp))
     rng = np.random.default_rng(0)
-    labels = _labels(corpus)
-    wanted = {}
+    chosen = set()
     for code in codes:
-        rows = [r for r in labels.values() if r["sequence"] == code and orientation in (None, r["orientation"])]
-        for r in rng.permutation(rows)[:per_class]:
-            wanted[r["series_uid"]] = f"generated {code} {r['orientation'].lower()} {r['field_strength']} T"
-    return [(title, s.images[len(s.images) // 2]) for title, s in _sampled(model, corpus, wanted)]
+        of_code = [r["series_uid"] for r in rows if r["sequence"] == code and orientation in (None, r["orientation"])]
+        chosen.update(rng.permutation(of_code)[:per_class])
+    return [(f"generated {r['sequence']} {r['orientation'].lower()} {r['field_strength']} T", images[len(images) // 2])
+            for r, images in sampled(corpus, lambda r: r["series_uid"] in chosen, model)]
 
 
 def draw(pictures: list[tuple[str, np.ndarray]], out: Path, columns: int = 6) -> None:
