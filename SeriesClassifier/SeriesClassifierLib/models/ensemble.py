@@ -356,9 +356,7 @@ def fit_params(
     grid = np.exp(np.linspace(np.log(0.1), np.log(8.0), 36)) if grid is None else np.asarray(grid)
     best, best_w = np.inf, None
     for w in np.stack(np.meshgrid(*[grid] * len(names), indexing="ij"), -1).reshape(-1, len(names)):
-        z = sum(wi * li for wi, li in zip(w, logs))
-        z = z - z.max(axis=1, keepdims=True)
-        nll = float(np.sum(w_rows * (np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])))
+        nll = _nll(sum(wi * li for wi, li in zip(w, logs)), y, w_rows)
         if nll < best:
             best, best_w = nll, w
     params.method = "log_linear"
@@ -388,10 +386,11 @@ def fit_alone_weight(outputs: Sequence[ModelOutput | None], truth: Sequence[str]
     logs = _log_matrix([p for p, _ in rows], classes)
     y = np.array([classes.index(t) for _, t in rows])
     grid = np.exp(np.linspace(np.log(0.1), np.log(8.0), 36)) if grid is None else np.asarray(grid)
+    uniform = np.full(len(y), 1.0 / len(y))
+    return round(float(min(grid, key=lambda w: _nll(w * logs, y, uniform))), 4)
 
-    def nll(w: float) -> float:
-        z = w * logs
-        z = z - z.max(axis=1, keepdims=True)
-        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
 
-    return round(float(min(grid, key=nll)), 4)
+def _nll(z: np.ndarray, y: np.ndarray, row_weight: np.ndarray) -> float:
+    """Weighted negative log-likelihood of classes ``y`` under softmax(``z``) (rows: series, columns: classes)."""
+    z = z - z.max(axis=1, keepdims=True)
+    return float(np.sum(row_weight * (np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])))
