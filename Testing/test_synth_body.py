@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from SeriesClassifierLib.synth import body, render
 from SeriesClassifierLib.synth.cnn_corpus import thin_renderer
 from SeriesClassifierLib.synth.generate import generate_studies
 from SeriesClassifierLib.synth.render import render_series, tissue_maps
+
+_GRID_MID_X = 64  # the body's midline on the template grid (x = 0 mm)
 
 
 @pytest.fixture
@@ -85,7 +88,8 @@ def test_abdomen_diffusion_and_contrast(no_site_effects):
 
 def test_dti_renders_without_white_matter():
     pelvis = body.make_body_phantom(np.random.default_rng(7), "pelvis")
-    assert "WM" not in pelvis.fractions and "TENDON" not in pelvis.fractions
+    isotropic = {k: v for k, v in pelvis.fractions.items() if k not in ("WM", "TENDON")}  # no fibres anywhere
+    pelvis = dataclasses.replace(pelvis, fractions=isotropic)
     rs = render_series(small("DWI", b_values=(0.0, 1000.0, 1000.0, 1000.0)), pelvis, np.random.default_rng(1))
     assert np.isfinite(rs.frames).all() and rs.frames.std() > 0
 
@@ -155,3 +159,43 @@ def test_fat_gain_dims_fat_in_gradient_echoes_only_and_leaves_the_rest_of_the_se
     assert fat_to_wm == pytest.approx(0.4, rel=0.15)
     # a spin-echo train keeps its bright fat
     assert np.array_equal(mean_by_tissue(spin_echo)[0], mean_by_tissue(spin_echo, fat_gain=(0.4, 0.4))[0])
+
+
+def _without_substructure(monkeypatch, part, variant):
+    monkeypatch.setattr(body, "_substructure", lambda canvas, rng: None)
+    return body.load_part.__wrapped__(part, variant)
+
+
+def test_muscles_lie_in_compartments_between_fat_planes(monkeypatch):
+    from scipy import ndimage as ndi
+
+    def compartments(t):
+        labels, _ = ndi.label(t.fractions["MUSCLE"] > 0.6)
+        return int((np.bincount(labels.ravel())[1:] > 50).sum())
+
+    textured = body.load_part("knee", 0)
+    assert body._YELLOW_MARROW not in textured.fractions  # fat to the signal equations
+    assert compartments(textured) >= 4 > compartments(_without_substructure(monkeypatch, "knee", 0))
+
+
+def test_marrow_is_mottled_by_trabeculae_and_fat(monkeypatch):
+    def mottled(t):  # marrow voxels holding a share of bone that partial volume at the cortex cannot explain
+        bone, fat = t.fractions["BONE"], t.fractions["FAT"]
+        return int(((bone > 0.1) & (bone < 0.4) & (fat > 0.55)).sum())
+
+    assert mottled(body.load_part("knee", 0)) > 5 * mottled(_without_substructure(monkeypatch, "knee", 0))
+    spine = body.load_part("spine", 0)
+    red = spine.fractions["MARROW"][spine.fractions["MARROW"] > 0.2]
+    assert red.std() > 0.1  # islands of fat among red marrow
+
+
+def test_a_cervical_spine_has_its_cord_from_the_neck_into_the_brain_above():
+    cervical = [body.load_part("spine", v) for v in range(body.VARIANTS)]
+    cervical = [t for t in cervical if "GM" in t.fractions]
+    assert cervical, "no cervical variant among the spine's"
+    for t in cervical:
+        wm, gm = t.fractions["WM"][_GRID_MID_X], t.fractions["GM"][_GRID_MID_X]
+        cord = wm.max(axis=0)  # along z, the midline's whitest voxel
+        brain_from = int(np.nonzero(gm.max(axis=0) > 0.5)[0].min())
+        assert brain_from > 40  # the brain sits in the upper part of the box, the neck below it
+        assert (cord[2:brain_from] > 0.5).all(), "the cord is broken between the neck and the brain"

@@ -34,6 +34,7 @@ from .anatomy import (
     _displacement,
     _grid_affine,
     _grid_axes,
+    load_template,
     subject_params,
     world_to_template,
 )
@@ -48,6 +49,9 @@ _BRAIN_ONLY = frozenset({"SWI", "SWI_MAG", "SWI_PHASE", "SWI_MINIP", "PERFUSION_
 # a QA phantom is scanned with the fMRI and diffusion protocols too (stability and gradient checks)
 _PHANTOM_EXCLUDED = _BRAIN_ONLY - {"FMRI_BOLD", "FLAIR_2D"}
 
+
+# yellow (fatty) marrow is fat to the signal equations; painted under its own name until its trabeculae are drawn
+_YELLOW_MARROW = "_YELLOW_MARROW"
 
 # the planes each part is mostly imaged in (a head protocol is mostly axial)
 _PLANES = {"knee": {"SAGITTAL": 0.4, "CORONAL": 0.35, "AXIAL": 0.25}, "spine": {"SAGITTAL": 0.65, "AXIAL": 0.35},
@@ -122,9 +126,57 @@ class _Canvas:
 
     def bone(self, center, radii, cortex: float, marrow: str = "MARROW", power: float = 2.0,
              within: np.ndarray | float = 1.0) -> None:
+        """Cortex around marrow: red ("MARROW") or yellow ("FAT", kept apart until its trabeculae are drawn)."""
         outer, inner = self.shell(center, radii, cortex, power)
         self.paint("BONE", outer * within)
-        self.paint(marrow, inner * within)
+        self.paint(_YELLOW_MARROW if marrow == "FAT" else marrow, inner * within)
+
+    def flare(self, centre_xy, z_end: float, radii_end, z_shaft: float, radii_shaft, cortex: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(whole, marrow) of a long bone's end: its elliptic section widens smoothly from ``radii_shaft`` at
+        ``z_shaft`` (and beyond: the shaft) to ``radii_end`` at ``z_end``, where it stops."""
+        t = np.clip((self.z - z_end) / (z_shaft - z_end), 0, 1)
+        t = t * t * (3 - 2 * t)
+        rx = radii_end[0] + (radii_shaft[0] - radii_end[0]) * t
+        ry = radii_end[1] + (radii_shaft[1] - radii_end[1]) * t
+        lo, hi = sorted((z_end, np.sign(z_shaft - z_end) * 300.0))
+        along = self.between(lo, hi)
+
+        def inside(shrink: float) -> np.ndarray:
+            d = np.hypot((self.x - centre_xy[0]) / (rx - shrink), (self.y - centre_xy[1]) / (ry - shrink))
+            return np.clip((1 - d) * (np.minimum(rx, ry) - shrink) / GRID_SPACING + 0.5, 0, 1) * along
+
+        return inside(0.0), inside(cortex)
+
+    def bones(self, pieces: list[tuple[np.ndarray, np.ndarray]], marrow: str = "MARROW") -> None:
+        """One bone made of overlapping (whole, marrow) pieces: cortex only where no piece has marrow."""
+        for whole, _ in pieces:
+            self.paint("BONE", whole)
+        for _, inner in pieces:
+            self.paint(_YELLOW_MARROW if marrow == "FAT" else marrow, inner)
+
+    def blend(self, fractions: dict[str, np.ndarray], weight: np.ndarray) -> None:
+        """Cross-fade to whole tissue maps: ``weight`` 1 keeps only ``fractions`` (its air is air), 0 the canvas."""
+        weight = np.clip(weight, 0, 1).astype(np.float32)
+        for frac in self.fractions.values():
+            frac *= 1 - weight
+        for tissue, frac in fractions.items():
+            self.fractions.setdefault(tissue, np.zeros(_GRID_SHAPE, np.float32))
+            self.fractions[tissue] += frac * weight
+
+    def merge(self, source: str, target: str) -> None:
+        """All of ``source`` becomes ``target``."""
+        self.move(source, target, np.ones(1, np.float32))
+        self.fractions.pop(source, None)
+
+    def move(self, source: str, target: str, share: np.ndarray) -> None:
+        """Turn ``share`` (0…1) of ``source`` into ``target`` in place: a texture inside one tissue."""
+        if source not in self.fractions:
+            return
+        moved = self.fractions[source] * np.clip(share, 0, 1).astype(np.float32)
+        self.fractions[source] -= moved
+        self.fractions.setdefault(target, np.zeros(_GRID_SHAPE, np.float32))
+        self.fractions[target] += moved
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -141,17 +193,23 @@ def _knee(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     c.paint("MUSCLE", c.ellipsoid((0, 8, 0), (r_leg - fat, r_leg - fat, np.inf)) * (c.y > -20))
     c.paint("FAT", c.ellipsoid((0, -24, -12), (20, 10, 14)))  # Hoffa's fat pad
     gap = _u(rng, 3.5, 6.0)  # joint space
+    femur = []
     for side in (-1, 1):  # femoral condyles, cartilage first so the bone leaves a rim of it
         centre = (side * _u(rng, 17, 22), 6, gap / 2 + 22)
         radii = (_u(rng, 19, 24), _u(rng, 25, 30), 22)
         c.paint("CARTILAGE", c.ellipsoid(centre, tuple(r + 2.5 for r in radii)))
-        c.bone(centre, radii, 2.0, marrow="FAT")
-    c.bone((0, 4, 40), (16, 15, np.inf), 3.0, marrow="FAT", within=c.between(35, 200))  # femoral shaft
+        femur.append(c.shell(centre, radii, 2.0))
+    # the metaphysis flares from the shaft into the condyles: one bone, not a rod on two balls
+    condyles = gap / 2 + 22
+    femur.append(c.flare((0, 5), condyles, (_u(rng, 34, 40), 25), condyles + _u(rng, 45, 60), (16, 15), 3.0))
+    c.bones(femur, marrow="FAT")
     c.paint("FAT", c.ellipsoid((0, 14, 18), (8, 12, 14)))  # intercondylar notch
     plateau = (0, 3, -gap / 2 - 14)
     c.paint("CARTILAGE", c.ellipsoid(plateau, (40, 31, 16.5)) * c.between(-200, plateau[2]))
-    c.bone(plateau, (38, 29, 14), 2.0, marrow="FAT", within=c.between(-200, plateau[2]))
-    c.bone((0, 6, -60), (19, 17, np.inf), 3.0, marrow="FAT", within=c.between(-200, plateau[2]))
+    below = c.between(-200, plateau[2])
+    tibia = [tuple(part * below for part in c.shell(plateau, (38, 29, 14), 2.0)),
+             c.flare((0, 5), plateau[2] - 6, (36, 27), plateau[2] - _u(rng, 40, 55), (19, 17), 3.0)]
+    c.bones(tibia, marrow="FAT")
     c.bone((31, 14, -50), (7, 7, np.inf), 2.0, marrow="FAT", within=c.between(-200, -25))  # fibula
     for side in (-1, 1):  # menisci: dark wedges at the joint line
         c.paint("TENDON", c.ellipsoid((side * 22, 6, -gap / 2), (18, 26, 3.0)) *
@@ -205,11 +263,34 @@ def _spine(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     canal = np.clip(1 - np.hypot(c.x / 11, (c.y - canal_y) / 8), 0, 1) * 8
     c.paint("CSF", canal)
     cord_r = 4.5 if cervical else 3.5
-    conus = 200.0 if cervical else _u(rng, -20, 40)
+    conus = -300.0 if cervical else _u(rng, -20, 40)  # the cord ends at L1-L2, below every cervical level
     c.paint("WM", np.clip(1 - np.hypot(c.x / cord_r, (c.y - canal_y) / (cord_r * 0.8)), 0, 1) * 4
             * c.between(conus, 300))
     c.paint("FAT", np.clip(1 - np.hypot(c.x / 12, (c.y - canal_y - 9) / 3), 0, 1) * 3)  # epidural fat
+    if cervical:
+        _head_above(c, rng, lambda z: y_at(z) + depth + 12)
     return np.array([0.0, y0 + 10, 0.0])
+
+
+# where the head template's medulla leaves the skull (template LPS mm): the cord continues from here
+_MEDULLA_EXIT = (45.0, -70.0)
+
+
+def _head_above(c: _Canvas, rng: np.random.Generator, canal_y: Callable[[float], float]) -> None:
+    """The head template over a cervical spine, its medulla on the spinal canal: a sagittal image of the
+    neck shows the posterior fossa and the brain above it, and the real cervical spines the CNN misread do."""
+    rise = _u(rng, 60, 90)  # mm the head moves up: how much of the neck lies below the skull
+    junction = _MEDULLA_EXIT[1] + rise
+    shift_y = int(round((canal_y(junction) - _MEDULLA_EXIT[0]) / GRID_SPACING))
+    shift_z = int(round(rise / GRID_SPACING))
+    head = {}
+    for tissue, frac in load_template().fractions.items():
+        moved = np.zeros(_GRID_SHAPE, np.float32)
+        src_y = slice(max(0, -shift_y), _GRID_SHAPE[1] - max(0, shift_y))
+        dst_y = slice(max(0, shift_y), _GRID_SHAPE[1] - max(0, -shift_y))
+        moved[:, dst_y, shift_z:] = frac[:, src_y, : _GRID_SHAPE[2] - shift_z]
+        head[tissue] = moved
+    c.blend(head, np.clip((c.z - junction) / 12.0, 0, 1))  # the cord and medulla overlap as they fade
 
 
 def _bowel(c: _Canvas, rng: np.random.Generator, xr, yr, zr, n: int) -> None:
@@ -291,6 +372,50 @@ def _phantom(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     return np.array([0.0, 0.0, 0.0])
 
 
+# ---------------------------------------------------------------- texture within tissues
+
+
+def _sheets(rng: np.random.Generator, spacing: float, half_width: float) -> np.ndarray:
+    """Soft random sheets (0…1), about ``spacing`` mm apart and ``2 * half_width`` mm thick.
+
+    The zero set of smooth noise is a network of curved surfaces; |n| / |grad n| is the distance to it, so
+    the sheets keep their thickness wherever the noise is flat or steep.
+    """
+    noise = ndi.gaussian_filter(rng.standard_normal(_GRID_SHAPE).astype(np.float32), spacing / 3 / GRID_SPACING)
+    slope = np.sqrt(sum(g * g for g in np.gradient(noise, GRID_SPACING)))
+    return np.clip(1.0 - np.abs(noise) / (slope * half_width + 1e-12), 0, 1)
+
+
+def _tubes(rng: np.random.Generator, spacing: float, radius: float) -> np.ndarray:
+    """Soft random tubes (0…1): where two independent sheet networks cross, a branching-looking web of lines."""
+    return np.minimum(_sheets(rng, spacing, radius), _sheets(rng, spacing, radius))
+
+
+def _field(rng: np.random.Generator, scale: float) -> np.ndarray:
+    """Smooth noise of unit spread at ``scale`` mm."""
+    noise = ndi.gaussian_filter(rng.standard_normal(_GRID_SHAPE).astype(np.float32), scale / GRID_SPACING)
+    return noise / (noise.std() + 1e-12)
+
+
+def _substructure(c: _Canvas, rng: np.random.Generator) -> None:
+    """What makes real tissue look like tissue rather than a painted shape (session 20, side by side with
+    real knees and spines): muscles in compartments split by fat planes, fibrous septa and small vessels in
+    fat, vessels in solid organs, and marrow mottled by trabeculae and by islands of fat among red marrow.
+    """
+    c.move("MUSCLE", "FAT", 0.9 * _sheets(rng, _u(rng, 18, 35), _u(rng, 1.2, 2.0)))
+    c.move("FAT", "TENDON", _u(rng, 0.3, 0.6) * _sheets(rng, _u(rng, 10, 20), _u(rng, 0.5, 0.9)))
+    vessels = _tubes(rng, _u(rng, 20, 35), _u(rng, 1.0, 2.0))
+    for tissue in ("FAT", "MUSCLE"):
+        c.move(tissue, "VEIN", vessels)
+    organ_vessels = _tubes(rng, _u(rng, 25, 40), _u(rng, 1.5, 3.0))
+    for tissue in ("LIVER", "SPLEEN", "KIDNEY"):
+        c.move(tissue, "VEIN", organ_vessels)
+    c.move("MARROW", "FAT", np.clip(_u(rng, 0.1, 0.4) + 0.35 * _field(rng, _u(rng, 2.5, 5.0)), 0, 1))
+    trabeculae = np.clip(_u(rng, 0.08, 0.18) + 0.08 * _field(rng, GRID_SPACING * 0.7), 0, 0.4)
+    for marrow in ("MARROW", _YELLOW_MARROW):
+        c.move(marrow, "BONE", trabeculae)
+
+
 _BUILDERS: dict[str, Callable[[_Canvas, np.random.Generator], np.ndarray]] = {
     "knee": _knee, "spine": _spine, "abdomen": _abdomen, "pelvis": _pelvis, "phantom": _phantom,
 }
@@ -307,6 +432,9 @@ def load_part(part: str, variant: int = 0) -> Template:
     rng = np.random.default_rng([PARTS.index(part), variant, 7])
     canvas = _Canvas()
     centre = _BUILDERS[part](canvas, rng)
+    if part != "phantom":  # a test object is made of uniform materials
+        _substructure(canvas, rng)
+    canvas.merge(_YELLOW_MARROW, "FAT")
     fractions = {k: np.ascontiguousarray(np.clip(v, 0, 1), np.float32) for k, v in canvas.fractions.items()}
     for v in fractions.values():
         v.setflags(write=False)
