@@ -7,7 +7,9 @@ protocols and signal equations be acquired on other anatomy, so the CNN learns w
 or a DWI looks like where there is no brain.
 
 Each part is a ``Template`` on the head template's grid (same spacing and box, so the renderer
-needs nothing new), built from ellipsoids and cylinders whose sizes are drawn per variant; a few
+needs nothing new), built from ellipsoids, cylinders and flaring long-bone ends whose sizes are drawn
+per variant, then given the texture real tissue shows (fat planes between muscles, septa and vessels in
+fat, vessels in organs, mottled marrow); a cervical spine carries the head template above it. A few
 variants are cached per process. Per subject come the pose, size, a smooth deformation and the
 fine texture, as for the head. Structures are painted in order, each replacing what it covers,
 so every voxel's fractions sum to at most 1 (air is what is left).
@@ -126,10 +128,8 @@ class _Canvas:
 
     def bone(self, center, radii, cortex: float, marrow: str = "MARROW", power: float = 2.0,
              within: np.ndarray | float = 1.0) -> None:
-        """Cortex around marrow: red ("MARROW") or yellow ("FAT", kept apart until its trabeculae are drawn)."""
-        outer, inner = self.shell(center, radii, cortex, power)
-        self.paint("BONE", outer * within)
-        self.paint(_YELLOW_MARROW if marrow == "FAT" else marrow, inner * within)
+        """Cortex around marrow: red ("MARROW") or yellow ("FAT")."""
+        self.bones([tuple(part * within for part in self.shell(center, radii, cortex, power))], marrow)
 
     def flare(self, centre_xy, z_end: float, radii_end, z_shaft: float, radii_shaft, cortex: float
               ) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +149,10 @@ class _Canvas:
         return inside(0.0), inside(cortex)
 
     def bones(self, pieces: list[tuple[np.ndarray, np.ndarray]], marrow: str = "MARROW") -> None:
-        """One bone made of overlapping (whole, marrow) pieces: cortex only where no piece has marrow."""
+        """One bone made of overlapping (whole, marrow) pieces: cortex only where no piece has marrow.
+
+        Yellow marrow is painted under its own name until its trabeculae are drawn (``_substructure``).
+        """
         for whole, _ in pieces:
             self.paint("BONE", whole)
         for _, inner in pieces:
