@@ -199,3 +199,32 @@ def test_a_cervical_spine_has_its_cord_from_the_neck_into_the_brain_above():
         brain_from = int(np.nonzero(gm.max(axis=0) > 0.5)[0].min())
         assert brain_from > 40  # the brain sits in the upper part of the box, the neck below it
         assert (cord[2:brain_from] > 0.5).all(), "the cord is broken between the neck and the brain"
+
+
+def _ends(phantom, orientation):
+    """Mean signal of the first and last 8 % of rows of a 320 mm field of view, taller than the tissue maps' box."""
+    spec = small("T1_2D_PRE", orientation=orientation, rows=128, columns=128, pixel_spacing=(2.5, 2.5), n_slices=3,
+                 repetition_time=550, echo_time=12)
+    frame = render_series(spec, phantom, np.random.default_rng(0)).frames[1]
+    edge = len(frame) * 8 // 100
+    return float(frame[:edge].mean()), float(frame[-edge:].mean()), float(frame.max())
+
+
+def test_a_neck_and_a_limb_reach_the_edge_of_a_tall_field_of_view_and_a_phantom_does_not(no_site_effects,
+                                                                                           monkeypatch):
+    from SeriesClassifierLib.synth.anatomy import make_phantom
+
+    head = make_phantom(np.random.default_rng(1))
+    knee = body.make_body_phantom(np.random.default_rng(3), "knee")
+    bottle = body.make_body_phantom(np.random.default_rng(0), "phantom")
+    # (the ends' mean signal against the image's brightest pixel: tissue 0.11-0.13 here, air and noise < 0.03)
+    top, bottom, peak = _ends(head, "SAGITTAL")
+    assert max(top, bottom) > 0.06 * peak and min(top, bottom) < 0.03 * peak  # the neck goes on; air above
+    top, bottom, peak = _ends(knee, "CORONAL")
+    assert min(top, bottom) > 0.06 * peak  # the leg goes on both ways
+    top, bottom, peak = _ends(bottle, "CORONAL")
+    assert max(top, bottom) < 0.04 * peak  # an object ends
+
+    monkeypatch.setattr(render, "_z_limits", lambda template: (-np.inf, np.inf))  # the box's edge as a cut
+    top, bottom, peak = _ends(head, "SAGITTAL")
+    assert max(top, bottom) < 0.03 * peak

@@ -92,6 +92,9 @@ class Template:
     surface_center: np.ndarray  # (3,) centre used for the inner-skull radius table
     surface_radius: np.ndarray  # (n_theta, n_phi) distance from centre to the inner skull surface
     brain_center: np.ndarray  # (3,) template LPS
+    # whether the anatomy goes on past the box's inferior and superior faces (a neck, a limb, a trunk) or ends
+    # inside it (a vertex, a phantom): where it goes on, sampling repeats its last full cross-section
+    continues: tuple[bool, bool] = (True, False)
     cache: dict = field(default_factory=dict, repr=False, compare=False)  # maps derived once per process
 
 

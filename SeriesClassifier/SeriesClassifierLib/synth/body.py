@@ -91,6 +91,7 @@ class _Canvas:
     def __init__(self) -> None:
         self.fractions: dict[str, np.ndarray] = {}
         self.x, self.y, self.z = _grid_axes()
+        self.continues = (True, True)  # a limb or trunk goes on past the box, below and above
 
     def paint(self, tissue: str | None, amount: np.ndarray) -> None:
         """Put ``tissue`` (None: air, nothing) where ``amount`` (0…1, broadcastable) says."""
@@ -294,6 +295,7 @@ def _head_above(c: _Canvas, rng: np.random.Generator, canal_y: Callable[[float],
         moved[:, dst_y, shift_z:] = frac[:, src_y, : _GRID_SHAPE[2] - shift_z]
         head[tissue] = moved
     c.blend(head, np.clip((c.z - junction) / 12.0, 0, 1))  # the cord and medulla overlap as they fade
+    c.continues = (True, False)  # the head ends at its vertex
 
 
 def _bowel(c: _Canvas, rng: np.random.Generator, xr, yr, zr, n: int) -> None:
@@ -359,6 +361,7 @@ def _pelvis(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
 
 
 def _phantom(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    c.continues = (False, False)  # an object, whole inside the box
     r = _u(rng, 60, 88)
     if rng.random() < 0.5:
         c.paint("GEL", c.ellipsoid((0, 0, 0), (r, r, r)))
@@ -448,7 +451,7 @@ def load_part(part: str, variant: int = 0) -> Template:
     return Template(
         fractions=fractions, affine=_grid_affine(), brain=ndi.binary_erosion(body, iterations=6).astype(np.float32),
         icv=body, air=air_inside, head=body, wm_points=empty, periventricular_points=empty, cortex_points=empty,
-        surface_center=centre, surface_radius=np.zeros((1, 1)), brain_center=centre,
+        surface_center=centre, surface_radius=np.zeros((1, 1)), brain_center=centre, continues=canvas.continues,
     )
 
 

@@ -511,6 +511,7 @@ class _PlaneSampler:
         self.gscale = (2.0 / ((np.array(_GRID_SHAPE) - 1) * GRID_SPACING)).astype(np.float32)
         self.gshift = (-_GRID_MIN * self.gscale - 1.0).astype(np.float32)
         self.shift_v = None if epi_shift is None else np.asarray(epi_shift, np.float32)[None]
+        self.z_limits = _z_limits(self.phantom.template)
         self.lattice_key = None
         self.lat = self.lat_sub = None
         self.anchor = None  # (template position, displacement) of the last deformation evaluation
@@ -551,6 +552,23 @@ class _PlaneSampler:
                     pe_shift = sh[..., None] * (m @ plane.col).astype(np.float32)
                 t = t + pe_shift
             g[k] = t * self.gscale + self.gshift
+            np.clip(g[k, ..., 2], *self.z_limits, out=g[k, ..., 2])
+
+
+def _z_limits(template) -> tuple[float, float]:
+    """Normalised grid z outside which sampling repeats the anatomy's last full cross-section, on the sides
+    where it goes on past the box (``Template.continues``); ±inf where it ends inside. A field of view taller
+    than the box (a sagittal spine, a head's neck) then shows the neck or trunk reaching the image's edge, as
+    scanners do, instead of a straight cut into black."""
+    if "z_limits" not in template.cache:
+        area = (sum(template.fractions.values()) > 0.5).sum(axis=(0, 1))
+        full = np.nonzero(area >= 0.3 * area.max())[0]
+        first, last = full[0] + 2, full[-1] - 2  # two voxels in from a soft edge
+        top = area.size - 1
+        below, above = template.continues
+        template.cache["z_limits"] = (-1.0 + 2.0 * first / top if below else -np.inf,
+                                      -1.0 + 2.0 * last / top if above else np.inf)
+    return template.cache["z_limits"]
 
 
 def _reduce_depth(smp: np.ndarray, reduce: str) -> np.ndarray:
