@@ -287,13 +287,8 @@ def _head_above(c: _Canvas, rng: np.random.Generator, canal_y: Callable[[float],
     junction = _MEDULLA_EXIT[1] + rise
     shift_y = int(round((canal_y(junction) - _MEDULLA_EXIT[0]) / GRID_SPACING))
     shift_z = int(round(rise / GRID_SPACING))
-    head = {}
-    for tissue, frac in load_template().fractions.items():
-        moved = np.zeros(_GRID_SHAPE, np.float32)
-        src_y = slice(max(0, -shift_y), _GRID_SHAPE[1] - max(0, shift_y))
-        dst_y = slice(max(0, shift_y), _GRID_SHAPE[1] - max(0, -shift_y))
-        moved[:, dst_y, shift_z:] = frac[:, src_y, : _GRID_SHAPE[2] - shift_z]
-        head[tissue] = moved
+    head = {tissue: ndi.shift(frac, (0, shift_y, shift_z), order=0, cval=0.0)
+            for tissue, frac in load_template().fractions.items()}
     c.blend(head, np.clip((c.z - junction) / 12.0, 0, 1))  # the cord and medulla overlap as they fade
     c.continues = (True, False)  # the head ends at its vertex
 
